@@ -1,0 +1,3 @@
+from altcraft.akd.cli import main
+
+main()

@@ -1,0 +1,183 @@
+"""akd: start, stop and watch the platform's processes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from altcraft import registry
+from altcraft.akd import control
+from altcraft.cliutil import (
+    CONFIG_OPTION, EXIT_FAILED, EXIT_NOT_RUNNING, EXIT_OK, EXIT_UNIMPLEMENTED, EXIT_UNKNOWN,
+    fail, format_duration, load_config, print_json,
+)
+
+app = typer.Typer(
+    help="Runs and supervises the platform's processes (PID files in {BASEDIR}/pids, logs in "
+         "{BASEDIR}/logs). Exit codes follow LSB: 0 ok, 1 failed, 3 not running or not "
+         "implemented, 4 unknown, 6 not configured.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    add_completion=False,
+)
+NAMES = typer.Argument(None, help="Process names (default: every implemented process).")
+
+
+def _processes(names: Optional[list[str]], code: int = EXIT_UNKNOWN) -> list[registry.Process]:
+    try:
+        return registry.select(names)
+    except registry.UnknownProcess as exc:
+        raise fail(f"akd: {exc}", code) from None
+
+
+def _print_processes(as_json: bool) -> None:
+    if as_json:
+        print_json([
+            {"name": p.name, "kind": p.kind, "host": p.host, "port": p.port, "status": p.status,
+             "remote": p.remote, "description": p.description, "notes": p.notes}
+            for p in registry.PROCESSES
+        ])
+        return
+    table = Table(title=f"{len(registry.PROCESSES)} processes", show_lines=False)
+    for column in ("name", "title", "kind", "address", "status", "description"):
+        table.add_column(column, no_wrap=column in ("name", "title", "address"))
+    for p in registry.PROCESSES:
+        address = f"{p.host}:{p.port}" if p.port else "-"
+        detail = p.description + (f" ({p.notes})" if p.notes else "")
+        table.add_row(p.name, p.title, p.kind, address, p.status, detail)
+    Console(width=max(160, Console().width)).print(table)
+
+
+@app.callback(invoke_without_command=True)
+def main_callback(
+    ctx: typer.Context,
+    processes: bool = typer.Option(False, "--processes", help="List every platform process and exit."),
+    as_json: bool = typer.Option(False, "--json", help="With --processes: JSON output."),
+) -> None:
+    if processes:
+        _print_processes(as_json)
+        raise typer.Exit(EXIT_OK)
+
+
+def _status_line(s: control.Status, width: int) -> str:
+    pid = f"pid {s.pid}" if s.pid else "-"
+    line = f"{s.state:<9} {s.name:<{width}} {pid:<11} uptime {format_duration(s.uptime):<10} {s.address:<21}"
+    if s.restarts:
+        line += f" restarts {s.restarts}"
+    if s.detail:
+        line += f"  ({s.detail})"
+    return line.rstrip()
+
+
+@app.command()
+def status(
+    names: Optional[list[str]] = NAMES,
+    as_json: bool = typer.Option(False, "--json", help="JSON output for machines."),
+    config: Optional[Path] = CONFIG_OPTION,
+) -> None:
+    """One line per process: state, pid, uptime, address. Exit 0 if all run, 3 if not."""
+    procs = _processes(names)
+    conf, _ = load_config(config, code=EXIT_UNKNOWN, quiet=as_json)
+    statuses = [control.status(conf, p) for p in procs]
+    if as_json:
+        print_json([s.as_dict() for s in statuses])
+    else:
+        width = max(len(p.name) for p in procs)
+        for s in statuses:
+            typer.echo(_status_line(s, width))
+    raise typer.Exit(EXIT_OK if all(s.up for s in statuses) else EXIT_NOT_RUNNING)
+
+
+def _start(procs: list[registry.Process], config: Optional[Path]) -> None:
+    conf, path = load_config(config)
+    planned = [p.name for p in procs if not p.runnable]
+    if planned:
+        raise fail(f"akd: not implemented yet: {', '.join(planned)} (see akd --processes)",
+                   EXIT_UNIMPLEMENTED)
+    width = max(len(p.name) for p in procs)
+    failed = False
+    for p in procs:
+        if not conf.process_settings(p.name).ENABLE:
+            typer.echo(f"skipped   {p.name:<{width}} disabled in main.json")
+            continue
+        s = control.start(conf, path, p)
+        failed |= s.state != "RUNNING"
+        typer.echo(_status_line(s, width))
+        if s.state != "RUNNING":
+            typer.echo(f"akd: {p.name} did not start; see {conf.logs_dir / (p.name + '.log')}", err=True)
+    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+@app.command()
+def start(names: Optional[list[str]] = NAMES, config: Optional[Path] = CONFIG_OPTION) -> None:
+    """Start processes under akd's supervision (restarted if they die)."""
+    _start(_processes(names), config)
+
+
+@app.command()
+def stop(names: Optional[list[str]] = NAMES, config: Optional[Path] = CONFIG_OPTION) -> None:
+    """Stop processes: SIGTERM, then SIGKILL after AKD.STOP_TIMEOUT seconds."""
+    procs = _processes(names)
+    conf, _ = load_config(config, quiet=True)
+    width = max(len(p.name) for p in procs)
+    for p in procs:
+        typer.echo(_status_line(control.stop(conf, p), width))
+
+
+@app.command()
+def restart(names: Optional[list[str]] = NAMES, config: Optional[Path] = CONFIG_OPTION) -> None:
+    """Stop, then start."""
+    procs = _processes(names)
+    conf, _ = load_config(config)
+    for p in procs:
+        control.stop(conf, p)
+    _start(procs, config)
+
+
+@app.command()
+def tail(
+    name: str = typer.Argument(..., help="Process name."),
+    lines: int = typer.Option(50, "--lines", "-n", help="Lines to show first."),
+    follow: bool = typer.Option(True, "--follow/--no-follow", help="Keep printing new lines."),
+    config: Optional[Path] = CONFIG_OPTION,
+) -> None:
+    """Show a process's log ({BASEDIR}/logs/<name>.log), following it by default."""
+    proc = _processes([name])[0]
+    conf, _ = load_config(config, quiet=True)
+    log = conf.logs_dir / f"{proc.name}.log"
+    if not log.exists() and not follow:
+        raise fail(f"akd: no log yet: {log}", EXIT_FAILED)
+    os.execvp("tail", ["tail", f"-n{lines}", *(["-F"] if follow else []), str(log)])
+
+
+@app.command()
+def run(name: str = typer.Argument(..., help="Process name."),
+        config: Optional[Path] = CONFIG_OPTION) -> None:
+    """Run one process in the foreground (what a systemd unit calls)."""
+    from altcraft.akd import runner
+
+    proc = _processes([name])[0]
+    conf, _ = load_config(config)
+    try:
+        runner.run(conf, proc)
+    except runner.NotRunnable as exc:
+        raise fail(f"akd: {exc}", EXIT_UNIMPLEMENTED) from None
+
+
+@app.command(hidden=True)
+def supervise(name: str, config: Optional[Path] = CONFIG_OPTION) -> None:
+    """Internal: the supervisor that `akd start` leaves running for one process."""
+    from altcraft.akd.supervisor import supervise as run_supervisor
+
+    proc = _processes([name])[0]
+    conf, path = load_config(config)
+    raise typer.Exit(run_supervisor(conf, path, proc))
+
+
+def main() -> None:
+    app(prog_name="akd")

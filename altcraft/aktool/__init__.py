@@ -1,0 +1,1 @@
+"""aktool: the maintenance command line."""

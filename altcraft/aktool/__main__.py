@@ -1,0 +1,3 @@
+from altcraft.aktool.cli import main
+
+main()

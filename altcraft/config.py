@@ -1,0 +1,363 @@
+"""main.json: where it is, what it may hold, and how it is checked.
+
+Key names follow Altcraft's documented main.json (BASEDIR, CONTROLDB_*, CLICKHOUSE_SYSTEM,
+RABBITMQ_*, CAMP_DUPLICATESDB, SSDB_*, TRACKING_*, WEBCONTROL_*, ...). Keys this platform
+adds are marked as such below and in docs/configuration.md.
+
+Validation collects every problem at once; each names the key path and what is wrong and
+never echoes the value (values may be secrets). Unknown keys are warnings: main.json files
+carry keys for modules this platform does not have.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+DEFAULT_CONFIG_PATH = Path("/opt/akd/config/main.json")
+CONFIG_ENV = "AKD_CONFIG"
+SECRET_MIN_LENGTH = 32
+
+
+def _check_port(value: int) -> int:
+    if not 1 <= value <= 65535:
+        raise ValueError(f"not a TCP port: {value} (expected 1-65535)")
+    return value
+
+
+def _check_secret(value: str) -> str:
+    # The value itself is never put into the message: it is a secret.
+    if len(value) < SECRET_MIN_LENGTH:
+        raise ValueError(
+            f"secret too short: {len(value)} characters, at least {SECRET_MIN_LENGTH} required"
+        )
+    return value
+
+
+def _check_host(value: str) -> str:
+    if not value or any(c.isspace() for c in value):
+        raise ValueError("not a host name or IP address")
+    return value
+
+
+Port = Annotated[int, AfterValidator(_check_port)]
+Secret = Annotated[str, AfterValidator(_check_secret)]
+Host = Annotated[str, AfterValidator(_check_host)]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class _Section(BaseModel):
+    # strict: "9000" is not a port and "true" is not a boolean; extra keys are kept so
+    # that they can be reported as warnings.
+    model_config = ConfigDict(strict=True, extra="allow", frozen=True)
+
+
+class MongoNode(_Section):
+    IP: Host
+    PORT: Port = 27017
+
+
+class KVNode(_Section):
+    HOST: Host
+    PORT: Port = 6666
+
+
+class KVCluster(_Section):
+    """A Redis-protocol store (Kvrocks in production; Redis is a selectable engine)."""
+
+    MODE: Literal["standalone", "cluster"] = "standalone"
+    PASSWORD: str = ""
+    NODES: list[KVNode] = Field(default_factory=lambda: [KVNode(HOST="127.0.0.1")], min_length=1)
+    ENGINE: Literal["kvrocks", "redis"] = "kvrocks"  # platform addition
+    DB: int = 0  # platform addition: logical database (Redis engine only)
+
+
+class ClickHouseSystem(_Section):
+    HOST: Host = "127.0.0.1"
+    PORT: Port = 9000
+    USER: str = "altcraft"
+    PASSWORD: str = ""
+    DATABASE_NAME: str = "altcraft_system"
+    IS_DEBUG: bool = False
+    SECURE: bool = False  # platform addition: TLS on the native protocol
+
+
+class PostgreSQL(_Section):
+    """Optional store (Market module, DataDB). Platform addition."""
+
+    ENABLE: bool = False
+    HOST: Host = "127.0.0.1"
+    PORT: Port = 5432
+    USER: str = "altcraft"
+    PASSWORD: str = ""
+    DATABASE: str = "altcraft"
+
+
+class ProcessSettings(_Section):
+    """Per-process overrides of the registry defaults. Platform addition."""
+
+    ENABLE: bool = True
+    IP: Host | None = None
+    PORT: Port | None = None
+    WORKERS: Annotated[int, Field(ge=1, le=64)] = 2
+
+
+class AkdSettings(_Section):
+    """Supervisor tuning. Platform addition."""
+
+    # A run shorter than START_SECONDS counts as a failed start.
+    START_SECONDS: Annotated[float, Field(gt=0)] = 10.0
+    # After this many failed starts in a row the process is left in FATAL.
+    START_RETRIES: Annotated[int, Field(ge=0)] = 5
+    BACKOFF_INITIAL: Annotated[float, Field(gt=0)] = 1.0
+    BACKOFF_MAX: Annotated[float, Field(gt=0)] = 30.0
+    STOP_TIMEOUT: Annotated[float, Field(gt=0)] = 10.0
+
+
+class MainConfig(_Section):
+    BASEDIR: str = "/opt/akd"
+    PRODUCT_NAME: str = "Altcraft"
+    DEFAULT_LOG_LEVEL: LogLevel = "INFO"
+
+    # Control database (MongoDB). CONTROLDB (a list of nodes) selects the replica set form.
+    MONGO_AUTH_DB: str = "admin"
+    CONTROLDB_IP: Host = "127.0.0.1"
+    CONTROLDB_PORT: Port = 27017
+    CONTROLDB_NAME: str = "control"
+    CONTROLDB_USER: str = ""
+    CONTROLDB_PASS: str = ""
+    CONTROLDB_REPL_SET_NAME: str = ""
+    CONTROLDB: list[MongoNode] = Field(default_factory=list)
+    CONTROLDB_URI: str = ""  # platform addition: a full MongoDB URI overrides the keys above
+
+    # Account databases (MongoDB, one database per account). Platform naming, after CONTROLDB.
+    ACCOUNTDB_IP: Host = "127.0.0.1"
+    ACCOUNTDB_PORT: Port = 27018
+    ACCOUNTDB_USER: str = ""
+    ACCOUNTDB_PASS: str = ""
+    ACCOUNTDB_REPL_SET_NAME: str = ""
+    ACCOUNTDB: list[MongoNode] = Field(default_factory=list)
+    ACCOUNTDB_URI: str = ""
+    ACCOUNTDB_PREFIX: str = "account_"
+
+    FILEDB_ENABLE: bool = False
+    FILEDB_IP: Host = "127.0.0.1"
+    FILEDB_PORT: Port = 27017
+    FILEDB_NAME: str = "filedb"
+    FILEDB_USER: str = ""
+    FILEDB_PASS: str = ""
+    FILEDB_REPL_SET_NAME: str = ""
+    FILEDB: list[MongoNode] = Field(default_factory=list)
+
+    CLICKHOUSE_SYSTEM: ClickHouseSystem = Field(default_factory=ClickHouseSystem)
+
+    # SSDB instances (Redis protocol): actions, hard-bounce suppression, notifications, stats.
+    SSDB_ACTIONS_IP: Host = "127.0.0.1"
+    SSDB_ACTIONS_PORT: Port = 4410
+    SSDB_ACTIONS_PASS: str = ""
+    SSDB_HBSUPP_IP: Host = "127.0.0.1"
+    SSDB_HBSUPP_PORT: Port = 4420
+    SSDB_HBSUPP_PASS: str = ""
+    SSDB_NOTIFY_IP: Host = "127.0.0.1"
+    SSDB_NOTIFY_PORT: Port = 4430
+    SSDB_NOTIFY_PASS: str = ""
+    SSDB_STATS_IP: Host = "127.0.0.1"
+    SSDB_STATS_PORT: Port = 4440
+    SSDB_STATS_PASS: str = ""
+    SSDB_ENGINE: Literal["ssdb", "redis"] = "ssdb"  # platform addition
+
+    RABBITMQ_HOST: Host = "127.0.0.1"
+    RABBITMQ_PORT: Port = 5672
+    RABBITMQ_VHOST: str = "altcraft"
+    RABBITMQ_USER: str = "altcraft"
+    RABBITMQ_PASS: str = ""
+
+    CAMP_DUPLICATESDB: KVCluster = Field(default_factory=KVCluster)
+    PROCWORKFLOW_DISTRIBUTED_CACHE_DB: KVCluster = Field(default_factory=KVCluster)
+
+    POSTGRESQL: PostgreSQL = Field(default_factory=PostgreSQL)
+
+    # Generated at install time; never defaulted.
+    PRIVATE_KEY: Secret
+    WEBAPI_PRIVATE_KEY: Secret
+    TRACKING_CRYPT_KEY: Secret
+
+    WEBCONTROL_HOSTNAME: str = ""
+    WEBCONTROL_PUBLIC_IP: str = ""
+    WEBCONTROL_PUBLIC_PORT: Port = 443
+    TRACKING_HOSTNAME: str = ""
+    TRACKING_PREFIX: str = ""
+    COOKIESAVER_PUBLIC_IP: str = ""
+    COOKIESAVER_HOSTNAME: str = ""
+    COOKIESAVER_PORT: Port = 443
+    COOKIESAVER_SSL_CRT_PATH: str = ""
+    COOKIESAVER_SSL_KEY_PATH: str = ""
+
+    PROCESSES: dict[str, ProcessSettings] = Field(default_factory=dict)
+    AKD: AkdSettings = Field(default_factory=AkdSettings)
+
+    # -- derived paths ---------------------------------------------------------------
+    @property
+    def basedir(self) -> Path:
+        return Path(self.BASEDIR)
+
+    @property
+    def pids_dir(self) -> Path:
+        return self.basedir / "pids"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.basedir / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.basedir / "run"
+
+    def process_settings(self, name: str) -> ProcessSettings:
+        return self.PROCESSES.get(name, ProcessSettings())
+
+
+@dataclass(frozen=True)
+class Issue:
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.message}"
+
+
+@dataclass
+class Report:
+    errors: list[Issue] = field(default_factory=list)
+    warnings: list[Issue] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "errors": [{"key": i.key, "message": i.message} for i in self.errors],
+            "warnings": [{"key": i.key, "message": i.message} for i in self.warnings],
+        }
+
+
+class ConfigError(Exception):
+    """main.json cannot be used; `report` lists every problem found."""
+
+    def __init__(self, path: Path | None, report: Report):
+        self.path = path
+        self.report = report
+        where = f" in {path}" if path else ""
+        lines = [f"invalid configuration{where} ({len(report.errors)} problem(s)):"]
+        lines += [f"  - {issue}" for issue in report.errors]
+        super().__init__("\n".join(lines))
+
+
+_JSON_TYPE_NAMES = {
+    dict: "object", list: "array", str: "string", int: "integer",
+    float: "number", bool: "boolean", type(None): "null",
+}
+_EXPECTED = {
+    "int_type": "integer", "int_parsing": "integer", "float_type": "number",
+    "string_type": "string", "bool_type": "boolean", "list_type": "array",
+    "dict_type": "object", "model_type": "object", "model_attributes_type": "object",
+}
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or "(root)"
+
+
+def _describe(error: dict[str, Any]) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return "missing (required)"
+    if kind in _EXPECTED:
+        got = _JSON_TYPE_NAMES.get(type(error.get("input")), type(error.get("input")).__name__)
+        return f"wrong type: expected {_EXPECTED[kind]}, got {got}"
+    if kind == "value_error":
+        return str(error["ctx"]["error"])
+    return error["msg"][0].lower() + error["msg"][1:]
+
+
+def _children(value: Any) -> list[tuple[str, Any]]:
+    if isinstance(value, dict):
+        return [(f".{key}", child) for key, child in value.items()]
+    if isinstance(value, list):
+        return [(f"[{index}]", child) for index, child in enumerate(value)]
+    return [("", value)]
+
+
+def _unknown_keys(model: BaseModel, prefix: str = "") -> list[Issue]:
+    issues = [Issue(f"{prefix}{key}", "unknown key (ignored)") for key in (model.model_extra or {})]
+    for name in type(model).model_fields:
+        for suffix, child in _children(getattr(model, name)):
+            if isinstance(child, BaseModel):
+                issues += _unknown_keys(child, f"{prefix}{name}{suffix}.")
+    return issues
+
+
+def validate(data: Any, known_processes: frozenset[str] | None = None) -> tuple[MainConfig | None, Report]:
+    """Check a parsed main.json; returns the config (None when invalid) and the report."""
+    report = Report()
+    if not isinstance(data, dict):
+        report.errors.append(Issue("(root)", "main.json must hold a JSON object"))
+        return None, report
+    try:
+        # JSON mode: nested sections arrive as objects, numbers stay numbers.
+        config = MainConfig.model_validate_json(json.dumps(data), strict=True)
+    except ValidationError as exc:
+        report.errors += [Issue(_key_path(e["loc"]), _describe(e)) for e in exc.errors()]
+        return None, report
+    report.warnings += _unknown_keys(config)
+    if known_processes is not None:
+        for name in config.PROCESSES:
+            if name not in known_processes:
+                report.errors.append(Issue(f"PROCESSES.{name}", "no such process (see akd --processes)"))
+    if report.errors:
+        return None, report
+    return config, report
+
+
+def resolve_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    if explicit:
+        return Path(explicit)
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV])
+    return DEFAULT_CONFIG_PATH
+
+
+def load(path: str | os.PathLike[str] | None = None) -> tuple[MainConfig, Report]:
+    """Load and validate main.json; raises ConfigError listing every problem."""
+    from altcraft.registry import PROCESS_NAMES  # the registry knows nothing of config
+
+    resolved = resolve_path(path)
+    try:
+        text = resolved.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(resolved, Report([Issue("(file)", f"{resolved} does not exist")])) from None
+    except OSError as exc:
+        raise ConfigError(resolved, Report([Issue("(file)", f"cannot read {resolved}: {exc.strerror}")])) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            resolved, Report([Issue("(file)", f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")])
+        ) from None
+    config, report = validate(data, PROCESS_NAMES)
+    if config is None:
+        raise ConfigError(resolved, report)
+    return config, report

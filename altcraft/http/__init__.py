@@ -1,0 +1,1 @@
+"""Shared web pieces: the service app skeleton (health, readiness, metrics) and gunicorn."""

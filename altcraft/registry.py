@@ -1,0 +1,173 @@
+"""The process table: every platform process, what kind it is, where it listens, whether
+it exists yet.
+
+Names, ports and descriptions follow Altcraft's process table (admin guide, "Platform service
+monitoring" and "Component Description"). Ports Altcraft does not document (trkwebctrl,
+trkcustom, trklisten, webadmin) are this platform's choice and are marked in the notes.
+
+Status:
+  ready    - does its whole job.
+  partial  - runs and is supervised, serves health/readiness/metrics, but only part of its
+             job exists; `notes` says which part.
+  planned  - not implemented. akd refuses to start it; it is listed so that operators and
+             monitoring see the whole shape of the platform.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Kind = Literal["http", "worker", "task"]
+Status = Literal["ready", "partial", "planned"]
+
+# Store names used in `requires`: they match the checks in altcraft.stores.checks.
+CONTROLDB, ACCOUNTDB, CLICKHOUSE, RABBITMQ = "controldb", "accountdb", "clickhouse", "rabbitmq"
+CAMP_DUPLICATESDB, SSDB_HBSUPP, SSDB_STATS = "camp_duplicatesdb", "ssdb_hbsupp", "ssdb_stats"
+
+
+@dataclass(frozen=True)
+class Process:
+    name: str
+    kind: Kind
+    description: str
+    port: int | None = None
+    host: str = "127.0.0.1"
+    status: Status = "planned"
+    # "module:callable": a Flask app factory for http, a main(config) for worker/task.
+    entry: str | None = None
+    requires: tuple[str, ...] = ()
+    remote: bool = False  # may be moved to another host (Altcraft marks these)
+    notes: str = ""
+    group: str = field(default="core", compare=False)
+
+    @property
+    def title(self) -> str:
+        return f"AK:{self.name}"
+
+    @property
+    def runnable(self) -> bool:
+        return self.status != "planned" and self.entry is not None
+
+    @property
+    def supervised(self) -> bool:
+        """Long-running processes akd keeps up; tasks are started on demand by proctask."""
+        return self.kind != "task"
+
+
+_API_DEPS = (CONTROLDB, ACCOUNTDB, CLICKHOUSE, RABBITMQ)
+_TRK_DEPS = (RABBITMQ,)
+
+PROCESSES: tuple[Process, ...] = (
+    # -- API and web interfaces ---------------------------------------------------------
+    Process("api", "http", "API (v1.1 REST/HTTP)", 8801, status="partial",
+            entry="altcraft.services.api:create_app", requires=_API_DEPS,
+            notes="health, readiness, metrics, v1.1 envelope; endpoints arrive with #3"),
+    Process("webadmin", "http", "Admin panel: accounts, users, system settings", 8081,
+            requires=_API_DEPS, notes="adminwebcontrol in Altcraft's table"),
+    Process("webcontrol", "http", "User panel: campaigns, segments, templates", 8082,
+            requires=_API_DEPS),
+    # -- tracking: external requests ------------------------------------------------------
+    Process("trkaction", "http", "Tracking redirects, unsubscribe, subscription manager", 8095,
+            requires=_TRK_DEPS, remote=True, group="tracking"),
+    Process("trkimage", "http", "Pixel and image requests", 8096, requires=_TRK_DEPS,
+            remote=True, group="tracking"),
+    Process("trkread", "http", "Email read events (deprecated upstream)", 8097,
+            requires=_TRK_DEPS, remote=True, group="tracking"),
+    Process("trksms", "http", "SMS events registration", 8098, requires=_TRK_DEPS,
+            remote=True, group="tracking"),
+    Process("cookie_saver", "http", "Visitor cookies, Web/Push SDK requests", 8099,
+            requires=_TRK_DEPS, remote=True, group="tracking"),
+    Process("trkpush", "http", "Push tracking redirects (deprecated upstream)", 8100,
+            requires=_TRK_DEPS, remote=True, group="tracking"),
+    Process("trkwebctrl", "http", "Web forms and popups: events and resources", 8101,
+            requires=_TRK_DEPS, remote=True, group="tracking", notes="port chosen here"),
+    Process("trklisten", "http", "Requests from third-party services", 8102,
+            requires=_TRK_DEPS, remote=True, group="tracking", notes="port chosen here"),
+    Process("trkcustom", "http", "Tracking redirects for custom channels", 8103,
+            requires=_TRK_DEPS, remote=True, group="tracking", notes="port chosen here"),
+    Process("trk_amazon_sns", "http", "Amazon SES event registration", 8093,
+            requires=_TRK_DEPS, remote=True, group="tracking"),
+    Process("trkmandrill", "http", "Mandrill event registration", 8094,
+            requires=_TRK_DEPS, remote=True, group="tracking"),
+    Process("trkwebversion", "http", "Web-version events registration", 8199,
+            requires=_TRK_DEPS, remote=True, group="tracking"),
+    # -- event processing ---------------------------------------------------------------
+    Process("procactions", "worker", "Tracking events (opens, clicks, unsubscribes) into "
+            "ClickHouse and profiles", requires=(RABBITMQ, CLICKHOUSE, ACCOUNTDB), group="events"),
+    Process("procevent", "worker", "Writes events to analytics, routes them to triggers and hooks",
+            requires=(RABBITMQ, CLICKHOUSE), group="events"),
+    Process("procpixel", "worker", "Web-layer pixel events", requires=(RABBITMQ, CLICKHOUSE),
+            group="events"),
+    Process("procpush", "worker", "Push channel events", requires=(RABBITMQ,), group="events"),
+    Process("procsenderev", "worker", "Sender events: deliveries, bounces (deprecated upstream)",
+            requires=(RABBITMQ, CLICKHOUSE), group="events"),
+    Process("procsmsev", "worker", "Outgoing SMS gateway events", requires=(RABBITMQ,),
+            group="events"),
+    Process("procsmslisten", "http", "Incoming SMS gateway events", 8803, requires=(RABBITMQ,),
+            group="events"),
+    Process("procwebver", "worker", "Stores web versions of messages", requires=(RABBITMQ,),
+            group="events"),
+    Process("procrpc", "http", "RPC for tracking services", 8972, requires=(RABBITMQ,),
+            group="events"),
+    Process("proceventgen", "worker", "Demo and test event generator", requires=(RABBITMQ,),
+            group="events"),
+    # -- tasks and data processing ------------------------------------------------------
+    Process("proctask", "http", "Schedules and runs background tasks, launches campaigns", 8962,
+            requires=_API_DEPS, remote=True, group="tasks"),
+    Process("procworkflow", "http", "Scenario (workflow) processing", 6060,
+            requires=_API_DEPS, group="tasks"),
+    Process("proctrigger", "worker", "Trigger campaigns", requires=(RABBITMQ, ACCOUNTDB),
+            group="tasks"),
+    Process("prochook", "worker", "Outgoing webhooks", requires=(RABBITMQ,), group="tasks"),
+    Process("procresume", "worker", "Resumes suspended subscriptions", requires=(ACCOUNTDB,),
+            group="tasks"),
+    Process("procleadsaver", "worker", "Deferred profile updates and imports",
+            requires=(RABBITMQ, ACCOUNTDB), group="tasks"),
+    Process("procintegras", "worker", "External integrations and gateways", requires=(RABBITMQ,),
+            group="tasks"),
+    Process("stataggregator", "worker", "Statistics aggregation", requires=(CLICKHOUSE, SSDB_STATS),
+            group="tasks"),
+    # -- on-demand workers (started by proctask, not kept up by akd) ----------------------
+    Process("campaign", "task", "Mass campaign: segment to rendered messages to the broker",
+            requires=(ACCOUNTDB, RABBITMQ, CAMP_DUPLICATESDB, SSDB_HBSUPP), group="tasks"),
+    Process("segstat_recalc", "task", "Recalculates static segments", requires=(ACCOUNTDB,),
+            group="tasks"),
+    Process("rescan_databases", "task", "Recalculates profile database statistics",
+            requires=(ACCOUNTDB,), group="tasks"),
+    Process("dbimport", "task", "Scheduled profile import from external SQL tables",
+            requires=(ACCOUNTDB,), group="tasks"),
+    Process("wfcapt", "task", "Captures profiles into a workflow on schedule",
+            requires=(ACCOUNTDB,), group="tasks"),
+    Process("segstat_sync", "task", "Syncs static segments to advertising platforms",
+            requires=(ACCOUNTDB,), group="tasks"),
+    # -- sending ------------------------------------------------------------------------
+    Process("akmtad", "http", "Mail transfer agent (AKMTA): queue, DKIM, delivery", 13444,
+            requires=(RABBITMQ,), remote=True, group="sending"),
+)
+
+BY_NAME: dict[str, Process] = {p.name: p for p in PROCESSES}
+PROCESS_NAMES: frozenset[str] = frozenset(BY_NAME)
+
+
+class UnknownProcess(KeyError):
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.name = name
+
+    def __str__(self) -> str:
+        return f"unknown process {self.name!r} (see akd --processes)"
+
+
+def get(name: str) -> Process:
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise UnknownProcess(name) from None
+
+
+def select(names: list[str] | tuple[str, ...] | None = None) -> list[Process]:
+    """The named processes, or every runnable supervised one when no name is given."""
+    if names:
+        return [get(n) for n in names]
+    return [p for p in PROCESSES if p.runnable and p.supervised]

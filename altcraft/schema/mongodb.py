@@ -1,0 +1,43 @@
+"""MongoDB indexes of the control database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pymongo.database import Database
+
+
+@dataclass(frozen=True)
+class Index:
+    collection: str
+    keys: tuple[tuple[str, int], ...]
+    unique: bool = False
+
+    @property
+    def name(self) -> str:
+        return "_".join(f"{field}_{direction}" for field, direction in self.keys) + (
+            "_uniq" if self.unique else ""
+        )
+
+
+CONTROL_INDEXES: tuple[Index, ...] = (
+    Index("accounts", (("name", 1),), unique=True),
+    Index("users", (("login", 1),), unique=True),
+    Index("users", (("account_id", 1),)),
+    Index("admins", (("login", 1),), unique=True),
+    Index("tokens", (("token_hash", 1),), unique=True),
+    Index("tokens", (("account_id", 1),)),
+    Index("senders", (("name", 1),)),
+)
+
+
+def migrate(db: Database, dry_run: bool = False) -> list[tuple[str, str]]:
+    changes: list[tuple[str, str]] = []
+    for index in CONTROL_INDEXES:
+        collection = db[index.collection]
+        if index.name in {i["name"] for i in collection.list_indexes()}:
+            continue
+        changes.append((f"index {index.collection}.{index.name}", "create"))
+        if not dry_run:
+            collection.create_index(list(index.keys), name=index.name, unique=index.unique)
+    return changes

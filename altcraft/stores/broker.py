@@ -1,0 +1,121 @@
+"""Broker: RabbitMQ through pika, with publisher confirms and durable, persistent messages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pika
+from pika.adapters.blocking_connection import BlockingChannel
+from pika.exceptions import ChannelClosedByBroker
+
+from altcraft.config import MainConfig
+
+
+class PublishError(RuntimeError):
+    """The broker did not take responsibility for a message (nack or unroutable)."""
+
+
+@dataclass(frozen=True)
+class Exchange:
+    name: str
+    kind: str = "topic"
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Queue:
+    name: str
+    bindings: tuple[tuple[str, str], ...] = ()  # (exchange, routing key)
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+
+def parameters(config: MainConfig, timeout: float = 5.0, app: str = "altcraft") -> pika.ConnectionParameters:
+    return pika.ConnectionParameters(
+        host=config.RABBITMQ_HOST,
+        port=config.RABBITMQ_PORT,
+        virtual_host=config.RABBITMQ_VHOST,
+        credentials=pika.PlainCredentials(config.RABBITMQ_USER, config.RABBITMQ_PASS),
+        socket_timeout=timeout,
+        blocked_connection_timeout=max(timeout, 30.0),
+        connection_attempts=1,
+        heartbeat=60,
+        client_properties={"connection_name": app},
+    )
+
+
+class Broker:
+    def __init__(self, config: MainConfig, timeout: float = 5.0, app: str = "altcraft"):
+        self._params = parameters(config, timeout, app)
+        self._connection: pika.BlockingConnection | None = None
+        self._channel: BlockingChannel | None = None
+
+    def __enter__(self) -> Broker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def connection(self) -> pika.BlockingConnection:
+        if self._connection is None or self._connection.is_closed:
+            self._connection = pika.BlockingConnection(self._params)
+            self._channel = None
+        return self._connection
+
+    @property
+    def channel(self) -> BlockingChannel:
+        """A channel in confirm mode: basic_publish returns only once the broker has the message."""
+        if self._channel is None or self._channel.is_closed:
+            self._channel = self.connection.channel()
+            self._channel.confirm_delivery()
+        return self._channel
+
+    def server_version(self) -> str:
+        props = self.connection._impl.server_properties  # pika exposes them only here
+        version = props.get("version", b"?")
+        return version.decode() if isinstance(version, bytes) else str(version)
+
+    def publish(self, exchange: str, routing_key: str, body: bytes, *,
+                message_id: str | None = None, headers: dict[str, Any] | None = None,
+                content_type: str = "application/json") -> None:
+        properties = pika.BasicProperties(
+            delivery_mode=pika.DeliveryMode.Persistent,
+            content_type=content_type, message_id=message_id, headers=headers,
+        )
+        try:
+            self.channel.basic_publish(exchange, routing_key, body, properties, mandatory=True)
+        except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as exc:
+            raise PublishError(f"{exchange}/{routing_key}: {type(exc).__name__}") from exc
+
+    def exists(self, kind: str, name: str) -> bool:
+        """Passive declare: True if the exchange or queue exists. A miss closes the channel."""
+        channel = self.connection.channel()
+        try:
+            if kind == "exchange":
+                channel.exchange_declare(name, passive=True)
+            else:
+                channel.queue_declare(name, passive=True)
+        except ChannelClosedByBroker as exc:
+            if exc.reply_code == 404:
+                return False
+            raise
+        channel.close()
+        return True
+
+    def declare_exchange(self, exchange: Exchange) -> None:
+        self.channel.exchange_declare(exchange.name, exchange.kind, durable=True,
+                                      arguments=exchange.arguments or None)
+
+    def declare_queue(self, queue: Queue) -> None:
+        self.channel.queue_declare(queue.name, durable=True, arguments=queue.arguments or None)
+        self.bind_queue(queue)
+
+    def bind_queue(self, queue: Queue) -> None:
+        for exchange, key in queue.bindings:
+            self.channel.queue_bind(queue.name, exchange, routing_key=key)
+
+    def close(self) -> None:
+        if self._connection is not None and self._connection.is_open:
+            self._connection.close()
+        self._connection = self._channel = None
