@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+import psutil
 from setproctitle import setproctitle
 
 from altcraft.akd import pidfile, state
@@ -34,12 +34,15 @@ def supervisor_pidfile(config: MainConfig, name: str) -> pidfile.PidFile:
                            marker=f"supervise:{name}")
 
 
-def _port_open(host: str, port: int) -> bool:
+def _listens(pid: int, port: int) -> bool:
+    """True once the process itself holds a listening socket on the port. A bare connect
+    test would be fooled by another program squatting on the port."""
     try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
+        connections = psutil.Process(pid).net_connections(kind="inet")
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
+    return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
+               for c in connections)
 
 
 def _describe_exit(code: int) -> str:
@@ -80,8 +83,8 @@ class Supervisor:
 
     def _started(self, child: subprocess.Popen, since: float) -> bool:
         if self.process.kind == "http":
-            host, port = bind_address(self.config, self.process)
-            return port is not None and _port_open("127.0.0.1" if host == "0.0.0.0" else host, port)
+            _, port = bind_address(self.config, self.process)
+            return port is not None and _listens(child.pid, port)
         return time.monotonic() - since >= WORKER_SETTLE_SECONDS
 
     def _wait(self, child: subprocess.Popen) -> int | None:
@@ -131,7 +134,9 @@ class Supervisor:
                 break
             self._reap_group(child)
             ran = time.monotonic() - started
-            failed_starts = failed_starts + 1 if ran < self.settings.START_SECONDS else 1
+            # A start failed if the process never came up, or went down again too soon.
+            never_up = self.record.state == "STARTING"
+            failed_starts = failed_starts + 1 if never_up or ran < self.settings.START_SECONDS else 1
             self.record.last_exit = f"{_describe_exit(code)} after {ran:.1f}s"
             log.warning("%s: %s", name, self.record.last_exit)
             pidfile.PidFile(self.config.pids_dir, name).remove_if_owner(child.pid)

@@ -1,0 +1,212 @@
+"""akd against real processes: gunicorn-served api, real signals, real PID files."""
+
+import json
+import os
+import signal
+import socket
+import time
+import urllib.error
+import urllib.request
+
+import psutil
+import pytest
+
+from tests.cli import run, run_json
+from tests.conftest import free_port, make_config
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def api_config(harness, basedir):
+    port = free_port()
+    path = basedir / "main.json"
+    path.write_text(json.dumps(make_config(harness, basedir, PROCESSES={"api": {"PORT": port, "WORKERS": 2}})))
+    yield path, port
+    run("akd", "stop", config=path)  # never leave a process behind, whatever the test did
+
+
+def get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def ak_processes(title: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if title in " ".join(proc.info["cmdline"] or []).split():
+            found.append(proc)
+    return found
+
+
+def test_processes_table_lists_25_or_more_with_ports():
+    result = run("akd", "--processes")
+    assert result.returncode == 0
+    assert "127.0.0.1:8801" in result.stdout and "AK:trkaction" in result.stdout
+    code, table = run_json("akd", "--processes")
+    assert len(table) >= 25
+    assert sum(1 for p in table if p["port"]) >= 15
+    assert {"name", "kind", "host", "port", "status", "description"} <= set(table[0])
+
+
+def test_start_status_kill_restart_stop(api_config):
+    path, port = api_config
+    basedir = path.parent
+
+    started = run("akd", "start", config=path)
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert started.stdout.startswith("RUNNING   api")
+
+    status = run("akd", "status", config=path)
+    assert status.returncode == 0
+    assert status.stdout.split()[:3] == ["RUNNING", "api", "pid"]
+    code, rows = run_json("akd", "status", config=path)
+    (row,) = rows
+    assert code == 0 and row["state"] == "RUNNING" and row["address"] == f"127.0.0.1:{port}"
+    first_pid = row["pid"]
+    assert int((basedir / "pids" / "api.pid").read_text()) == first_pid
+    assert " ".join(psutil.Process(first_pid).cmdline()).split() == ["AK:api"]
+    assert len(ak_processes("AK:api:worker")) == 2
+
+    assert get(port, "/api/health") == (200, "OK")
+    assert get(port, "/api/readiness") == (200, '{"status":"OK"}\n')
+    metrics = get(port, "/metrics")[1]
+    assert 'altcraft_http_requests_total{endpoint="/api/health",method="GET",service="api",status="200"}' in metrics
+    code, body = get(port, "/api/v1.1/no/such/method")
+    assert code == 404 and json.loads(body)["error_text"] == "Unknown API method: no/such/method"
+
+    os.kill(first_pid, signal.SIGKILL)
+    restarted = wait_for(
+        lambda: (r := run_json("akd", "status", config=path)[1][0])["state"] == "RUNNING"
+        and r["pid"] != first_pid and r,
+        what="api to be restarted")
+    assert restarted["restarts"] == 1 and "killed by SIGKILL" in restarted["detail"]
+    wait_for(lambda: get(port, "/api/health") == (200, "OK"), what="the restarted api to serve")
+    assert len(ak_processes("AK:api:worker")) == 2  # the killed master's workers are gone
+
+    stopped = run("akd", "stop", config=path)
+    assert stopped.returncode == 0 and stopped.stdout.startswith("STOPPED   api")
+    assert not ak_processes("AK:api") and not ak_processes("AK:api:worker")
+    assert not ak_processes("supervise:api")
+    assert list((basedir / "pids").iterdir()) == []
+    after = run("akd", "status", config=path)
+    assert after.returncode == 3 and after.stdout.startswith("STOPPED")
+    assert "api" in (basedir / "logs" / "api.log").read_text()
+
+
+def test_crash_loop_ends_in_fatal(api_config):
+    path, port = api_config
+    with socket.socket() as squatter:  # the port is taken: every start fails at bind
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        result = run("akd", "start", config=path, timeout=180)
+        assert result.returncode == 1
+        assert result.stdout.startswith("FATAL")
+        assert "did not start; see" in result.stderr
+        code, rows = run_json("akd", "status", config=path)
+    assert code == 3 and rows[0]["state"] == "FATAL" and rows[0]["restarts"] == 2
+    assert not ak_processes("supervise:api")
+    # once the cause is gone, start clears FATAL
+    assert run("akd", "start", config=path).returncode == 0
+
+
+def test_stale_pid_file_is_detected_and_cleaned(api_config):
+    path, _ = api_config
+    pids = path.parent / "pids"
+    pids.mkdir(exist_ok=True)
+    (pids / "api.pid").write_text(f"{os.getpid()}\n")  # alive, but not AK:api
+    result = run("akd", "status", config=path)
+    assert result.returncode == 3
+    assert "removed stale api.pid" in result.stdout
+    assert not (pids / "api.pid").exists()
+
+
+def test_readiness_names_the_failed_dependency(harness, basedir):
+    port = free_port()
+    path = basedir / "main.json"
+    config = make_config(harness, basedir, PROCESSES={"api": {"PORT": port, "WORKERS": 1}})
+    config["CLICKHOUSE_SYSTEM"]["PORT"] = free_port()  # nothing listens there
+    path.write_text(json.dumps(config))
+    try:
+        assert run("akd", "start", "api", config=path).returncode == 0
+        code, body = get(port, "/api/readiness")
+        assert code == 503
+        assert json.loads(body) == {"status": "FAIL", "failed": ["clickhouse"]}
+        assert get(port, "/api/health") == (200, "OK")  # alive, just not ready
+    finally:
+        run("akd", "stop", config=path)
+
+
+def test_planned_process_is_refused(api_config):
+    path, _ = api_config
+    result = run("akd", "start", "webcontrol", config=path)
+    assert result.returncode == 3
+    assert "not implemented yet: webcontrol" in result.stderr
+    assert not ak_processes("AK:webcontrol")
+
+
+def test_unknown_process_exit_4(api_config):
+    path, _ = api_config
+    result = run("akd", "status", "apii", config=path)
+    assert result.returncode == 4 and "unknown process 'apii'" in result.stderr
+
+
+def test_nothing_starts_on_an_invalid_config(basedir):
+    path = basedir / "main.json"
+    path.write_text(json.dumps({"BASEDIR": str(basedir), "RABBITMQ_PORT": 0}))
+    result = run("akd", "start", config=path)
+    assert result.returncode == 6
+    assert "RABBITMQ_PORT: not a TCP port" in result.stderr
+    assert "PRIVATE_KEY: missing (required)" in result.stderr
+    assert not (basedir / "pids").exists()
+    assert not ak_processes("supervise:api")
+
+
+def test_run_in_foreground_and_sigterm(api_config):
+    """What a systemd unit does: `akd run api`, then SIGTERM."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path, port = api_config
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "akd"), "run", "api", "--config", str(path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: get(port, "/api/health") == (200, "OK") if _listening(port) else False,
+                 what="akd run api to serve")
+        assert run("akd", "status", "api", config=path).stdout.split()[0] == "RUNNING"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not (path.parent / "pids" / "api.pid").exists()
+
+
+def test_tail_prints_the_log(api_config):
+    path, _ = api_config
+    assert run("akd", "start", config=path).returncode == 0
+    result = run("akd", "tail", "api", "--no-follow", "-n", "200", config=path)
+    assert result.returncode == 0 and "Listening at" in result.stdout
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False

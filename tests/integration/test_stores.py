@@ -1,0 +1,77 @@
+"""Each store adapter against its real server."""
+
+import uuid
+from datetime import datetime
+
+import pika
+import pytest
+
+from altcraft.schema import migrate as migration
+from altcraft.stores import analytics, broker, documents, kv
+
+pytestmark = pytest.mark.integration
+
+
+def test_broker_publishes_with_confirms_into_durable_queues(config):
+    migration.run(config)
+    queue = f"test.{uuid.uuid4().hex[:8]}"
+    with broker.Broker(config) as b:
+        b.declare_queue(broker.Queue(queue, (("altcraft.events", f"test.{queue}"),)))
+        b.publish("altcraft.events", f"test.{queue}", b'{"n": 1}', message_id="m-1")
+        method, properties, body = b.channel.basic_get(queue, auto_ack=True)
+        assert body == b'{"n": 1}' and properties.message_id == "m-1"
+        assert properties.delivery_mode == pika.DeliveryMode.Persistent.value
+        declared = b.channel.queue_declare(queue, passive=True)
+        assert declared.method.message_count == 0
+        b.channel.queue_delete(queue)
+
+
+def test_unroutable_message_is_an_error_not_a_silent_loss(config):
+    migration.run(config)
+    with broker.Broker(config) as b:
+        with pytest.raises(broker.PublishError, match="UnroutableError"):
+            b.publish("altcraft.events", "nobody.listens.here", b"{}")
+
+
+def test_clickhouse_insert_and_read_back(config):
+    migration.run(config)
+    store = analytics.Analytics(config.CLICKHOUSE_SYSTEM)
+    try:
+        event_id = uuid.uuid4()
+        rows = [(event_id, datetime(2026, 11, 22, 12, 0, 0), 1, "open", 42)] * 2  # a redelivery
+        store.insert("events", ("event_id", "event_time", "account_id", "kind", "campaign_id"), rows)
+        count = store.execute(f"SELECT uniqExact(event_id), count() FROM {store.table('events')}")
+        assert count == [(1, 2)]
+        store.execute(f"OPTIMIZE TABLE {store.table('events')} FINAL")
+        assert store.execute(f"SELECT count() FROM {store.table('events')}") == [(1,)]
+        assert store.server_version() >= (18, 16)
+    finally:
+        store.close()
+
+
+def test_kv_store_round_trip(config):
+    store = kv.from_cluster("camp_duplicatesdb", config.CAMP_DUPLICATESDB)
+    key = f"test:{uuid.uuid4().hex}"
+    try:
+        store.ping()
+        assert store.client.set(key, "1", nx=True) is True
+        assert store.client.set(key, "1", nx=True) is None  # the de-duplication primitive
+    finally:
+        store.client.delete(key)
+        store.close()
+
+
+def test_account_databases_are_separate(config):
+    client = documents.connect(config, "account")
+    try:
+        one = documents.account_db(client, config, 1)
+        two = documents.account_db(client, config, 2)
+        one.profiles.insert_one({"email": "a@example.com"})
+        assert two.profiles.count_documents({}) == 0
+        assert one.profiles.count_documents({"email": "a@example.com"}) == 1
+        with pytest.raises(ValueError, match="positive integer"):
+            documents.account_db(client, config, "1; drop")  # type: ignore[arg-type]
+        client.drop_database(one.name)
+        client.drop_database(two.name)
+    finally:
+        client.close()

@@ -1,0 +1,108 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from altcraft import config as cfg
+from altcraft.registry import PROCESS_NAMES
+
+SECRET = "x" * 32
+
+
+def minimal(**extra) -> dict:
+    return {"PRIVATE_KEY": SECRET, "WEBAPI_PRIVATE_KEY": SECRET, "TRACKING_CRYPT_KEY": SECRET, **extra}
+
+
+def errors_of(data) -> dict[str, str]:
+    config, report = cfg.validate(data, PROCESS_NAMES)
+    assert config is None
+    return {issue.key: issue.message for issue in report.errors}
+
+
+def test_minimal_config_takes_altcraft_defaults():
+    config, report = cfg.validate(minimal())
+    assert report.ok and not report.warnings
+    assert config.BASEDIR == "/opt/akd"
+    assert config.CONTROLDB_PORT == 27017 and config.ACCOUNTDB_PORT == 27018
+    assert config.CLICKHOUSE_SYSTEM.DATABASE_NAME == "altcraft_system"
+    assert config.SSDB_HBSUPP_PORT == 4420 and config.SSDB_NOTIFY_PORT == 4430
+    assert config.CAMP_DUPLICATESDB.NODES[0].PORT == 6666
+    assert config.pids_dir == Path("/opt/akd/pids") and config.logs_dir == Path("/opt/akd/logs")
+
+
+def test_three_mistakes_are_all_reported_each_naming_its_key():
+    data = minimal(RABBITMQ_PORT=70000, CLICKHOUSE_SYSTEM={"PORT": "9000"})
+    del data["TRACKING_CRYPT_KEY"]
+    errors = errors_of(data)
+    assert errors == {
+        "RABBITMQ_PORT": "not a TCP port: 70000 (expected 1-65535)",
+        "CLICKHOUSE_SYSTEM.PORT": "wrong type: expected integer, got string",
+        "TRACKING_CRYPT_KEY": "missing (required)",
+    }
+
+
+def test_short_secret_is_refused_without_echoing_it():
+    data = minimal(PRIVATE_KEY="hunter2-is-short")
+    config, report = cfg.validate(data)
+    assert config is None
+    (issue,) = report.errors
+    assert issue.key == "PRIVATE_KEY"
+    assert "16 characters, at least 32" in issue.message
+    assert "hunter2" not in str(report.as_dict())
+
+
+def test_nested_list_items_are_located():
+    errors = errors_of(minimal(CAMP_DUPLICATESDB={"NODES": [{"HOST": "kv1", "PORT": 0}]}))
+    assert errors == {"CAMP_DUPLICATESDB.NODES[0].PORT": "not a TCP port: 0 (expected 1-65535)"}
+
+
+def test_booleans_are_not_numbers_and_enums_are_checked():
+    errors = errors_of(minimal(CONTROLDB_PORT=True, DEFAULT_LOG_LEVEL="LOUD"))
+    assert errors["CONTROLDB_PORT"] == "wrong type: expected integer, got boolean"
+    assert errors["DEFAULT_LOG_LEVEL"].startswith("input should be")
+
+
+def test_unknown_keys_are_warnings_not_errors():
+    config, report = cfg.validate(minimal(WEBLOYALTY_ENABLE=True, CLICKHOUSE_SYSTEM={"CLUSTER": "c1"}))
+    assert config is not None and report.ok
+    assert {str(w) for w in report.warnings} == {
+        "WEBLOYALTY_ENABLE: unknown key (ignored)",
+        "CLICKHOUSE_SYSTEM.CLUSTER: unknown key (ignored)",
+    }
+
+
+def test_process_overrides_must_name_real_processes():
+    errors = errors_of(minimal(PROCESSES={"apii": {"PORT": 9999}}))
+    assert errors == {"PROCESSES.apii": "no such process (see akd --processes)"}
+
+
+def test_root_must_be_an_object():
+    assert errors_of([1, 2]) == {"(root)": "main.json must hold a JSON object"}
+
+
+def test_load_reports_json_syntax_with_position(tmp_path):
+    path = tmp_path / "main.json"
+    path.write_text('{\n  "BASEDIR": "/opt/akd",\n  oops\n}')
+    with pytest.raises(cfg.ConfigError) as exc:
+        cfg.load(path)
+    assert "line 3 column 3" in str(exc.value)
+
+
+def test_load_missing_file(tmp_path):
+    with pytest.raises(cfg.ConfigError, match="does not exist"):
+        cfg.load(tmp_path / "nope.json")
+
+
+def test_path_resolution_order(monkeypatch, tmp_path):
+    monkeypatch.delenv(cfg.CONFIG_ENV, raising=False)
+    assert cfg.resolve_path() == Path("/opt/akd/config/main.json")
+    monkeypatch.setenv(cfg.CONFIG_ENV, str(tmp_path / "env.json"))
+    assert cfg.resolve_path() == tmp_path / "env.json"
+    assert cfg.resolve_path(tmp_path / "flag.json") == tmp_path / "flag.json"
+
+
+def test_load_valid_file_round_trip(tmp_path):
+    path = tmp_path / "main.json"
+    path.write_text(json.dumps(minimal(BASEDIR=str(tmp_path))))
+    config, report = cfg.load(path)
+    assert config.basedir == tmp_path and report.ok
