@@ -1,0 +1,41 @@
+// Command altcraft-ferretdb runs FerretDB, a MongoDB-protocol server, for the
+// test harness. It embeds the FerretDB library instead of installing the
+// upstream command, whose module lacks a generated version file and panics at
+// start.
+package main
+
+import (
+	"context"
+	"flag"
+	"log"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/FerretDB/FerretDB/ferretdb"
+)
+
+func main() {
+	listen := flag.String("listen-addr", "127.0.0.1:27017", "TCP address to listen on")
+	handler := flag.String("handler", "sqlite", "storage engine: sqlite or postgresql")
+	sqliteURL := flag.String("sqlite-url", "file:./data/", "SQLite directory URI (handler sqlite)")
+	pgURL := flag.String("postgresql-url", "", "PostgreSQL URL (handler postgresql)")
+	flag.Parse()
+
+	f, err := ferretdb.New(&ferretdb.Config{
+		Listener:      ferretdb.ListenerConfig{TCP: *listen},
+		Handler:       *handler,
+		SQLiteURL:     *sqliteURL,
+		PostgreSQLURL: *pgURL,
+	})
+	if err != nil {
+		log.Fatalf("ferretdb: %v", err)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	log.Printf("ferretdb listening on %s (handler %s)", *listen, *handler)
+	f.Run(ctx)
+	log.Print("ferretdb stopped")
+}
