@@ -135,6 +135,10 @@ class MainConfig(_Section):
     CONTROLDB: list[MongoNode] = Field(default_factory=list)
     CONTROLDB_URI: str = ""  # platform addition: a full MongoDB URI overrides the keys above
 
+    # What speaks the MongoDB protocol: MongoDB itself, or FerretDB, which scans where MongoDB
+    # uses an index for anything but _id, so bulk paths choose other strategies. Platform addition.
+    DOCUMENTS_ENGINE: Literal["mongodb", "ferretdb"] = "mongodb"
+
     # Account databases (MongoDB, one database per account). Platform naming, after CONTROLDB.
     ACCOUNTDB_IP: Host = "127.0.0.1"
     ACCOUNTDB_PORT: Port = 27018
@@ -197,6 +201,14 @@ class MainConfig(_Section):
     COOKIESAVER_PORT: Port = 443
     COOKIESAVER_SSL_CRT_PATH: str = ""
     COOKIESAVER_SSL_KEY_PATH: str = ""
+
+    # Bundled databases: a licensed file replaces or extends the bundled data. Platform additions.
+    SEXDB_PATH: str = ""
+    GEODB_PATH: str = ""
+    BADPASS_PATH: str = ""
+    PASSWORD_MIN_LENGTH: Annotated[int, Field(ge=8, le=128)] = 10
+    # Phone numbers without a country code are read as numbers of this region (ISO 3166).
+    DEFAULT_PHONE_REGION: str = "RU"
 
     PROCESSES: dict[str, ProcessSettings] = Field(default_factory=dict)
     AKD: AkdSettings = Field(default_factory=AkdSettings)

@@ -62,7 +62,7 @@ PROCESSES: tuple[Process, ...] = (
     # -- API and web interfaces ---------------------------------------------------------
     Process("api", "http", "API (v1.1 REST/HTTP)", 8801, status="partial",
             entry="altcraft.services.api:create_app", requires=_API_DEPS,
-            notes="health, readiness, metrics, v1.1 envelope; endpoints arrive with #3"),
+            notes="admin accounts/users/tokens, databases, profiles; more areas with #4, #5"),
     Process("webadmin", "http", "Admin panel: accounts, users, system settings", 8081,
             requires=_API_DEPS, notes="adminwebcontrol in Altcraft's table"),
     Process("webcontrol", "http", "User panel: campaigns, segments, templates", 8082,

@@ -13,13 +13,19 @@ from altcraft import config as cfg
 from altcraft.cliutil import CONFIG_OPTION, EXIT_FAILED, EXIT_OK, fail, load_config, print_json
 
 app = typer.Typer(
-    help="Maintenance tool: check the stores, validate main.json, migrate schemas.",
+    help="Maintenance tool: check the stores, validate main.json, migrate schemas, tokens, imports.",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
     add_completion=False,
 )
 config_app = typer.Typer(help="main.json tools.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+
+from altcraft.aktool import accounts as _accounts  # noqa: E402
+
+app.add_typer(_accounts.token_app, name="token")
+app.add_typer(_accounts.admin_app, name="admin")
+app.command("import")(_accounts.import_command)
 
 EXIT_CONFIG_INVALID = 2
 

@@ -21,7 +21,11 @@ class Index:
 
 
 CONTROL_INDEXES: tuple[Index, ...] = (
+    Index("accounts", (("id", 1),), unique=True),
     Index("accounts", (("name", 1),), unique=True),
+    Index("users", (("id", 1),), unique=True),
+    Index("admins", (("id", 1),), unique=True),
+    Index("tokens", (("id", 1),), unique=True),
     Index("users", (("login", 1),), unique=True),
     Index("users", (("account_id", 1),)),
     Index("admins", (("login", 1),), unique=True),

@@ -1,29 +1,28 @@
-"""The `api` process: Altcraft API v1.1 (POST /api/v1.1/<path>).
-
-So far it carries the service skeleton (health, readiness, metrics) and the v1.1 answer
-envelope; the account, user and profile endpoints arrive with issue #3.
-"""
+"""The `api` process: Altcraft API v1.1 (POST /api/v1.1/<path>), admin and account areas."""
 
 from __future__ import annotations
 
-from flask import Flask, jsonify
+from flask import Flask
 
 from altcraft.config import MainConfig
+from altcraft.http import apiv11, openapi
 from altcraft.http.service import create_service_app, dependency_checker
 from altcraft.registry import Process
-
-ERROR_UNKNOWN_METHOD = 404
-
-
-def envelope_error(code: int, text: str, status: int):
-    return jsonify(data=None, error=code, error_text=text), status
+from altcraft.services.apiv11 import api
+from altcraft.wiring import Platform
 
 
 def create_app(config: MainConfig, process: Process) -> Flask:
     app = create_service_app(process.name, dependency_checker(config, process.requires))
+    apiv11.install(app)
+    platform: dict[str, Platform] = {}
 
-    @app.route("/api/v1.1/<path:method>", methods=["GET", "POST"])
-    def unknown_method(method: str):
-        return envelope_error(ERROR_UNKNOWN_METHOD, f"Unknown API method: {method}", 404)
+    def context() -> Platform:
+        # one Platform per worker process, made after the fork (MongoClient is not fork-safe)
+        if "p" not in platform:
+            platform["p"] = Platform(config)
+        return platform["p"]
 
+    document = openapi.build(api)
+    app.register_blueprint(apiv11.blueprint(api, context, lambda: document))
     return app

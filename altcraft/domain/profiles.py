@@ -1,0 +1,238 @@
+"""Profiles of one profile database: add, get, update, delete, and the batch upsert that
+imports are built on.
+
+Every value is validated and normalised before anything is written, so a bad profile is
+refused whole and never half-written. Enrichment fills gender from the first name (SexDB)
+and city/country from the IP (GeoDB) where they were not given.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pymongo import UpdateOne
+from pymongo.collection import Collection
+from pymongo.database import Database
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from altcraft.bundled.geodb import GeoDB
+from altcraft.bundled.sexdb import SexDB
+from altcraft.domain.clock import now
+from altcraft.domain.databases import ProfileDatabase
+from altcraft.domain.errors import Conflict, Invalid, NotFound
+from altcraft.domain.fields import coerce
+
+CHANNELS = ("email", "sms", "push")
+STATUSES = ("subscribed", "unsubscribed", "hard_bounced", "suspended")
+Outcome = Literal["inserted", "updated", "unchanged"]
+
+
+@dataclass
+class Enricher:
+    sexdb: SexDB | None = None
+    geodb: GeoDB | None = None
+    phone_region: str = "RU"
+
+    def apply(self, data: dict[str, Any]) -> dict[str, Any]:
+        if self.sexdb and not data.get("gender") and data.get("first_name"):
+            gender = self.sexdb.gender(data["first_name"])
+            if gender:
+                data["gender"] = gender
+        if self.geodb and data.get("ip") and not (data.get("city") or data.get("country")):
+            location = self.geodb.lookup(data["ip"])
+            if location:
+                data["city"], data["country"] = location.city, location.country
+        return data
+
+
+def public(doc: dict[str, Any], db_id: int) -> dict[str, Any]:
+    return {"id": doc["_id"], "db_id": db_id, "data": doc.get("data", {}),
+            "subscriptions": doc.get("subscriptions", []),
+            "created_at": doc.get("created_at"), "updated_at": doc.get("updated_at")}
+
+
+def _subscriptions(raw: Any) -> list[dict[str, Any]]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise Invalid("subscriptions", "a list of {resource_id, channel, status}")
+    stamp, out, seen = now(), [], set()
+    for index, item in enumerate(raw):
+        where = f"subscriptions[{index}]"
+        if not isinstance(item, dict):
+            raise Invalid(where, "an object {resource_id, channel, status}")
+        resource, channel = item.get("resource_id"), item.get("channel", "email")
+        status = item.get("status", "subscribed")
+        if not isinstance(resource, int) or isinstance(resource, bool) or resource <= 0:
+            raise Invalid(f"{where}.resource_id", "a positive integer")
+        if channel not in CHANNELS:
+            raise Invalid(f"{where}.channel", f"one of: {', '.join(CHANNELS)}")
+        if status not in STATUSES:
+            raise Invalid(f"{where}.status", f"one of: {', '.join(STATUSES)}")
+        if (resource, channel) in seen:
+            raise Invalid(where, f"resource {resource} channel {channel} given twice")
+        seen.add((resource, channel))
+        out.append({"resource_id": resource, "channel": channel, "status": status, "changed_at": stamp})
+    return out
+
+
+class Profiles:
+    def __init__(self, account_db: Database, database: ProfileDatabase,
+                 enricher: Enricher | None = None, lookup: Literal["index", "scan"] = "index"):
+        self.database = database
+        self.lookup = lookup
+        self.collection: Collection = account_db[database.collection_name]
+        self.enricher = enricher or Enricher()
+
+    # -- validation --------------------------------------------------------------------
+    def prepare(self, data: Any, *, require_key: bool) -> dict[str, Any]:
+        """Validated, normalised, enriched field values; raises Invalid on the first bad one."""
+        if not isinstance(data, dict):
+            raise Invalid("data", "an object of field values")
+        clean: dict[str, Any] = {}
+        for name, raw in data.items():
+            definition = self.database.fields.get(name)
+            if definition is None:
+                raise Invalid(name, f"not a field of database {self.database.id}")
+            value = coerce(definition, raw, self.enricher.phone_region)
+            if value is not None:
+                clean[name] = value
+        key = self.database.key
+        if require_key and key not in clean:
+            raise Invalid(key, "missing: it is the database's key")
+        return self.enricher.apply(clean)
+
+    def _find_query(self, profile_id: Any = None, key_value: Any = None) -> dict[str, Any]:
+        if profile_id is not None:
+            if not isinstance(profile_id, str):
+                raise Invalid("profile_id", "a profile id string")
+            return {"_id": profile_id}
+        if key_value is not None:
+            key = self.database.key
+            return {f"data.{key}": coerce(self.database.fields[key], key_value, self.enricher.phone_region)}
+        raise Invalid("profile_id", f"missing: give profile_id or the key field {self.database.key!r}")
+
+    # -- single profiles ---------------------------------------------------------------
+    def add(self, data: Any, subscriptions: Any = None) -> dict[str, Any]:
+        clean = self.prepare(data, require_key=True)
+        stamp = now()
+        doc = {"_id": uuid.uuid4().hex, "data": clean, "subscriptions": _subscriptions(subscriptions),
+               "created_at": stamp, "updated_at": stamp}
+        try:
+            self.collection.insert_one(doc)
+        except DuplicateKeyError:
+            raise Conflict(f"a profile with {self.database.key} {clean[self.database.key]!r} exists") from None
+        return public(doc, self.database.id)
+
+    def get(self, profile_id: Any = None, key_value: Any = None) -> dict[str, Any]:
+        doc = self.collection.find_one(self._find_query(profile_id, key_value))
+        if doc is None:
+            raise NotFound("profile not found")
+        return public(doc, self.database.id)
+
+    def update(self, data: Any, profile_id: Any = None, key_value: Any = None,
+               subscriptions: Any = None) -> dict[str, Any]:
+        query = self._find_query(profile_id, key_value)
+        clean = self.prepare(data if data is not None else {}, require_key=False)
+        changes: dict[str, Any] = {f"data.{k}": v for k, v in clean.items()}
+        if subscriptions is not None:
+            changes["subscriptions"] = _subscriptions(subscriptions)
+        if not changes:
+            return self.get(profile_id, key_value)
+        try:
+            result = self.collection.update_one(query, {"$set": {**changes, "updated_at": now()}})
+        except DuplicateKeyError:
+            raise Conflict(f"another profile has this {self.database.key}") from None
+        if result.matched_count == 0:
+            raise NotFound("profile not found")
+        return self.get(**({"profile_id": profile_id} if profile_id else {"key_value": clean.get(
+            self.database.key, key_value)}))
+
+    def delete(self, profile_id: Any = None, key_value: Any = None) -> None:
+        if self.collection.delete_one(self._find_query(profile_id, key_value)).deleted_count == 0:
+            raise NotFound("profile not found")
+
+    def set_subscription(self, profile_id: str, resource_id: int, channel: str, status: str) -> None:
+        """One subscription's status, as tracking and bounces change it."""
+        if status not in STATUSES or channel not in CHANNELS:
+            raise Invalid("status", f"one of: {', '.join(STATUSES)}")
+        stamp = now()
+        entry = {"resource_id": resource_id, "channel": channel, "status": status, "changed_at": stamp}
+        doc = self.collection.find_one({"_id": profile_id}, {"subscriptions": 1})
+        if doc is None:
+            raise NotFound("profile not found")
+        kept = [s for s in doc.get("subscriptions", [])
+                if (s["resource_id"], s["channel"]) != (resource_id, channel)]
+        self.collection.update_one({"_id": profile_id},
+                                   {"$set": {"subscriptions": kept + [entry], "updated_at": stamp}})
+
+    # -- batches (import) ----------------------------------------------------------------
+    @property
+    def preferred_batch(self) -> int:
+        """Rows per upsert_prepared call: large where resolving existing keys means a scan."""
+        return 50_000 if self.lookup == "scan" else 5_000
+
+    def _existing(self, keys: list[Any]) -> dict[Any, dict[str, Any]]:
+        """Stored profiles for these key values: key -> {_id, data}."""
+        key = self.database.key
+        path = f"data.{key}"
+        if self.lookup == "scan":
+            wanted = set(keys)
+            found = {}
+            for doc in self.collection.find({}, {"data": 1}):
+                value = doc.get("data", {}).get(key)
+                if value in wanted:
+                    found[value] = doc
+            return found
+        found = {}
+        for start in range(0, len(keys), 1000):
+            for doc in self.collection.find({path: {"$in": keys[start:start + 1000]}}, {"data": 1}):
+                found[doc["data"][key]] = doc
+        return found
+
+    def upsert_prepared(self, rows: Sequence[dict[str, Any]]) -> list[Outcome]:
+        """Upserts already prepared rows (each with the key, keys unique among the rows).
+
+        New profiles are inserted optimistically, so a fresh import needs no lookups; the rows
+        whose key exists are then compared with what is stored. Fields not given keep their
+        stored value, and a row that changes nothing is not written: importing the same file
+        again changes nothing.
+        """
+        key = self.database.key
+        stamp = now()
+        outcomes: list[Outcome] = ["inserted"] * len(rows)
+        docs = [{"_id": uuid.uuid4().hex, "data": row, "subscriptions": [],
+                 "created_at": stamp, "updated_at": stamp} for row in rows]
+        taken: list[int] = []
+        if docs:
+            try:
+                self.collection.insert_many(docs, ordered=False)
+            except BulkWriteError as exc:
+                errors = exc.details["writeErrors"]
+                if any(e.get("code") != 11000 for e in errors):
+                    raise
+                taken = [e["index"] for e in errors]
+        if not taken:
+            return outcomes
+        existing = self._existing([rows[i][key] for i in taken])
+        updates: list[UpdateOne] = []
+        retry: list[int] = []
+        for index in taken:
+            row, current = rows[index], existing.get(rows[index][key])
+            if current is None:  # deleted between the insert and the lookup: insert again
+                retry.append(index)
+                continue
+            changed = {f"data.{k}": v for k, v in row.items() if current["data"].get(k) != v}
+            if changed:
+                updates.append(UpdateOne({"_id": current["_id"]}, {"$set": {**changed, "updated_at": stamp}}))
+                outcomes[index] = "updated"
+            else:
+                outcomes[index] = "unchanged"
+        if updates:
+            self.collection.bulk_write(updates, ordered=False)
+        for index, outcome in zip(retry, self.upsert_prepared([rows[i] for i in retry])):
+            outcomes[index] = outcome
+        return outcomes

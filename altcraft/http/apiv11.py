@@ -1,0 +1,179 @@
+"""Altcraft API v1.1 conventions, for every endpoint at once.
+
+  POST /api/v1.1/<path>   JSON object or form fields, `token` among them
+  200 {"data": ..., "error": 0, "error_text": "Successful operation"}   (+ "total_count" for lists)
+  4xx/5xx the same envelope with a non-zero `error` and a readable `error_text`
+
+Each endpoint declares its parameters as a pydantic model: the model validates the request
+(an unknown or malformed parameter is named in the error) and is the endpoint's schema in
+the OpenAPI document served at GET /api/v1.1/openapi.json.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Literal
+
+from flask import Blueprint, Flask, Response, request
+from flask.json.provider import DefaultJSONProvider
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pymongo.errors import ConnectionFailure
+
+from altcraft.domain.errors import AccountInactive, DomainError, Forbidden, Invalid
+from altcraft.domain.tokens import Principal
+
+log = logging.getLogger("altcraft.api")
+
+PREFIX = "/api/v1.1"
+OK_TEXT = "Successful operation"
+ERROR_UNKNOWN_METHOD, ERROR_INTERNAL, ERROR_UNAVAILABLE = 7, 6, 9
+
+Scope = Literal["admin", "account", "public"]
+
+
+class Params(BaseModel):
+    """Base of every endpoint's parameters: unknown parameters are errors, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    path: str
+    summary: str
+    params: type[Params]
+    scope: Scope
+    write: bool
+    handler: Callable[..., Any]
+    tag: str
+    returns_list: bool = False
+
+
+class Api:
+    def __init__(self) -> None:
+        self.endpoints: dict[str, Endpoint] = {}
+
+    def endpoint(self, path: str, params: type[Params], *, scope: Scope, summary: str,
+                 tag: str, write: bool = False, returns_list: bool = False):
+        def register(handler: Callable[..., Any]) -> Callable[..., Any]:
+            if path in self.endpoints:
+                raise ValueError(f"endpoint {path} registered twice")
+            self.endpoints[path] = Endpoint(path, summary, params, scope, write, handler, tag, returns_list)
+            return handler
+        return register
+
+
+class IsoJSON(DefaultJSONProvider):
+    """Dates as ISO 8601, not the RFC 822 form Flask uses by default."""
+
+    @staticmethod
+    def default(value: Any) -> Any:
+        if isinstance(value, (datetime, date)):
+            return value.isoformat()
+        return DefaultJSONProvider.default(value)
+
+
+def envelope(data: Any, *, total: int | None = None, error: int = 0, text: str = OK_TEXT,
+             status: int = 200) -> tuple[Response, int]:
+    from flask import current_app
+
+    body: dict[str, Any] = {"data": data, "error": error, "error_text": text}
+    if total is not None:
+        body["total_count"] = total
+    return current_app.response_class(current_app.json.dumps(body), mimetype="application/json"), status
+
+
+def _request_params() -> dict[str, Any]:
+    if request.is_json or (request.data and not request.form):
+        try:
+            payload = json.loads(request.get_data(as_text=True) or "{}")
+        except json.JSONDecodeError as exc:
+            raise Invalid("(body)", f"not valid JSON: {exc.msg} at position {exc.pos}") from None
+        if not isinstance(payload, dict):
+            raise Invalid("(body)", "must be a JSON object")
+        return payload
+    params: dict[str, Any] = {}
+    for key in request.form:
+        value = request.form[key]
+        # form fields carry structured parameters (data, fields, ...) as JSON text
+        if value[:1] in ("{", "["):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                pass
+        params[key] = value
+    return params
+
+
+def _validation_error(exc: ValidationError) -> Invalid:
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "(body)"
+        message = "unknown parameter" if error["type"] == "extra_forbidden" else \
+            "missing (required)" if error["type"] == "missing" else error["msg"]
+        problems.append((where, message))
+    invalid = Invalid(problems[0][0], problems[0][1])
+    if len(problems) > 1:
+        invalid.message = "; ".join(f"{w}: {m}" for w, m in problems)
+    return invalid
+
+
+def authorize(endpoint: Endpoint, principal: Principal) -> None:
+    if endpoint.scope == "admin" and principal.scope != "admin":
+        raise Forbidden("this method needs an admin token")
+    if endpoint.scope == "account" and principal.scope != "account":
+        raise Forbidden("this method needs an account token")
+    if endpoint.write and principal.read_only:
+        raise AccountInactive(f"account {principal.account_id} is frozen: read-only")
+
+
+def blueprint(api: Api, context_factory: Callable[[], Any], openapi: Callable[[], dict]) -> Blueprint:
+    bp = Blueprint("api_v11", __name__)
+
+    @bp.get(f"{PREFIX}/openapi.json")
+    def openapi_document() -> Response:
+        from flask import jsonify
+        return jsonify(openapi())
+
+    @bp.route(f"{PREFIX}/<path:method>", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
+    def call(method: str):
+        endpoint = api.endpoints.get(method.strip("/")) or api.endpoints.get(method.rstrip("/") + "/")
+        if endpoint is None:
+            return envelope(None, error=ERROR_UNKNOWN_METHOD, text=f"Unknown API method: {method}", status=404)
+        if request.method != "POST":
+            return envelope(None, error=1, text=f"{request.method} not allowed: API calls are POST", status=405)
+        context = context_factory()
+        try:
+            params = _request_params()
+            token = params.pop("token", None)
+            principal = context.tokens.authenticate(token) if endpoint.scope != "public" else None
+            if principal is not None:
+                authorize(endpoint, principal)
+            try:
+                parsed = endpoint.params.model_validate(params)
+            except ValidationError as exc:
+                raise _validation_error(exc) from None
+            result = endpoint.handler(context, principal, parsed)
+        except DomainError as exc:
+            return envelope(None, error=exc.code, text=exc.message, status=exc.status)
+        except ConnectionFailure as exc:
+            log.error("%s: document store unavailable: %s", endpoint.path, type(exc).__name__)
+            return envelope(None, error=ERROR_UNAVAILABLE, text="Service unavailable: a store is not reachable",
+                            status=503)
+        except Exception:
+            log.exception("%s failed", endpoint.path)
+            return envelope(None, error=ERROR_INTERNAL, text="Internal error", status=500)
+        if endpoint.returns_list:
+            data, total = result
+            return envelope(data, total=total)
+        return envelope(result)
+
+    return bp
+
+
+def install(app: Flask) -> None:
+    app.json = IsoJSON(app)

@@ -1,0 +1,63 @@
+"""The OpenAPI 3.1 document of the v1.1 API, generated from the endpoint registry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from altcraft import __version__
+from altcraft.http.apiv11 import PREFIX, Api
+
+_ENVELOPE = {
+    "type": "object",
+    "required": ["data", "error", "error_text"],
+    "properties": {
+        "data": {},
+        "error": {"type": "integer", "description": "0 on success"},
+        "error_text": {"type": "string"},
+        "total_count": {"type": "integer", "description": "lists only"},
+    },
+}
+_ERRORS = {
+    "400": "invalid parameter (error 1)", "401": "missing, invalid or revoked token (error 2)",
+    "403": "token of the wrong scope (3), or account deactivated / frozen (8)",
+    "404": "not found (4) or unknown method (7)", "409": "conflict, e.g. a duplicate key (5)",
+    "503": "a store is not reachable (9)",
+}
+
+
+def build(api: Api) -> dict[str, Any]:
+    components: dict[str, Any] = {"Envelope": _ENVELOPE}
+    paths: dict[str, Any] = {}
+    for endpoint in sorted(api.endpoints.values(), key=lambda e: e.path):
+        schema = endpoint.params.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(schema.pop("$defs", {}))
+        if endpoint.scope != "public":
+            schema.setdefault("properties", {})["token"] = {
+                "type": "string", "description": f"{endpoint.scope} API token"}
+            schema.setdefault("required", []).append("token")
+        body = {"$ref": f"#/components/schemas/{endpoint.params.__name__}"}
+        components[endpoint.params.__name__] = schema
+        responses = {"200": {"description": "success",
+                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}}}}
+        for status, text in _ERRORS.items():
+            responses[status] = {"description": text,
+                                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}}}
+        paths[f"{PREFIX}/{endpoint.path}"] = {"post": {
+            "operationId": endpoint.path.strip("/").replace("/", "_"),
+            "summary": endpoint.summary,
+            "tags": [endpoint.tag],
+            "x-altcraft-scope": endpoint.scope,
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": body},
+                "application/x-www-form-urlencoded": {"schema": body},
+            }},
+            "responses": responses,
+        }}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Altcraft API", "version": f"1.1 (platform {__version__})",
+                 "description": "Every call is a POST with `token` in the parameters; answers "
+                                "use the envelope {data, error, error_text}."},
+        "paths": paths,
+        "components": {"schemas": components},
+    }

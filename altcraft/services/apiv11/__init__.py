@@ -1,0 +1,7 @@
+"""The v1.1 endpoints, one module per area; importing this package registers them all."""
+
+from altcraft.http.apiv11 import Api
+
+api = Api()
+
+from altcraft.services.apiv11 import admin, profiles  # noqa: E402,F401  (registration)

@@ -1,0 +1,152 @@
+"""Admin API: accounts, account users, API tokens (admin tokens only)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from pydantic import Field
+
+from altcraft.http.apiv11 import Params
+from altcraft.services.apiv11 import api
+
+TAG = "admin"
+
+
+class AccountsList(Params):
+    from_id: int = Field(0, ge=0, description="return accounts with a greater id")
+    limit: int = Field(100, ge=1, le=1000)
+
+
+class AccountSave(Params):
+    id: Optional[int] = Field(None, description="absent: create; present: update this account")
+    name: Optional[str] = Field(None, description="unique name: lowercase letters, digits, _ . -")
+    title: Optional[str] = None
+    tz: Optional[str] = Field(None, description="IANA time zone, e.g. Europe/Moscow")
+    tariff: Optional[str] = None
+
+
+class AccountId(Params):
+    id: int
+
+
+class UsersList(Params):
+    account_id: int
+    active: Optional[bool] = None
+    master: Optional[bool] = None
+    lang: Optional[str] = None
+
+
+class UserAdd(Params):
+    account_id: int
+    login: str
+    password: str
+    email: Optional[str] = None
+    name: Optional[str] = None
+    lang: Optional[str] = None
+    master: Optional[bool] = None
+    roles: Optional[list[str]] = None
+
+
+class UserUpdate(Params):
+    id: int
+    password: Optional[str] = None
+    email: Optional[str] = None
+    name: Optional[str] = None
+    lang: Optional[str] = None
+    master: Optional[bool] = None
+    active: Optional[bool] = None
+    roles: Optional[list[str]] = None
+
+
+class UserId(Params):
+    id: int
+
+
+class TokenAdd(Params):
+    account_id: Optional[int] = Field(None, description="account scope: the account")
+    user_id: Optional[int] = Field(None, description="optional: the account user it acts for")
+    admin: bool = Field(False, description="true: an admin-scope token")
+    name: str = ""
+
+
+class TokenId(Params):
+    id: int
+
+
+@api.endpoint("admin/accounts/list/", AccountsList, scope="admin", tag=TAG, returns_list=True,
+              summary="List accounts by id, from_id exclusive")
+def accounts_list(ctx, principal, p: AccountsList):
+    return ctx.accounts.list(p.from_id, p.limit)
+
+
+@api.endpoint("admin/accounts/save", AccountSave, scope="admin", tag=TAG, write=True,
+              summary="Create (no id) or update an account")
+def accounts_save(ctx, principal, p: AccountSave):
+    return ctx.accounts.save(**p.model_dump())
+
+
+@api.endpoint("admin/accounts/delete", AccountId, scope="admin", tag=TAG, write=True,
+              summary="Delete an account with its users, tokens and data")
+def accounts_delete(ctx, principal, p: AccountId):
+    ctx.accounts.delete(p.id)
+    ctx.drop_account_data(p.id)
+    return {"id": p.id}
+
+
+def _flag(path: str, flag: str, value: bool, summary: str) -> None:
+    @api.endpoint(path, AccountId, scope="admin", tag=TAG, write=True, summary=summary)
+    def handler(ctx, principal, p: AccountId):
+        return ctx.accounts.set_flag(p.id, flag, value)
+
+
+_flag("admin/accounts/activate", "active", True, "Activate an account")
+_flag("admin/accounts/deactivate", "active", False, "Deactivate an account: its tokens stop working")
+_flag("admin/accounts/freeze", "frozen", True, "Freeze an account: read-only")
+_flag("admin/accounts/unfreeze", "frozen", False, "Unfreeze an account")
+
+
+@api.endpoint("admin/accounts/users/list", UsersList, scope="admin", tag=TAG, returns_list=True,
+              summary="Users of an account")
+def users_list(ctx, principal, p: UsersList):
+    ctx.accounts.get(p.account_id)
+    users = ctx.users.list(p.account_id, p.active, p.master, p.lang)
+    return users, len(users)
+
+
+@api.endpoint("admin/accounts/users/add", UserAdd, scope="admin", tag=TAG, write=True,
+              summary="Add a user to an account (weak passwords are refused)")
+def users_add(ctx, principal, p: UserAdd):
+    ctx.accounts.get(p.account_id)
+    fields = p.model_dump(exclude={"account_id", "login", "password"}, exclude_none=True)
+    return ctx.users.add(p.account_id, p.login, p.password, **fields)
+
+
+@api.endpoint("admin/accounts/users/update", UserUpdate, scope="admin", tag=TAG, write=True,
+              summary="Update a user")
+def users_update(ctx, principal, p: UserUpdate):
+    return ctx.users.update(p.id, **p.model_dump(exclude={"id"}, exclude_none=True))
+
+
+@api.endpoint("admin/accounts/users/delete", UserId, scope="admin", tag=TAG, write=True,
+              summary="Delete a user and its tokens")
+def users_delete(ctx, principal, p: UserId):
+    ctx.users.delete(p.id)
+    return {"id": p.id}
+
+
+@api.endpoint("admin/tokens/add", TokenAdd, scope="admin", tag=TAG, write=True,
+              summary="Create an API token; the token is shown only in this answer")
+def tokens_add(ctx, principal, p: TokenAdd):
+    from altcraft.domain.errors import Invalid
+
+    if p.admin == (p.account_id is not None):
+        raise Invalid("account_id", "give account_id for an account token, or admin=true")
+    token, info = ctx.tokens.create("admin" if p.admin else "account", p.account_id, p.user_id, p.name)
+    return {**info, "token": token}
+
+
+@api.endpoint("admin/tokens/revoke", TokenId, scope="admin", tag=TAG, write=True,
+              summary="Revoke an API token")
+def tokens_revoke(ctx, principal, p: TokenId):
+    ctx.tokens.revoke(p.id)
+    return {"id": p.id}

@@ -1,0 +1,92 @@
+"""Builds the domain services from main.json: one place where stores meet the domain.
+
+Used by the processes and by aktool alike. Connections and the bundled databases are made
+once per process and shared.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from pymongo import MongoClient
+from pymongo.database import Database
+
+from altcraft.bundled.badpass import BadPass
+from altcraft.bundled.geodb import GeoDB
+from altcraft.bundled.sexdb import SexDB
+from altcraft.config import MainConfig
+from altcraft.domain.accounts import Accounts
+from altcraft.domain.admins import Admins
+from altcraft.domain.databases import Databases
+from altcraft.domain.passwords import PasswordPolicy
+from altcraft.domain.profiles import Enricher, Profiles
+from altcraft.domain.tokens import Tokens
+from altcraft.domain.users import Users
+from altcraft.stores import documents
+
+
+class Platform:
+    def __init__(self, config: MainConfig):
+        self.config = config
+
+    # -- stores ------------------------------------------------------------------------
+    @cached_property
+    def control_client(self) -> MongoClient:
+        return documents.connect(self.config, "control")
+
+    @cached_property
+    def account_client(self) -> MongoClient:
+        if documents.mongo_uri(self.config, "account") == documents.mongo_uri(self.config, "control"):
+            return self.control_client
+        return documents.connect(self.config, "account")
+
+    @cached_property
+    def control(self) -> Database:
+        return documents.control_db(self.control_client, self.config)
+
+    def account_db(self, account_id: int) -> Database:
+        return documents.account_db(self.account_client, self.config, account_id)
+
+    # -- bundled databases ---------------------------------------------------------------
+    @cached_property
+    def password_policy(self) -> PasswordPolicy:
+        return PasswordPolicy(BadPass(self.config.BADPASS_PATH or None), self.config.PASSWORD_MIN_LENGTH)
+
+    @cached_property
+    def enricher(self) -> Enricher:
+        return Enricher(SexDB(self.config.SEXDB_PATH or None), GeoDB(self.config.GEODB_PATH or None),
+                        self.config.DEFAULT_PHONE_REGION)
+
+    # -- domain services -----------------------------------------------------------------
+    @cached_property
+    def accounts(self) -> Accounts:
+        return Accounts(self.control)
+
+    @cached_property
+    def users(self) -> Users:
+        return Users(self.control, self.password_policy)
+
+    @cached_property
+    def admins(self) -> Admins:
+        return Admins(self.control, self.password_policy)
+
+    @cached_property
+    def tokens(self) -> Tokens:
+        return Tokens(self.control)
+
+    def databases(self, account_id: int) -> Databases:
+        return Databases(self.account_db(account_id))
+
+    def profiles(self, account_id: int, db_id: int) -> Profiles:
+        database = self.databases(account_id).get(db_id)
+        lookup = "scan" if self.config.DOCUMENTS_ENGINE == "ferretdb" else "index"
+        return Profiles(self.account_db(account_id), database, self.enricher, lookup)
+
+    def drop_account_data(self, account_id: int) -> None:
+        self.account_client.drop_database(self.account_db(account_id).name)
+
+    def close(self) -> None:
+        for name in ("control_client", "account_client"):
+            client = self.__dict__.pop(name, None)
+            if client is not None:
+                client.close()
