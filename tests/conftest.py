@@ -63,6 +63,7 @@ def make_config(harness: dict, basedir: Path, **overrides) -> dict:
     kv = {"ENGINE": "redis", "NODES": [{"HOST": redis["host"], "PORT": redis["port"]}]}
     config = {
         "BASEDIR": str(basedir),
+        "DOCUMENTS_ENGINE": "ferretdb" if harness["mongodb"].get("engine") == "ferretdb" else "mongodb",
         "CONTROLDB_URI": mongo_uri,
         "CONTROLDB_NAME": f"control_{tag}",
         "ACCOUNTDB_URI": mongo_uri,

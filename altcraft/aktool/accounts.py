@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import sys
+import csv
+import io
 import time
 from pathlib import Path
 from typing import Optional
@@ -94,30 +95,28 @@ def import_command(
     total_bytes = path.stat().st_size
     console = Console(stderr=True)
     started = time.monotonic()
+    try:
+        chosen = fmt or importer.detect_format(path)
+    except importer.FileError as exc:
+        raise fail(f"aktool: {exc}", EXIT_USAGE) from None
     with Progress(TextColumn("[bold]import"), BarColumn(), TextColumn("{task.fields[status]}"),
-                  TimeElapsedColumn(), console=console, disable=as_json or not console.is_terminal) as bar:
+                  TimeElapsedColumn(), console=console, disable=as_json or not console.is_terminal) as bar, \
+            path.open("rb") as raw:
         task = bar.add_task("import", total=total_bytes, status="")
-        handle_holder: dict = {}
 
         def progress(report: importer.ImportReport) -> None:
-            elapsed = max(time.monotonic() - started, 1e-6)
-            position = handle_holder["h"].tell() if "h" in handle_holder and not handle_holder["h"].closed else total_bytes
-            bar.update(task, completed=position, status=f"{report.rows:,} rows  {report.rows / elapsed:,.0f} rows/s  "
-                                                        f"{report.failed:,} bad")
+            rate = report.rows / max(time.monotonic() - started, 1e-6)
+            bar.update(task, completed=min(raw.tell(), total_bytes),
+                       status=f"{report.rows:,} rows  {rate:,.0f} rows/s  {report.failed:,} bad")
 
+        text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="" if chosen == "csv" else None)
         try:
-            chosen = fmt or importer.detect_format(path)
-            with path.open("rb") as raw:
-                handle_holder["h"] = raw
-                import io
-                text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="" if chosen == "csv" else None)
-                rows = importer.read_rows(text, chosen, set(profiles.database.fields))
-                report = importer.import_rows(profiles, rows, dry_run=dry_run, progress=progress)
+            rows = importer.read_rows(text, chosen, set(profiles.database.fields))
+            report = importer.import_rows(profiles, rows, dry_run=dry_run, progress=progress)
         except importer.FileError as exc:
             raise fail(f"aktool: {path}: {exc}", EXIT_USAGE) from None
     elapsed = time.monotonic() - started
     if errors_file:
-        import csv
         with errors_file.open("w", newline="") as out:
             writer = csv.writer(out)
             writer.writerow(["line", "field", "reason"])

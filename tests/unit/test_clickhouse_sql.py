@@ -4,7 +4,6 @@ The same DDL runs against the real ClickHouse 18.16 server in the integration te
 between the two the SQL is proven on the oldest and the newest server we meet.
 """
 
-import pytest
 
 from altcraft.schema.clickhouse import EVENTS, TABLES
 from altcraft.stores.analytics import FEATURES, parse_version

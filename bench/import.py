@@ -1,0 +1,78 @@
+"""Profile import throughput, with the document store's own bulk insert as the reference.
+
+    tests/harness/servers.sh start && .venv/bin/python bench/import.py [--rows 1000000] [--config main.json]
+
+Generates a CSV of N realistic profiles, imports it with the platform's importer (CSV parse,
+validation, e-mail/phone normalisation, SexDB enrichment, upsert on the key) into a new
+profile database, then inserts the same documents with plain insert_many into a scratch
+collection with the same unique index: the ceiling of the store itself. The last line is
+`rows_per_s=<N>` for our import.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import _config  # noqa: E402
+from bench.gen_profiles import generate  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--config", help="main.json (default: $AKD_CONFIG, else the test harness)")
+    args = parser.parse_args()
+
+    from altcraft.domain.importer import import_file
+    from altcraft.schema import migrate as migration
+    from altcraft.wiring import Platform
+
+    config = _config.load(args.config)
+    migration.run(config)
+    platform = Platform(config)
+    account = platform.accounts.save(name=f"bench-{uuid.uuid4().hex[:8]}")
+    database = platform.databases(account["id"]).add("bench", "email", [{"name": "score", "type": "integer"}])
+    profiles = platform.profiles(account["id"], database.id)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        csv_path = Path(tmp) / "profiles.csv"
+        started = time.perf_counter()
+        generate(str(csv_path), args.rows, 0.0, seed=1)
+        print(f"generated {args.rows:,} rows in {time.perf_counter() - started:.1f}s "
+              f"({csv_path.stat().st_size / 2**20:.0f} MiB)", flush=True)
+
+        started = time.perf_counter()
+        report = import_file(profiles, csv_path)
+        ours = time.perf_counter() - started
+        assert report.inserted == args.rows and not report.errors, report.as_dict() | {"errors": report.errors[:5]}
+
+    # Reference: the same stored documents, inserted with no parsing or validation at all.
+    scratch = platform.account_db(account["id"])[f"bench_reference_{uuid.uuid4().hex[:6]}"]
+    scratch.create_index([("data.email", 1)], unique=True)
+    docs_source = profiles.collection.find({}, {"data": 1, "subscriptions": 1, "created_at": 1, "updated_at": 1})
+    documents = [{**doc, "_id": uuid.uuid4().hex} for doc in docs_source]
+    started = time.perf_counter()
+    for start in range(0, len(documents), 5000):
+        scratch.insert_many(documents[start:start + 5000], ordered=False)
+    reference = time.perf_counter() - started
+
+    engine = config.DOCUMENTS_ENGINE
+    ours_rate, ref_rate = args.rows / ours, len(documents) / reference
+    print(f"{'':28}{'rows':>12}{'seconds':>10}{'rows/s':>12}")
+    print(f"{'ours: aktool import path':28}{args.rows:>12,}{ours:>10.1f}{ours_rate:>12,.0f}")
+    print(f"{'reference: raw insert_many':28}{len(documents):>12,}{reference:>10.1f}{ref_rate:>12,.0f}")
+    print(f"documents engine: {engine}; ours/reference = {ours_rate / ref_rate:.2f}")
+    platform.account_client.drop_database(platform.account_db(account["id"]).name)
+    platform.close()
+    print(f"rows_per_s={ours_rate:.0f}")
+
+
+if __name__ == "__main__":
+    main()

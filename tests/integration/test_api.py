@@ -1,0 +1,254 @@
+"""The v1.1 API against the real document store (Flask's client, real FerretDB/MongoDB)."""
+
+from __future__ import annotations
+
+import pytest
+
+from altcraft import registry
+from altcraft.schema import migrate as migration
+from altcraft.services.api import create_app
+from altcraft.services.apiv11 import api as registry_api
+from altcraft.wiring import Platform
+
+pytestmark = pytest.mark.integration
+STRONG = "Correct-Horse-Battery-9"
+
+
+class Client:
+    def __init__(self, flask_client, token: str | None = None):
+        self.http = flask_client
+        self.token = token
+
+    def __call__(self, path: str, token: str | None = None, **params):
+        body = {**params, "token": token or self.token}
+        response = self.http.post(f"/api/v1.1/{path}", json=body)
+        return response.status_code, response.get_json()
+
+    def ok(self, path: str, **params):
+        status, body = self(path, **params)
+        assert status == 200 and body["error"] == 0, (path, status, body)
+        return body["data"]
+
+
+@pytest.fixture
+def platform(config):
+    migration.run(config)
+    platform = Platform(config)
+    yield platform
+    platform.close()
+
+
+@pytest.fixture
+def admin(config, platform):
+    token, _ = platform.tokens.create("admin")
+    return Client(create_app(config, registry.get("api")).test_client(), token)
+
+
+def make_account(admin: Client, name: str):
+    account = admin.ok("admin/accounts/save", name=name, tz="Europe/Moscow")
+    user = admin.ok("admin/accounts/users/add", account_id=account["id"], login=f"{name}-owner", password=STRONG)
+    token = admin.ok("admin/tokens/add", account_id=account["id"], user_id=user["id"])["token"]
+    return account, Client(admin.http, token)
+
+
+def test_account_user_token_and_profile_lifecycle(admin):
+    account, shop = make_account(admin, "shop")
+    assert account["title"] == "shop" and account["active"] and not account["frozen"]
+    users, = [admin.ok("admin/accounts/users/list", account_id=account["id"])]
+    assert [u["login"] for u in users] == ["shop-owner"] and "password_hash" not in users[0]
+
+    db = shop.ok("databases/add", name="customers", fields=[{"name": "score", "type": "integer"}])
+    added = shop.ok("profiles/add", db_id=db["id"],
+                    data={"email": " Anna@Example.com", "first_name": "Anna", "phone": "8 916 123 45 67", "score": "5"})
+    assert added["data"] == {"email": "anna@example.com", "first_name": "Anna", "gender": "f",
+                             "phone": "+79161234567", "score": 5}
+    assert shop.ok("profiles/get", db_id=db["id"], email="ANNA@example.com")["id"] == added["id"]
+    updated = shop.ok("profiles/update", db_id=db["id"], profile_id=added["id"], data={"city": "Kazan"},
+                      subscriptions=[{"resource_id": 1, "channel": "email", "status": "subscribed"}])
+    assert updated["data"]["city"] == "Kazan" and updated["data"]["score"] == 5
+    assert updated["subscriptions"][0]["status"] == "subscribed"
+    shop.ok("profiles/delete", db_id=db["id"], profile_id=added["id"])
+    status, body = shop("profiles/get", db_id=db["id"], profile_id=added["id"])
+    assert (status, body["error"], body["data"]) == (404, 4, None)
+
+
+def test_weak_password_is_refused_with_a_reason(admin):
+    account = admin.ok("admin/accounts/save", name="weak")
+    status, body = admin("admin/accounts/users/add", account_id=account["id"], login="bob", password="password123")
+    assert status == 400 and body["error"] == 1
+    assert body["error_text"] == "password: too common: it is in the list of weak and leaked passwords"
+    assert admin.ok("admin/accounts/users/list", account_id=account["id"]) == []
+
+
+def _account_calls(db_id: int, profile_id: str):
+    """Every account-scope endpoint with parameters that point at another account's data."""
+    return {
+        "databases/update": {"id": db_id, "name": "renamed"},
+        "databases/delete": {"id": db_id},
+        "profiles/add": {"db_id": db_id, "data": {"email": "intruder@example.com"}},
+        "profiles/get": {"db_id": db_id, "profile_id": profile_id},
+        "profiles/update": {"db_id": db_id, "profile_id": profile_id, "data": {"city": "Nowhere"}},
+        "profiles/delete": {"db_id": db_id, "profile_id": profile_id},
+        "profiles/import": {"db_id": db_id, "data": [{"email": "victim@example.com", "city": "Nowhere"}]},
+        # these act on the caller's own data; they run last
+        "databases/list": {},
+        "databases/add": {"name": "intruder"},
+    }
+
+
+def test_tenant_isolation_on_every_account_endpoint(admin, platform):
+    _, alpha = make_account(admin, "alpha")
+    _, beta = make_account(admin, "beta")
+    db = alpha.ok("databases/add", name="main")
+    victim = alpha.ok("profiles/add", db_id=db["id"], data={"email": "victim@example.com", "city": "Kazan"})
+    calls = _account_calls(db["id"], victim["id"])
+    account_endpoints = {p for p, e in registry_api.endpoints.items() if e.scope == "account"}
+    assert set(calls) == account_endpoints, "a new account endpoint needs an isolation case here"
+
+    # beta has no database: every call that names alpha's database fails
+    for path, params in calls.items():
+        status, body = beta(path, **params)
+        if path in ("databases/list", "databases/add"):
+            continue  # they act on beta's own data, checked below
+        assert status == 404 and body["error"] == 4 and body["data"] is None, (path, body)
+    assert [d["name"] for d in beta.ok("databases/list")] == ["intruder"]
+
+    # beta now has a database with the same id as alpha's: still never alpha's profile
+    for path in ("profiles/get", "profiles/update", "profiles/delete"):
+        status, body = beta(path, **calls[path])
+        assert status == 404 and body["data"] is None, (path, body)
+    report = beta.ok("profiles/import", **calls["profiles/import"])
+    assert report["inserted"] == 1  # into beta's own database
+
+    # alpha's data is untouched
+    assert alpha.ok("profiles/get", db_id=db["id"], profile_id=victim["id"])["data"] == victim["data"]
+    assert [d["name"] for d in alpha.ok("databases/list")] == ["main"]
+
+
+def test_scopes_are_enforced(admin):
+    _, shop = make_account(admin, "scoped")
+    for path, endpoint in registry_api.endpoints.items():
+        wrong = shop if endpoint.scope == "admin" else admin
+        status, body = wrong(path)
+        assert status == 403 and body["error"] == 3 and body["data"] is None, path
+        status, body = wrong(path, token="not-a-token")
+        assert status == 401 and body["error"] == 2, path
+        status, body = wrong.http.post(f"/api/v1.1/{path}", json={}).status_code, None
+        assert status == 401, path
+
+
+def test_frozen_account_reads_but_cannot_write_and_deactivated_does_nothing(admin):
+    account, shop = make_account(admin, "frosty")
+    db = shop.ok("databases/add", name="main")
+    admin.ok("admin/accounts/freeze", id=account["id"])
+    assert shop.ok("databases/list")[0]["name"] == "main"
+    status, body = shop("profiles/add", db_id=db["id"], data={"email": "a@example.com"})
+    assert status == 403 and body["error"] == 8 and "frozen" in body["error_text"]
+    admin.ok("admin/accounts/unfreeze", id=account["id"])
+    shop.ok("profiles/add", db_id=db["id"], data={"email": "a@example.com"})
+    admin.ok("admin/accounts/deactivate", id=account["id"])
+    status, body = shop("databases/list")
+    assert status == 403 and body["error"] == 8
+    admin.ok("admin/accounts/activate", id=account["id"])
+    assert shop.ok("databases/list")
+
+
+def test_revoked_token_and_deleted_user(admin):
+    account, shop = make_account(admin, "revoker")
+    created = admin.ok("admin/tokens/add", account_id=account["id"])
+    extra = Client(admin.http, created["token"])
+    assert extra.ok("databases/list") == []
+    admin.ok("admin/tokens/revoke", id=created["id"])
+    assert extra("databases/list")[0] == 401
+    user = admin.ok("admin/accounts/users/list", account_id=account["id"])[0]
+    admin.ok("admin/accounts/users/delete", id=user["id"])
+    assert shop("databases/list")[0] == 401
+
+
+def test_account_delete_removes_users_tokens_and_data(admin, platform):
+    account, shop = make_account(admin, "doomed")
+    db = shop.ok("databases/add", name="main")
+    shop.ok("profiles/add", db_id=db["id"], data={"email": "a@example.com"})
+    admin.ok("admin/accounts/delete", id=account["id"])
+    assert shop("databases/list")[0] == 401
+    assert platform.control.users.count_documents({"account_id": account["id"]}) == 0
+    name = platform.account_db(account["id"]).name
+    assert name not in platform.account_client.list_database_names()
+
+
+def test_accounts_list_pages_by_id(admin):
+    ids = [admin.ok("admin/accounts/save", name=f"page{i}")["id"] for i in range(3)]
+    status, body = admin("admin/accounts/list/", from_id=ids[0], limit=1)
+    assert status == 200 and [a["id"] for a in body["data"]] == [ids[1]]
+    assert body["total_count"] == 3
+
+
+def test_bad_input_names_what_is_wrong(admin):
+    _, shop = make_account(admin, "sloppy")
+    status, body = shop("profiles/get", db_id="x", bogus=1)
+    assert status == 400 and "db_id:" in body["error_text"] and "bogus: unknown parameter" in body["error_text"]
+    db = shop.ok("databases/add", name="main", fields=[{"name": "score", "type": "integer"}])
+    status, body = shop("profiles/add", db_id=db["id"], data={"email": "ok@example.com", "score": "many"})
+    assert (status, body["error_text"]) == (400, "score: not an integer")
+    status, body = shop("profiles/add", db_id=db["id"], data={"email": "ok@example.com", "shoe_size": 42})
+    assert body["error_text"] == f"shoe_size: not a field of database {db['id']}"
+    status, body = shop("profiles/add", db_id=db["id"], data={"first_name": "Keyless"})
+    assert body["error_text"] == "email: missing: it is the database's key"
+    shop.ok("profiles/add", db_id=db["id"], data={"email": "ok@example.com"})
+    status, body = shop("profiles/add", db_id=db["id"], data={"email": "OK@example.com"})
+    assert status == 409 and body["error"] == 5
+    raw = shop.http.post("/api/v1.1/databases/list", data="{not json", content_type="application/json")
+    assert raw.status_code == 400 and raw.get_json()["error_text"].startswith("(body): not valid JSON")
+    missing = shop.http.post("/api/v1.1/no/such/thing", json={})
+    assert missing.status_code == 404 and missing.get_json()["error"] == 7
+    assert shop.http.get("/api/v1.1/databases/list").status_code == 405
+
+
+def test_form_parameters_work_like_json(admin):
+    _, shop = make_account(admin, "formy")
+    response = shop.http.post("/api/v1.1/databases/add", data={
+        "token": shop.token, "name": "forms", "fields": '[{"name": "vip", "type": "boolean"}]'})
+    body = response.get_json()
+    assert response.status_code == 200 and body["data"]["fields"][0]["name"] == "vip"
+    response = shop.http.post("/api/v1.1/profiles/add", data={
+        "token": shop.token, "db_id": str(body["data"]["id"]), "data": '{"email": "f@example.com", "vip": "yes"}'})
+    assert response.get_json()["data"]["data"] == {"email": "f@example.com", "vip": True}
+
+
+def test_import_through_the_api(admin):
+    _, shop = make_account(admin, "bulk")
+    db = shop.ok("databases/add", name="main")
+    rows = [{"email": f"u{i}@example.com", "first_name": "Ivan"} for i in range(50)]
+    rows[7] = {"email": "broken"}
+    rows[9] = {"email": "u3@example.com"}
+    first = shop.ok("profiles/import", db_id=db["id"], data=rows)
+    assert (first["inserted"], first["failed"]) == (48, 2)
+    assert first["errors"] == [
+        {"index": 7, "field": "email", "reason": "not a valid e-mail address"},
+        {"index": 9, "field": "email", "reason": "duplicate key in the file (first at index 3)"},
+    ]
+    again = shop.ok("profiles/import", db_id=db["id"], data=rows)
+    assert (again["inserted"], again["updated"], again["unchanged"]) == (0, 0, 48)
+    rows[0] = {"email": "u0@example.com", "city": "Omsk"}
+    third = shop.ok("profiles/import", db_id=db["id"], data=rows, dry_run=True)
+    assert third["dry_run"] and third["inserted"] == third["updated"] == 0 and third["valid"] == 48
+    fourth = shop.ok("profiles/import", db_id=db["id"], data=rows)
+    assert fourth["updated"] == 1
+    profile = shop.ok("profiles/get", db_id=db["id"], email="u0@example.com")
+    assert profile["data"] == {"email": "u0@example.com", "first_name": "Ivan", "gender": "m", "city": "Omsk"}
+
+
+def test_openapi_document_matches_the_api(admin):
+    from openapi_spec_validator import validate
+
+    document = admin.http.get("/api/v1.1/openapi.json").get_json()
+    validate(document)
+    documented = {path.removeprefix("/api/v1.1/") for path in document["paths"]}
+    assert documented == set(registry_api.endpoints)
+    for path, item in document["paths"].items():
+        schema = document["components"]["schemas"][item["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]]
+        endpoint = registry_api.endpoints[path.removeprefix("/api/v1.1/")]
+        assert set(schema["properties"]) == set(endpoint.params.model_fields) | {"token"}
+        # every documented method answers (here: 401 without a token), none is unknown
+        response = admin.http.post(path, json={})
+        assert response.status_code == 401 and response.get_json()["error"] == 2, path
