@@ -196,6 +196,9 @@ class MainConfig(_Section):
     WEBCONTROL_PUBLIC_PORT: Port = 443
     TRACKING_HOSTNAME: str = ""
     TRACKING_PREFIX: str = ""
+    # Platform addition: where tracking links point (nginx-trk in front of trkaction).
+    TRACKING_BASE_URL: str = "http://127.0.0.1:8095"
+    TRACKING_LINK_TTL_DAYS: Annotated[int, Field(ge=1, le=3650)] = 400
     COOKIESAVER_PUBLIC_IP: str = ""
     COOKIESAVER_HOSTNAME: str = ""
     COOKIESAVER_PORT: Port = 443

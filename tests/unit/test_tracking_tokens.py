@@ -1,0 +1,33 @@
+import pytest
+
+from altcraft.domain.tracking import InvalidToken, Link, sign, verify
+
+KEY = "k" * 40
+LINK = Link("click", account_id=3, db_id=1, resource_id=9, campaign_id=123456789012,
+            profile_id="0123456789abcdef0123456789abcdef", link_id=4, url="https://shop.example/x?a=1&b=ü")
+
+
+def test_round_trip():
+    token = sign(LINK, KEY, now=1_800_000_000)
+    assert verify(token, KEY, now=1_800_000_100) == Link(**{**LINK.__dict__, "issued": 1_800_000_000})
+
+
+def test_every_single_character_change_is_rejected():
+    token = sign(LINK, KEY, now=1_800_000_000)
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    for position in range(len(token)):
+        replacement = next(c for c in alphabet if c != token[position])
+        tampered = token[:position] + replacement + token[position + 1:]
+        with pytest.raises(InvalidToken):
+            verify(tampered, KEY, now=1_800_000_100)
+
+
+def test_truncated_wrong_key_and_expired():
+    token = sign(LINK, KEY, now=1_800_000_000)
+    for bad in (token[:-1], token[:20], "", "!!!", token + "A"):
+        with pytest.raises(InvalidToken):
+            verify(bad, KEY, now=1_800_000_100)
+    with pytest.raises(InvalidToken):
+        verify(token, "x" * 40, now=1_800_000_100)
+    with pytest.raises(InvalidToken, match="expired"):
+        verify(token, KEY, ttl=3600, now=1_800_000_000 + 3601)
