@@ -36,7 +36,7 @@ TIMEOUT=${ALTCRAFT_HARNESS_TIMEOUT:-90}
 HARNESS_DIR=${ALTCRAFT_HARNESS_DIR:-/tmp/altcraft-harness}
 [[ $HARNESS_DIR == /* ]] || HARNESS_DIR=$PWD/$HARNESS_DIR
 CACHE_DIR=${ALTCRAFT_HARNESS_CACHE:-$HOME/.cache/altcraft-harness}
-FERRETDB_SRC=$SCRIPT_DIR/ferretdb
+FERRETDB_SRC=$SCRIPT_DIR/../../tools/ferretdb
 FERRETDB_BIN=$CACHE_DIR/bin/altcraft-ferretdb
 MONGODB_URI=${ALTCRAFT_TEST_MONGODB_URI:-}
 
@@ -63,6 +63,7 @@ Commands:
   stop [NAME...]      stop the servers this script started, gracefully, waiting
                       until their ports are closed
   restart [NAME...]   stop, then start
+  rabbitmqctl ARGS... the test RabbitMQ node's rabbitmqctl (tests make a vhost each)
   status              one line per server, running or stopped; exit 0 if all
                       are running, 3 otherwise
   -h, --help          this help
@@ -835,6 +836,7 @@ main() {
     shift
     case $cmd in
         -h | --help | help) usage; exit 0 ;;
+        rabbitmqctl) rmqctl "$@"; exit $? ;;  # the test node's CLI (e.g. a vhost per test)
         install | start | stop | restart | status) ;;
         *) printf '%s: unknown command %s\n\n' "$PROG" "$cmd" >&2; usage >&2; exit 2 ;;
     esac

@@ -1,7 +1,10 @@
-// Command altcraft-ferretdb runs FerretDB, a MongoDB-protocol server, for the
-// test harness. It embeds the FerretDB library instead of installing the
-// upstream command, whose module lacks a generated version file and panics at
-// start.
+// Command altcraft-ferretdb runs FerretDB, a MongoDB-protocol server. The test
+// harness (tests/harness/servers.sh) and the distribution's ferretdb role both
+// build it. It embeds the FerretDB library instead of installing the upstream
+// command, whose module lacks a generated version file and panics at start.
+//
+// The PostgreSQL URL may carry a password, so it can also come from the
+// environment (FERRETDB_POSTGRESQL_URL) instead of the command line.
 package main
 
 import (
@@ -19,7 +22,8 @@ func main() {
 	listen := flag.String("listen-addr", "127.0.0.1:27017", "TCP address to listen on")
 	handler := flag.String("handler", "sqlite", "storage engine: sqlite or postgresql")
 	sqliteURL := flag.String("sqlite-url", "file:./data/", "SQLite directory URI (handler sqlite)")
-	pgURL := flag.String("postgresql-url", "", "PostgreSQL URL (handler postgresql)")
+	pgURL := flag.String("postgresql-url", os.Getenv("FERRETDB_POSTGRESQL_URL"),
+		"PostgreSQL URL (handler postgresql; default $FERRETDB_POSTGRESQL_URL)")
 	flag.Parse()
 
 	f, err := ferretdb.New(&ferretdb.Config{
