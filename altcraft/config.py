@@ -119,6 +119,48 @@ class AkdSettings(_Section):
     STOP_TIMEOUT: Annotated[float, Field(gt=0)] = 10.0
 
 
+class RetrySettings(_Section):
+    """Altcraft's retry rule: fixed, geometric (interval x exponent^n) or random delay."""
+
+    TYPE: Literal["fixed", "geometric", "random"] = "geometric"
+    INTERVAL_SECONDS: Annotated[float, Field(gt=0)] = 300.0
+    EXPONENT: Annotated[float, Field(ge=1)] = 2.0
+    MODIFIER: Annotated[float, Field(ge=0)] = 1.0  # random: interval .. interval x (1 + modifier)
+    MAX_ATTEMPTS: Annotated[int, Field(ge=1, le=100)] = 10
+    MAX_DELAY_SECONDS: Annotated[float, Field(gt=0)] = 6 * 3600.0
+
+
+class StrategySettings(_Section):
+    """Per ISP: connections x messages per connection, and RATE "messages:seconds"."""
+
+    DOMAINS: list[str] = Field(default_factory=list)
+    CONNECTIONS: Annotated[int, Field(ge=1, le=500)] = 10
+    MESSAGES_PER_CONNECTION: Annotated[int, Field(ge=1, le=100000)] = 100
+    RATE: Annotated[str, Field(pattern=r"^\d+:\d+$")] = "0:1"  # 0 = unlimited
+
+
+class BouncePattern(_Section):
+    TYPE: Literal["hard", "soft", "bounce"]
+    PATTERN: str
+    NAME: str = ""
+
+
+class MtaSettings(_Section):
+    """akmtad. Platform addition (Altcraft keeps these in the admin panel)."""
+
+    SPOOL_DIR: str = ""  # default {BASEDIR}/spool/akmta
+    HELO: str = ""  # default: the host name
+    # Static routes: recipient domain (or "*") -> "host:port". Empty: MX lookup.
+    ROUTES: dict[str, str] = Field(default_factory=dict)
+    TRY_TLS: bool = True
+    DEFAULT_STRATEGY: StrategySettings = Field(default_factory=StrategySettings)
+    STRATEGIES: dict[str, StrategySettings] = Field(default_factory=dict)
+    RETRY: RetrySettings = Field(default_factory=RetrySettings)
+    BOUNCE_PATTERNS: list[BouncePattern] = Field(default_factory=list)  # custom, tried first
+    PREFETCH: Annotated[int, Field(ge=1, le=100000)] = 1000
+    DEDUP_TTL_DAYS: Annotated[int, Field(ge=1, le=365)] = 14
+
+
 class MainConfig(_Section):
     BASEDIR: str = "/opt/akd"
     PRODUCT_NAME: str = "Altcraft"
@@ -212,6 +254,8 @@ class MainConfig(_Section):
     PASSWORD_MIN_LENGTH: Annotated[int, Field(ge=8, le=128)] = 10
     # Phone numbers without a country code are read as numbers of this region (ISO 3166).
     DEFAULT_PHONE_REGION: str = "RU"
+
+    MTA: MtaSettings = Field(default_factory=MtaSettings)
 
     PROCESSES: dict[str, ProcessSettings] = Field(default_factory=dict)
     AKD: AkdSettings = Field(default_factory=AkdSettings)

@@ -82,6 +82,42 @@ class Platform:
         lookup = "scan" if self.config.DOCUMENTS_ENGINE == "ferretdb" else "index"
         return Profiles(self.account_db(account_id), database, self.enricher, lookup)
 
+    @cached_property
+    def campaigns(self):
+        from altcraft.domain.campaigns import Campaigns
+        return Campaigns(self.control)
+
+    @cached_property
+    def senders(self):
+        from altcraft.domain.senders import Senders
+        return Senders(self.control)
+
+    def templates(self, account_id: int):
+        from altcraft.domain.templates import Templates
+        return Templates(self.account_db(account_id))
+
+    def segments(self, account_id: int):
+        from altcraft.domain.segments import Segments
+        return Segments(self.account_db(account_id), account_id, self.activity_lookup,
+                        self.config.DEFAULT_PHONE_REGION)
+
+    def activity_lookup(self, account_id: int, kinds: tuple[str, ...], campaign_id: int | None,
+                        since) -> set[str]:
+        """Profiles with these events (ClickHouse), for segment activity conditions."""
+        from altcraft.stores.analytics import Analytics
+
+        store = Analytics(self.config.CLICKHOUSE_SYSTEM)
+        try:
+            sql = (f"SELECT DISTINCT profile_id FROM {store.table('events')} WHERE account_id = %(a)s "
+                   "AND kind IN %(k)s AND event_time >= %(since)s")
+            params = {"a": account_id, "k": tuple(kinds), "since": since.replace(tzinfo=None)}
+            if campaign_id is not None:
+                sql += " AND campaign_id = %(c)s"
+                params["c"] = campaign_id
+            return {row[0] for row in store.execute(sql, params)}
+        finally:
+            store.close()
+
     def drop_account_data(self, account_id: int) -> None:
         self.account_client.drop_database(self.account_db(account_id).name)
 

@@ -89,6 +89,17 @@ def make_config(harness: dict, basedir: Path, **overrides) -> dict:
 
 
 @pytest.fixture
+def vhost(harness) -> str:
+    """A RabbitMQ vhost of the test's own, so queues left by another test never leak in."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    user = harness["rabbitmq"]["user"]
+    for args in (["add_vhost", name], ["set_permissions", "-p", name, user, ".*", ".*", ".*"]):
+        subprocess.run([str(HARNESS), "rabbitmqctl", "-q", *args], check=True, capture_output=True)
+    yield name
+    subprocess.run([str(HARNESS), "rabbitmqctl", "-q", "delete_vhost", name], capture_output=True)
+
+
+@pytest.fixture
 def basedir(tmp_path: Path) -> Path:
     path = tmp_path / "akd"
     path.mkdir()

@@ -40,6 +40,7 @@ def run(config: MainConfig, process: Process) -> None:
         level=config.DEFAULT_LOG_LEVEL,
         format=f"%(asctime)s %(levelname)s {process.name}[%(process)d] %(name)s: %(message)s",
     )
+    logging.getLogger("pika").setLevel(logging.WARNING)  # connection chatter drowns the log
     setproctitle(process.title)
     pids = pidfile.PidFile(config.pids_dir, process.name)
     pids.write(os.getpid())

@@ -73,6 +73,8 @@ def import_command(
     db: int = typer.Option(..., "--db", help="Profile database id."),
     fmt: Optional[str] = typer.Option(None, "--format", help="csv or jsonl (default: from the file name)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate every row; write nothing."),
+    subscribe: Optional[int] = typer.Option(None, "--subscribe", metavar="RESOURCE_ID",
+                                            help="Subscribe new profiles to this resource (e-mail channel)."),
     errors_file: Optional[Path] = typer.Option(None, "--errors-file", help="Write every bad row here (CSV)."),
     show_errors: int = typer.Option(20, "--show-errors", help="Bad rows to print (all go to --errors-file)."),
     as_json: bool = typer.Option(False, "--json", help="JSON report for machines."),
@@ -112,7 +114,8 @@ def import_command(
         text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="" if chosen == "csv" else None)
         try:
             rows = importer.read_rows(text, chosen, set(profiles.database.fields))
-            report = importer.import_rows(profiles, rows, dry_run=dry_run, progress=progress)
+            report = importer.import_rows(profiles, rows, dry_run=dry_run, progress=progress,
+                                          subscribe=(subscribe, "email") if subscribe else None)
         except importer.FileError as exc:
             raise fail(f"aktool: {path}: {exc}", EXIT_USAGE) from None
     elapsed = time.monotonic() - started

@@ -109,6 +109,7 @@ def read_rows(handle: io.TextIOBase, fmt: Format, known_fields: set[str]) -> Ite
 
 def import_rows(profiles: Profiles, rows: Iterable[tuple[int, Any]], *, dry_run: bool = False,
                 batch_size: int | None = None, unit: str = "line",
+                subscribe: tuple[int, str] | None = None,
                 progress: Callable[[ImportReport], None] | None = None) -> ImportReport:
     report = ImportReport(dry_run=dry_run)
     batch_size = batch_size or profiles.preferred_batch
@@ -118,7 +119,7 @@ def import_rows(profiles: Profiles, rows: Iterable[tuple[int, Any]], *, dry_run:
 
     def flush() -> None:
         if batch and not dry_run:
-            for outcome in profiles.upsert_prepared(batch):
+            for outcome in profiles.upsert_prepared(batch, subscribe):
                 setattr(report, outcome, getattr(report, outcome) + 1)
         batch.clear()
         if progress:

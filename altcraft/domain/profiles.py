@@ -193,7 +193,8 @@ class Profiles:
                 found[doc["data"][key]] = doc
         return found
 
-    def upsert_prepared(self, rows: Sequence[dict[str, Any]]) -> list[Outcome]:
+    def upsert_prepared(self, rows: Sequence[dict[str, Any]],
+                        subscribe: tuple[int, str] | None = None) -> list[Outcome]:
         """Upserts already prepared rows (each with the key, keys unique among the rows).
 
         New profiles are inserted optimistically, so a fresh import needs no lookups; the rows
@@ -204,7 +205,10 @@ class Profiles:
         key = self.database.key
         stamp = now()
         outcomes: list[Outcome] = ["inserted"] * len(rows)
-        docs = [{"_id": uuid.uuid4().hex, "data": row, "subscriptions": [],
+        # new profiles may be subscribed on the way in; existing ones keep their status
+        initial = [{"resource_id": subscribe[0], "channel": subscribe[1], "status": "subscribed",
+                    "changed_at": stamp}] if subscribe else []
+        docs = [{"_id": uuid.uuid4().hex, "data": row, "subscriptions": list(initial),
                  "created_at": stamp, "updated_at": stamp} for row in rows]
         taken: list[int] = []
         if docs:
@@ -233,6 +237,6 @@ class Profiles:
                 outcomes[index] = "unchanged"
         if updates:
             self.collection.bulk_write(updates, ordered=False)
-        for index, outcome in zip(retry, self.upsert_prepared([rows[i] for i in retry])):
+        for index, outcome in zip(retry, self.upsert_prepared([rows[i] for i in retry], subscribe)):
             outcomes[index] = outcome
         return outcomes

@@ -27,6 +27,7 @@ _ERRORS = {
 
 def build(api: Api) -> dict[str, Any]:
     components: dict[str, Any] = {"Envelope": _ENVELOPE}
+    owners: dict[str, type] = {}
     paths: dict[str, Any] = {}
     for endpoint in sorted(api.endpoints.values(), key=lambda e: e.path):
         schema = endpoint.params.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -35,8 +36,13 @@ def build(api: Api) -> dict[str, Any]:
             schema.setdefault("properties", {})["token"] = {
                 "type": "string", "description": f"{endpoint.scope} API token"}
             schema.setdefault("required", []).append("token")
-        body = {"$ref": f"#/components/schemas/{endpoint.params.__name__}"}
-        components[endpoint.params.__name__] = schema
+        name = endpoint.params.__name__
+        if name in owners and owners[name] is not endpoint.params:
+            raise ValueError(f"two parameter models are named {name}: "
+                             f"{owners[name].__module__} and {endpoint.params.__module__}")
+        owners[name] = endpoint.params
+        body = {"$ref": f"#/components/schemas/{name}"}
+        components[name] = schema
         responses = {"200": {"description": "success",
                              "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}}}}
         for status, text in _ERRORS.items():

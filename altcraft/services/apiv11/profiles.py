@@ -56,6 +56,7 @@ class ProfileImport(Params):
     db_id: int
     data: list[dict[str, Any]] = Field(..., max_length=MAX_IMPORT_ROWS)
     dry_run: bool = False
+    subscribe_resource_id: Optional[int] = Field(None, description="subscribe new profiles to this resource (email)")
 
 
 def _lookup(ctx, principal, p: ProfileRef):
@@ -129,6 +130,8 @@ def profiles_delete(ctx, principal, p: ProfileRef):
               summary="Upsert up to 10,000 profiles on the database's key; bad rows are reported")
 def profiles_import(ctx, principal, p: ProfileImport):
     profiles = ctx.profiles(principal.account_id, p.db_id)
-    report = import_rows(profiles, enumerate(p.data), dry_run=p.dry_run, unit="index").as_dict()
+    subscribe = (p.subscribe_resource_id, "email") if p.subscribe_resource_id else None
+    report = import_rows(profiles, enumerate(p.data), dry_run=p.dry_run, unit="index",
+                         subscribe=subscribe).as_dict()
     report["errors"] = [{"index": e.pop("line"), **e} for e in report["errors"]]
     return report

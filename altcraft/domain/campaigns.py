@@ -1,0 +1,187 @@
+"""Campaigns: what to send (template), to whom (segment of a profile database), from whom
+(sender), and when (now, at a time, or on a cron schedule).
+
+States: draft -> scheduled -> sending -> finished (or failed); sending <-> paused; a
+regular campaign goes back to scheduled after each launch. The campaign worker claims a due
+campaign under a lease and checkpoints its progress after every batch; a worker that dies
+loses its lease, and the next one resumes after the last checkpoint. Each run has a launch
+number: de-duplication keys name it, so a resumed launch never mails a profile twice while
+the next launch of a regular campaign mails everyone again.
+
+Campaigns are kept in the control DB (the scheduler looks across accounts), every query
+by an account carries its account_id.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from croniter import croniter
+from pymongo import ReturnDocument
+from pymongo.database import Database
+
+from altcraft.domain.clock import now
+from altcraft.domain.errors import Conflict, Invalid, NotFound
+from altcraft.domain.ids import next_id
+
+STATES = ("draft", "scheduled", "sending", "paused", "finished", "failed", "cancelled")
+EDITABLE = ("draft", "paused", "finished", "failed", "cancelled")
+PUBLIC = ("id", "account_id", "name", "db_id", "segment_id", "template_id", "sender_id",
+          "resource_id", "schedule", "state", "launch", "next_run", "progress", "error",
+          "created_at", "started_at", "finished_at")
+
+
+def public(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: doc.get(k) for k in PUBLIC}
+
+
+def _schedule(raw: Any) -> dict[str, Any]:
+    if raw is None:
+        return {"type": "once", "at": None}
+    if not isinstance(raw, dict) or raw.get("type") not in ("once", "regular"):
+        raise Invalid("schedule", '{"type": "once", "at": ISO time or null} or {"type": "regular", "cron": "..."}')
+    if raw["type"] == "regular":
+        cron = raw.get("cron")
+        if not isinstance(cron, str) or not croniter.is_valid(cron):
+            raise Invalid("schedule.cron", "a valid cron expression, e.g. '0 9 * * 1'")
+        return {"type": "regular", "cron": cron}
+    at = raw.get("at")
+    if at is None:
+        return {"type": "once", "at": None}
+    try:
+        moment = datetime.fromisoformat(str(at).replace("Z", "+00:00"))
+    except ValueError:
+        raise Invalid("schedule.at", "an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return {"type": "once", "at": moment.astimezone(timezone.utc)}
+
+
+def next_run(schedule: dict[str, Any], after: datetime) -> datetime:
+    if schedule["type"] == "regular":
+        return croniter(schedule["cron"], after).get_next(datetime)
+    return schedule.get("at") or after
+
+
+class Campaigns:
+    def __init__(self, control: Database):
+        self.control = control
+        self.collection = control.campaigns
+
+    # -- the marketer's side -----------------------------------------------------------
+    def add(self, account_id: int, name: str, db_id: int, segment_id: int, template_id: int,
+            sender_id: int, resource_id: int = 1, schedule: Any = None) -> dict[str, Any]:
+        if not isinstance(name, str) or not name.strip():
+            raise Invalid("name", "missing")
+        if not isinstance(resource_id, int) or resource_id <= 0:
+            raise Invalid("resource_id", "a positive integer")
+        doc = {"id": next_id(self.control, "campaigns"), "account_id": account_id, "name": name.strip(),
+               "db_id": db_id, "segment_id": segment_id, "template_id": template_id,
+               "sender_id": sender_id, "resource_id": resource_id, "schedule": _schedule(schedule),
+               "state": "draft", "launch": 0, "next_run": None, "progress": {}, "error": "",
+               "created_at": now(), "started_at": None, "finished_at": None, "lease": None}
+        self.collection.insert_one(doc)
+        return public(doc)
+
+    def get(self, account_id: int, campaign_id: Any) -> dict[str, Any]:
+        doc = self.collection.find_one({"id": campaign_id, "account_id": account_id})
+        if doc is None:
+            raise NotFound(f"campaign {campaign_id} not found")
+        return doc
+
+    def list(self, account_id: int) -> list[dict[str, Any]]:
+        return [public(d) for d in self.collection.find({"account_id": account_id}).sort("id", 1)]
+
+    def update(self, account_id: int, campaign_id: int, **changes: Any) -> dict[str, Any]:
+        current = self.get(account_id, campaign_id)
+        if current["state"] not in EDITABLE:
+            raise Conflict(f"campaign {campaign_id} is {current['state']}: pause it first")
+        allowed = {k: v for k, v in changes.items() if v is not None and k in
+                   ("name", "db_id", "segment_id", "template_id", "sender_id", "resource_id")}
+        if "schedule" in changes and changes["schedule"] is not None:
+            allowed["schedule"] = _schedule(changes["schedule"])
+        if allowed:
+            self.collection.update_one({"id": campaign_id}, {"$set": allowed})
+        return public(self.get(account_id, campaign_id))
+
+    def delete(self, account_id: int, campaign_id: int) -> None:
+        current = self.get(account_id, campaign_id)
+        if current["state"] in ("sending", "scheduled"):
+            raise Conflict(f"campaign {campaign_id} is {current['state']}: cancel it first")
+        self.collection.delete_one({"id": campaign_id})
+
+    def _transition(self, account_id: int, campaign_id: int, allowed_from: tuple[str, ...],
+                    changes: dict[str, Any]) -> dict[str, Any]:
+        current = self.get(account_id, campaign_id)
+        doc = self.collection.find_one_and_update(
+            {"id": campaign_id, "account_id": account_id, "state": {"$in": list(allowed_from)}},
+            {"$set": changes}, return_document=ReturnDocument.AFTER)
+        if doc is None:
+            raise Conflict(f"campaign {campaign_id} is {current['state']}; "
+                           f"this needs one of: {', '.join(allowed_from)}")
+        return public(doc)
+
+    def start(self, account_id: int, campaign_id: int) -> dict[str, Any]:
+        current = self.get(account_id, campaign_id)
+        when = next_run(current["schedule"], now())
+        return self._transition(account_id, campaign_id, ("draft", "finished", "failed", "cancelled"),
+                                {"state": "scheduled", "next_run": when, "error": ""})
+
+    def pause(self, account_id: int, campaign_id: int) -> dict[str, Any]:
+        return self._transition(account_id, campaign_id, ("sending", "scheduled"), {"state": "paused"})
+
+    def resume(self, account_id: int, campaign_id: int) -> dict[str, Any]:
+        # back to sending with an expired lease: a worker picks it up where it stopped
+        return self._transition(account_id, campaign_id, ("paused",),
+                                {"state": "sending", "lease": None, "lease_until": now()})
+
+    def cancel(self, account_id: int, campaign_id: int) -> dict[str, Any]:
+        return self._transition(account_id, campaign_id, ("scheduled", "sending", "paused"),
+                                {"state": "cancelled", "finished_at": now()})
+
+    # -- the campaign worker's side ----------------------------------------------------
+    def claim(self, owner: str, lease_seconds: float = 30.0) -> dict[str, Any] | None:
+        """A due campaign, leased to `owner`: a new launch of a scheduled one, or a sending
+        one whose previous worker stopped renewing its lease."""
+        stamp = now()
+        until = stamp + timedelta(seconds=lease_seconds)
+        doc = self.collection.find_one_and_update(
+            {"state": "sending", "lease_until": {"$lt": stamp}},
+            {"$set": {"lease": owner, "lease_until": until}}, return_document=ReturnDocument.AFTER)
+        if doc is not None:
+            return doc
+        return self.collection.find_one_and_update(
+            {"state": "scheduled", "next_run": {"$lte": stamp}},
+            {"$set": {"state": "sending", "lease": owner, "lease_until": until, "started_at": stamp,
+                      "progress": {"after": None, "published": 0, "skipped": 0, "duplicates": 0}},
+             "$inc": {"launch": 1}},
+            return_document=ReturnDocument.AFTER)
+
+    def checkpoint(self, campaign_id: int, owner: str, after: str, published: int, skipped: int,
+                   duplicates: int, lease_seconds: float = 30.0) -> str:
+        """Records progress and renews the lease; returns the campaign's state, so that the
+        worker notices a pause or cancel. A lost lease reads as 'lost'."""
+        doc = self.collection.find_one_and_update(
+            {"id": campaign_id, "lease": owner},
+            {"$set": {"progress.after": after, "lease_until": now() + timedelta(seconds=lease_seconds)},
+             "$inc": {"progress.published": published, "progress.skipped": skipped,
+                      "progress.duplicates": duplicates}},
+            return_document=ReturnDocument.AFTER)
+        return doc["state"] if doc else "lost"
+
+    def finish(self, campaign_id: int, owner: str, error: str = "") -> None:
+        doc = self.collection.find_one({"id": campaign_id, "lease": owner})
+        if doc is None:
+            return
+        stamp = now()
+        if error:
+            changes = {"state": "failed", "error": error[:500], "finished_at": stamp}
+        elif doc["state"] != "sending":
+            changes = {}  # paused or cancelled meanwhile: leave it so
+        elif doc["schedule"]["type"] == "regular":
+            changes = {"state": "scheduled", "next_run": next_run(doc["schedule"], stamp), "finished_at": stamp}
+        else:
+            changes = {"state": "finished", "finished_at": stamp}
+        self.collection.update_one({"id": campaign_id, "lease": owner},
+                                   {"$set": {**changes, "lease": None, "lease_until": None}})

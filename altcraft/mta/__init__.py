@@ -1,0 +1,1 @@
+"""akmtad, the platform's MTA: spool, rules, SMTP delivery, DKIM."""

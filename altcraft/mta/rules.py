@@ -1,0 +1,86 @@
+"""MTA rules as Altcraft defines them: retry delays, bounce patterns, sending strategies."""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+from altcraft.config import BouncePattern, RetrySettings, StrategySettings
+
+BounceType = Literal["hard", "soft", "bounce"]
+
+# Built-in patterns (tried after the custom ones). Matched against "<code> <text>".
+BUILTIN_PATTERNS: tuple[tuple[BounceType, str, str], ...] = (
+    ("hard", "user unknown", r"\b5\d\d\b.*(user unknown|unknown user|no such user|does not exist|"
+                             r"recipient rejected|mailbox unavailable|invalid recipient|"
+                             r"address rejected|not found)"),
+    ("hard", "bad domain", r"\b5\d\d\b.*(domain not found|no such domain|host unknown)"),
+    ("soft", "mailbox full", r"\b(452|552)\b.*(full|quota|insufficient)"),
+    ("soft", "greylisted", r"\b4\d\d\b.*(greylist|try again later|temporar)"),
+    ("soft", "rate limited", r"\b4\d\d\b.*(rate|too many|throttl)"),
+    ("bounce", "policy / spam", r"\b5\d\d\b.*(spam|policy|blocked|blacklist|denied)"),
+)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    type: BounceType
+    name: str
+
+
+class BounceClassifier:
+    def __init__(self, custom: list[BouncePattern]):
+        self.patterns = [(p.TYPE, p.NAME or p.PATTERN, re.compile(p.PATTERN, re.IGNORECASE)) for p in custom]
+        self.patterns += [(t, n, re.compile(p, re.IGNORECASE)) for t, n, p in BUILTIN_PATTERNS]
+
+    def classify(self, code: int, text: str) -> Verdict:
+        line = f"{code} {text}"
+        for kind, name, pattern in self.patterns:
+            if pattern.search(line):
+                return Verdict(kind, name)
+        # No pattern: the reply code decides (RFC 5321: 4xx transient, 5xx permanent).
+        return Verdict("soft", "transient") if 400 <= code < 500 else Verdict("hard", "permanent")
+
+
+def retry_delay(rule: RetrySettings, attempt: int, rng: random.Random | None = None) -> float:
+    """Seconds to wait before delivery attempt number `attempt + 1` (attempt counts from 1)."""
+    if rule.TYPE == "fixed":
+        delay = rule.INTERVAL_SECONDS
+    elif rule.TYPE == "geometric":
+        delay = rule.INTERVAL_SECONDS * rule.EXPONENT ** (attempt - 1)
+    else:
+        delay = (rng or random).uniform(rule.INTERVAL_SECONDS, rule.INTERVAL_SECONDS * (1 + rule.MODIFIER))
+    return min(delay, rule.MAX_DELAY_SECONDS)
+
+
+class RateLimiter:
+    """RATE "N:S": at most N messages every S seconds (token bucket); "0:S" is unlimited."""
+
+    def __init__(self, rate: str):
+        count, seconds = (int(x) for x in rate.split(":"))
+        self.capacity = count
+        self.per_second = count / seconds if count else 0.0
+        self.tokens = float(count)
+        self.stamp = time.monotonic()
+
+    def take(self) -> float:
+        """0 if a message may go now, else the seconds to wait."""
+        if not self.capacity:
+            return 0.0
+        current = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (current - self.stamp) * self.per_second)
+        self.stamp = current
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.per_second
+
+
+def strategy_for(domain: str, strategies: dict[str, StrategySettings], default: StrategySettings) -> tuple[str, StrategySettings]:
+    for name, strategy in strategies.items():
+        if domain in strategy.DOMAINS:
+            return name, strategy
+    return "default", default

@@ -1,0 +1,76 @@
+"""A real SMTP peer on loopback (aiosmtpd) that keeps what it receives.
+
+Scriptable per recipient: `rules` maps a recipient to a list of replies used in turn
+(e.g. ["450 4.7.1 Greylisted, try again later", "250 OK"]), the last one repeating.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from aiosmtpd.controller import Controller
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt: str
+    data: bytes
+    at: float
+
+
+@dataclass
+class SinkHandler:
+    rules: dict[str, list[str]] = field(default_factory=dict)
+    messages: list[Received] = field(default_factory=list)
+    attempts: Counter = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        replies = self.rules.get(address.lower())
+        if replies:
+            with self.lock:
+                n = self.attempts[address.lower()]
+                self.attempts[address.lower()] += 1
+            reply = replies[min(n, len(replies) - 1)]
+            if not reply.startswith("250"):
+                return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        with self.lock:
+            for rcpt in envelope.rcpt_tos:
+                self.messages.append(Received(envelope.mail_from, rcpt.lower(), envelope.original_content
+                                              or envelope.content, time.time()))
+        return "250 2.0.0 Message accepted"
+
+
+class Sink:
+    def __init__(self, port: int, rules: dict[str, list[str]] | None = None):
+        self.handler = SinkHandler(rules=rules or {})
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=port,
+                                     data_size_limit=10 * 2**20, decode_data=False)
+
+    def __enter__(self) -> Sink:
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.controller.stop()
+
+    @property
+    def messages(self) -> list[Received]:
+        with self.handler.lock:
+            return list(self.handler.messages)
+
+    def wait_for(self, count: int, timeout: float = 120.0) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(self.handler.messages) >= count:
+                return self.messages
+            time.sleep(0.2)
+        return self.messages

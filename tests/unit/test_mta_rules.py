@@ -1,0 +1,43 @@
+import random
+
+from altcraft.config import BouncePattern, RetrySettings
+from altcraft.mta.rules import BounceClassifier, RateLimiter, retry_delay
+from altcraft.mta.smtp import dot_stuff
+
+
+def test_retry_rules():
+    fixed = RetrySettings(TYPE="fixed", INTERVAL_SECONDS=60)
+    assert [retry_delay(fixed, n) for n in (1, 2, 3)] == [60, 60, 60]
+    geometric = RetrySettings(TYPE="geometric", INTERVAL_SECONDS=60, EXPONENT=2, MAX_DELAY_SECONDS=300)
+    assert [retry_delay(geometric, n) for n in (1, 2, 3, 4)] == [60, 120, 240, 300]
+    randomized = RetrySettings(TYPE="random", INTERVAL_SECONDS=60, MODIFIER=0.5)
+    delays = [retry_delay(randomized, 1, random.Random(n)) for n in range(50)]
+    assert all(60 <= d <= 90 for d in delays) and len(set(delays)) > 40
+
+
+def test_bounce_classification():
+    classifier = BounceClassifier([])
+    assert classifier.classify(550, "5.1.1 <x@y>: Recipient address rejected: User unknown").type == "hard"
+    assert classifier.classify(450, "4.7.1 Greylisted, try again later").type == "soft"
+    assert classifier.classify(552, "5.2.2 Mailbox full").type == "soft"
+    assert classifier.classify(554, "5.7.1 Message rejected as spam").type == "bounce"
+    assert classifier.classify(421, "shutting down").type == "soft"      # by code
+    assert classifier.classify(553, "weird").type == "hard"              # by code
+
+
+def test_custom_patterns_win():
+    classifier = BounceClassifier([BouncePattern(TYPE="soft", PATTERN=r"550.*try later", NAME="odd isp")])
+    verdict = classifier.classify(550, "mailbox busy, try later")
+    assert (verdict.type, verdict.name) == ("soft", "odd isp")
+
+
+def test_rate_limiter():
+    limiter = RateLimiter("2:60")
+    assert limiter.take() == 0 and limiter.take() == 0
+    assert 25 < limiter.take() <= 30
+    assert RateLimiter("0:1").take() == 0
+
+
+def test_dot_stuffing():
+    assert dot_stuff(b"a\r\n.b\r\n..c") == b"a\r\n..b\r\n...c\r\n.\r\n"
+    assert dot_stuff(b".start") == b"..start\r\n.\r\n"
