@@ -129,8 +129,10 @@ PROCESSES: tuple[Process, ...] = (
     Process("stataggregator", "worker", "Statistics aggregation", requires=(CLICKHOUSE, SSDB_STATS),
             group="tasks"),
     # -- on-demand workers (started by proctask, not kept up by akd) ----------------------
-    Process("campaign", "task", "Mass campaign: segment to rendered messages to the broker",
-            requires=(ACCOUNTDB, RABBITMQ, CAMP_DUPLICATESDB, SSDB_HBSUPP), group="tasks"),
+    Process("campaign", "worker", "Mass campaigns: segment to rendered messages to the broker",
+            status="ready", entry="altcraft.services.campaign:main",
+            requires=(CONTROLDB, ACCOUNTDB, RABBITMQ, CAMP_DUPLICATESDB, SSDB_HBSUPP), group="tasks",
+            notes="a supervised worker that claims due campaigns (Altcraft starts it from proctask)"),
     Process("segstat_recalc", "task", "Recalculates static segments", requires=(ACCOUNTDB,),
             group="tasks"),
     Process("rescan_databases", "task", "Recalculates profile database statistics",
@@ -142,8 +144,10 @@ PROCESSES: tuple[Process, ...] = (
     Process("segstat_sync", "task", "Syncs static segments to advertising platforms",
             requires=(ACCOUNTDB,), group="tasks"),
     # -- sending ------------------------------------------------------------------------
-    Process("akmtad", "http", "Mail transfer agent (AKMTA): queue, DKIM, delivery", 13444,
-            requires=(RABBITMQ,), remote=True, group="sending"),
+    Process("akmtad", "worker", "Mail transfer agent (AKMTA): spool, DKIM, delivery", 13444,
+            status="ready", entry="altcraft.services.akmtad:main",
+            requires=(RABBITMQ, CONTROLDB, CAMP_DUPLICATESDB), remote=True, group="sending",
+            notes="the port is its control API (health, readiness, metrics, queue stats/hold/release/purge)"),
 )
 
 BY_NAME: dict[str, Process] = {p.name: p for p in PROCESSES}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
@@ -20,3 +21,14 @@ def run(tool: str, *args: str, config: Path | None = None, timeout: float = 120)
 def run_json(tool: str, *args: str, config: Path | None = None):
     result = run(tool, *args, "--json", config=config)
     return result.returncode, json.loads(result.stdout)
+
+
+def wait_for(predicate, timeout: float = 20.0, what: str = "condition", interval: float = 0.2):
+    """Polls until predicate() is truthy and returns its value; fails naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

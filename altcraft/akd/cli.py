@@ -93,7 +93,10 @@ def status(
     raise typer.Exit(EXIT_OK if all(s.up for s in statuses) else EXIT_NOT_RUNNING)
 
 
-def _start(procs: list[registry.Process], config: Optional[Path]) -> None:
+WAIT = typer.Option(120.0, "--wait", min=1, help="Seconds to wait for each process to be RUNNING (or FATAL).")
+
+
+def _start(procs: list[registry.Process], config: Optional[Path], wait: float = 120.0) -> None:
     conf, path = load_config(config)
     planned = [p.name for p in procs if not p.runnable]
     if planned:
@@ -105,7 +108,7 @@ def _start(procs: list[registry.Process], config: Optional[Path]) -> None:
         if not conf.process_settings(p.name).ENABLE:
             typer.echo(f"skipped   {p.name:<{width}} disabled in main.json")
             continue
-        s = control.start(conf, path, p)
+        s = control.start(conf, path, p, wait=wait)
         failed |= s.state != "RUNNING"
         typer.echo(_status_line(s, width))
         if s.state != "RUNNING":
@@ -114,9 +117,10 @@ def _start(procs: list[registry.Process], config: Optional[Path]) -> None:
 
 
 @app.command()
-def start(names: Optional[list[str]] = NAMES, config: Optional[Path] = CONFIG_OPTION) -> None:
+def start(names: Optional[list[str]] = NAMES, wait: float = WAIT,
+          config: Optional[Path] = CONFIG_OPTION) -> None:
     """Start processes under akd's supervision (restarted if they die)."""
-    _start(_processes(names), config)
+    _start(_processes(names), config, wait)
 
 
 @app.command()
@@ -130,13 +134,14 @@ def stop(names: Optional[list[str]] = NAMES, config: Optional[Path] = CONFIG_OPT
 
 
 @app.command()
-def restart(names: Optional[list[str]] = NAMES, config: Optional[Path] = CONFIG_OPTION) -> None:
+def restart(names: Optional[list[str]] = NAMES, wait: float = WAIT,
+            config: Optional[Path] = CONFIG_OPTION) -> None:
     """Stop, then start."""
     procs = _processes(names)
     conf, _ = load_config(config)
     for p in procs:
         control.stop(conf, p)
-    _start(procs, config)
+    _start(procs, config, wait)
 
 
 @app.command()

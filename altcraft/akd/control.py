@@ -86,7 +86,7 @@ def start(config: MainConfig, config_path: Path, process: Process, wait: float |
             stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
             start_new_session=True, close_fds=True,
         )
-    deadline = time.monotonic() + (wait if wait is not None else config.AKD.START_SECONDS + 20)
+    deadline = time.monotonic() + (wait if wait is not None else 120.0)
     while True:
         time.sleep(0.2)
         current = status(config, process)

@@ -4,14 +4,13 @@ import json
 import os
 import signal
 import socket
-import time
 import urllib.error
 import urllib.request
 
 import psutil
 import pytest
 
-from tests.cli import run, run_json
+from tests.cli import run, run_json, wait_for
 from tests.conftest import free_port, make_config
 
 pytestmark = pytest.mark.integration
@@ -34,22 +33,8 @@ def get(port: int, path: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
-def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
-def ak_processes(title: str) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        if title in " ".join(proc.info["cmdline"] or []).split():
-            found.append(proc)
-    return found
 
 
 def test_processes_table_lists_25_or_more_with_ports():
@@ -66,20 +51,23 @@ def test_start_status_kill_restart_stop(api_config):
     path, port = api_config
     basedir = path.parent
 
-    started = run("akd", "start", config=path)
+    started = run("akd", "start", "api", config=path)
     assert started.returncode == 0, started.stdout + started.stderr
     assert started.stdout.startswith("RUNNING   api")
 
-    status = run("akd", "status", config=path)
+    status = run("akd", "status", "api", config=path)
     assert status.returncode == 0
     assert status.stdout.split()[:3] == ["RUNNING", "api", "pid"]
-    code, rows = run_json("akd", "status", config=path)
+    code, rows = run_json("akd", "status", "api", config=path)
     (row,) = rows
     assert code == 0 and row["state"] == "RUNNING" and row["address"] == f"127.0.0.1:{port}"
     first_pid = row["pid"]
     assert int((basedir / "pids" / "api.pid").read_text()) == first_pid
     assert " ".join(psutil.Process(first_pid).cmdline()).split() == ["AK:api"]
-    assert len(ak_processes("AK:api:worker")) == 2
+    first_workers = psutil.Process(first_pid).children()
+    assert [" ".join(w.cmdline()).split() for w in first_workers] == [["AK:api:worker"]] * 2
+    supervisor = psutil.Process(first_pid).parent()
+    assert "supervise:api" in " ".join(supervisor.cmdline())
 
     assert get(port, "/api/health") == (200, "OK")
     assert get(port, "/api/readiness") == (200, '{"status":"OK"}\n')
@@ -90,21 +78,22 @@ def test_start_status_kill_restart_stop(api_config):
 
     os.kill(first_pid, signal.SIGKILL)
     restarted = wait_for(
-        lambda: (r := run_json("akd", "status", config=path)[1][0])["state"] == "RUNNING"
+        lambda: (r := run_json("akd", "status", "api", config=path)[1][0])["state"] == "RUNNING"
         and r["pid"] != first_pid and r,
         what="api to be restarted")
     assert restarted["restarts"] == 1 and "killed by SIGKILL" in restarted["detail"]
     wait_for(lambda: get(port, "/api/health") == (200, "OK"), what="the restarted api to serve")
-    assert len(ak_processes("AK:api:worker")) == 2  # the killed master's workers are gone
+    assert not any(w.is_running() for w in first_workers)  # the killed master's workers are gone
+    ours = [psutil.Process(restarted["pid"]), supervisor, *psutil.Process(restarted["pid"]).children()]
+    assert len(ours) == 4
 
-    stopped = run("akd", "stop", config=path)
+    stopped = run("akd", "stop", "api", config=path)
     assert stopped.returncode == 0 and stopped.stdout.startswith("STOPPED   api")
-    assert not ak_processes("AK:api") and not ak_processes("AK:api:worker")
-    assert not ak_processes("supervise:api")
+    assert not any(p.is_running() for p in ours), "a process outlived akd stop"
     assert list((basedir / "pids").iterdir()) == []
-    after = run("akd", "status", config=path)
+    after = run("akd", "status", "api", config=path)
     assert after.returncode == 3 and after.stdout.startswith("STOPPED")
-    assert "api" in (basedir / "logs" / "api.log").read_text()
+    assert "Listening at: http://127.0.0.1:" in (basedir / "logs" / "api.log").read_text()
 
 
 def test_crash_loop_ends_in_fatal(api_config):
@@ -113,15 +102,15 @@ def test_crash_loop_ends_in_fatal(api_config):
         squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(("127.0.0.1", port))
         squatter.listen()
-        result = run("akd", "start", config=path, timeout=180)
+        result = run("akd", "start", "api", config=path, timeout=180)
         assert result.returncode == 1
         assert result.stdout.startswith("FATAL")
         assert "did not start; see" in result.stderr
-        code, rows = run_json("akd", "status", config=path)
+        code, rows = run_json("akd", "status", "api", config=path)
     assert code == 3 and rows[0]["state"] == "FATAL" and rows[0]["restarts"] == 2
-    assert not ak_processes("supervise:api")
+    assert not (path.parent / "pids" / "api.supervisor.pid").exists()  # the supervisor gave up
     # once the cause is gone, start clears FATAL
-    assert run("akd", "start", config=path).returncode == 0
+    assert run("akd", "start", "api", config=path).returncode == 0
 
 
 def test_stale_pid_file_is_detected_and_cleaned(api_config):
@@ -129,7 +118,7 @@ def test_stale_pid_file_is_detected_and_cleaned(api_config):
     pids = path.parent / "pids"
     pids.mkdir(exist_ok=True)
     (pids / "api.pid").write_text(f"{os.getpid()}\n")  # alive, but not AK:api
-    result = run("akd", "status", config=path)
+    result = run("akd", "status", "api", config=path)
     assert result.returncode == 3
     assert "removed stale api.pid" in result.stdout
     assert not (pids / "api.pid").exists()
@@ -156,7 +145,7 @@ def test_planned_process_is_refused(api_config):
     result = run("akd", "start", "webcontrol", config=path)
     assert result.returncode == 3
     assert "not implemented yet: webcontrol" in result.stderr
-    assert not ak_processes("AK:webcontrol")
+    assert not (path.parent / "pids").exists() or not list((path.parent / "pids").iterdir())
 
 
 def test_unknown_process_exit_4(api_config):
@@ -173,7 +162,6 @@ def test_nothing_starts_on_an_invalid_config(basedir):
     assert "RABBITMQ_PORT: not a TCP port" in result.stderr
     assert "PRIVATE_KEY: missing (required)" in result.stderr
     assert not (basedir / "pids").exists()
-    assert not ak_processes("supervise:api")
 
 
 def test_run_in_foreground_and_sigterm(api_config):
@@ -199,7 +187,7 @@ def test_run_in_foreground_and_sigterm(api_config):
 
 def test_tail_prints_the_log(api_config):
     path, _ = api_config
-    assert run("akd", "start", config=path).returncode == 0
+    assert run("akd", "start", "api", config=path).returncode == 0
     result = run("akd", "tail", "api", "--no-follow", "-n", "200", config=path)
     assert result.returncode == 0 and "Listening at" in result.stdout
 
@@ -210,3 +198,28 @@ def _listening(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def test_start_without_names_runs_every_implemented_process(harness, basedir, vhost):
+    from altcraft import registry
+
+    implemented = [p for p in registry.select()]
+    assert {"api", "campaign", "akmtad"} <= {p.name for p in implemented}
+    ports = {p.name: {"PORT": free_port()} for p in registry.PROCESSES if p.port}
+    path = basedir / "main.json"
+    path.write_text(json.dumps(make_config(harness, basedir, PROCESSES=ports, RABBITMQ_VHOST=vhost)))
+    assert run("aktool", "migrate", config=path).returncode == 0
+    try:
+        started = run("akd", "start", config=path, timeout=300)
+        assert started.returncode == 0, started.stdout + started.stderr
+        code, rows = run_json("akd", "status", config=path)
+        assert code == 0 and {r["name"]: r["state"] for r in rows} == {p.name: "RUNNING" for p in implemented}
+        ours = [psutil.Process(r["pid"]) for r in rows]
+        for process in implemented:
+            if process.kind == "http" or process.name == "akmtad":
+                assert get(ports[process.name]["PORT"], f"/{process.name}/health") == (200, "OK"), process.name
+    finally:
+        stopped = run("akd", "stop", config=path, timeout=300)
+    assert stopped.returncode == 0
+    assert list((basedir / "pids").iterdir()) == []
+    assert not any(p.is_running() for p in ours), "a process outlived akd stop"

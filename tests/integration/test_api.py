@@ -80,8 +80,9 @@ def test_weak_password_is_refused_with_a_reason(admin):
     assert admin.ok("admin/accounts/users/list", account_id=account["id"]) == []
 
 
-def _account_calls(db_id: int, profile_id: str):
+def _account_calls(a: dict) -> dict[str, dict]:
     """Every account-scope endpoint with parameters that point at another account's data."""
+    db_id, profile_id = a["db"], a["profile"]
     return {
         "databases/update": {"id": db_id, "name": "renamed"},
         "databases/delete": {"id": db_id},
@@ -90,28 +91,66 @@ def _account_calls(db_id: int, profile_id: str):
         "profiles/update": {"db_id": db_id, "profile_id": profile_id, "data": {"city": "Nowhere"}},
         "profiles/delete": {"db_id": db_id, "profile_id": profile_id},
         "profiles/import": {"db_id": db_id, "data": [{"email": "victim@example.com", "city": "Nowhere"}]},
+        "segments/add": {"name": "steal", "db_id": db_id},
+        "segments/get": {"id": a["segment"]},
+        "segments/update": {"id": a["segment"], "name": "mine"},
+        "segments/delete": {"id": a["segment"]},
+        "segments/count": {"id": a["segment"]},
+        "templates/get": {"id": a["template"]},
+        "templates/update": {"id": a["template"], "subject": "mine"},
+        "templates/delete": {"id": a["template"]},
+        "templates/preview": {"id": a["template"], "db_id": db_id, "profile_id": profile_id},
+        "campaigns/add": {"name": "steal", "db_id": db_id, "segment_id": a["segment"],
+                          "template_id": a["template"], "sender_id": a["sender"]},
+        "campaigns/get": {"id": a["campaign"]},
+        "campaigns/update": {"id": a["campaign"], "name": "mine"},
+        "campaigns/delete": {"id": a["campaign"]},
+        "campaigns/start": {"id": a["campaign"]},
+        "campaigns/pause": {"id": a["campaign"]},
+        "campaigns/resume": {"id": a["campaign"]},
+        "campaigns/cancel": {"id": a["campaign"]},
         # these act on the caller's own data; they run last
         "databases/list": {},
+        "segments/list": {},
+        "templates/list": {},
+        "campaigns/list": {},
         "databases/add": {"name": "intruder"},
+        "templates/add": {"name": "own", "subject": "own", "text": "own"},
     }
 
 
+OWN_DATA = {"databases/list", "segments/list", "templates/list", "campaigns/list",
+            "databases/add", "templates/add"}
+
+
 def test_tenant_isolation_on_every_account_endpoint(admin, platform):
-    _, alpha = make_account(admin, "alpha")
+    alpha_account, alpha = make_account(admin, "alpha")
     _, beta = make_account(admin, "beta")
     db = alpha.ok("databases/add", name="main")
     victim = alpha.ok("profiles/add", db_id=db["id"], data={"email": "victim@example.com", "city": "Kazan"})
-    calls = _account_calls(db["id"], victim["id"])
+    sender = admin.ok("admin/senders/save", name="alpha news", from_email="news@alpha.example", dkim_algorithm="none")
+    admin.ok("admin/senders/assign", id=sender["id"], account_id=alpha_account["id"])
+    segment = alpha.ok("segments/add", name="kazan", db_id=db["id"],
+                       condition={"field": "city", "op": "eq", "value": "Kazan"})
+    template = alpha.ok("templates/add", name="t", subject="Hi {{ first_name }}", html="<p>Hi</p>")
+    campaign = alpha.ok("campaigns/add", name="c", db_id=db["id"], segment_id=segment["id"],
+                        template_id=template["id"], sender_id=sender["id"])
+    ids = {"db": db["id"], "profile": victim["id"], "segment": segment["id"], "template": template["id"],
+           "sender": sender["id"], "campaign": campaign["id"]}
+    calls = _account_calls(ids)
     account_endpoints = {p for p, e in registry_api.endpoints.items() if e.scope == "account"}
     assert set(calls) == account_endpoints, "a new account endpoint needs an isolation case here"
 
-    # beta has no database: every call that names alpha's database fails
+    # beta has nothing of its own yet: every call that names alpha's objects fails
     for path, params in calls.items():
+        if path in OWN_DATA:
+            continue
         status, body = beta(path, **params)
-        if path in ("databases/list", "databases/add"):
-            continue  # they act on beta's own data, checked below
         assert status == 404 and body["error"] == 4 and body["data"] is None, (path, body)
+    for path in OWN_DATA:  # and what beta lists or creates is beta's own
+        beta.ok(path, **calls[path])
     assert [d["name"] for d in beta.ok("databases/list")] == ["intruder"]
+    assert beta.ok("campaigns/list") == [] and beta.ok("segments/list") == []
 
     # beta now has a database with the same id as alpha's: still never alpha's profile
     for path in ("profiles/get", "profiles/update", "profiles/delete"):
@@ -123,6 +162,10 @@ def test_tenant_isolation_on_every_account_endpoint(admin, platform):
     # alpha's data is untouched
     assert alpha.ok("profiles/get", db_id=db["id"], profile_id=victim["id"])["data"] == victim["data"]
     assert [d["name"] for d in alpha.ok("databases/list")] == ["main"]
+    assert alpha.ok("segments/get", id=segment["id"])["name"] == "kazan"
+    assert alpha.ok("templates/get", id=template["id"])["subject"] == "Hi {{ first_name }}"
+    assert alpha.ok("campaigns/get", id=campaign["id"])["state"] == "draft"
+    assert alpha.ok("campaigns/get", id=campaign["id"])["name"] == "c"
 
 
 def test_scopes_are_enforced(admin):

@@ -4,4 +4,4 @@ from altcraft.http.apiv11 import Api
 
 api = Api()
 
-from altcraft.services.apiv11 import admin, profiles  # noqa: E402,F401  (registration)
+from altcraft.services.apiv11 import admin, campaigns, profiles, senders  # noqa: E402,F401  (registration)

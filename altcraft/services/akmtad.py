@@ -1,0 +1,524 @@
+"""akmtad: takes messages from the senders' queues, keeps them in a durable spool, and
+delivers them over SMTP by the MTA rules; every outcome becomes an event.
+
+Intake (a pika thread): for each message of akmta_prior_<id> / akmta_<id>, drop it if it is
+already ours (its spool file exists, or it was delivered: a "done" key in Kvrocks), else
+DKIM-sign it and write it to the spool with fsync; only then acknowledge, in batches.
+Delivery (an asyncio thread): per route (static route, the sender's relay, or MX), up to
+CONNECTIONS sessions of up to MESSAGES_PER_CONNECTION messages, at most RATE; priority
+queue first. 2xx: delivered. 4xx: retried by the retry rule until MAX_ATTEMPTS. 5xx:
+classified by the bounce patterns (hard: the profile gets marked by procactions). Events
+(delivered, deferred, bounced_hard, bounced_soft, dropped) go to altcraft.events as
+delivery.<kind> with an event id derived from the message id, so a re-published event is the
+same event. A spool file is removed only after its final event is in the broker.
+Known window: a kill between the peer's 250 and the done key (microseconds) sends that one
+message again after restart; SMTP itself cannot close it (RFC 1047).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import json
+import logging
+import queue
+import socket
+import threading
+import time
+import uuid
+from collections import defaultdict, deque
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import dns.resolver
+import pika
+from flask import jsonify, request
+from prometheus_client import Counter
+
+from altcraft.config import MainConfig
+from altcraft.http.service import create_service_app, dependency_checker
+from altcraft.mta import dkim as dkim_signer
+from altcraft.mta import rules
+from altcraft.mta.smtp import Reply, Session
+from altcraft.mta.spool import Meta, Spool
+from altcraft.registry import get as registry_get
+from altcraft.schema.rabbitmq import EVENTS_EXCHANGE
+from altcraft.stores import kv
+from altcraft.stores.broker import Broker
+from altcraft.wiring import Platform
+
+log = logging.getLogger("altcraft.akmtad")
+EVENT_NS = uuid.UUID("7b0f6a8e-58f4-4a8e-9a53-2d3c9b1e0a11")
+OUTCOMES = Counter("altcraft_mta_outcomes_total", "Delivery outcomes", ["kind"])
+INTAKE_BATCH = 200
+
+
+def event_id(message_id: str, kind: str, attempt: int) -> str:
+    return str(uuid.uuid5(EVENT_NS, f"{message_id}:{kind}:{attempt}"))
+
+
+class Routes:
+    """Where mail for a domain goes: a static route, the sender's relay, or the MX hosts."""
+
+    def __init__(self, static: dict[str, str]):
+        self.static = static
+        self.cache: dict[str, tuple[float, tuple[str, int]]] = {}
+
+    def resolve(self, domain: str, relay: str = "") -> tuple[str, int]:
+        target = self.static.get(domain) or self.static.get("*") or relay
+        if target:
+            host, _, port = target.rpartition(":")
+            return host, int(port)
+        cached = self.cache.get(domain)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        try:
+            answers = sorted(dns.resolver.resolve(domain, "MX"), key=lambda r: r.preference)
+            host = str(answers[0].exchange).rstrip(".")
+        except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN):
+            host = domain  # RFC 5321 5.1: no MX, the domain itself
+        result = (host, 25)
+        self.cache[domain] = (time.monotonic() + 300, result)
+        return result
+
+
+class EventPublisher(threading.Thread):
+    """Publishes outcome events in broker transactions; runs each event's callback after."""
+
+    def __init__(self, config: MainConfig):
+        super().__init__(name="events", daemon=True)
+        self.broker = Broker(config, app="akmtad-events")
+        self.queue: queue.Queue[tuple[dict[str, Any], Callable[[], None] | None] | None] = queue.Queue()
+        self.stopped = threading.Event()
+
+    def put(self, event: dict[str, Any], then: Callable[[], None] | None = None) -> None:
+        self.queue.put((event, then))
+
+    def run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                break
+            batch = [item]
+            deadline = time.monotonic() + 0.05
+            while len(batch) < 500 and time.monotonic() < deadline:
+                try:
+                    more = self.queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if more is None:
+                    self.queue.put(None)
+                    break
+                batch.append(more)
+            self._publish(batch)
+        self.stopped.set()
+
+    def _publish(self, batch: list[tuple[dict[str, Any], Callable[[], None] | None]]) -> None:
+        while True:
+            try:
+                self.broker.publish_transaction([
+                    (EVENTS_EXCHANGE, f"delivery.{event['kind']}", json.dumps(event).encode(),
+                     pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent,
+                                          message_id=event["event_id"], content_type="application/json"))
+                    for event, _ in batch])
+                break
+            except Exception as exc:  # the broker is away: keep the events, try again
+                log.warning("events: publish failed (%s), retrying", type(exc).__name__)
+                self.broker.close()
+                time.sleep(1)
+        for _, then in batch:
+            if then is not None:
+                then()
+
+    def stop(self) -> None:
+        self.queue.put(None)
+        self.stopped.wait(10)
+        self.broker.close()
+
+
+class Delivery:
+    """The asyncio side: scheduling and SMTP sessions."""
+
+    def __init__(self, config: MainConfig, spool: Spool, done: kv.KVStore, events: EventPublisher,
+                 senders: dict[int, dict[str, Any]]):
+        self.config = config
+        self.mta = config.MTA
+        self.spool = spool
+        self.done = done
+        self.events = events
+        self.senders = senders
+        self.routes = Routes(self.mta.ROUTES)
+        self.classifier = rules.BounceClassifier(self.mta.BOUNCE_PATTERNS)
+        self.helo = self.mta.HELO or socket.getfqdn()
+        self.ready: dict[tuple[str, int], tuple[deque, deque]] = defaultdict(lambda: (deque(), deque()))
+        self.deferred: list[tuple[float, str]] = []
+        self.meta: dict[str, Meta] = {}
+        self.active: dict[tuple[str, int], int] = defaultdict(int)
+        self.limiters: dict[str, rules.RateLimiter] = {}
+        self.held: set[int] = set()
+        self.in_flight: set[str] = set()
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._run, name="delivery", daemon=True)
+        self.stopping = False
+
+    # -- scheduling (called from other threads through call_soon_threadsafe) ---------------
+    def schedule(self, metas: list[Meta]) -> None:
+        for meta in metas:
+            if meta.message_id in self.meta:
+                continue  # known already: queueing it twice could send it twice
+            self.meta[meta.message_id] = meta
+            if meta.next_attempt > time.time():
+                heapq.heappush(self.deferred, (meta.next_attempt, meta.message_id))
+            else:
+                self._enqueue(meta)
+
+    def _enqueue(self, meta: Meta) -> None:
+        sender = self.senders.get(meta.sender_id, {})
+        route = self.routes.resolve(meta.rcpt.rsplit("@", 1)[-1].lower(), sender.get("relay", ""))
+        self.ready[route][0 if meta.priority else 1].append(meta.message_id)
+
+    def _strategy(self, meta: Meta):
+        return rules.strategy_for(meta.rcpt.rsplit("@", 1)[-1].lower(), self.mta.STRATEGIES,
+                                  self.mta.DEFAULT_STRATEGY)
+
+    # -- the loop ------------------------------------------------------------------------
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self._dispatch())
+
+    async def _dispatch(self) -> None:
+        while not self.stopping:
+            current = time.time()
+            while self.deferred and self.deferred[0][0] <= current:
+                _, mid = heapq.heappop(self.deferred)
+                if mid in self.meta:
+                    self._enqueue(self.meta[mid])
+            for route, (prior, normal) in list(self.ready.items()):
+                if not prior and not normal:
+                    continue
+                head = self.meta.get((prior or normal)[0])
+                if head is None:
+                    (prior or normal).popleft()
+                    continue
+                _, strategy = self._strategy(head)
+                while self.active[route] < strategy.CONNECTIONS and (prior or normal):
+                    self.active[route] += 1
+                    self.loop.create_task(self._session(route, strategy))
+                    if len(prior) + len(normal) <= strategy.MESSAGES_PER_CONNECTION * self.active[route]:
+                        break
+            await asyncio.sleep(0.02)
+        while any(self.active.values()):
+            await asyncio.sleep(0.05)
+
+    def _next(self, route) -> Meta | None:
+        prior, normal = self.ready[route]
+        skipped = []
+        found = None
+        while prior or normal:
+            mid = (prior or normal).popleft()
+            meta = self.meta.get(mid)
+            if meta is None:
+                continue
+            if meta.sender_id in self.held:
+                skipped.append(meta)
+                continue
+            found = meta
+            break
+        for meta in skipped:  # held messages stay queued, in order, until released
+            self.ready[route][0 if meta.priority else 1].append(meta.message_id)
+        return found
+
+    async def _session(self, route: tuple[str, int], strategy) -> None:
+        session = Session(route[0], route[1], self.helo, try_tls=self.mta.TRY_TLS)
+        taken: Meta | None = None
+        try:
+            taken = self._next(route)
+            if taken is None:
+                return
+            try:
+                await session.connect()
+            except Exception as exc:
+                self._soft_failure(taken, f"connect {route[0]}:{route[1]}: {type(exc).__name__}: {exc}")
+                taken = None
+                return
+            sent = 0
+            while taken is not None and not self.stopping:
+                name, _ = self._strategy(taken)
+                limiter = self.limiters.setdefault(name, rules.RateLimiter(strategy.RATE))
+                wait = limiter.take()
+                while wait:
+                    await asyncio.sleep(wait)
+                    wait = limiter.take()
+                self.in_flight.add(taken.message_id)
+                try:
+                    meta, data = self.spool.read(taken.message_id)
+                except FileNotFoundError:  # purged meanwhile
+                    self.meta.pop(taken.message_id, None)
+                    self.in_flight.discard(taken.message_id)
+                    taken = self._next(route) if sent + 1 < strategy.MESSAGES_PER_CONNECTION else None
+                    continue
+                try:
+                    reply = await session.send(meta.mail_from, meta.rcpt, data)
+                except Exception as exc:
+                    self.in_flight.discard(meta.message_id)
+                    self._soft_failure(meta, f"{type(exc).__name__}: {exc}")
+                    taken = None
+                    return
+                self.in_flight.discard(meta.message_id)
+                self._outcome(meta, reply)
+                sent += 1
+                taken = self._next(route) if sent < strategy.MESSAGES_PER_CONNECTION else None
+        finally:
+            # a message taken but not sent (shutting down) stays in the spool for the next start
+            await session.close()
+            self.active[route] -= 1
+
+    # -- outcomes --------------------------------------------------------------------------
+    def _event(self, meta: Meta, kind: str, detail: str, final: bool) -> None:
+        OUTCOMES.labels(kind).inc()
+        event = {"event_id": event_id(meta.message_id, kind, meta.attempts), "kind": kind,
+                 "time": datetime.now(timezone.utc).isoformat(), "account_id": meta.account_id,
+                 "db_id": meta.db_id, "resource_id": meta.resource_id, "campaign_id": meta.campaign_id,
+                 "launch": meta.launch, "profile_id": meta.profile_id, "sender_id": meta.sender_id,
+                 "email": meta.rcpt, "message_id": meta.message_id, "detail": detail[:500]}
+        then = None
+        if final:
+            self.meta.pop(meta.message_id, None)
+            then = lambda mid=meta.message_id: self.spool.remove(mid)  # noqa: E731
+        self.events.put(event, then)
+
+    def _outcome(self, meta: Meta, reply: Reply) -> None:
+        meta.attempts += 1
+        if reply.ok:
+            self.done.client.set(f"ak:mta:done:{meta.message_id}", 1, ex=self.mta.DEDUP_TTL_DAYS * 86400)
+            self._event(meta, "delivered", str(reply), final=True)
+            return
+        verdict = self.classifier.classify(reply.code, reply.text)
+        if reply.code >= 500 and verdict.type == "hard":
+            self._event(meta, "bounced_hard", f"{reply} [{verdict.name}]", final=True)
+        elif reply.code >= 500 and verdict.type == "bounce":
+            self._event(meta, "bounced_soft", f"{reply} [{verdict.name}]", final=True)
+        else:
+            self._retry(meta, str(reply))
+
+    def _soft_failure(self, meta: Meta, detail: str) -> None:
+        meta.attempts += 1
+        self._retry(meta, detail)
+
+    def _retry(self, meta: Meta, detail: str) -> None:
+        if meta.attempts >= self.mta.RETRY.MAX_ATTEMPTS:
+            self._event(meta, "bounced_soft", f"gave up after {meta.attempts} attempts: {detail}", final=True)
+            return
+        meta.next_attempt = time.time() + rules.retry_delay(self.mta.RETRY, meta.attempts)
+        meta.last_answer = detail[:500]
+        self.spool.update(meta)  # a restart keeps the attempt count and the delay
+        heapq.heappush(self.deferred, (meta.next_attempt, meta.message_id))
+        self._event(meta, "deferred", detail, final=False)
+
+    # -- queue control -------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        rows: dict[tuple[int, int, int], dict[str, int]] = defaultdict(
+            lambda: {"new": 0, "retry": 0, "hold": 0, "proc": 0})
+        for mid, meta in list(self.meta.items()):
+            row = rows[(meta.sender_id, meta.account_id, meta.campaign_id)]
+            if mid in self.in_flight:
+                row["proc"] += 1
+            elif meta.sender_id in self.held:
+                row["hold"] += 1
+            elif meta.attempts:
+                row["retry"] += 1
+            else:
+                row["new"] += 1
+        return {"rows": [{"sender_id": s, "account_id": a, "campaign_id": c, **v,
+                          "total": sum(v.values())} for (s, a, c), v in sorted(rows.items())],
+                "held_senders": sorted(self.held)}
+
+    def purge(self, sender_id: int) -> int:
+        victims = [m for m in list(self.meta.values()) if m.sender_id == sender_id and m.message_id not in self.in_flight]
+        for meta in victims:
+            self._event(meta, "dropped", "purged by an administrator", final=True)
+        return len(victims)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.thread.join(30)
+
+
+class Akmtad:
+    def __init__(self, config: MainConfig, stop: threading.Event):
+        self.config = config
+        self.stop_event = stop
+        spool_dir = Path(config.MTA.SPOOL_DIR or config.basedir / "spool" / "akmta")
+        self.spool = Spool(spool_dir)
+        self.done = kv.from_cluster("camp_duplicatesdb", config.CAMP_DUPLICATESDB)
+        self.platform = Platform(config)
+        self.senders: dict[int, dict[str, Any]] = {}
+        self._load_senders()
+        self.events = EventPublisher(config)
+        self.delivery = Delivery(config, self.spool, self.done, self.events, self.senders)
+        self.broker = Broker(config, app="akmtad")
+        self.consumed: set[str] = set()
+        self.pending: list[tuple[Any, Any, bytes, bool]] = []
+
+    def _load_senders(self) -> None:
+        for doc in self.platform.senders.collection.find({"deleted": False}):
+            self.senders[doc["id"]] = doc
+
+    # -- intake ------------------------------------------------------------------------------
+    def _subscribe(self) -> None:
+        channel = self.broker.channel
+        channel.basic_qos(prefetch_count=self.config.MTA.PREFETCH)
+        for sender_id in sorted(self.senders):
+            for priority in (True, False):
+                name = f"akmta_prior_{sender_id}" if priority else f"akmta_{sender_id}"
+                if name in self.consumed:
+                    continue
+                self.broker.declare_durable_queue(name)
+                channel.basic_consume(name, lambda ch, method, props, body, p=priority:
+                                      self.pending.append((method, props, body, p)))
+                self.consumed.add(name)
+
+    def _meta(self, props: pika.BasicProperties, priority: bool) -> Meta:
+        h = props.headers or {}
+        sender = self.senders[int(h["sender_id"])]
+        return Meta(message_id=props.message_id, rcpt=str(h["rcpt"]), mail_from=sender["from_email"],
+                    sender_id=sender["id"], account_id=int(h.get("account_id", 0)),
+                    campaign_id=int(h.get("campaign_id", 0)), launch=int(h.get("launch", 0)),
+                    profile_id=str(h.get("profile_id", "")), db_id=int(h.get("db_id", 0)),
+                    resource_id=int(h.get("resource_id", 0)), priority=priority, created=time.time())
+
+    def _intake(self) -> None:
+        batch, self.pending = self.pending, []
+        accepted: list[Meta] = []
+        writes: list[tuple[Meta, bytes]] = []
+        batch_ids: set[str] = set()
+        done_keys = self.done.client.mget([f"ak:mta:done:{props.message_id}" for _, props, _, _ in batch])
+        for (method, props, body, priority), done in zip(batch, done_keys):
+            if not props.message_id or done is not None or self.spool.exists(props.message_id) \
+                    or props.message_id in self.delivery.meta or props.message_id in batch_ids:
+                continue  # a duplicate (re-published or redelivered): ours already
+            batch_ids.add(props.message_id)
+            try:
+                meta = self._meta(props, priority)
+            except (KeyError, ValueError, TypeError) as exc:
+                log.error("message %s rejected: %s", props.message_id, exc)
+                continue  # acked below: a malformed message would otherwise loop forever
+            sender = self.senders[meta.sender_id]
+            data = dkim_signer.sign(body, sender.get("dkim_algorithm", "rsa"), sender.get("dkim_domain", ""),
+                                    sender.get("dkim_selector", "ak"), sender.get("dkim_private_key", ""))
+            writes.append((meta, data))
+            accepted.append(meta)
+        self.spool.write_many(writes)  # durable before the broker forgets them
+        self.broker.channel.basic_ack(batch[-1][0].delivery_tag, multiple=True)
+        if accepted:
+            self.delivery.loop.call_soon_threadsafe(self.delivery.schedule, accepted)
+
+    def recover(self) -> None:
+        """After a restart: deliver what the spool holds; report what was delivered but not
+        yet reported."""
+        waiting, delivered = [], []
+        for meta in self.spool.scan():
+            if self.done.client.get(f"ak:mta:done:{meta.message_id}") is not None:
+                delivered.append(meta)
+            else:
+                waiting.append(meta)
+        for meta in delivered:
+            meta.attempts += 1
+            self.delivery._event(meta, "delivered", "delivered before a restart", final=True)
+        self.delivery.schedule(waiting)
+        log.info("spool: %d to deliver, %d delivered before the restart", len(waiting), len(delivered))
+
+    # -- control HTTP ----------------------------------------------------------------------
+    def control_app(self):
+        app = create_service_app("akmtad", dependency_checker(self.config, registry_get("akmtad").requires))
+        delivery = self.delivery
+
+        def on_loop(fn, *args):
+            future = asyncio.run_coroutine_threadsafe(_call(fn, *args), delivery.loop)
+            return future.result(10)
+
+        async def _call(fn, *args):
+            return fn(*args)
+
+        @app.get("/akmtad/queue/stats")
+        def stats():
+            return jsonify(on_loop(delivery.stats))
+
+        @app.post("/akmtad/queue/<action>")
+        def control(action: str):
+            body = request.get_json(silent=True) or {}
+            sender_id = body.get("sender_id")
+            if not isinstance(sender_id, int):
+                return jsonify(error="sender_id: an integer"), 400
+            if action == "hold":
+                delivery.loop.call_soon_threadsafe(delivery.held.add, sender_id)
+            elif action == "release":
+                delivery.loop.call_soon_threadsafe(delivery.held.discard, sender_id)
+            elif action == "purge":
+                return jsonify(purged=on_loop(delivery.purge, sender_id))
+            else:
+                return jsonify(error=f"unknown action {action}"), 404
+            return jsonify(ok=True)
+
+        return app
+
+    def _serve_control(self) -> None:
+        from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+        class Quiet(WSGIRequestHandler):
+            def log_message(self, *args):  # requests are counted in metrics, not logged
+                pass
+
+        process = registry_get("akmtad")
+        settings = self.config.process_settings("akmtad")
+        server = make_server(settings.IP or process.host, settings.PORT or process.port,
+                             self.control_app(), handler_class=Quiet)
+        server.timeout = 0.5
+        threading.Thread(target=server.serve_forever, name="control", daemon=True).start()
+        self._control = server
+
+    # -- main ----------------------------------------------------------------------------
+    def run(self) -> None:
+        self.events.start()
+        self.delivery.start()
+
+        async def recover() -> None:
+            self.recover()
+        # the spool is read before intake starts, so nothing is both recovered and taken in
+        asyncio.run_coroutine_threadsafe(recover(), self.delivery.loop).result()
+        self._serve_control()
+        self._subscribe()
+        last_refresh = time.monotonic()
+        while not self.stop_event.is_set():
+            self.broker.connection.process_data_events(time_limit=0.05)
+            if self.pending:
+                self._intake()
+            if time.monotonic() - last_refresh > 10:
+                self._load_senders()
+                self._subscribe()
+                last_refresh = time.monotonic()
+
+    def close(self) -> None:
+        try:
+            if self.pending:
+                self._intake()
+        finally:
+            self.broker.close()
+            self.delivery.stop()
+            self.events.stop()
+            self._control.shutdown()
+            self.spool.close()
+            self.done.close()
+            self.platform.close()
+
+
+def main(config: MainConfig, stop: threading.Event) -> None:
+    daemon = Akmtad(config, stop)
+    try:
+        daemon.run()
+    finally:
+        daemon.close()

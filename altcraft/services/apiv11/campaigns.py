@@ -1,0 +1,217 @@
+"""Account API: segments, templates, campaigns."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from pydantic import Field
+
+from altcraft.domain.message import Envelope, render
+from altcraft.domain.templates import compile_parts
+from altcraft.http.apiv11 import Params
+from altcraft.services.apiv11 import api
+
+
+class NoParams(Params):
+    pass
+
+
+class ById(Params):
+    id: int
+
+
+class SegmentAdd(Params):
+    name: str
+    db_id: int
+    condition: dict[str, Any] = Field(default_factory=dict, description="see docs/api.md")
+    kind: str = Field("dynamic", description="dynamic or static")
+
+
+class SegmentUpdate(Params):
+    id: int
+    name: Optional[str] = None
+    condition: Optional[dict[str, Any]] = None
+
+
+class TemplateAdd(Params):
+    name: str
+    subject: str
+    html: str = ""
+    text: str = ""
+
+
+class TemplateUpdate(Params):
+    id: int
+    name: Optional[str] = None
+    subject: Optional[str] = None
+    html: Optional[str] = None
+    text: Optional[str] = None
+
+
+class TemplatePreview(Params):
+    id: int
+    db_id: int
+    profile_id: str
+
+
+class CampaignAdd(Params):
+    name: str
+    db_id: int
+    segment_id: int
+    template_id: int
+    sender_id: int
+    resource_id: int = 1
+    schedule: Optional[dict[str, Any]] = Field(None, description='{"type": "once", "at": ISO|null} or {"type": "regular", "cron": "0 9 * * 1"}')
+
+
+class CampaignUpdate(Params):
+    id: int
+    name: Optional[str] = None
+    db_id: Optional[int] = None
+    segment_id: Optional[int] = None
+    template_id: Optional[int] = None
+    sender_id: Optional[int] = None
+    resource_id: Optional[int] = None
+    schedule: Optional[dict[str, Any]] = None
+
+
+def _check_refs(ctx, account_id: int, p) -> None:
+    """Everything a campaign names must belong to the account (NotFound otherwise)."""
+    if getattr(p, "db_id", None) is not None:
+        ctx.databases(account_id).get(p.db_id)
+    if getattr(p, "segment_id", None) is not None:
+        ctx.segments(account_id).get(p.segment_id)
+    if getattr(p, "template_id", None) is not None:
+        ctx.templates(account_id).get(p.template_id)
+    if getattr(p, "sender_id", None) is not None:
+        ctx.senders.for_account(p.sender_id, account_id)
+
+
+# -- segments --------------------------------------------------------------------------
+@api.endpoint("segments/list", NoParams, scope="account", tag="segments", returns_list=True, summary="Segments")
+def segments_list(ctx, principal, p):
+    items = ctx.segments(principal.account_id).list()
+    return items, len(items)
+
+
+@api.endpoint("segments/add", SegmentAdd, scope="account", tag="segments", write=True,
+              summary="Create a segment (static segments are materialised at once)")
+def segments_add(ctx, principal, p: SegmentAdd):
+    return ctx.segments(principal.account_id).add(p.name, p.db_id, p.condition, p.kind)
+
+
+@api.endpoint("segments/get", ById, scope="account", tag="segments", summary="A segment")
+def segments_get(ctx, principal, p: ById):
+    return ctx.segments(principal.account_id).get(p.id)
+
+
+@api.endpoint("segments/update", SegmentUpdate, scope="account", tag="segments", write=True,
+              summary="Rename a segment or change its condition")
+def segments_update(ctx, principal, p: SegmentUpdate):
+    return ctx.segments(principal.account_id).update(p.id, p.name, p.condition)
+
+
+@api.endpoint("segments/delete", ById, scope="account", tag="segments", write=True, summary="Delete a segment")
+def segments_delete(ctx, principal, p: ById):
+    ctx.segments(principal.account_id).delete(p.id)
+    return {"id": p.id}
+
+
+@api.endpoint("segments/count", ById, scope="account", tag="segments",
+              summary="Count a segment's profiles now (static: materialise again first)")
+def segments_count(ctx, principal, p: ById):
+    segments = ctx.segments(principal.account_id)
+    if segments.get(p.id)["kind"] == "static":
+        return {"id": p.id, "count": segments.materialize(p.id)}
+    return {"id": p.id, "count": segments.count(p.id)}
+
+
+# -- templates ---------------------------------------------------------------------------
+@api.endpoint("templates/list", NoParams, scope="account", tag="templates", returns_list=True, summary="Templates")
+def templates_list(ctx, principal, p):
+    items = ctx.templates(principal.account_id).list()
+    return items, len(items)
+
+
+@api.endpoint("templates/add", TemplateAdd, scope="account", tag="templates", write=True,
+              summary="Create a template (subject, HTML and/or text in sandboxed Jinja)")
+def templates_add(ctx, principal, p: TemplateAdd):
+    return ctx.templates(principal.account_id).add(p.name, p.subject, p.html, p.text)
+
+
+@api.endpoint("templates/get", ById, scope="account", tag="templates", summary="A template")
+def templates_get(ctx, principal, p: ById):
+    return ctx.templates(principal.account_id).get(p.id)
+
+
+@api.endpoint("templates/update", TemplateUpdate, scope="account", tag="templates", write=True,
+              summary="Change a template")
+def templates_update(ctx, principal, p: TemplateUpdate):
+    return ctx.templates(principal.account_id).update(p.id, **p.model_dump(exclude={"id"}, exclude_none=True))
+
+
+@api.endpoint("templates/delete", ById, scope="account", tag="templates", write=True, summary="Delete a template")
+def templates_delete(ctx, principal, p: ById):
+    ctx.templates(principal.account_id).delete(p.id)
+    return {"id": p.id}
+
+
+@api.endpoint("templates/preview", TemplatePreview, scope="account", tag="templates",
+              summary="Render a template for one profile, as it would be sent")
+def templates_preview(ctx, principal, p: TemplatePreview):
+    account = principal.account_id
+    template = ctx.templates(account).get(p.id)
+    profile = ctx.profiles(account, p.db_id).collection.find_one({"_id": p.profile_id})
+    if profile is None:
+        from altcraft.domain.errors import NotFound
+        raise NotFound("profile not found")
+    envelope = Envelope(account, p.db_id, 1, 0, 0, "preview@example.invalid",
+                        tracking_base=ctx.config.TRACKING_BASE_URL, tracking_key=ctx.config.TRACKING_CRYPT_KEY)
+    rendered = render(compile_parts(template), envelope, profile)
+    return {"rcpt": rendered.rcpt, "message": rendered.data.decode("ascii", "replace")}
+
+
+# -- campaigns ---------------------------------------------------------------------------
+@api.endpoint("campaigns/list", NoParams, scope="account", tag="campaigns", returns_list=True, summary="Campaigns")
+def campaigns_list(ctx, principal, p):
+    items = ctx.campaigns.list(principal.account_id)
+    return items, len(items)
+
+
+@api.endpoint("campaigns/add", CampaignAdd, scope="account", tag="campaigns", write=True,
+              summary="Create a campaign (a draft)")
+def campaigns_add(ctx, principal, p: CampaignAdd):
+    _check_refs(ctx, principal.account_id, p)
+    return ctx.campaigns.add(principal.account_id, p.name, p.db_id, p.segment_id, p.template_id,
+                             p.sender_id, p.resource_id, p.schedule)
+
+
+@api.endpoint("campaigns/get", ById, scope="account", tag="campaigns", summary="A campaign with its progress")
+def campaigns_get(ctx, principal, p: ById):
+    from altcraft.domain.campaigns import public
+    return public(ctx.campaigns.get(principal.account_id, p.id))
+
+
+@api.endpoint("campaigns/update", CampaignUpdate, scope="account", tag="campaigns", write=True,
+              summary="Change a campaign that is not sending")
+def campaigns_update(ctx, principal, p: CampaignUpdate):
+    _check_refs(ctx, principal.account_id, p)
+    return ctx.campaigns.update(principal.account_id, p.id, **p.model_dump(exclude={"id"}))
+
+
+@api.endpoint("campaigns/delete", ById, scope="account", tag="campaigns", write=True, summary="Delete a campaign")
+def campaigns_delete(ctx, principal, p: ById):
+    ctx.campaigns.delete(principal.account_id, p.id)
+    return {"id": p.id}
+
+
+def _action(name: str, summary: str) -> None:
+    @api.endpoint(f"campaigns/{name}", ById, scope="account", tag="campaigns", write=True, summary=summary)
+    def handler(ctx, principal, p: ById):
+        return getattr(ctx.campaigns, name)(principal.account_id, p.id)
+
+
+_action("start", "Launch now, at the scheduled time, or on the cron schedule")
+_action("pause", "Pause a sending or scheduled campaign")
+_action("resume", "Resume a paused campaign where it stopped")
+_action("cancel", "Cancel a campaign")

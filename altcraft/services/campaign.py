@@ -1,0 +1,129 @@
+"""The `campaign` worker: turns due campaigns into messages on the sender's MTA queue.
+
+For each claimed campaign it streams the segment in profile-id order, drops profiles that
+are not subscribed to the campaign's resource, are on the global stop list, or were already
+handled in this launch (de-duplication keys in CAMP_DUPLICATESDB), renders the rest, and
+publishes them to `akmta_<sender_id>` in broker transactions. Only after a batch is committed
+are its de-duplication keys set and the checkpoint moved. A worker killed between the two
+re-publishes at most one batch on resume; those copies carry the same Message-ID and akmtad
+drops them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from typing import Any
+
+import pika
+
+from altcraft.config import MainConfig
+from altcraft.domain import message as messages
+from altcraft.domain.stoplist import StopList
+from altcraft.domain.templates import compile_parts
+from altcraft.stores import kv
+from altcraft.stores.broker import Broker
+from altcraft.wiring import Platform
+
+log = logging.getLogger("altcraft.campaign")
+BATCH = 500
+DEDUP_TTL = 30 * 86400
+
+
+def mta_queue(sender_id: int, priority: bool = False) -> str:
+    return f"akmta_prior_{sender_id}" if priority else f"akmta_{sender_id}"
+
+
+def _subscribed(profile: dict[str, Any], resource_id: int) -> bool:
+    return any(s["resource_id"] == resource_id and s["channel"] == "email" and s["status"] == "subscribed"
+               for s in profile.get("subscriptions", []))
+
+
+class CampaignRunner:
+    def __init__(self, config: MainConfig, stop: threading.Event):
+        self.config = config
+        self.stop = stop
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.platform = Platform(config)
+        self.broker = Broker(config, app="campaign")
+        self.dedup = kv.from_cluster("camp_duplicatesdb", config.CAMP_DUPLICATESDB)
+        self.stoplist = StopList(kv.ssdb(config, "hbsupp"))
+
+    def run_forever(self) -> None:
+        campaigns = self.platform.campaigns
+        while not self.stop.is_set():
+            campaign = campaigns.claim(self.owner)
+            if campaign is None:
+                self.stop.wait(1.0)
+                continue
+            log.info("campaign %s launch %s: claimed", campaign["id"], campaign["launch"])
+            try:
+                self.run(campaign)
+            except Exception as exc:
+                log.exception("campaign %s failed", campaign["id"])
+                campaigns.finish(campaign["id"], self.owner, error=f"{type(exc).__name__}: {exc}")
+
+    def run(self, campaign: dict[str, Any]) -> None:
+        account_id, cid, launch = campaign["account_id"], campaign["id"], campaign["launch"]
+        sender = self.platform.senders.for_account(campaign["sender_id"], account_id)
+        template = self.platform.templates(account_id).get(campaign["template_id"])
+        compiled = compile_parts(template)
+        segments = self.platform.segments(account_id)
+        envelope = messages.Envelope(
+            account_id, campaign["db_id"], campaign["resource_id"], cid, launch,
+            sender["from_email"], sender.get("from_name", ""), sender.get("reply_to", ""),
+            self.config.TRACKING_BASE_URL, self.config.TRACKING_CRYPT_KEY)
+        queue = mta_queue(sender["id"])
+        self.broker.declare_durable_queue(queue)
+        resource = campaign["resource_id"]
+        after = (campaign.get("progress") or {}).get("after")
+        for batch in segments.profiles(campaign["segment_id"], after=after, batch=BATCH):
+            if self.stop.is_set():
+                return  # the lease runs out and a restarted worker resumes from the checkpoint
+            eligible = [p for p in batch if p.get("data", {}).get("email") and _subscribed(p, resource)]
+            blocked = self.stoplist.blocked([p["data"]["email"] for p in eligible])
+            eligible = [p for p in eligible if p["data"]["email"] not in blocked]
+            keys = [f"ak:camp:{cid}:{launch}:{p['_id']}" for p in eligible]
+            seen = self.dedup.client.mget(keys) if keys else []
+            fresh = [(p, k) for p, k, s in zip(eligible, keys, seen) if s is None]
+            outgoing = []
+            for profile, _ in fresh:
+                rendered = messages.render(compiled, envelope, profile)
+                props = pika.BasicProperties(
+                    delivery_mode=pika.DeliveryMode.Persistent, message_id=rendered.message_id,
+                    content_type="message/rfc822",
+                    headers={"account_id": account_id, "campaign_id": cid, "launch": launch,
+                             "profile_id": profile["_id"], "db_id": campaign["db_id"],
+                             "resource_id": resource, "sender_id": sender["id"], "rcpt": rendered.rcpt})
+                outgoing.append(("", queue, rendered.data, props))
+            if outgoing:
+                self.broker.publish_transaction(outgoing)
+                pipe = self.dedup.client.pipeline(transaction=False)
+                for _, key in fresh:
+                    pipe.set(key, 1, ex=DEDUP_TTL)
+                pipe.execute()
+            state = self.platform.campaigns.checkpoint(
+                cid, self.owner, batch[-1]["_id"], len(outgoing),
+                len(batch) - len(eligible) , len(eligible) - len(fresh))
+            if state != "sending":
+                log.info("campaign %s: %s, stopping", cid, state)
+                if state != "lost":
+                    self.platform.campaigns.finish(cid, self.owner)
+                return
+        self.platform.campaigns.finish(cid, self.owner)
+        log.info("campaign %s launch %s: done", cid, launch)
+
+    def close(self) -> None:
+        self.broker.close()
+        self.dedup.close()
+        self.platform.close()
+
+
+def main(config: MainConfig, stop: threading.Event) -> None:
+    runner = CampaignRunner(config, stop)
+    try:
+        runner.run_forever()
+    finally:
+        runner.close()

@@ -1,0 +1,192 @@
+"""Campaign sending throughput: our pipeline against Postfix, into the same sink, in one run.
+
+    tests/harness/servers.sh start && .venv/bin/python bench/send.py [--messages 1000000] [--dkim none]
+
+Ours: a campaign to N subscribed profiles goes the whole way - the campaign worker renders
+each message (personalisation, signed tracking links, pixel, List-Unsubscribe) and publishes
+it to RabbitMQ, akmtad spools it with fsync, signs it (--dkim) and delivers it over SMTP
+into Postfix's `smtp-sink` on loopback. Timed from the campaign's start to the sink's count
+reaching N.
+Reference: Postfix (Debian's package, configured as in docs/benchmarks.md) relays N messages
+of the same size, injected by `smtp-source`, into the same sink. Timed from the injection's
+start to the sink's count reaching N. Postfix does not sign, so compare with --dkim none;
+the other settings show what signing costs.
+
+Needs: postfix (apt-get install postfix; this script configures it as a relay to the sink and
+stops it afterwards - run it on a bench machine). Ends with `ratio=<ours/postfix>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+HTML = ("<html><body><h1>Hello {{ first_name | default('friend') }}!</h1>"
+        + "<p>Our autumn collection is here. " * 20
+        + "</p><p><a href='https://shop.example/sale?id=1'>Sale</a> "
+          "<a href='https://shop.example/new'>New</a> <a href='https://shop.example/about'>About</a></p>"
+          "</body></html>")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SmtpSink:
+    """Postfix's smtp-sink, counting messages (mesg=N on its output)."""
+
+    def __init__(self, port: int, workdir: Path):
+        self.output = workdir / f"sink-{port}.txt"
+        self.process = subprocess.Popen(["smtp-sink", "-c", "-u", "root", f"127.0.0.1:{port}", "1000"],
+                                        stdout=self.output.open("wb"), stderr=subprocess.STDOUT)
+        time.sleep(0.3)
+
+    def count(self) -> int:
+        tail = self.output.read_bytes()[-200:].decode("ascii", "replace")
+        found = re.findall(r"mesg=(\d+)", tail)
+        return int(found[-1]) if found else 0
+
+    def wait(self, n: int, timeout: float, label: str) -> float:
+        started = time.monotonic()
+        last, last_change = -1, time.monotonic()
+        while True:
+            current = self.count()
+            if current >= n:
+                return time.monotonic()
+            if current != last:
+                last, last_change = current, time.monotonic()
+            if time.monotonic() - last_change > timeout:
+                raise SystemExit(f"{label}: stuck at {current:,} of {n:,} messages")
+            print(f"\r{label}: {current:,}/{n:,} ({current / max(time.monotonic() - started, 1e-6):,.0f}/s)",
+                  end="", file=sys.stderr, flush=True)
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(10)
+
+
+def make_vhost() -> str:
+    name = f"bench-{uuid.uuid4().hex[:8]}"
+    harness = ROOT / "tests" / "harness" / "servers.sh"
+    subprocess.run([str(harness), "rabbitmqctl", "-q", "add_vhost", name], check=True)
+    subprocess.run([str(harness), "rabbitmqctl", "-q", "set_permissions", "-p", name, "altcraft", ".*", ".*", ".*"],
+                   check=True)
+    return name
+
+
+def run_ours(n: int, dkim: str, sink_port: int, workdir: Path, sink: SmtpSink) -> tuple[float, int]:
+    from altcraft import config as cfg
+    from altcraft.domain.message import Envelope, render
+    from altcraft.domain.templates import compile_parts
+    from altcraft.schema import migrate as migration
+    from altcraft.wiring import Platform
+    from tests.conftest import HARNESS_DIR, make_config
+
+    harness = json.loads((HARNESS_DIR / "harness.json").read_text())
+    basedir = workdir / "akd"
+    basedir.mkdir()
+    data = make_config(harness, basedir, RABBITMQ_VHOST=make_vhost(),
+                       MTA={"ROUTES": {"*": f"127.0.0.1:{sink_port}"}, "TRY_TLS": False,
+                            "SPOOL_DIR": str(basedir / "spool"),
+                            "DEFAULT_STRATEGY": {"CONNECTIONS": 20, "MESSAGES_PER_CONNECTION": 1000}},
+                       PROCESSES={"akmtad": {"PORT": free_port()}}, DEFAULT_LOG_LEVEL="WARNING")
+    main_json = basedir / "main.json"
+    main_json.write_text(json.dumps(data))
+    config, _ = cfg.load(main_json)
+    migration.run(config)
+    platform = Platform(config)
+    account = platform.accounts.save(name="bench")
+    database = platform.databases(account["id"]).add("bench")
+    profiles = platform.profiles(account["id"], database.id)
+    started = time.perf_counter()
+    for start in range(0, n, 50_000):
+        rows = [{"email": f"user{i}@example{i % 50}.test", "first_name": "Anna"} for i in range(start, min(n, start + 50_000))]
+        profiles.upsert_prepared(rows, subscribe=(1, "email"))
+    print(f"ours: {n:,} profiles loaded in {time.perf_counter() - started:.0f}s", file=sys.stderr)
+    sender = platform.senders.save(name="bench", from_email="news@bench.example", dkim_algorithm=dkim)
+    platform.senders.assign(sender["id"], account["id"])
+    segment = platform.segments(account["id"]).add("all", database.id, {})
+    template = platform.templates(account["id"]).add("bench", "Hello {{ first_name }}", HTML, "Hello {{ first_name }}")
+    campaign = platform.campaigns.add(account["id"], "bench", database.id, segment["id"], template["id"], sender["id"])
+    sample = render(compile_parts(template), Envelope(account["id"], database.id, 1, 1, 1, "news@bench.example",
+                                                      tracking_key=config.TRACKING_CRYPT_KEY),
+                    profiles.collection.find_one())
+    akd = [sys.executable, "-m", "altcraft.akd"]
+    subprocess.run([*akd, "start", "campaign", "akmtad", "--config", str(main_json)], check=True,
+                   stdout=subprocess.DEVNULL)
+    try:
+        before = sink.count()
+        t0 = time.monotonic()
+        platform.campaigns.start(account["id"], campaign["id"])
+        t1 = sink.wait(before + n, timeout=120, label="ours")
+    finally:
+        subprocess.run([*akd, "stop", "--config", str(main_json)], stdout=subprocess.DEVNULL)
+        platform.account_client.drop_database(platform.account_db(account["id"]).name)
+        platform.close()
+    print(file=sys.stderr)
+    return t1 - t0, len(sample.data)
+
+
+def run_postfix(n: int, size: int, sink_port: int, sink: SmtpSink) -> float:
+    if not shutil.which("postfix"):
+        raise SystemExit("postfix is not installed: apt-get install postfix (main_mailer_type: Local only)")
+    subprocess.run(["postconf", "-e", f"relayhost = [127.0.0.1]:{sink_port}", "inet_interfaces = loopback-only",
+                    "mydestination =", "mynetworks = 127.0.0.0/8", "default_transport = smtp",
+                    "relay_transport = relay", "default_destination_concurrency_limit = 20",
+                    "maillog_file = /var/log/postfix.log"], check=True)
+    subprocess.run(["postfix", "stop"], capture_output=True)
+    subprocess.run(["postfix", "start"], check=True, capture_output=True)
+    time.sleep(1)
+    try:
+        before = sink.count()
+        t0 = time.monotonic()
+        subprocess.run(["smtp-source", "-s", "20", "-m", str(n), "-l", str(size), "-f", "a@bench.local",
+                        "-t", "b@example.com", "127.0.0.1:25"], check=True)
+        t1 = sink.wait(before + n, timeout=120, label="postfix")
+    finally:
+        subprocess.run(["postfix", "stop"], capture_output=True)
+    print(file=sys.stderr)
+    return t1 - t0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=1_000_000)
+    parser.add_argument("--dkim", choices=("none", "rsa", "ed25519"), default="none")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="altcraft-send-") as tmp:
+        workdir = Path(tmp)
+        port = free_port()
+        sink = SmtpSink(port, workdir)
+        try:
+            ours, size = run_ours(args.messages, args.dkim, port, workdir, sink)
+            postfix = run_postfix(args.messages, size, port, sink)
+        finally:
+            sink.stop()
+    n = args.messages
+    print(f"{'':34}{'messages':>10}{'seconds':>10}{'messages/s':>12}")
+    print(f"{'ours: campaign->RabbitMQ->akmtad':34}{n:>10,}{ours:>10.1f}{n / ours:>12,.0f}   dkim={args.dkim}")
+    print(f"{'postfix: smtp-source->postfix':34}{n:>10,}{postfix:>10.1f}{n / postfix:>12,.0f}   dkim=none, {size} bytes each")
+    print(f"ratio={(n / ours) / (n / postfix):.2f}")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

@@ -1,0 +1,300 @@
+"""Campaign -> broker -> akmtad -> SMTP sink, with the processes under akd and real servers."""
+
+from __future__ import annotations
+
+import email
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pika
+import pytest
+
+from altcraft import config as cfg
+from altcraft.domain import tracking
+from altcraft.domain.stoplist import StopList
+from altcraft.schema import migrate as migration
+from altcraft.stores import kv
+from altcraft.wiring import Platform
+from tests.cli import run, wait_for
+from tests.conftest import free_port, make_config
+from tests.smtp_sink import Sink
+
+pytestmark = pytest.mark.integration
+VERIFIER = Path(__file__).resolve().parents[1] / "dkim_verify.pl"
+TEMPLATE_HTML = ('<html><body><p>Hello {{ first_name | default("friend") }}!</p>'
+                 '<a href="https://shop.example/sale?utm=mail&amp;id=1">Sale</a> '
+                 '<a href="https://shop.example/about">About</a> <a href="mailto:help@shop.example">Help</a>'
+                 '</body></html>')
+
+
+class Pipeline:
+    def __init__(self, harness, basedir: Path, sink_port: int, vhost: str, **mta):
+        self.basedir = basedir
+        self.main_json = basedir / "main.json"
+        settings = {"ROUTES": {"*": f"127.0.0.1:{sink_port}"}, "TRY_TLS": False,
+                    "SPOOL_DIR": str(basedir / "spool"),
+                    "RETRY": {"TYPE": "fixed", "INTERVAL_SECONDS": 2, "MAX_ATTEMPTS": 5}, **mta}
+        data = make_config(harness, basedir, MTA=settings, TRACKING_BASE_URL="https://click.example.test",
+                           RABBITMQ_VHOST=vhost,
+                           PROCESSES={"akmtad": {"PORT": free_port()}})
+        self.main_json.write_text(json.dumps(data))
+        self.config, _ = cfg.load(self.main_json)
+        migration.run(self.config)
+        self.platform = Platform(self.config)
+
+    def setup_campaign(self, profiles: int, algorithm: str = "ed25519", unsubscribed: int = 0,
+                       stopped: int = 0, rules_emails: list[str] = ()) -> dict:
+        p = self.platform
+        account = p.accounts.save(name="sender-test")
+        database = p.databases(account["id"]).add("main")
+        # addresses unique to this run: the stop list lives in a store other tests share too
+        tag = uuid.uuid4().hex[:6]
+        rows = [{"email": f"user{i:06d}.{tag}@example{i % 7}.test", "first_name": "Anna" if i % 2 else "Ivan"}
+                for i in range(profiles)] + [{"email": e} for e in rules_emails]
+        store = p.profiles(account["id"], database.id)
+        for start in range(0, len(rows), 5000):
+            store.upsert_prepared([store.prepare(r, require_key=True) for r in rows[start:start + 5000]],
+                                  subscribe=(1, "email"))
+        docs = list(store.collection.find({}, {"data.email": 1}).sort("_id", 1))
+        excluded = set()
+        for doc in docs[:unsubscribed]:
+            store.set_subscription(doc["_id"], 1, "email", "unsubscribed")
+            excluded.add(doc["data"]["email"])
+        stoplist = StopList(kv.ssdb(self.config, "hbsupp"))
+        for doc in docs[unsubscribed:unsubscribed + stopped]:
+            stoplist.add(doc["data"]["email"], "test")
+            excluded.add(doc["data"]["email"])
+        sender = p.senders.save(name="news", from_email="news@shop.example", from_name="Shop",
+                                dkim_algorithm=algorithm)
+        p.senders.assign(sender["id"], account["id"])
+        segment = p.segments(account["id"]).add("everyone", database.id, {})
+        template = p.templates(account["id"]).add("promo", "Hi {{ first_name }}", TEMPLATE_HTML,
+                                                  "Hello {{ first_name }}")
+        campaign = p.campaigns.add(account["id"], "promo", database.id, segment["id"], template["id"],
+                                   sender["id"])
+        expected = {d["data"]["email"] for d in docs} - excluded
+        return {"account": account, "db": database, "sender": p.senders.get(sender["id"]),
+                "campaign": campaign, "expected": expected, "stoplist": stoplist}
+
+    def start(self, *names: str) -> None:
+        result = run("akd", "start", *names, config=self.main_json)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    def stop(self) -> None:
+        run("akd", "stop", config=self.main_json)
+        self.platform.close()
+
+    def pid(self, name: str) -> int:
+        return int((self.basedir / "pids" / f"{name}.pid").read_text())
+
+    def campaign(self, setup) -> dict:
+        return self.platform.campaigns.get(setup["account"]["id"], setup["campaign"]["id"])
+
+
+@pytest.fixture
+def sink_port():
+    return free_port()
+
+
+@pytest.fixture
+def pipeline(harness, basedir, sink_port, vhost):
+    pipe = Pipeline(harness, basedir, sink_port, vhost)
+    yield pipe
+    pipe.stop()
+
+
+
+
+def verify_dkim(messages, sender, tmp_path: Path) -> subprocess.CompletedProcess:
+    keys = tmp_path / "keys.txt"
+    keys.write_text(f"{sender['dkim_selector']}._domainkey.{sender['dkim_domain']} {sender['dkim_dns_record']}\n")
+    files = []
+    for index, message in enumerate(messages):
+        path = tmp_path / f"m{index}.eml"
+        path.write_bytes(message.data)
+        files.append(str(path))
+    return subprocess.run(["perl", str(VERIFIER), str(keys), *files], capture_output=True, text=True)
+
+
+@pytest.mark.timeout(1200)
+def test_campaign_to_10k_segment_delivers_exactly_once(pipeline, sink_port, tmp_path):
+    # RSA: the independent verifier (Debian's Mail::DKIM 1.20230212) does not know Ed25519
+    setup = pipeline.setup_campaign(10_000, algorithm="rsa", unsubscribed=100, stopped=50)
+    with Sink(sink_port) as sink:
+        pipeline.platform.campaigns.start(setup["account"]["id"], setup["campaign"]["id"])
+        pipeline.start("campaign", "akmtad")
+        expected = setup["expected"]
+        assert len(expected) == 9_850
+        received = sink.wait_for(len(expected), timeout=600)
+        wait_for(lambda: pipeline.campaign(setup)["state"] == "finished", 60, "the campaign to finish")
+        time.sleep(3)  # anything extra would arrive now
+        received = sink.messages
+    rcpts = [m.rcpt for m in received]
+    assert len(rcpts) == len(set(rcpts)), "a profile was mailed twice"
+    assert set(rcpts) == expected, "mailed to an ineligible profile, or missed one"
+    progress = pipeline.campaign(setup)["progress"]
+    assert progress["published"] == 9_850 and progress["skipped"] == 150
+
+    # every message verifies with an independent DKIM implementation
+    verified = verify_dkim(received, setup["sender"], tmp_path)
+    assert verified.returncode == 0, verified.stdout[-2000:] + verified.stderr[-2000:]
+    results = [line.split()[1] for line in verified.stdout.splitlines()]
+    assert results == ["pass"] * len(received)
+
+    # links are signed tracking links for this campaign, profile and URL
+    key = pipeline.config.TRACKING_CRYPT_KEY
+    sample = email.message_from_bytes(received[0].data)
+    html = next(part for part in sample.walk() if part.get_content_type() == "text/html").get_payload(decode=True).decode()
+    hrefs = re.findall(r'href="([^"]+)"', html)
+    clicks = [h for h in hrefs if "/c/" in h]
+    assert len(clicks) == 2 and "mailto:help@shop.example" in hrefs
+    targets = []
+    for href in clicks:
+        assert href.startswith("https://click.example.test/c/")
+        link = tracking.verify(href.rsplit("/", 1)[1], key)
+        assert (link.kind, link.campaign_id, link.account_id) == ("click", setup["campaign"]["id"], setup["account"]["id"])
+        targets.append(link.url)
+    assert targets == ["https://shop.example/sale?utm=mail&id=1", "https://shop.example/about"]
+    assert sample["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert sample["List-Unsubscribe"].startswith("<https://click.example.test/u/")
+    assert re.search(r'src="https://click.example.test/o/[^"]+\.gif"', html)
+
+
+def test_rsa_dkim_verifies_independently(pipeline, sink_port, tmp_path):
+    setup = pipeline.setup_campaign(20, algorithm="rsa")
+    with Sink(sink_port) as sink:
+        pipeline.platform.campaigns.start(setup["account"]["id"], setup["campaign"]["id"])
+        pipeline.start("campaign", "akmtad")
+        received = sink.wait_for(20, timeout=120)
+    assert len(received) == 20
+    verified = verify_dkim(received, setup["sender"], tmp_path)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    # and a message changed in transit does not verify
+    tampered = [type(received[0])(received[0].mail_from, received[0].rcpt,
+                                  received[0].data.replace(b"Hi ", b"Hi! ", 1), received[0].at)]
+    assert verify_dkim(tampered, setup["sender"], tmp_path / "t" if (tmp_path / "t").mkdir() is None else tmp_path).returncode == 1
+
+
+def _delivery_events(config, minimum: int, timeout: float = 60) -> list[dict]:
+    params = pika.ConnectionParameters(config.RABBITMQ_HOST, config.RABBITMQ_PORT, config.RABBITMQ_VHOST,
+                                       pika.PlainCredentials(config.RABBITMQ_USER, config.RABBITMQ_PASS))
+    events: list[dict] = []
+    deadline = time.monotonic() + timeout
+    with pika.BlockingConnection(params) as connection:
+        channel = connection.channel()
+        while time.monotonic() < deadline and len(events) < minimum:
+            method, _, body = channel.basic_get("events.delivery", auto_ack=True)
+            if method is None:
+                time.sleep(0.3)
+                continue
+            events.append(json.loads(body))
+    return events
+
+
+def test_retry_after_450_and_hard_bounce_on_550(pipeline, sink_port):
+    greylisted, unknown = "grey@example9.test", "nobody@example9.test"
+    rules = {greylisted: ["450 4.7.1 Greylisted, try again later", "250 OK"],
+             unknown: ["550 5.1.1 <nobody@example9.test>: Recipient address rejected: User unknown"]}
+    setup = pipeline.setup_campaign(3, rules_emails=[greylisted, unknown])
+    mine = {setup["campaign"]["id"]}
+    with Sink(sink_port, rules) as sink:
+        pipeline.platform.campaigns.start(setup["account"]["id"], setup["campaign"]["id"])
+        pipeline.start("campaign", "akmtad")
+        received = sink.wait_for(4, timeout=120)
+        events = [e for e in _delivery_events(pipeline.config, 7) if e["campaign_id"] in mine]
+    assert sorted(m.rcpt for m in received) == sorted(setup["expected"] - {unknown})
+    by_email: dict[str, list[dict]] = {}
+    for event in events:
+        by_email.setdefault(event["email"], []).append(event)
+    grey = by_email[greylisted]
+    assert [e["kind"] for e in grey] == ["deferred", "delivered"]
+    assert "450" in grey[0]["detail"]
+    first_try = sink.handler.attempts[greylisted]
+    assert first_try == 2
+    from datetime import datetime
+    waited = (datetime.fromisoformat(grey[1]["time"]) - datetime.fromisoformat(grey[0]["time"])).total_seconds()
+    assert waited >= 2.0, f"retried after {waited:.1f}s, the rule says 2s"
+    bounce = by_email[unknown]
+    assert [e["kind"] for e in bounce] == ["bounced_hard"]
+    assert "User unknown" in bounce[0]["detail"] and bounce[0]["profile_id"]
+
+
+@pytest.mark.timeout(2400)
+def test_kill_9_of_campaign_and_akmtad_mid_campaign_loses_and_repeats_nothing(pipeline, sink_port):
+    setup = pipeline.setup_campaign(100_000, algorithm="ed25519")
+    expected = setup["expected"]
+    with Sink(sink_port) as sink:
+        pipeline.platform.campaigns.start(setup["account"]["id"], setup["campaign"]["id"])
+        pipeline.start("campaign", "akmtad")
+        wait_for(lambda: (pipeline.campaign(setup)["progress"] or {}).get("published", 0) >= 20_000,
+                   600, "20,000 messages published")
+        victim = pipeline.pid("campaign")
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: len(sink.messages) >= 30_000, 600, "30,000 messages delivered")
+        mta = pipeline.pid("akmtad")
+        os.kill(mta, signal.SIGKILL)
+        wait_for(lambda: (pipeline.basedir / "pids" / "campaign.pid").exists()
+                   and pipeline.pid("campaign") != victim, 60, "akd to restart campaign")
+        wait_for(lambda: (pipeline.basedir / "pids" / "akmtad.pid").exists()
+                   and pipeline.pid("akmtad") != mta, 60, "akd to restart akmtad")
+        received = sink.wait_for(len(expected), timeout=1200)
+        wait_for(lambda: pipeline.campaign(setup)["state"] == "finished", 120, "the campaign to finish")
+        time.sleep(5)
+        received = sink.messages
+    status = run("akd", "status", "campaign", "akmtad", "--json", config=pipeline.main_json)
+    restarts = {row["name"]: row["restarts"] for row in json.loads(status.stdout)}
+    assert restarts == {"campaign": 1, "akmtad": 1}
+    rcpts = [m.rcpt for m in received]
+    duplicates = len(rcpts) - len(set(rcpts))
+    assert duplicates == 0, f"{duplicates} messages delivered twice"
+    assert set(rcpts) == expected, f"{len(expected - set(rcpts))} messages lost"
+    assert not list((pipeline.basedir / "spool").glob("*.msg")), "the spool should be empty"
+
+
+def test_queue_hold_stats_release_and_purge_through_the_admin_api(pipeline, sink_port):
+    from altcraft import registry
+    from altcraft.services.api import create_app
+
+    setup = pipeline.setup_campaign(30)
+    admin_token, _ = pipeline.platform.tokens.create("admin")
+    api = create_app(pipeline.config, registry.get("api")).test_client()
+
+    def call(path, **params):
+        body = api.post(f"/api/v1.1/{path}", json={"token": admin_token, **params}).get_json()
+        assert body["error"] == 0, (path, body)
+        return body
+
+    sender_id = setup["sender"]["id"]
+    with Sink(sink_port) as sink:
+        pipeline.start("akmtad")
+        call("admin/senders/queue/hold", id=sender_id)
+        pipeline.platform.campaigns.start(setup["account"]["id"], setup["campaign"]["id"])
+        pipeline.start("campaign")
+        stats = wait_for(lambda: (b := call("admin/senders/queue/stats/", id=sender_id))["data"]
+                         and b["data"][0]["hold"] == 30 and b, 60, "30 held messages")
+        assert stats["total_count"] == 1 and stats["data"][0]["campaign_id"] == setup["campaign"]["id"]
+        time.sleep(2)
+        assert sink.messages == []  # held: nothing leaves
+        call("admin/senders/queue/release", id=sender_id)
+        assert len(sink.wait_for(30, timeout=60)) == 30
+        assert wait_for(lambda: call("admin/senders/queue/stats/", id=sender_id)["data"] == [], 30, "an empty queue")
+
+        # a second launch, held again, then purged: nothing is sent, each message is 'dropped'
+        call("admin/senders/queue/hold", id=sender_id)
+        pipeline.platform.campaigns.start(setup["account"]["id"], setup["campaign"]["id"])
+        wait_for(lambda: (d := call("admin/senders/queue/stats/", id=sender_id)["data"]) and d[0]["hold"] == 30,
+                 60, "the second launch held")
+        purged = call("admin/senders/queue/purge/", id=sender_id)["data"]
+        assert purged == {"purged": 30}
+        wait_for(lambda: call("admin/senders/queue/stats/", id=sender_id)["data"] == [], 30, "the purge")
+        time.sleep(1)
+        assert len(sink.messages) == 30
+    dropped = [e for e in _delivery_events(pipeline.config, 90, timeout=30) if e["kind"] == "dropped"]
+    assert len(dropped) == 30 and all(e["launch"] == 2 for e in dropped)
+    assert not list((pipeline.basedir / "spool").glob("*.msg"))
