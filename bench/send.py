@@ -62,7 +62,8 @@ class SmtpSink:
         found = re.findall(r"mesg=(\d+)", tail)
         return int(found[-1]) if found else 0
 
-    def wait(self, n: int, timeout: float, label: str) -> float:
+    def wait(self, n: int, timeout: float, label: str, base: int = 0) -> float:
+        """Waits for the count to reach n (progress shown relative to `base`)."""
         started = time.monotonic()
         last, last_change = -1, time.monotonic()
         while True:
@@ -73,7 +74,8 @@ class SmtpSink:
                 last, last_change = current, time.monotonic()
             if time.monotonic() - last_change > timeout:
                 raise SystemExit(f"{label}: stuck at {current:,} of {n:,} messages")
-            print(f"\r{label}: {current:,}/{n:,} ({current / max(time.monotonic() - started, 1e-6):,.0f}/s)",
+            done = current - base
+            print(f"\r{label}: {done:,}/{n - base:,} ({done / max(time.monotonic() - started, 1e-6):,.0f}/s)",
                   end="", file=sys.stderr, flush=True)
             time.sleep(0.5)
 
@@ -135,7 +137,7 @@ def run_ours(n: int, dkim: str, sink_port: int, workdir: Path, sink: SmtpSink) -
         before = sink.count()
         t0 = time.monotonic()
         platform.campaigns.start(account["id"], campaign["id"])
-        t1 = sink.wait(before + n, timeout=120, label="ours")
+        t1 = sink.wait(before + n, timeout=120, label="ours", base=before)
     finally:
         subprocess.run([*akd, "stop", "--config", str(main_json)], stdout=subprocess.DEVNULL)
         platform.account_client.drop_database(platform.account_db(account["id"]).name)
@@ -159,7 +161,7 @@ def run_postfix(n: int, size: int, sink_port: int, sink: SmtpSink) -> float:
         t0 = time.monotonic()
         subprocess.run(["smtp-source", "-s", "20", "-m", str(n), "-l", str(size), "-f", "a@bench.local",
                         "-t", "b@example.com", "127.0.0.1:25"], check=True)
-        t1 = sink.wait(before + n, timeout=120, label="postfix")
+        t1 = sink.wait(before + n, timeout=120, label="postfix", base=before)
     finally:
         subprocess.run(["postfix", "stop"], capture_output=True)
     print(file=sys.stderr)
