@@ -69,9 +69,14 @@ PROCESSES: tuple[Process, ...] = (
             requires=_API_DEPS),
     # -- tracking: external requests ------------------------------------------------------
     Process("trkaction", "http", "Tracking redirects, unsubscribe, subscription manager", 8095,
-            requires=_TRK_DEPS, remote=True, group="tracking"),
-    Process("trkimage", "http", "Pixel and image requests", 8096, requires=_TRK_DEPS,
-            remote=True, group="tracking"),
+            status="partial", entry="altcraft.services.trk.app:create_app",
+            requires=(RABBITMQ, ACCOUNTDB), remote=True, group="tracking",
+            notes="clicks /c, opens /o, unsubscribe /u (+ RFC 8058 one-click), subscription "
+                  "manager /m; web version /w planned (#4 renders); readiness checks RabbitMQ only"),
+    Process("trkimage", "http", "Pixel and image requests", 8096, status="partial",
+            entry="altcraft.services.trk.app:create_app", requires=_TRK_DEPS,
+            remote=True, group="tracking",
+            notes="the open pixel /o (same app as trkaction); hosted images not yet"),
     Process("trkread", "http", "Email read events (deprecated upstream)", 8097,
             requires=_TRK_DEPS, remote=True, group="tracking"),
     Process("trksms", "http", "SMS events registration", 8098, requires=_TRK_DEPS,
@@ -94,7 +99,11 @@ PROCESSES: tuple[Process, ...] = (
             requires=_TRK_DEPS, remote=True, group="tracking"),
     # -- event processing ---------------------------------------------------------------
     Process("procactions", "worker", "Tracking events (opens, clicks, unsubscribes) into "
-            "ClickHouse and profiles", requires=(RABBITMQ, CLICKHOUSE, ACCOUNTDB), group="events"),
+            "ClickHouse and profiles", status="ready", entry="altcraft.services.procactions:main",
+            requires=(RABBITMQ, CLICKHOUSE, ACCOUNTDB, SSDB_HBSUPP, SSDB_STATS), group="events",
+            notes="tracking and delivery events in batches into ClickHouse (exactly once per "
+                  "event_id), bot timing flags, unsubscribes/hard bounces onto profiles and the "
+                  "stop list, hourly statistics in SSDB; ack after the write"),
     Process("procevent", "worker", "Writes events to analytics, routes them to triggers and hooks",
             requires=(RABBITMQ, CLICKHOUSE), group="events"),
     Process("procpixel", "worker", "Web-layer pixel events", requires=(RABBITMQ, CLICKHOUSE),

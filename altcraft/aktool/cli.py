@@ -27,6 +27,10 @@ app.add_typer(_accounts.token_app, name="token")
 app.add_typer(_accounts.admin_app, name="admin")
 app.command("import")(_accounts.import_command)
 
+from altcraft.aktool import report as _report  # noqa: E402
+
+app.add_typer(_report.app, name="report")
+
 EXIT_CONFIG_INVALID = 2
 
 

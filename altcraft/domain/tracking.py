@@ -17,6 +17,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 import struct
 import time
 from dataclasses import dataclass
@@ -29,7 +30,8 @@ _KINDS: tuple[Kind, ...] = ("click", "open", "unsubscribe", "webversion", "manag
 _VERSION = 1
 _HEAD = struct.Struct(">BBIIIQ16sHI")
 _MAC_BYTES = 16
-DEFAULT_TTL = 400 * 86400  # a little over a year: old newsletters still get clicked
+DEFAULT_TTL = 400 * 86400
+_ALPHABET = re.compile(r"[A-Za-z0-9_-]+")  # a little over a year: old newsletters still get clicked
 
 
 class InvalidToken(ValueError):
@@ -62,6 +64,9 @@ def sign(link: Link, key: str, now: float | None = None) -> str:
 
 
 def verify(token: str, key: str, ttl: int = DEFAULT_TTL, now: float | None = None) -> Link:
+    # base64 decoding skips characters outside its alphabet; a token must not carry any
+    if not isinstance(token, str) or not _ALPHABET.fullmatch(token):
+        raise InvalidToken("not a token")
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
     except (binascii.Error, ValueError):

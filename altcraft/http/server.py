@@ -60,6 +60,9 @@ def serve(name: str, app_factory, host: str, port: int, workers: int,
         "accesslog": None,
         "errorlog": "-",
         "loglevel": log_level.lower(),
+        # gunicorn's control socket (gunicornc) is not used: akd is the control plane, and its
+        # default path under the working directory is not writable for the service user
+        "control_socket_disable": True,
         "pre_fork": pre_fork,
         "post_fork": post_fork,
         "child_exit": child_exit,

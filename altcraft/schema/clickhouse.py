@@ -49,6 +49,7 @@ EVENTS = Table(
         Column("event_time", "DateTime"),
         Column("event_date", "Date", default="toDate(event_time)"),
         Column("account_id", "UInt32"),
+        Column("db_id", "UInt32"),  # the profile database (#5)
         Column("kind", "String", low_cardinality=True),
         Column("channel", "String", low_cardinality=True),
         Column("campaign_id", "UInt64"),
@@ -58,6 +59,7 @@ EVENTS = Table(
         Column("link_id", "UInt32"),
         Column("url", "String"),
         Column("is_bot", "UInt8"),
+        Column("bot_reason", "String", low_cardinality=True),  # why is_bot is set (botfilter.py)
         Column("ip", "String"),
         Column("user_agent", "String"),
         Column("detail", "String"),

@@ -109,17 +109,19 @@ def _account_calls(a: dict) -> dict[str, dict]:
         "campaigns/pause": {"id": a["campaign"]},
         "campaigns/resume": {"id": a["campaign"]},
         "campaigns/cancel": {"id": a["campaign"]},
+        "campaigns/report": {"id": a["campaign"]},
         # these act on the caller's own data; they run last
         "databases/list": {},
         "segments/list": {},
         "templates/list": {},
         "campaigns/list": {},
+        "reports/hourly": {},
         "databases/add": {"name": "intruder"},
         "templates/add": {"name": "own", "subject": "own", "text": "own"},
     }
 
 
-OWN_DATA = {"databases/list", "segments/list", "templates/list", "campaigns/list",
+OWN_DATA = {"databases/list", "segments/list", "templates/list", "campaigns/list", "reports/hourly",
             "databases/add", "templates/add"}
 
 

@@ -298,3 +298,24 @@ def test_queue_hold_stats_release_and_purge_through_the_admin_api(pipeline, sink
     dropped = [e for e in _delivery_events(pipeline.config, 90, timeout=30) if e["kind"] == "dropped"]
     assert len(dropped) == 30 and all(e["launch"] == 2 for e in dropped)
     assert not list((pipeline.basedir / "spool").glob("*.msg"))
+
+
+def test_hard_bounce_marks_the_profile_and_stops_the_address(pipeline, sink_port):
+    unknown = f"ghost.{uuid.uuid4().hex[:6]}@example9.test"
+    rules = {unknown: ["550 5.1.1 <ghost>: Recipient address rejected: User unknown in virtual mailbox table"]}
+    setup = pipeline.setup_campaign(2, rules_emails=[unknown])
+    with Sink(sink_port, rules) as sink:
+        pipeline.platform.campaigns.start(setup["account"]["id"], setup["campaign"]["id"])
+        pipeline.start("campaign", "akmtad", "procactions")
+        assert len(sink.wait_for(2, timeout=120)) == 2
+        profiles = pipeline.platform.profiles(setup["account"]["id"], setup["db"].id)
+
+        def marked():
+            profile = profiles.get(key_value=unknown)
+            return [s for s in profile["subscriptions"] if s["status"] == "hard_bounced"]
+
+        (subscription,) = wait_for(marked, 60, "the profile to be marked hard bounced")
+    assert (subscription["resource_id"], subscription["channel"]) == (1, "email")
+    assert setup["stoplist"].contains(unknown)
+    others = [profiles.get(key_value=e)["subscriptions"][0]["status"] for e in setup["expected"] - {unknown}]
+    assert others == ["subscribed", "subscribed"]

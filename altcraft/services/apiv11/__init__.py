@@ -5,3 +5,4 @@ from altcraft.http.apiv11 import Api
 api = Api()
 
 from altcraft.services.apiv11 import admin, campaigns, profiles, senders  # noqa: E402,F401  (registration)
+from altcraft.services.apiv11 import reports  # noqa: E402,F401  (registration, #5)

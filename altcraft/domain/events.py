@@ -1,0 +1,229 @@
+"""Events: what tracking and the MTA report, as they travel through RabbitMQ into ClickHouse.
+
+Every event carries an `event_id` (a UUID made once, where the event happened) so that a
+message delivered twice by the broker is one event in ClickHouse (ReplacingMergeTree on
+event_id, and reports count uniqExact(event_id)).
+
+Routing keys on the `altcraft.events` topic exchange:
+  action.open | action.click | action.unsubscribe | action.subscribe   (tracking)
+  delivery.delivered | .deferred | .bounced_hard | .bounced_soft | .dropped   (akmtad)
+
+Wire format: one JSON object per message, UTF-8. `time` is ISO 8601 in UTC with
+milliseconds. Unknown keys are ignored so that producers can add fields first.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time as _time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from altcraft.domain.tracking import Link
+
+ACTION_KINDS = ("open", "click", "unsubscribe", "subscribe")
+DELIVERY_KINDS = ("delivered", "deferred", "bounced_hard", "bounced_soft", "dropped")
+KINDS = ACTION_KINDS + DELIVERY_KINDS
+ROUTING_PREFIX = {**{k: "action" for k in ACTION_KINDS}, **{k: "delivery" for k in DELIVERY_KINDS}}
+_ROUTING_KEYS = {k: f"{p}.{k}" for k, p in ROUTING_PREFIX.items()}
+_dumps = json.dumps  # ensure_ascii: bodies are plain ASCII
+
+_MAX_TEXT = 2048  # user agents, URLs and details are cut to this many characters
+
+
+class BadEvent(ValueError):
+    """A message that is not a valid event; it goes to the dead-letter queue, never dropped."""
+
+
+@dataclass(slots=True)
+class Event:
+    event_id: uuid.UUID
+    kind: str
+    time: datetime  # aware, UTC
+    account_id: int
+    db_id: int = 0
+    resource_id: int = 0
+    campaign_id: int = 0
+    profile_id: str = ""
+    channel: str = "email"
+    link_id: int = 0
+    url: str = ""
+    ip: str = ""
+    user_agent: str = ""
+    sender_id: int = 0
+    email: str = ""  # delivery events only; never written to ClickHouse
+    detail: str = ""
+    is_bot: bool = False
+    bot_reason: str = ""
+    issued: int = 0  # when the tracking token was signed (unix seconds), for bot timing
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def routing_key(self) -> str:
+        return routing_key(self.kind)
+
+    def flag(self, reason: str) -> None:
+        if not self.is_bot:
+            self.is_bot, self.bot_reason = True, reason
+
+
+def routing_key(kind: str) -> str:
+    return _ROUTING_KEYS[kind]
+
+
+_EPOCH = datetime(1970, 1, 2, tzinfo=timezone.utc)
+_DATETIME_END = datetime(2105, 12, 31, tzinfo=timezone.utc)
+_SECOND: tuple[int, str] = (0, "")  # the formatted current second, shared by all threads
+
+
+def iso_now(now: float | None = None) -> str:
+    """UTC ISO 8601 with milliseconds, cheaply (the tracking hot path calls it per request)."""
+    global _SECOND
+    millis = int((_time.time() if now is None else now) * 1000)
+    second = millis // 1000
+    cached = _SECOND  # one read: a tuple swapped whole by whoever formats a new second
+    if cached[0] != second:
+        cached = _SECOND = (second, _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(second)))
+    return f"{cached[1]}.{millis % 1000:03d}Z"
+
+
+def new_event_id() -> str:
+    """A random (version 4) UUID without a system call: uuid4() reads os.urandom, which
+    releases the GIL and, next to a busy thread, costs tens of microseconds per request.
+    `random` is reseeded from the OS in every forked child; ids need uniqueness (122 random
+    bits), not secrecy."""
+    bits = random.getrandbits(128) & ~(0xF000 << 64) | (0x4000 << 64)
+    bits = bits & ~(0xC000 << 48) | (0x8000 << 48)
+    return str(uuid.UUID(int=bits))
+
+
+def action(link: Link, kind: str, *, ip: str, user_agent: str, is_bot: bool = False,
+           bot_reason: str = "", now: float | None = None, channel: str = "email") -> tuple[str, str, bytes]:
+    """A tracking event made from a verified token: (event_id, routing key, JSON body).
+
+    The body is formatted directly (json.dumps only for the free-text values): this runs for
+    every click and open, and is twice as fast as dumping a dict.
+    """
+    event_id = new_event_id()
+    url = link.url[:_MAX_TEXT] if kind == "click" else ""
+    body = (
+        f'{{"event_id":"{event_id}","kind":{_dumps(kind)},"time":"{iso_now(now)}",'
+        f'"account_id":{link.account_id:d},"db_id":{link.db_id:d},"resource_id":{link.resource_id:d},'
+        f'"campaign_id":{link.campaign_id:d},"profile_id":{_dumps(link.profile_id)},"channel":{_dumps(channel)},'
+        f'"link_id":{link.link_id:d},"url":{_dumps(url)},"ip":{_dumps(ip)},'
+        f'"user_agent":{_dumps(user_agent[:_MAX_TEXT])},"is_bot":{"true" if is_bot else "false"},'
+        f'"bot_reason":{_dumps(bot_reason)},"issued":{link.issued:d}}}'
+    )
+    return event_id, routing_key(kind), body.encode("ascii")
+
+
+def encode(event: Event) -> bytes:
+    body = {
+        "event_id": str(event.event_id), "kind": event.kind,
+        "time": event.time.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+        + f"{event.time.microsecond // 1000:03d}Z",
+        "account_id": event.account_id, "db_id": event.db_id, "resource_id": event.resource_id,
+        "campaign_id": event.campaign_id, "profile_id": event.profile_id, "channel": event.channel,
+        "link_id": event.link_id, "url": event.url, "ip": event.ip, "user_agent": event.user_agent,
+        "sender_id": event.sender_id, "email": event.email, "detail": event.detail,
+        "is_bot": event.is_bot, "bot_reason": event.bot_reason, "issued": event.issued,
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+_U32, _U64 = 0xFFFF_FFFF, 0xFFFF_FFFF_FFFF_FFFF
+
+
+def _int(data: dict[str, Any], key: str, limit: int = _U64) -> int:
+    """A non-negative integer that fits its ClickHouse column: a value that does not would
+    fail the whole batch's INSERT, so it is refused here and the message dead-lettered."""
+    value = data.get(key)
+    if type(value) is int and 0 <= value <= limit:  # the common case first: 7 times per event
+        return value
+    if value is None:
+        return 0
+    raise BadEvent(f"{key}: not an integer in 0..{limit}")
+
+
+def _str(data: dict[str, Any], key: str) -> str:
+    value = data.get(key)
+    if type(value) is str:
+        return value if len(value) <= _MAX_TEXT else value[:_MAX_TEXT]
+    if not value:
+        return ""
+    raise BadEvent(f"{key}: not a string")
+
+
+def parse_time(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise BadEvent("time: not an ISO 8601 string")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise BadEvent("time: not an ISO 8601 string") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    if not _EPOCH < parsed < _DATETIME_END:  # ClickHouse DateTime: 1970 .. 2106 (UInt32 seconds)
+        raise BadEvent("time: outside 1970..2105")
+    return parsed.astimezone(timezone.utc)
+
+
+_KNOWN = frozenset({
+    "event_id", "kind", "time", "account_id", "db_id", "resource_id", "campaign_id", "profile_id",
+    "channel", "link_id", "url", "ip", "user_agent", "sender_id", "email", "detail", "is_bot",
+    "bot_reason", "issued",
+})
+
+
+def decode(body: bytes, routing: str | None = None) -> Event:
+    """Parses and checks one message; raises BadEvent naming the first problem."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadEvent("not JSON") from None
+    if not isinstance(data, dict):
+        raise BadEvent("not a JSON object")
+    kind = data.get("kind")
+    if kind not in KINDS:
+        raise BadEvent("kind: unknown")
+    if routing is not None and routing != routing_key(kind):
+        raise BadEvent("kind does not match the routing key")
+    try:
+        event_id = uuid.UUID(str(data.get("event_id")))
+    except ValueError:
+        raise BadEvent("event_id: not a UUID") from None
+    account_id = _int(data, "account_id", _U32)
+    if not account_id:
+        raise BadEvent("account_id: missing")
+    time = parse_time(data.get("time"))
+    profile_id = _str(data, "profile_id")
+    detail = data.get("detail") or ""
+    if not isinstance(detail, str):
+        detail = json.dumps(detail, separators=(",", ":"))[:_MAX_TEXT]
+    return Event(
+        event_id=event_id, kind=kind, time=time, account_id=account_id,
+        db_id=_int(data, "db_id", _U32), resource_id=_int(data, "resource_id"),
+        campaign_id=_int(data, "campaign_id"), profile_id=profile_id,
+        channel=_str(data, "channel") or "email", link_id=_int(data, "link_id", _U32),
+        url=_str(data, "url"), ip=_str(data, "ip")[:64], user_agent=_str(data, "user_agent"),
+        sender_id=_int(data, "sender_id"), email=_str(data, "email"), detail=detail[:_MAX_TEXT],
+        is_bot=bool(data.get("is_bot")), bot_reason=_str(data, "bot_reason")[:64],
+        issued=_int(data, "issued"),
+        extra={k: data[k] for k in data.keys() - _KNOWN},
+    )
+
+
+# ClickHouse `events` columns written for each event, in this order (see schema/clickhouse.py).
+COLUMNS = ("event_id", "event_time", "account_id", "db_id", "kind", "channel", "campaign_id",
+           "profile_id", "resource_id", "sender_id", "link_id", "url", "is_bot", "bot_reason",
+           "ip", "user_agent", "detail")
+
+
+def row(event: Event) -> tuple:
+    return (event.event_id, event.time, event.account_id, event.db_id, event.kind, event.channel,
+            event.campaign_id, event.profile_id, event.resource_id, event.sender_id, event.link_id,
+            event.url, 1 if event.is_bot else 0, event.bot_reason, event.ip, event.user_agent,
+            event.detail)

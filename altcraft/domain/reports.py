@@ -1,0 +1,168 @@
+"""Campaign reports from ClickHouse, and hourly account statistics in the SSDB stats store.
+
+Counting: a redelivered event may sit in `events` twice until ClickHouse merges the copies
+away (ReplacingMergeTree on event_id), so every count here is uniqExact(event_id) (events)
+or uniqExact(profile_id) (people), never count(). Human counts leave out events flagged
+`is_bot` (see botfilter.py). The SQL runs on ClickHouse 18.16 and on current servers.
+
+Definitions (per campaign):
+  sent          profiles the MTA reported any outcome for (delivered, deferred, bounced,
+                dropped): each campaign mails a profile once
+  delivered     profiles with a `delivered` event; bounced.hard / bounced.soft / dropped /
+                deferred likewise (a soft bounce later delivered counts in both)
+  opened        unique = profiles with an open, total = open events; each as human and all
+  clicked       the same for clicks; per link as well (link_id, an example URL)
+  unsubscribed  profiles with an unsubscribe event from this campaign
+  complaints    always 0: no ARF feedback loop is consumed yet
+  timeline      per hour (UTC): events of each kind, all and human
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from typing import Any
+
+from altcraft.domain.events import ACTION_KINDS, DELIVERY_KINDS
+from altcraft.stores.analytics import Analytics
+from altcraft.stores.kv import KVStore
+
+COMPLAINTS_NOTE = "complaints need an ARF feedback-loop feed, which is not consumed yet: always 0"
+
+
+def _hour_iso(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:00:00Z")
+
+
+def _both(all_: int, human: int) -> dict[str, int]:
+    return {"all": int(all_), "human": int(human)}
+
+
+class Reports:
+    def __init__(self, store: Analytics):
+        self.store = store
+
+    def campaign(self, account_id: int, campaign_id: int) -> dict[str, Any]:
+        table = self.store.table("events")
+        where = "account_id = %(a)s AND campaign_id = %(c)s"
+        params = {"a": account_id, "c": campaign_id}
+        by_kind: dict[str, tuple[int, int, int, int]] = {
+            kind: (total, total_human, uniq, uniq_human)
+            for kind, total, total_human, uniq, uniq_human in self.store.execute(
+                f"SELECT kind, uniqExact(event_id), uniqExactIf(event_id, is_bot = 0), "
+                f"uniqExact(profile_id), uniqExactIf(profile_id, is_bot = 0) "
+                f"FROM {table} WHERE {where} GROUP BY kind", params)
+        }
+        zero = (0, 0, 0, 0)
+        sent = self.store.execute(
+            f"SELECT uniqExact(profile_id) FROM {table} WHERE {where} AND kind IN %(kinds)s",
+            {**params, "kinds": tuple(DELIVERY_KINDS)})[0][0]
+
+        def people(kind: str) -> int:
+            return int(by_kind.get(kind, zero)[2])
+
+        def actions(kind: str) -> dict[str, dict[str, int]]:
+            total, total_human, uniq, uniq_human = by_kind.get(kind, zero)
+            return {"unique": _both(uniq, uniq_human), "total": _both(total, total_human)}
+
+        links = [
+            {"link_id": link_id, "url": url,
+             "clicks": {"unique": _both(uniq, uniq_human), "total": _both(total, total_human)}}
+            for link_id, url, total, total_human, uniq, uniq_human in self.store.execute(
+                f"SELECT link_id, any(url), uniqExact(event_id), uniqExactIf(event_id, is_bot = 0), "
+                f"uniqExact(profile_id), uniqExactIf(profile_id, is_bot = 0) "
+                f"FROM {table} WHERE {where} AND kind = 'click' GROUP BY link_id ORDER BY link_id", params)
+        ]
+        hours: dict[int, dict[str, Any]] = {}
+        for hour, kind, total, total_human in self.store.execute(
+                f"SELECT intDiv(toUInt32(event_time), 3600) * 3600 AS hour, kind, uniqExact(event_id), "
+                f"uniqExactIf(event_id, is_bot = 0) FROM {table} WHERE {where} "
+                f"GROUP BY hour, kind ORDER BY hour, kind", params):
+            slot = hours.setdefault(int(hour), {"hour": _hour_iso(int(hour))})
+            slot[kind] = _both(total, total_human)
+        return {
+            "account_id": account_id,
+            "campaign_id": campaign_id,
+            "sent": int(sent),
+            "delivered": people("delivered"),
+            "deferred": people("deferred"),
+            "bounced": {"hard": people("bounced_hard"), "soft": people("bounced_soft")},
+            "dropped": people("dropped"),
+            "opened": actions("open"),
+            "clicked": actions("click"),
+            "unsubscribed": people("unsubscribe"),
+            "resubscribed": people("subscribe"),
+            "complaints": 0,
+            "notes": [COMPLAINTS_NOTE],
+            "links": links,
+            "timeline": [hours[h] for h in sorted(hours)],
+        }
+
+
+# -- hourly account statistics (SSDB stats) ---------------------------------------------
+#
+# Altcraft keeps hourly statistics per account in SSDB. Here: one hash per account and hour,
+#   ak:stats:hourly:<account_id>:<YYYYMMDDHH>  field <kind> and <kind>:human -> count
+# and a sorted set ak:stats:hours:<account_id> of the hours that have a hash (score = epoch).
+# procactions recomputes the hours a batch touched from ClickHouse and writes the absolute
+# counts, so a redelivered batch or a crash never makes them drift (an increment would).
+# Only strings, hashes and sorted sets are used: SSDB speaks that subset of Redis.
+
+HOURLY_KINDS = ACTION_KINDS + DELIVERY_KINDS
+
+
+def hour_key(account_id: int, hour_epoch: int) -> str:
+    return f"ak:stats:hourly:{account_id}:{time.strftime('%Y%m%d%H', time.gmtime(hour_epoch))}"
+
+
+def hours_key(account_id: int) -> str:
+    return f"ak:stats:hours:{account_id}"
+
+
+class HourlyStats:
+    def __init__(self, kv: KVStore):
+        self.client = kv.client
+
+    def refresh(self, store: Analytics, touched: Iterable[tuple[int, int]]) -> int:
+        """Recomputes the (account_id, hour epoch) pairs from ClickHouse; returns hashes written."""
+        pairs = sorted(set(touched))
+        if not pairs:
+            return 0
+        accounts = sorted({a for a, _ in pairs})
+        start, end = min(h for _, h in pairs), max(h for _, h in pairs) + 3600
+        rows = store.execute(
+            f"SELECT account_id, intDiv(toUInt32(event_time), 3600) * 3600 AS hour, kind, "
+            f"uniqExact(event_id), uniqExactIf(event_id, is_bot = 0) FROM {store.table('events')} "
+            f"WHERE account_id IN %(accounts)s AND event_time >= toDateTime(%(start)s) "
+            f"AND event_time < toDateTime(%(end)s) GROUP BY account_id, hour, kind",
+            {"accounts": tuple(accounts), "start": start, "end": end})
+        wanted = set(pairs)
+        # every field every time: a hash is replaced whole (SSDB has no DEL for hashes)
+        blank = {f: 0 for kind in HOURLY_KINDS for f in (kind, f"{kind}:human")}
+        values: dict[tuple[int, int], dict[str, int]] = {p: dict(blank) for p in pairs}
+        seen: set[tuple[int, int]] = set()
+        for account_id, hour, kind, total, human in rows:
+            key = (int(account_id), int(hour))
+            if key in wanted and kind in HOURLY_KINDS:
+                values[key][kind] = int(total)
+                values[key][f"{kind}:human"] = int(human)
+                seen.add(key)
+        pipe = self.client.pipeline(transaction=False)
+        for (account_id, hour), counts in values.items():
+            if (account_id, hour) in seen:
+                pipe.hset(hour_key(account_id, hour), mapping=counts)
+                pipe.zadd(hours_key(account_id), {time.strftime("%Y%m%d%H", time.gmtime(hour)): hour})
+        pipe.execute()
+        return len(seen)
+
+    def get(self, account_id: int, since: int, until: int) -> list[dict[str, Any]]:
+        """Hours in [since, until) (epoch seconds) that have statistics, oldest first."""
+        out = []
+        for member, score in self.client.zrangebyscore(hours_key(account_id), since, until - 1, withscores=True):
+            raw = self.client.hgetall(hour_key(account_id, int(score)))
+            counts = {k.decode(): int(v) for k, v in raw.items()}
+            out.append({"hour": _hour_iso(int(score)), **{
+                kind: _both(counts.get(kind, 0), counts.get(f"{kind}:human", 0))
+                for kind in HOURLY_KINDS if counts.get(kind)}})
+        return out

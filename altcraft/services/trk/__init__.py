@@ -1,0 +1,1 @@
+"""Tracking processes (trkaction, trkimage): the lean click/open paths, the pages, the publisher."""

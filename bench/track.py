@@ -1,0 +1,237 @@
+"""Click-redirect throughput, with nginx's own `return 302` as the reference, and the event
+pipeline's rate from RabbitMQ into ClickHouse.
+
+    tests/harness/servers.sh start && .venv/bin/python bench/track.py [--seconds 8] [--connections 64]
+
+1. trkaction under akd (gunicorn, gthread, WORKERS workers) on a loopback port; wrk (Debian,
+   installed if missing) drives GET /c/<signed token> for SECONDS with CONNECTIONS
+   connections; every request is a real click: token verified, bot check, event into the
+   publisher, 302. Afterwards: how many events the broker confirmed and how long the
+   publishers needed to catch up.
+2. A throwaway nginx (installed if missing) with `worker_processes WORKERS; access_log off;
+   return 302`, on another loopback port, driven by the same wrk command.
+3. procactions drains the clicks (topped up with synthetic events to at least --events)
+   from RabbitMQ into ClickHouse: events/s from its first row to its last.
+
+Loopback only, bounded in time. The last line is `ratio=<ours/nginx>` (requests/s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+BIN = Path(sys.executable).parent
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
+
+
+def ensure(tool: str, package: str) -> str:
+    path = shutil.which(tool) or (f"/usr/sbin/{tool}" if os.path.exists(f"/usr/sbin/{tool}") else None)
+    if path:
+        return path
+    print(f"installing {package} (apt-get)", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "--no-install-recommends", package]
+    if subprocess.run(install, env=env, stdout=subprocess.DEVNULL, timeout=900).returncode != 0:
+        subprocess.run(["apt-get", "update"], env=env, stdout=subprocess.DEVNULL, timeout=600)
+        subprocess.run(install, env=env, check=True, stdout=subprocess.DEVNULL, timeout=900)
+    path = shutil.which(tool) or f"/usr/sbin/{tool}"
+    if not os.path.exists(path):
+        sys.exit(f"bench/track.py: {tool} not available after installing {package}")
+    return path
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wrk(binary: str, url: str, seconds: int, connections: int, threads: int) -> dict:
+    command = [binary, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-H",
+               f"User-Agent: {BROWSER}", url]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M))
+    return {"rate": rate, "requests": total, "non_3xx": int(bad.group(1)) if bad else 0,
+            "errors": errors.group(1) if errors else "", "p50": latency.get("50", "?"),
+            "p99": latency.get("99", "?"), "command": " ".join(command[:5]) + " <url>"}
+
+
+def metric(port: int, name: str) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    match = re.search(rf"^{re.escape(name)} ([\d.e+]+)$", text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def akd(*args: str, config: Path) -> None:
+    result = subprocess.run([str(BIN / "akd"), *args, "--config", str(config)], capture_output=True, text=True,
+                            timeout=180)
+    if result.returncode != 0:
+        sys.exit(f"akd {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=8, help="wrk duration per run (default 8)")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--workers", type=int, default=2, help="trkaction workers and nginx worker_processes")
+    parser.add_argument("--events", type=int, default=100_000,
+                        help="at least this many events for the ClickHouse rate (synthetic top-up)")
+    parser.add_argument("--config", help="main.json with the stores (default: the test harness)")
+    args = parser.parse_args()
+
+    wrk_bin, nginx_bin = ensure("wrk", "wrk"), ensure("nginx", "nginx-light")
+
+    from altcraft import config as cfg
+    from altcraft.domain.tracking import Link, url as tracking_url
+    from altcraft.schema import migrate as migration
+    from altcraft.stores.analytics import Analytics
+
+    basedir = Path(tempfile.mkdtemp(prefix="altcraft-bench-track-"))
+    port = free_port()
+    if args.config:
+        settings = json.loads(Path(args.config).read_text())
+    else:
+        from tests.conftest import HARNESS_DIR, make_config
+        settings = make_config(json.loads((HARNESS_DIR / "harness.json").read_text()), basedir)
+    settings.update(BASEDIR=str(basedir), TRACKING_BASE_URL=f"http://127.0.0.1:{port}",
+                    PROCESSES={"trkaction": {"PORT": port, "WORKERS": args.workers}})
+    main_json = basedir / "main.json"
+    main_json.write_text(json.dumps(settings))
+    config, _ = cfg.load(main_json)
+    migration.run(config)
+    campaign = int(uuid.uuid4().int % 10**12)
+    account_id = 900_000 + campaign % 100_000
+    click = tracking_url(config.TRACKING_BASE_URL,
+                         Link("click", account_id, 1, 1, campaign, uuid.uuid4().hex, 1, "https://example.com/landing",
+                              int(time.time()) - 3600), config.TRACKING_CRYPT_KEY)
+    nginx_dir = basedir / "nginx"
+    try:
+        # 1. ours ------------------------------------------------------------------------
+        akd("start", "trkaction", config=main_json)
+        check = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        check.request("GET", click.removeprefix(config.TRACKING_BASE_URL), headers={"User-Agent": BROWSER})
+        answer = check.getresponse()
+        if answer.status != 302 or answer.getheader("Location") != "https://example.com/landing":
+            sys.exit(f"bench/track.py: the redirect answered {answer.status}, not 302")
+        check.close()
+        ours = wrk(wrk_bin, click, args.seconds, args.connections, args.threads)
+        ended = time.monotonic()
+        while metric(port, "altcraft_trk_events_buffered") > 0 and time.monotonic() - ended < 300:
+            time.sleep(0.2)
+        catch_up = time.monotonic() - ended
+        accepted = metric(port, 'altcraft_trk_events_total{outcome="accepted"}')
+        confirmed = metric(port, 'altcraft_trk_events_total{outcome="confirmed"}')
+        spooled = metric(port, 'altcraft_trk_events_total{outcome="spooled"}')
+        akd("stop", "trkaction", config=main_json)
+
+        # 2. nginx -----------------------------------------------------------------------
+        nginx_port = free_port()
+        nginx_dir.mkdir()
+        (nginx_dir / "nginx.conf").write_text(f"""
+worker_processes {args.workers};
+pid {nginx_dir}/nginx.pid;
+error_log {nginx_dir}/error.log;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {nginx_dir}/body; proxy_temp_path {nginx_dir}/proxy;
+  fastcgi_temp_path {nginx_dir}/fastcgi; uwsgi_temp_path {nginx_dir}/uwsgi; scgi_temp_path {nginx_dir}/scgi;
+  server {{ listen 127.0.0.1:{nginx_port}; location / {{ return 302 https://example.com/landing; }} }}
+}}
+""")
+        subprocess.run([nginx_bin, "-c", str(nginx_dir / "nginx.conf"), "-p", str(nginx_dir)], check=True)
+        time.sleep(0.5)
+        reference = wrk(wrk_bin, f"http://127.0.0.1:{nginx_port}/c/{click.rsplit('/', 1)[1]}", args.seconds,
+                        args.connections, args.threads)
+        subprocess.run([nginx_bin, "-c", str(nginx_dir / "nginx.conf"), "-p", str(nginx_dir), "-s", "stop"],
+                       check=False, stderr=subprocess.DEVNULL)
+
+        # 3. RabbitMQ -> ClickHouse ----------------------------------------------------------
+        expected = int(confirmed + spooled)
+        if expected < args.events:
+            from altcraft.schema.rabbitmq import EVENTS_EXCHANGE
+            from altcraft.services.trk.publisher import EventPublisher
+            from altcraft.stores import broker
+
+            publisher = EventPublisher(lambda: broker.parameters(config, app="altcraft-bench"), EVENTS_EXCHANGE,
+                                       basedir / "spool", max_buffer=args.events + 1, flush_timeout=300)
+            now = datetime.now(timezone.utc).isoformat()
+            for i in range(args.events - expected):
+                event_id = str(uuid.uuid4())
+                body = json.dumps({"event_id": event_id, "kind": "open", "time": now, "account_id": account_id,
+                                   "db_id": 1, "resource_id": 1, "campaign_id": campaign,
+                                   "profile_id": f"{i:032x}", "user_agent": BROWSER}).encode()
+                publisher.submit("action.open", body, event_id)
+            publisher.close()
+            expected = args.events
+        store = Analytics(config.CLICKHOUSE_SYSTEM)
+
+        def count() -> int:
+            return store.execute(f"SELECT uniqExact(event_id) FROM {store.table('events')} "
+                                 f"WHERE account_id = %(a)s AND campaign_id = %(c)s", {"a": account_id, "c": campaign})[0][0]
+
+        akd("start", "procactions", config=main_json)
+        deadline = time.monotonic() + 600
+        first_at, first = None, 0
+        while time.monotonic() < deadline:
+            current = count()
+            if current and first_at is None:
+                first_at, first = time.monotonic(), current
+            if current >= expected:
+                break
+            time.sleep(0.05)
+        drained = time.monotonic()
+        akd("stop", "procactions", config=main_json)
+        written = count()
+        store.close()
+        ch_rate = (written - first) / (drained - first_at) if first_at and drained > first_at else 0.0
+    finally:
+        subprocess.run([str(BIN / "akd"), "stop", "--config", str(main_json)], capture_output=True, timeout=120)
+        pid_file = nginx_dir / "nginx.pid"
+        if pid_file.exists():
+            try:
+                os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
+            except (ProcessLookupError, ValueError):
+                pass
+
+    ratio = ours["rate"] / reference["rate"]
+    print(f"\nmachine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
+          f"wrk: {ours['command']}; loopback only")
+    print(f"{'':50}{'requests/s':>12}{'requests':>11}{'p50':>9}{'p99':>9}")
+    print(f"{'ours: trkaction /c/<token> (gunicorn, ' + str(args.workers) + ' workers)':50}"
+          f"{ours['rate']:>12,.0f}{ours['requests']:>11,}{ours['p50']:>9}{ours['p99']:>9}")
+    print(f"{'reference: nginx return 302 (' + str(args.workers) + ' workers)':50}"
+          f"{reference['rate']:>12,.0f}{reference['requests']:>11,}{reference['p50']:>9}{reference['p99']:>9}")
+    if ours["non_3xx"] or ours["errors"]:
+        print(f"ours: non-3xx answers {ours['non_3xx']}, socket errors {ours['errors'] or 0}")
+    print(f"click events: accepted {accepted:,.0f}, confirmed by RabbitMQ {confirmed:,.0f}, spooled {spooled:,.0f}; "
+          f"publishers caught up {catch_up:.1f} s after the load ended")
+    print(f"RabbitMQ -> ClickHouse (procactions): {written:,} events, {ch_rate:,.0f} events/s "
+          f"(first row to last)")
+    print(f"ratio={ratio:.3f}")
+
+
+if __name__ == "__main__":
+    main()
