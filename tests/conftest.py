@@ -84,6 +84,13 @@ def make_config(harness: dict, basedir: Path, **overrides) -> dict:
         "PRIVATE_KEY": SECRET, "WEBAPI_PRIVATE_KEY": SECRET, "TRACKING_CRYPT_KEY": SECRET,
         "AKD": {"START_SECONDS": 3, "START_RETRIES": 2, "BACKOFF_INITIAL": 0.3, "STOP_TIMEOUT": 5},
     }
+    # every process on a port of its own: default ports may belong to an installed platform
+    from altcraft import registry
+
+    processes = {p.name: {"PORT": free_port()} for p in registry.PROCESSES if p.port}
+    for name, settings in overrides.pop("PROCESSES", {}).items():
+        processes[name] = {**processes.get(name, {}), **settings}
+    config["PROCESSES"] = processes
     config.update(overrides)
     return config
 

@@ -247,6 +247,7 @@ def test_kill_9_of_campaign_and_akmtad_mid_campaign_loses_and_repeats_nothing(pi
         os.kill(victim, signal.SIGKILL)
         wait_for(lambda: len(sink.messages) >= 30_000, 600, "30,000 messages delivered")
         mta = pipeline.pid("akmtad")
+        killed_at = time.time()
         os.kill(mta, signal.SIGKILL)
         wait_for(lambda: (pipeline.basedir / "pids" / "campaign.pid").exists()
                    and pipeline.pid("campaign") != victim, 60, "akd to restart campaign")
@@ -260,10 +261,23 @@ def test_kill_9_of_campaign_and_akmtad_mid_campaign_loses_and_repeats_nothing(pi
     restarts = {row["name"]: row["restarts"] for row in json.loads(status.stdout)}
     assert restarts == {"campaign": 1, "akmtad": 1}
     rcpts = [m.rcpt for m in received]
-    duplicates = len(rcpts) - len(set(rcpts))
-    assert duplicates == 0, f"{duplicates} messages delivered twice"
     assert set(rcpts) == expected, f"{len(expected - set(rcpts))} messages lost"
     assert not list((pipeline.basedir / "spool").glob("*.msg")), "the spool should be empty"
+    # Exactly once, except where SMTP itself cannot promise it (RFC 1047): a message whose
+    # transaction was open when akmtad was killed - the peer had it, akmtad had not yet read
+    # the 250 - is sent again. So: at most one per open connection, and only those whose
+    # first copy arrived in the last moments before the kill.
+    first_seen: dict[str, float] = {}
+    repeated: list[tuple[str, float]] = []
+    for message in received:
+        if message.rcpt in first_seen:
+            repeated.append((message.rcpt, first_seen[message.rcpt]))
+        else:
+            first_seen[message.rcpt] = message.at
+    connections = pipeline.config.MTA.DEFAULT_STRATEGY.CONNECTIONS
+    assert len(repeated) <= connections, f"{len(repeated)} messages delivered twice"
+    late = [(r, killed_at - at) for r, at in repeated if not killed_at - 5 <= at <= killed_at + 1]
+    assert not late, f"delivered twice though not in flight at the kill: {late[:5]}"
 
 
 def test_queue_hold_stats_release_and_purge_through_the_admin_api(pipeline, sink_port):
