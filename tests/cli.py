@@ -23,12 +23,13 @@ def run_json(tool: str, *args: str, config: Path | None = None):
     return result.returncode, json.loads(result.stdout)
 
 
-def wait_for(predicate, timeout: float = 20.0, what: str = "condition", interval: float = 0.2):
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition", every: float = 0.2):
     """Polls until predicate() is truthy and returns its value; fails naming `what`."""
     deadline = time.monotonic() + timeout
+    last = None
     while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        last = predicate()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")

@@ -107,6 +107,16 @@ def vhost(harness) -> str:
 
 
 @pytest.fixture
+def stand(harness, basedir, vhost):
+    """The tracking stand (tests/e2e/support.py): config, processes under akd, helpers."""
+    from tests.e2e.support import make_stand
+
+    stand = make_stand(harness, basedir, vhost)
+    yield stand
+    stand.stop()
+
+
+@pytest.fixture
 def basedir(tmp_path: Path) -> Path:
     path = tmp_path / "akd"
     path.mkdir()

@@ -26,19 +26,10 @@ from altcraft.domain.tracking import Link, url as tracking_url
 from altcraft.schema import migrate as migration
 from altcraft.stores import broker
 from altcraft.stores.analytics import Analytics
-from tests.cli import run, run_json
+from tests.cli import run, run_json, wait_for  # noqa: F401  (re-exported for the tracking tests)
 from tests.conftest import SECRET, free_port, make_config
 
 
-def wait_for(predicate, timeout: float = 30.0, what: str = "condition", every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):

@@ -27,7 +27,7 @@ from altcraft import registry
 from altcraft.services.api import create_app
 from altcraft.wiring import Platform
 from tests.conftest import free_port
-from tests.e2e.support import campaign_id, make_stand, wait_for
+from tests.e2e.support import campaign_id, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CHROMIUM = "/usr/bin/chromium"
@@ -94,13 +94,6 @@ def landing():
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}", seen
     server.shutdown()
-
-
-@pytest.fixture
-def stand(harness, basedir, vhost):
-    stand = make_stand(harness, basedir, vhost)
-    yield stand
-    stand.stop()
 
 
 def test_browser_opens_and_clicks_are_reported_exactly(stand, chromium, sink, landing):

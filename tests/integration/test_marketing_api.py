@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from altcraft.stores.analytics import Analytics
-from tests.integration.test_api import STRONG, Client, admin, make_account, platform  # noqa: F401  (fixtures)
+from tests.integration.test_api import admin, make_account, platform  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.integration
 

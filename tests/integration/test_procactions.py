@@ -18,16 +18,9 @@ from altcraft.domain.reports import hour_key
 from altcraft.domain.stoplist import StopList
 from altcraft.stores import broker, kv
 from altcraft.wiring import Platform
-from tests.e2e.support import campaign_id, make_stand, wait_for
+from tests.e2e.support import campaign_id, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-@pytest.fixture
-def stand(harness, basedir, vhost):
-    stand = make_stand(harness, basedir, vhost)
-    yield stand
-    stand.stop()
 
 
 def iso(at: datetime) -> str:

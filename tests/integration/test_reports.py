@@ -14,16 +14,9 @@ from altcraft import registry
 from altcraft.services.api import create_app
 from altcraft.wiring import Platform
 from tests.cli import run
-from tests.e2e.support import campaign_id, make_stand, wait_for
+from tests.e2e.support import campaign_id, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-@pytest.fixture
-def stand(harness, basedir, vhost):
-    stand = make_stand(harness, basedir, vhost)
-    yield stand
-    stand.stop()
 
 
 def test_campaign_report_through_api_and_aktool(stand):

@@ -13,18 +13,11 @@ import pytest
 
 from altcraft.wiring import Platform
 from tests.conftest import free_port
-from tests.e2e.support import campaign_id, http, make_stand, wait_for
+from tests.e2e.support import campaign_id, http, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-
-
-@pytest.fixture
-def stand(harness, basedir, vhost):
-    stand = make_stand(harness, basedir, vhost)
-    yield stand
-    stand.stop()
 
 
 @pytest.fixture
