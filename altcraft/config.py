@@ -158,6 +158,10 @@ class MtaSettings(_Section):
     RETRY: RetrySettings = Field(default_factory=RetrySettings)
     BOUNCE_PATTERNS: list[BouncePattern] = Field(default_factory=list)  # custom, tried first
     PREFETCH: Annotated[int, Field(ge=1, le=100000)] = 1000
+    # Intake pauses while this many messages wait in the spool: the rest stay in RabbitMQ
+    # (durable, and there for other sending nodes) instead of crowding one node's memory
+    # and competing with delivery for the CPU.
+    MAX_SPOOLED: Annotated[int, Field(ge=100, le=10_000_000)] = 20000
     DEDUP_TTL_DAYS: Annotated[int, Field(ge=1, le=365)] = 14
 
 

@@ -2,10 +2,12 @@
 
 Scriptable per recipient: `rules` maps a recipient to a list of replies used in turn
 (e.g. ["450 4.7.1 Greylisted, try again later", "250 OK"]), the last one repeating.
+`data_delay` makes it a slow peer: seconds before each answer to DATA.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import Counter
@@ -28,6 +30,7 @@ class SinkHandler:
     messages: list[Received] = field(default_factory=list)
     attempts: Counter = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    data_delay: float = 0.0
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         replies = self.rules.get(address.lower())
@@ -42,6 +45,8 @@ class SinkHandler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.data_delay:
+            await asyncio.sleep(self.data_delay)
         with self.lock:
             for rcpt in envelope.rcpt_tos:
                 self.messages.append(Received(envelope.mail_from, rcpt.lower(), envelope.original_content
@@ -50,8 +55,8 @@ class SinkHandler:
 
 
 class Sink:
-    def __init__(self, port: int, rules: dict[str, list[str]] | None = None):
-        self.handler = SinkHandler(rules=rules or {})
+    def __init__(self, port: int, rules: dict[str, list[str]] | None = None, data_delay: float = 0.0):
+        self.handler = SinkHandler(rules=rules or {}, data_delay=data_delay)
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=port,
                                      data_size_limit=10 * 2**20, decode_data=False)
 

@@ -4,6 +4,8 @@ delivers them over SMTP by the MTA rules; every outcome becomes an event.
 Intake (a pika thread): for each message of akmta_prior_<id> / akmta_<id>, drop it if it is
 already ours (its spool file exists, or it was delivered: a "done" key in Kvrocks), else
 DKIM-sign it and write it to the spool with fsync; only then acknowledge, in batches.
+While MTA.MAX_SPOOLED messages wait in the spool ready to go (not held, not waiting for a
+retry), intake pauses: the rest wait in RabbitMQ (backpressure).
 Delivery (an asyncio thread): per route (static route, the sender's relay, or MX), up to
 CONNECTIONS sessions of up to MESSAGES_PER_CONNECTION messages, at most RATE; priority
 queue first. 2xx: delivered. 4xx: retried by the retry rule until MAX_ATTEMPTS. 5xx:
@@ -26,7 +28,7 @@ import socket
 import threading
 import time
 import uuid
-from collections import defaultdict, deque
+from collections import Counter as Tally, defaultdict, deque
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -158,6 +160,9 @@ class Delivery:
         self.limiters: dict[str, rules.RateLimiter] = {}
         self.held: set[int] = set()
         self.in_flight: set[str] = set()
+        # messages in the ready queues, per sender: what backlog() counts
+        self.queued: dict[str, int] = {}
+        self.queued_by_sender: Tally = Tally()
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self._run, name="delivery", daemon=True)
         self.stopping = False
@@ -177,6 +182,21 @@ class Delivery:
         sender = self.senders.get(meta.sender_id, {})
         route = self.routes.resolve(meta.rcpt.rsplit("@", 1)[-1].lower(), sender.get("relay", ""))
         self.ready[route][0 if meta.priority else 1].append(meta.message_id)
+        if meta.message_id not in self.queued:
+            self.queued[meta.message_id] = meta.sender_id
+            self.queued_by_sender[meta.sender_id] += 1
+
+    def _dequeued(self, message_id: str) -> None:
+        sender_id = self.queued.pop(message_id, None)
+        if sender_id is not None:
+            self.queued_by_sender[sender_id] -= 1
+
+    def backlog(self) -> int:
+        """Messages ready to be sent now: queued for a route, of a sender not on hold (held
+        and deferred messages wait on something else and must not stop the intake of others).
+        Read from the intake thread: one pass over a small per-sender table."""
+        held = self.held
+        return sum(n for sender_id, n in list(self.queued_by_sender.items()) if sender_id not in held)
 
     def _strategy(self, meta: Meta):
         return rules.strategy_for(meta.rcpt.rsplit("@", 1)[-1].lower(), self.mta.STRATEGIES,
@@ -219,10 +239,12 @@ class Delivery:
             mid = (prior or normal).popleft()
             meta = self.meta.get(mid)
             if meta is None:
+                self._dequeued(mid)
                 continue
             if meta.sender_id in self.held:
                 skipped.append(meta)
                 continue
+            self._dequeued(mid)
             found = meta
             break
         for meta in skipped:  # held messages stay queued, in order, until released
@@ -285,6 +307,7 @@ class Delivery:
         then = None
         if final:
             self.meta.pop(meta.message_id, None)
+            self._dequeued(meta.message_id)
             then = lambda mid=meta.message_id: self.spool.remove(mid)  # noqa: E731
         self.events.put(event, then)
 
@@ -495,7 +518,8 @@ class Akmtad:
         last_refresh = time.monotonic()
         while not self.stop_event.is_set():
             self.broker.connection.process_data_events(time_limit=0.05)
-            if self.pending:
+            # backpressure: unacknowledged, the broker sends no more than PREFETCH meanwhile
+            if self.pending and self.delivery.backlog() < self.config.MTA.MAX_SPOOLED:
                 self._intake()
             if time.monotonic() - last_refresh > 10:
                 self._load_senders()

@@ -4,51 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from altcraft import registry
-from altcraft.schema import migrate as migration
-from altcraft.services.api import create_app
 from altcraft.services.apiv11 import api as registry_api
-from altcraft.wiring import Platform
+from tests.api_client import Client, make_account
 
 pytestmark = pytest.mark.integration
-STRONG = "Correct-Horse-Battery-9"
-
-
-class Client:
-    def __init__(self, flask_client, token: str | None = None):
-        self.http = flask_client
-        self.token = token
-
-    def __call__(self, path: str, token: str | None = None, **params):
-        body = {**params, "token": token or self.token}
-        response = self.http.post(f"/api/v1.1/{path}", json=body)
-        return response.status_code, response.get_json()
-
-    def ok(self, path: str, **params):
-        status, body = self(path, **params)
-        assert status == 200 and body["error"] == 0, (path, status, body)
-        return body["data"]
-
-
-@pytest.fixture
-def platform(config):
-    migration.run(config)
-    platform = Platform(config)
-    yield platform
-    platform.close()
-
-
-@pytest.fixture
-def admin(config, platform):
-    token, _ = platform.tokens.create("admin")
-    return Client(create_app(config, registry.get("api")).test_client(), token)
-
-
-def make_account(admin: Client, name: str):
-    account = admin.ok("admin/accounts/save", name=name, tz="Europe/Moscow")
-    user = admin.ok("admin/accounts/users/add", account_id=account["id"], login=f"{name}-owner", password=STRONG)
-    token = admin.ok("admin/tokens/add", account_id=account["id"], user_id=user["id"])["token"]
-    return account, Client(admin.http, token)
 
 
 def test_account_user_token_and_profile_lifecycle(admin):

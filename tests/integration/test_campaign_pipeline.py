@@ -20,6 +20,7 @@ from altcraft.domain import tracking
 from altcraft.domain.stoplist import StopList
 from altcraft.schema import migrate as migration
 from altcraft.stores import kv
+from altcraft.stores.broker import Broker
 from altcraft.wiring import Platform
 from tests.cli import run, wait_for
 from tests.conftest import free_port, make_config
@@ -278,6 +279,40 @@ def test_kill_9_of_campaign_and_akmtad_mid_campaign_loses_and_repeats_nothing(pi
     assert len(repeated) <= connections, f"{len(repeated)} messages delivered twice"
     late = [(r, killed_at - at) for r, at in repeated if not killed_at - 5 <= at <= killed_at + 1]
     assert not late, f"delivered twice though not in flight at the kill: {late[:5]}"
+
+
+def test_a_slow_peer_keeps_the_backlog_in_rabbitmq_not_in_the_spool(harness, basedir, sink_port, vhost):
+    """MTA.MAX_SPOOLED: while that many messages wait to be sent, akmtad takes no more from
+    the broker. A slow peer (~40 messages/s) gets a 1,000-message campaign: the spool stays
+    near the limit, the rest waits in RabbitMQ, and every message still arrives once."""
+    limit, prefetch = 100, 20
+    pipe = Pipeline(harness, basedir, sink_port, vhost, MAX_SPOOLED=limit, PREFETCH=prefetch,
+                    DEFAULT_STRATEGY={"CONNECTIONS": 2, "MESSAGES_PER_CONNECTION": 1000})
+    try:
+        setup = pipe.setup_campaign(1000)
+        queue = f"akmta_{setup['sender']['id']}"
+        spool = basedir / "spool"
+        largest_spool, largest_queue = 0, 0
+        with Sink(sink_port, data_delay=0.05) as sink, Broker(pipe.config) as broker:
+            broker.declare_durable_queue(queue)  # as the campaign worker does: to watch its depth
+            pipe.platform.campaigns.start(setup["account"]["id"], setup["campaign"]["id"])
+            pipe.start("campaign", "akmtad")
+            deadline = time.monotonic() + 180
+            while len(sink.messages) < 1000 and time.monotonic() < deadline:
+                largest_spool = max(largest_spool, sum(1 for _ in spool.glob("*.msg")))
+                depth = broker.channel.queue_declare(queue, passive=True).method.message_count
+                largest_queue = max(largest_queue, depth)
+                time.sleep(0.2)
+            time.sleep(2)
+            rcpts = [m.rcpt for m in sink.messages]
+    finally:
+        pipe.stop()
+    assert sorted(rcpts) == sorted(setup["expected"]), f"{len(rcpts)} received, {len(set(rcpts))} distinct"
+    # Files = ready (< limit, plus one intake batch of up to PREFETCH) + on the wire + delivered
+    # ones whose event is not yet confirmed by the broker (a file goes only after its event).
+    # Without the limit the spool takes all 1,000 at once.
+    assert largest_spool <= 2 * limit, f"the spool held {largest_spool} messages"
+    assert largest_queue >= 500, f"RabbitMQ held at most {largest_queue}: the backlog went elsewhere"
 
 
 def test_queue_hold_stats_release_and_purge_through_the_admin_api(pipeline, sink_port):

@@ -8,13 +8,13 @@ from datetime import datetime, timedelta
 import pytest
 
 from altcraft.stores.analytics import Analytics
-from tests.integration.test_api import admin, make_account, platform  # noqa: F401  (fixtures)
+from tests.api_client import make_account
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def shop(admin):  # noqa: F811
+def shop(admin):
     account, client = make_account(admin, "marketing")
     db = client.ok("databases/add", name="main", fields=[{"name": "score", "type": "integer"}])
     rows = [{"email": f"p{i}@example.com", "first_name": "Anna", "city": "Kazan" if i % 2 else "Omsk",
@@ -91,7 +91,7 @@ def test_template_preview_and_sandbox(shop):
     assert status == 400 and body["error_text"].startswith("html: template syntax error at line 1")
 
 
-def test_campaign_states_and_sender_assignment(shop, admin):  # noqa: F811
+def test_campaign_states_and_sender_assignment(shop, admin):
     account, client, db = shop
     sender = admin.ok("admin/senders/save", name="news", from_email="News@Shop.example", dkim_algorithm="ed25519")
     assert sender["dkim_dns_record"].startswith("v=DKIM1; k=ed25519; p=") and "dkim_private_key" not in sender
