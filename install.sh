@@ -133,10 +133,21 @@ check_choice() {
 }
 
 # url_reachable URL: any HTTP answer within 10 s (a 404 still proves the source is reachable)
+# url_reachable URL: any HTTP answer counts (a 404 still proves the source is there). With
+# the system Python, which the install needs anyway: a minimal Debian has no curl.
 url_reachable() {
-    local code
-    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$1" 2>/dev/null || true)
-    [[ -n $code && $code != 000 ]]
+    "$PYTHON" - "$1" 2>/dev/null <<'PY'
+import sys
+import urllib.error
+import urllib.request
+
+try:
+    urllib.request.urlopen(sys.argv[1], timeout=10).close()
+except urllib.error.HTTPError:
+    pass
+except Exception:
+    sys.exit(1)
+PY
 }
 
 # listeners PORT: local addresses listening on TCP PORT
@@ -167,6 +178,8 @@ preflight() {
     else
         fail "os: ${os_id:-unknown} ${os_version:-} is not supported (Debian 12 is)"
     fi
+    if [[ -x $PYTHON ]]; then ok "python: $PYTHON"; else
+        fail "python: $PYTHON not found (apt-get install python3, or name one in ALTCRAFT_PYTHON)"; fi
 
     if [[ ! -f $INV_DIR/hosts.yml ]]; then
         fail "inventory: no hosts.yml in $INV_DIR (known: $(cd "$ROOT/inventories" && printf '%s ' */ | tr -d /))"

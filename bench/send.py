@@ -137,7 +137,7 @@ def run_ours(n: int, dkim: str, sink_port: int, workdir: Path, sink: SmtpSink) -
         before = sink.count()
         t0 = time.monotonic()
         platform.campaigns.start(account["id"], campaign["id"])
-        t1 = sink.wait(before + n, timeout=120, label="ours", base=before)
+        t1 = sink.wait(before + n, timeout=600, label="ours", base=before)  # the first batch waits for the sorted cursor
     finally:
         subprocess.run([*akd, "stop", "--config", str(main_json)], stdout=subprocess.DEVNULL)
         platform.account_client.drop_database(platform.account_db(account["id"]).name)

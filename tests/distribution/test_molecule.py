@@ -1,10 +1,13 @@
 """`molecule test -s basic`: site.yml converged on a systemd container built locally from
 debootstrap (scripts/molecule-image.sh, which also starts dockerd), then idempotence (a
 second converge changes nothing), verify (units active, sockets, health endpoints through
-nginx, aktool check) and destroy."""
+nginx, aktool check, a test campaign delivered into a sink in the container, DKIM verified).
+The instance is kept for one more step - a store stopped, and the health check must fail
+naming it (the scenario's side effect) - and destroyed at the end."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import pytest
@@ -12,18 +15,28 @@ import pytest
 from .conftest import ROOT
 
 
+def molecule(env, *args, timeout):
+    result = subprocess.run(["molecule", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=timeout)
+    return result.returncode, result.stdout + result.stderr
+
+
 @pytest.mark.slow
-@pytest.mark.timeout(1800)
-def test_molecule_basic_scenario(dist_env):
+@pytest.mark.timeout(2400)
+def test_molecule_basic_scenario_and_a_stopped_store(dist_env):
     image = subprocess.run([str(ROOT / "scripts" / "molecule-image.sh")], capture_output=True,
                            text=True, timeout=900)
     assert image.returncode == 0, image.stdout + image.stderr
     # The wheel is built from this checkout, unless ALTCRAFT_WHEEL names one (a release).
-    env = dict(dist_env)
-    result = subprocess.run(
-        ["molecule", "-c", "molecule/base.yml", "test", "-s", "basic"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1700,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-20000:]
-    assert "idempotence" in output.lower()
+    try:
+        code, output = molecule(dist_env, "test", "-s", "basic", "--destroy", "never", timeout=1800)
+        assert code == 0, output[-20000:]
+        assert re.search(r"idempotence", output, re.I), output[-5000:]
+        assert '"ok": true' in output and '"dkim": "pass"' in output, output[-10000:]
+
+        code, output = molecule(dist_env, "side-effect", "-s", "basic", timeout=600)
+        assert code != 0, "the health check passed with ClickHouse stopped:\n" + output[-10000:]
+        assert "FAIL store clickhouse: port not open" in output, output[-10000:]
+        assert "FAIL aktool check: clickhouse" in output, output[-10000:]
+    finally:
+        molecule(dist_env, "destroy", "-s", "basic", timeout=600)

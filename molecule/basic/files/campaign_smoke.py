@@ -1,0 +1,158 @@
+"""A test campaign on an installed platform, checked at the receiving end.
+
+Run inside the host with the platform's own Python (it has dkimpy):
+    /opt/akd/ak/bin/python campaign_smoke.py --api-port 8801 --admin-token TOKEN --sink-port 2525
+
+It starts an SMTP sink on 127.0.0.1:<sink-port> (main.json routes the domain sink.test
+there: MTA.ROUTES), then, through the HTTP API only: an account and its token, a sender with
+an RSA DKIM key assigned to it, a profile database with one subscribed profile, a segment, a
+template with a link, a campaign started now. It waits for the message in the sink and
+checks it: addressed to the profile, personalised, its DKIM signature verifies against the
+DNS record the API returned, the link was rewritten into a tracking link. Then it waits for
+campaigns/report to count the delivery (akmtad -> RabbitMQ -> procactions -> ClickHouse).
+Prints one JSON line; exit 0 when everything held, 1 otherwise (the line says what failed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import email
+import json
+import socketserver
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import dkim
+
+RECEIVED: list[bytes] = []
+
+
+class SinkHandler(socketserver.StreamRequestHandler):
+    """Just enough SMTP to take mail: no extensions, so the client sends one command at a time."""
+
+    def reply(self, line: str) -> None:
+        self.wfile.write(line.encode() + b"\r\n")
+        self.wfile.flush()
+
+    def handle(self) -> None:
+        self.reply("220 sink.test ESMTP smoke sink")
+        while True:
+            line = self.rfile.readline()
+            if not line:
+                return
+            verb = line.strip().split(b" ", 1)[0].split(b":", 1)[0].upper()
+            if verb == b"EHLO":
+                self.reply("250 sink.test")
+            elif verb in (b"HELO", b"MAIL", b"RCPT", b"RSET", b"NOOP"):
+                self.reply("250 ok")
+            elif verb == b"DATA":
+                self.reply("354 go ahead")
+                lines = []
+                while (chunk := self.rfile.readline()) not in (b".\r\n", b""):
+                    lines.append(chunk[1:] if chunk.startswith(b"..") else chunk)
+                RECEIVED.append(b"".join(lines))
+                self.reply("250 queued")
+            elif verb == b"QUIT":
+                self.reply("221 bye")
+                return
+            else:
+                self.reply("502 not implemented")
+
+
+class Api:
+    def __init__(self, port: int):
+        self.base = f"http://127.0.0.1:{port}/api/v1.1/"
+
+    def __call__(self, method: str, **params):
+        request = urllib.request.Request(self.base + method, data=json.dumps(params).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                body = json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            body = json.loads(exc.read())
+        if body.get("error") != 0:
+            raise RuntimeError(f"{method}: {body.get('error_text')}")
+        return body["data"]
+
+
+def wait_for(what: str, probe, timeout: float):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def run(args: argparse.Namespace) -> dict:
+    api = Api(args.api_port)
+    suffix = uuid.uuid4().hex[:8]
+    account = api("admin/accounts/save", token=args.admin_token, name=f"smoke-{suffix}")
+    token = api("admin/tokens/add", token=args.admin_token, account_id=account["id"])["token"]
+    sender = api("admin/senders/save", token=args.admin_token, name=f"smoke-{suffix}",
+                 from_email="news@smoke.example", dkim_algorithm="rsa")
+    api("admin/senders/assign", token=args.admin_token, id=sender["id"], account_id=account["id"])
+    db = api("databases/add", token=token, name="smoke")
+    rcpt = f"anna-{suffix}@sink.test"
+    api("profiles/import", token=token, db_id=db["id"], data=[{"email": rcpt, "first_name": "Anna"}],
+        subscribe_resource_id=1)
+    segment = api("segments/add", token=token, name="all", db_id=db["id"])
+    template = api("templates/add", token=token, name="smoke", subject="Hello {{ first_name }}",
+                   html="<p>Hi {{ first_name }}, see <a href='https://shop.example/sale'>the sale</a></p>",
+                   text="Hi {{ first_name }}")
+    campaign = api("campaigns/add", token=token, name="smoke", db_id=db["id"], segment_id=segment["id"],
+                   template_id=template["id"], sender_id=sender["id"])
+    api("campaigns/start", token=token, id=campaign["id"])
+
+    raw = wait_for("the message in the sink", lambda: RECEIVED[:1], args.timeout)[0]
+    message = email.message_from_bytes(raw)
+    html = next(part.get_payload(decode=True).decode() for part in message.walk()
+                if part.get_content_type() == "text/html")
+    record = sender["dkim_dns_record"].encode()
+    failures = []
+    if message["To"] is None or rcpt not in message["To"]:
+        failures.append(f"To is {message['To']!r}, not {rcpt}")
+    if message["Subject"] != "Hello Anna":
+        failures.append(f"Subject is {message['Subject']!r}")
+    if not dkim.verify(raw, dnsfunc=lambda name, timeout=5: record):
+        failures.append("the DKIM signature does not verify")
+    if "https://shop.example/sale" in html or "/c/" not in html:
+        failures.append("the link was not rewritten into a tracking link")
+    if failures:
+        raise RuntimeError("; ".join(failures))
+
+    report = wait_for("campaigns/report to count the delivery",
+                      lambda: (r := api("campaigns/report", token=token, id=campaign["id"]))["delivered"] == 1 and r,
+                      args.timeout)
+    return {"ok": True, "campaign_id": campaign["id"], "rcpt": rcpt, "dkim": "pass",
+            "delivered": report["delivered"], "messages_in_sink": len(RECEIVED)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--api-port", type=int, default=8801)
+    parser.add_argument("--admin-token", required=True)
+    parser.add_argument("--sink-port", type=int, default=2525)
+    parser.add_argument("--timeout", type=float, default=120)
+    args = parser.parse_args()
+    socketserver.ThreadingTCPServer.allow_reuse_address = True
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", args.sink_port), SinkHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result = run(args)
+    except Exception as exc:  # one line that says what failed, for the verify task's output
+        result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        server.shutdown()
+    print(json.dumps(result))
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
