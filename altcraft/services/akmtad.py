@@ -142,12 +142,13 @@ class EventPublisher(threading.Thread):
 class Delivery:
     """The asyncio side: scheduling and SMTP sessions."""
 
-    def __init__(self, config: MainConfig, spool: Spool, done: kv.KVStore, events: EventPublisher,
+    def __init__(self, config: MainConfig, spool: Spool, events: EventPublisher,
                  senders: dict[int, dict[str, Any]]):
         self.config = config
         self.mta = config.MTA
         self.spool = spool
-        self.done = done
+        # the done key is written right after each 250, awaited without blocking other sessions
+        self.done_async = kv.async_from_cluster(config.CAMP_DUPLICATESDB)
         self.events = events
         self.senders = senders
         self.routes = Routes(self.mta.ROUTES)
@@ -230,6 +231,7 @@ class Delivery:
             await asyncio.sleep(0.02)
         while any(self.active.values()):
             await asyncio.sleep(0.05)
+        await self.done_async.aclose()
 
     def _next(self, route) -> Meta | None:
         prior, normal = self.ready[route]
@@ -288,6 +290,8 @@ class Delivery:
                     taken = None
                     return
                 self.in_flight.discard(meta.message_id)
+                if reply.ok:
+                    await self._mark_done(meta.message_id)
                 self._outcome(meta, reply)
                 sent += 1
                 taken = self._next(route) if sent < strategy.MESSAGES_PER_CONNECTION else None
@@ -311,10 +315,18 @@ class Delivery:
             then = lambda mid=meta.message_id: self.spool.remove(mid)  # noqa: E731
         self.events.put(event, then)
 
+    async def _mark_done(self, message_id: str) -> None:
+        """Remembers a delivery at once, for a restart that finds the spool file before its
+        event is out. Without the key such a message would be sent again, so a failure is
+        logged, not raised: the delivery itself stands."""
+        try:
+            await self.done_async.set(f"ak:mta:done:{message_id}", 1, ex=self.mta.DEDUP_TTL_DAYS * 86400)
+        except Exception as exc:  # noqa: BLE001  (any store error: the message was delivered)
+            log.warning("done key for %s not written: %s: %s", message_id, type(exc).__name__, exc)
+
     def _outcome(self, meta: Meta, reply: Reply) -> None:
         meta.attempts += 1
         if reply.ok:
-            self.done.client.set(f"ak:mta:done:{meta.message_id}", 1, ex=self.mta.DEDUP_TTL_DAYS * 86400)
             self._event(meta, "delivered", str(reply), final=True)
             return
         verdict = self.classifier.classify(reply.code, reply.text)
@@ -382,7 +394,7 @@ class Akmtad:
         self.senders: dict[int, dict[str, Any]] = {}
         self._load_senders()
         self.events = EventPublisher(config)
-        self.delivery = Delivery(config, self.spool, self.done, self.events, self.senders)
+        self.delivery = Delivery(config, self.spool, self.events, self.senders)
         self.broker = Broker(config, app="akmtad")
         self.consumed: set[str] = set()
         self.pending: list[tuple[Any, Any, bytes, bool]] = []
@@ -444,11 +456,12 @@ class Akmtad:
         """After a restart: deliver what the spool holds; report what was delivered but not
         yet reported."""
         waiting, delivered = [], []
-        for meta in self.spool.scan():
-            if self.done.client.get(f"ak:mta:done:{meta.message_id}") is not None:
-                delivered.append(meta)
-            else:
-                waiting.append(meta)
+        spooled = list(self.spool.scan())
+        for start in range(0, len(spooled), 1000):
+            chunk = spooled[start:start + 1000]
+            done = self.done.client.mget([f"ak:mta:done:{meta.message_id}" for meta in chunk])
+            for meta, key in zip(chunk, done):
+                (waiting if key is None else delivered).append(meta)
         for meta in delivered:
             meta.attempts += 1
             self.delivery._event(meta, "delivered", "delivered before a restart", final=True)

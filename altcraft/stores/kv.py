@@ -11,7 +11,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 import redis
-from redis.cluster import ClusterNode, RedisCluster
+import redis.asyncio as aioredis
+import redis.asyncio.cluster  # noqa: F401  (aioredis.cluster.ClusterNode)
+import redis.cluster  # noqa: F401  (redis.cluster.ClusterNode)
+from redis.cluster import RedisCluster
 
 from altcraft.config import KVCluster, MainConfig
 
@@ -37,22 +40,28 @@ class KVStore:
         self.client.close()
 
 
+def _cluster_client(settings: KVCluster, timeout: float, flavour):
+    """A client of `flavour` (the redis module or redis.asyncio) for the KVCluster settings."""
+    password = settings.PASSWORD or None
+    if settings.MODE == "cluster":
+        return flavour.RedisCluster(
+            startup_nodes=[flavour.cluster.ClusterNode(n.HOST, n.PORT) for n in settings.NODES],
+            password=password, socket_timeout=timeout, socket_connect_timeout=timeout,
+        )
+    node = settings.NODES[0]
+    return flavour.Redis(host=node.HOST, port=node.PORT, password=password, db=settings.DB,
+                         socket_timeout=timeout, socket_connect_timeout=timeout)
+
+
 def from_cluster(name: str, settings: KVCluster, timeout: float = 5.0) -> KVStore:
     """A Kvrocks/Redis store described the CAMP_DUPLICATESDB way (MODE, PASSWORD, NODES)."""
     target = ",".join(f"{n.HOST}:{n.PORT}" for n in settings.NODES)
-    password = settings.PASSWORD or None
-    if settings.MODE == "cluster":
-        client: redis.Redis | RedisCluster = RedisCluster(
-            startup_nodes=[ClusterNode(n.HOST, n.PORT) for n in settings.NODES],
-            password=password, socket_timeout=timeout, socket_connect_timeout=timeout,
-        )
-    else:
-        node = settings.NODES[0]
-        client = redis.Redis(
-            host=node.HOST, port=node.PORT, password=password, db=settings.DB,
-            socket_timeout=timeout, socket_connect_timeout=timeout,
-        )
-    return KVStore(name, settings.ENGINE, client, target)
+    return KVStore(name, settings.ENGINE, _cluster_client(settings, timeout, redis), target)
+
+
+def async_from_cluster(settings: KVCluster, timeout: float = 5.0) -> aioredis.Redis | aioredis.RedisCluster:
+    """The same store for an asyncio loop (commands wait without blocking the loop)."""
+    return _cluster_client(settings, timeout, aioredis)
 
 
 def ssdb(config: MainConfig, role: SsdbRole, timeout: float = 5.0) -> KVStore:
