@@ -228,6 +228,9 @@ class MainConfig(_Section):
     RABBITMQ_PASS: str = ""
 
     CAMP_DUPLICATESDB: KVCluster = Field(default_factory=KVCluster)
+    # The campaign worker publishes while the sender's MTA queue holds fewer messages than
+    # this: a pause or cancel takes effect within that many, and the broker holds no more.
+    CAMP_QUEUE_LIMIT: Annotated[int, Field(ge=100, le=10_000_000)] = 20000
     PROCWORKFLOW_DISTRIBUTED_CACHE_DB: KVCluster = Field(default_factory=KVCluster)
 
     POSTGRESQL: PostgreSQL = Field(default_factory=PostgreSQL)

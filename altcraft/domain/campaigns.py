@@ -170,6 +170,14 @@ class Campaigns:
             return_document=ReturnDocument.AFTER)
         return doc["state"] if doc else "lost"
 
+    def renew(self, campaign_id: int, owner: str, lease_seconds: float = 30.0) -> str:
+        """Renews the lease without progress (a worker that waits); returns the state."""
+        doc = self.collection.find_one_and_update(
+            {"id": campaign_id, "lease": owner},
+            {"$set": {"lease_until": now() + timedelta(seconds=lease_seconds)}},
+            return_document=ReturnDocument.AFTER)
+        return doc["state"] if doc else "lost"
+
     def finish(self, campaign_id: int, owner: str, error: str = "") -> None:
         doc = self.collection.find_one({"id": campaign_id, "lease": owner})
         if doc is None:

@@ -6,7 +6,8 @@ handled in this launch (de-duplication keys in CAMP_DUPLICATESDB), renders the r
 publishes them to `akmta_<sender_id>` in broker transactions. Only after a batch is committed
 are its de-duplication keys set and the checkpoint moved. A worker killed between the two
 re-publishes at most one batch on resume; those copies carry the same Message-ID and akmtad
-drops them.
+drops them. Publishing waits while the MTA queue holds CAMP_QUEUE_LIMIT messages, so a pause
+takes effect within that many messages and the broker never holds a whole campaign.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from typing import Any
 
 import pika
@@ -80,8 +82,12 @@ class CampaignRunner:
         resource = campaign["resource_id"]
         after = (campaign.get("progress") or {}).get("after")
         for batch in segments.profiles(campaign["segment_id"], after=after, batch=BATCH):
+            state = self._wait_for_room(queue, cid)
             if self.stop.is_set():
                 return  # the lease runs out and a restarted worker resumes from the checkpoint
+            if state != "sending":
+                self._stopped(cid, state)
+                return
             eligible = [p for p in batch if p.get("data", {}).get("email") and _subscribed(p, resource)]
             blocked = self.stoplist.blocked([p["data"]["email"] for p in eligible])
             eligible = [p for p in eligible if p["data"]["email"] not in blocked]
@@ -108,12 +114,32 @@ class CampaignRunner:
                 cid, self.owner, batch[-1]["_id"], len(outgoing),
                 len(batch) - len(eligible) , len(eligible) - len(fresh))
             if state != "sending":
-                log.info("campaign %s: %s, stopping", cid, state)
-                if state != "lost":
-                    self.platform.campaigns.finish(cid, self.owner)
+                self._stopped(cid, state)
                 return
         self.platform.campaigns.finish(cid, self.owner)
         log.info("campaign %s launch %s: done", cid, launch)
+
+    def _wait_for_room(self, queue: str, cid: int) -> str:
+        """Waits while the MTA queue holds CAMP_QUEUE_LIMIT messages, renewing the lease;
+        returns the campaign's state, so that a pause or cancel meanwhile is seen."""
+        renewed = time.monotonic()
+        waited = False
+        while self.broker.queue_depth(queue) >= self.config.CAMP_QUEUE_LIMIT:
+            waited = True
+            if self.stop.wait(0.5):
+                return "sending"  # the caller sees the stop
+            if time.monotonic() - renewed > 10:
+                state = self.platform.campaigns.renew(cid, self.owner)
+                if state != "sending":
+                    return state
+                renewed = time.monotonic()
+        # after a wait the state is read again: a pause meanwhile must publish nothing more
+        return self.platform.campaigns.renew(cid, self.owner) if waited else "sending"
+
+    def _stopped(self, cid: int, state: str) -> None:
+        log.info("campaign %s: %s, stopping", cid, state)
+        if state != "lost":
+            self.platform.campaigns.finish(cid, self.owner)
 
     def close(self) -> None:
         self.broker.close()

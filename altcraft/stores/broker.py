@@ -103,6 +103,10 @@ class Broker:
     def declare_durable_queue(self, name: str, arguments: dict[str, Any] | None = None) -> None:
         self.channel.queue_declare(name, durable=True, arguments=arguments)
 
+    def queue_depth(self, name: str) -> int:
+        """Messages ready in a queue that exists (a passive declare)."""
+        return self.channel.queue_declare(name, passive=True).method.message_count
+
     def exists(self, kind: str, name: str) -> bool:
         """Passive declare: True if the exchange or queue exists. A miss closes the channel."""
         channel = self.connection.channel()

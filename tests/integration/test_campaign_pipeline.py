@@ -35,15 +35,15 @@ TEMPLATE_HTML = ('<html><body><p>Hello {{ first_name | default("friend") }}!</p>
 
 
 class Pipeline:
-    def __init__(self, harness, basedir: Path, sink_port: int, vhost: str, **mta):
+    def __init__(self, harness, basedir: Path, sink_port: int, vhost: str, settings: dict | None = None, **mta):
         self.basedir = basedir
         self.main_json = basedir / "main.json"
-        settings = {"ROUTES": {"*": f"127.0.0.1:{sink_port}"}, "TRY_TLS": False,
-                    "SPOOL_DIR": str(basedir / "spool"),
-                    "RETRY": {"TYPE": "fixed", "INTERVAL_SECONDS": 2, "MAX_ATTEMPTS": 5}, **mta}
-        data = make_config(harness, basedir, MTA=settings, TRACKING_BASE_URL="https://click.example.test",
+        mta = {"ROUTES": {"*": f"127.0.0.1:{sink_port}"}, "TRY_TLS": False,
+               "SPOOL_DIR": str(basedir / "spool"),
+               "RETRY": {"TYPE": "fixed", "INTERVAL_SECONDS": 2, "MAX_ATTEMPTS": 5}, **mta}
+        data = make_config(harness, basedir, MTA=mta, TRACKING_BASE_URL="https://click.example.test",
                            RABBITMQ_VHOST=vhost,
-                           PROCESSES={"akmtad": {"PORT": free_port()}})
+                           PROCESSES={"akmtad": {"PORT": free_port()}}, **(settings or {}))
         self.main_json.write_text(json.dumps(data))
         self.config, _ = cfg.load(self.main_json)
         migration.run(self.config)
@@ -313,6 +313,40 @@ def test_a_slow_peer_keeps_the_backlog_in_rabbitmq_not_in_the_spool(harness, bas
     # Without the limit the spool takes all 1,000 at once.
     assert largest_spool <= 2 * limit, f"the spool held {largest_spool} messages"
     assert largest_queue >= 500, f"RabbitMQ held at most {largest_queue}: the backlog went elsewhere"
+
+
+def test_publishing_waits_for_the_mta_so_a_pause_stops_the_campaign(harness, basedir, sink_port, vhost):
+    """CAMP_QUEUE_LIMIT: the campaign worker publishes while the MTA queue holds fewer than
+    that. With no MTA running it stops near the limit; paused there, only what was queued is
+    sent; resumed, the rest goes, and every profile gets exactly one message."""
+    limit = 1000
+    pipe = Pipeline(harness, basedir, sink_port, vhost, settings={"CAMP_QUEUE_LIMIT": limit})
+    try:
+        setup = pipe.setup_campaign(3000)
+        account_id, cid = setup["account"]["id"], setup["campaign"]["id"]
+        queue = f"akmta_{setup['sender']['id']}"
+        with Sink(sink_port) as sink, Broker(pipe.config) as broker:
+            pipe.platform.campaigns.start(account_id, cid)
+            pipe.start("campaign")
+            wait_for(lambda: (pipe.campaign(setup)["progress"] or {}).get("published", 0) >= limit, 120,
+                     f"{limit} messages published")
+            time.sleep(3)  # it would go on publishing here without the limit
+            queued = broker.queue_depth(queue)
+            published = pipe.campaign(setup)["progress"]["published"]
+            assert queued == published and limit <= queued < limit + 500, (queued, published)
+            assert pipe.platform.campaigns.pause(account_id, cid)["state"] == "paused"
+            pipe.start("akmtad")
+            assert len(sink.wait_for(queued, timeout=120)) == queued
+            time.sleep(3)
+            assert len(sink.messages) == queued, "a paused campaign went on sending"
+            assert pipe.platform.campaigns.resume(account_id, cid)["state"] == "sending"
+            sink.wait_for(len(setup["expected"]), timeout=300)
+            wait_for(lambda: pipe.campaign(setup)["state"] == "finished", 120, "the campaign to finish")
+            time.sleep(2)
+            rcpts = [m.rcpt for m in sink.messages]
+    finally:
+        pipe.stop()
+    assert sorted(rcpts) == sorted(setup["expected"]), f"{len(rcpts)} received, {len(set(rcpts))} distinct"
 
 
 def test_queue_hold_stats_release_and_purge_through_the_admin_api(pipeline, sink_port):
