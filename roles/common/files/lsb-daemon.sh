@@ -23,7 +23,13 @@
 [ -n "${CHECK+x}" ] || CHECK=()
 : "${START_TIMEOUT:=60}" "${STOP_RETRY:=TERM/30/KILL/5}" "${WAIT_HOST:=127.0.0.1}"
 
-lsb_ssd() { start-stop-daemon --quiet --pidfile "$PIDFILE" --exec "$DAEMON" "$@"; }
+# The process is matched by its pid file and its user, not by --exec: reading another user's
+# /proc/<pid>/exe needs CAP_SYS_PTRACE, which root inside a container usually lacks.
+if [ -n "${RUN_AS:-}" ]; then
+    lsb_ssd() { start-stop-daemon --quiet --pidfile "$PIDFILE" --user "${RUN_AS%%:*}" "$@"; }
+else
+    lsb_ssd() { start-stop-daemon --quiet --pidfile "$PIDFILE" --exec "$DAEMON" "$@"; }
+fi
 
 lsb_running() { lsb_ssd --status; }
 
