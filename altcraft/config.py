@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -139,9 +140,30 @@ class StrategySettings(_Section):
     RATE: Annotated[str, Field(pattern=r"^\d+:\d+$")] = "0:1"  # 0 = unlimited
 
 
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a regular expression: {exc}") from None
+    return value
+
+
+Regex = Annotated[str, AfterValidator(_regex)]
+
+
 class BouncePattern(_Section):
     TYPE: Literal["hard", "soft", "bounce"]
-    PATTERN: str
+    PATTERN: Regex
+    NAME: str = ""
+
+
+class LockRule(_Section):
+    """Stop sending to an ISP (a strategy's name, "default", or "*" for any) for SECONDS
+    when its answer matches PATTERN (searched in "<code> <text>", ignoring case)."""
+
+    PATTERN: Regex
+    SECONDS: Annotated[int, Field(ge=1, le=7 * 86400)] = 600
+    ISP: str = "*"
     NAME: str = ""
 
 
@@ -157,6 +179,7 @@ class MtaSettings(_Section):
     STRATEGIES: dict[str, StrategySettings] = Field(default_factory=dict)
     RETRY: RetrySettings = Field(default_factory=RetrySettings)
     BOUNCE_PATTERNS: list[BouncePattern] = Field(default_factory=list)  # custom, tried first
+    LOCK_RULES: list[LockRule] = Field(default_factory=list)
     PREFETCH: Annotated[int, Field(ge=1, le=100000)] = 1000
     # Intake pauses while this many messages wait in the spool: the rest stay in RabbitMQ
     # (durable, and there for other sending nodes) instead of crowding one node's memory

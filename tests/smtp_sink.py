@@ -29,6 +29,7 @@ class SinkHandler:
     rules: dict[str, list[str]] = field(default_factory=dict)
     messages: list[Received] = field(default_factory=list)
     attempts: Counter = field(default_factory=Counter)
+    refused: list[tuple[str, str, float]] = field(default_factory=list)  # (rcpt, reply, at)
     lock: threading.Lock = field(default_factory=threading.Lock)
     data_delay: float = 0.0
 
@@ -40,6 +41,8 @@ class SinkHandler:
                 self.attempts[address.lower()] += 1
             reply = replies[min(n, len(replies) - 1)]
             if not reply.startswith("250"):
+                with self.lock:
+                    self.refused.append((address.lower(), reply, time.time()))
                 return reply
         envelope.rcpt_tos.append(address)
         return "250 OK"

@@ -1,4 +1,5 @@
-"""MTA rules as Altcraft defines them: retry delays, bounce patterns, sending strategies."""
+"""MTA rules as Altcraft defines them: retry delays, bounce patterns, lock rules, sending
+strategies."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from altcraft.config import BouncePattern, RetrySettings, StrategySettings
+from altcraft.config import BouncePattern, LockRule, RetrySettings, StrategySettings
 
 BounceType = Literal["hard", "soft", "bounce"]
 
@@ -43,6 +44,26 @@ class BounceClassifier:
                 return Verdict(kind, name)
         # No pattern: the reply code decides (RFC 5321: 4xx transient, 5xx permanent).
         return Verdict("soft", "transient") if 400 <= code < 500 else Verdict("hard", "permanent")
+
+
+@dataclass(frozen=True)
+class Lock:
+    name: str
+    seconds: int
+
+
+class LockRules:
+    """Which answer locks an ISP, and for how long."""
+
+    def __init__(self, rules: list[LockRule]):
+        self.rules = [(r.ISP, r.NAME or r.PATTERN, re.compile(r.PATTERN, re.IGNORECASE), r.SECONDS) for r in rules]
+
+    def match(self, isp: str, code: int, text: str) -> Lock | None:
+        line = f"{code} {text}"
+        for scope, name, pattern, seconds in self.rules:
+            if scope in ("*", isp) and pattern.search(line):
+                return Lock(name, seconds)
+        return None
 
 
 def retry_delay(rule: RetrySettings, attempt: int, rng: random.Random | None = None) -> float:

@@ -9,7 +9,9 @@ retry), intake pauses: the rest wait in RabbitMQ (backpressure).
 Delivery (an asyncio thread): per route (static route, the sender's relay, or MX), up to
 CONNECTIONS sessions of up to MESSAGES_PER_CONNECTION messages, at most RATE; priority
 queue first. 2xx: delivered. 4xx: retried by the retry rule until MAX_ATTEMPTS. 5xx:
-classified by the bounce patterns (hard: the profile gets marked by procactions). Events
+classified by the bounce patterns (hard: the profile gets marked by procactions). An answer
+matching a lock rule locks its ISP: no message goes to it until the lock ends, when the
+message that drew the answer is tried again. Events
 (delivered, deferred, bounced_hard, bounced_soft, dropped) go to altcraft.events as
 delivery.<kind> with an event id derived from the message id, so a re-published event is the
 same event. A spool file is removed only after its final event is in the broker.
@@ -153,11 +155,14 @@ class Delivery:
         self.senders = senders
         self.routes = Routes(self.mta.ROUTES)
         self.classifier = rules.BounceClassifier(self.mta.BOUNCE_PATTERNS)
+        self.lock_rules = rules.LockRules(self.mta.LOCK_RULES)
+        self.locked: dict[str, float] = {}  # ISP -> until (epoch seconds)
         self.helo = self.mta.HELO or socket.getfqdn()
-        self.ready: dict[tuple[str, int], tuple[deque, deque]] = defaultdict(lambda: (deque(), deque()))
+        # ready queues per (host, port, ISP): an ISP's strategy and locks apply to its own queue
+        self.ready: dict[tuple[str, int, str], tuple[deque, deque]] = defaultdict(lambda: (deque(), deque()))
         self.deferred: list[tuple[float, str]] = []
         self.meta: dict[str, Meta] = {}
-        self.active: dict[tuple[str, int], int] = defaultdict(int)
+        self.active: dict[tuple[str, int, str], int] = defaultdict(int)
         self.limiters: dict[str, rules.RateLimiter] = {}
         self.held: set[int] = set()
         self.in_flight: set[str] = set()
@@ -179,10 +184,15 @@ class Delivery:
             else:
                 self._enqueue(meta)
 
-    def _enqueue(self, meta: Meta) -> None:
+    def _enqueue(self, meta: Meta, front: bool = False) -> None:
         sender = self.senders.get(meta.sender_id, {})
-        route = self.routes.resolve(meta.rcpt.rsplit("@", 1)[-1].lower(), sender.get("relay", ""))
-        self.ready[route][0 if meta.priority else 1].append(meta.message_id)
+        host, port = self.routes.resolve(meta.rcpt.rsplit("@", 1)[-1].lower(), sender.get("relay", ""))
+        isp, _ = self._strategy(meta)
+        queue = self.ready[(host, port, isp)][0 if meta.priority else 1]
+        if front:
+            queue.appendleft(meta.message_id)
+        else:
+            queue.append(meta.message_id)
         if meta.message_id not in self.queued:
             self.queued[meta.message_id] = meta.sender_id
             self.queued_by_sender[meta.sender_id] += 1
@@ -203,6 +213,16 @@ class Delivery:
         return rules.strategy_for(meta.rcpt.rsplit("@", 1)[-1].lower(), self.mta.STRATEGIES,
                                   self.mta.DEFAULT_STRATEGY)
 
+    def _is_locked(self, isp: str) -> bool:
+        until = self.locked.get(isp)
+        if until is None:
+            return False
+        if until > time.time():
+            return True
+        del self.locked[isp]
+        log.info("lock of %s ended", isp)
+        return False
+
     # -- the loop ------------------------------------------------------------------------
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -216,7 +236,7 @@ class Delivery:
                 if mid in self.meta:
                     self._enqueue(self.meta[mid])
             for route, (prior, normal) in list(self.ready.items()):
-                if not prior and not normal:
+                if not prior and not normal or self._is_locked(route[2]):
                     continue
                 head = self.meta.get((prior or normal)[0])
                 if head is None:
@@ -268,6 +288,10 @@ class Delivery:
                 return
             sent = 0
             while taken is not None and not self.stopping:
+                if self._is_locked(route[2]):  # locked meanwhile, by an answer on another session
+                    self._enqueue(taken, front=True)
+                    taken = None
+                    break
                 name, _ = self._strategy(taken)
                 limiter = self.limiters.setdefault(name, rules.RateLimiter(strategy.RATE))
                 wait = limiter.take()
@@ -329,6 +353,14 @@ class Delivery:
         if reply.ok:
             self._event(meta, "delivered", str(reply), final=True)
             return
+        isp, _ = self._strategy(meta)
+        lock = self.lock_rules.match(isp, reply.code, reply.text)
+        if lock is not None:
+            until = max(self.locked.get(isp, 0.0), time.time() + lock.seconds)
+            self.locked[isp] = until
+            log.warning("%s locked for %d s by rule %r: %s", isp, lock.seconds, lock.name, reply)
+            self._retry(meta, f"{reply} [{isp} locked for {lock.seconds} s: {lock.name}]", not_before=until)
+            return
         verdict = self.classifier.classify(reply.code, reply.text)
         if reply.code >= 500 and verdict.type == "hard":
             self._event(meta, "bounced_hard", f"{reply} [{verdict.name}]", final=True)
@@ -341,11 +373,12 @@ class Delivery:
         meta.attempts += 1
         self._retry(meta, detail)
 
-    def _retry(self, meta: Meta, detail: str) -> None:
+    def _retry(self, meta: Meta, detail: str, not_before: float = 0.0) -> None:
         if meta.attempts >= self.mta.RETRY.MAX_ATTEMPTS:
             self._event(meta, "bounced_soft", f"gave up after {meta.attempts} attempts: {detail}", final=True)
             return
-        meta.next_attempt = time.time() + rules.retry_delay(self.mta.RETRY, meta.attempts)
+        # a lock decides when the next attempt is; otherwise the retry rule does
+        meta.next_attempt = not_before or time.time() + rules.retry_delay(self.mta.RETRY, meta.attempts)
         meta.last_answer = detail[:500]
         self.spool.update(meta)  # a restart keeps the attempt count and the delay
         heapq.heappush(self.deferred, (meta.next_attempt, meta.message_id))

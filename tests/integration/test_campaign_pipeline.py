@@ -81,7 +81,8 @@ class Pipeline:
                                    sender["id"])
         expected = {d["data"]["email"] for d in docs} - excluded
         return {"account": account, "db": database, "sender": p.senders.get(sender["id"]),
-                "campaign": campaign, "expected": expected, "stoplist": stoplist}
+                "campaign": campaign, "expected": expected, "stoplist": stoplist,
+                "order": [d["data"]["email"] for d in docs]}  # the order the campaign sends in
 
     def start(self, *names: str) -> None:
         result = run("akd", "start", *names, config=self.main_json)
@@ -233,6 +234,40 @@ def test_retry_after_450_and_hard_bounce_on_550(pipeline, sink_port):
     bounce = by_email[unknown]
     assert [e["kind"] for e in bounce] == ["bounced_hard"]
     assert "User unknown" in bounce[0]["detail"] and bounce[0]["profile_id"]
+
+
+def test_a_lock_rule_stops_sending_to_the_isp_for_its_time(harness, basedir, sink_port, vhost):
+    """An answer matching a lock rule: nothing more goes to that ISP until the lock ends,
+    then sending resumes, the refused message included, and nothing is lost or doubled."""
+    seconds = 4
+    pipe = Pipeline(harness, basedir, sink_port, vhost,
+                    LOCK_RULES=[{"NAME": "too many connections", "PATTERN": r"^421 .*too many connections",
+                                 "SECONDS": seconds}],
+                    DEFAULT_STRATEGY={"CONNECTIONS": 2, "MESSAGES_PER_CONNECTION": 1000})
+    try:
+        setup = pipe.setup_campaign(400)
+        early = setup["order"][5]
+        rules = {early: ["421 4.7.0 Too many connections from your IP, try again later", "250 OK"]}
+        with Sink(sink_port, rules, data_delay=0.01) as sink:
+            pipe.platform.campaigns.start(setup["account"]["id"], setup["campaign"]["id"])
+            pipe.start("campaign", "akmtad")
+            sink.wait_for(len(setup["expected"]), timeout=120)
+            time.sleep(2)
+            received = sink.messages
+            refused = list(sink.handler.refused)
+        events = [e for e in _delivery_events(pipe.config, len(setup["expected"]) + 1) if e["email"] == early]
+    finally:
+        pipe.stop()
+    assert sorted(m.rcpt for m in received) == sorted(setup["expected"])
+    assert [r[0] for r in refused] == [early]
+    locked_at = refused[0][2]
+    # what was already on the wire may land just after the 421; then nothing until the lock ends
+    during = [m for m in received if locked_at + 0.5 < m.at < locked_at + seconds - 0.2]
+    assert not during, f"{len(during)} messages sent while the ISP was locked"
+    after = [m for m in received if m.at >= locked_at + seconds - 0.2]
+    assert len(after) > 100, "sending did not resume after the lock"
+    assert [e["kind"] for e in events] == ["deferred", "delivered"]
+    assert "locked for 4 s: too many connections" in events[0]["detail"]
 
 
 @pytest.mark.timeout(2400)

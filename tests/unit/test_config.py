@@ -106,3 +106,10 @@ def test_load_valid_file_round_trip(tmp_path):
     path.write_text(json.dumps(minimal(BASEDIR=str(tmp_path))))
     config, report = cfg.load(path)
     assert config.basedir == tmp_path and report.ok
+
+
+def test_patterns_must_be_regular_expressions():
+    errors = errors_of(minimal(MTA={"BOUNCE_PATTERNS": [{"TYPE": "hard", "PATTERN": "user (unknown"}],
+                                    "LOCK_RULES": [{"PATTERN": "too many[", "SECONDS": 0}]}))
+    assert set(errors) == {"MTA.BOUNCE_PATTERNS[0].PATTERN", "MTA.LOCK_RULES[0].PATTERN", "MTA.LOCK_RULES[0].SECONDS"}
+    assert errors["MTA.BOUNCE_PATTERNS[0].PATTERN"].startswith("not a regular expression: missing )")

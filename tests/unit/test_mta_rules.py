@@ -1,7 +1,7 @@
 import random
 
-from altcraft.config import BouncePattern, RetrySettings
-from altcraft.mta.rules import BounceClassifier, RateLimiter, retry_delay
+from altcraft.config import BouncePattern, LockRule, RetrySettings
+from altcraft.mta.rules import BounceClassifier, Lock, LockRules, RateLimiter, retry_delay
 from altcraft.mta.smtp import dot_stuff
 
 
@@ -41,3 +41,12 @@ def test_rate_limiter():
 def test_dot_stuffing():
     assert dot_stuff(b"a\r\n.b\r\n..c") == b"a\r\n..b\r\n...c\r\n.\r\n"
     assert dot_stuff(b".start") == b"..start\r\n.\r\n"
+
+
+def test_lock_rules_match_by_isp_and_pattern():
+    rules = LockRules([LockRule(PATTERN=r"^421 .*too many connections", SECONDS=600, ISP="mail.ru", NAME="conn"),
+                       LockRule(PATTERN=r"rate limit", SECONDS=60)])
+    assert rules.match("mail.ru", 421, "4.7.0 Too many connections") == Lock("conn", 600)
+    assert rules.match("gmail", 421, "4.7.0 Too many connections") is None      # another ISP's rule
+    assert rules.match("gmail", 450, "4.7.28 Rate limit exceeded") == Lock("rate limit", 60)  # "*"
+    assert rules.match("mail.ru", 550, "5.1.1 User unknown") is None
