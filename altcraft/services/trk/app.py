@@ -137,18 +137,26 @@ class TrackingApp:
             link, kind, ip=ip, user_agent=user_agent, is_bot=bool(reason), bot_reason=reason, now=now)
         self.publisher.submit(routing_key, body, event_id)
 
-    def _click(self, environ, start_response, token: str):
-        method = environ.get("REQUEST_METHOD", "GET")
+    def _refused(self, start_response, route: str, method: str, link) -> list[bytes] | None:
+        """The answer shared by /c and /o when the method or the token is not acceptable
+        (405, or 404 for a link that did not verify); None when the request may proceed."""
         if method not in ("GET", "HEAD"):
-            self._count("/c/<token>", method, "405")
+            self._count(route, method, "405")
             start_response("405 Method Not Allowed", _NOT_ALLOWED)
             return [b""]
-        link = self._verified(token, "click")
-        location = safe_location(link.url) if link is not None else None
-        if location is None:
-            self._count("/c/<token>", method, "404")
+        if link is None:
+            self._count(route, method, "404")
             start_response("404 Not Found", _NOT_FOUND)
             return [_NOT_FOUND_BODY if method == "GET" else b""]
+        return None
+
+    def _click(self, environ, start_response, token: str):
+        method = environ.get("REQUEST_METHOD", "GET")
+        link = self._verified(token, "click") if method in ("GET", "HEAD") else None
+        location = safe_location(link.url) if link is not None else None
+        refused = self._refused(start_response, "/c/<token>", method, link if location else None)
+        if refused is not None:
+            return refused
         self._record(environ, link, "click", method)
         self._count("/c/<token>", method, "302")
         start_response("302 Found", [("Location", location), ("Content-Length", "0"),
@@ -157,15 +165,10 @@ class TrackingApp:
 
     def _open(self, environ, start_response, token: str):
         method = environ.get("REQUEST_METHOD", "GET")
-        if method not in ("GET", "HEAD"):
-            self._count("/o/<token>", method, "405")
-            start_response("405 Method Not Allowed", _NOT_ALLOWED)
-            return [b""]
-        link = self._verified(token, "open")
-        if link is None:
-            self._count("/o/<token>", method, "404")
-            start_response("404 Not Found", _NOT_FOUND)
-            return [_NOT_FOUND_BODY if method == "GET" else b""]
+        link = self._verified(token, "open") if method in ("GET", "HEAD") else None
+        refused = self._refused(start_response, "/o/<token>", method, link)
+        if refused is not None:
+            return refused
         self._record(environ, link, "open", method)
         self._count("/o/<token>", method, "200")
         start_response("200 OK", _PIXEL_HEADERS)
