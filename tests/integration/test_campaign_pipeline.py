@@ -7,130 +7,18 @@ import json
 import os
 import re
 import signal
-import subprocess
 import time
 import uuid
-from pathlib import Path
 
-import pika
 import pytest
 
-from altcraft import config as cfg
 from altcraft.domain import tracking
-from altcraft.domain.stoplist import StopList
-from altcraft.schema import migrate as migration
-from altcraft.stores import kv
 from altcraft.stores.broker import Broker
-from altcraft.wiring import Platform
 from tests.cli import run, wait_for
-from tests.conftest import free_port, make_config
+from tests.integration.mta_pipeline import Pipeline, delivery_events, verify_dkim
 from tests.smtp_sink import Sink
 
 pytestmark = pytest.mark.integration
-VERIFIER = Path(__file__).resolve().parents[1] / "dkim_verify.pl"
-TEMPLATE_HTML = ('<html><body><p>Hello {{ first_name | default("friend") }}!</p>'
-                 '<a href="https://shop.example/sale?utm=mail&amp;id=1">Sale</a> '
-                 '<a href="https://shop.example/about">About</a> <a href="mailto:help@shop.example">Help</a>'
-                 '</body></html>')
-
-
-class Pipeline:
-    def __init__(self, harness, basedir: Path, sink_port: int, vhost: str, settings: dict | None = None, **mta):
-        self.basedir = basedir
-        self.main_json = basedir / "main.json"
-        mta = {"ROUTES": {"*": f"127.0.0.1:{sink_port}"}, "TRY_TLS": False,
-               "SPOOL_DIR": str(basedir / "spool"),
-               "RETRY": {"TYPE": "fixed", "INTERVAL_SECONDS": 2, "MAX_ATTEMPTS": 5}, **mta}
-        data = make_config(harness, basedir, MTA=mta, TRACKING_BASE_URL="https://click.example.test",
-                           RABBITMQ_VHOST=vhost,
-                           PROCESSES={"akmtad": {"PORT": free_port()}}, **(settings or {}))
-        self.main_json.write_text(json.dumps(data))
-        self.config, _ = cfg.load(self.main_json)
-        migration.run(self.config)
-        self.platform = Platform(self.config)
-
-    def setup_campaign(self, profiles: int, algorithm: str = "ed25519", unsubscribed: int = 0,
-                       stopped: int = 0, rules_emails: list[str] = ()) -> dict:
-        p = self.platform
-        account = p.accounts.save(name="sender-test")
-        database = p.databases(account["id"]).add("main")
-        # addresses unique to this run: the stop list lives in a store other tests share too
-        tag = uuid.uuid4().hex[:6]
-        rows = [{"email": f"user{i:06d}.{tag}@example{i % 7}.test", "first_name": "Anna" if i % 2 else "Ivan"}
-                for i in range(profiles)] + [{"email": e} for e in rules_emails]
-        store = p.profiles(account["id"], database.id)
-        for start in range(0, len(rows), 5000):
-            store.upsert_prepared([store.prepare(r, require_key=True) for r in rows[start:start + 5000]],
-                                  subscribe=(1, "email"))
-        docs = list(store.collection.find({}, {"data.email": 1}).sort("_id", 1))
-        excluded = set()
-        for doc in docs[:unsubscribed]:
-            store.set_subscription(doc["_id"], 1, "email", "unsubscribed")
-            excluded.add(doc["data"]["email"])
-        stoplist = StopList(kv.ssdb(self.config, "hbsupp"))
-        for doc in docs[unsubscribed:unsubscribed + stopped]:
-            stoplist.add(doc["data"]["email"], "test")
-            excluded.add(doc["data"]["email"])
-        sender = p.senders.save(name="news", from_email="news@shop.example", from_name="Shop",
-                                dkim_algorithm=algorithm)
-        p.senders.assign(sender["id"], account["id"])
-        segment = p.segments(account["id"]).add("everyone", database.id, {})
-        template = p.templates(account["id"]).add("promo", "Hi {{ first_name }}", TEMPLATE_HTML,
-                                                  "Hello {{ first_name }}")
-        campaign = p.campaigns.add(account["id"], "promo", database.id, segment["id"], template["id"],
-                                   sender["id"])
-        expected = {d["data"]["email"] for d in docs} - excluded
-        return {"account": account, "db": database, "sender": p.senders.get(sender["id"]),
-                "campaign": campaign, "expected": expected, "stoplist": stoplist,
-                "order": [d["data"]["email"] for d in docs]}  # the order the campaign sends in
-
-    def start(self, *names: str) -> None:
-        result = run("akd", "start", *names, config=self.main_json)
-        assert result.returncode == 0, result.stdout + result.stderr
-
-    def stop(self) -> None:
-        run("akd", "stop", config=self.main_json)
-        self.platform.close()
-
-    def pid(self, name: str) -> int:
-        return int((self.basedir / "pids" / f"{name}.pid").read_text())
-
-    def campaign(self, setup) -> dict:
-        return self.platform.campaigns.get(setup["account"]["id"], setup["campaign"]["id"])
-
-
-@pytest.fixture
-def sink_port():
-    return free_port()
-
-
-@pytest.fixture
-def pipeline(harness, basedir, sink_port, vhost):
-    pipe = Pipeline(harness, basedir, sink_port, vhost)
-    yield pipe
-    pipe.stop()
-
-
-
-
-@pytest.fixture(scope="session")
-def dkim_verifier() -> Path:
-    """Perl's Mail::DKIM: a DKIM implementation independent of the dkimpy that signs."""
-    from tests.system_packages import ensure
-
-    ensure("libmail-dkim-perl", ["perl", "-MMail::DKIM::Verifier", "-e", "1"])
-    return VERIFIER
-
-
-def verify_dkim(messages, sender, tmp_path: Path) -> subprocess.CompletedProcess:
-    keys = tmp_path / "keys.txt"
-    keys.write_text(f"{sender['dkim_selector']}._domainkey.{sender['dkim_domain']} {sender['dkim_dns_record']}\n")
-    files = []
-    for index, message in enumerate(messages):
-        path = tmp_path / f"m{index}.eml"
-        path.write_bytes(message.data)
-        files.append(str(path))
-    return subprocess.run(["perl", str(VERIFIER), str(keys), *files], capture_output=True, text=True)
 
 
 @pytest.mark.timeout(1200)
@@ -192,22 +80,6 @@ def test_rsa_dkim_verifies_independently(pipeline, sink_port, tmp_path, dkim_ver
     assert verify_dkim(tampered, setup["sender"], tmp_path / "t" if (tmp_path / "t").mkdir() is None else tmp_path).returncode == 1
 
 
-def _delivery_events(config, minimum: int, timeout: float = 60) -> list[dict]:
-    params = pika.ConnectionParameters(config.RABBITMQ_HOST, config.RABBITMQ_PORT, config.RABBITMQ_VHOST,
-                                       pika.PlainCredentials(config.RABBITMQ_USER, config.RABBITMQ_PASS))
-    events: list[dict] = []
-    deadline = time.monotonic() + timeout
-    with pika.BlockingConnection(params) as connection:
-        channel = connection.channel()
-        while time.monotonic() < deadline and len(events) < minimum:
-            method, _, body = channel.basic_get("events.delivery", auto_ack=True)
-            if method is None:
-                time.sleep(0.3)
-                continue
-            events.append(json.loads(body))
-    return events
-
-
 def test_retry_after_450_and_hard_bounce_on_550(pipeline, sink_port):
     greylisted, unknown = "grey@example9.test", "nobody@example9.test"
     rules = {greylisted: ["450 4.7.1 Greylisted, try again later", "250 OK"],
@@ -218,7 +90,7 @@ def test_retry_after_450_and_hard_bounce_on_550(pipeline, sink_port):
         pipeline.platform.campaigns.start(setup["account"]["id"], setup["campaign"]["id"])
         pipeline.start("campaign", "akmtad")
         received = sink.wait_for(4, timeout=120)
-        events = [e for e in _delivery_events(pipeline.config, 7) if e["campaign_id"] in mine]
+        events = [e for e in delivery_events(pipeline.config, 7) if e["campaign_id"] in mine]
     assert sorted(m.rcpt for m in received) == sorted(setup["expected"] - {unknown})
     by_email: dict[str, list[dict]] = {}
     for event in events:
@@ -255,7 +127,7 @@ def test_a_lock_rule_stops_sending_to_the_isp_for_its_time(harness, basedir, sin
             time.sleep(2)
             received = sink.messages
             refused = list(sink.handler.refused)
-        events = [e for e in _delivery_events(pipe.config, len(setup["expected"]) + 1) if e["email"] == early]
+        events = [e for e in delivery_events(pipe.config, len(setup["expected"]) + 1) if e["email"] == early]
     finally:
         pipe.stop()
     assert sorted(m.rcpt for m in received) == sorted(setup["expected"])
@@ -422,7 +294,7 @@ def test_queue_hold_stats_release_and_purge_through_the_admin_api(pipeline, sink
         wait_for(lambda: call("admin/senders/queue/stats/", id=sender_id)["data"] == [], 30, "the purge")
         time.sleep(1)
         assert len(sink.messages) == 30
-    dropped = [e for e in _delivery_events(pipeline.config, 90, timeout=30) if e["kind"] == "dropped"]
+    dropped = [e for e in delivery_events(pipeline.config, 90, timeout=30) if e["kind"] == "dropped"]
     assert len(dropped) == 30 and all(e["launch"] == 2 for e in dropped)
     assert not list((pipeline.basedir / "spool").glob("*.msg"))
 
