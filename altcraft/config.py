@@ -129,15 +129,45 @@ class RetrySettings(_Section):
     MODIFIER: Annotated[float, Field(ge=0)] = 1.0  # random: interval .. interval x (1 + modifier)
     MAX_ATTEMPTS: Annotated[int, Field(ge=1, le=100)] = 10
     MAX_DELAY_SECONDS: Annotated[float, Field(gt=0)] = 6 * 3600.0
+    # Which sending IP the next attempt uses: the same one, another of the sender's IPs, or
+    # any of them (Altcraft's "any IP of any node"; one node here: any IP of this node).
+    MODE: Literal["same_ip", "other_ip", "any_ip"] = "same_ip"
+
+
+# Headers an ISP override may not touch: they carry the message's identity and structure.
+PROTECTED_HEADERS = frozenset({"from", "to", "message-id", "mime-version", "content-type",
+                               "content-transfer-encoding", "dkim-signature"})
+_HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}$")  # RFC 5322 ftext
+
+
+def _header_overrides(value: dict[str, str]) -> dict[str, str]:
+    for name, text in value.items():
+        if not _HEADER_NAME.match(name):
+            raise ValueError(f"{name!r}: not a header name")
+        if name.lower() in PROTECTED_HEADERS:
+            raise ValueError(f"{name}: may not be overridden (one of {', '.join(sorted(PROTECTED_HEADERS))})")
+        if "\r" in text or "\n" in text or not text.isascii():
+            raise ValueError(f"{name}: the value must be one line of ASCII")
+    return value
 
 
 class StrategySettings(_Section):
-    """Per ISP: connections x messages per connection, and RATE "messages:seconds"."""
+    """An ISP and its strategy: the recipient DOMAINS it covers, connections x messages per
+    connection, RATE "messages:seconds", how to introduce ourselves (HELO), whether to try
+    STARTTLS, whether to drop its mail, the transfer ENCODING its messages are re-encoded
+    to, and HEADERS set on its messages (an empty value removes the header)."""
 
     DOMAINS: list[str] = Field(default_factory=list)
     CONNECTIONS: Annotated[int, Field(ge=1, le=500)] = 10
     MESSAGES_PER_CONNECTION: Annotated[int, Field(ge=1, le=100000)] = 100
     RATE: Annotated[str, Field(pattern=r"^\d+:\d+$")] = "0:1"  # 0 = unlimited
+    # "": MTA.HELO (or the host name); "ptr": the sending IP's PTR name; "domain": the
+    # sender's From domain; "ip": the sending IP as an address literal.
+    HELO: Literal["", "ptr", "domain", "ip"] = ""
+    TRY_TLS: bool | None = None  # None: MTA.TRY_TLS
+    DROP: bool = False  # messages to this ISP are dropped (an event each), never sent
+    ENCODING: Literal["", "quoted-printable", "base64", "8bit"] = ""  # "": as rendered
+    HEADERS: Annotated[dict[str, str], AfterValidator(_header_overrides)] = Field(default_factory=dict)
 
 
 def _regex(value: str) -> str:

@@ -3,6 +3,9 @@
 Scriptable per recipient: `rules` maps a recipient to a list of replies used in turn
 (e.g. ["450 4.7.1 Greylisted, try again later", "250 OK"]), the last one repeating.
 `data_delay` makes it a slow peer: seconds before each answer to DATA.
+`refuse_ips` maps a client IP to the reply every RCPT from it gets (a peer that dislikes
+one of our sending IPs). `tls_context` offers STARTTLS. Each message keeps the client's IP,
+its HELO name and whether the session was encrypted.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ class Received:
     rcpt: str
     data: bytes
     at: float
+    peer: str = ""
+    helo: str = ""
+    tls: bool = False
 
 
 @dataclass
@@ -32,8 +38,14 @@ class SinkHandler:
     refused: list[tuple[str, str, float]] = field(default_factory=list)  # (rcpt, reply, at)
     lock: threading.Lock = field(default_factory=threading.Lock)
     data_delay: float = 0.0
+    refuse_ips: dict[str, str] = field(default_factory=dict)
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        refusal = self.refuse_ips.get(session.peer[0])
+        if refusal:
+            with self.lock:
+                self.refused.append((address.lower(), refusal, time.time()))
+            return refusal
         replies = self.rules.get(address.lower())
         if replies:
             with self.lock:
@@ -53,15 +65,18 @@ class SinkHandler:
         with self.lock:
             for rcpt in envelope.rcpt_tos:
                 self.messages.append(Received(envelope.mail_from, rcpt.lower(), envelope.original_content
-                                              or envelope.content, time.time()))
+                                              or envelope.content, time.time(), session.peer[0],
+                                              session.host_name or "", session.ssl is not None))
         return "250 2.0.0 Message accepted"
 
 
 class Sink:
-    def __init__(self, port: int, rules: dict[str, list[str]] | None = None, data_delay: float = 0.0):
-        self.handler = SinkHandler(rules=rules or {}, data_delay=data_delay)
+    def __init__(self, port: int, rules: dict[str, list[str]] | None = None, data_delay: float = 0.0,
+                 refuse_ips: dict[str, str] | None = None, tls_context=None):
+        self.handler = SinkHandler(rules=rules or {}, data_delay=data_delay, refuse_ips=refuse_ips or {})
+        tls = {"tls_context": tls_context} if tls_context is not None else {}
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=port,
-                                     data_size_limit=10 * 2**20, decode_data=False)
+                                     data_size_limit=10 * 2**20, decode_data=False, **tls)
 
     def __enter__(self) -> Sink:
         self.controller.start()

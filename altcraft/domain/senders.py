@@ -1,5 +1,5 @@
 """E-mail senders (admin area): from address, reply-to, DKIM key and selector, an optional
-relay, and the accounts allowed to use them. Deleting is a soft delete (undelete restores).
+relay, the sending IPs, and the accounts allowed to use them. Deleting is a soft delete (undelete restores).
 
 A DKIM key is generated when none is given (RSA 2048); the answer carries the TXT record to
 publish at <selector>._domainkey.<domain>. The private key never leaves the control DB
@@ -9,6 +9,7 @@ through the API.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import re
 from typing import Any
 
@@ -25,7 +26,7 @@ SELECTOR_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 RELAY_RE = re.compile(r"^[A-Za-z0-9.-]+:\d{1,5}$")
 DKIM_ALGORITHMS = ("rsa", "ed25519", "none")
 PUBLIC = ("id", "name", "from_email", "from_name", "reply_to", "dkim_domain", "dkim_selector", "dkim_algorithm",
-          "dkim_dns_record", "relay", "accounts", "deleted", "created_at", "updated_at")
+          "dkim_dns_record", "relay", "ips", "accounts", "deleted", "created_at", "updated_at")
 
 
 def generate_dkim_key(algorithm: str = "rsa") -> tuple[str, str]:
@@ -55,6 +56,22 @@ def public(doc: dict[str, Any]) -> dict[str, Any]:
     return {k: doc.get(k) for k in PUBLIC}
 
 
+def sending_ips(values: Any) -> list[str]:
+    """The addresses akmtad sends from (each must be configured on the sending node);
+    empty: the system's choice."""
+    if not isinstance(values, list):
+        raise Invalid("ips", "a list of IP addresses")
+    result: list[str] = []
+    for value in values:
+        try:
+            address = str(ipaddress.ip_address(str(value).strip()))
+        except ValueError:
+            raise Invalid("ips", f"{str(value)[:60]!r} is not an IP address") from None
+        if address not in result:
+            result.append(address)
+    return result
+
+
 class Senders:
     def __init__(self, control: Database):
         self.control = control
@@ -63,8 +80,10 @@ class Senders:
     def save(self, *, id: int | None = None, name: str | None = None, from_email: str | None = None,
              from_name: str | None = None, reply_to: str | None = None, dkim_selector: str | None = None,
              dkim_private_key: str | None = None, relay: str | None = None,
-             dkim_algorithm: str | None = None) -> dict[str, Any]:
+             dkim_algorithm: str | None = None, ips: list[str] | None = None) -> dict[str, Any]:
         changes: dict[str, Any] = {}
+        if ips is not None:
+            changes["ips"] = sending_ips(ips)
         if dkim_algorithm is not None:
             if dkim_algorithm not in DKIM_ALGORITHMS:
                 raise Invalid("dkim_algorithm", f"one of: {', '.join(DKIM_ALGORITHMS)}")
@@ -111,7 +130,7 @@ class Senders:
             if "dkim_private_key" not in changes and changes["dkim_algorithm"] != "none":
                 changes["dkim_private_key"], changes["dkim_dns_record"] = generate_dkim_key("rsa")
             doc = {"id": next_id(self.control, "senders"), "from_name": "", "reply_to": "",
-                   "dkim_selector": "ak", "relay": "", "accounts": [], "deleted": False,
+                   "dkim_selector": "ak", "relay": "", "ips": [], "accounts": [], "deleted": False,
                    "created_at": stamp, **changes, "updated_at": stamp}
             self.collection.insert_one(doc)
             return public(doc)

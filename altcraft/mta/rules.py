@@ -32,16 +32,31 @@ class Verdict:
     name: str
 
 
+class _Patterns:
+    """Ordered patterns over an answer "<code> <text>", ignoring case: the first one whose
+    scope fits ("*" fits every ISP) and that is found wins, with what it carries."""
+
+    def __init__(self, entries):
+        self.entries = [(scope, name, re.compile(pattern, re.IGNORECASE), payload)
+                        for scope, name, pattern, payload in entries]
+
+    def first(self, code: int, text: str, isp: str = "*"):
+        line = f"{code} {text}"
+        for scope, name, pattern, payload in self.entries:
+            if scope in ("*", isp) and pattern.search(line):
+                return name, payload
+        return None
+
+
 class BounceClassifier:
     def __init__(self, custom: list[BouncePattern]):
-        self.patterns = [(p.TYPE, p.NAME or p.PATTERN, re.compile(p.PATTERN, re.IGNORECASE)) for p in custom]
-        self.patterns += [(t, n, re.compile(p, re.IGNORECASE)) for t, n, p in BUILTIN_PATTERNS]
+        self.patterns = _Patterns([("*", p.NAME or p.PATTERN, p.PATTERN, p.TYPE) for p in custom]
+                                  + [("*", n, p, t) for t, n, p in BUILTIN_PATTERNS])
 
     def classify(self, code: int, text: str) -> Verdict:
-        line = f"{code} {text}"
-        for kind, name, pattern in self.patterns:
-            if pattern.search(line):
-                return Verdict(kind, name)
+        found = self.patterns.first(code, text)
+        if found is not None:
+            return Verdict(found[1], found[0])
         # No pattern: the reply code decides (RFC 5321: 4xx transient, 5xx permanent).
         return Verdict("soft", "transient") if 400 <= code < 500 else Verdict("hard", "permanent")
 
@@ -56,14 +71,29 @@ class LockRules:
     """Which answer locks an ISP, and for how long."""
 
     def __init__(self, rules: list[LockRule]):
-        self.rules = [(r.ISP, r.NAME or r.PATTERN, re.compile(r.PATTERN, re.IGNORECASE), r.SECONDS) for r in rules]
+        self.patterns = _Patterns([(r.ISP, r.NAME or r.PATTERN, r.PATTERN, r.SECONDS) for r in rules])
 
     def match(self, isp: str, code: int, text: str) -> Lock | None:
-        line = f"{code} {text}"
-        for scope, name, pattern, seconds in self.rules:
-            if scope in ("*", isp) and pattern.search(line):
-                return Lock(name, seconds)
-        return None
+        found = self.patterns.first(code, text, isp)
+        return Lock(*found) if found is not None else None
+
+
+def next_ip(ips: list[str], current: str, mode: str, rng: random.Random | None = None) -> str:
+    """The sending IP for the next attempt by the retry rule's MODE."""
+    if not ips:
+        return ""
+    if mode == "any_ip":
+        return (rng or random).choice(ips)
+    if current not in ips:
+        return ips[0]
+    if mode == "other_ip":
+        return ips[(ips.index(current) + 1) % len(ips)]
+    return current
+
+
+def address_literal(ip: str) -> str:
+    """An IP as RFC 5321 writes it in HELO: [192.0.2.1], [IPv6:2001:db8::1]."""
+    return f"[IPv6:{ip}]" if ":" in ip else f"[{ip}]"
 
 
 def retry_delay(rule: RetrySettings, attempt: int, rng: random.Random | None = None) -> float:

@@ -1,11 +1,16 @@
 """A small asyncio SMTP client for the MTA: one session, many messages, PIPELINING when the
-peer offers it (MAIL, RCPT and DATA in one write), STARTTLS when offered and wanted."""
+peer offers it (MAIL, RCPT and DATA in one write), STARTTLS when offered and wanted, from a
+chosen source address when one is given."""
 
 from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+
+# The HELO name, or how to find it once the local address of the connection is known.
+Helo = str | Callable[[str], Awaitable[str]]
 
 
 class SMTPError(Exception):
@@ -37,8 +42,12 @@ def dot_stuff(data: bytes) -> bytes:
 
 
 class Session:
-    def __init__(self, host: str, port: int, helo: str, timeout: float = 60.0, try_tls: bool = True):
-        self.host, self.port, self.helo, self.timeout, self.try_tls = host, port, helo, timeout, try_tls
+    def __init__(self, host: str, port: int, helo: Helo, timeout: float = 60.0, try_tls: bool = True,
+                 source: str = ""):
+        self.host, self.port, self.timeout, self.try_tls, self.source = host, port, timeout, try_tls, source
+        self._helo = helo
+        self.helo = helo if isinstance(helo, str) else ""
+        self.tls = False
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.extensions: set[str] = set()
@@ -71,7 +80,10 @@ class Session:
 
     async def connect(self) -> None:
         self.reader, self.writer = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port), self.timeout)
+            asyncio.open_connection(self.host, self.port, local_addr=(self.source, 0) if self.source else None),
+            self.timeout)
+        if not isinstance(self._helo, str):
+            self.helo = await self._helo(self.writer.get_extra_info("sockname")[0])
         greeting = await self._reply()
         if not greeting.ok:
             raise SMTPError(greeting.code, greeting.text)
@@ -83,6 +95,7 @@ class Session:
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE  # opportunistic TLS, as MTAs do (RFC 3207)
                 await self.writer.start_tls(context, server_hostname=self.host)
+                self.tls = True
                 await self._ehlo()
 
     async def send(self, mail_from: str, rcpt: str, data: bytes) -> Reply:

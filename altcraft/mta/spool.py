@@ -37,6 +37,7 @@ class Meta:
     next_attempt: float = 0.0
     created: float = 0.0
     last_answer: str = ""
+    ip: str = ""  # the sending IP of the next attempt ("" = the system's choice)
     extra: dict = field(default_factory=dict)
 
 

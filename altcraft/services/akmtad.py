@@ -6,9 +6,14 @@ already ours (its spool file exists, or it was delivered: a "done" key in Kvrock
 DKIM-sign it and write it to the spool with fsync; only then acknowledge, in batches.
 While MTA.MAX_SPOOLED messages wait in the spool ready to go (not held, not waiting for a
 retry), intake pauses: the rest wait in RabbitMQ (backpressure).
-Delivery (an asyncio thread): per route (static route, the sender's relay, or MX), up to
-CONNECTIONS sessions of up to MESSAGES_PER_CONNECTION messages, at most RATE; priority
-queue first. 2xx: delivered. 4xx: retried by the retry rule until MAX_ATTEMPTS. 5xx:
+Before signing, the message gets what its ISP's strategy asks for: header overrides and a
+transfer encoding (altcraft.mta.rewrite).
+Delivery (an asyncio thread): per route (static route, the sender's relay, or MX) and
+sending IP, up to CONNECTIONS sessions of up to MESSAGES_PER_CONNECTION messages, at most
+RATE; priority queue first. A sender's messages are spread over its sending IPs; a retry
+uses the same, another or any of them (RETRY.MODE). HELO names the host, the sending IP's
+PTR name, the sender's domain or the IP itself (the strategy's HELO). An ISP whose strategy
+says DROP gets nothing: its messages become "dropped" events. 2xx: delivered. 4xx: retried by the retry rule until MAX_ATTEMPTS. 5xx:
 classified by the bounce patterns (hard: the profile gets marked by procactions). An answer
 matching a lock rule locks its ISP: no message goes to it until the lock ends, when the
 message that drew the answer is tried again. Events
@@ -30,6 +35,7 @@ import socket
 import threading
 import time
 import uuid
+import zlib
 from collections import Counter as Tally, defaultdict, deque
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,7 +49,7 @@ from prometheus_client import Counter
 from altcraft.config import MainConfig
 from altcraft.http.service import create_service_app, dependency_checker
 from altcraft.mta import dkim as dkim_signer
-from altcraft.mta import rules
+from altcraft.mta import rewrite, rules
 from altcraft.mta.smtp import Reply, Session
 from altcraft.mta.spool import Meta, Spool
 from altcraft.registry import get as registry_get
@@ -158,12 +164,15 @@ class Delivery:
         self.lock_rules = rules.LockRules(self.mta.LOCK_RULES)
         self.locked: dict[str, float] = {}  # ISP -> until (epoch seconds)
         self.helo = self.mta.HELO or socket.getfqdn()
-        # ready queues per (host, port, ISP): an ISP's strategy and locks apply to its own queue
-        self.ready: dict[tuple[str, int, str], tuple[deque, deque]] = defaultdict(lambda: (deque(), deque()))
+        self.ptr_names: dict[str, tuple[float, str]] = {}  # IP -> (until, HELO name)
+        # ready queues per (host, port, ISP, sending IP, sender): an ISP's strategy and locks
+        # apply to its own queues, a session sends from one IP with one HELO
+        self.ready: dict[tuple[str, int, str, str, int], tuple[deque, deque]] = defaultdict(lambda: (deque(), deque()))
         self.deferred: list[tuple[float, str]] = []
         self.meta: dict[str, Meta] = {}
-        self.active: dict[tuple[str, int, str], int] = defaultdict(int)
-        self.limiters: dict[str, rules.RateLimiter] = {}
+        # open sessions per (host, port, ISP, sending IP): CONNECTIONS counts per IP
+        self.active: dict[tuple[str, int, str, str], int] = defaultdict(int)
+        self.limiters: dict[tuple[str, str], rules.RateLimiter] = {}
         self.held: set[int] = set()
         self.in_flight: set[str] = set()
         # messages in the ready queues, per sender: what backlog() counts
@@ -185,10 +194,16 @@ class Delivery:
                 self._enqueue(meta)
 
     def _enqueue(self, meta: Meta, front: bool = False) -> None:
+        isp, strategy = self.strategy_of(meta)
+        if strategy.DROP:
+            self._event(meta, "dropped", f"the strategy of {isp} drops its messages", final=True)
+            return
         sender = self.senders.get(meta.sender_id, {})
         host, port = self.routes.resolve(meta.rcpt.rsplit("@", 1)[-1].lower(), sender.get("relay", ""))
-        isp, _ = self._strategy(meta)
-        queue = self.ready[(host, port, isp)][0 if meta.priority else 1]
+        ips = sender.get("ips") or []
+        if meta.ip not in ips:  # a first attempt, or the sender's IPs changed: spread evenly
+            meta.ip = ips[zlib.crc32(meta.message_id.encode()) % len(ips)] if ips else ""
+        queue = self.ready[(host, port, isp, meta.ip, meta.sender_id)][0 if meta.priority else 1]
         if front:
             queue.appendleft(meta.message_id)
         else:
@@ -209,7 +224,7 @@ class Delivery:
         held = self.held
         return sum(n for sender_id, n in list(self.queued_by_sender.items()) if sender_id not in held)
 
-    def _strategy(self, meta: Meta):
+    def strategy_of(self, meta: Meta):
         return rules.strategy_for(meta.rcpt.rsplit("@", 1)[-1].lower(), self.mta.STRATEGIES,
                                   self.mta.DEFAULT_STRATEGY)
 
@@ -242,11 +257,12 @@ class Delivery:
                 if head is None:
                     (prior or normal).popleft()
                     continue
-                _, strategy = self._strategy(head)
-                while self.active[route] < strategy.CONNECTIONS and (prior or normal):
-                    self.active[route] += 1
+                _, strategy = self.strategy_of(head)
+                connections = route[:4]
+                while self.active[connections] < strategy.CONNECTIONS and (prior or normal):
+                    self.active[connections] += 1
                     self.loop.create_task(self._session(route, strategy))
-                    if len(prior) + len(normal) <= strategy.MESSAGES_PER_CONNECTION * self.active[route]:
+                    if len(prior) + len(normal) <= strategy.MESSAGES_PER_CONNECTION * self.active[connections]:
                         break
             await asyncio.sleep(0.02)
         while any(self.active.values()):
@@ -273,8 +289,38 @@ class Delivery:
             self.ready[route][0 if meta.priority else 1].append(meta.message_id)
         return found
 
-    async def _session(self, route: tuple[str, int], strategy) -> None:
-        session = Session(route[0], route[1], self.helo, try_tls=self.mta.TRY_TLS)
+    def _helo_for(self, strategy, ip: str, sender_id: int):
+        """The HELO name by the strategy; for "ptr" and "ip" without a configured sending IP,
+        the connection's own local address is used once it is known."""
+        if strategy.HELO == "domain":
+            domain = self.senders.get(sender_id, {}).get("from_email", "").rpartition("@")[2]
+            return domain or self.helo
+        if strategy.HELO == "ip":
+            async def literal(local: str) -> str:
+                return rules.address_literal(ip or local)
+            return literal
+        if strategy.HELO == "ptr":
+            async def ptr(local: str) -> str:
+                return await self._ptr_name(ip or local)
+            return ptr
+        return self.helo
+
+    async def _ptr_name(self, ip: str) -> str:
+        cached = self.ptr_names.get(ip)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        try:
+            name = (await self.loop.run_in_executor(None, socket.gethostbyaddr, ip))[0]
+        except OSError:
+            log.warning("no PTR name for %s: HELO uses the address literal", ip)
+            name = rules.address_literal(ip)
+        self.ptr_names[ip] = (time.monotonic() + 3600, name)
+        return name
+
+    async def _session(self, route: tuple[str, int, str, str, int], strategy) -> None:
+        host, port, isp, ip, sender_id = route
+        try_tls = self.mta.TRY_TLS if strategy.TRY_TLS is None else strategy.TRY_TLS
+        session = Session(host, port, self._helo_for(strategy, ip, sender_id), try_tls=try_tls, source=ip)
         taken: Meta | None = None
         try:
             taken = self._next(route)
@@ -283,24 +329,28 @@ class Delivery:
             try:
                 await session.connect()
             except Exception as exc:
-                self._soft_failure(taken, f"connect {route[0]}:{route[1]}: {type(exc).__name__}: {exc}")
+                self._soft_failure(taken, f"connect {host}:{port} from {ip or 'any address'}: "
+                                          f"{type(exc).__name__}: {exc}")
                 taken = None
                 return
             sent = 0
             while taken is not None and not self.stopping:
-                if self._is_locked(route[2]):  # locked meanwhile, by an answer on another session
+                if self._is_locked(isp):  # locked meanwhile, by an answer on another session
                     self._enqueue(taken, front=True)
                     taken = None
                     break
-                name, _ = self._strategy(taken)
-                limiter = self.limiters.setdefault(name, rules.RateLimiter(strategy.RATE))
+                name, _ = self.strategy_of(taken)
+                limiter = self.limiters.setdefault((name, ip), rules.RateLimiter(strategy.RATE))
                 wait = limiter.take()
                 while wait:
                     await asyncio.sleep(wait)
                     wait = limiter.take()
                 self.in_flight.add(taken.message_id)
                 try:
-                    meta, data = self.spool.read(taken.message_id)
+                    # the message from the spool; its state (attempts, sending IP) is the
+                    # one kept in memory, which retries update and the spool mirrors
+                    _, data = self.spool.read(taken.message_id)
+                    meta = taken
                 except FileNotFoundError:  # purged meanwhile
                     self.meta.pop(taken.message_id, None)
                     self.in_flight.discard(taken.message_id)
@@ -322,16 +372,16 @@ class Delivery:
         finally:
             # a message taken but not sent (shutting down) stays in the spool for the next start
             await session.close()
-            self.active[route] -= 1
+            self.active[route[:4]] -= 1
 
     # -- outcomes --------------------------------------------------------------------------
-    def _event(self, meta: Meta, kind: str, detail: str, final: bool) -> None:
+    def _event(self, meta: Meta, kind: str, detail: str, final: bool, ip: str | None = None) -> None:
         OUTCOMES.labels(kind).inc()
         event = {"event_id": event_id(meta.message_id, kind, meta.attempts), "kind": kind,
                  "time": datetime.now(timezone.utc).isoformat(), "account_id": meta.account_id,
                  "db_id": meta.db_id, "resource_id": meta.resource_id, "campaign_id": meta.campaign_id,
                  "launch": meta.launch, "profile_id": meta.profile_id, "sender_id": meta.sender_id,
-                 "email": meta.rcpt, "message_id": meta.message_id, "detail": detail[:500]}
+                 "ip": meta.ip if ip is None else ip, "email": meta.rcpt, "message_id": meta.message_id, "detail": detail[:500]}
         then = None
         if final:
             self.meta.pop(meta.message_id, None)
@@ -353,7 +403,7 @@ class Delivery:
         if reply.ok:
             self._event(meta, "delivered", str(reply), final=True)
             return
-        isp, _ = self._strategy(meta)
+        isp, _ = self.strategy_of(meta)
         lock = self.lock_rules.match(isp, reply.code, reply.text)
         if lock is not None:
             until = max(self.locked.get(isp, 0.0), time.time() + lock.seconds)
@@ -379,10 +429,12 @@ class Delivery:
             return
         # a lock decides when the next attempt is; otherwise the retry rule does
         meta.next_attempt = not_before or time.time() + rules.retry_delay(self.mta.RETRY, meta.attempts)
+        tried = meta.ip
+        meta.ip = rules.next_ip(self.senders.get(meta.sender_id, {}).get("ips") or [], tried, self.mta.RETRY.MODE)
         meta.last_answer = detail[:500]
         self.spool.update(meta)  # a restart keeps the attempt count and the delay
         heapq.heappush(self.deferred, (meta.next_attempt, meta.message_id))
-        self._event(meta, "deferred", detail, final=False)
+        self._event(meta, "deferred", detail, final=False, ip=tried)
 
     # -- queue control -------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
@@ -476,6 +528,8 @@ class Akmtad:
                 log.error("message %s rejected: %s", props.message_id, exc)
                 continue  # acked below: a malformed message would otherwise loop forever
             sender = self.senders[meta.sender_id]
+            _, strategy = self.delivery.strategy_of(meta)
+            body = rewrite.apply(body, strategy.ENCODING, strategy.HEADERS)
             data = dkim_signer.sign(body, sender.get("dkim_algorithm", "rsa"), sender.get("dkim_domain", ""),
                                     sender.get("dkim_selector", "ak"), sender.get("dkim_private_key", ""))
             writes.append((meta, data))

@@ -1,6 +1,11 @@
 import random
 
+import pytest
+
 from altcraft.config import BouncePattern, LockRule, RetrySettings
+from altcraft.domain.errors import Invalid
+from altcraft.domain.senders import sending_ips
+from altcraft.mta import rules
 from altcraft.mta.rules import BounceClassifier, Lock, LockRules, RateLimiter, retry_delay
 from altcraft.mta.smtp import dot_stuff
 
@@ -50,3 +55,28 @@ def test_lock_rules_match_by_isp_and_pattern():
     assert rules.match("gmail", 421, "4.7.0 Too many connections") is None      # another ISP's rule
     assert rules.match("gmail", 450, "4.7.28 Rate limit exceeded") == Lock("rate limit", 60)  # "*"
     assert rules.match("mail.ru", 550, "5.1.1 User unknown") is None
+
+
+def test_the_retry_mode_chooses_the_next_sending_ip():
+    ips = ["192.0.2.1", "192.0.2.2", "192.0.2.3"]
+    assert rules.next_ip(ips, "192.0.2.2", "same_ip") == "192.0.2.2"
+    assert rules.next_ip(ips, "192.0.2.2", "other_ip") == "192.0.2.3"
+    assert rules.next_ip(ips, "192.0.2.3", "other_ip") == "192.0.2.1"
+    assert rules.next_ip(ips, "198.51.100.9", "same_ip") == "192.0.2.1"  # an IP the sender no longer has
+    assert rules.next_ip([], "", "other_ip") == ""
+    rng = random.Random(7)
+    assert {rules.next_ip(ips, "192.0.2.1", "any_ip", rng) for _ in range(100)} == set(ips)
+
+
+def test_helo_address_literals():
+    assert rules.address_literal("192.0.2.1") == "[192.0.2.1]"
+    assert rules.address_literal("2001:db8::1") == "[IPv6:2001:db8::1]"
+
+
+def test_sending_ips_are_checked_and_normalised():
+    assert sending_ips([" 192.0.2.1", "2001:DB8::1", "192.0.2.1"]) == ["192.0.2.1", "2001:db8::1"]
+    with pytest.raises(Invalid) as exc:
+        sending_ips(["192.0.2.1", "mail.example"])
+    assert exc.value.field == "ips" and "'mail.example' is not an IP address" in exc.value.reason
+    with pytest.raises(Invalid):
+        sending_ips("192.0.2.1")

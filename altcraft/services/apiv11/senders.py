@@ -31,6 +31,7 @@ class SenderSave(Params):
     dkim_algorithm: Optional[str] = Field(None, description="rsa (default), ed25519 or none")
     dkim_private_key: Optional[str] = Field(None, description="PEM (rsa); generated when absent")
     relay: Optional[str] = Field(None, description="host:port of a smarthost, or empty")
+    ips: Optional[list[str]] = Field(None, description="sending IP addresses (on the sending node); empty: any")
 
 
 class SenderId(Params):
