@@ -92,9 +92,18 @@ class Platform:
         from altcraft.domain.senders import Senders
         return Senders(self.control)
 
+    @cached_property
+    def vsenders(self):
+        from altcraft.domain.vsenders import VSenders
+        return VSenders(self.control, self.senders)
+
     def templates(self, account_id: int):
         from altcraft.domain.templates import Templates
         return Templates(self.account_db(account_id))
+
+    def snapshots(self, account_id: int):
+        from altcraft.domain.webversion import Snapshots
+        return Snapshots(self.account_db(account_id))
 
     def segments(self, account_id: int):
         from altcraft.domain.segments import Segments

@@ -1,5 +1,5 @@
 """Campaigns: what to send (template), to whom (segment of a profile database), from whom
-(sender), and when (now, at a time, or on a cron schedule).
+(a sender, or a virtual sender that picks one per recipient), and when (now, at a time, or on a cron schedule).
 
 States: draft -> scheduled -> sending -> finished (or failed); sending <-> paused; a
 regular campaign goes back to scheduled after each launch. The campaign worker claims a due
@@ -28,7 +28,7 @@ from altcraft.domain.ids import next_id
 STATES = ("draft", "scheduled", "sending", "paused", "finished", "failed", "cancelled")
 EDITABLE = ("draft", "paused", "finished", "failed", "cancelled")
 PUBLIC = ("id", "account_id", "name", "db_id", "segment_id", "template_id", "sender_id",
-          "resource_id", "schedule", "state", "launch", "next_run", "progress", "error",
+          "vsender_id", "resource_id", "schedule", "state", "launch", "next_run", "progress", "error",
           "created_at", "started_at", "finished_at")
 
 
@@ -58,6 +58,13 @@ def _schedule(raw: Any) -> dict[str, Any]:
     return {"type": "once", "at": moment.astimezone(timezone.utc)}
 
 
+def _sender_choice(sender_id: Any, vsender_id: Any) -> dict[str, Any]:
+    """A campaign sends through a real sender or a virtual one, never both."""
+    if (sender_id is None) == (vsender_id is None):
+        raise Invalid("sender_id", "give exactly one of sender_id and vsender_id")
+    return {"sender_id": sender_id, "vsender_id": vsender_id}
+
+
 def next_run(schedule: dict[str, Any], after: datetime) -> datetime:
     if schedule["type"] == "regular":
         return croniter(schedule["cron"], after).get_next(datetime)
@@ -71,14 +78,16 @@ class Campaigns:
 
     # -- the marketer's side -----------------------------------------------------------
     def add(self, account_id: int, name: str, db_id: int, segment_id: int, template_id: int,
-            sender_id: int, resource_id: int = 1, schedule: Any = None) -> dict[str, Any]:
+            sender_id: int | None = None, resource_id: int = 1, schedule: Any = None,
+            vsender_id: int | None = None) -> dict[str, Any]:
         if not isinstance(name, str) or not name.strip():
             raise Invalid("name", "missing")
         if not isinstance(resource_id, int) or resource_id <= 0:
             raise Invalid("resource_id", "a positive integer")
+        choice = _sender_choice(sender_id, vsender_id)
         doc = {"id": next_id(self.control, "campaigns"), "account_id": account_id, "name": name.strip(),
                "db_id": db_id, "segment_id": segment_id, "template_id": template_id,
-               "sender_id": sender_id, "resource_id": resource_id, "schedule": _schedule(schedule),
+               **choice, "resource_id": resource_id, "schedule": _schedule(schedule),
                "state": "draft", "launch": 0, "next_run": None, "progress": {}, "error": "",
                "created_at": now(), "started_at": None, "finished_at": None, "lease": None}
         self.collection.insert_one(doc)
@@ -101,6 +110,9 @@ class Campaigns:
                    ("name", "db_id", "segment_id", "template_id", "sender_id", "resource_id")}
         if "schedule" in changes and changes["schedule"] is not None:
             allowed["schedule"] = _schedule(changes["schedule"])
+        if changes.get("sender_id") is not None or changes.get("vsender_id") is not None:
+            # naming one replaces the other
+            allowed.update(_sender_choice(changes.get("sender_id"), changes.get("vsender_id")))
         if allowed:
             self.collection.update_one({"id": campaign_id}, {"$set": allowed})
         return public(self.get(account_id, campaign_id))

@@ -3,7 +3,8 @@
 Per message: render the parts, rewrite every http(s) link into a signed click-tracking link,
 add the open pixel and an unsubscribe link, set List-Unsubscribe and List-Unsubscribe-Post
 (RFC 8058), and assemble MIME. Assembled by hand (base64 parts, CRLF): this runs once per
-recipient and the stdlib email package costs several times more.
+recipient and the stdlib email package costs several times more. `render_webversion` gives
+the HTML part again, from the same code, for the web version (/w).
 """
 
 from __future__ import annotations
@@ -84,24 +85,66 @@ def _b64(text: str) -> bytes:
     return base64.encodebytes(text.encode("utf-8")).replace(b"\n", b"\r\n")
 
 
+def webversion_link_id(launch: int) -> int:
+    """What a web-version token carries in its link field: the launch the message belongs to,
+    so /w shows the template that launch sent (0, "the latest", beyond the u16 range)."""
+    return launch if 0 < launch <= 0xFFFF else 0
+
+
+def _context(envelope: Envelope, profile: dict[str, Any], issued: int) -> tuple[str, dict[str, Any]]:
+    """The unsubscribe URL and the template variables of one message."""
+    data = profile.get("data", {})
+    profile_id = profile["_id"]
+    unsubscribe = _link(envelope, profile_id, "unsubscribe", issued=issued)
+    return unsubscribe, {
+        **data, "profile": data, "unsubscribe_url": unsubscribe,
+        "manage_url": _link(envelope, profile_id, "manage", issued=issued),
+        "webversion_url": _link(envelope, profile_id, "webversion", webversion_link_id(envelope.launch),
+                                issued=issued)}
+
+
+def _html(html_part: str, envelope: Envelope, profile_id: str, issued: int, unsubscribe: str,
+          pixel: bool = True) -> str:
+    """Click-tracking links, the unsubscribe link if the template has none, the open pixel."""
+    html_part = rewrite_links(html_part, lambda i, u: _link(envelope, profile_id, "click", i, u, issued))
+    extra = ""
+    if unsubscribe not in html_part:
+        extra += f'<p style="font-size:11px"><a href="{htmllib.escape(unsubscribe)}">Unsubscribe</a></p>'
+    if pixel:
+        extra += (f'<img src="{htmllib.escape(_link(envelope, profile_id, "open", issued=issued))}" '
+                  'width="1" height="1" alt="" style="display:block;border:0">')
+    return _BODY_END.sub(lambda m: extra + m.group(0), html_part, count=1) \
+        if _BODY_END.search(html_part) else html_part + extra
+
+
+def render_webversion(compiled: dict[str, Any], envelope: Envelope, profile: dict[str, Any],
+                      issued: int) -> str:
+    """The HTML page of the web version: the message's HTML part exactly as the e-mail had it
+    when rendered with the same `issued` (the time in the web-version token), so every link
+    is the e-mail's own signed link and a click on it counts as a click, except the open
+    pixel (viewing the web version records nothing). A text-only message is shown as
+    preformatted text."""
+    unsubscribe, context = _context(envelope, profile, issued)
+    parts = render_parts(compiled, context)
+    if parts.get("html"):
+        return _html(parts["html"], envelope, profile["_id"], issued, unsubscribe, pixel=False)
+    text = parts.get("text", "")
+    if unsubscribe not in text:
+        text += f"\n\nUnsubscribe: {unsubscribe}\n"
+    return ('<!doctype html><html><head><meta charset="utf-8"><title>'
+            f'{htmllib.escape(parts.get("subject", ""))}</title></head><body>'
+            f'<pre style="white-space:pre-wrap">{htmllib.escape(text)}</pre></body></html>')
+
+
 def render(compiled: dict[str, Any], envelope: Envelope, profile: dict[str, Any]) -> Rendered:
     data = profile.get("data", {})
     profile_id = profile["_id"]
     issued = int(time.time())
-    unsubscribe = _link(envelope, profile_id, "unsubscribe", issued=issued)
-    context = {**data, "profile": data, "unsubscribe_url": unsubscribe,
-               "manage_url": _link(envelope, profile_id, "manage", issued=issued)}
+    unsubscribe, context = _context(envelope, profile, issued)
     parts = render_parts(compiled, context)
     html_part, text_part = parts.get("html", ""), parts.get("text", "")
     if html_part:
-        html_part = rewrite_links(html_part, lambda i, u: _link(envelope, profile_id, "click", i, u, issued))
-        extra = ""
-        if unsubscribe not in html_part:
-            extra += f'<p style="font-size:11px"><a href="{htmllib.escape(unsubscribe)}">Unsubscribe</a></p>'
-        extra += (f'<img src="{htmllib.escape(_link(envelope, profile_id, "open", issued=issued))}" '
-                  'width="1" height="1" alt="" style="display:block;border:0">')
-        html_part = _BODY_END.sub(lambda m: extra + m.group(0), html_part, count=1) \
-            if _BODY_END.search(html_part) else html_part + extra
+        html_part = _html(html_part, envelope, profile_id, issued, unsubscribe)
     if text_part and unsubscribe not in text_part:
         text_part += f"\r\n\r\nUnsubscribe: {unsubscribe}\r\n"
 

@@ -32,6 +32,9 @@ CONTROL_INDEXES: tuple[Index, ...] = (
     Index("tokens", (("token_hash", 1),), unique=True),
     Index("tokens", (("account_id", 1),)),
     Index("senders", (("name", 1),)),
+    Index("vsenders", (("id", 1),), unique=True),
+    Index("vsenders", (("account_id", 1), ("name", 1)), unique=True),
+    Index("campaigns", (("vsender_id", 1),)),
 )
 
 

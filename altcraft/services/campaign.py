@@ -3,7 +3,8 @@
 For each claimed campaign it streams the segment in profile-id order, drops profiles that
 are not subscribed to the campaign's resource, are on the global stop list, or were already
 handled in this launch (de-duplication keys in CAMP_DUPLICATESDB), renders the rest, and
-publishes them to `akmta_<sender_id>` in broker transactions. Only after a batch is committed
+publishes them to `akmta_<sender_id>` in broker transactions (with a virtual sender, the
+queue of the real sender its rules choose for each recipient). Only after a batch is committed
 are its de-duplication keys set and the checkpoint moved. A worker killed between the two
 re-publishes at most one batch on resume; those copies carry the same Message-ID and akmtad
 drops them. Publishing waits while the MTA queue holds CAMP_QUEUE_LIMIT messages, so a pause
@@ -23,6 +24,7 @@ import pika
 
 from altcraft.config import MainConfig
 from altcraft.domain import message as messages
+from altcraft.domain.campaign_senders import CampaignSenders
 from altcraft.domain.stoplist import StopList
 from altcraft.domain.templates import compile_parts
 from altcraft.stores import kv
@@ -69,20 +71,22 @@ class CampaignRunner:
 
     def run(self, campaign: dict[str, Any]) -> None:
         account_id, cid, launch = campaign["account_id"], campaign["id"], campaign["launch"]
-        sender = self.platform.senders.for_account(campaign["sender_id"], account_id)
         template = self.platform.templates(account_id).get(campaign["template_id"])
+        self.platform.snapshots(account_id).keep(cid, launch, template)  # what /w shows
         compiled = compile_parts(template)
         segments = self.platform.segments(account_id)
         envelope = messages.Envelope(
             account_id, campaign["db_id"], campaign["resource_id"], cid, launch,
-            sender["from_email"], sender.get("from_name", ""), sender.get("reply_to", ""),
+            "", "", "",  # From and Reply-To: per message, from the sender chosen for it
             self.config.TRACKING_BASE_URL, self.config.TRACKING_CRYPT_KEY)
-        queue = mta_queue(sender["id"])
-        self.broker.declare_durable_queue(queue)
+        routes = CampaignSenders.load(self.platform.senders, self.platform.vsenders, campaign, envelope)
+        queues = {sender_id: mta_queue(sender_id) for sender_id in routes.senders}
+        for queue in queues.values():
+            self.broker.declare_durable_queue(queue)
         resource = campaign["resource_id"]
         after = (campaign.get("progress") or {}).get("after")
         for batch in segments.profiles(campaign["segment_id"], after=after, batch=BATCH):
-            state = self._wait_for_room(queue, cid)
+            state = self._wait_for_room(list(queues.values()), cid)
             if self.stop.is_set():
                 return  # the lease runs out and a restarted worker resumes from the checkpoint
             if state != "sending":
@@ -96,14 +100,15 @@ class CampaignRunner:
             fresh = [(p, k) for p, k, s in zip(eligible, keys, seen) if s is None]
             outgoing = []
             for profile, _ in fresh:
-                rendered = messages.render(compiled, envelope, profile)
+                via = routes.via(profile["_id"], profile["data"]["email"])
+                rendered = messages.render(compiled, via.envelope, profile)
                 props = pika.BasicProperties(
                     delivery_mode=pika.DeliveryMode.Persistent, message_id=rendered.message_id,
                     content_type="message/rfc822",
                     headers={"account_id": account_id, "campaign_id": cid, "launch": launch,
                              "profile_id": profile["_id"], "db_id": campaign["db_id"],
-                             "resource_id": resource, "sender_id": sender["id"], "rcpt": rendered.rcpt})
-                outgoing.append(("", queue, rendered.data, props))
+                             "resource_id": resource, "sender_id": via.sender_id, "rcpt": rendered.rcpt})
+                outgoing.append(("", queues[via.sender_id], rendered.data, props))
             if outgoing:
                 self.broker.publish_transaction(outgoing)
                 pipe = self.dedup.client.pipeline(transaction=False)
@@ -119,12 +124,12 @@ class CampaignRunner:
         self.platform.campaigns.finish(cid, self.owner)
         log.info("campaign %s launch %s: done", cid, launch)
 
-    def _wait_for_room(self, queue: str, cid: int) -> str:
-        """Waits while the MTA queue holds CAMP_QUEUE_LIMIT messages, renewing the lease;
+    def _wait_for_room(self, queues: list[str], cid: int) -> str:
+        """Waits while an MTA queue of the launch holds CAMP_QUEUE_LIMIT messages, renewing the lease;
         returns the campaign's state, so that a pause or cancel meanwhile is seen."""
         renewed = time.monotonic()
         waited = False
-        while self.broker.queue_depth(queue) >= self.config.CAMP_QUEUE_LIMIT:
+        while max(self.broker.queue_depth(q) for q in queues) >= self.config.CAMP_QUEUE_LIMIT:
             waited = True
             if self.stop.wait(0.5):
                 return "sending"  # the caller sees the stop

@@ -186,3 +186,47 @@ def test_browser_opens_and_clicks_are_reported_exactly(stand, chromium, sink, la
                         "AND campaign_id = %(c)s", {"a": a, "c": campaign})
     assert sorted(r[0] for r in opens) == sorted(p["id"] for p in people)
     platform.close()
+
+
+def test_the_web_version_in_a_browser_runs_no_script_and_its_links_work(stand, chromium, landing):
+    """The page's CSP (no scripts, a sandbox without same-origin) as Chromium applies it: the
+    author's script does not run, the message shows, and a link goes through /c to its page."""
+    from playwright.sync_api import sync_playwright
+
+    from altcraft.domain import message as messages
+    from altcraft.domain.templates import compile_parts
+
+    landing_url, landed = landing
+    platform = Platform(stand.config)
+    try:
+        account = platform.accounts.save(name=f"e2eweb{campaign_id()}")
+        a = account["id"]
+        database = platform.databases(a).add("readers", "email")
+        profiles = platform.profiles(a, database.id)
+        added = profiles.add({"email": "reader@example.com", "first_name": "Reader"})
+        person = profiles.collection.find_one({"_id": added["id"]})  # the stored document, as the worker reads it
+        template = platform.templates(a).add(
+            "web", "Hi", f'<html><body><p id="hello">Hello {{{{ first_name }}}}</p>'
+                         f'<script>document.getElementById("hello").textContent = "scripted"</script>'
+                         f'<a id="go" href="{landing_url}/p/web">Sale</a></body></html>',
+            "Online: {{ webversion_url }}")
+        campaign = platform.campaigns.add(a, "web", database.id, 0, template["id"], 0)["id"]
+        platform.snapshots(a).keep(campaign, 1, template)  # as the campaign worker does at launch
+        envelope = messages.Envelope(a, database.id, 1, campaign, 1, "shop@example.com",
+                                     tracking_base=stand.base, tracking_key=stand.config.TRACKING_CRYPT_KEY)
+        sent = email.message_from_bytes(messages.render(compile_parts(template), envelope, person).data,
+                                        policy=email.policy.default)
+        web = sent.get_body(("plain",)).get_content().split("Online: ", 1)[1].split()[0]
+        stand.start("trkaction")
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium, args=FLAGS)
+            page = browser.new_context(user_agent=PERSON).new_page()
+            assert page.goto(web).status == 200
+            assert page.text_content("#hello") == "Hello Reader"  # the script was blocked
+            with page.expect_navigation():
+                page.click("#go")
+            assert page.url == f"{landing_url}/p/web" and page.title() == "landing"
+            browser.close()
+        assert landed == ["/p/web"]
+    finally:
+        platform.close()

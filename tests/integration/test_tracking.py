@@ -1,16 +1,21 @@
 """trkaction under akd (gunicorn) against the real broker, ClickHouse and document store:
 clicks, the pixel, tampered tokens, unsubscribe (page and RFC 8058 one-click), the
-subscription manager with CSRF, and events surviving a broker outage through the spool."""
+subscription manager with CSRF, the web version of a sent campaign, and events surviving a
+broker outage through the spool."""
 
 from __future__ import annotations
 
+import email
 import json
 import re
 import time
 import urllib.parse
+from unittest import mock
 
+import pika
 import pytest
 
+from altcraft.stores import broker
 from altcraft.wiring import Platform
 from tests.conftest import free_port
 from tests.e2e.support import campaign_id, http, wait_for
@@ -164,7 +169,7 @@ def test_unsubscribe_page_one_click_and_csrf(stand, people):
     assert status_of(profiles, ids[0]) == "subscribed"
 
     webversion = stand.link("webversion", account_id, db_id, campaign, ids[0])
-    assert http(webversion)[0] == 501  # planned: rendering messages is issue #4
+    assert http(webversion)[0] == 404  # no such campaign (the web version is tested below)
     assert http(webversion[:-2] + "zz")[0] == 404
 
 
@@ -196,3 +201,133 @@ def test_events_survive_a_broker_outage_through_the_spool(stand, people, harness
     wait_for(lambda: not list(spool.iterdir()), what="the spool to be emptied")
     time.sleep(2)
     assert stand.rows(where, {"a": account_id, "c": campaign}, "uniqExact(event_id)") == 15
+
+
+WEB_HTML = ('<html><body><p>Hello {{ first_name }}!</p><a href="https://shop.example/sale?id=1">Sale</a> '
+            '<a href="https://shop.example/about">About</a></body></html>')
+
+
+def _sent_messages(stand, queue: str, count: int) -> dict[str, email.message.Message]:
+    """The messages the campaign worker published for the MTA, by recipient (nothing consumes them)."""
+    def depth() -> int:
+        try:
+            return stand.depth(queue)
+        except pika.exceptions.ChannelClosedByBroker:
+            return 0  # the worker has not declared the queue yet
+
+    wait_for(lambda: depth() >= count, timeout=60, what=f"{count} messages on {queue}")
+    connection = pika.BlockingConnection(broker.parameters(stand.config, app="altcraft-test"))
+    try:
+        channel, found = connection.channel(), {}
+        for _ in range(count):
+            method, properties, body = channel.basic_get(queue, auto_ack=True)
+            found[properties.headers["rcpt"]] = email.message_from_bytes(body)
+        return found
+    finally:
+        connection.close()
+
+
+def _part(message, ctype: str) -> str:
+    return next(p for p in message.walk() if p.get_content_type() == ctype).get_payload(decode=True).decode()
+
+
+def test_web_version_of_a_sent_campaign(stand):
+    """The campaign worker sends; the web-version URL of each message shows that profile's
+    message as sent (same signed links, no pixel), the template as it was at the launch,
+    nothing of another account, and records nothing; bad tokens and methods are refused."""
+    platform = Platform(stand.config)
+    try:
+        accounts = []
+        for tag, names in (("a", ("Anna", "Boris")), ("b", ("Vera",))):
+            account = platform.accounts.save(name=f"web{tag}{campaign_id()}")
+            database = platform.databases(account["id"]).add("readers", "email")
+            profiles = platform.profiles(account["id"], database.id)
+            ids = [profiles.add({"email": f"{n.lower()}.{account['id']}@example.com", "first_name": n},
+                                [{"resource_id": 1, "channel": "email", "status": "subscribed"}])["id"]
+                   for n in names]
+            template = platform.templates(account["id"]).add(
+                "news", "News for {{ first_name }}", WEB_HTML.replace("Hello", f"Hello from {tag.upper()},"),
+                "Hello {{ first_name }}. Online: {{ webversion_url }}")
+            segment = platform.segments(account["id"]).add("all", database.id, {})
+            sender = platform.senders.save(name=f"news{tag}", from_email=f"news@{tag}.example")
+            platform.senders.assign(sender["id"], account["id"])
+            campaign = platform.campaigns.add(account["id"], "news", database.id, segment["id"], template["id"],
+                                              sender["id"])
+            accounts.append({"id": account["id"], "db": database.id, "profiles": profiles, "ids": ids,
+                             "template": template["id"], "campaign": campaign["id"], "sender": sender["id"]})
+        a, b = accounts
+        stand.start("trkaction", "campaign")
+        platform.campaigns.start(a["id"], a["campaign"])
+        sent = _sent_messages(stand, f"akmta_{a['sender']}", 2)
+        wait_for(lambda: platform.campaigns.get(a["id"], a["campaign"])["state"] == "finished",
+                 what="campaign A to finish")
+        anna = sent[f"anna.{a['id']}@example.com"]
+        web = re.search(r"Online: (\S+)", _part(anna, "text/plain")).group(1)
+        assert web.startswith(f"{stand.base}/w/")
+        html = _part(anna, "text/html")
+        pixel = re.search(r'<img src="[^"]+/o/[^"]+\.gif"[^>]*>', html).group(0)
+
+        before = stand.depth("events.actions")
+        status, headers, body = http(web, headers={"User-Agent": BROWSER})
+        page = body.decode()
+        assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
+        assert page == html.replace(pixel, "")  # the e-mail's HTML: same personalisation and signed links
+        assert "Hello from A, Anna!" in page and "Boris" not in page and "/o/" not in page
+        csp = headers["Content-Security-Policy"]
+        assert "default-src 'none'" in csp and "sandbox" in csp and "script-src" not in csp
+        assert headers["X-Content-Type-Options"] == "nosniff" and headers["Referrer-Policy"] == "no-referrer"
+        assert "no-store" in headers["Cache-Control"] and "private" in headers["Cache-Control"]
+        status, headers, body = http(web, "HEAD")
+        assert status == 200 and body == b"" and headers["Content-Type"].startswith("text/html")
+        # account_id comes from the token only: the query string changes nothing
+        assert http(f"{web}?account_id={b['id']}&campaign_id={b['campaign']}")[2].decode() == page
+
+        # the template edited after the send: the web version shows what was sent
+        platform.templates(a["id"]).update(a["template"], html="<p>EDITED {{ first_name }}</p>")
+        assert http(web)[2].decode() == page
+        boris = http(re.search(r"Online: (\S+)", _part(sent[f"boris.{a['id']}@example.com"], "text/plain"))
+                     .group(1))[2].decode()
+        assert "Hello from A, Boris!" in boris and "Anna" not in boris and "EDITED" not in boris
+
+        # its links are the e-mail's click links: a click there is a click
+        click = re.search(r'href="([^"]+/c/[^"]+)"', page).group(1)
+        time.sleep(1.5)  # anything the views had published would be in the queue by now
+        assert stand.depth("events.actions") == before  # viewing recorded nothing
+        status, headers, _ = http(click, headers={"User-Agent": BROWSER})
+        assert status == 302 and headers["Location"] == "https://shop.example/sale?id=1"
+        wait_for(lambda: stand.depth("events.actions") == before + 1, what="the click event")
+
+        # refused like /c and /o: nothing shown, nothing recorded
+        token = web.rsplit("/", 1)[1]
+        for position in (0, len(token) // 2, len(token) - 1):
+            changed = next(c for c in ALPHABET if c != token[position])
+            assert http(f"{stand.base}/w/{token[:position]}{changed}{token[position + 1:]}") \
+                == (404, mock.ANY, b"not found\n")
+        assert http(web.replace("/w/", "/c/"))[0] == 404  # a web-version token is not a click
+        assert http(stand.link("webversion", a["id"], a["db"], a["campaign"], a["ids"][0],
+                               issued=int(time.time()) - 500 * 86400))[0] == 404  # expired
+        assert http(web, "POST", b"x=1")[0] == 405
+
+        # tenant isolation: a token naming account A reaches only A's campaign and profiles
+        for other in (stand.link("webversion", a["id"], a["db"], b["campaign"], a["ids"][0]),
+                      stand.link("webversion", a["id"], b["db"], a["campaign"], b["ids"][0]),
+                      stand.link("webversion", a["id"], a["db"], a["campaign"], b["ids"][0]),
+                      stand.link("webversion", b["id"], b["db"], a["campaign"], b["ids"][0])):
+            status, _, body = http(other)
+            assert status == 404 and b"Vera" not in body and b"Anna" not in body and b"Hello" not in body, other
+        # B's campaign never sent (no snapshot): its web version is its current template
+        status, _, body = http(stand.link("webversion", b["id"], b["db"], b["campaign"], b["ids"][0]))
+        assert status == 200 and b"Hello from B, Vera!" in body and b"Anna" not in body
+
+        # a deleted profile or campaign: a short page, 404
+        a["profiles"].collection.delete_one({"_id": a["ids"][1]})
+        sent_boris = re.search(r"Online: (\S+)", _part(sent[f"boris.{a['id']}@example.com"], "text/plain")).group(1)
+        status, headers, body = http(sent_boris)
+        assert status == 404 and b"no longer available" in body and b"Boris" not in body
+        platform.campaigns.delete(a["id"], a["campaign"])
+        status, _, body = http(web)
+        assert status == 404 and b"no longer available" in body and b"Anna" not in body
+        time.sleep(1.5)
+        assert stand.depth("events.actions") == before + 1  # only the one click
+    finally:
+        platform.close()

@@ -31,3 +31,11 @@ def test_truncated_wrong_key_and_expired():
         verify(token, "x" * 40, now=1_800_000_100)
     with pytest.raises(InvalidToken, match="expired"):
         verify(token, KEY, ttl=3600, now=1_800_000_000 + 3601)
+
+
+def test_web_version_tokens_carry_the_launch_and_the_format_stays_put():
+    link = Link("webversion", 3, 1, 9, 42, "0123456789abcdef0123456789abcdef", link_id=7, issued=1_800_000_000)
+    token = sign(link, KEY)
+    assert verify(token, KEY, now=1_800_000_100) == link
+    # signed by the tracking.py of commit 463a6e6: a changed layout would orphan sent links
+    assert token == "AQMAAAADAAAAAQAAAAkAAAAAAAAAKgEjRWeJq83vASNFZ4mrze8AB2tJ0gBOBFoznTjfXL98DhrZ5XNW"

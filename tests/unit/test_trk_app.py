@@ -147,3 +147,19 @@ def test_odd_paths(path):
     app, recorder = make_app()
     status, _, body = call(app, path)
     assert status in ("404 Not Found", "200 OK") and recorder.events == []
+
+
+def test_webversion_shares_the_refusal_path_and_passes_a_good_token_to_the_page():
+    app, recorder = make_app()
+    good = sign(Link("webversion", 1, 2, 3, 77, PROFILE, 5, "", int(time.time()) - 600), KEY)
+    status, headers, body = call(app, f"/w/{good}")
+    assert (status, body, headers["X-Fallback"]) == ("200 OK", b"flask", f"/w/{good}")
+    assert call(app, f"/w/{good}", method="HEAD")[2] == b"flask"
+    for bad in (good[:-1], good[:-2] + ("A" if good[-2] != "A" else "B") + good[-1], token(), token("open"),
+                sign(Link("webversion", 1, 2, 3, 77, PROFILE, 5, "", int(time.time()) - 600), "x" * 40), "x"):
+        status, headers, body = call(app, f"/w/{bad}")
+        assert (status, body) == ("404 Not Found", b"not found\n") and "X-Fallback" not in headers, bad
+    for method in ("POST", "PUT", "DELETE"):
+        status, headers, _ = call(app, f"/w/{good}", method=method)
+        assert status == "405 Method Not Allowed" and headers["Allow"] == "GET, HEAD"
+    assert recorder.events == []  # viewing the web version records nothing

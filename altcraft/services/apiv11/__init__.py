@@ -6,3 +6,4 @@ api = Api()
 
 from altcraft.services.apiv11 import admin, campaigns, profiles, senders  # noqa: E402,F401  (registration)
 from altcraft.services.apiv11 import reports  # noqa: E402,F401  (registration, #5)
+from altcraft.services.apiv11 import vsenders  # noqa: E402,F401  (registration)

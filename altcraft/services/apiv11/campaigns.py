@@ -59,7 +59,8 @@ class CampaignAdd(Params):
     db_id: int
     segment_id: int
     template_id: int
-    sender_id: int
+    sender_id: Optional[int] = Field(None, description="a sender assigned to the account, or:")
+    vsender_id: Optional[int] = Field(None, description="a virtual sender of the account (exactly one of the two)")
     resource_id: int = 1
     schedule: Optional[dict[str, Any]] = Field(None, description='{"type": "once", "at": ISO|null} or {"type": "regular", "cron": "0 9 * * 1"}')
 
@@ -71,6 +72,7 @@ class CampaignUpdate(Params):
     segment_id: Optional[int] = None
     template_id: Optional[int] = None
     sender_id: Optional[int] = None
+    vsender_id: Optional[int] = Field(None, description="replaces sender_id (and vice versa)")
     resource_id: Optional[int] = None
     schedule: Optional[dict[str, Any]] = None
 
@@ -85,6 +87,8 @@ def _check_refs(ctx, account_id: int, p) -> None:
         ctx.templates(account_id).get(p.template_id)
     if getattr(p, "sender_id", None) is not None:
         ctx.senders.for_account(p.sender_id, account_id)
+    if getattr(p, "vsender_id", None) is not None:
+        ctx.vsenders.get(account_id, p.vsender_id)
 
 
 # -- segments --------------------------------------------------------------------------
@@ -183,7 +187,7 @@ def campaigns_list(ctx, principal, p):
 def campaigns_add(ctx, principal, p: CampaignAdd):
     _check_refs(ctx, principal.account_id, p)
     return ctx.campaigns.add(principal.account_id, p.name, p.db_id, p.segment_id, p.template_id,
-                             p.sender_id, p.resource_id, p.schedule)
+                             p.sender_id, p.resource_id, p.schedule, p.vsender_id)
 
 
 @api.endpoint("campaigns/get", ById, scope="account", tag="campaigns", summary="A campaign with its progress")

@@ -5,7 +5,7 @@
     GET|POST /u/<token>        unsubscribe: confirmation page; POST confirms (CSRF), or
                                RFC 8058 one-click with body List-Unsubscribe=One-Click
     GET|POST /m/<token>        subscription manager (CSRF-protected form)
-    GET      /w/<token>        web version: planned (rendering is issue #4), answers 501
+    GET|HEAD /w/<token>        web version: the message's HTML as sent (pages.py), records nothing
     GET /<name>/health, /<name>/readiness, /metrics   as every HTTP process
 
 Clicks and opens are the hot path: a plain WSGI callable, no Flask, no lookups. The token is
@@ -13,6 +13,7 @@ verified (HMAC) before anything is recorded, the event goes to the per-process p
 buffer (see publisher.py for the delivery guarantee) and the answer leaves at once. A
 tampered, truncated or expired token, or a token of another kind, is a 404 that records
 nothing. The redirect goes only to the URL inside the signed token, and only to http(s).
+/w shares that refusal (405, 404) and is then rendered by the pages.
 Everything else is served by the Flask app of the HTTP skeleton with the pages blueprint.
 
 Client address: REMOTE_ADDR; when the peer is loopback (nginx-trk on the same host), the
@@ -117,6 +118,8 @@ class TrackingApp:
         if head == "/o/":
             token = path[3:]
             return self._open(environ, start_response, token[:-4] if token.endswith(".gif") else token)
+        if head == "/w/":
+            return self._webversion(environ, start_response, path[3:])
         return self.fallback(environ, start_response)
 
     def _verified(self, token: str, kind: str):
@@ -138,7 +141,7 @@ class TrackingApp:
         self.publisher.submit(routing_key, body, event_id)
 
     def _refused(self, start_response, route: str, method: str, link) -> list[bytes] | None:
-        """The answer shared by /c and /o when the method or the token is not acceptable
+        """The answer shared by /c, /o and /w when the method or the token is not acceptable
         (405, or 404 for a link that did not verify); None when the request may proceed."""
         if method not in ("GET", "HEAD"):
             self._count(route, method, "405")
@@ -173,6 +176,14 @@ class TrackingApp:
         self._count("/o/<token>", method, "200")
         start_response("200 OK", _PIXEL_HEADERS)
         return [GIF if method == "GET" else b""]
+
+    def _webversion(self, environ, start_response, token: str):
+        method = environ.get("REQUEST_METHOD", "GET")
+        link = self._verified(token, "webversion") if method in ("GET", "HEAD") else None
+        refused = self._refused(start_response, "/w/<token>", method, link)
+        if refused is not None:
+            return refused
+        return self.fallback(environ, start_response)  # the page: pages.py, counted by Flask
 
 
 def spool_dir(config: MainConfig, process: Process) -> Path:

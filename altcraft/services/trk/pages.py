@@ -1,5 +1,10 @@
 """The pages of trkaction: unsubscribe (with RFC 8058 one-click), subscription manager, web version.
 
+The web version (/w) shows the message's HTML as the e-mail had it (domain/message.py,
+render_webversion; which template: domain/webversion.py) for the account, database,
+campaign and profile its signed token names. Its links are the e-mail's signed click links
+(a click there is a click); the open pixel is left out and viewing records nothing.
+
 CSRF: the forms use a double-submit token. The GET sets a random cookie (HttpOnly,
 SameSite=Lax) and puts HMAC(cookie | tracking token) into the form; a POST needs both to
 match, and a foreign Origin header is refused. A cross-site POST carries no cookie (Lax) and
@@ -27,9 +32,10 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Response, current_app, request
 
 from altcraft.config import MainConfig
-from altcraft.domain import events
+from altcraft.domain import events, message as messages
 from altcraft.domain.effects import STATUS_OF, set_subscription_at
-from altcraft.domain.errors import NotFound
+from altcraft.domain.errors import Invalid, NotFound
+from altcraft.domain.templates import compile_parts
 from altcraft.domain.tracking import InvalidToken, Link, url as tracking_url, verify
 from altcraft.services.trk.publisher import EventPublisher
 
@@ -84,6 +90,21 @@ button{font-size:1rem;padding:.4rem 1rem}table{border-collapse:collapse}td{paddi
 _SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
                                "frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store, private",
+    "X-Robots-Tag": "noindex",
+}
+
+
+# the web version is the author's HTML: no scripts, forms, plugins or frames; images, inline
+# and linked styles and fonts as in a mail client; a sandbox without same-origin (so it never
+# acts as the tracking host), links may open new windows; never sends the token as a referrer
+_WEBVERSION_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; img-src https: http: data:; "
+                               "style-src 'unsafe-inline' https:; font-src https: data:; "
+                               "form-action 'none'; frame-ancestors 'none'; base-uri 'none'; "
+                               "sandbox allow-popups allow-popups-to-escape-sandbox",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store, private",
@@ -257,10 +278,43 @@ class Pages:
         return rows
 
     def webversion(self, token: str) -> Response:
-        if self.verified(token, "webversion") is None:
+        """The message as the e-mail showed it (domain/webversion.py: which template). Every
+        lookup is by the account, database, campaign and profile the signed token names."""
+        link = self.verified(token, "webversion")
+        if link is None:
             return self.not_found()
-        return self.page(501, "Web version not available",
-                         message="The web version of messages is not available yet.")
+        try:
+            html = self.webversion_html(link)
+        except Exception as exc:
+            log.warning("web version: account database unavailable (%s)", type(exc).__name__)
+            return self.page(503, "Please try again later", message="This message cannot be shown right now.")
+        if html is None:
+            return self.page(404, "Message not available", message="This message is no longer available.")
+        response = Response(html, 200, mimetype="text/html")
+        for name, value in _WEBVERSION_HEADERS.items():
+            response.headers[name] = value
+        return response
+
+    def webversion_html(self, link: Link) -> str | None:
+        """None when the campaign, its template or the profile is gone (or will not render)."""
+        platform = self.platform()
+        try:
+            campaign = platform.campaigns.get(link.account_id, link.campaign_id)
+            template = platform.snapshots(link.account_id).find(link.campaign_id, link.link_id) \
+                or platform.templates(link.account_id).get(campaign["template_id"])
+            profiles = platform.profiles(link.account_id, link.db_id)
+        except NotFound:
+            return None
+        profile = profiles.collection.find_one({"_id": link.profile_id}, {"data": 1})
+        if profile is None:
+            return None
+        envelope = messages.Envelope(link.account_id, link.db_id, link.resource_id, link.campaign_id,
+                                     link.link_id, "", tracking_base=self.base_url, tracking_key=self.key)
+        try:
+            return messages.render_webversion(compile_parts(template), envelope, profile, link.issued)
+        except Invalid as exc:
+            log.warning("web version of campaign %s: %s", link.campaign_id, exc)
+            return None
 
 
 def blueprint(pages: Pages) -> Blueprint:
