@@ -251,7 +251,8 @@ class Delivery:
                 if mid in self.meta:
                     self._enqueue(self.meta[mid])
             for route, (prior, normal) in list(self.ready.items()):
-                if not prior and not normal or self._is_locked(route[2]):
+                # a held sender's queues wait as they are: no session, nothing moved
+                if not prior and not normal or route[4] in self.held or self._is_locked(route[2]):
                     continue
                 head = self.meta.get((prior or normal)[0])
                 if head is None:
@@ -270,24 +271,18 @@ class Delivery:
         await self.done_async.aclose()
 
     def _next(self, route) -> Meta | None:
+        """The next message of the route's queues (one sender's); none once the sender is
+        held, so an open session ends and the rest waits in order until release."""
+        if route[4] in self.held:
+            return None
         prior, normal = self.ready[route]
-        skipped = []
-        found = None
         while prior or normal:
             mid = (prior or normal).popleft()
-            meta = self.meta.get(mid)
-            if meta is None:
-                self._dequeued(mid)
-                continue
-            if meta.sender_id in self.held:
-                skipped.append(meta)
-                continue
             self._dequeued(mid)
-            found = meta
-            break
-        for meta in skipped:  # held messages stay queued, in order, until released
-            self.ready[route][0 if meta.priority else 1].append(meta.message_id)
-        return found
+            meta = self.meta.get(mid)
+            if meta is not None:
+                return meta
+        return None
 
     def _helo_for(self, strategy, ip: str, sender_id: int):
         """The HELO name by the strategy; for "ptr" and "ip" without a configured sending IP,
