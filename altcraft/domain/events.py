@@ -59,6 +59,8 @@ class Event:
     is_bot: bool = False
     bot_reason: str = ""
     issued: int = 0  # when the tracking token was signed (unix seconds), for bot timing
+    launch: int = 0  # delivery events: the campaign's launch
+    message_id: str = ""  # delivery events: the Message-ID the MTA delivered
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -120,18 +122,42 @@ def action(link: Link, kind: str, *, ip: str, user_agent: str, is_bot: bool = Fa
     return event_id, routing_key(kind), body.encode("ascii")
 
 
-def encode(event: Event) -> bytes:
+_DELIVERY_NS = uuid.UUID("7b0f6a8e-58f4-4a8e-9a53-2d3c9b1e0a11")
+
+
+def delivery_event_id(message_id: str, kind: str, attempt: int) -> str:
+    """Derived, not random: an outcome re-published after a crash is the same event."""
+    return str(uuid.uuid5(_DELIVERY_NS, f"{message_id}:{kind}:{attempt}"))
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryFacts:
+    """What a delivery event says about its message (the MTA envelope's facts)."""
+    message_id: str
+    email: str
+    account_id: int
+    sender_id: int
+    db_id: int = 0
+    resource_id: int = 0
+    campaign_id: int = 0
+    launch: int = 0
+    profile_id: str = ""
+
+
+def delivery(facts: DeliveryFacts, kind: str, attempt: int, *, ip: str, detail: str,
+             now: float | None = None) -> tuple[str, str, bytes]:
+    """An MTA outcome (delivered, deferred, bounced_hard, bounced_soft, dropped) for attempt
+    number `attempt`: (event_id, routing key, JSON body). `decode` reads it back."""
+    if kind not in DELIVERY_KINDS:
+        raise ValueError(f"kind: {kind!r} is not a delivery kind")
+    event_id = delivery_event_id(facts.message_id, kind, attempt)
     body = {
-        "event_id": str(event.event_id), "kind": event.kind,
-        "time": event.time.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
-        + f"{event.time.microsecond // 1000:03d}Z",
-        "account_id": event.account_id, "db_id": event.db_id, "resource_id": event.resource_id,
-        "campaign_id": event.campaign_id, "profile_id": event.profile_id, "channel": event.channel,
-        "link_id": event.link_id, "url": event.url, "ip": event.ip, "user_agent": event.user_agent,
-        "sender_id": event.sender_id, "email": event.email, "detail": event.detail,
-        "is_bot": event.is_bot, "bot_reason": event.bot_reason, "issued": event.issued,
+        "event_id": event_id, "kind": kind, "time": iso_now(now), "account_id": facts.account_id,
+        "db_id": facts.db_id, "resource_id": facts.resource_id, "campaign_id": facts.campaign_id,
+        "launch": facts.launch, "profile_id": facts.profile_id, "sender_id": facts.sender_id,
+        "ip": ip, "email": facts.email, "message_id": facts.message_id, "detail": detail[:500],
     }
-    return json.dumps(body, separators=(",", ":")).encode()
+    return event_id, routing_key(kind), json.dumps(body, separators=(",", ":")).encode()
 
 
 _U32, _U64 = 0xFFFF_FFFF, 0xFFFF_FFFF_FFFF_FFFF
@@ -174,7 +200,7 @@ def parse_time(value: Any) -> datetime:
 _KNOWN = frozenset({
     "event_id", "kind", "time", "account_id", "db_id", "resource_id", "campaign_id", "profile_id",
     "channel", "link_id", "url", "ip", "user_agent", "sender_id", "email", "detail", "is_bot",
-    "bot_reason", "issued",
+    "bot_reason", "issued", "launch", "message_id",
 })
 
 
@@ -211,7 +237,8 @@ def decode(body: bytes, routing: str | None = None) -> Event:
         url=_str(data, "url"), ip=_str(data, "ip")[:64], user_agent=_str(data, "user_agent"),
         sender_id=_int(data, "sender_id"), email=_str(data, "email"), detail=detail[:_MAX_TEXT],
         is_bot=bool(data.get("is_bot")), bot_reason=_str(data, "bot_reason")[:64],
-        issued=_int(data, "issued"),
+        issued=_int(data, "issued"), launch=_int(data, "launch", _U32),
+        message_id=_str(data, "message_id"),
         extra={k: data[k] for k in data.keys() - _KNOWN},
     )
 

@@ -1,7 +1,7 @@
 """akmtad: takes messages from the senders' queues, keeps them in a durable spool, and
 delivers them over SMTP by the MTA rules; every outcome becomes an event.
 
-Intake (a pika thread): for each message of akmta_prior_<id> / akmta_<id>, drop it if it is
+Intake (the broker's thread): for each message of akmta_prior_<id> / akmta_<id>, drop it if it is
 already ours (its spool file exists, or it was delivered: a "done" key in Kvrocks), else
 DKIM-sign it and write it to the spool with fsync; only then acknowledge, in batches.
 While MTA.MAX_SPOOLED messages wait in the spool ready to go (not held, not waiting for a
@@ -28,44 +28,37 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import json
 import logging
 import queue
 import socket
 import threading
 import time
-import uuid
 import zlib
 from collections import Counter as Tally, defaultdict, deque
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
 import dns.resolver
-import pika
 from flask import jsonify, request
 from prometheus_client import Counter
 
 from altcraft.config import MainConfig
 from altcraft.http.service import create_service_app, dependency_checker
+from altcraft.domain import events as wire_events
 from altcraft.mta import dkim as dkim_signer
+from altcraft.mta import envelope as mta_envelope
 from altcraft.mta import rewrite, rules
 from altcraft.mta.smtp import Reply, Session
 from altcraft.mta.spool import Meta, Spool
 from altcraft.registry import get as registry_get
 from altcraft.schema.rabbitmq import EVENTS_EXCHANGE
 from altcraft.stores import kv
-from altcraft.stores.broker import Broker
+from altcraft.stores.broker import Broker, Message, Received
 from altcraft.wiring import Platform
 
 log = logging.getLogger("altcraft.akmtad")
-EVENT_NS = uuid.UUID("7b0f6a8e-58f4-4a8e-9a53-2d3c9b1e0a11")
 OUTCOMES = Counter("altcraft_mta_outcomes_total", "Delivery outcomes", ["kind"])
 INTAKE_BATCH = 200
-
-
-def event_id(message_id: str, kind: str, attempt: int) -> str:
-    return str(uuid.uuid5(EVENT_NS, f"{message_id}:{kind}:{attempt}"))
 
 
 class Routes:
@@ -99,10 +92,10 @@ class EventPublisher(threading.Thread):
     def __init__(self, config: MainConfig):
         super().__init__(name="events", daemon=True)
         self.broker = Broker(config, app="akmtad-events")
-        self.queue: queue.Queue[tuple[dict[str, Any], Callable[[], None] | None] | None] = queue.Queue()
+        self.queue: queue.Queue[tuple[Message, Callable[[], None] | None] | None] = queue.Queue()
         self.stopped = threading.Event()
 
-    def put(self, event: dict[str, Any], then: Callable[[], None] | None = None) -> None:
+    def put(self, event: Message, then: Callable[[], None] | None = None) -> None:
         self.queue.put((event, then))
 
     def run(self) -> None:
@@ -124,14 +117,10 @@ class EventPublisher(threading.Thread):
             self._publish(batch)
         self.stopped.set()
 
-    def _publish(self, batch: list[tuple[dict[str, Any], Callable[[], None] | None]]) -> None:
+    def _publish(self, batch: list[tuple[Message, Callable[[], None] | None]]) -> None:
         while True:
             try:
-                self.broker.publish_transaction([
-                    (EVENTS_EXCHANGE, f"delivery.{event['kind']}", json.dumps(event).encode(),
-                     pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent,
-                                          message_id=event["event_id"], content_type="application/json"))
-                    for event, _ in batch])
+                self.broker.publish_transaction([event for event, _ in batch])
                 break
             except Exception as exc:  # the broker is away: keep the events, try again
                 log.warning("events: publish failed (%s), retrying", type(exc).__name__)
@@ -372,11 +361,13 @@ class Delivery:
     # -- outcomes --------------------------------------------------------------------------
     def _event(self, meta: Meta, kind: str, detail: str, final: bool, ip: str | None = None) -> None:
         OUTCOMES.labels(kind).inc()
-        event = {"event_id": event_id(meta.message_id, kind, meta.attempts), "kind": kind,
-                 "time": datetime.now(timezone.utc).isoformat(), "account_id": meta.account_id,
-                 "db_id": meta.db_id, "resource_id": meta.resource_id, "campaign_id": meta.campaign_id,
-                 "launch": meta.launch, "profile_id": meta.profile_id, "sender_id": meta.sender_id,
-                 "ip": meta.ip if ip is None else ip, "email": meta.rcpt, "message_id": meta.message_id, "detail": detail[:500]}
+        facts = wire_events.DeliveryFacts(
+            message_id=meta.message_id, email=meta.rcpt, account_id=meta.account_id,
+            sender_id=meta.sender_id, db_id=meta.db_id, resource_id=meta.resource_id,
+            campaign_id=meta.campaign_id, launch=meta.launch, profile_id=meta.profile_id)
+        event_id, routing, body = wire_events.delivery(facts, kind, meta.attempts, detail=detail,
+                                                       ip=meta.ip if ip is None else ip)
+        event = Message(EVENTS_EXCHANGE, routing, body, event_id)
         then = None
         if final:
             self.meta.pop(meta.message_id, None)
@@ -389,7 +380,7 @@ class Delivery:
         event is out. Without the key such a message would be sent again, so a failure is
         logged, not raised: the delivery itself stands."""
         try:
-            await self.done_async.set(f"ak:mta:done:{message_id}", 1, ex=self.mta.DEDUP_TTL_DAYS * 86400)
+            await self.done_async.set(mta_envelope.done_key(message_id), 1, ex=self.mta.DEDUP_TTL_DAYS * 86400)
         except Exception as exc:  # noqa: BLE001  (any store error: the message was delivered)
             log.warning("done key for %s not written: %s: %s", message_id, type(exc).__name__, exc)
 
@@ -477,7 +468,7 @@ class Akmtad:
         self.delivery = Delivery(config, self.spool, self.events, self.senders)
         self.broker = Broker(config, app="akmtad")
         self.consumed: set[str] = set()
-        self.pending: list[tuple[Any, Any, bytes, bool]] = []
+        self.pending: list[tuple[Received, bool]] = []
 
     def _load_senders(self) -> None:
         for doc in self.platform.senders.collection.find({"deleted": False}):
@@ -485,52 +476,52 @@ class Akmtad:
 
     # -- intake ------------------------------------------------------------------------------
     def _subscribe(self) -> None:
-        channel = self.broker.channel
-        channel.basic_qos(prefetch_count=self.config.MTA.PREFETCH)
+        self.broker.prefetch(self.config.MTA.PREFETCH)
         for sender_id in sorted(self.senders):
-            for priority in (True, False):
-                name = f"akmta_prior_{sender_id}" if priority else f"akmta_{sender_id}"
+            for name, priority in mta_envelope.queues(sender_id):
                 if name in self.consumed:
                     continue
                 self.broker.declare_durable_queue(name)
-                channel.basic_consume(name, lambda ch, method, props, body, p=priority:
-                                      self.pending.append((method, props, body, p)))
+                self.broker.consume(name, lambda received, p=priority: self.pending.append((received, p)))
                 self.consumed.add(name)
 
-    def _meta(self, props: pika.BasicProperties, priority: bool) -> Meta:
-        h = props.headers or {}
-        sender = self.senders[int(h["sender_id"])]
-        return Meta(message_id=props.message_id, rcpt=str(h["rcpt"]), mail_from=sender["from_email"],
-                    sender_id=sender["id"], account_id=int(h.get("account_id", 0)),
-                    campaign_id=int(h.get("campaign_id", 0)), launch=int(h.get("launch", 0)),
-                    profile_id=str(h.get("profile_id", "")), db_id=int(h.get("db_id", 0)),
-                    resource_id=int(h.get("resource_id", 0)), priority=priority, created=time.time())
+    def _meta(self, received: Received, priority: bool) -> Meta:
+        addressed = mta_envelope.MtaEnvelope.from_headers(received.headers)
+        sender = self.senders.get(addressed.sender_id)
+        if sender is None:
+            raise mta_envelope.BadEnvelope(f"header sender_id: no sender {addressed.sender_id}")
+        return Meta(message_id=received.message_id, rcpt=addressed.rcpt, mail_from=sender["from_email"],
+                    sender_id=addressed.sender_id, account_id=addressed.account_id,
+                    campaign_id=addressed.campaign_id, launch=addressed.launch,
+                    profile_id=addressed.profile_id, db_id=addressed.db_id,
+                    resource_id=addressed.resource_id, priority=priority, created=time.time())
 
     def _intake(self) -> None:
         batch, self.pending = self.pending, []
         accepted: list[Meta] = []
         writes: list[tuple[Meta, bytes]] = []
         batch_ids: set[str] = set()
-        done_keys = self.done.client.mget([f"ak:mta:done:{props.message_id}" for _, props, _, _ in batch])
-        for (method, props, body, priority), done in zip(batch, done_keys):
-            if not props.message_id or done is not None or self.spool.exists(props.message_id) \
-                    or props.message_id in self.delivery.meta or props.message_id in batch_ids:
+        done_keys = self.done.client.mget([mta_envelope.done_key(r.message_id or "") for r, _ in batch])
+        for (received, priority), done in zip(batch, done_keys):
+            message_id = received.message_id
+            if not message_id or done is not None or self.spool.exists(message_id) \
+                    or message_id in self.delivery.meta or message_id in batch_ids:
                 continue  # a duplicate (re-published or redelivered): ours already
-            batch_ids.add(props.message_id)
+            batch_ids.add(message_id)
             try:
-                meta = self._meta(props, priority)
-            except (KeyError, ValueError, TypeError) as exc:
-                log.error("message %s rejected: %s", props.message_id, exc)
+                meta = self._meta(received, priority)
+            except mta_envelope.BadEnvelope as exc:
+                log.error("message %s rejected: %s", message_id, exc)
                 continue  # acked below: a malformed message would otherwise loop forever
             sender = self.senders[meta.sender_id]
             _, strategy = self.delivery.strategy_of(meta)
-            body = rewrite.apply(body, strategy.ENCODING, strategy.HEADERS)
+            body = rewrite.apply(received.body, strategy.ENCODING, strategy.HEADERS)
             data = dkim_signer.sign(body, sender.get("dkim_algorithm", "rsa"), sender.get("dkim_domain", ""),
                                     sender.get("dkim_selector", "ak"), sender.get("dkim_private_key", ""))
             writes.append((meta, data))
             accepted.append(meta)
         self.spool.write_many(writes)  # durable before the broker forgets them
-        self.broker.channel.basic_ack(batch[-1][0].delivery_tag, multiple=True)
+        self.broker.ack(batch[-1][0].tag, multiple=True)
         if accepted:
             self.delivery.loop.call_soon_threadsafe(self.delivery.schedule, accepted)
 
@@ -541,7 +532,7 @@ class Akmtad:
         spooled = list(self.spool.scan())
         for start in range(0, len(spooled), 1000):
             chunk = spooled[start:start + 1000]
-            done = self.done.client.mget([f"ak:mta:done:{meta.message_id}" for meta in chunk])
+            done = self.done.client.mget([mta_envelope.done_key(meta.message_id) for meta in chunk])
             for meta, key in zip(chunk, done):
                 (waiting if key is None else delivered).append(meta)
         for meta in delivered:
@@ -612,7 +603,7 @@ class Akmtad:
         self._subscribe()
         last_refresh = time.monotonic()
         while not self.stop_event.is_set():
-            self.broker.connection.process_data_events(time_limit=0.05)
+            self.broker.poll(0.05)
             # backpressure: unacknowledged, the broker sends no more than PREFETCH meanwhile
             if self.pending and self.delivery.backlog() < self.config.MTA.MAX_SPOOLED:
                 self._intake()

@@ -3,7 +3,7 @@
 For each claimed campaign it streams the segment in profile-id order, drops profiles that
 are not subscribed to the campaign's resource, are on the global stop list, or were already
 handled in this launch (de-duplication keys in CAMP_DUPLICATESDB), renders the rest, and
-publishes them to `akmta_<sender_id>` in broker transactions (with a virtual sender, the
+publishes them to the sender's MTA queue (altcraft.mta.envelope) in broker transactions (with a virtual sender, the
 queue of the real sender its rules choose for each recipient). Only after a batch is committed
 are its de-duplication keys set and the checkpoint moved. A worker killed between the two
 re-publishes at most one batch on resume; those copies carry the same Message-ID and akmtad
@@ -20,24 +20,19 @@ import threading
 import time
 from typing import Any
 
-import pika
-
 from altcraft.config import MainConfig
 from altcraft.domain import message as messages
 from altcraft.domain.campaign_senders import CampaignSenders
 from altcraft.domain.stoplist import StopList
 from altcraft.domain.templates import compile_parts
+from altcraft.mta import envelope as mta_envelope
 from altcraft.stores import kv
-from altcraft.stores.broker import Broker
+from altcraft.stores.broker import Broker, Message
 from altcraft.wiring import Platform
 
 log = logging.getLogger("altcraft.campaign")
 BATCH = 500
 DEDUP_TTL = 30 * 86400
-
-
-def mta_queue(sender_id: int, priority: bool = False) -> str:
-    return f"akmta_prior_{sender_id}" if priority else f"akmta_{sender_id}"
 
 
 def _subscribed(profile: dict[str, Any], resource_id: int) -> bool:
@@ -80,7 +75,7 @@ class CampaignRunner:
             "", "", "",  # From and Reply-To: per message, from the sender chosen for it
             self.config.TRACKING_BASE_URL, self.config.TRACKING_CRYPT_KEY)
         routes = CampaignSenders.load(self.platform.senders, self.platform.vsenders, campaign, envelope)
-        queues = {sender_id: mta_queue(sender_id) for sender_id in routes.senders}
+        queues = {sender_id: mta_envelope.queue(sender_id) for sender_id in routes.senders}
         for queue in queues.values():
             self.broker.declare_durable_queue(queue)
         resource = campaign["resource_id"]
@@ -95,20 +90,18 @@ class CampaignRunner:
             eligible = [p for p in batch if p.get("data", {}).get("email") and _subscribed(p, resource)]
             blocked = self.stoplist.blocked([p["data"]["email"] for p in eligible])
             eligible = [p for p in eligible if p["data"]["email"] not in blocked]
-            keys = [f"ak:camp:{cid}:{launch}:{p['_id']}" for p in eligible]
+            keys = [mta_envelope.launch_dedup_key(cid, launch, p["_id"]) for p in eligible]
             seen = self.dedup.client.mget(keys) if keys else []
             fresh = [(p, k) for p, k, s in zip(eligible, keys, seen) if s is None]
             outgoing = []
             for profile, _ in fresh:
                 via = routes.via(profile["_id"], profile["data"]["email"])
                 rendered = messages.render(compiled, via.envelope, profile)
-                props = pika.BasicProperties(
-                    delivery_mode=pika.DeliveryMode.Persistent, message_id=rendered.message_id,
-                    content_type="message/rfc822",
-                    headers={"account_id": account_id, "campaign_id": cid, "launch": launch,
-                             "profile_id": profile["_id"], "db_id": campaign["db_id"],
-                             "resource_id": resource, "sender_id": via.sender_id, "rcpt": rendered.rcpt})
-                outgoing.append(("", queues[via.sender_id], rendered.data, props))
+                addressed = mta_envelope.MtaEnvelope(
+                    sender_id=via.sender_id, rcpt=rendered.rcpt, account_id=account_id, campaign_id=cid,
+                    launch=launch, profile_id=profile["_id"], db_id=campaign["db_id"], resource_id=resource)
+                outgoing.append(Message("", queues[via.sender_id], rendered.data, rendered.message_id,
+                                        addressed.headers(), mta_envelope.CONTENT_TYPE))
             if outgoing:
                 self.broker.publish_transaction(outgoing)
                 pipe = self.dedup.client.pipeline(transaction=False)

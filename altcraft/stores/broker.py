@@ -1,7 +1,12 @@
-"""Broker: RabbitMQ through pika, with publisher confirms and durable, persistent messages."""
+"""Broker: RabbitMQ through pika, with publisher confirms and durable, persistent messages.
+
+The rest of the platform speaks in plain values: a `Message` to publish, a `Received` one to
+handle and acknowledge by its tag. pika's types stay inside `altcraft.stores`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +19,33 @@ from altcraft.config import MainConfig
 
 class PublishError(RuntimeError):
     """The broker did not take responsibility for a message (nack or unroutable)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message to publish: persistent, with the producer's id (consumers de-duplicate by it)."""
+    exchange: str
+    routing_key: str
+    body: bytes
+    message_id: str | None = None
+    headers: Mapping[str, Any] | None = None
+    content_type: str = "application/json"
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One message taken from a queue; `tag` acknowledges it (Broker.ack)."""
+    queue: str
+    tag: int
+    body: bytes
+    message_id: str | None
+    headers: Mapping[str, Any]
+
+
+def _properties(message: Message) -> pika.BasicProperties:
+    return pika.BasicProperties(
+        delivery_mode=pika.DeliveryMode.Persistent, content_type=message.content_type,
+        message_id=message.message_id, headers=dict(message.headers) if message.headers else None)
 
 
 @dataclass(frozen=True)
@@ -77,28 +109,44 @@ class Broker:
         version = props.get("version", b"?")
         return version.decode() if isinstance(version, bytes) else str(version)
 
-    def publish(self, exchange: str, routing_key: str, body: bytes, *,
-                message_id: str | None = None, headers: dict[str, Any] | None = None,
-                content_type: str = "application/json") -> None:
-        properties = pika.BasicProperties(
-            delivery_mode=pika.DeliveryMode.Persistent,
-            content_type=content_type, message_id=message_id, headers=headers,
-        )
+    def publish(self, message: Message) -> None:
+        """Returns once the broker holds the message; raises PublishError if it refused it
+        or nothing was bound to take it (mandatory routing)."""
         try:
-            self.channel.basic_publish(exchange, routing_key, body, properties, mandatory=True)
+            self.channel.basic_publish(message.exchange, message.routing_key, message.body,
+                                       _properties(message), mandatory=True)
         except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as exc:
-            raise PublishError(f"{exchange}/{routing_key}: {type(exc).__name__}") from exc
+            raise PublishError(f"{message.exchange}/{message.routing_key}: {type(exc).__name__}") from exc
 
-    def publish_transaction(self, messages: list[tuple[str, str, bytes, pika.BasicProperties]]) -> None:
+    def publish_transaction(self, messages: Iterable[Message]) -> None:
         """Publishes a batch atomically: nothing of it is routed until the commit, and the
         commit returns once the broker holds every message. One round trip per batch instead
         of one confirm per message."""
         if self._tx_channel is None or self._tx_channel.is_closed:
             self._tx_channel = self.connection.channel()
             self._tx_channel.tx_select()
-        for exchange, routing_key, body, properties in messages:
-            self._tx_channel.basic_publish(exchange, routing_key, body, properties)
+        for message in messages:
+            self._tx_channel.basic_publish(message.exchange, message.routing_key, message.body,
+                                           _properties(message))
         self._tx_channel.tx_commit()
+
+    def consume(self, queue: str, on_message: Callable[[Received], None]) -> None:
+        """Delivers the queue's messages to on_message from `poll`, in this thread; each stays
+        unacknowledged until `ack` (the prefetch set by `prefetch` bounds how many)."""
+        def deliver(_channel, method, properties, body: bytes) -> None:
+            on_message(Received(queue, method.delivery_tag, body, properties.message_id,
+                                properties.headers or {}))
+        self.channel.basic_consume(queue, deliver)
+
+    def prefetch(self, count: int) -> None:
+        self.channel.basic_qos(prefetch_count=count)
+
+    def ack(self, tag: int, multiple: bool = False) -> None:
+        self.channel.basic_ack(tag, multiple=multiple)
+
+    def poll(self, seconds: float) -> None:
+        """Handles the connection's traffic (deliveries, heartbeats) for up to `seconds`."""
+        self.connection.process_data_events(time_limit=seconds)
 
     def declare_durable_queue(self, name: str, arguments: dict[str, Any] | None = None) -> None:
         self.channel.queue_declare(name, durable=True, arguments=arguments)

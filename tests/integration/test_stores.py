@@ -17,7 +17,7 @@ def test_broker_publishes_with_confirms_into_durable_queues(config):
     queue = f"test.{uuid.uuid4().hex[:8]}"
     with broker.Broker(config) as b:
         b.declare_queue(broker.Queue(queue, (("altcraft.events", f"test.{queue}"),)))
-        b.publish("altcraft.events", f"test.{queue}", b'{"n": 1}', message_id="m-1")
+        b.publish(broker.Message("altcraft.events", f"test.{queue}", b'{"n": 1}', message_id="m-1"))
         method, properties, body = b.channel.basic_get(queue, auto_ack=True)
         assert body == b'{"n": 1}' and properties.message_id == "m-1"
         assert properties.delivery_mode == pika.DeliveryMode.Persistent.value
@@ -30,7 +30,7 @@ def test_unroutable_message_is_an_error_not_a_silent_loss(config):
     migration.run(config)
     with broker.Broker(config) as b:
         with pytest.raises(broker.PublishError, match="UnroutableError"):
-            b.publish("altcraft.events", "nobody.listens.here", b"{}")
+            b.publish(broker.Message("altcraft.events", "nobody.listens.here", b"{}"))
 
 
 def test_clickhouse_insert_and_read_back(config):

@@ -46,17 +46,31 @@ def test_iso_now_has_milliseconds_and_never_goes_back_a_second():
     assert events.iso_now(1795356660.9999999) == "2026-11-22T14:11:01.000Z"
 
 
-def test_delivery_event_from_akmtad():
-    body = json.dumps({"event_id": str(uuid.uuid4()), "kind": "bounced_hard",
-                       "time": "2026-11-22T10:00:00.123456+00:00", "account_id": 1, "db_id": 2,
-                       "resource_id": 3, "campaign_id": 4, "profile_id": "ab" * 16, "sender_id": 9,
-                       "email": "a@b.example", "detail": "550 5.1.1 user unknown", "launch": 2}).encode()
-    event = events.decode(body, "delivery.bounced_hard")
-    assert (event.kind, event.sender_id, event.email, event.detail) == ("bounced_hard", 9, "a@b.example",
-                                                                         "550 5.1.1 user unknown")
-    assert event.extra == {"launch": 2} and event.time.tzinfo is not None
+def test_delivery_event_round_trip():
+    """akmtad's encoder and procactions' decoder are one contract: what one writes the other reads."""
+    facts = events.DeliveryFacts(message_id="m1@ak", email="a@b.example", account_id=1, sender_id=9,
+                                 db_id=2, resource_id=3, campaign_id=4, launch=2, profile_id="ab" * 16)
+    event_id, routing, body = events.delivery(facts, "bounced_hard", 1, ip="192.0.2.7",
+                                              detail="550 5.1.1 user unknown", now=1_795_000_000.5)
+    assert routing == "delivery.bounced_hard"
+    assert event_id == events.delivery_event_id("m1@ak", "bounced_hard", 1)  # the same outcome, the same id
+    event = events.decode(body, routing)
+    assert (event.kind, event.sender_id, event.email, event.detail, event.ip) == (
+        "bounced_hard", 9, "a@b.example", "550 5.1.1 user unknown", "192.0.2.7")
+    assert (event.account_id, event.db_id, event.resource_id, event.campaign_id, event.profile_id) == (
+        1, 2, 3, 4, "ab" * 16)
+    assert (event.launch, event.message_id, event.extra) == (2, "m1@ak", {})
+    assert event.time.timestamp() == 1_795_000_000.5
     row = dict(zip(events.COLUMNS, events.row(event)))
     assert "email" not in row and row["kind"] == "bounced_hard" and row["is_bot"] == 0
+
+
+def test_delivery_event_ids_differ_by_outcome_and_attempt():
+    ids = {events.delivery_event_id("m1@ak", kind, attempt)
+           for kind in ("deferred", "delivered") for attempt in (1, 2)}
+    assert len(ids) == 4
+    with pytest.raises(ValueError, match="kind"):
+        events.delivery(events.DeliveryFacts("m", "a@b", 1, 1), "open", 1, ip="", detail="")
 
 
 @pytest.mark.parametrize("body,routing_key,why", [
