@@ -1,7 +1,7 @@
 """RabbitMQ topology: exchanges and durable queues shared by the platform's processes.
 
-Per-sender MTA queues (akmta_<sender_id>, akmta_prior_<sender_id>) are declared when a
-sender is created, not here.
+The per-sender MTA queues (named in altcraft.mta.envelope) are declared by their producers
+and by akmtad, not here.
 """
 
 from __future__ import annotations
