@@ -56,7 +56,8 @@ def _print_processes(as_json: bool, config: Optional[Path]) -> None:
         for p in registry.PROCESSES:
             listen = address(p)
             rows.append({"name": p.name, "kind": p.kind, "host": listen.host if listen else p.host,
-                         "port": listen.port if listen else None, "status": p.status,
+                         "port": listen.port if listen else None,
+                         "address": str(listen) if listen else None, "status": p.status,
                          "remote": p.remote, "description": p.description, "notes": p.notes})
         print_json(rows)
         return

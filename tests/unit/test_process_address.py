@@ -88,7 +88,7 @@ def test_process_table_without_main_json_has_the_registry_defaults(no_installed_
     code, rows = table()
     assert code == 0
     assert (rows["api"]["host"], rows["api"]["port"]) == ("127.0.0.1", 8801)
-    assert rows["procactions"]["port"] is None
+    assert rows["procactions"]["port"] is None and rows["procactions"]["address"] is None
     assert len(rows) == len(registry.PROCESSES)
 
 
@@ -99,6 +99,7 @@ def test_process_table_applies_main_json_overrides(no_installed_config, tmp_path
     code, rows = table("--config", str(path))
     assert code == 0
     assert (rows["api"]["host"], rows["api"]["port"]) == ("10.0.0.5", 18801)
+    assert rows["api"]["address"] == "10.0.0.5:18801"
     assert (rows["trkaction"]["host"], rows["trkaction"]["port"]) == ("127.0.0.1", 18095)
     assert (rows["trkimage"]["host"], rows["trkimage"]["port"]) == ("127.0.0.1", 8096)
 
