@@ -16,7 +16,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
@@ -339,6 +339,39 @@ class MainConfig(_Section):
 
     def process_settings(self, name: str) -> ProcessSettings:
         return self.PROCESSES.get(name, ProcessSettings())
+
+    def listen_address(self, name: str) -> Address | None:
+        """Where process `name` listens under this main.json (see `listen_address`)."""
+        return listen_address(name, self.process_settings(name))
+
+
+def listen_address(name: str, overrides: ProcessSettings | None = None) -> Address | None:
+    """Where process `name` listens: main.json's PROCESSES.<name>.IP/PORT (`overrides`) over
+    the registry's defaults; None for a process that listens on no port. The one place this
+    is worked out: akd binds, waits for and reports it, callers connect to it, and
+    `akd --processes --json` hands it to the Ansible roles (nginx, health checks).
+    Raises registry.UnknownProcess for a name the registry does not know."""
+    from altcraft.registry import get  # the registry knows nothing of config
+
+    process = get(name)
+    overrides = overrides or ProcessSettings()
+    port = overrides.PORT or process.port
+    if port is None:
+        return None
+    return Address(overrides.IP or process.host, port)
+
+
+class Address(NamedTuple):
+    """A process's listen address: unpacks as (host, port), prints as host:port."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    def url(self, path: str = "") -> str:
+        return f"http://{self}{path}"
 
 
 @dataclass(frozen=True)

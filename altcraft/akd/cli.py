@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from altcraft import config as cfg
 from altcraft import registry
 from altcraft.akd import control
 from altcraft.cliutil import (
@@ -35,32 +36,53 @@ def _processes(names: Optional[list[str]], code: int = EXIT_UNKNOWN) -> list[reg
         raise fail(f"akd: {exc}", code) from None
 
 
-def _print_processes(as_json: bool) -> None:
+def _process_table_config(config: Optional[Path], quiet: bool) -> Optional[cfg.MainConfig]:
+    """main.json for the addresses of `akd --processes`: the one given (--config or
+    $AKD_CONFIG, which must load), else the default path if it exists, else none (the
+    registry's defaults, e.g. before an installation)."""
+    if config is None and not cfg.DEFAULT_CONFIG_PATH.exists():
+        return None
+    return load_config(config, quiet=quiet)[0]
+
+
+def _print_processes(as_json: bool, config: Optional[Path]) -> None:
+    conf = _process_table_config(config, quiet=as_json)
+
+    def address(p: registry.Process) -> Optional[cfg.Address]:
+        return conf.listen_address(p.name) if conf else cfg.listen_address(p.name)
+
     if as_json:
-        print_json([
-            {"name": p.name, "kind": p.kind, "host": p.host, "port": p.port, "status": p.status,
-             "remote": p.remote, "description": p.description, "notes": p.notes}
-            for p in registry.PROCESSES
-        ])
+        rows = []
+        for p in registry.PROCESSES:
+            listen = address(p)
+            rows.append({"name": p.name, "kind": p.kind, "host": listen.host if listen else p.host,
+                         "port": listen.port if listen else None,
+                         "address": str(listen) if listen else None, "status": p.status,
+                         "remote": p.remote, "description": p.description, "notes": p.notes})
+        print_json(rows)
         return
     table = Table(title=f"{len(registry.PROCESSES)} processes", show_lines=False)
     for column in ("name", "title", "kind", "address", "status", "description"):
         table.add_column(column, no_wrap=column in ("name", "title", "address"))
     for p in registry.PROCESSES:
-        address = f"{p.host}:{p.port}" if p.port else "-"
         detail = p.description + (f" ({p.notes})" if p.notes else "")
-        table.add_row(p.name, p.title, p.kind, address, p.status, detail)
+        table.add_row(p.name, p.title, p.kind, str(address(p) or "-"), p.status, detail)
     Console(width=max(160, Console().width)).print(table)
 
 
 @app.callback(invoke_without_command=True)
 def main_callback(
     ctx: typer.Context,
-    processes: bool = typer.Option(False, "--processes", help="List every platform process and exit."),
+    processes: bool = typer.Option(False, "--processes", help="List every platform process and exit: "
+                                   "addresses from main.json if one is given or installed, else the defaults."),
     as_json: bool = typer.Option(False, "--json", help="With --processes: JSON output."),
+    config: Optional[Path] = typer.Option(
+        None, "--config", "-c", envvar=cfg.CONFIG_ENV, show_envvar=True,
+        help=f"With --processes: main.json whose PROCESSES overrides to apply (default "
+             f"{cfg.DEFAULT_CONFIG_PATH} if it exists)."),
 ) -> None:
     if processes:
-        _print_processes(as_json)
+        _print_processes(as_json, config)
         raise typer.Exit(EXIT_OK)
 
 

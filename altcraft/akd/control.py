@@ -12,7 +12,6 @@ from pathlib import Path
 import psutil
 
 from altcraft.akd import pidfile, state
-from altcraft.akd.runner import bind_address
 from altcraft.akd.supervisor import supervisor_pidfile
 from altcraft.config import MainConfig
 from altcraft.registry import Process
@@ -48,8 +47,7 @@ def _cleanup_stale(config: MainConfig, name: str) -> list[str]:
 
 def status(config: MainConfig, process: Process) -> Status:
     notes = _cleanup_stale(config, process.name)
-    host, port = bind_address(config, process)
-    address = f"{host}:{port}" if port else "-"
+    address = str(config.listen_address(process.name) or "-")
     proc = pidfile.PidFile(config.pids_dir, process.name).process()
     sup = supervisor_pidfile(config, process.name).process()
     record = state.load(config.run_dir, process.name)

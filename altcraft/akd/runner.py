@@ -26,11 +26,6 @@ def _load(entry: str) -> Callable:
     return getattr(importlib.import_module(module), attr)
 
 
-def bind_address(config: MainConfig, process: Process) -> tuple[str, int | None]:
-    settings = config.process_settings(process.name)
-    return settings.IP or process.host, settings.PORT or process.port
-
-
 def run(config: MainConfig, process: Process) -> None:
     if not process.runnable:
         raise NotRunnable(f"{process.name} is not implemented yet (status: {process.status})")
@@ -56,12 +51,14 @@ def run(config: MainConfig, process: Process) -> None:
 def _run_http(config: MainConfig, process: Process) -> None:
     from altcraft.http import server
 
-    host, port = bind_address(config, process)
+    address = config.listen_address(process.name)
+    if address is None:
+        raise NotRunnable(f"{process.name} is an HTTP process without a port (PROCESSES.{process.name}.PORT)")
     server.prepare_metrics_dir(config.run_dir / "metrics" / process.name)
     server.serve(
         process.name,
         partial(_load(process.entry), config, process),
-        host, port,
+        address.host, address.port,
         workers=config.process_settings(process.name).WORKERS,
         graceful_timeout=config.AKD.STOP_TIMEOUT,
         log_level=config.DEFAULT_LOG_LEVEL,

@@ -20,7 +20,6 @@ import psutil
 from setproctitle import setproctitle
 
 from altcraft.akd import pidfile, state
-from altcraft.akd.runner import bind_address
 from altcraft.config import MainConfig
 from altcraft.registry import Process
 
@@ -83,8 +82,8 @@ class Supervisor:
 
     def _started(self, child: subprocess.Popen, since: float) -> bool:
         if self.process.kind == "http":
-            _, port = bind_address(self.config, self.process)
-            return port is not None and _listens(child.pid, port)
+            address = self.config.listen_address(self.process.name)
+            return address is not None and _listens(child.pid, address.port)
         return time.monotonic() - since >= WORKER_SETTLE_SECONDS
 
     def _wait(self, child: subprocess.Popen) -> int | None:

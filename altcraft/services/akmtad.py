@@ -582,10 +582,7 @@ class Akmtad:
             def log_message(self, *args):  # requests are counted in metrics, not logged
                 pass
 
-        process = registry_get("akmtad")
-        settings = self.config.process_settings("akmtad")
-        server = make_server(settings.IP or process.host, settings.PORT or process.port,
-                             self.control_app(), handler_class=Quiet)
+        server = make_server(*self.config.listen_address("akmtad"), self.control_app(), handler_class=Quiet)
         server.timeout = 0.5
         threading.Thread(target=server.serve_forever, name="control", daemon=True).start()
         self._control = server

@@ -53,11 +53,7 @@ class Unavailable(DomainError):
 
 
 def _akmtad(ctx, method: str, path: str, body: dict | None = None) -> dict:
-    from altcraft.registry import get
-
-    process = get("akmtad")
-    settings = ctx.config.process_settings("akmtad")
-    url = f"http://{settings.IP or process.host}:{settings.PORT or process.port}{path}"
+    url = ctx.config.listen_address("akmtad").url(path)
     request = urllib.request.Request(url, method=method, data=json.dumps(body or {}).encode(),
                                      headers={"Content-Type": "application/json"})
     try:
