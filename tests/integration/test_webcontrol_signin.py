@@ -89,3 +89,16 @@ def test_frozen_account_reads_but_does_not_change(config, platform):
     assert page.status_code == 200 and b'data-testid="read-only"' in page.data
     response = client.post("/databases", data={"name": "x y", "csrf_token": token_of(page.data)})
     assert response.status_code == 403
+
+
+def test_pages_follow_the_users_language(config, platform):
+    tenant = make_tenant(platform, profiles=0)
+    user = platform.control.users.find_one({"login": tenant.writer})
+    platform.users.update(user["id"], lang="ru")
+    client = create_app(config, registry.get("webcontrol")).test_client()
+    anonymous = client.get("/signin", headers={"Accept-Language": "ru-RU,ru;q=0.9"})
+    assert "Вход" in anonymous.data.decode() and 'lang="ru"' in anonymous.data.decode()
+    assert "Sign in" in client.get("/signin", headers={"Accept-Language": "en"}).data.decode()
+    assert _attempt(client, tenant.writer, PASSWORD).status_code == 302
+    page = client.get("/databases", headers={"Accept-Language": "en"}).data.decode()  # the setting wins
+    assert "Базы профилей" in page and "Выйти" in page
