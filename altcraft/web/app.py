@@ -170,7 +170,7 @@ def _auth_blueprint() -> Blueprint:
 def create_panel_app(config: MainConfig, process: Process,
                      pages: Callable[[], Blueprint]) -> Flask:
     app = create_service_app(process.name, dependency_checker(config, process.requires))
-    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # nginx in front
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # nginx in front sets both (not Host-forwarding)
     app.extensions["altcraft_panel"] = PanelContext(config, process.name)
     app.secret_key = _session_key(config, process.name)
     app.session_interface = _SessionInterface()
