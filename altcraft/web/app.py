@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
 
-from flask import Blueprint, Flask, abort, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, Flask, Response, abort, g, redirect, render_template, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
 from jinja2 import ChoiceLoader, PackageLoader
 from werkzeug.exceptions import HTTPException
@@ -84,6 +84,12 @@ def _safe_next(target: str | None) -> str | None:
     return None
 
 
+def _fingerprint(user: dict) -> str:
+    """Ties a session to the password it was opened with: a changed password (here or by an
+    administrator) ends every session opened with the old one."""
+    return hashlib.sha256(str(user.get("password_hash", "")).encode()).hexdigest()[:16]
+
+
 def _load_user() -> None:
     g.user = g.account = None
     g.can_change = False
@@ -96,7 +102,9 @@ def _load_user() -> None:
         except NotFound:
             user = account = None
         fresh = time.time() - session.get("at", 0) < ABSOLUTE
-        if user and account and user.get("active", True) and account.get("active", True) and fresh:
+        same_password = user is not None and session.get("pw") == _fingerprint(user)
+        if (user and account and user.get("active", True) and account.get("active", True) and fresh
+                and same_password):
             g.user, g.account = user, account
             g.can_change = can_change(user, account)
         else:
@@ -111,6 +119,9 @@ def protect(blueprint: Blueprint) -> Blueprint:
     @blueprint.before_request
     def _require_user():
         if g.user is None:
+            if request.headers.get("HX-Request") == "true":
+                # a fetch would follow a 302 and swap the sign-in page into a fragment
+                return Response(status=204, headers={"HX-Redirect": url_for("web.signin")})
             return redirect(url_for("web.signin", next=request.full_path.rstrip("?")))
         if request.method not in security.SAFE_METHODS and not g.can_change:
             abort(403)
@@ -155,9 +166,32 @@ def _auth_blueprint() -> Blueprint:
                 session.permanent = True
                 session["uid"] = user["id"]
                 session["at"] = int(time.time())
+                session["pw"] = _fingerprint(user)
                 security.csrf_token()
                 return redirect(_safe_next(request.args.get("next")) or url_for("control.dashboard"))
         return render_template("web/signin.html", error=error, login=login), status
+
+    @bp.route("/password", methods=["GET", "POST"])
+    def password():
+        if g.user is None:
+            return redirect(url_for("web.signin", next=request.path))
+        error, done, status = None, False, 200
+        if request.method == "POST":
+            ctx = panel()
+            current, new = request.form.get("current", ""), request.form.get("new", "")
+            if ctx.platform.users.verify(g.user["login"], current) is None:
+                error, status = i18n.gettext_("The current password is wrong."), 400
+            elif new != request.form.get("repeat", ""):
+                error, status = i18n.gettext_("The new password and its repetition differ."), 400
+            else:
+                try:
+                    ctx.platform.users.update(g.user["id"], password=new)  # the password policy applies
+                except DomainError as exc:
+                    error, status = exc.message, exc.status
+                else:
+                    session["pw"] = _fingerprint(ctx.platform.users.get(g.user["id"]))
+                    done = True
+        return render_template("web/password.html", error=error, done=done), status
 
     @bp.post("/signout")
     def signout():

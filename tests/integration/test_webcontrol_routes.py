@@ -82,7 +82,9 @@ CASES: dict[tuple[str, str], Case] = {
 # and metrics (tests/integration/test_webcontrol_process.py), the vendored and own static
 # files, sign-in and sign-out (below and test_webcontrol_signin.py).
 SERVICE = {("health", "GET"), ("ready", "GET"), ("metrics", "GET"), ("web.static", "GET"),
-           ("web.signin", "GET"), ("web.signin", "POST"), ("web.signout", "POST")}
+           ("web.signin", "GET"), ("web.signin", "POST"), ("web.signout", "POST"),
+           # a user's own password: read-only users may change it too (test_webcontrol_signin.py)
+           ("web.password", "GET"), ("web.password", "POST")}
 
 PAGES = {k: c for k, c in CASES.items() if k[1] == "GET"}
 CHANGES = {k: c for k, c in CASES.items() if k[1] != "GET"}

@@ -102,3 +102,46 @@ def test_pages_follow_the_users_language(config, platform):
     assert _attempt(client, tenant.writer, PASSWORD).status_code == 302
     page = client.get("/databases", headers={"Accept-Language": "en"}).data.decode()  # the setting wins
     assert "Базы профилей" in page and "Выйти" in page
+
+
+def test_password_change_follows_the_policy_and_ends_other_sessions(config, platform):
+    tenant = make_tenant(platform, profiles=0)
+    app = create_app(config, registry.get("webcontrol"))
+    anonymous = app.test_client()
+    assert anonymous.get("/password").headers["Location"].startswith("/signin")
+    token = token_of(anonymous.get("/signin").data)
+    assert anonymous.post("/password", data={"csrf_token": token}).headers["Location"].startswith("/signin")
+
+    # a read-only user changes its own password; another session of it ends
+    mine, other = app.test_client(), app.test_client()
+    assert _attempt(mine, tenant.reader, PASSWORD).status_code == 302
+    assert _attempt(other, tenant.reader, PASSWORD).status_code == 302
+    token = token_of(mine.get("/password").data)
+    new = "Violet-Harbour-Compass-77"
+    stored = platform.control.users.find_one({"login": tenant.reader})["password_hash"]
+
+    def change(current, password, repeat=None, with_token=True):
+        data = {"current": current, "new": password, "repeat": password if repeat is None else repeat}
+        return mine.post("/password", data={**data, "csrf_token": token} if with_token else data)
+
+    assert change(PASSWORD, new, with_token=False).status_code == 400
+    wrong = change("Not-The-Password-000", new)
+    assert wrong.status_code == 400 and b"The current password is wrong." in wrong.data
+    assert change(PASSWORD, new, repeat=new + "x").status_code == 400
+    weak = change(PASSWORD, "short")
+    assert weak.status_code == 400 and b"too short" in weak.data
+    assert platform.control.users.find_one({"login": tenant.reader})["password_hash"] == stored
+    done = change(PASSWORD, new)
+    assert done.status_code == 200 and b'data-testid="password-changed"' in done.data
+
+    assert mine.get("/databases").status_code == 200     # this session goes on
+    assert other.get("/databases").status_code == 302    # the other one is ended
+    assert _attempt(app.test_client(), tenant.reader, PASSWORD).status_code == 401
+    assert _attempt(app.test_client(), tenant.reader, new).status_code == 302
+
+
+def test_htmx_request_of_a_signed_out_user_redirects_the_whole_page(config, platform):
+    tenant = make_tenant(platform)
+    client = create_app(config, registry.get("webcontrol")).test_client()
+    response = client.get(f"/databases/{tenant.db_ids[0]}/profiles?email=p", headers={"HX-Request": "true"})
+    assert response.status_code == 204 and response.headers["HX-Redirect"] == "/signin"
