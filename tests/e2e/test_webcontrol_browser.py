@@ -165,6 +165,13 @@ def test_marketer_signs_in_creates_a_database_and_finds_a_profile(panel, chromiu
             page.fill("[data-testid=search-email]", f"anna.{tag}")
             expect(page.get_by_test_id("profiles")).to_contain_text(f"anna.{tag}@example.com")
             shot("profiles")
+
+            # signed out meanwhile (the cookie is gone): the next htmx request takes the whole
+            # page to sign-in instead of swapping the sign-in form into the table
+            context.clear_cookies()
+            page.fill("[data-testid=search-email]", "anna")
+            expect(page).to_have_url(f"{base}/signin")
+            expect(page.get_by_test_id("signin-form")).to_be_visible()
         finally:
             browser.close()
     assert not problems, problems
