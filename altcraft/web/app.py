@@ -13,13 +13,12 @@ import hashlib
 import hmac
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
 
 from flask import Blueprint, Flask, Response, abort, g, redirect, render_template, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
-from jinja2 import ChoiceLoader, PackageLoader
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -48,7 +47,6 @@ class PanelContext:
 
     config: MainConfig
     name: str
-    _made: dict = field(default_factory=dict)
 
     @cached_property
     def platform(self) -> Platform:
@@ -216,7 +214,6 @@ def create_panel_app(config: MainConfig, process: Process,
         PERMANENT_SESSION_LIFETIME=IDLE,
         MAX_CONTENT_LENGTH=16 * 1024 * 1024,
     )
-    app.jinja_loader = ChoiceLoader([PackageLoader("altcraft.web", "templates")])
     app.jinja_env.add_extension("jinja2.ext.i18n")
     app.jinja_env.install_gettext_callables(i18n.gettext_, i18n.ngettext_, newstyle=True)  # type: ignore[attr-defined]
     app.jinja_env.filters["datetime"] = lambda v: i18n.datetime_filter(
