@@ -58,6 +58,17 @@ class PanelContext:
         store = kv.from_cluster("camp_duplicatesdb", self.config.CAMP_DUPLICATESDB)
         return SignInThrottle(store.client, self.name)
 
+    def analytics(self):
+        """A ClickHouse client of this thread (the driver's client is not thread-safe and
+        gunicorn's gthread workers serve requests on several threads)."""
+        import threading
+
+        from altcraft.stores.analytics import Analytics
+        local = self.__dict__.setdefault("_analytics_local", threading.local())
+        if not hasattr(local, "client"):
+            local.client = Analytics(self.config.CLICKHOUSE_SYSTEM)
+        return local.client
+
     @cached_property
     def hourly_stats(self):
         from altcraft.domain.reports import HourlyStats

@@ -64,3 +64,36 @@ def test_the_domains_validation_is_shown_on_the_form(config, platform):
     wrong = client.post(f"/databases/{db_id}/profiles", data={"email": "not-an-address", "csrf_token": token})
     assert wrong.status_code == 400 and b"email" in wrong.data
     assert platform.profiles(tenant.account_id, db_id).collection.count_documents({}) == 0
+
+
+def test_the_profile_card_shows_its_events_newest_first_and_only_its_accounts(config, platform):
+    import uuid
+    from datetime import datetime, timedelta, timezone
+
+    from altcraft.domain.events import COLUMNS, Event, row
+    from altcraft.stores.analytics import Analytics
+
+    tenant = make_tenant(platform, profiles=1)
+    db_id, profile_id = tenant.db_ids[0], tenant.profile_ids[0]
+    client = create_app(config, registry.get("webcontrol")).test_client()
+    signin(client, tenant.writer)
+    card = client.get(f"/databases/{db_id}/profiles/{profile_id}")
+    assert card.status_code == 200 and b'data-testid="no-events"' in card.data
+
+    start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=3)
+    delivered, opened, clicked = (
+        Event(uuid.uuid4(), kind, start + timedelta(minutes=i), tenant.account_id, db_id=db_id,
+              campaign_id=41, profile_id=profile_id, url="https://shop.example/sale" if kind == "click" else "")
+        for i, kind in enumerate(("delivered", "open", "click")))
+    foreign = Event(uuid.uuid4(), "open", start, tenant.account_id + 1000, profile_id=profile_id)
+    store = Analytics(config.CLICKHOUSE_SYSTEM)
+    try:  # the click twice: a redelivered copy before ClickHouse merges it away
+        store.insert("events", COLUMNS, [row(e) for e in (delivered, opened, clicked, clicked, foreign)])
+    finally:
+        store.close()
+
+    html = client.get(f"/databases/{db_id}/profiles/{profile_id}").data.decode()
+    table = html[html.index('data-testid="profile-events"'):html.index("</table>", html.index('data-testid="profile-events"'))]
+    kinds = re.findall(r"<tr><td>[^<]*</td><td>(\w+)", table)
+    assert kinds == ["click", "open", "delivered"]
+    assert "https://shop.example/sale" in table

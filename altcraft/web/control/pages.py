@@ -14,9 +14,11 @@ from flask import Blueprint, g, redirect, render_template, request, url_for
 
 from altcraft.domain.errors import DomainError
 from altcraft.domain.events import DELIVERY_KINDS
+from altcraft.domain.reports import profile_timeline
 from altcraft.web.app import panel, protect
 
 PAGE_SIZE = 50
+TIMELINE_SIZE = 50
 DASHBOARD_DAYS = 30
 # final outcomes the MTA reports for a message; "sends" on the dashboard is their sum
 SEND_OUTCOMES = tuple(k for k in DELIVERY_KINDS if k != "deferred")
@@ -107,9 +109,12 @@ def blueprint() -> Blueprint:
 
     @bp.get("/databases/<int:db_id>/profiles/<profile_id>")
     def profile(db_id: int, profile_id: str):
-        service = panel().platform.profiles(_account_id(), db_id)
-        return render_template("control/profile.html", database=service.database,
-                               profile=service.get(profile_id=profile_id))
+        ctx = panel()
+        service = ctx.platform.profiles(_account_id(), db_id)
+        profile = service.get(profile_id=profile_id)
+        events = profile_timeline(ctx.analytics(), _account_id(), profile["id"], limit=TIMELINE_SIZE)
+        return render_template("control/profile.html", database=service.database, profile=profile,
+                               events=events, timeline_size=TIMELINE_SIZE)
 
     @bp.get("/databases/<int:db_id>/profiles/<profile_id>/delete")
     def profile_delete_confirm(db_id: int, profile_id: str):
