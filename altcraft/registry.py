@@ -66,7 +66,10 @@ PROCESSES: tuple[Process, ...] = (
     Process("webadmin", "http", "Admin panel: accounts, users, system settings", 8081,
             requires=_API_DEPS, notes="adminwebcontrol in Altcraft's table"),
     Process("webcontrol", "http", "User panel: campaigns, segments, templates", 8082,
-            requires=_API_DEPS),
+            status="partial", entry="altcraft.web.control:create_app",
+            requires=_API_DEPS + (CAMP_DUPLICATESDB, SSDB_STATS),
+            notes="sign-in, dashboard, profile databases, profiles and the profile card; "
+                  "import, segments, templates, campaigns and reports pages with #12"),
     # -- tracking: external requests ------------------------------------------------------
     Process("trkaction", "http", "Tracking redirects, unsubscribe, subscription manager", 8095,
             status="partial", entry="altcraft.services.trk.app:create_app",

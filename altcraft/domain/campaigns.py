@@ -102,6 +102,11 @@ class Campaigns:
     def list(self, account_id: int) -> list[dict[str, Any]]:
         return [public(d) for d in self.collection.find({"account_id": account_id}).sort("id", 1)]
 
+    def recent(self, account_id: int, limit: int = 10) -> list[dict[str, Any]]:
+        """The account's newest campaigns, newest first (a dashboard never loads them all)."""
+        cursor = self.collection.find({"account_id": account_id}).sort("id", -1).limit(limit)
+        return [public(d) for d in cursor]
+
     def update(self, account_id: int, campaign_id: int, **changes: Any) -> dict[str, Any]:
         current = self.get(account_id, campaign_id)
         if current["state"] not in EDITABLE:

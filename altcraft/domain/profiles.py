@@ -8,6 +8,7 @@ and city/country from the IP (GeoDB) where they were not given.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -150,6 +151,26 @@ class Profiles:
             raise NotFound("profile not found")
         return self.get(**({"profile_id": profile_id} if profile_id else {"key_value": clean.get(
             self.database.key, key_value)}))
+
+    def page(self, after: str | None = None, limit: int = 50,
+             email_prefix: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of profiles in id order, starting after the id `after` (keyset paging:
+        the cost of a page does not grow with its depth), optionally those whose e-mail
+        starts with `email_prefix` (lowercased: e-mails are stored normalised). Returns the
+        page and the id to continue after, or None on the last page."""
+        if not 1 <= limit <= 500:
+            raise Invalid("limit", "1-500")
+        query: dict[str, Any] = {}
+        if after:
+            if not isinstance(after, str):
+                raise Invalid("after", "a profile id string")
+            query["_id"] = {"$gt": after}
+        if email_prefix:
+            query["data.email"] = {"$regex": "^" + re.escape(email_prefix.strip().lower())}
+        docs = list(self.collection.find(query).sort("_id", 1).limit(limit + 1))
+        more = len(docs) > limit
+        docs = docs[:limit]
+        return [public(d, self.database.id) for d in docs], (docs[-1]["_id"] if more else None)
 
     def delete(self, profile_id: Any = None, key_value: Any = None) -> None:
         if self.collection.delete_one(self._find_query(profile_id, key_value)).deleted_count == 0:

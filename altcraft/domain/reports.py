@@ -100,6 +100,22 @@ class Reports:
         }
 
 
+def profile_timeline(store: Analytics, account_id: int, profile_id: str, limit: int = 50) -> list[dict[str, Any]]:
+    """A profile's newest events (deliveries, opens, clicks, unsubscribes), newest first.
+
+    Bounded by `limit`. The events table is ordered by account and campaign, not profile, so
+    this reads the account's part of the table: fine at today's sizes, a candidate for a
+    projection or a per-profile table when accounts hold hundreds of millions of events.
+    Copies of a redelivered event (same event_id, before ClickHouse merges them) show once."""
+    rows = store.execute(
+        f"SELECT event_id, any(event_time) AS at, any(kind), any(campaign_id), any(url), any(is_bot) "
+        f"FROM {store.table('events')} WHERE account_id = %(a)s AND profile_id = %(p)s "
+        f"GROUP BY event_id ORDER BY at DESC LIMIT %(n)s",
+        {"a": account_id, "p": profile_id, "n": int(limit)})
+    return [{"time": at.replace(tzinfo=timezone.utc), "kind": kind, "campaign_id": int(campaign),
+             "url": url, "is_bot": bool(bot)} for _id, at, kind, campaign, url, bot in rows]
+
+
 # -- hourly account statistics (SSDB stats) ---------------------------------------------
 #
 # Altcraft keeps hourly statistics per account in SSDB. Here: one hash per account and hour,

@@ -11,17 +11,32 @@ from pymongo.errors import DuplicateKeyError
 from altcraft.domain.clock import now
 from altcraft.domain.errors import Conflict, Invalid, NotFound
 from altcraft.domain.ids import next_id
-from altcraft.domain.passwords import PasswordPolicy, hash_password
+from altcraft.domain.passwords import PasswordPolicy, hash_password, verify_password
 
 LOGIN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{2,99}$")
 ROLES = ("admin", "manager", "analyst", "editor", "viewer")
 LANGS = ("en", "ru")
+# Roles that may change an account's data; the others (analyst, viewer) only read.
+CHANGING_ROLES = frozenset({"admin", "manager", "editor"})
 PUBLIC_FIELDS = ("id", "account_id", "login", "name", "email", "roles", "lang", "master",
                  "active", "created_at", "updated_at")
 
 
 def public(doc: dict[str, Any]) -> dict[str, Any]:
     return {key: doc.get(key) for key in PUBLIC_FIELDS}
+
+
+def can_change(user: dict[str, Any], account: dict[str, Any]) -> bool:
+    """Whether this user may change its account's data: a changing role (or the master flag),
+    and an account that is not frozen (a frozen account reads but does not change)."""
+    if account.get("frozen"):
+        return False
+    return bool(user.get("master")) or bool(CHANGING_ROLES.intersection(user.get("roles") or ()))
+
+
+# verified against when a login does not exist, so that an unknown login costs as much time
+# as a wrong password and the answer time does not tell which logins exist
+_ABSENT_HASH = hash_password("absent-user-placeholder-password")
 
 
 class Users:
@@ -74,6 +89,14 @@ class Users:
         doc = self.collection.find_one(query)
         if doc is None:
             raise NotFound(f"user {user_id} not found")
+        return doc
+
+    def verify(self, login: str, password: str) -> dict[str, Any] | None:
+        """The active user with this login and password, or None."""
+        doc = self.collection.find_one({"login": login}) if isinstance(login, str) else None
+        ok = verify_password(doc["password_hash"] if doc else _ABSENT_HASH, password or "")
+        if doc is None or not ok or not doc.get("active", True):
+            return None
         return doc
 
     def update(self, user_id: int, **data: Any) -> dict[str, Any]:

@@ -60,7 +60,8 @@ def _metrics_registry() -> CollectorRegistry | None:
 
 
 def create_service_app(name: str, readiness: Checker) -> Flask:
-    app = Flask(f"altcraft.{name}")
+    # no static route: a Flask app named after no module would serve ./static of the working directory
+    app = Flask(f"altcraft.{name}", static_folder=None)
     app.config["SERVICE_NAME"] = name
 
     @app.before_request

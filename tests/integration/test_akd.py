@@ -151,9 +151,9 @@ def test_readiness_names_the_failed_dependency(harness, basedir):
 
 def test_planned_process_is_refused(api_config):
     path, _ = api_config
-    result = run("akd", "start", "webcontrol", config=path)
+    result = run("akd", "start", "webadmin", config=path)
     assert result.returncode == 3
-    assert "not implemented yet: webcontrol" in result.stderr
+    assert "not implemented yet: webadmin" in result.stderr
     assert not (path.parent / "pids").exists() or not list((path.parent / "pids").iterdir())
 
 

@@ -1,5 +1,6 @@
 """`pip install` of the built wheel into a new virtual environment gives akd and aktool."""
 
+import json
 import subprocess
 import sys
 import zipfile
@@ -25,6 +26,13 @@ def test_wheel_installs_akd_and_aktool(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "altcraft/akd/cli.py" in names and "altcraft/config.py" in names
     assert not any(n.startswith("tests/") for n in names)
+    # the panels work from the wheel alone: templates, catalogues, own and vendored front-end files
+    lock = json.loads((ROOT / "altcraft/web/static/vendor/vendor.lock.json").read_text())
+    for needed in ["altcraft/web/templates/web/layout.html", "altcraft/web/control/templates/control/dashboard.html",
+                   "altcraft/web/static/web/panel.js", "altcraft/web/static/vendor/vendor.lock.json",
+                   "altcraft/web/translations/ru/LC_MESSAGES/messages.po",
+                   *(f"altcraft/web/static/vendor/{e['file']}" for e in lock["files"])]:
+        assert needed in names, f"{needed} is not in the wheel"
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "akd = altcraft.akd.cli:main" in text and "aktool = altcraft.aktool.cli:main" in text
@@ -35,3 +43,10 @@ def test_wheel_installs_akd_and_aktool(tmp_path):
     table = sh(str(venv / "bin" / "akd"), "--processes", "--json", cwd=tmp_path)
     assert '"name": "api"' in table
     assert "check" in sh(str(venv / "bin" / "aktool"), "--help", cwd=tmp_path)
+    # the installed panel renders its sign-in page in Russian, from the installed files only
+    page = sh(str(venv / "bin" / "python"), "-c", (
+        "import jinja2, flask\n"
+        "from altcraft.web import i18n\n"
+        "print(i18n.translations('ru').gettext('Sign in'))\n"
+        "from altcraft.web.control import create_app\n"), cwd=tmp_path)
+    assert page.strip() == "Вход"

@@ -1,0 +1,259 @@
+"""The panel app factory: the service skeleton (health, readiness, metrics) plus sessions,
+sign-in, CSRF, CSP and i18n; a panel (webcontrol, later webadmin) adds its blueprint.
+
+Sessions are Flask's signed cookies (HMAC with a key derived from PRIVATE_KEY and the panel's
+name, so a cookie of one panel is nothing to another): HttpOnly, SameSite=Lax, Secure when
+the request came over TLS (nginx says so in X-Forwarded-Proto), expiring after IDLE of
+inactivity and ABSOLUTE after sign-in whatever happens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import cached_property
+
+from flask import Blueprint, Flask, Response, abort, g, redirect, render_template, request, session, url_for
+from flask.sessions import SecureCookieSessionInterface
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from altcraft.config import MainConfig
+from altcraft.domain.errors import DomainError, NotFound
+from altcraft.domain.users import can_change
+from altcraft.http.service import create_service_app, dependency_checker
+from altcraft.registry import Process
+from altcraft.web import i18n, security
+from altcraft.web.throttle import SignInThrottle
+from altcraft.wiring import Platform
+
+IDLE = timedelta(hours=2)
+ABSOLUTE = 12 * 3600
+
+
+class _SessionInterface(SecureCookieSessionInterface):
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return request.is_secure or bool(app.config["SESSION_COOKIE_SECURE"])
+
+
+@dataclass
+class PanelContext:
+    """What a panel's pages use, made lazily in each gunicorn worker (after the fork:
+    MongoClient is not fork-safe)."""
+
+    config: MainConfig
+    name: str
+
+    @cached_property
+    def platform(self) -> Platform:
+        return Platform(self.config)
+
+    @cached_property
+    def throttle(self) -> SignInThrottle:
+        from altcraft.stores import kv
+        store = kv.from_cluster("camp_duplicatesdb", self.config.CAMP_DUPLICATESDB)
+        return SignInThrottle(store.client, self.name)
+
+    def analytics(self):
+        """A ClickHouse client of this thread (the driver's client is not thread-safe and
+        gunicorn's gthread workers serve requests on several threads)."""
+        import threading
+
+        from altcraft.stores.analytics import Analytics
+        local = self.__dict__.setdefault("_analytics_local", threading.local())
+        if not hasattr(local, "client"):
+            local.client = Analytics(self.config.CLICKHOUSE_SYSTEM)
+        return local.client
+
+    @cached_property
+    def hourly_stats(self):
+        from altcraft.domain.reports import HourlyStats
+        from altcraft.stores import kv
+        return HourlyStats(kv.ssdb(self.config, "stats"))
+
+
+def panel() -> PanelContext:
+    from flask import current_app
+    return current_app.extensions["altcraft_panel"]
+
+
+def _session_key(config: MainConfig, name: str) -> bytes:
+    return hmac.new(config.PRIVATE_KEY.encode(), f"altcraft-web-session:{name}".encode(),
+                    hashlib.sha256).digest()
+
+
+def _safe_next(target: str | None) -> str | None:
+    # only a path on this site: never "//host" or "https://host" (an open redirect)
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return None
+
+
+def _fingerprint(user: dict) -> str:
+    """Ties a session to the password it was opened with: a changed password (here or by an
+    administrator) ends every session opened with the old one."""
+    return hashlib.sha256(str(user.get("password_hash", "")).encode()).hexdigest()[:16]
+
+
+def _load_user() -> None:
+    g.user = g.account = None
+    g.can_change = False
+    uid = session.get("uid")
+    if uid is not None:
+        platform = panel().platform
+        try:
+            user = platform.users.get(uid)
+            account = platform.accounts.get(user["account_id"])
+        except NotFound:
+            user = account = None
+        fresh = time.time() - session.get("at", 0) < ABSOLUTE
+        same_password = user is not None and session.get("pw") == _fingerprint(user)
+        if (user and account and user.get("active", True) and account.get("active", True) and fresh
+                and same_password):
+            g.user, g.account = user, account
+            g.can_change = can_change(user, account)
+        else:
+            session.clear()
+    g.lang = i18n.choose(g.user)
+
+
+def protect(blueprint: Blueprint) -> Blueprint:
+    """Every route of the blueprint needs a signed-in user; every change needs a changing
+    role (read-only users get 403). CSRF is checked before this, for the whole app."""
+
+    @blueprint.before_request
+    def _require_user():
+        if g.user is None:
+            if request.headers.get("HX-Request") == "true":
+                # a fetch would follow a 302 and swap the sign-in page into a fragment
+                return Response(status=204, headers={"HX-Redirect": url_for("web.signin")})
+            return redirect(url_for("web.signin", next=request.full_path.rstrip("?")))
+        if request.method not in security.SAFE_METHODS and not g.can_change:
+            abort(403)
+        return None
+
+    return blueprint
+
+
+def _auth_blueprint() -> Blueprint:
+    bp = Blueprint("web", __name__, template_folder="templates", static_folder="static",
+                   static_url_path="/assets")
+
+    @bp.route("/signin", methods=["GET", "POST"])
+    def signin():
+        error, status = None, 200
+        login = ""
+        if request.method == "POST":
+            login = request.form.get("login", "").strip()
+            password = request.form.get("password", "")
+            ctx = panel()
+            locked = ctx.throttle.locked_for(login) if login else 0
+            user = None if locked or not login else ctx.platform.users.verify(login, password)
+            account = None
+            if user is not None:
+                try:
+                    account = ctx.platform.accounts.get(user["account_id"])
+                except NotFound:
+                    account = None
+            if locked:
+                minutes = (locked + 59) // 60
+                error = i18n.ngettext_("Too many failed sign-ins for this login: try again in %(num)d minute.",
+                                       "Too many failed sign-ins for this login: try again in %(num)d minutes.",
+                                       minutes)
+                status = 429
+            elif user is None or account is None or not account.get("active", True):
+                if login:
+                    ctx.throttle.failed(login)
+                error, status = i18n.gettext_("Wrong login or password."), 401
+            else:
+                ctx.throttle.succeeded(login)
+                session.clear()  # a new session on sign-in: nothing of the anonymous one stays
+                session.permanent = True
+                session["uid"] = user["id"]
+                session["at"] = int(time.time())
+                session["pw"] = _fingerprint(user)
+                security.csrf_token()
+                return redirect(_safe_next(request.args.get("next")) or url_for("control.dashboard"))
+        return render_template("web/signin.html", error=error, login=login), status
+
+    @bp.route("/password", methods=["GET", "POST"])
+    def password():
+        if g.user is None:
+            return redirect(url_for("web.signin", next=request.path))
+        error, done, status = None, False, 200
+        if request.method == "POST":
+            ctx = panel()
+            current, new = request.form.get("current", ""), request.form.get("new", "")
+            if ctx.platform.users.verify(g.user["login"], current) is None:
+                error, status = i18n.gettext_("The current password is wrong."), 400
+            elif new != request.form.get("repeat", ""):
+                error, status = i18n.gettext_("The new password and its repetition differ."), 400
+            else:
+                try:
+                    ctx.platform.users.update(g.user["id"], password=new)  # the password policy applies
+                except DomainError as exc:
+                    error, status = exc.message, exc.status
+                else:
+                    session["pw"] = _fingerprint(ctx.platform.users.get(g.user["id"]))
+                    done = True
+        return render_template("web/password.html", error=error, done=done), status
+
+    @bp.post("/signout")
+    def signout():
+        session.clear()
+        return redirect(url_for("web.signin"))
+
+    return bp
+
+
+def create_panel_app(config: MainConfig, process: Process,
+                     pages: Callable[[], Blueprint]) -> Flask:
+    app = create_service_app(process.name, dependency_checker(config, process.requires))
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # nginx in front sets both (not Host-forwarding)
+    app.extensions["altcraft_panel"] = PanelContext(config, process.name)
+    app.secret_key = _session_key(config, process.name)
+    app.session_interface = _SessionInterface()
+    app.config.update(
+        SESSION_COOKIE_NAME=f"ak_{process.name}",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=False,  # True per request when it came over TLS
+        PERMANENT_SESSION_LIFETIME=IDLE,
+        MAX_CONTENT_LENGTH=16 * 1024 * 1024,
+    )
+    app.jinja_env.add_extension("jinja2.ext.i18n")
+    app.jinja_env.install_gettext_callables(i18n.gettext_, i18n.ngettext_, newstyle=True)  # type: ignore[attr-defined]
+    app.jinja_env.filters["datetime"] = lambda v: i18n.datetime_filter(
+        v, (g.account or {}).get("tz") if g.get("account") else None)
+    app.jinja_env.globals.update(csp_nonce=security.nonce, csrf_token=security.csrf_token)
+
+    @app.before_request
+    def _before():
+        _load_user()
+        security.check_csrf()
+
+    app.after_request(security.add_headers)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        if request.path.startswith(f"/{process.name}/") or request.path == "/metrics":
+            return exc
+        if not hasattr(g, "lang"):
+            g.lang = i18n.DEFAULT
+        return render_template("web/error.html", code=exc.code, reason=exc.description), exc.code
+
+    @app.errorhandler(DomainError)
+    def _domain_error(exc: DomainError):
+        return render_template("web/error.html", code=exc.status, reason=exc.message), exc.status
+
+    @app.get("/")
+    def root():
+        return redirect(url_for("control.dashboard") if g.user else url_for("web.signin"))
+
+    app.register_blueprint(_auth_blueprint())
+    app.register_blueprint(pages())
+    return app

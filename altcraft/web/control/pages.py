@@ -1,0 +1,134 @@
+"""webcontrol's pages: dashboard, profile databases, profiles, the profile card.
+
+Every page is of the signed-in user's account: ids in a URL are looked up in that account's
+own database, so another account's ids are simply not found (404). The rules (validation,
+keys, normalisation) are the domain's, the same the API applies.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+from flask import Blueprint, g, redirect, render_template, request, url_for
+
+from altcraft.domain.errors import DomainError
+from altcraft.domain.events import DELIVERY_KINDS
+from altcraft.domain.reports import profile_timeline
+from altcraft.web.app import panel, protect
+
+PAGE_SIZE = 50
+TIMELINE_SIZE = 50
+DASHBOARD_DAYS = 30
+# final outcomes the MTA reports for a message; "sends" on the dashboard is their sum
+SEND_OUTCOMES = tuple(k for k in DELIVERY_KINDS if k != "deferred")
+
+
+def _htmx() -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+def _account_id() -> int:
+    return g.account["id"]
+
+
+def blueprint() -> Blueprint:
+    bp = protect(Blueprint("control", __name__, template_folder="templates"))
+
+    @bp.get("/dashboard")
+    def dashboard():
+        ctx = panel()
+        account_id = _account_id()
+        campaigns = ctx.platform.campaigns.recent(account_id, limit=10)
+        today = int(time.time()) // 86400 * 86400
+        since = today - (DASHBOARD_DAYS - 1) * 86400
+        hours = ctx.hourly_stats.get(account_id, since, today + 86400)
+        days = {since + i * 86400: {"sent": 0, "delivered": 0, "open": 0, "click": 0}
+                for i in range(DASHBOARD_DAYS)}
+        for hour in hours:
+            day = int(datetime.strptime(hour["hour"], "%Y-%m-%dT%H:00:00Z")
+                      .replace(tzinfo=timezone.utc).timestamp()) // 86400 * 86400
+            slot = days.get(day)
+            if slot is None:
+                continue
+            slot["sent"] += sum(hour.get(k, {}).get("all", 0) for k in SEND_OUTCOMES)
+            slot["delivered"] += hour.get("delivered", {}).get("all", 0)
+            slot["open"] += hour.get("open", {}).get("human", 0)
+            slot["click"] += hour.get("click", {}).get("human", 0)
+        x = sorted(days)
+        values = [[days[d][k] for d in x] for k in ("sent", "delivered", "open", "click")]
+        totals = {k: sum(days[d][k] for d in x) for k in ("sent", "delivered", "open", "click")}
+        return render_template("control/dashboard.html", campaigns=campaigns, x=x, values=values,
+                               totals=totals, days=DASHBOARD_DAYS)
+
+    # -- profile databases ----------------------------------------------------------------
+    @bp.route("/databases", methods=["GET", "POST"])
+    def databases():
+        service = panel().platform.databases(_account_id())
+        form_error, form = None, {"name": "", "key": "email"}
+        status = 200
+        if request.method == "POST":
+            form = {"name": request.form.get("name", "").strip(), "key": request.form.get("key", "email")}
+            try:
+                service.add(form["name"], key=form["key"])
+            except DomainError as exc:
+                form_error, status = _message(exc), exc.status
+            else:
+                if not _htmx():
+                    return redirect(url_for("control.databases"))  # post/redirect/get
+                form = {"name": "", "key": "email"}
+        template = "control/_databases.html" if _htmx() else "control/databases.html"
+        return render_template(template, databases=service.list(), form=form,
+                               form_error=form_error), status
+
+    # -- profiles --------------------------------------------------------------------------
+    @bp.get("/databases/<int:db_id>/profiles")
+    def profiles(db_id: int):
+        service = panel().platform.profiles(_account_id(), db_id)
+        after = request.args.get("after") or None
+        email = request.args.get("email", "").strip() or None
+        items, next_after = service.page(after=after, limit=PAGE_SIZE, email_prefix=email)
+        args = {"db_id": db_id, "email": email, "after": after}
+        template = "control/_profiles.html" if _htmx() else "control/profiles.html"
+        return render_template(template, database=service.database, profiles=items,
+                               next_after=next_after, args=args, form={}, form_error=None)
+
+    @bp.post("/databases/<int:db_id>/profiles")
+    def profile_add(db_id: int):
+        service = panel().platform.profiles(_account_id(), db_id)
+        data = {k: v.strip() for k, v in request.form.items()
+                if k in service.database.fields and v.strip()}
+        try:
+            profile = service.add(data)
+        except DomainError as exc:
+            items, next_after = service.page(limit=PAGE_SIZE)
+            return render_template("control/profiles.html", database=service.database, profiles=items,
+                                   next_after=next_after, args={"db_id": db_id}, form=data,
+                                   form_error=_message(exc)), exc.status
+        return redirect(url_for("control.profile", db_id=db_id, profile_id=profile["id"]))
+
+    @bp.get("/databases/<int:db_id>/profiles/<profile_id>")
+    def profile(db_id: int, profile_id: str):
+        ctx = panel()
+        service = ctx.platform.profiles(_account_id(), db_id)
+        profile = service.get(profile_id=profile_id)
+        events = profile_timeline(ctx.analytics(), _account_id(), profile["id"], limit=TIMELINE_SIZE)
+        return render_template("control/profile.html", database=service.database, profile=profile,
+                               events=events, timeline_size=TIMELINE_SIZE)
+
+    @bp.get("/databases/<int:db_id>/profiles/<profile_id>/delete")
+    def profile_delete_confirm(db_id: int, profile_id: str):
+        service = panel().platform.profiles(_account_id(), db_id)
+        return render_template("control/profile_delete.html", database=service.database,
+                               profile=service.get(profile_id=profile_id))
+
+    @bp.post("/databases/<int:db_id>/profiles/<profile_id>/delete")
+    def profile_delete(db_id: int, profile_id: str):
+        panel().platform.profiles(_account_id(), db_id).delete(profile_id=profile_id)
+        return redirect(url_for("control.profiles", db_id=db_id))
+
+    return bp
+
+
+def _message(exc: DomainError) -> str:
+    return exc.message  # names the field (Invalid) or the conflict

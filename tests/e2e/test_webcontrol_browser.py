@@ -1,0 +1,179 @@
+"""The marketer's first steps in a real browser: Debian's Chromium driven by Playwright for
+Python (no browser download) against webcontrol under akd (gunicorn, two workers) on the real
+servers. Sign in, see the dashboard with its chart and recent campaigns, create a profile
+database, add a profile, see it in the list and find it by e-mail.
+
+Every page is screenshotted into SCREENSHOTS (docs/panels.md says where); no page may log a
+console error, throw, or violate the Content-Security-Policy.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from altcraft import config as cfg
+from altcraft.domain.events import COLUMNS, Event, row
+from altcraft.domain.reports import HourlyStats
+from altcraft.schema import migrate as migration
+from altcraft.stores import kv
+from altcraft.stores.analytics import Analytics
+from altcraft.wiring import Platform
+from tests.cli import run
+from tests.conftest import ROOT, free_port, make_config
+from tests.webpanel import PASSWORD, make_tenant
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots" / "webcontrol"
+# Records CSP violations in the page (Playwright's init scripts run whatever the page's CSP).
+WATCH_CSP = """
+window.__csp = [];
+document.addEventListener('securitypolicyviolation',
+    e => window.__csp.push(e.violatedDirective + ' ' + (e.blockedURI || 'inline')));
+"""
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    from tests.system_packages import ensure
+
+    ensure("chromium", [CHROMIUM, "--version"])
+    return CHROMIUM
+
+
+@pytest.fixture
+def panel(harness, basedir):
+    port = free_port()
+    path = basedir / "main.json"
+    path.write_text(json.dumps(make_config(harness, basedir, PROCESSES={"webcontrol": {"PORT": port, "WORKERS": 2}})))
+    config, _ = cfg.load(path)
+    migration.run(config)
+    started = run("akd", "start", "webcontrol", config=path, timeout=120)
+    assert started.returncode == 0, started.stdout + started.stderr
+    platform = Platform(config)
+    yield f"http://127.0.0.1:{port}", config, platform
+    platform.close()
+    run("akd", "stop", config=path, timeout=120)
+
+
+def _seed_activity(config, account_id: int) -> dict[str, int]:
+    """Events in ClickHouse over the last days, turned into hourly statistics the way
+    procactions does it (HourlyStats.refresh); returns what the dashboard must total."""
+    store = Analytics(config.CLICKHOUSE_SYSTEM)
+    now = datetime.now(timezone.utc).replace(minute=5, second=0, microsecond=0)
+    events = []
+    for day, (delivered, opens, clicks) in enumerate(((3, 2, 1), (2, 1, 0), (1, 1, 1))):
+        at = now - timedelta(days=day * 3)
+        for kind, count in (("delivered", delivered), ("open", opens), ("click", clicks)):
+            events += [Event(uuid.uuid4(), kind, at, account_id, db_id=1, campaign_id=7,
+                             profile_id=uuid.uuid4().hex) for _ in range(count)]
+    try:
+        store.insert("events", COLUMNS, [row(e) for e in events])
+        HourlyStats(kv.ssdb(config, "stats")).refresh(
+            store, {(account_id, int(e.time.timestamp()) // 3600 * 3600) for e in events})
+    finally:
+        store.close()
+    return {"sent": 6, "delivered": 6, "open": 4, "click": 2}
+
+
+def test_marketer_signs_in_creates_a_database_and_finds_a_profile(panel, chromium):
+    from playwright.sync_api import expect, sync_playwright
+
+    base, config, platform = panel
+    # account ids far from 1: the hourly statistics store is shared by every test's stand
+    platform.control.counters.update_one({"_id": "accounts"}, {"$set": {"seq": random.randrange(10**8, 10**9)}},
+                                         upsert=True)
+    tenant = make_tenant(platform, databases=1, profiles=0)
+    totals = _seed_activity(config, tenant.account_id)
+    platform.campaigns.add(tenant.account_id, "Spring sale", tenant.db_ids[0], 1, 1, sender_id=1)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:6]
+
+    problems: list[str] = []
+    htmx_posts: list[dict] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=FLAGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 860}, locale="en-US")
+        context.add_init_script(WATCH_CSP)
+        page = context.new_page()
+        page.on("console", lambda m: m.type == "error" and problems.append(f"console: {m.text}"))
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        page.on("response", lambda r: r.status >= 400 and problems.append(f"{r.status} {r.url}"))
+        page.on("request", lambda r: r.method == "POST" and r.headers.get("hx-request") and htmx_posts.append(r.headers))
+
+        def shot(name: str) -> None:
+            page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+            violations = page.evaluate("window.__csp")
+            assert not violations, f"{name}: CSP violations {violations}"
+
+        try:
+            # the watcher itself works: an inline script is refused and reported
+            page.goto(f"{base}/signin")
+            page.evaluate("() => { const s = document.createElement('script'); s.textContent = 'window.x = 1';"
+                          " document.body.appendChild(s); }")
+            page.wait_for_function("window.__csp.length > 0")
+            problems.clear()  # the refusal of that probe is logged as a console error too
+
+            page.goto(f"{base}/")
+            expect(page).to_have_url(f"{base}/signin")
+            shot("signin")
+            page.fill("input[name=login]", tenant.writer)
+            page.fill("input[name=password]", PASSWORD)
+            page.click("[data-testid=signin]")
+            expect(page).to_have_url(f"{base}/dashboard")
+
+            expect(page.get_by_test_id("campaigns")).to_contain_text("Spring sale")
+            expect(page.get_by_test_id("campaigns")).to_contain_text("draft")
+            expect(page.get_by_test_id("totals")).to_contain_text(
+                f"{totals['sent']} sent, {totals['delivered']} delivered, {totals['open']} opens, {totals['click']} clicks")
+            expect(page.locator("#activity .uplot canvas")).to_have_count(1)  # uPlot drew the chart
+            shot("dashboard")
+
+            page.get_by_test_id("nav-databases").click()
+            expect(page).to_have_url(f"{base}/databases")
+            page.wait_for_load_state("load")  # htmx is set up on DOMContentLoaded, before "load"
+            page.fill("[data-testid=database-form] input[name=name]", f"Customers {tag}")
+            page.click("[data-testid=database-create]")
+            expect(page.get_by_test_id("databases")).to_contain_text(f"Customers {tag}")
+            assert htmx_posts and htmx_posts[-1].get("x-csrf-token"), "htmx sent no CSRF header"
+            expect(page).to_have_url(f"{base}/databases")  # swapped in place, no reload
+            shot("databases")
+
+            page.get_by_role("link", name=f"Customers {tag}").click()
+            expect(page.get_by_test_id("no-profiles")).to_be_visible()
+            page.fill("[data-testid=profile-form] input[name=email]", f"Anna.{tag}@Example.com")
+            page.fill("[data-testid=profile-form] input[name=first_name]", "Anna")
+            page.click("[data-testid=profile-create]")
+            expect(page.get_by_test_id("profile-title")).to_have_text(f"anna.{tag}@example.com")
+            expect(page.get_by_test_id("profile-fields")).to_contain_text("Anna")
+            shot("profile")
+
+            page.get_by_role("link", name=f"Customers {tag}").click()
+            expect(page.get_by_test_id("profiles")).to_contain_text(f"anna.{tag}@example.com")
+            page.wait_for_load_state("load")
+            page.fill("[data-testid=search-email]", "nobody")
+            expect(page.get_by_test_id("no-profiles")).to_be_visible()
+            page.fill("[data-testid=search-email]", f"anna.{tag}")
+            expect(page.get_by_test_id("profiles")).to_contain_text(f"anna.{tag}@example.com")
+            shot("profiles")
+
+            # signed out meanwhile (the cookie is gone): the next htmx request takes the whole
+            # page to sign-in instead of swapping the sign-in form into the table
+            context.clear_cookies()
+            page.fill("[data-testid=search-email]", "anna")
+            expect(page).to_have_url(f"{base}/signin")
+            expect(page.get_by_test_id("signin-form")).to_be_visible()
+        finally:
+            browser.close()
+    assert not problems, problems
+    assert sorted(p.name for p in SCREENSHOTS.glob("*.png")) >= ["dashboard.png", "databases.png",
+                                                                   "profile.png", "profiles.png", "signin.png"]

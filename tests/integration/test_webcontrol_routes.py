@@ -1,0 +1,251 @@
+"""Every route of webcontrol, against the real stores: anonymous visitors are sent to the
+sign-in page, changes need the CSRF token and a changing role, another account's ids are
+not found, every page carries the strict CSP.
+
+CASES must name every (endpoint, method) the app registers: a new route without a case fails
+test_every_route_has_a_case, so no route escapes the checks below.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+
+from altcraft import registry
+from altcraft.web.control import create_app
+from tests.webpanel import Tenant, make_tenant, signin, token_of
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class World:
+    platform: object
+    a: Tenant
+    b: Tenant
+
+    def profile_count(self, tenant: Tenant) -> int:
+        return self.platform.profiles(tenant.account_id, tenant.db_ids[-1]).collection.count_documents({})
+
+    def database_count(self, tenant: Tenant) -> int:
+        return len(self.platform.databases(tenant.account_id).list())
+
+
+Url = Callable[[World, Tenant], str]
+
+
+@dataclass
+class Case:
+    url: Url                                    # the route for a tenant's own ids
+    foreign: bool = False                       # the URL carries ids (so B's ids must give 404)
+    data: Callable[[World], dict] = lambda w: {}
+    state: Callable[[World, Tenant], object] | None = None  # for changes: what they change
+
+
+def _db(w: World, t: Tenant) -> str:
+    return f"/databases/{t.db_ids[-1]}"
+
+
+def _profile(w: World, t: Tenant) -> str:
+    return f"{_db(w, t)}/profiles/{t.profile_ids[0]}"
+
+
+def _new_profile(w: World) -> dict:
+    import uuid
+    return {"email": f"new-{uuid.uuid4().hex[:8]}@example.com", "first_name": "Olga"}
+
+
+def _new_database(w: World) -> dict:
+    import uuid
+    return {"name": f"new {uuid.uuid4().hex[:8]}", "key": "email"}
+
+
+# (endpoint, method) -> Case. GET cases are pages; POST cases are changes.
+CASES: dict[tuple[str, str], Case] = {
+    ("root", "GET"): Case(lambda w, t: "/"),
+    ("control.dashboard", "GET"): Case(lambda w, t: "/dashboard"),
+    ("control.databases", "GET"): Case(lambda w, t: "/databases"),
+    ("control.databases", "POST"): Case(lambda w, t: "/databases", data=_new_database,
+                                        state=lambda w, t: w.database_count(t)),
+    ("control.profiles", "GET"): Case(lambda w, t: f"{_db(w, t)}/profiles", foreign=True),
+    ("control.profile_add", "POST"): Case(lambda w, t: f"{_db(w, t)}/profiles", foreign=True,
+                                          data=_new_profile, state=lambda w, t: w.profile_count(t)),
+    ("control.profile", "GET"): Case(_profile, foreign=True),
+    ("control.profile_delete_confirm", "GET"): Case(lambda w, t: f"{_profile(w, t)}/delete", foreign=True),
+    ("control.profile_delete", "POST"): Case(lambda w, t: f"{_profile(w, t)}/delete", foreign=True,
+                                             state=lambda w, t: w.profile_count(t)),
+}
+# Routes outside the account area, each tested on its own: the process's health, readiness
+# and metrics (tests/integration/test_webcontrol_process.py), the vendored and own static
+# files, sign-in and sign-out (below and test_webcontrol_signin.py).
+SERVICE = {("health", "GET"), ("ready", "GET"), ("metrics", "GET"), ("web.static", "GET"),
+           ("web.signin", "GET"), ("web.signin", "POST"), ("web.signout", "POST"),
+           # a user's own password: read-only users may change it too (test_webcontrol_signin.py)
+           ("web.password", "GET"), ("web.password", "POST")}
+
+PAGES = {k: c for k, c in CASES.items() if k[1] == "GET"}
+CHANGES = {k: c for k, c in CASES.items() if k[1] != "GET"}
+NONCE = re.compile(r"'nonce-([A-Za-z0-9_-]+)'")
+
+
+def _routes(app) -> set[tuple[str, str]]:
+    return {(rule.endpoint, method) for rule in app.url_map.iter_rules()
+            for method in rule.methods - {"HEAD", "OPTIONS"}}
+
+
+@pytest.fixture
+def app(config):
+    return create_app(config, registry.get("webcontrol"))
+
+
+@pytest.fixture
+def world(platform) -> World:
+    # B has more databases than A ever gets here, so B's last db id does not exist in A
+    return World(platform, make_tenant(platform, databases=1), make_tenant(platform, databases=6))
+
+
+def test_every_route_has_a_case(app):
+    routes = _routes(app)
+    missing = routes - set(CASES) - SERVICE
+    stale = (set(CASES) | SERVICE) - routes
+    assert not missing, f"routes without a security case in CASES: {sorted(missing)}"
+    assert not stale, f"cases for routes that do not exist: {sorted(stale)}"
+
+
+def test_anonymous_is_sent_to_sign_in_and_changes_nothing(app, world):
+    client = app.test_client()
+    token = token_of(client.get("/signin").data)  # a real anonymous session with its token
+    for (endpoint, method), case in CASES.items():
+        url = case.url(world, world.a)
+        before = case.state(world, world.a) if case.state else None
+        response = client.open(url, method=method, data={**case.data(world), "csrf_token": token})
+        assert response.status_code == 302, (endpoint, method, response.status_code)
+        assert response.headers["Location"].startswith("/signin"), (endpoint, response.headers["Location"])
+        if case.state:
+            assert case.state(world, world.a) == before, f"{endpoint}: an anonymous request changed data"
+
+
+def test_change_without_csrf_token_is_refused_and_changes_nothing(app, world):
+    client = app.test_client()
+    good = signin(client, world.a.writer)
+    for (endpoint, method), case in CHANGES.items():
+        for label, extra, headers in (("no token", {}, {}),
+                                      ("wrong token", {"csrf_token": "x" + good[1:]}, {}),
+                                      ("wrong header", {}, {"X-CSRF-Token": good[:-1] + "x"})):
+            before = case.state(world, world.a)
+            response = client.open(case.url(world, world.a), method=method,
+                                   data={**case.data(world), **extra}, headers=headers)
+            assert response.status_code == 400, (endpoint, label, response.status_code)
+            assert case.state(world, world.a) == before, f"{endpoint} ({label}) changed data"
+
+
+def test_writer_changes_with_token_in_form_or_header(app, world):
+    """The other side of the refusals above: with the token each change is made, so the
+    state probes do see changes."""
+    client = app.test_client()
+    token = signin(client, world.a.writer)
+    for index, ((endpoint, method), case) in enumerate(CHANGES.items()):
+        before = case.state(world, world.a)
+        as_header = index % 2 == 1  # htmx sends the token as a header
+        response = client.open(case.url(world, world.a), method=method,
+                               data=case.data(world) if as_header else {**case.data(world), "csrf_token": token},
+                               headers={"X-CSRF-Token": token, "HX-Request": "true"} if as_header else {})
+        assert response.status_code in (200, 302), (endpoint, response.status_code, response.data[:300])
+        assert case.state(world, world.a) != before, f"{endpoint}: the change was not made"
+
+
+def test_another_accounts_ids_are_not_found(app, world):
+    client = app.test_client()
+    token = signin(client, world.a.writer)
+    checked = 0
+    for (endpoint, method), case in CASES.items():
+        if not case.foreign:
+            continue
+        before = case.state(world, world.b) if case.state else None
+        response = client.open(case.url(world, world.b), method=method,
+                               data={**case.data(world), "csrf_token": token})
+        assert response.status_code == 404, (endpoint, method, response.status_code)
+        if case.state:
+            assert case.state(world, world.b) == before, f"{endpoint}: account A changed account B's data"
+        checked += 1
+    # A's own database with B's profile id: still B's profile is not found
+    response = client.get(f"/databases/{world.a.db_ids[-1]}/profiles/{world.b.profile_ids[0]}")
+    assert response.status_code == 404
+    assert checked == sum(1 for c in CASES.values() if c.foreign)
+
+
+def test_read_only_user_gets_403_on_every_change(app, world):
+    client = app.test_client()
+    token = signin(client, world.a.reader)
+    for (endpoint, method), case in CHANGES.items():
+        before = case.state(world, world.a)
+        response = client.open(case.url(world, world.a), method=method,
+                               data={**case.data(world), "csrf_token": token})
+        assert response.status_code == 403, (endpoint, response.status_code)
+        assert case.state(world, world.a) == before, f"{endpoint}: a read-only user changed data"
+    for (endpoint, _), case in PAGES.items():  # and reads everything
+        response = client.get(case.url(world, world.a), follow_redirects=True)
+        assert response.status_code == 200, (endpoint, response.status_code)
+
+
+def _check_csp(response, endpoint: str) -> str:
+    policy = response.headers.get("Content-Security-Policy", "")
+    assert policy, f"{endpoint}: no Content-Security-Policy"
+    assert "unsafe-inline" not in policy and "unsafe-eval" not in policy, endpoint
+    assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy, endpoint
+    (nonce,) = set(NONCE.findall(policy))
+    html = response.data.decode()
+    scripts = re.findall(r"<script\b[^>]*>", html)
+    for tag in scripts:
+        if 'type="application/json"' not in tag:
+            assert f'nonce="{nonce}"' in tag, f"{endpoint}: a script without this response's nonce: {tag}"
+    assert not re.search(r"\son[a-z]+=", html), f"{endpoint}: an inline event handler"
+    assert not re.search(r"\sstyle=", html), f"{endpoint}: an inline style attribute"
+    return nonce
+
+
+def test_csp_on_every_page_with_a_fresh_nonce(app, world):
+    client = app.test_client()
+    signin_page = client.get("/signin")
+    _check_csp(signin_page, "web.signin")
+    signin(client, world.a.writer)
+    for (endpoint, _), case in PAGES.items():
+        first = client.get(case.url(world, world.a), follow_redirects=True)
+        second = client.get(case.url(world, world.a), follow_redirects=True)
+        assert first.status_code == 200, endpoint
+        assert _check_csp(first, endpoint) != _check_csp(second, endpoint), f"{endpoint}: the nonce repeats"
+    # error pages and redirects too
+    missing = client.get("/databases/999999/profiles")
+    assert missing.status_code == 404 and missing.headers.get("Content-Security-Policy")
+    assert client.get("/").headers.get("Content-Security-Policy")
+
+
+def test_session_cookie_flags_and_sign_out(app, world):
+    client = app.test_client()
+    page = client.get("/signin")
+    response = client.post("/signin", data={"login": world.a.writer, "password": "Quartz-Meadow-Lantern-42",
+                                            "csrf_token": token_of(page.data)})
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+    token = token_of(client.get("/databases").data)
+    # behind nginx with TLS the cookie is Secure
+    secure = client.get("/databases", headers={"X-Forwarded-Proto": "https"})
+    assert "Secure" in secure.headers["Set-Cookie"]
+    assert client.post("/signout", data={}).status_code == 400  # sign-out needs its token too
+    assert client.get("/databases").status_code == 200
+    assert client.post("/signout", data={"csrf_token": token}).status_code == 302
+    assert client.get("/databases").status_code == 302
+
+
+def test_next_after_sign_in_stays_on_this_site(app, world):
+    client = app.test_client()
+    for target, expected in (("/databases", "/databases"), ("//evil.example/x", "/dashboard"),
+                             ("https://evil.example/", "/dashboard")):
+        client.post("/signout", data={"csrf_token": token_of(client.get("/signin").data)})
+        page = client.get("/signin")
+        response = client.post(f"/signin?next={target}", data={
+            "login": world.a.writer, "password": "Quartz-Meadow-Lantern-42", "csrf_token": token_of(page.data)})
+        assert response.headers["Location"] == expected, target
