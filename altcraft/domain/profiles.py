@@ -12,6 +12,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 from pymongo import UpdateOne
@@ -25,10 +26,11 @@ from altcraft.domain.clock import now
 from altcraft.domain.databases import ProfileDatabase
 from altcraft.domain.errors import Conflict, Invalid, NotFound
 from altcraft.domain.fields import coerce
+from altcraft.domain.subscriptions import CHANNELS, STATUSES, change
 
-CHANNELS = ("email", "sms", "push")
-STATUSES = ("subscribed", "unsubscribed", "hard_bounced", "suspended")
 Outcome = Literal["inserted", "updated", "unchanged"]
+SubscriptionOutcome = Literal["changed", "unchanged", "stale", "no-profile"]
+_RETRIES = 8  # optimistic writes of a profile's subscriptions before giving up (Conflict)
 
 
 @dataclass
@@ -136,11 +138,14 @@ class Profiles:
 
     def update(self, data: Any, profile_id: Any = None, key_value: Any = None,
                subscriptions: Any = None) -> dict[str, Any]:
+        """Field values given are set, others kept. Each subscription given is set as of now
+        by the ordering rule (domain/subscriptions.py); subscriptions not given are kept."""
         query = self._find_query(profile_id, key_value)
         clean = self.prepare(data if data is not None else {}, require_key=False)
         changes: dict[str, Any] = {f"data.{k}": v for k, v in clean.items()}
-        if subscriptions is not None:
-            changes["subscriptions"] = _subscriptions(subscriptions)
+        wanted = _subscriptions(subscriptions)
+        if wanted:
+            return self._update_with_subscriptions(query, changes, wanted)
         if not changes:
             return self.get(profile_id, key_value)
         try:
@@ -172,23 +177,62 @@ class Profiles:
         docs = docs[:limit]
         return [public(d, self.database.id) for d in docs], (docs[-1]["_id"] if more else None)
 
+    def _update_with_subscriptions(self, query: dict[str, Any], changes: dict[str, Any],
+                                   wanted: list[dict[str, Any]]) -> dict[str, Any]:
+        for _ in range(_RETRIES):
+            doc = self.collection.find_one(query, {"subscriptions": 1, "updated_at": 1})
+            if doc is None:
+                raise NotFound("profile not found")
+            stored = doc.get("subscriptions") or []
+            for index, item in enumerate(wanted):
+                decided = change(stored, item["resource_id"], item["channel"], item["status"], item["changed_at"])
+                if decided.outcome == "stale" and (decided.current or {}).get("status") == "hard_bounced":
+                    raise Conflict(f"subscriptions[{index}]: resource {item['resource_id']} channel "
+                                   f"{item['channel']} is hard_bounced; a hard bounce is not lifted")
+                if decided.subscriptions is not None:
+                    stored = decided.subscriptions
+            try:
+                result = self.collection.update_one(
+                    {"_id": doc["_id"], "updated_at": doc.get("updated_at")},
+                    {"$set": {**changes, "subscriptions": stored, "updated_at": now()}})
+            except DuplicateKeyError:
+                raise Conflict(f"another profile has this {self.database.key}") from None
+            if result.matched_count:
+                return self.get(profile_id=doc["_id"])
+        raise Conflict("the profile kept changing; not updated")
+
     def delete(self, profile_id: Any = None, key_value: Any = None) -> None:
         if self.collection.delete_one(self._find_query(profile_id, key_value)).deleted_count == 0:
             raise NotFound("profile not found")
 
-    def set_subscription(self, profile_id: str, resource_id: int, channel: str, status: str) -> None:
-        """One subscription's status, as tracking and bounces change it."""
-        if status not in STATUSES or channel not in CHANNELS:
+    def set_subscription(self, profile_id: str, resource_id: int, channel: str, status: str,
+                         at: datetime | None = None) -> SubscriptionOutcome:
+        """Sets one subscription's status as of `at` (default: now) by the ordering rule of
+        domain/subscriptions.py: the one writer of a single subscription, used by the tracking
+        pages, the event effects (procactions) and the tools.
+
+        Optimistic concurrency on the document's `updated_at`: two writers never lose each
+        other's change to another subscription of the same profile.
+        """
+        if status not in STATUSES:
             raise Invalid("status", f"one of: {', '.join(STATUSES)}")
-        stamp = now()
-        entry = {"resource_id": resource_id, "channel": channel, "status": status, "changed_at": stamp}
-        doc = self.collection.find_one({"_id": profile_id}, {"subscriptions": 1})
-        if doc is None:
-            raise NotFound("profile not found")
-        kept = [s for s in doc.get("subscriptions", [])
-                if (s["resource_id"], s["channel"]) != (resource_id, channel)]
-        self.collection.update_one({"_id": profile_id},
-                                   {"$set": {"subscriptions": kept + [entry], "updated_at": stamp}})
+        if channel not in CHANNELS:
+            raise Invalid("channel", f"one of: {', '.join(CHANNELS)}")
+        # Mongo keeps milliseconds: compare what will be stored with what is stored
+        at = now() if at is None else at.replace(microsecond=at.microsecond // 1000 * 1000)
+        for _ in range(_RETRIES):
+            doc = self.collection.find_one({"_id": profile_id}, {"subscriptions": 1, "updated_at": 1})
+            if doc is None:
+                return "no-profile"
+            decided = change(doc.get("subscriptions") or [], resource_id, channel, status, at)
+            if decided.subscriptions is None:
+                return decided.outcome
+            result = self.collection.update_one(
+                {"_id": profile_id, "updated_at": doc.get("updated_at")},
+                {"$set": {"subscriptions": decided.subscriptions, "updated_at": now()}})
+            if result.matched_count:
+                return decided.outcome
+        raise Conflict(f"profile {profile_id} kept changing; subscription not set")
 
     # -- batches (import) ----------------------------------------------------------------
     @property

@@ -1,14 +1,25 @@
 """The `campaign` worker: turns due campaigns into messages on the sender's MTA queue.
 
-For each claimed campaign it streams the segment in profile-id order, drops profiles that
-are not subscribed to the campaign's resource, are on the global stop list, or were already
-handled in this launch (de-duplication keys in CAMP_DUPLICATESDB), renders the rest, and
-publishes them to the sender's MTA queue (altcraft.mta.envelope) in broker transactions (with a virtual sender, the
-queue of the real sender its rules choose for each recipient). Only after a batch is committed
-are its de-duplication keys set and the checkpoint moved. A worker killed between the two
-re-publishes at most one batch on resume; those copies carry the same Message-ID and akmtad
-drops them. Publishing waits while the MTA queue holds CAMP_QUEUE_LIMIT messages, so a pause
-takes effect within that many messages and the broker never holds a whole campaign.
+A claimed launch runs as these steps (`CampaignRunner.run`):
+  1. open the launch: keep the template snapshot the web version shows, compile the
+     template, load the senders (a virtual sender: the real sender its rules choose for each
+     recipient) and declare their MTA queues (altcraft.mta.envelope);
+  2. for each batch of the segment, streamed in profile-id order from the checkpoint:
+     a. wait for room: while an MTA queue holds CAMP_QUEUE_LIMIT messages, renewing the
+        lease; the state is read again after a wait, so a pause or cancel publishes nothing
+        more (a pause takes effect within that many messages; the broker never holds a
+        whole campaign);
+     b. choose the audience (domain/audience.py: has an e-mail, subscribed to the
+        campaign's resource, not on the global stop list, not already handled in this
+        launch);
+     c. render each chosen profile's message;
+     d. publish them in one broker transaction;
+     e. mark them handled (de-duplication keys in CAMP_DUPLICATESDB);
+     f. checkpoint (the last profile id, and the published / skipped / duplicate counts).
+  3. finish the launch.
+Only after a batch is committed are its de-duplication keys set and the checkpoint moved. A
+worker killed between the two re-publishes at most one batch on resume; those copies carry
+the same Message-ID and akmtad drops them.
 """
 
 from __future__ import annotations
@@ -18,10 +29,12 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from altcraft.config import MainConfig
-from altcraft.domain import message as messages
+from altcraft.domain import audience, message as messages
 from altcraft.domain.campaign_senders import CampaignSenders
 from altcraft.domain.stoplist import StopList
 from altcraft.domain.templates import compile_parts
@@ -35,9 +48,47 @@ BATCH = 500
 DEDUP_TTL = 30 * 86400
 
 
-def _subscribed(profile: dict[str, Any], resource_id: int) -> bool:
-    return any(s["resource_id"] == resource_id and s["channel"] == "email" and s["status"] == "subscribed"
-               for s in profile.get("subscriptions", []))
+class LaunchRecord:
+    """The profiles a launch has handled: one Redis key each (mta.envelope.launch_dedup_key),
+    kept DEDUP_TTL. The `audience.HandledRecord` of a campaign launch."""
+
+    def __init__(self, client: Any, campaign_id: int, launch: int, ttl: int = DEDUP_TTL):
+        self.client = client
+        self.campaign_id = campaign_id
+        self.launch = launch
+        self.ttl = ttl
+
+    def _keys(self, profile_ids: Sequence[str]) -> list[str]:
+        return [mta_envelope.launch_dedup_key(self.campaign_id, self.launch, p) for p in profile_ids]
+
+    def handled(self, profile_ids: Sequence[str]) -> list[bool]:
+        if not profile_ids:
+            return []
+        return [seen is not None for seen in self.client.mget(self._keys(profile_ids))]
+
+    def mark(self, profile_ids: Sequence[str]) -> None:
+        if not profile_ids:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for key in self._keys(profile_ids):
+            pipe.set(key, 1, ex=self.ttl)
+        pipe.execute()
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What every batch of one launch needs."""
+    account_id: int
+    campaign_id: int
+    launch: int
+    db_id: int
+    resource_id: int
+    segment_id: int
+    after: str | None  # the checkpoint: the last profile id handled
+    compiled: dict[str, Any]  # templates.compile_parts
+    routes: CampaignSenders
+    queues: Mapping[int, str]  # sender id -> its MTA queue
+    record: LaunchRecord
 
 
 class CampaignRunner:
@@ -65,11 +116,34 @@ class CampaignRunner:
                 campaigns.finish(campaign["id"], self.owner, error=f"{type(exc).__name__}: {exc}")
 
     def run(self, campaign: dict[str, Any]) -> None:
+        launch = self.open_launch(campaign)
+        segment = self.platform.segments(launch.account_id)
+        for batch in segment.profiles(launch.segment_id, after=launch.after, batch=BATCH):
+            state = self.wait_for_room(launch)
+            if self.stop.is_set():
+                return  # the lease runs out and a restarted worker resumes from the checkpoint
+            if state != "sending":
+                self.stopped(launch, state)
+                return
+            chosen = audience.choose(batch, launch.resource_id, stoplist=self.stoplist, handled=launch.record)
+            outgoing = [self.render(launch, profile) for profile in chosen.profiles]
+            self.publish(launch, outgoing, chosen)
+            state = self.platform.campaigns.checkpoint(
+                launch.campaign_id, self.owner, batch[-1]["_id"], len(outgoing), chosen.skipped, chosen.duplicates)
+            if state != "sending":
+                self.stopped(launch, state)
+                return
+        self.platform.campaigns.finish(launch.campaign_id, self.owner)
+        log.info("campaign %s launch %s: done", launch.campaign_id, launch.launch)
+
+    # -- the steps -----------------------------------------------------------------------
+    def open_launch(self, campaign: dict[str, Any]) -> Launch:
+        """The template compiled (and its snapshot kept for /w), the senders loaded, their
+        MTA queues declared."""
         account_id, cid, launch = campaign["account_id"], campaign["id"], campaign["launch"]
         template = self.platform.templates(account_id).get(campaign["template_id"])
         self.platform.snapshots(account_id).keep(cid, launch, template)  # what /w shows
         compiled = compile_parts(template)
-        segments = self.platform.segments(account_id)
         envelope = messages.Envelope(
             account_id, campaign["db_id"], campaign["resource_id"], cid, launch,
             "", "", "",  # From and Reply-To: per message, from the sender chosen for it
@@ -78,51 +152,19 @@ class CampaignRunner:
         queues = {sender_id: mta_envelope.queue(sender_id) for sender_id in routes.senders}
         for queue in queues.values():
             self.broker.declare_durable_queue(queue)
-        resource = campaign["resource_id"]
-        after = (campaign.get("progress") or {}).get("after")
-        for batch in segments.profiles(campaign["segment_id"], after=after, batch=BATCH):
-            state = self._wait_for_room(list(queues.values()), cid)
-            if self.stop.is_set():
-                return  # the lease runs out and a restarted worker resumes from the checkpoint
-            if state != "sending":
-                self._stopped(cid, state)
-                return
-            eligible = [p for p in batch if p.get("data", {}).get("email") and _subscribed(p, resource)]
-            blocked = self.stoplist.blocked([p["data"]["email"] for p in eligible])
-            eligible = [p for p in eligible if p["data"]["email"] not in blocked]
-            keys = [mta_envelope.launch_dedup_key(cid, launch, p["_id"]) for p in eligible]
-            seen = self.dedup.client.mget(keys) if keys else []
-            fresh = [(p, k) for p, k, s in zip(eligible, keys, seen) if s is None]
-            outgoing = []
-            for profile, _ in fresh:
-                via = routes.via(profile["_id"], profile["data"]["email"])
-                rendered = messages.render(compiled, via.envelope, profile)
-                addressed = mta_envelope.MtaEnvelope(
-                    sender_id=via.sender_id, rcpt=rendered.rcpt, account_id=account_id, campaign_id=cid,
-                    launch=launch, profile_id=profile["_id"], db_id=campaign["db_id"], resource_id=resource)
-                outgoing.append(Message("", queues[via.sender_id], rendered.data, rendered.message_id,
-                                        addressed.headers(), mta_envelope.CONTENT_TYPE))
-            if outgoing:
-                self.broker.publish_transaction(outgoing)
-                pipe = self.dedup.client.pipeline(transaction=False)
-                for _, key in fresh:
-                    pipe.set(key, 1, ex=DEDUP_TTL)
-                pipe.execute()
-            state = self.platform.campaigns.checkpoint(
-                cid, self.owner, batch[-1]["_id"], len(outgoing),
-                len(batch) - len(eligible) , len(eligible) - len(fresh))
-            if state != "sending":
-                self._stopped(cid, state)
-                return
-        self.platform.campaigns.finish(cid, self.owner)
-        log.info("campaign %s launch %s: done", cid, launch)
+        return Launch(account_id=account_id, campaign_id=cid, launch=launch, db_id=campaign["db_id"],
+                      resource_id=campaign["resource_id"], segment_id=campaign["segment_id"],
+                      after=(campaign.get("progress") or {}).get("after"),
+                      compiled=compiled, routes=routes, queues=queues,
+                      record=LaunchRecord(self.dedup.client, cid, launch))
 
-    def _wait_for_room(self, queues: list[str], cid: int) -> str:
+    def wait_for_room(self, launch: Launch) -> str:
         """Waits while an MTA queue of the launch holds CAMP_QUEUE_LIMIT messages, renewing the lease;
         returns the campaign's state, so that a pause or cancel meanwhile is seen."""
+        cid = launch.campaign_id
         renewed = time.monotonic()
         waited = False
-        while max(self.broker.queue_depth(q) for q in queues) >= self.config.CAMP_QUEUE_LIMIT:
+        while max(self.broker.queue_depth(q) for q in launch.queues.values()) >= self.config.CAMP_QUEUE_LIMIT:
             waited = True
             if self.stop.wait(0.5):
                 return "sending"  # the caller sees the stop
@@ -134,10 +176,28 @@ class CampaignRunner:
         # after a wait the state is read again: a pause meanwhile must publish nothing more
         return self.platform.campaigns.renew(cid, self.owner) if waited else "sending"
 
-    def _stopped(self, cid: int, state: str) -> None:
-        log.info("campaign %s: %s, stopping", cid, state)
+    def render(self, launch: Launch, profile: Mapping[str, Any]) -> Message:
+        """One profile's message, addressed to the queue of the sender chosen for it."""
+        via = launch.routes.via(profile["_id"], profile["data"]["email"])
+        rendered = messages.render(launch.compiled, via.envelope, profile)
+        addressed = mta_envelope.MtaEnvelope(
+            sender_id=via.sender_id, rcpt=rendered.rcpt, account_id=launch.account_id,
+            campaign_id=launch.campaign_id, launch=launch.launch, profile_id=profile["_id"],
+            db_id=launch.db_id, resource_id=launch.resource_id)
+        return Message("", launch.queues[via.sender_id], rendered.data, rendered.message_id,
+                       addressed.headers(), mta_envelope.CONTENT_TYPE)
+
+    def publish(self, launch: Launch, outgoing: list[Message], chosen: audience.Audience) -> None:
+        """One broker transaction; only once it is committed are the profiles marked handled."""
+        if not outgoing:
+            return
+        self.broker.publish_transaction(outgoing)
+        launch.record.mark([p["_id"] for p in chosen.profiles])
+
+    def stopped(self, launch: Launch, state: str) -> None:
+        log.info("campaign %s: %s, stopping", launch.campaign_id, state)
         if state != "lost":
-            self.platform.campaigns.finish(cid, self.owner)
+            self.platform.campaigns.finish(launch.campaign_id, self.owner)
 
     def close(self) -> None:
         self.broker.close()

@@ -33,7 +33,7 @@ from flask import Blueprint, Response, current_app, request
 
 from altcraft.config import MainConfig
 from altcraft.domain import events, message as messages
-from altcraft.domain.effects import STATUS_OF, set_subscription_at
+from altcraft.domain.effects import STATUS_OF
 from altcraft.domain.errors import Invalid, NotFound
 from altcraft.domain.templates import compile_parts
 from altcraft.domain.tracking import InvalidToken, Link, url as tracking_url, verify
@@ -198,7 +198,7 @@ class Pages:
         try:
             profiles = self.platform().profiles(link.account_id, link.db_id)
             at = datetime.fromtimestamp(int(now * 1000) / 1000, timezone.utc)
-            set_subscription_at(profiles, link.profile_id, link.resource_id, channel, STATUS_OF[kind], at)
+            profiles.set_subscription(link.profile_id, link.resource_id, channel, STATUS_OF[kind], at)
             applied = True
         except NotFound:
             applied = True  # nothing to apply it to; the event is recorded all the same
