@@ -87,6 +87,14 @@ class BatchConsumer:
     def close(self) -> None:
         """Unacknowledged deliveries go back to their queues."""
         try:
+            # the blocking adapter's close() cannot close a channel it did not make (it fails
+            # and leaves the connection open, holding the deliveries): close ours first
+            impl = getattr(self, "impl", None)
+            if impl is not None and impl.is_open:
+                impl.close()
+                deadline = time.monotonic() + 5
+                while not impl.is_closed and time.monotonic() < deadline:
+                    self.connection.process_data_events(time_limit=0.05)
             if self.connection.is_open:
                 self.connection.close()
         except Exception:  # closing a broken connection: nothing left to do
