@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from types import MappingProxyType
 
 import pika
 import pika.exceptions
 
 from altcraft.config import MainConfig
 from altcraft.stores.broker import Received, parameters
+
+_NO_HEADERS = MappingProxyType({})  # shared by the deliveries without headers: no dict each
 
 
 class BatchConsumer:
@@ -49,7 +52,7 @@ class BatchConsumer:
 
         def deliver(_channel, method, properties, body: bytes) -> None:
             on_message(Received(queue, method.delivery_tag, body, properties.message_id,
-                                properties.headers or {}, method.routing_key))
+                                properties.headers or _NO_HEADERS, method.routing_key))
         return deliver
 
     def _on_close(self, _channel, reason) -> None:
