@@ -1,13 +1,14 @@
 """procactions: tracking and delivery events from RabbitMQ into ClickHouse and profiles.
 
 Consumes `events.actions` (action.#, from trkaction/trkimage) and `events.delivery`
-(delivery.#, from akmtad) on one channel with a prefetch of PREFETCH per queue, gathers what
-arrives into a batch and hands it to domain.ingest.EventWriter, on a writer thread, when the
-batch holds PREFETCH/2 messages or its oldest message is FLUSH_SECONDS old; meanwhile the
-rest of the prefetch window keeps arriving. Only after the writer returned (the ClickHouse
-INSERT and the profile effects done) is the batch acknowledged, with one `multiple` ack. A crash before that (kill -9) leaves the batch unacknowledged: RabbitMQ
-delivers it again and ClickHouse keeps one row per event_id (ReplacingMergeTree; reports
-count uniqExact(event_id)).
+(delivery.#, from akmtad) on one channel (altcraft.stores.amqp_consume.BatchConsumer) with a
+prefetch of PREFETCH per queue, gathers what arrives into a batch and hands it to
+domain.ingest.EventWriter, on a writer thread, when the batch holds PREFETCH/2 messages or
+its oldest message is FLUSH_SECONDS old; meanwhile the rest of the prefetch window keeps
+arriving. Only after the writer returned (the ClickHouse INSERT and the profile effects
+done) is the batch acknowledged, with one `multiple` ack. A crash before that (kill -9)
+leaves the batch unacknowledged: RabbitMQ delivers it again and ClickHouse keeps one row per
+event_id (ReplacingMergeTree; reports count uniqExact(event_id)).
 
 A message that is not a valid event is rejected without requeue and so dead-lettered to
 `events.dead`: kept for inspection, never dropped silently. If a store is away, the batch
@@ -22,15 +23,14 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
-import pika
-import pika.exceptions
-
 from altcraft.config import MainConfig
 from altcraft.domain.events import BadEvent, decode
 from altcraft.domain.ingest import EventWriter
 from altcraft.domain.reports import HourlyStats
 from altcraft.domain.stoplist import StopList
-from altcraft.stores import analytics, broker, kv
+from altcraft.stores import analytics, kv
+from altcraft.stores.amqp_consume import BatchConsumer
+from altcraft.stores.broker import Received
 
 log = logging.getLogger("altcraft.procactions")
 
@@ -53,28 +53,24 @@ class Consumer:
         self.prefetch = prefetch
         self.batch_size = max(1, prefetch // 2)
         self.flush_seconds = flush_seconds
-        self.buffer: list[tuple[int, str, bytes]] = []
+        self.buffer: list[Received] = []
         self.rejected = 0
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="procactions-writer")
         self._writing: Future | None = None
 
-    def _on_message(self, _channel, method, _properties, body: bytes) -> None:
-        self.buffer.append((method.delivery_tag, method.routing_key, body))
+    def _on_message(self, message: Received) -> None:
+        self.buffer.append(message)
 
     def run(self, stop: threading.Event) -> None:
-        connection = pika.BlockingConnection(broker.parameters(self.config, timeout=10.0, app="altcraft-procactions"))
+        source = BatchConsumer(self.config, QUEUES, self._on_message, prefetch=self.prefetch,
+                               app="altcraft-procactions")
         try:
-            channel = _RawChannel(connection)
-            channel.qos(self.prefetch)
-            for name in QUEUES:
-                channel.consume(name, self._on_message)
             log.info("consuming %s (prefetch %d per queue)", ", ".join(QUEUES), self.prefetch)
             first_at = 0.0
             next_report, written_before = time.monotonic() + REPORT_EVERY, self.writer.written
             while not stop.is_set():
-                connection.process_data_events(time_limit=0.005 if self._writing else 0.05)
-                channel.check()
-                self._acknowledge(channel)
+                source.poll(0.005 if self._writing else 0.05)
+                self._acknowledge(source)
                 if not self.buffer:
                     if self._writing is None:
                         self.writer.refresh_stats()  # what the last batches touched, once idle
@@ -92,11 +88,11 @@ class Consumer:
                              REPORT_EVERY)
                     next_report, written_before = now + REPORT_EVERY, self.writer.written
             # stopping: what was taken is written and acknowledged first
-            self._acknowledge(channel, wait=True)
+            self._acknowledge(source, wait=True)
             if self.buffer:
                 batch, self.buffer = self.buffer, []
                 self._writing = self._pool.submit(self._write, batch)
-                self._acknowledge(channel, wait=True)
+                self._acknowledge(source, wait=True)
             self.writer.refresh_stats(force=True)
         finally:
             if self._writing is not None:
@@ -107,86 +103,34 @@ class Consumer:
                     pass
             self._pool.shutdown(wait=False)
             self.buffer.clear()  # unacknowledged: the broker delivers them again
-            try:
-                connection.close()
-            except Exception:
-                pass
+            source.close()
 
-    def _write(self, batch: list[tuple[int, str, bytes]]):
+    def _write(self, batch: list[Received]):
         """On the writer thread: decode, write; returns what to acknowledge and to reject."""
         events, bad = [], []
-        for tag, routing_key, body in batch:
+        for message in batch:
             try:
-                events.append((tag, decode(body, routing_key)))
+                events.append((message.tag, decode(message.body, message.routing_key)))
             except BadEvent as exc:
-                bad.append((tag, routing_key, str(exc)))
+                bad.append((message.tag, message.routing_key, str(exc)))
         self.writer.write([event for _, event in events])
-        return batch[-1][0], [tag for tag, _ in events], bad
+        return batch[-1].tag, [tag for tag, _ in events], bad
 
-    def _acknowledge(self, channel: _RawChannel, wait: bool = False) -> None:
+    def _acknowledge(self, source: BatchConsumer, wait: bool = False) -> None:
         if self._writing is None or not (wait or self._writing.done()):
             return
         future, self._writing = self._writing, None
         last, good, bad = future.result()  # a failed write raises here: nothing is acknowledged
         for tag, routing_key, why in bad:
             log.error("rejected a message from %s (dead-lettered to events.dead): %s", routing_key, why)
-            channel.reject(tag)
+            source.reject(tag)
         self.rejected += len(bad)
         if bad:
             for tag in good:
-                channel.ack(tag)
+                source.ack(tag)
         else:
-            channel.ack(last, multiple=True)  # the batch is a prefix of the deliveries
-        channel.flush()
-
-
-class _RawChannel:
-    """The channel under pika's blocking adapter, used directly: deliveries reach the consumer
-    callback while frames are read, without the adapter's per-message event objects (which
-    cost a third of the consumer's CPU)."""
-
-    def __init__(self, connection: pika.BlockingConnection):
-        self.connection = connection
-        self.closed: BaseException | None = None
-        opened: list[object] = []
-        self.impl = connection._impl.channel(on_open_callback=opened.append)
-        self.impl.add_on_close_callback(self._on_close)
-        self._wait(lambda: opened, "channel open")
-
-    def _on_close(self, _channel, reason) -> None:
-        self.closed = reason if isinstance(reason, BaseException) else pika.exceptions.ChannelClosed(0, str(reason))
-
-    def _wait(self, done, what: str, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not done():
-            self.check()
-            if time.monotonic() > deadline:
-                raise pika.exceptions.AMQPError(f"no answer from the broker: {what}")
-            self.connection.process_data_events(time_limit=0.05)
-
-    def check(self) -> None:
-        if self.closed is not None:
-            raise self.closed
-
-    def qos(self, prefetch: int) -> None:
-        ok: list[object] = []
-        self.impl.basic_qos(prefetch_count=prefetch, callback=ok.append)
-        self._wait(lambda: ok, "basic.qos")
-
-    def consume(self, queue: str, on_message) -> None:
-        ok: list[object] = []
-        self.impl.basic_consume(queue, on_message, callback=ok.append)
-        self._wait(lambda: ok, f"basic.consume {queue}")
-
-    def ack(self, tag: int, multiple: bool = False) -> None:
-        self.impl.basic_ack(delivery_tag=tag, multiple=multiple)
-
-    def reject(self, tag: int) -> None:
-        self.impl.basic_reject(delivery_tag=tag, requeue=False)
-
-    def flush(self) -> None:
-        self.connection.process_data_events(time_limit=0)
-        self.check()
+            source.ack(last, multiple=True)  # the batch is a prefix of the deliveries
+        source.flush()
 
 
 def make_writer(config: MainConfig) -> EventWriter:
@@ -216,7 +160,7 @@ def main(config: MainConfig, stop: threading.Event) -> None:
         started = time.monotonic()
         try:
             Consumer(config, writer).run(stop)
-        except (pika.exceptions.AMQPError, OSError, Exception) as exc:  # a store or the broker away
+        except Exception as exc:  # a store or the broker away
             log.warning("batch not written, not acknowledged (%s: %s); reconnecting in %.0f s",
                         type(exc).__name__, str(exc)[:300], backoff)
             if time.monotonic() - started > 60:

@@ -1,7 +1,9 @@
 """Broker: RabbitMQ through pika, with publisher confirms and durable, persistent messages.
 
 The rest of the platform speaks in plain values: a `Message` to publish, a `Received` one to
-handle and acknowledge by its tag. pika's types stay inside `altcraft.stores`.
+handle and acknowledge by its tag. pika's types stay inside `altcraft.stores`: beside this
+adapter, amqp_publish.py (a confirm window with many messages in flight, for the tracking
+publisher) and amqp_consume.py (a batch consumer of several queues, for procactions).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class Received:
     body: bytes
     message_id: str | None
     headers: Mapping[str, Any]
+    routing_key: str = ""  # the key it was published with (event consumers check it)
 
 
 def _properties(message: Message) -> pika.BasicProperties:
@@ -135,7 +138,7 @@ class Broker:
         unacknowledged until `ack` (the prefetch set by `prefetch` bounds how many)."""
         def deliver(_channel, method, properties, body: bytes) -> None:
             on_message(Received(queue, method.delivery_tag, body, properties.message_id,
-                                properties.headers or {}))
+                                properties.headers or {}, method.routing_key))
         self.channel.basic_consume(queue, deliver)
 
     def prefetch(self, count: int) -> None:

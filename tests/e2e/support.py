@@ -19,8 +19,6 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pika
-
 from altcraft import config as cfg
 from altcraft.domain.tracking import Link, url as tracking_url
 from altcraft.schema import migrate as migration
@@ -108,25 +106,20 @@ class Stand:
             store.close()
 
     def depth(self, queue: str) -> int:
-        connection = pika.BlockingConnection(broker.parameters(self.config, app="altcraft-test"))
-        try:
-            return connection.channel().queue_declare(queue, passive=True).method.message_count
-        finally:
-            connection.close()
+        with broker.Broker(self.config, app="altcraft-test") as mq:
+            return mq.queue_depth(queue)
 
-    def publish(self, events: list[dict]) -> None:
-        """Publishes events the way akmtad and trkaction do (confirmed)."""
+    def publish(self, events: list[tuple[str, str, bytes]]) -> None:
+        """Publishes encoded events, (event_id, routing key, body) as domain.events.action and
+        .delivery make them, through trkaction's publisher (each one confirmed)."""
         from altcraft.schema.rabbitmq import EVENTS_EXCHANGE
         from altcraft.services.trk.publisher import EventPublisher
 
         spool = Path(tempfile.mkdtemp(prefix="trk-test-spool-"))
         publisher = EventPublisher(lambda: broker.parameters(self.config, app="altcraft-test"),
                                    EVENTS_EXCHANGE, spool, flush_timeout=120, max_buffer=len(events) + 1)
-        prefix = {"open": "action", "click": "action", "unsubscribe": "action", "subscribe": "action"}
-        for event in events:
-            body = json.dumps(event).encode()
-            publisher.submit(f"{prefix.get(event['kind'], 'delivery')}.{event['kind']}", body,
-                             str(event["event_id"]))
+        for event_id, routing_key, body in events:
+            publisher.submit(routing_key, body, event_id)
         publisher.close()
         spooled = list(spool.iterdir()) if spool.exists() else []
         shutil.rmtree(spool, ignore_errors=True)

@@ -24,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from altcraft import registry
+from altcraft.domain import events
 from altcraft.services.api import create_app
 from altcraft.wiring import Platform
 from tests.conftest import free_port
@@ -113,7 +114,7 @@ def test_browser_opens_and_clicks_are_reported_exactly(stand, chromium, sink, la
     stand.start("trkaction", "procactions")
 
     # the campaign: one message per profile, with signed links, a pixel and List-Unsubscribe
-    targets = {}
+    targets, message_ids = {}, {}
     with smtplib.SMTP("127.0.0.1", controller.port, timeout=30) as smtp:
         for i, person in enumerate(people):
             pid = person["id"]
@@ -122,7 +123,8 @@ def test_browser_opens_and_clicks_are_reported_exactly(stand, chromium, sink, la
             unsubscribe = stand.link("unsubscribe", a, d, campaign, pid)
             message = EmailMessage()
             message["From"], message["To"] = "shop@example.com", person["data"]["email"]
-            message["Subject"], message["Message-ID"] = "Autumn sale", f"<{uuid.uuid4()}@example.com>"
+            message_ids[pid] = f"{uuid.uuid4()}@example.com"
+            message["Subject"], message["Message-ID"] = "Autumn sale", f"<{message_ids[pid]}>"
             message["List-Unsubscribe"] = f"<{unsubscribe}>"
             message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
             message.set_content("Autumn sale: " + link[1])
@@ -136,9 +138,10 @@ def test_browser_opens_and_clicks_are_reported_exactly(stand, chromium, sink, la
             smtp.send_message(message)
     assert len(kept.messages) == 5
     delivered_at = datetime.now(timezone.utc)
-    stand.publish([{"event_id": str(uuid.uuid4()), "kind": "delivered", "time": delivered_at.isoformat(),
-                    "account_id": a, "db_id": d, "resource_id": 1, "campaign_id": campaign, "profile_id": p["id"],
-                    "sender_id": 1, "email": p["data"]["email"], "detail": "250 OK kept"} for p in people])
+    stand.publish([events.delivery(events.DeliveryFacts(
+        message_id=message_ids[p["id"]], email=p["data"]["email"], account_id=a, sender_id=1, db_id=d,
+        resource_id=1, campaign_id=campaign, profile_id=p["id"]), "delivered", 1, ip="", detail="250 OK kept",
+        now=delivered_at.timestamp()) for p in people])
     time.sleep(3)  # a click within seconds of delivery is a scanner's: read like a person
 
     clicked = {}

@@ -11,6 +11,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from altcraft import registry
+from altcraft.domain import events
+from altcraft.domain.tracking import Link
 from altcraft.services.api import create_app
 from altcraft.wiring import Platform
 from tests.cli import run
@@ -33,21 +35,26 @@ def test_campaign_report_through_api_and_aktool(stand):
     now = datetime.now(timezone.utc)
     t0 = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=2) + timedelta(minutes=30)
 
-    def ev(kind, profile, seconds=0, **extra):
-        return {"event_id": extra.pop("event_id", str(uuid.uuid4())), "kind": kind,
-                "time": (t0 + timedelta(seconds=seconds)).isoformat(), "account_id": extra.pop("account", a),
-                "db_id": 1, "resource_id": 1, "campaign_id": extra.pop("campaign", campaign),
-                "profile_id": profile, **extra}
+    def ev(kind, profile, seconds=0, *, account=a, campaign=campaign, link_id=0, url="", is_bot=False,
+           bot_reason=""):
+        """(event_id, routing key, body) from the encoder trkaction or akmtad uses for the kind."""
+        now = (t0 + timedelta(seconds=seconds)).timestamp()
+        if kind in events.ACTION_KINDS:
+            return events.action(Link(kind, account, 1, 1, campaign, profile, link_id, url), kind, ip="",
+                                 user_agent="", is_bot=is_bot, bot_reason=bot_reason, now=now)
+        facts = events.DeliveryFacts(message_id=f"{uuid.uuid4()}@test", email="", account_id=account,
+                                     sender_id=0, db_id=1, resource_id=1, campaign_id=campaign, profile_id=profile)
+        return events.delivery(facts, kind, 1, ip="", detail="", now=now)
 
-    copy = str(uuid.uuid4())
+    copy = ev("click", "p1", 200, link_id=1, url="https://shop.example/a")
     stand.start("procactions")
     stand.publish([
         ev("delivered", "p1"), ev("delivered", "p2"), ev("delivered", "p3"), ev("deferred", "p4"),
         ev("delivered", "p4", 900), ev("bounced_hard", "p5"), ev("bounced_soft", "p6"), ev("dropped", "p7"),
         ev("open", "p1", 120), ev("open", "p1", 3700), ev("open", "p2", 130),
         ev("open", "p3", 140, is_bot=True, bot_reason="apple-mpp"),
-        ev("click", "p1", 200, link_id=1, url="https://shop.example/a", event_id=copy),
-        ev("click", "p1", 200, link_id=1, url="https://shop.example/a", event_id=copy),  # a redelivered copy
+        copy,
+        copy,  # a redelivered copy
         ev("click", "p2", 300, link_id=2, url="https://shop.example/b"),
         ev("click", "p3", 141, link_id=1, url="https://shop.example/a", is_bot=True, bot_reason="scanner"),
         ev("unsubscribe", "p2", 400),

@@ -12,7 +12,6 @@ import time
 import urllib.parse
 from unittest import mock
 
-import pika
 import pytest
 
 from altcraft.stores import broker
@@ -210,21 +209,21 @@ WEB_HTML = ('<html><body><p>Hello {{ first_name }}!</p><a href="https://shop.exa
 def _sent_messages(stand, queue: str, count: int) -> dict[str, email.message.Message]:
     """The messages the campaign worker published for the MTA, by recipient (nothing consumes them)."""
     def depth() -> int:
-        try:
-            return stand.depth(queue)
-        except pika.exceptions.ChannelClosedByBroker:
-            return 0  # the worker has not declared the queue yet
+        with broker.Broker(stand.config, app="altcraft-test") as mq:
+            # 0 while the worker has not declared the queue yet
+            return mq.queue_depth(queue) if mq.exists("queue", queue) else 0
 
     wait_for(lambda: depth() >= count, timeout=60, what=f"{count} messages on {queue}")
-    connection = pika.BlockingConnection(broker.parameters(stand.config, app="altcraft-test"))
-    try:
-        channel, found = connection.channel(), {}
-        for _ in range(count):
-            method, properties, body = channel.basic_get(queue, auto_ack=True)
-            found[properties.headers["rcpt"]] = email.message_from_bytes(body)
-        return found
-    finally:
-        connection.close()
+    found: dict[str, email.message.Message] = {}
+    with broker.Broker(stand.config, app="altcraft-test") as mq:
+        def take(message: broker.Received) -> None:
+            if len(found) < count:  # the rest stay in the queue
+                found[message.headers["rcpt"]] = email.message_from_bytes(message.body)
+                mq.ack(message.tag)
+
+        mq.consume(queue, take)
+        wait_for(lambda: mq.poll(0.1) or len(found) >= count, what=f"{count} messages from {queue}")
+    return found
 
 
 def _part(message, ctype: str) -> str:

@@ -12,7 +12,7 @@ import pytest
 from altcraft.domain import botfilter, events
 from altcraft.domain.events import BadEvent, Event
 from altcraft.domain.tracking import Link
-from altcraft.services.trk.publisher import marshal_publish
+from altcraft.stores.amqp_publish import marshal_publish
 
 LINK = Link("click", 3, 4, 5, 123456789012, "0123456789abcdef0123456789abcdef", 7,
             'https://shop.example/x?a=1&b=ü"q', issued=1_800_000_000)
