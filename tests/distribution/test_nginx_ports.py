@@ -6,7 +6,7 @@ import yaml
 
 from altcraft import registry
 
-from .conftest import ROOT
+from tests.lib import ROOT
 
 
 def test_nginx_process_ports_match_the_registry():

@@ -13,7 +13,6 @@ import email
 import email.policy
 import os
 import smtplib
-import subprocess
 import threading
 import time
 import uuid
@@ -26,8 +25,10 @@ import pytest
 from altcraft import registry
 from altcraft.services.api import create_app
 from altcraft.wiring import Platform
-from tests.conftest import free_port
-from tests.e2e.support import campaign_id, wait_for
+from tests.lib.packages import MissingPackage, ensure
+from tests.lib.ports import free_port
+from tests.lib.stand import campaign_id
+from tests.lib.wait import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CHROMIUM = "/usr/bin/chromium"
@@ -39,14 +40,10 @@ PERSON = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko)
 
 @pytest.fixture(scope="session")
 def chromium() -> str:
-    if not os.path.exists(CHROMIUM):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
-        if subprocess.run(install, env=env, capture_output=True, timeout=900).returncode != 0:
-            subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=600)
-            subprocess.run(install, env=env, capture_output=True, timeout=900)
-    if not os.path.exists(CHROMIUM):
-        pytest.fail("Debian's chromium is not installed and `apt-get install -y chromium` failed", pytrace=False)
+    try:
+        ensure("chromium", lambda: os.path.exists(CHROMIUM))
+    except MissingPackage as exc:
+        pytest.fail(f"the test needs it: {exc}", pytrace=False)
     return CHROMIUM
 
 

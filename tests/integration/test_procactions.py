@@ -18,7 +18,8 @@ from altcraft.domain.reports import hour_key
 from altcraft.domain.stoplist import StopList
 from altcraft.stores import broker, kv
 from altcraft.wiring import Platform
-from tests.e2e.support import campaign_id, wait_for
+from tests.lib.stand import campaign_id
+from tests.lib.wait import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
