@@ -67,4 +67,4 @@ def require(tool: str, package: str, preseed: Sequence[str] = ()) -> str:
     try:
         return command(tool, package, preseed)
     except MissingPackage as exc:
-        raise SystemExit(f"{exc} (needed for `{tool}`)") from None
+        raise SystemExit(f"`{tool}` is missing: {exc}") from None
