@@ -4,11 +4,11 @@ pipeline's rate from RabbitMQ into ClickHouse.
     .venv/bin/python -m bench.track [--seconds 8] [--connections 64]     (from the repository root)
 
 1. trkaction under akd (gunicorn, gthread, WORKERS workers) on a loopback port; wrk (Debian,
-   installed if missing and root, else the script stops naming it) drives GET /c/<signed token> for SECONDS with CONNECTIONS
-   connections; every request is a real click: token verified, bot check, event into the
-   publisher, 302. Afterwards: how many events the broker confirmed and how long the
-   publishers needed to catch up.
-2. A throwaway nginx (installed if missing) with `worker_processes WORKERS; access_log off;
+   installed if missing and root, else the script stops naming it) drives GET /c/<signed
+   token> for SECONDS with CONNECTIONS connections; every request is a real click: token
+   verified, bot check, event into the publisher, 302. Afterwards: how many events the
+   broker confirmed and how long the publishers needed to catch up.
+2. A throwaway nginx (Debian's nginx-light, the same way) with `worker_processes WORKERS; access_log off;
    return 302`, on another loopback port, driven by the same wrk command.
 3. procactions drains the clicks (topped up with synthetic events to at least --events)
    from RabbitMQ into ClickHouse: events/s from its first row to its last.

@@ -185,8 +185,8 @@ def test_run_in_foreground_and_sigterm(api_config):
     proc = subprocess.Popen([str(Path(sys.executable).parent / "akd"), "run", "api", "--config", str(path)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: get(port, "/api/health") == (200, "OK") if port_open("127.0.0.1", port, timeout=0.5) else False,
-                 what="akd run api to serve")
+        wait_for(lambda: get(port, "/api/health") == (200, "OK")
+                 if port_open("127.0.0.1", port, timeout=0.5) else False, what="akd run api to serve")
         assert run("akd", "status", "api", config=path).stdout.split()[0] == "RUNNING"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0

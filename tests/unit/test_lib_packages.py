@@ -20,7 +20,8 @@ def apt(monkeypatch):
         return "" if state["installs"] else state["error"]
 
     monkeypatch.setattr(packages, "_apt_install", install)
-    monkeypatch.setattr(packages.shutil, "which", lambda tool, path=None: "/usr/bin/apt-get" if tool == "apt-get" else None)
+    monkeypatch.setattr(packages.shutil, "which",
+                        lambda tool, path=None: "/usr/bin/apt-get" if tool == "apt-get" else None)
     return calls, state
 
 
