@@ -7,7 +7,7 @@ distribution) and by bench/. conftest.py files hold fixtures only; they call in 
     cli        the installed console scripts (akd, aktool) as an operator runs them
     wait       wait_for: poll until a condition holds, failing with what was awaited
     api        the v1.1 API through Flask's test client, accounts with their owner's token
-    sink       an scriptable SMTP peer on loopback (aiosmtpd) that keeps what it receives
+    sink       a scriptable SMTP peer on loopback (aiosmtpd) that keeps what it receives
     stand      the tracking stand: trkaction under akd, ClickHouse rows, event publishing
     mta        the campaign -> RabbitMQ -> akmtad -> sink pipeline, DKIM verification
     packages   Debian packages needed as tools: installed when possible, else a clear message
