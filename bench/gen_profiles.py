@@ -1,6 +1,6 @@
 """Generates a profile CSV: realistic values, an optional share of broken rows.
 
-    python bench/gen_profiles.py OUT.csv --rows 100000 --broken 0.01 --seed 1
+    .venv/bin/python -m bench.gen_profiles OUT.csv --rows 100000 --broken 0.01 --seed 1
 
 Prints, on stderr, how many rows it broke and their line numbers' file (OUT.csv.broken).
 """

@@ -1,6 +1,6 @@
 """Profile import throughput, with the document store's own bulk insert as the reference.
 
-    tests/harness/servers.sh start && .venv/bin/python bench/import.py [--rows 1000000] [--config main.json]
+    .venv/bin/python -m bench.import [--rows 1000000] [--config main.json]     (from the repository root)
 
 Generates a CSV of N realistic profiles, imports it with the platform's importer (CSV parse,
 validation, e-mail/phone normalisation, SexDB enrichment, upsert on the key) into a new
@@ -18,16 +18,18 @@ import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __name__ == "__main__" and not __package__:
+    sys.exit("run the benchmarks as modules from the repository root: .venv/bin/python -m bench.import")
 
 from bench import _config  # noqa: E402
 from bench.gen_profiles import generate  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m bench.import", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--config", help="main.json (default: $AKD_CONFIG, else the test harness)")
+    parser.add_argument("--config", help="main.json (default: $AKD_CONFIG, else the test harness, started if needed)")
     args = parser.parse_args()
 
     from altcraft.domain.importer import import_file

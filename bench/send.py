@@ -1,6 +1,6 @@
 """Campaign sending throughput: our pipeline against Postfix, into the same sink, in one run.
 
-    tests/harness/servers.sh start && .venv/bin/python bench/send.py [--messages 1000000] [--dkim none]
+    .venv/bin/python -m bench.send [--messages 1000000] [--dkim none]     (from the repository root)
 
 Ours: a campaign to N subscribed profiles goes the whole way - the campaign worker renders
 each message (personalisation, signed tracking links, pixel, List-Unsubscribe) and publishes
@@ -12,8 +12,10 @@ of the same size, injected by `smtp-source`, into the same sink. Timed from the 
 start to the sink's count reaching N. Postfix does not sign, so compare with --dkim none;
 the other settings show what signing costs.
 
-Needs: postfix (apt-get install postfix; this script configures it as a relay to the sink and
-stops it afterwards - run it on a bench machine). Ends with `ratio=<ours/postfix>`.
+Needs: the test harness (started if it is not running) and Debian's postfix, installed
+(main_mailer_type: Local only) when missing and run as root, else the script stops naming it.
+It configures Postfix as a relay to the sink and stops it afterwards - run it on a bench
+machine. Ends with `ratio=<ours/postfix>`.
 """
 
 from __future__ import annotations
@@ -22,18 +24,26 @@ import argparse
 import json
 import os
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+if __name__ == "__main__" and not __package__:
+    sys.exit("run the benchmarks as modules from the repository root: .venv/bin/python -m bench.send")
+
+from bench import _config  # noqa: E402
+from tests.lib import broker  # noqa: E402
+from tests.lib.harness import make_config  # noqa: E402
+from tests.lib.packages import require  # noqa: E402
+from tests.lib.ports import free_port  # noqa: E402
+
+# Postfix's own tools, all from Debian's postfix; "Local only" keeps it off the network
+POSTFIX_TOOLS = ("smtp-sink", "smtp-source", "postfix", "postconf")
+POSTFIX_PRESEED = ("postfix postfix/main_mailer_type select Local only",
+                   "postfix postfix/mailname string bench.localdomain")
 
 HTML = ("<html><body><h1>Hello {{ first_name | default('friend') }}!</h1>"
         + "<p>Our autumn collection is here. " * 20
@@ -42,18 +52,12 @@ HTML = ("<html><body><h1>Hello {{ first_name | default('friend') }}!</h1>"
           "</body></html>")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class SmtpSink:
     """Postfix's smtp-sink, counting messages (mesg=N on its output)."""
 
-    def __init__(self, port: int, workdir: Path):
+    def __init__(self, binary: str, port: int, workdir: Path):
         self.output = workdir / f"sink-{port}.txt"
-        self.process = subprocess.Popen(["smtp-sink", "-c", "-u", "root", f"127.0.0.1:{port}", "1000"],
+        self.process = subprocess.Popen([binary, "-c", "-u", "root", f"127.0.0.1:{port}", "1000"],
                                         stdout=self.output.open("wb"), stderr=subprocess.STDOUT)
         time.sleep(0.3)
 
@@ -84,27 +88,17 @@ class SmtpSink:
         self.process.wait(10)
 
 
-def make_vhost() -> str:
-    name = f"bench-{uuid.uuid4().hex[:8]}"
-    harness = ROOT / "tests" / "harness" / "servers.sh"
-    subprocess.run([str(harness), "rabbitmqctl", "-q", "add_vhost", name], check=True)
-    subprocess.run([str(harness), "rabbitmqctl", "-q", "set_permissions", "-p", name, "altcraft", ".*", ".*", ".*"],
-                   check=True)
-    return name
-
-
-def run_ours(n: int, dkim: str, sink_port: int, workdir: Path, sink: SmtpSink) -> tuple[float, int]:
+def run_ours(n: int, dkim: str, sink_port: int, workdir: Path, sink: SmtpSink, harness: dict,
+             vhost: str) -> tuple[float, int]:
     from altcraft import config as cfg
     from altcraft.domain.message import Envelope, render
     from altcraft.domain.templates import compile_parts
     from altcraft.schema import migrate as migration
     from altcraft.wiring import Platform
-    from tests.conftest import HARNESS_DIR, make_config
 
-    harness = json.loads((HARNESS_DIR / "harness.json").read_text())
     basedir = workdir / "akd"
     basedir.mkdir()
-    data = make_config(harness, basedir, RABBITMQ_VHOST=make_vhost(),
+    data = make_config(harness, basedir, RABBITMQ_VHOST=vhost,
                        MTA={"ROUTES": {"*": f"127.0.0.1:{sink_port}"}, "TRY_TLS": False,
                             "SPOOL_DIR": str(basedir / "spool"),
                             "DEFAULT_STRATEGY": {"CONNECTIONS": 20, "MESSAGES_PER_CONNECTION": 1000}},
@@ -146,42 +140,47 @@ def run_ours(n: int, dkim: str, sink_port: int, workdir: Path, sink: SmtpSink) -
     return t1 - t0, len(sample.data)
 
 
-def run_postfix(n: int, size: int, sink_port: int, sink: SmtpSink) -> float:
-    if not shutil.which("postfix"):
-        raise SystemExit("postfix is not installed: apt-get install postfix (main_mailer_type: Local only)")
-    subprocess.run(["postconf", "-e", f"relayhost = [127.0.0.1]:{sink_port}", "inet_interfaces = loopback-only",
+def run_postfix(n: int, size: int, sink_port: int, sink: SmtpSink, tools: dict[str, str]) -> float:
+    postfix, postconf = tools["postfix"], tools["postconf"]
+    subprocess.run([postconf, "-e", f"relayhost = [127.0.0.1]:{sink_port}", "inet_interfaces = loopback-only",
                     "mydestination =", "mynetworks = 127.0.0.0/8", "default_transport = smtp",
                     "relay_transport = relay", "default_destination_concurrency_limit = 20",
                     "maillog_file = /var/log/postfix.log"], check=True)
-    subprocess.run(["postfix", "stop"], capture_output=True)
-    subprocess.run(["postfix", "start"], check=True, capture_output=True)
+    subprocess.run([postfix, "stop"], capture_output=True)
+    subprocess.run([postfix, "start"], check=True, capture_output=True)
     time.sleep(1)
     try:
         before = sink.count()
         t0 = time.monotonic()
-        subprocess.run(["smtp-source", "-s", "20", "-m", str(n), "-l", str(size), "-f", "a@bench.local",
+        subprocess.run([tools["smtp-source"], "-s", "20", "-m", str(n), "-l", str(size), "-f", "a@bench.local",
                         "-t", "b@example.com", "127.0.0.1:25"], check=True)
         t1 = sink.wait(before + n, timeout=120, label="postfix", base=before)
     finally:
-        subprocess.run(["postfix", "stop"], capture_output=True)
+        subprocess.run([postfix, "stop"], capture_output=True)
     print(file=sys.stderr)
     return t1 - t0
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m bench.send", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--dkim", choices=("none", "rsa", "ed25519"), default="none")
     args = parser.parse_args()
+    # everything both halves need, before the long first half
+    tools = {tool: require(tool, "postfix", POSTFIX_PRESEED) for tool in POSTFIX_TOOLS}
+    harness = _config.harness()
+    vhost = broker.add_vhost(harness, prefix="bench-")
     with tempfile.TemporaryDirectory(prefix="altcraft-send-") as tmp:
         workdir = Path(tmp)
         port = free_port()
-        sink = SmtpSink(port, workdir)
+        sink = SmtpSink(tools["smtp-sink"], port, workdir)
         try:
-            ours, size = run_ours(args.messages, args.dkim, port, workdir, sink)
-            postfix = run_postfix(args.messages, size, port, sink)
+            ours, size = run_ours(args.messages, args.dkim, port, workdir, sink, harness, vhost)
+            postfix = run_postfix(args.messages, size, port, sink, tools)
         finally:
             sink.stop()
+            broker.delete_vhost(vhost)
     n = args.messages
     print(f"{'':34}{'messages':>10}{'seconds':>10}{'messages/s':>12}")
     print(f"{'ours: campaign->RabbitMQ->akmtad':34}{n:>10,}{ours:>10.1f}{n / ours:>12,.0f}   dkim={args.dkim}")

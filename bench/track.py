@@ -1,14 +1,14 @@
 """Click-redirect throughput, with nginx's own `return 302` as the reference, and the event
 pipeline's rate from RabbitMQ into ClickHouse.
 
-    tests/harness/servers.sh start && .venv/bin/python bench/track.py [--seconds 8] [--connections 64]
+    .venv/bin/python -m bench.track [--seconds 8] [--connections 64]     (from the repository root)
 
 1. trkaction under akd (gunicorn, gthread, WORKERS workers) on a loopback port; wrk (Debian,
-   installed if missing) drives GET /c/<signed token> for SECONDS with CONNECTIONS
-   connections; every request is a real click: token verified, bot check, event into the
-   publisher, 302. Afterwards: how many events the broker confirmed and how long the
-   publishers needed to catch up.
-2. A throwaway nginx (installed if missing) with `worker_processes WORKERS; access_log off;
+   installed if missing and root, else the script stops naming it) drives GET /c/<signed
+   token> for SECONDS with CONNECTIONS connections; every request is a real click: token
+   verified, bot check, event into the publisher, 302. Afterwards: how many events the
+   broker confirmed and how long the publishers needed to catch up.
+2. A throwaway nginx (Debian's nginx-light, the same way) with `worker_processes WORKERS; access_log off;
    return 302`, on another loopback port, driven by the same wrk command.
 3. procactions drains the clicks (topped up with synthetic events to at least --events)
    from RabbitMQ into ClickHouse: events/s from its first row to its last.
@@ -23,7 +23,6 @@ import http.client
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -34,33 +33,16 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-BIN = Path(sys.executable).parent
+if __name__ == "__main__" and not __package__:
+    sys.exit("run the benchmarks as modules from the repository root: .venv/bin/python -m bench.track")
+
+from bench import _config  # noqa: E402
+from tests.lib.cli import run  # noqa: E402
+from tests.lib.harness import make_config  # noqa: E402
+from tests.lib.packages import require  # noqa: E402
+from tests.lib.ports import free_port  # noqa: E402
+
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
-
-
-def ensure(tool: str, package: str) -> str:
-    path = shutil.which(tool) or (f"/usr/sbin/{tool}" if os.path.exists(f"/usr/sbin/{tool}") else None)
-    if path:
-        return path
-    print(f"installing {package} (apt-get)", flush=True)
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "--no-install-recommends", package]
-    if subprocess.run(install, env=env, stdout=subprocess.DEVNULL, timeout=900).returncode != 0:
-        subprocess.run(["apt-get", "update"], env=env, stdout=subprocess.DEVNULL, timeout=600)
-        subprocess.run(install, env=env, check=True, stdout=subprocess.DEVNULL, timeout=900)
-    path = shutil.which(tool) or f"/usr/sbin/{tool}"
-    if not os.path.exists(path):
-        sys.exit(f"bench/track.py: {tool} not available after installing {package}")
-    return path
-
-
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wrk(binary: str, url: str, seconds: int, connections: int, threads: int) -> dict:
@@ -84,14 +66,14 @@ def metric(port: int, name: str) -> float:
 
 
 def akd(*args: str, config: Path) -> None:
-    result = subprocess.run([str(BIN / "akd"), *args, "--config", str(config)], capture_output=True, text=True,
-                            timeout=180)
+    result = run("akd", *args, config=config, timeout=180)
     if result.returncode != 0:
         sys.exit(f"akd {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m bench.track", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=8, help="wrk duration per run (default 8)")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
@@ -101,7 +83,7 @@ def main() -> None:
     parser.add_argument("--config", help="main.json with the stores (default: the test harness)")
     args = parser.parse_args()
 
-    wrk_bin, nginx_bin = ensure("wrk", "wrk"), ensure("nginx", "nginx-light")
+    wrk_bin, nginx_bin = require("wrk", "wrk"), require("nginx", "nginx-light")
 
     from altcraft import config as cfg
     from altcraft.domain.tracking import Link, url as tracking_url
@@ -113,8 +95,7 @@ def main() -> None:
     if args.config:
         settings = json.loads(Path(args.config).read_text())
     else:
-        from tests.conftest import HARNESS_DIR, make_config
-        settings = make_config(json.loads((HARNESS_DIR / "harness.json").read_text()), basedir)
+        settings = make_config(_config.harness(), basedir)
     settings.update(BASEDIR=str(basedir), TRACKING_BASE_URL=f"http://127.0.0.1:{port}",
                     PROCESSES={"trkaction": {"PORT": port, "WORKERS": args.workers}})
     main_json = basedir / "main.json"
@@ -208,7 +189,7 @@ http {{
         store.close()
         ch_rate = (written - first) / (drained - first_at) if first_at and drained > first_at else 0.0
     finally:
-        subprocess.run([str(BIN / "akd"), "stop", "--config", str(main_json)], capture_output=True, timeout=120)
+        run("akd", "stop", config=main_json, timeout=120)
         pid_file = nginx_dir / "nginx.pid"
         if pid_file.exists():
             try:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT
+from tests.lib import ROOT
 
 IMAGE = os.environ.get("ALTCRAFT_TEST_IMAGE", "altcraft-test/debian-systemd:bookworm")
 # What makes a machine "of this kind" besides its packages: the CA bundle its outbound HTTPS

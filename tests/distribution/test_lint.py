@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 
-from .conftest import ROOT
+from tests.lib import ROOT
 
 
 def test_ansible_lint_reports_nothing(dist_env):

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from .conftest import ROOT
+from tests.lib import ROOT
 
 
 def molecule(env, *args, timeout):

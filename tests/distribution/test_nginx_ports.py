@@ -13,7 +13,7 @@ import yaml
 
 from altcraft import registry
 
-from .conftest import ROOT
+from tests.lib import ROOT
 
 AKD = Path(sys.executable).parent / "akd"
 SECRET = "x" * 32

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import email
 import email.policy
-import os
 import smtplib
-import subprocess
 import threading
 import time
 import uuid
@@ -27,28 +25,15 @@ from altcraft import registry
 from altcraft.domain import events
 from altcraft.services.api import create_app
 from altcraft.wiring import Platform
-from tests.conftest import free_port
-from tests.e2e.support import campaign_id, wait_for
+from tests.lib.ports import free_port
+from tests.lib.stand import campaign_id
+from tests.lib.wait import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 # A headless Chromium says "HeadlessChrome", which the bot filter rightly flags (scanners use
 # headless browsers); this test reads mail as a person would, so it sends a desktop UA.
 PERSON = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36"
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    if not os.path.exists(CHROMIUM):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
-        if subprocess.run(install, env=env, capture_output=True, timeout=900).returncode != 0:
-            subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=600)
-            subprocess.run(install, env=env, capture_output=True, timeout=900)
-    if not os.path.exists(CHROMIUM):
-        pytest.fail("Debian's chromium is not installed and `apt-get install -y chromium` failed", pytrace=False)
-    return CHROMIUM
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import json
 import random
 import uuid
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
@@ -24,13 +23,14 @@ from altcraft.schema import migrate as migration
 from altcraft.stores import kv
 from altcraft.stores.analytics import Analytics
 from altcraft.wiring import Platform
-from tests.cli import run
-from tests.conftest import ROOT, free_port, make_config
-from tests.webpanel import PASSWORD, make_tenant
+from tests.lib import ROOT
+from tests.lib.cli import run
+from tests.lib.harness import make_config
+from tests.lib.ports import free_port
+from tests.lib.webpanel import PASSWORD, make_tenant
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots" / "webcontrol"
@@ -40,14 +40,6 @@ window.__csp = [];
 document.addEventListener('securitypolicyviolation',
     e => window.__csp.push(e.violatedDirective + ' ' + (e.blockedURI || 'inline')));
 """
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    from tests.system_packages import ensure
-
-    ensure("chromium", [CHROMIUM, "--version"])
-    return CHROMIUM
 
 
 @pytest.fixture

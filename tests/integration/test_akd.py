@@ -10,8 +10,10 @@ import urllib.request
 import psutil
 import pytest
 
-from tests.cli import run, run_json, wait_for
-from tests.conftest import free_port, make_config
+from tests.lib.cli import run, run_json
+from tests.lib.harness import make_config
+from tests.lib.ports import free_port, port_open
+from tests.lib.wait import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -183,8 +185,8 @@ def test_run_in_foreground_and_sigterm(api_config):
     proc = subprocess.Popen([str(Path(sys.executable).parent / "akd"), "run", "api", "--config", str(path)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: get(port, "/api/health") == (200, "OK") if _listening(port) else False,
-                 what="akd run api to serve")
+        wait_for(lambda: get(port, "/api/health") == (200, "OK")
+                 if port_open("127.0.0.1", port, timeout=0.5) else False, what="akd run api to serve")
         assert run("akd", "status", "api", config=path).stdout.split()[0] == "RUNNING"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
@@ -199,14 +201,6 @@ def test_tail_prints_the_log(api_config):
     assert run("akd", "start", "api", config=path).returncode == 0
     result = run("akd", "tail", "api", "--no-follow", "-n", "200", config=path)
     assert result.returncode == 0 and "Listening at" in result.stdout
-
-
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def test_start_without_names_runs_every_implemented_process(harness, basedir, vhost):

@@ -4,8 +4,8 @@ import subprocess
 import pytest
 from clickhouse_driver import Client
 
-from tests.cli import run, run_json
-from tests.conftest import HARNESS
+from tests.lib.cli import run, run_json
+from tests.lib.harness import HARNESS
 
 pytestmark = pytest.mark.integration
 
@@ -103,7 +103,8 @@ def test_migrate_adds_a_missing_column_to_an_existing_table(harness, main_json, 
 
 
 def test_migrate_fails_loudly_when_a_store_is_down(main_json, harness, basedir):
-    from tests.conftest import free_port, make_config
+    from tests.lib.harness import make_config
+    from tests.lib.ports import free_port
 
     broken = basedir / "broken.json"
     broken.write_text(json.dumps(make_config(harness, basedir, RABBITMQ_PORT=free_port())))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from altcraft.services.apiv11 import api as registry_api
-from tests.api_client import Client, make_account
+from tests.lib.api import Client, make_account
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,9 @@ import urllib.request
 
 import pytest
 
-from tests.cli import run
-from tests.conftest import free_port, make_config
+from tests.lib.cli import run
+from tests.lib.harness import make_config
+from tests.lib.ports import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -14,9 +14,11 @@ import pytest
 
 from altcraft.domain import tracking
 from altcraft.stores.broker import Broker
-from tests.cli import run, wait_for
-from tests.integration.mta_pipeline import Pipeline, delivery_events, verify_dkim
-from tests.smtp_sink import Sink
+from tests.lib.broker import delivery_events
+from tests.lib.cli import run
+from tests.lib.mta import Pipeline, verify_dkim
+from tests.lib.sink import Sink
+from tests.lib.wait import wait_for
 
 pytestmark = pytest.mark.integration
 

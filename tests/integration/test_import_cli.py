@@ -5,16 +5,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from altcraft.schema import migrate as migration
 from altcraft.wiring import Platform
-from tests.cli import run
+from tests.lib import ROOT
+from tests.lib.cli import run
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from altcraft.stores.analytics import Analytics
-from tests.api_client import make_account
+from tests.lib.api import make_account
 
 pytestmark = pytest.mark.integration
 

@@ -19,9 +19,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.cli import wait_for
-from tests.integration.mta_pipeline import Pipeline, delivery_events, verify_dkim
-from tests.smtp_sink import Sink
+from tests.lib.broker import delivery_events
+from tests.lib.mta import Pipeline, verify_dkim
+from tests.lib.sink import Sink
+from tests.lib.wait import wait_for
 
 pytestmark = pytest.mark.integration
 DEFAULT_HELO = "mta.default.test"

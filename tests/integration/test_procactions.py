@@ -19,7 +19,8 @@ from altcraft.domain.stoplist import StopList
 from altcraft.domain.tracking import Link
 from altcraft.stores import broker, kv
 from altcraft.wiring import Platform
-from tests.e2e.support import campaign_id, wait_for
+from tests.lib.stand import campaign_id
+from tests.lib.wait import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -15,8 +15,9 @@ from altcraft.domain import events
 from altcraft.domain.tracking import Link
 from altcraft.services.api import create_app
 from altcraft.wiring import Platform
-from tests.cli import run
-from tests.e2e.support import campaign_id, wait_for
+from tests.lib.cli import run
+from tests.lib.stand import campaign_id
+from tests.lib.wait import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

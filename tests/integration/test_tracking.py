@@ -16,8 +16,9 @@ import pytest
 
 from altcraft.stores import broker
 from altcraft.wiring import Platform
-from tests.conftest import free_port
-from tests.e2e.support import campaign_id, http, wait_for
+from tests.lib.ports import free_port
+from tests.lib.stand import campaign_id, http
+from tests.lib.wait import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.api_client import make_account
+from tests.lib.api import make_account
 
 pytestmark = pytest.mark.integration
 

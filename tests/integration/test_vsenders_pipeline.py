@@ -14,9 +14,9 @@ import pytest
 from altcraft import registry
 from altcraft.domain.vsender_rules import pick
 from altcraft.services.api import create_app
-from tests.api_client import Client
-from tests.cli import wait_for
-from tests.smtp_sink import Sink
+from tests.lib.api import Client
+from tests.lib.sink import Sink
+from tests.lib.wait import wait_for
 
 pytestmark = pytest.mark.integration
 TO_X, OTHERS = 100, 300

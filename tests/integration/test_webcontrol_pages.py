@@ -11,7 +11,7 @@ import pytest
 from altcraft import registry
 from altcraft.web.control import create_app
 from altcraft.web.control.pages import PAGE_SIZE
-from tests.webpanel import make_tenant, signin
+from tests.lib.webpanel import make_tenant, signin
 
 pytestmark = pytest.mark.integration
 ROW = re.compile(r'href="/databases/\d+/profiles/([0-9a-f]{32})"')

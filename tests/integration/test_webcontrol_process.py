@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from altcraft.web.control import create_app  # noqa: F401  (the entry point must import)
-from tests.cli import run, run_json
-from tests.conftest import free_port, make_config
-from tests.e2e.support import http
+from tests.lib.cli import run, run_json
+from tests.lib.harness import make_config
+from tests.lib.ports import free_port
+from tests.lib.stand import http
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

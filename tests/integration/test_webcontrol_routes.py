@@ -16,7 +16,7 @@ import pytest
 
 from altcraft import registry
 from altcraft.web.control import create_app
-from tests.webpanel import Tenant, make_tenant, signin, token_of
+from tests.lib.webpanel import Tenant, make_tenant, signin, token_of
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import pytest
 
 from altcraft import registry
 from altcraft.web.control import create_app
-from tests.webpanel import PASSWORD, make_tenant, token_of
+from tests.lib.webpanel import PASSWORD, make_tenant, token_of
 
 pytestmark = pytest.mark.integration
 

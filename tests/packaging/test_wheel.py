@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.lib import ROOT
 
 pytestmark = pytest.mark.slow
 

@@ -1,26 +1,25 @@
 """The campaign -> RabbitMQ -> akmtad -> SMTP sink pipeline as the MTA tests drive it: a
 main.json routing all mail to a local sink, a campaign set up in the real stores, akd to
-run the processes, and ways to read what happened (delivery events, DKIM verification)."""
+run the processes, and DKIM verification of what the sink received (the delivery events are
+read with tests/lib/broker.py)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
-import time
 import uuid
 from pathlib import Path
-
-import pika
 
 from altcraft import config as cfg
 from altcraft.domain.stoplist import StopList
 from altcraft.schema import migrate as migration
 from altcraft.stores import kv
 from altcraft.wiring import Platform
-from tests.cli import run
-from tests.conftest import free_port, make_config
+from tests.lib.cli import run
+from tests.lib.harness import make_config
+from tests.lib.ports import free_port
 
-VERIFIER = Path(__file__).resolve().parents[1] / "dkim_verify.pl"
+VERIFIER = Path(__file__).resolve().parent / "dkim_verify.pl"
 TEMPLATE_HTML = ('<html><body><p>Hello {{ first_name | default("friend") }}!</p>'
                  '<a href="https://shop.example/sale?utm=mail&amp;id=1">Sale</a> '
                  '<a href="https://shop.example/about">About</a> <a href="mailto:help@shop.example">Help</a>'
@@ -102,18 +101,3 @@ def verify_dkim(messages, sender, tmp_path: Path) -> subprocess.CompletedProcess
         files.append(str(path))
     return subprocess.run(["perl", str(VERIFIER), str(keys), *files], capture_output=True, text=True)
 
-
-def delivery_events(config, minimum: int, timeout: float = 60) -> list[dict]:
-    params = pika.ConnectionParameters(config.RABBITMQ_HOST, config.RABBITMQ_PORT, config.RABBITMQ_VHOST,
-                                       pika.PlainCredentials(config.RABBITMQ_USER, config.RABBITMQ_PASS))
-    events: list[dict] = []
-    deadline = time.monotonic() + timeout
-    with pika.BlockingConnection(params) as connection:
-        channel = connection.channel()
-        while time.monotonic() < deadline and len(events) < minimum:
-            method, _, body = channel.basic_get("events.delivery", auto_ack=True)
-            if method is None:
-                time.sleep(0.3)
-                continue
-            events.append(json.loads(body))
-    return events

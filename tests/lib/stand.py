@@ -1,7 +1,7 @@
 """What the tracking, procactions, report and browser tests share: a platform under akd on
 the harness servers, with queue depths and ClickHouse rows to look at.
 
-Each stand has its own RabbitMQ vhost (the `vhost` fixture of tests/conftest.py), its own
+Each stand has its own RabbitMQ vhost (the `vhost` fixture, tests/lib/broker.py), its own
 ClickHouse database and its own control and account databases, so queue depths and row
 counts are the test's own. Campaign ids are random all the same where no campaign document
 is needed, so that a row can never be mistaken for another test's.
@@ -24,10 +24,10 @@ from altcraft.domain.tracking import Link, url as tracking_url
 from altcraft.schema import migrate as migration
 from altcraft.stores import broker
 from altcraft.stores.analytics import Analytics
-from tests.cli import run, run_json, wait_for  # noqa: F401  (re-exported for the tracking tests)
-from tests.conftest import SECRET, free_port, make_config
-
-
+from tests.lib.broker import depth as queue_depth
+from tests.lib.cli import run, run_json
+from tests.lib.harness import SECRET, make_config
+from tests.lib.ports import free_port
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -106,8 +106,7 @@ class Stand:
             store.close()
 
     def depth(self, queue: str) -> int:
-        with broker.Broker(self.config, app="altcraft-test") as mq:
-            return mq.queue_depth(queue)
+        return queue_depth(self.config, queue)
 
     def publish(self, events: list[tuple[str, str, bytes]]) -> None:
         """Publishes encoded events, (event_id, routing key, body) as domain.events.action and
