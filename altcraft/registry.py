@@ -75,7 +75,7 @@ PROCESSES: tuple[Process, ...] = (
             status="partial", entry="altcraft.services.trk.app:create_app",
             requires=(RABBITMQ, ACCOUNTDB), remote=True, group="tracking",
             notes="clicks /c, opens /o, unsubscribe /u (+ RFC 8058 one-click), subscription "
-                  "manager /m; web version /w planned (#4 renders); readiness checks RabbitMQ only"),
+                  "manager /m, web version /w; readiness checks RabbitMQ only"),
     Process("trkimage", "http", "Pixel and image requests", 8096, status="partial",
             entry="altcraft.services.trk.app:create_app", requires=_TRK_DEPS,
             remote=True, group="tracking",

@@ -17,26 +17,30 @@ _MODULE = re.compile(r"\b([a-z_][a-z0-9_]*\.py)\b")
 
 def package_tree(text: str) -> list[str]:
     """The code block under '## The package': the first token of an entry line is a folder
-    (ending in /) or a module; deeper indentation nests; a folder's description may list its
-    modules (`apiv11/  the endpoints: admin.py (...), profiles.py`)."""
+    (ending in /) or a module; deeper indentation nests; a line indented to the description
+    column continues the entry before it; a folder's description may list its modules
+    (`apiv11/  the endpoints: admin.py (...), profiles.py`)."""
     section = text.split("## The package", 1)[1]
     block = section.split("```", 2)[1]
     stack: list[tuple[int, str]] = []
     listed: list[str] = []
     last_folder: str | None = None
+    description_column = 10**6
     for line in block.splitlines()[1:]:
         match = _ENTRY.match(line)
         if not match:
             continue
         indent, name = len(match.group(1)), match.group(2)
-        if name.endswith("/") or name.endswith(".py"):
+        entry = indent < description_column and (name.endswith("/") or name.endswith(".py"))
+        if entry:
             while stack and stack[-1][0] >= indent:
                 stack.pop()
             prefix = "".join(folder for _, folder in stack)
+            rest = line[match.end():]
+            description_column = match.end() + len(rest) - len(rest.lstrip()) if rest.strip() else 10**6
             if name.endswith("/"):
                 stack.append((indent, name))
-                last_folder = prefix + name
-                described = line[match.end():]
+                last_folder, described = prefix + name, rest
             else:
                 listed.append(prefix + name)
                 last_folder, described = None, ""
@@ -62,9 +66,10 @@ def test_every_module_is_in_the_architecture_page_and_nothing_else():
 
 def test_the_tree_parser_reads_folders_nesting_and_listed_modules():
     text = ("## The package\n\n```\naltcraft/\n  a.py   one\n  sub/   holds: b.py, c.py\n"
-            "         and d.py\n    e.py  nested\n  f.py\n```\n")
+            "         g.py and d.py\n    e.py  nested\n  f.py   about x.py\n```\n")
     assert sorted(package_tree(text)) == sorted(["altcraft/a.py", "altcraft/sub/b.py", "altcraft/sub/c.py",
-                                                 "altcraft/sub/d.py", "altcraft/sub/e.py", "altcraft/f.py"])
+                                                 "altcraft/sub/d.py", "altcraft/sub/e.py", "altcraft/f.py",
+                                                 "altcraft/sub/g.py"])
 
 
 def test_no_ready_process_is_described_as_planned():
