@@ -81,9 +81,11 @@ class Supervisor:
             )
 
     def _started(self, child: subprocess.Popen, since: float) -> bool:
-        if self.process.kind == "http":
-            address = self.config.listen_address(self.process.name)
-            return address is not None and _listens(child.pid, address.port)
+        # a process with a port (an HTTP process, or a worker's control API such as akmtad's)
+        # is running once it listens there: what `akd start` reports can then be called
+        address = self.config.listen_address(self.process.name)
+        if address is not None:
+            return _listens(child.pid, address.port)
         return time.monotonic() - since >= WORKER_SETTLE_SECONDS
 
     def _wait(self, child: subprocess.Popen) -> int | None:
