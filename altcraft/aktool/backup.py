@@ -100,9 +100,8 @@ def _summary(store: str, section: dict) -> str:
     if store == "mongodb":
         parts = []
         for role, part in section.items():
-            if isinstance(part, dict) and "databases" in part:
-                docs = sum(c["count"] for db in part["databases"].values() for c in db.values())
-                parts.append(f"{role}: {len(part['databases'])} db, {docs} documents")
+            docs = sum(c["count"] for db in part["databases"].values() for c in db.values())
+            parts.append(f"{role}: {len(part['databases'])} db, {docs} documents")
         return "; ".join(parts)
     if store == "clickhouse":
         return ", ".join(f"{t} {e.get('count', 0)} rows" for t, e in section["tables"].items()) or "no tables"

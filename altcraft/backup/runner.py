@@ -177,6 +177,7 @@ def create(config: MainConfig, config_path: Path, to: Path | None = None, only: 
         started = now()
         clock = time.monotonic()
         sections: dict[str, Any] = {}
+        timings: dict[str, float] = {}
         try:
             for store in stores:
                 report.begin(store)
@@ -185,7 +186,7 @@ def create(config: MainConfig, config_path: Path, to: Path | None = None, only: 
                     sections[store] = _dump_store(store, config, config_path, target, report.tick)
                 except Exception as exc:
                     raise StoreFailed(store, exc) from exc
-                sections[store]["seconds"] = round(time.monotonic() - store_clock, 3)
+                timings[store] = round(time.monotonic() - store_clock, 3)
                 report.end(store)
             data = {
                 "format": mf.FORMAT,
@@ -196,6 +197,7 @@ def create(config: MainConfig, config_path: Path, to: Path | None = None, only: 
                 "started_at": started,
                 "finished_at": now(),
                 "seconds": round(time.monotonic() - clock, 3),
+                "store_seconds": timings,
                 "stores": sections,
                 "files": {rel: e.as_dict() for rel, e in mf.hash_files(target).items()},
             }
