@@ -157,3 +157,8 @@ def digest_database(client: MongoClient, name: str) -> dict[str, Any]:
 def index_names(client: MongoClient, name: str) -> dict[str, list[str]]:
     db = client[name]
     return {c["name"]: sorted(i["name"] for i in db[c["name"]].list_indexes()) for c in _collections(db)}
+
+
+def dumped_index_names(dbdir: Path, collection: str) -> list[str]:
+    metadata = json_util.loads((dbdir / f"{collection}.metadata.json").read_text())
+    return sorted(spec["name"] for spec in metadata.get("indexes", []))

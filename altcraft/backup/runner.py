@@ -437,8 +437,13 @@ def compare(config: MainConfig, root: Path, data: dict[str, Any]) -> list[str]:
             for name, collections in section["databases"].items():
                 live_name = live_db_name(config, role, section, name)
                 live = mongo.digest_database(client, live_name)
+                indexes = mongo.index_names(client, live_name)
                 for coll, expected in collections.items():
                     check(f"mongodb {live_name}.{coll}", expected, live.get(coll))
+                    wanted = mongo.dumped_index_names(root / "mongodb" / role / name, coll)
+                    if sorted(indexes.get(coll, [])) != wanted:
+                        mismatches.append(f"mongodb {live_name}.{coll} indexes: {indexes.get(coll, [])}, "
+                                          f"the backup has {wanted}")
         finally:
             client.close()
     if "clickhouse" in stores:
