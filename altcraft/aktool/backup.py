@@ -67,6 +67,10 @@ def create_command(
                                       "{BASEDIR}/backups/<UTC time>); must be new or empty."),
     only: Optional[list[str]] = typer.Option(None, "--only", help="Only these stores (repeatable): "
                                              "secrets, mongodb, clickhouse, kv, rabbitmq, postgresql, spool."),
+    quiet: bool = typer.Option(True, "--quiet-point/--no-quiet-point", help="Set the maintenance flag "
+                               "for the run (the API refuses writes; see docs/operations.md)."),
+    lease: float = typer.Option(30.0, "--lease", min=1.0, help="Seconds the maintenance flag outlives a "
+                                "run that was killed (renewed every third of it while the run lives)."),
     as_json: bool = typer.Option(False, "--json", help="JSON output for machines."),
     config: Optional[Path] = CONFIG_OPTION,
 ) -> None:
@@ -77,7 +81,8 @@ def create_command(
     conf, conf_path = load_config(config, code=EXIT_INVALID, quiet=as_json)
     try:
         with _Live(quiet=as_json or not sys.stderr.isatty()) as live:
-            path, data = runner.create(conf, conf_path, to=to, only=only, report=live.reporter())
+            path, data = runner.create(conf, conf_path, to=to, only=only, report=live.reporter(),
+                                       quiet=quiet, lease=lease)
     except runner.Refused as exc:
         raise fail(f"aktool backup: {exc}", EXIT_INVALID) from None
     except runner.StoreFailed as exc:

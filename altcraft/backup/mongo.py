@@ -41,8 +41,9 @@ def _index_specs(collection) -> list[dict]:
     return specs
 
 
-def dump_database(client: MongoClient, name: str, outdir: Path, tick: Tick) -> dict[str, Any]:
-    """Writes one database; returns {collection: {count, checksum}}."""
+def dump_database(client: MongoClient, name: str, outdir: Path, tick: Tick,
+                  skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Writes one database (but the collections in `skip`); returns {collection: {count, checksum}}."""
     db = client[name]
     raw_db = client.get_database(name, codec_options=RAW)
     target = outdir / name
@@ -50,6 +51,8 @@ def dump_database(client: MongoClient, name: str, outdir: Path, tick: Tick) -> d
     result: dict[str, Any] = {}
     for info in _collections(db):
         coll = info["name"]
+        if coll in skip:
+            continue
         digest = SumDigest()
         with open(target / f"{coll}.bson", "wb") as f:
             for doc in raw_db[coll].find({}, batch_size=BATCH):

@@ -15,10 +15,12 @@ Layout of one backup directory (0700):
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import shutil
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +33,8 @@ import altcraft
 from altcraft.backup import clickhouse, files, kv, mongo, postgresql, rabbitmq
 from altcraft.backup import manifest as mf
 from altcraft.config import MainConfig
+from altcraft.domain.maintenance import COLLECTION as MAINTENANCE_COLLECTION
+from altcraft.domain.maintenance import Maintenance
 from altcraft.stores import documents
 from altcraft.stores.broker import Broker
 
@@ -116,7 +120,10 @@ def _dump_store(store: str, config: MainConfig, config_path: Path, root: Path, t
                 section[role] = {
                     "target": _mongo_target(config, role),
                     "prefix": config.ACCOUNTDB_PREFIX if role == "account" else None,
-                    "databases": {n: mongo.dump_database(client, n, root / "mongodb" / role, tick) for n in names},
+                    # the maintenance flag is this run's own transient state, not the platform's
+                    "databases": {n: mongo.dump_database(client, n, root / "mongodb" / role, tick,
+                                                         skip=(MAINTENANCE_COLLECTION,) if role == "control" else ())
+                                  for n in names},
                 }
             finally:
                 client.close()
@@ -144,6 +151,43 @@ def _dump_store(store: str, config: MainConfig, config_path: Path, root: Path, t
     raise ValueError(f"unknown store {store}")
 
 
+class QuietPoint:
+    """The maintenance flag for the length of a run: set, renewed every third of its lease
+    by a thread, cleared at the end whatever happened. A run killed with SIGKILL stops
+    renewing and the flag lapses after `lease` seconds: the platform is never left paused."""
+
+    def __init__(self, config: MainConfig, lease: float, reason: str):
+        self.config, self.lease, self.reason = config, lease, reason
+        self._stop = threading.Event()
+
+    def __enter__(self) -> QuietPoint:
+        self.client = documents.connect(self.config, "control")
+        self.flag = Maintenance(documents.control_db(self.client, self.config))
+        try:
+            self.token = self.flag.begin(self.reason, f"{socket.gethostname()}:{os.getpid()}", self.lease)
+        except Exception:
+            self.client.close()
+            raise
+        self._thread = threading.Thread(target=self._renew, name="maintenance-lease", daemon=True)
+        self._thread.start()
+        return self
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.lease / 3):
+            try:
+                self.flag.renew(self.token, self.lease)
+            except Exception:  # noqa: BLE001 - a missed renewal only shortens the pause
+                pass
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        try:
+            self.flag.end(self.token)
+        finally:
+            self.client.close()
+
+
 def new_dir(root: Path) -> Path:
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     path = root / stamp
@@ -155,7 +199,7 @@ def new_dir(root: Path) -> Path:
 
 
 def create(config: MainConfig, config_path: Path, to: Path | None = None, only: list[str] | None = None,
-           report: Reporter | None = None) -> tuple[Path, dict[str, Any]]:
+           report: Reporter | None = None, quiet: bool = True, lease: float = 30.0) -> tuple[Path, dict[str, Any]]:
     """One backup; returns its directory and manifest. Raises StoreFailed naming the store:
     the directory is then left without a manifest (incomplete, and `list` says so)."""
     report = report or Reporter()
@@ -178,6 +222,13 @@ def create(config: MainConfig, config_path: Path, to: Path | None = None, only: 
         clock = time.monotonic()
         sections: dict[str, Any] = {}
         timings: dict[str, float] = {}
+        quiet_point = contextlib.nullcontext()
+        if quiet:
+            try:
+                quiet_point = QuietPoint(config, lease, "backup in progress (aktool backup create)").__enter__()
+            except Exception as exc:
+                lock.release(remove=False)
+                raise StoreFailed("maintenance", exc) from exc
         try:
             for store in stores:
                 report.begin(store)
@@ -194,6 +245,9 @@ def create(config: MainConfig, config_path: Path, to: Path | None = None, only: 
                 "schema_versions": None,
                 "schema_note": SCHEMA_NOTE,
                 "hosts": {"backup_host": socket.gethostname()},
+                "quiet_point": {"maintenance_flag": quiet, "lease_seconds": lease if quiet else None,
+                                "paused": ["API writes"] if quiet else [],
+                                "not_paused": ["campaign publishing", "MTA intake", "event ingestion"]},
                 "started_at": started,
                 "finished_at": now(),
                 "seconds": round(time.monotonic() - clock, 3),
@@ -203,7 +257,10 @@ def create(config: MainConfig, config_path: Path, to: Path | None = None, only: 
             }
             mf.write_atomic(target, data)
         finally:
-            lock.release(remove=(target / mf.MANIFEST).exists())
+            try:
+                quiet_point.__exit__(None, None, None)
+            finally:
+                lock.release(remove=(target / mf.MANIFEST).exists())
     finally:
         os.umask(old_umask)
     return target, data

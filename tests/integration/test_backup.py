@@ -25,17 +25,21 @@ import pytest
 import redis
 
 from altcraft import config as cfg
+from altcraft import registry
 from altcraft.backup import clickhouse as ch_dump
 from altcraft.backup import kv as kv_dump
 from altcraft.backup import mongo as mongo_dump
 from altcraft.backup import runner
 from altcraft.domain.events import Event
 from altcraft.domain.ingest import EventWriter
+from altcraft.domain.maintenance import Maintenance
 from altcraft.domain.reports import HourlyStats, Reports
 from altcraft.domain.stoplist import StopList
 from altcraft.schema import migrate as migration
+from altcraft.services.api import create_app
 from altcraft.stores import analytics, documents, kv
 from altcraft.wiring import Platform
+from tests.api_client import Client
 from tests.cli import BIN, run, wait_for
 from tests.conftest import free_port, make_config
 
@@ -240,6 +244,8 @@ def test_backup_wipe_restore_equals_the_manifest(bk_config, tmp_path):
     assert ((target / "secrets").stat().st_mode & 0o777) == 0o700
     assert ((target / "secrets" / "main.json").stat().st_mode & 0o777) == 0o600
     assert not (target / ".lock").exists()
+    assert data["quiet_point"]["maintenance_flag"] is True
+    assert "platform_state" not in data["stores"]["mongodb"]["control"]["databases"][config.CONTROLDB_NAME]
     # mongodump's layout, indexes in the metadata
     control_dir = target / "mongodb" / "control" / config.CONTROLDB_NAME
     meta = json.loads((control_dir / "accounts.metadata.json").read_text())
@@ -360,15 +366,28 @@ def test_kill_9_in_the_middle_leaves_nothing_complete(bk_config, tmp_path):
     fill(config)
     root = tmp_path / "backups"
     target = root / "killed"
-    proc = subprocess.Popen([str(BIN / "aktool"), "backup", "create", "--to", str(target), "--config", str(main_json)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    platform = Platform(config)
+    api = Client(create_app(config, registry.get("api")).test_client(), platform.tokens.create("admin")[0])
+    assert api("admin/accounts/save", name="before-the-backup")[0] == 200
+    proc = subprocess.Popen([str(BIN / "aktool"), "backup", "create", "--to", str(target), "--lease", "3",
+                             "--config", str(main_json)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     # the moment the account databases are being written: mid-run, long before the manifest
     wait_for(lambda: (target / "mongodb" / "account").exists() or proc.poll() is not None,
              timeout=60, every=0.005, what="the backup to reach the account databases")
     assert proc.poll() is None, "the backup finished before it could be killed"
+    # the quiet point: the API refuses writes with a clear error, reads go on
+    time.sleep(1.1)  # the API reads the flag at most once a second
+    status, body = api("admin/accounts/save", name="during-the-backup")
+    assert (status, body["error"]) == (503, 9) and body["error_text"].startswith("maintenance: backup in progress")
+    assert api("admin/accounts/list/")[0] == 200
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (target / "manifest.json").exists()
+    # killed, it renews the lease no more: the platform resumes by itself within the lease
+    wait_for(lambda: Maintenance(platform.control).active() is None, timeout=10, what="the flag to lapse")
+    time.sleep(1.1)
+    assert api("admin/accounts/save", name="after-the-kill")[0] == 200
+    platform.close()
     listed = json.loads(run("aktool", "backup", "list", "--root", str(root), "--json", config=main_json).stdout)
     assert [(b["name"], b["state"]) for b in listed["backups"]] == [("killed", "incomplete")]
     verified = run("aktool", "backup", "verify", str(target))
@@ -394,3 +413,7 @@ def test_a_failing_store_is_named_and_leaves_no_manifest(bk_config, tmp_path, ba
     assert "store clickhouse" in result.stderr
     assert not (target / "manifest.json").exists()
     assert runner.list_backups(tmp_path)[0]["state"] == "incomplete"
+    # the quiet point ended with the failure: the flag is cleared, not left to lapse
+    platform = Platform(config)
+    assert platform.control["platform_state"].count_documents({}) == 0
+    platform.close()
