@@ -350,6 +350,15 @@ def test_a_damaged_byte_fails_verify_and_restore_refuses(bk_config, tmp_path):
         assert control[config.CONTROLDB_NAME]["accounts"].count_documents({}) == accounts_before
         control.close()
         shutil.rmtree(damaged)
+    # a backup of another platform version is refused unless --migrate
+    other = tmp_path / "other-version"
+    shutil.copytree(target, other)
+    data["platform_version"] = "0.0.1"
+    (other / "manifest.json").write_text(json.dumps(data))
+    refused = run("aktool", "backup", "restore", str(other), "--yes", config=main_json)
+    assert refused.returncode == 2 and "version 0.0.1" in refused.stderr and "--migrate" in refused.stderr
+    migrated = run("aktool", "backup", "restore", str(other), "--yes", "--migrate", config=main_json, timeout=300)
+    assert migrated.returncode == 0, migrated.stderr
     # a file the manifest does not know, and a missing one
     extra = tmp_path / "extra"
     shutil.copytree(target, extra)
@@ -399,6 +408,24 @@ def test_kill_9_in_the_middle_leaves_nothing_complete(bk_config, tmp_path):
                             config=main_json).stdout)
     assert pruned["removed"] == [str(target)]
     assert [p.name for p in root.iterdir()] == ["good"]
+
+
+def test_ctrl_c_leaves_an_incomplete_backup_and_resumes_the_platform(bk_config, tmp_path):
+    config, main_json = bk_config
+    fill(config)
+    target = tmp_path / "interrupted"
+    proc = subprocess.Popen([str(BIN / "aktool"), "backup", "create", "--to", str(target), "--config", str(main_json)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: (target / "mongodb" / "account").exists() or proc.poll() is not None,
+             timeout=60, every=0.005, what="the backup to reach the account databases")
+    assert proc.poll() is None, "the backup finished before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in stderr
+    assert runner.list_backups(tmp_path)[0]["state"] == "incomplete"
+    platform = Platform(config)
+    assert Maintenance(platform.control).active() is None  # cleared at once, not left to lapse
+    platform.close()
 
 
 def test_a_failing_store_is_named_and_leaves_no_manifest(bk_config, tmp_path, basedir):
