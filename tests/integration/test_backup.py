@@ -287,6 +287,12 @@ def test_backup_wipe_restore_equals_the_manifest(bk_config, tmp_path, harness):
 
     assert run("aktool", "backup", "verify", str(target)).returncode == 0
     check_tsv_read_by_clickhouse_18_16_and_current(config, harness, target)
+    # what restore asks about before it overwrites anything
+    plan = runner.plan(config, data)
+    assert f"mongodb   replace database {config.CONTROLDB_NAME}" in plan
+    assert all(f"mongodb   replace database {name}" in plan for name in account_dbs)
+    assert f"clickhouse replace table {config.CLICKHOUSE_SYSTEM.DATABASE_NAME}.events" in plan
+    assert any(line.startswith("kv        replace keys ak:*") for line in plan)
     listed = json.loads(run("aktool", "backup", "list", "--root", str(tmp_path), "--json",
                             config=main_json).stdout)["backups"]
     assert [(b["name"], b["state"]) for b in listed] == [("backup", "complete")]
