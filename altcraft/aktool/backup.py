@@ -23,9 +23,10 @@ class _Live:
 
     def __init__(self, quiet: bool):
         self.progress = Progress(SpinnerColumn(), TextColumn("{task.description:<14}"),
-                                 TextColumn("{task.completed:>10,.0f} records  {task.fields[what]}"),
+                                 TextColumn("{task.fields[records]:>10,} records  {task.fields[what]}"),
                                  TimeElapsedColumn(), console=Console(stderr=True), disable=quiet)
         self.tasks: dict[str, int] = {}
+        self.records: dict[str, int] = {}
         self.current: str | None = None
 
     def __enter__(self):
@@ -37,11 +38,12 @@ class _Live:
 
     def begin(self, store: str) -> None:
         self.current = store
-        self.tasks[store] = self.progress.add_task(store, total=None, what="")
+        self.tasks[store] = self.progress.add_task(store, total=None, what="", records=0)
 
     def tick(self, label: str, n: int) -> None:
         if self.current and n:
-            self.progress.update(self.tasks[self.current], advance=n, what=label)
+            self.records[self.current] = self.records.get(self.current, 0) + n
+            self.progress.update(self.tasks[self.current], records=self.records[self.current], what=label)
 
     def end(self, store: str) -> None:
         self.progress.update(self.tasks[store], what="done", total=1, completed=1)
