@@ -207,7 +207,10 @@ def _dump(store: Analytics, outdir: Path, tick: Tick) -> dict[str, Any]:
             tick(f"clickhouse {table}", digest.count % BATCH)
             parts[name] = {"partition": partition, **digest.as_dict()}
         entry.update({"data": True, "partition_by": expr, "partitions": parts, **total.as_dict()})
-    return {"database": store.database, "tables": tables}
+    # DateTime text is the server's wall-clock time: restore converts it when the target
+    # server runs in another time zone
+    timezone = store.execute("SELECT timezone()")[0][0]
+    return {"database": store.database, "server_timezone": timezone, "tables": tables}
 
 
 def check_readable(outdir: Path, section: dict[str, Any]) -> list[tuple[Path, str]]:
@@ -244,10 +247,32 @@ def _retarget(create: str, store: Analytics, table: str) -> str:
                   create.strip(), count=1)
 
 
+def _zone_shift(source: str | None, target: str) -> Callable[[Any], Any] | None:
+    """A converter of naive DateTime values from the source server's zone to the target's."""
+    if not source or source == target:
+        return None
+    from zoneinfo import ZoneInfo
+
+    src, dst = ZoneInfo(source), ZoneInfo(target)
+    return lambda value: value.replace(tzinfo=src).astimezone(dst).replace(tzinfo=None)
+
+
+def _converters(columns: list[tuple[str, str]], shift: Callable[[Any], Any] | None) -> list[Callable[[str], Any]]:
+    def make(kind: str) -> Callable[[str], Any]:
+        base = kind
+        for wrapper in ("Nullable", "LowCardinality"):
+            base = _inner(base, wrapper) or base
+        if shift is not None and base == "DateTime":
+            return lambda text: None if text == "\\N" else shift(from_text(kind, text))
+        return lambda text: from_text(kind, text)
+    return [make(kind) for _, kind in columns]
+
+
 def restore(settings: ClickHouseSystem, outdir: Path, section: dict[str, Any], tick: Tick) -> None:
     store = Analytics(settings)
     try:
         store.execute(f"CREATE DATABASE IF NOT EXISTS {_quote(store.database)}")
+        shift = _zone_shift(section.get("server_timezone"), store.execute("SELECT timezone()")[0][0])
         data_first = sorted(section["tables"].items(), key=lambda item: not item[1].get("data"))
         for table, entry in data_first:
             store.execute(f"DROP TABLE IF EXISTS {store.table(table)}")
@@ -256,12 +281,13 @@ def restore(settings: ClickHouseSystem, outdir: Path, section: dict[str, Any], t
                 continue
             columns = json.loads((outdir / f"{table}.columns.json").read_text())
             names = [c for c, _ in columns]
+            convert = _converters(columns, shift)
             for name in entry["partitions"]:
                 batch: list[list[Any]] = []
                 with open(outdir / table / name, encoding="utf-8", errors="surrogateescape") as f:
                     for line in f:
                         fields = line.rstrip("\n").split("\t")
-                        batch.append([from_text(kind, text) for (_, kind), text in zip(columns, fields)])
+                        batch.append([f(text) for f, text in zip(convert, fields)])
                         if len(batch) >= BATCH:
                             store.insert(table, names, batch)
                             tick(f"clickhouse {table}", len(batch))

@@ -158,3 +158,12 @@ def test_secrets_are_owner_only(tmp_path):
     assert files.check_secrets(tmp_path / "secrets", section) == []
     os.chmod(tmp_path / "secrets" / "main.json", 0o644)
     assert files.check_secrets(tmp_path / "secrets", section)[0][1].startswith("mode 0o644")
+
+
+def test_datetimes_follow_the_target_servers_time_zone():
+    shift = clickhouse._zone_shift("Europe/Moscow", "Etc/UTC")
+    convert = clickhouse._converters([("t", "DateTime"), ("n", "Nullable(DateTime)"), ("s", "String")], shift)
+    assert convert[0]("2026-11-30 04:00:00") == dt.datetime(2026, 11, 30, 1, 0, 0)
+    assert convert[1]("\\N") is None and convert[1]("2026-11-30 04:00:00") == dt.datetime(2026, 11, 30, 1)
+    assert convert[2]("2026-11-30 04:00:00") == b"2026-11-30 04:00:00"
+    assert clickhouse._zone_shift("Etc/UTC", "Etc/UTC") is None and clickhouse._zone_shift(None, "Etc/UTC") is None
