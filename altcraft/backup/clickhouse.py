@@ -268,6 +268,19 @@ def _converters(columns: list[tuple[str, str]], shift: Callable[[Any], Any] | No
     return [make(kind) for _, kind in columns]
 
 
+def _swap(store: Analytics, table: str, staging: str) -> None:
+    exists = store.execute("SELECT count() FROM system.tables WHERE database = %(db)s AND name = %(t)s",
+                           {"db": store.database, "t": table})[0][0]
+    if exists:
+        replaced = f"{table}__replaced"
+        store.execute(f"DROP TABLE IF EXISTS {store.table(replaced)}")
+        store.execute(f"RENAME TABLE {store.table(table)} TO {store.table(replaced)}, "
+                      f"{store.table(staging)} TO {store.table(table)}")
+        store.execute(f"DROP TABLE {store.table(replaced)}")
+    else:
+        store.execute(f"RENAME TABLE {store.table(staging)} TO {store.table(table)}")
+
+
 def restore(settings: ClickHouseSystem, outdir: Path, section: dict[str, Any], tick: Tick) -> None:
     store = Analytics(settings)
     try:
@@ -275,10 +288,15 @@ def restore(settings: ClickHouseSystem, outdir: Path, section: dict[str, Any], t
         shift = _zone_shift(section.get("server_timezone"), store.execute("SELECT timezone()")[0][0])
         data_first = sorted(section["tables"].items(), key=lambda item: not item[1].get("data"))
         for table, entry in data_first:
-            store.execute(f"DROP TABLE IF EXISTS {store.table(table)}")
-            store.execute(_retarget((outdir / f"{table}.sql").read_text(), store, table))
             if not entry.get("data"):
+                store.execute(f"DROP TABLE IF EXISTS {store.table(table)}")
+                store.execute(_retarget((outdir / f"{table}.sql").read_text(), store, table))
                 continue
+            # loaded under a staging name, then swapped in: a load that fails leaves the
+            # table as it was
+            staging = f"{table}__restoring"
+            store.execute(f"DROP TABLE IF EXISTS {store.table(staging)}")
+            store.execute(_retarget((outdir / f"{table}.sql").read_text(), store, staging))
             columns = json.loads((outdir / f"{table}.columns.json").read_text())
             names = [c for c, _ in columns]
             convert = _converters(columns, shift)
@@ -289,12 +307,13 @@ def restore(settings: ClickHouseSystem, outdir: Path, section: dict[str, Any], t
                         fields = line.rstrip("\n").split("\t")
                         batch.append([f(text) for f, text in zip(convert, fields)])
                         if len(batch) >= BATCH:
-                            store.insert(table, names, batch)
+                            store.insert(staging, names, batch)
                             tick(f"clickhouse {table}", len(batch))
                             batch = []
                 if batch:
-                    store.insert(table, names, batch)
+                    store.insert(staging, names, batch)
                     tick(f"clickhouse {table}", len(batch))
+            _swap(store, table, staging)
     finally:
         store.close()
 

@@ -328,9 +328,17 @@ def test_backup_wipe_restore_equals_the_manifest(bk_config, tmp_path, harness):
     assert client.get("foreign:key") is None  # wiped by the test, not restored: never in the backup
     assert len(os.listdir(runner.spool_dir(config) / "queue")) == 3
     assert run("aktool", "migrate", "--json", config=main_json).stdout.count('"action"') == 0
+    # restored again over the restored platform (tables swapped in, keys replaced): the same
+    again = run("aktool", "backup", "restore", str(target), "--yes", "--json", config=main_json, timeout=300)
+    assert again.returncode == 0 and json.loads(again.stdout)["ok"] is True, again.stdout + again.stderr
+    store = analytics.Analytics(config.CLICKHOUSE_SYSTEM)
+    assert [r[0] for r in store.execute("SELECT name FROM system.tables WHERE database = %(d)s",
+                                        {"d": store.database})] == ["events"]  # no staging table left
+    store.close()
 
 
 def test_a_damaged_byte_fails_verify_and_restore_refuses(bk_config, tmp_path):
+    """Also: another version is refused; a restore into a configuration of other names follows them."""
     config, main_json = bk_config
     fill(config)
     target = tmp_path / "backup"
@@ -362,6 +370,29 @@ def test_a_damaged_byte_fails_verify_and_restore_refuses(bk_config, tmp_path):
     refused = run("aktool", "backup", "restore", str(other), "--yes", config=main_json)
     assert refused.returncode == 2 and "version 0.0.1" in refused.stderr and "--migrate" in refused.stderr
     shutil.rmtree(other)
+    # restored into another configuration (other database names, prefix, BASEDIR): the names follow it
+    other_data = json.loads(main_json.read_text())
+    tag = uuid.uuid4().hex[:8]
+    other_data.update({"CONTROLDB_NAME": f"control_moved_{tag}", "ACCOUNTDB_PREFIX": f"m{tag}_account_",
+                       "BASEDIR": str(tmp_path / "moved")})
+    other_data["CLICKHOUSE_SYSTEM"]["DATABASE_NAME"] = f"altcraft_moved_{tag}"
+    (tmp_path / "moved").mkdir()
+    moved_json = tmp_path / "moved" / "main.json"
+    moved_json.write_text(json.dumps(other_data))
+    moved, _ = cfg.load(moved_json)
+    try:
+        result = run("aktool", "backup", "restore", str(target), "--yes", "--json", config=moved_json, timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert json.loads(result.stdout)["ok"] is True
+        client = documents.connect(moved, "account")
+        assert len(runner.account_databases(client, moved)) == 2
+        client.close()
+        moved_platform = Platform(moved)
+        assert moved_platform.accounts.list()[1] == 2  # (page, total): the control DB under its new name
+        moved_platform.close()
+        assert len(os.listdir(runner.spool_dir(moved) / "queue")) == 3
+    finally:
+        _drop_everything(moved)
     # a file the manifest does not know, and a missing one
     extra = tmp_path / "extra"
     shutil.copytree(target, extra)
