@@ -412,13 +412,16 @@ def test_kill_9_in_the_middle_leaves_nothing_complete(bk_config, tmp_path):
     platform = Platform(config)
     api = Client(create_app(config, registry.get("api")).test_client(), platform.tokens.create("admin")[0])
     assert api("admin/accounts/save", name="before-the-backup")[0] == 200
-    proc = subprocess.Popen([str(BIN / "aktool"), "backup", "create", "--to", str(target), "--lease", "3",
+    proc = subprocess.Popen([str(BIN / "aktool"), "backup", "create", "--to", str(target), "--lease", "6",
                              "--config", str(main_json)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    # the moment the account databases are being written: mid-run, long before the manifest
+    # the moment the account databases are being written: mid-run, long before the manifest;
+    # frozen there (SIGSTOP), so the run cannot finish while the test looks at it
     wait_for(lambda: (target / "mongodb" / "account").exists() or proc.poll() is not None,
              timeout=60, every=0.005, what="the backup to reach the account databases")
-    assert proc.poll() is None, "the backup finished before it could be killed"
-    # the quiet point: the API refuses writes with a clear error, reads go on
+    os.kill(proc.pid, signal.SIGSTOP)
+    assert proc.poll() is None and not (target / "manifest.json").exists(), "the backup finished too early"
+    # the quiet point: the API refuses writes with a clear error, reads go on (the flag's
+    # lease, renewed every 2 s, has at least 4 s left)
     time.sleep(1.1)  # the API reads the flag at most once a second
     status, body = api("admin/accounts/save", name="during-the-backup")
     assert (status, body["error"]) == (503, 9) and body["error_text"].startswith("maintenance: backup in progress")
@@ -427,7 +430,7 @@ def test_kill_9_in_the_middle_leaves_nothing_complete(bk_config, tmp_path):
     proc.wait()
     assert not (target / "manifest.json").exists()
     # killed, it renews the lease no more: the platform resumes by itself within the lease
-    wait_for(lambda: Maintenance(platform.control).active() is None, timeout=10, what="the flag to lapse")
+    wait_for(lambda: Maintenance(platform.control).active() is None, timeout=15, what="the flag to lapse")
     time.sleep(1.1)
     assert api("admin/accounts/save", name="after-the-kill")[0] == 200
     listed = json.loads(run("aktool", "backup", "list", "--root", str(root), "--json", config=main_json).stdout)
@@ -448,8 +451,10 @@ def test_kill_9_in_the_middle_leaves_nothing_complete(bk_config, tmp_path):
                              "--config", str(main_json)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: (interrupted / "mongodb" / "account").exists() or proc.poll() is not None,
              timeout=60, every=0.005, what="the backup to reach the account databases")
-    assert proc.poll() is None, "the backup finished before it could be interrupted"
-    proc.send_signal(signal.SIGINT)
+    os.kill(proc.pid, signal.SIGSTOP)
+    assert proc.poll() is None and not (interrupted / "manifest.json").exists(), "the backup finished too early"
+    proc.send_signal(signal.SIGINT)  # delivered when it runs on
+    os.kill(proc.pid, signal.SIGCONT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted" in stderr
     assert {b["name"]: b["state"] for b in runner.list_backups(root)} == {"good": "complete", "interrupted": "incomplete"}
