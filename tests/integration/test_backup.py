@@ -151,6 +151,10 @@ def fill(config) -> dict:
         dedup = kv.from_cluster("camp_duplicatesdb", config.CAMP_DUPLICATESDB)
         dedup.client.set(f"ak:camp:{campaign['id']}:1:{profiles[0]}", 1, ex=86400)
         dedup.client.set("foreign:key", "not the platform's")  # stays out of the backup
+        # every type the dump knows, binary names and values, a fractional score, order in a list
+        dedup.client.sadd(b"ak:backup:set:\xff", b"\x00\xff", "member")
+        dedup.client.rpush("ak:backup:list", "x", b"\x00\n", "x")
+        dedup.client.zadd("ak:backup:zset", {"a": 0.1, b"\xfe": -2.5})
         facts["report"] = Reports(analytics.Analytics(config.CLICKHOUSE_SYSTEM)).campaign(account_id, campaign["id"])
     finally:
         p.close()
@@ -265,7 +269,7 @@ def test_backup_wipe_restore_equals_the_manifest(bk_config, tmp_path, harness):
     assert set(keyspace["roles"]) == {"camp_duplicatesdb", "procworkflow_cache", "ssdb_actions",
                                       "ssdb_hbsupp", "ssdb_notify", "ssdb_stats"}
     assert keyspace["families"]["ak:stoplist"] == 1 and keyspace["families"]["ak:camp"] == 1
-    assert keyspace["families"]["ak:stats"] >= 2
+    assert keyspace["families"]["ak:stats"] >= 2 and keyspace["families"]["ak:backup"] == 3
     assert data["stores"]["postgresql"]["tables"]["public.market_orders"]["count"] == 500
     assert data["stores"]["spool"]["count"] == 3
     assert data["stores"]["rabbitmq"]["queues"] == 5  # 3 platform queues + the sender's two
@@ -326,6 +330,9 @@ def test_backup_wipe_restore_equals_the_manifest(bk_config, tmp_path, harness):
     ttl = [client.ttl(k) for k in client.scan_iter("ak:camp:*")]
     assert len(ttl) == 1 and 0 < ttl[0] <= 86400
     assert client.get("foreign:key") is None  # wiped by the test, not restored: never in the backup
+    assert client.smembers(b"ak:backup:set:\xff") == {b"\x00\xff", b"member"}
+    assert client.lrange("ak:backup:list", 0, -1) == [b"x", b"\x00\n", b"x"]
+    assert client.zrange("ak:backup:zset", 0, -1, withscores=True) == [(b"\xfe", -2.5), (b"a", 0.1)]
     assert len(os.listdir(runner.spool_dir(config) / "queue")) == 3
     assert run("aktool", "migrate", "--json", config=main_json).stdout.count('"action"') == 0
     # restored again over the restored platform (tables swapped in, keys replaced): the same
