@@ -151,22 +151,39 @@ def list_command(
 @app.command("verify")
 def verify_command(
     path: Path = typer.Argument(..., help="The backup directory."),
+    restore_test: bool = typer.Option(False, "--restore-test", help="Also restore the MongoDB, ClickHouse "
+                                      "and spool parts into scratch names on the configured servers, "
+                                      "compare, and drop them again."),
     as_json: bool = typer.Option(False, "--json", help="JSON output for machines."),
+    config: Optional[Path] = CONFIG_OPTION,
 ) -> None:
     """Check the manifest, every file's size and SHA-256, and read every dump through,
-    counting its records. Exit 1 naming each damaged file."""
+    counting its records. Exit 1 naming each damaged file (or each mismatch of --restore-test)."""
     from altcraft.backup import runner
 
     data, problems = runner.verify(path)
+    mismatches: list[str] = []
+    if restore_test and not problems:
+        conf, _ = load_config(config, code=EXIT_INVALID, quiet=as_json)
+        try:
+            with _Live(quiet=as_json or not sys.stderr.isatty()) as live:
+                mismatches = runner.restore_test(conf, path, report=live.reporter())
+        except runner.StoreFailed as exc:
+            mismatches = [f"restore test failed at store {exc.store}: {type(exc.cause).__name__}: {exc.cause}"]
+    failed = bool(problems or mismatches)
     if as_json:
-        print_json({"ok": not problems, "path": str(path),
-                    "problems": [{"file": p.path, "problem": p.message} for p in problems]})
+        print_json({"ok": not failed, "path": str(path),
+                    "problems": [{"file": p.path, "problem": p.message} for p in problems],
+                    "restore_test": None if not restore_test or problems else {"mismatches": mismatches}})
     else:
         for p in problems:
             typer.echo(f"FAIL {p}", err=True)
-        if not problems:
-            typer.echo(f"{path}: ok, {len(data['files'])} files, every checksum and count matches")
-    raise typer.Exit(EXIT_FAILED if problems else EXIT_OK)
+        for line in mismatches:
+            typer.echo(f"FAIL restore test: {line}", err=True)
+        if not failed:
+            typer.echo(f"{path}: ok, {len(data['files'])} files, every checksum and count matches"
+                       + ("; restored into scratch databases and compared equal" if restore_test else ""))
+    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
 
 
 @app.command("prune")

@@ -18,7 +18,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import secrets
 import shutil
+import tempfile
 import socket
 import threading
 import time
@@ -36,6 +38,7 @@ from altcraft.config import MainConfig
 from altcraft.domain.maintenance import COLLECTION as MAINTENANCE_COLLECTION
 from altcraft.domain.maintenance import Maintenance
 from altcraft.stores import documents
+from altcraft.stores.analytics import Analytics
 from altcraft.stores.broker import Broker
 
 STORES = ("secrets", "mongodb", "clickhouse", "kv", "rabbitmq", "postgresql", "spool")
@@ -528,3 +531,62 @@ def compare(config: MainConfig, root: Path, data: dict[str, Any]) -> list[str]:
     if "spool" in stores:
         check(f"spool {spool_dir(config)}", stores["spool"], files.digest_dir(spool_dir(config)))
     return mismatches
+
+
+# -- verify --restore-test ------------------------------------------------------------------
+RESTORE_TEST_STORES = ("mongodb", "clickhouse", "spool")
+
+
+def scratch_config(config: MainConfig, tag: str, basedir: Path) -> MainConfig:
+    """The configuration with names no platform uses: databases `<name>_restoretest_<tag>`,
+    account databases under a prefix of their own, BASEDIR (and so the spool) in `basedir`."""
+    clickhouse_settings = config.CLICKHOUSE_SYSTEM.model_copy(
+        update={"DATABASE_NAME": f"{config.CLICKHOUSE_SYSTEM.DATABASE_NAME}_restoretest_{tag}"})
+    mta = config.MTA.model_copy(update={"SPOOL_DIR": str(basedir / "spool" / "akmta")})
+    return config.model_copy(update={
+        "CONTROLDB_NAME": f"{config.CONTROLDB_NAME}_restoretest_{tag}",
+        "ACCOUNTDB_PREFIX": f"restoretest{tag}_{config.ACCOUNTDB_PREFIX}",
+        "CLICKHOUSE_SYSTEM": clickhouse_settings, "MTA": mta, "BASEDIR": str(basedir)})
+
+
+def _drop_scratch(scratch: MainConfig, basedir: Path) -> None:
+    for role in ("control", "account"):
+        client = documents.connect(scratch, role)
+        try:
+            names = [scratch.CONTROLDB_NAME] if role == "control" else account_databases(client, scratch)
+            for name in names:
+                client.drop_database(name)
+        finally:
+            client.close()
+    store = Analytics(scratch.CLICKHOUSE_SYSTEM)
+    try:
+        store.execute(f"DROP DATABASE IF EXISTS `{store.database}`")
+    finally:
+        store.close()
+    shutil.rmtree(basedir, ignore_errors=True)
+
+
+def restore_test(config: MainConfig, root: Path, report: Reporter | None = None) -> list[str]:
+    """Restores the backup's MongoDB, ClickHouse and spool parts into scratch names on the
+    configured servers, compares every count and checksum with the manifest, and drops the
+    scratch copies again. The key-value, RabbitMQ and PostgreSQL parts are only read
+    through (by verify): they have no names of their own to restore beside the live data."""
+    report = report or Reporter()
+    data, problems = verify(root)
+    if problems:
+        raise Refused("the backup is damaged: " + "; ".join(str(p) for p in problems))
+    assert data is not None
+    subset = {**data, "stores": {k: v for k, v in data["stores"].items() if k in RESTORE_TEST_STORES}}
+    basedir = Path(tempfile.mkdtemp(prefix="akbackup-restore-test-"))
+    scratch = scratch_config(config, secrets.token_hex(4), basedir)
+    try:
+        for store, section in subset["stores"].items():
+            report.begin(store)
+            try:
+                _restore_store(store, scratch, root, section, report.tick)
+            except Exception as exc:
+                raise StoreFailed(store, exc) from exc
+            report.end(store)
+        return compare(scratch, root, subset)
+    finally:
+        _drop_scratch(scratch, basedir)

@@ -369,6 +369,19 @@ def test_a_damaged_byte_fails_verify_and_restore_refuses(bk_config, tmp_path):
             assert control[config.CONTROLDB_NAME]["accounts"].count_documents({}) == accounts_before
             control.close()
         shutil.rmtree(damaged)
+    # --restore-test: the MongoDB, ClickHouse and spool parts restored into scratch names,
+    # compared, dropped again; the live data untouched
+    live_before = _live_digests(config, data)
+    tested = run("aktool", "backup", "verify", str(target), "--restore-test", "--json", config=main_json, timeout=300)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert json.loads(tested.stdout)["restore_test"] == {"mismatches": []}
+    client = documents.connect(config, "control")
+    assert not [n for n in client.list_database_names() if "restoretest" in n]
+    client.close()
+    store = analytics.Analytics(config.CLICKHOUSE_SYSTEM)
+    assert store.execute("SELECT count() FROM system.databases WHERE name LIKE '%restoretest%'") == [(0,)]
+    store.close()
+    assert _live_digests(config, data) == live_before
     # a backup of another platform version is refused unless --migrate
     other = tmp_path / "other-version"
     shutil.copytree(target, other)
