@@ -39,9 +39,16 @@ from altcraft.schema import migrate as migration
 from altcraft.services.api import create_app
 from altcraft.stores import analytics, documents, kv
 from altcraft.wiring import Platform
-from tests.api_client import Client
-from tests.cli import BIN, run, wait_for
-from tests.conftest import free_port, make_config
+try:  # where the test helpers live once tests/lib/ is merged in
+    from tests.lib.api import Client
+    from tests.lib.cli import BIN, run
+    from tests.lib.harness import make_config
+    from tests.lib.ports import free_port
+    from tests.lib.wait import wait_for
+except ImportError:  # before it
+    from tests.api_client import Client
+    from tests.cli import BIN, run, wait_for
+    from tests.conftest import free_port, make_config
 
 pytestmark = pytest.mark.integration
 PROFILES = 2000
