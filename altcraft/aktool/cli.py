@@ -31,6 +31,10 @@ from altcraft.aktool import report as _report  # noqa: E402
 
 app.add_typer(_report.app, name="report")
 
+from altcraft.aktool import backup as _backup  # noqa: E402
+
+app.add_typer(_backup.app, name="backup")
+
 EXIT_CONFIG_INVALID = 2
 
 

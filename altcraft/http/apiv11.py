@@ -23,6 +23,7 @@ from flask.json.provider import DefaultJSONProvider
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pymongo.errors import ConnectionFailure
 
+from altcraft.domain import maintenance
 from altcraft.domain.errors import AccountInactive, DomainError, Forbidden, Invalid
 from altcraft.domain.tokens import Principal
 
@@ -153,6 +154,8 @@ def blueprint(api: Api, context_factory: Callable[[], Any], openapi: Callable[[]
             principal = context.tokens.authenticate(token) if endpoint.scope != "public" else None
             if principal is not None:
                 authorize(endpoint, principal)
+            if endpoint.write:
+                maintenance.refuse_writes(context.control)  # the quiet point of a backup (#14)
             try:
                 parsed = endpoint.params.model_validate(params)
             except ValidationError as exc:

@@ -1,0 +1,90 @@
+"""Files: the MTA spool (a tar of the directory) and the secrets part.
+
+The secrets part holds main.json (the generated keys and the store passwords) and the TLS
+certificate and key files main.json names; it lives in a 0700 directory with 0600 files.
+DKIM private keys are in the control database, so they travel with the MongoDB dump (the
+whole backup directory is 0700 for that reason).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tarfile
+from pathlib import Path
+from typing import Any
+
+from altcraft.backup.digest import SumDigest
+
+
+def _file_record(rel: str, data: bytes) -> bytes:
+    return rel.encode() + b"\0" + hashlib.sha256(data).digest()
+
+
+def digest_dir(root: Path) -> dict[str, Any]:
+    digest = SumDigest()
+    if root.is_dir():
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and not path.is_symlink():
+                digest.add(_file_record(path.relative_to(root).as_posix(), path.read_bytes()))
+    return digest.as_dict()
+
+
+def dump_spool(spool: Path, tar_path: Path) -> dict[str, Any]:
+    with tarfile.open(tar_path, "w") as tar:
+        if spool.is_dir():
+            for path in sorted(spool.rglob("*")):
+                if path.is_file() and not path.is_symlink():
+                    tar.add(path, arcname=path.relative_to(spool).as_posix(), recursive=False)
+    return {"path": str(spool), **digest_dir(spool)}
+
+
+def check_spool(tar_path: Path, expected: dict[str, Any]) -> str | None:
+    digest = SumDigest()
+    try:
+        with tarfile.open(tar_path) as tar:
+            for member in tar:
+                if member.isfile():
+                    data = tar.extractfile(member).read()
+                    digest.add(_file_record(member.name, data))
+    except (OSError, tarfile.TarError) as exc:
+        return f"not a readable tar: {exc}"
+    if digest.as_dict() != {"count": expected["count"], "checksum": expected["checksum"]}:
+        return f"holds {digest.count} files, the manifest says {expected['count']} (or the checksum differs)"
+    return None
+
+
+def restore_spool(tar_path: Path, spool: Path) -> None:
+    """Replaces the spool's contents with the backup's (akmtad must not be running)."""
+    if spool.exists():
+        shutil.rmtree(spool)
+    spool.mkdir(parents=True, mode=0o700)
+    with tarfile.open(tar_path) as tar:
+        tar.extractall(spool, filter="data")
+
+
+def dump_secrets(main_json: Path, tls_files: list[Path], outdir: Path) -> dict[str, Any]:
+    outdir.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(outdir, 0o700)
+    saved = {}
+    for source, name in [(main_json, "main.json")] + [(p, f"tls/{p.name}") for p in tls_files]:
+        target = outdir / name
+        target.parent.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(source.read_bytes())
+        saved[name] = str(source)
+    return {"files": saved, "dkim_keys": "in the MongoDB control database dump (senders)",
+            "encrypted": False}
+
+
+def check_secrets(outdir: Path, expected: dict[str, Any]) -> list[tuple[Path, str]]:
+    problems = []
+    if outdir.stat().st_mode & 0o077:
+        problems.append((outdir, f"mode {oct(outdir.stat().st_mode & 0o777)}: must be 0700"))
+    for name in expected["files"]:
+        path = outdir / name
+        if path.stat().st_mode & 0o077:
+            problems.append((path, f"mode {oct(path.stat().st_mode & 0o777)}: must be 0600"))
+    return problems
