@@ -13,13 +13,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from altcraft.mta import envelope
 from altcraft.schema import rabbitmq as topology
 from altcraft.stores.broker import Broker, Exchange, Queue
 
 
 def mta_queue_names(sender_ids: list[int]) -> list[str]:
-    # the naming of altcraft.services.campaign.mta_queue, without importing the worker
-    return [name for sid in sorted(sender_ids) for name in (f"akmta_prior_{sid}", f"akmta_{sid}")]
+    return [name for sid in sorted(sender_ids) for name, _ in envelope.queues(sid)]
 
 
 def definitions(vhost: str, sender_ids: list[int]) -> dict[str, Any]:
