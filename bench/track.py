@@ -30,7 +30,6 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 
 if __name__ == "__main__" and not __package__:
@@ -158,13 +157,13 @@ http {{
 
             publisher = EventPublisher(lambda: broker.parameters(config, app="altcraft-bench"), EVENTS_EXCHANGE,
                                        basedir / "spool", max_buffer=args.events + 1, flush_timeout=300)
-            now = datetime.now(timezone.utc).isoformat()
-            for i in range(args.events - expected):
-                event_id = str(uuid.uuid4())
-                body = json.dumps({"event_id": event_id, "kind": "open", "time": now, "account_id": account_id,
-                                   "db_id": 1, "resource_id": 1, "campaign_id": campaign,
-                                   "profile_id": f"{i:032x}", "user_agent": BROWSER}).encode()
-                publisher.submit("action.open", body, event_id)
+            from altcraft.domain import events
+            from altcraft.domain.tracking import Link
+
+            for i in range(args.events - expected):  # the events trkaction would have made
+                opened = Link("open", account_id, 1, 1, campaign, f"{i:032x}")
+                event_id, routing_key, body = events.action(opened, "open", ip="127.0.0.1", user_agent=BROWSER)
+                publisher.submit(routing_key, body, event_id)
             publisher.close()
             expected = args.events
         store = Analytics(config.CLICKHOUSE_SYSTEM)
