@@ -55,7 +55,6 @@ from altcraft.wiring import Platform
 
 log = logging.getLogger("altcraft.akmtad")
 OUTCOMES = Counter("altcraft_mta_outcomes_total", "Delivery outcomes", ["kind"])
-INTAKE_BATCH = 200
 
 
 class DnsResolver:
