@@ -238,8 +238,11 @@ class Delivery:
             log.warning("done key for %s not written: %s: %s", message_id, type(exc).__name__, exc)
 
     # -- outcomes --------------------------------------------------------------------------
-    def _event(self, meta: Meta, kind: str, detail: str, final: bool, ip: str | None = None) -> None:
-        outcome = outcomes.event(meta, kind, detail, meta.ip if ip is None else ip)
+    def _event(self, meta: Meta, kind: str, detail: str, final: bool, ip: str | None = None,
+               now: float | None = None) -> None:
+        # the event's time is the decision's, on the engine's clock
+        outcome = outcomes.event(meta, kind, detail, meta.ip if ip is None else ip,
+                                 self.clock.time() if now is None else now)
         then: Callable[[], None] | None = None
         if final:
             self.meta.pop(meta.message_id, None)
@@ -274,14 +277,16 @@ class Delivery:
         if meta.attempts >= retry.MAX_ATTEMPTS:
             self._event(meta, "bounced_soft", f"gave up after {meta.attempts} attempts: {detail}", final=True)
             return
-        # a lock decides when the next attempt is; otherwise the retry rule does
-        meta.next_attempt = not_before or self.clock.time() + rules.retry_delay(retry, meta.attempts, self.rng)
+        # a lock decides when the next attempt is; otherwise the retry rule does, counted from
+        # the moment the deferred event says
+        now = self.clock.time()
+        meta.next_attempt = not_before or now + rules.retry_delay(retry, meta.attempts, self.rng)
         tried = meta.ip
         meta.ip = rules.next_ip(self.senders.get(meta.sender_id, {}).get("ips") or [], tried, retry.MODE, self.rng)
         meta.last_answer = detail[:500]
         self.spool.update(meta)  # a restart keeps the attempt count and the delay
         heapq.heappush(self.deferred, (meta.next_attempt, meta.message_id))
-        self._event(meta, "deferred", detail, final=False, ip=tried)
+        self._event(meta, "deferred", detail, final=False, ip=tried, now=now)
 
     # -- queue control -------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

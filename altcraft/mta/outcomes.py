@@ -34,13 +34,14 @@ class OutcomeSink(Protocol):
         spool file of a final outcome)."""
 
 
-def event(meta: Meta, kind: str, detail: str, ip: str) -> Outcome:
-    """The event of the message's current attempt (meta.attempts), sent from `ip`."""
+def event(meta: Meta, kind: str, detail: str, ip: str, now: float) -> Outcome:
+    """The event of the message's current attempt (meta.attempts), sent from `ip`, decided at
+    `now` (epoch seconds)."""
     facts = wire_events.DeliveryFacts(
         message_id=meta.message_id, email=meta.rcpt, account_id=meta.account_id,
         sender_id=meta.sender_id, db_id=meta.db_id, resource_id=meta.resource_id,
         campaign_id=meta.campaign_id, launch=meta.launch, profile_id=meta.profile_id)
-    event_id, routing, body = wire_events.delivery(facts, kind, meta.attempts, detail=detail, ip=ip)
+    event_id, routing, body = wire_events.delivery(facts, kind, meta.attempts, detail=detail, ip=ip, now=now)
     return Outcome(kind, meta.message_id, event_id, routing, body)
 
 

@@ -226,6 +226,9 @@ def test_a_retry_waits_for_its_delay_and_keeps_its_state_in_the_spool(make):
     stand.drive()
     assert stand.sink.kinds() == ["deferred", "deferred", "delivered"]
     assert stand.delivery.meta == {}
+    # each event is stamped when it was decided, on the engine's clock
+    times = [event.time.timestamp() for event in stand.sink.events()]
+    assert times == [start, start + 60, start + 180]
 
 
 class PickLast(random.Random):
