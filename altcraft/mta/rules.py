@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -110,18 +111,19 @@ def retry_delay(rule: RetrySettings, attempt: int, rng: random.Random | None = N
 class RateLimiter:
     """RATE "N:S": at most N messages every S seconds (token bucket); "0:S" is unlimited."""
 
-    def __init__(self, rate: str):
+    def __init__(self, rate: str, clock: Callable[[], float] = time.monotonic):
         count, seconds = (int(x) for x in rate.split(":"))
+        self.clock = clock
         self.capacity = count
         self.per_second = count / seconds if count else 0.0
         self.tokens = float(count)
-        self.stamp = time.monotonic()
+        self.stamp = clock()
 
     def take(self) -> float:
         """0 if a message may go now, else the seconds to wait."""
         if not self.capacity:
             return 0.0
-        current = time.monotonic()
+        current = self.clock()
         self.tokens = min(self.capacity, self.tokens + (current - self.stamp) * self.per_second)
         self.stamp = current
         if self.tokens >= 1:

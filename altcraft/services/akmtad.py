@@ -1,25 +1,22 @@
 """akmtad: takes messages from the senders' queues, keeps them in a durable spool, and
 delivers them over SMTP by the MTA rules; every outcome becomes an event.
 
-Intake (the broker's thread): for each message of akmta_prior_<id> / akmta_<id>, drop it if it is
-already ours (its spool file exists, or it was delivered: a "done" key in Kvrocks), else
-DKIM-sign it and write it to the spool with fsync; only then acknowledge, in batches.
-While MTA.MAX_SPOOLED messages wait in the spool ready to go (not held, not waiting for a
-retry), intake pauses: the rest wait in RabbitMQ (backpressure).
-Before signing, the message gets what its ISP's strategy asks for: header overrides and a
-transfer encoding (altcraft.mta.rewrite).
-Delivery (an asyncio thread): per route (static route, the sender's relay, or MX) and
-sending IP, up to CONNECTIONS sessions of up to MESSAGES_PER_CONNECTION messages, at most
-RATE; priority queue first. A sender's messages are spread over its sending IPs; a retry
-uses the same, another or any of them (RETRY.MODE). HELO names the host, the sending IP's
-PTR name, the sender's domain or the IP itself (the strategy's HELO). An ISP whose strategy
-says DROP gets nothing: its messages become "dropped" events. 2xx: delivered. 4xx: retried by the retry rule until MAX_ATTEMPTS. 5xx:
-classified by the bounce patterns (hard: the profile gets marked by procactions). An answer
-matching a lock rule locks its ISP: no message goes to it until the lock ends, when the
-message that drew the answer is tried again. Events
-(delivered, deferred, bounced_hard, bounced_soft, dropped) go to altcraft.events as
-delivery.<kind> with an event id derived from the message id, so a re-published event is the
-same event. A spool file is removed only after its final event is in the broker.
+This module is the process: intake, recovery, the control HTTP and the wiring. The delivery
+engine (scheduling, sessions, retries, locks, HELO, outcomes) is altcraft.mta.delivery; it is
+given here what it needs from outside: the Kvrocks done-key store, the broker-backed outcome
+publisher, the spool, SMTP sessions, DNS and the clock.
+
+Intake (the broker's thread): for each message of the sender's queues (altcraft.mta.envelope
+names them), drop it if it is already ours (its spool file exists, or it was delivered: a
+done key in Kvrocks), else rewrite it as its ISP's strategy asks (altcraft.mta.rewrite),
+DKIM-sign it and write it to the spool with fsync; only then acknowledge, in batches. While
+MTA.MAX_SPOOLED messages wait in the spool ready to go (not held, not waiting for a retry),
+intake pauses: the rest wait in RabbitMQ (backpressure, altcraft.mta.ready.intake_open).
+Delivery (an asyncio thread): altcraft.mta.delivery. The done key is awaited right after
+each 250. Events (delivered, deferred, bounced_hard, bounced_soft, dropped) go to
+altcraft.events as delivery.<kind> in broker transactions (EventPublisher), with an event
+id derived from the message id, so a re-published event is the same event. A spool file is
+removed only after its final event is in the broker.
 Known window: a kill between the peer's 250 and the done key (microseconds) sends that one
 message again after restart; SMTP itself cannot close it (RFC 1047).
 """
@@ -27,16 +24,14 @@ message again after restart; SMTP itself cannot close it (RFC 1047).
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 import queue
 import socket
 import threading
 import time
-import zlib
-from collections import Counter as Tally, defaultdict, deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import dns.resolver
 from flask import jsonify, request
@@ -44,11 +39,13 @@ from prometheus_client import Counter
 
 from altcraft.config import MainConfig
 from altcraft.http.service import create_service_app, dependency_checker
-from altcraft.domain import events as wire_events
 from altcraft.mta import dkim as dkim_signer
 from altcraft.mta import envelope as mta_envelope
-from altcraft.mta import rewrite, rules
-from altcraft.mta.smtp import Reply, Session
+from altcraft.mta import rewrite
+from altcraft.mta.delivery import Delivery
+from altcraft.mta.outcomes import Outcome
+from altcraft.mta.ready import intake_open
+from altcraft.mta.smtp import Session
 from altcraft.mta.spool import Meta, Spool
 from altcraft.registry import get as registry_get
 from altcraft.schema.rabbitmq import EVENTS_EXCHANGE
@@ -58,36 +55,43 @@ from altcraft.wiring import Platform
 
 log = logging.getLogger("altcraft.akmtad")
 OUTCOMES = Counter("altcraft_mta_outcomes_total", "Delivery outcomes", ["kind"])
-INTAKE_BATCH = 200
 
 
-class Routes:
-    """Where mail for a domain goes: a static route, the sender's relay, or the MX hosts."""
+class DnsResolver:
+    """MX and PTR lookups for the engine (dnspython, and the system resolver for PTR)."""
 
-    def __init__(self, static: dict[str, str]):
-        self.static = static
-        self.cache: dict[str, tuple[float, tuple[str, int]]] = {}
-
-    def resolve(self, domain: str, relay: str = "") -> tuple[str, int]:
-        target = self.static.get(domain) or self.static.get("*") or relay
-        if target:
-            host, _, port = target.rpartition(":")
-            return host, int(port)
-        cached = self.cache.get(domain)
-        if cached and cached[0] > time.monotonic():
-            return cached[1]
+    def mx(self, domain: str) -> str:
         try:
             answers = sorted(dns.resolver.resolve(domain, "MX"), key=lambda r: r.preference)
-            host = str(answers[0].exchange).rstrip(".")
+            return str(answers[0].exchange).rstrip(".")
         except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN):
-            host = domain  # RFC 5321 5.1: no MX, the domain itself
-        result = (host, 25)
-        self.cache[domain] = (time.monotonic() + 300, result)
-        return result
+            return domain  # RFC 5321 5.1: no MX, the domain itself
+
+    async def ptr(self, ip: str) -> str | None:
+        try:
+            return (await asyncio.get_running_loop().run_in_executor(None, socket.gethostbyaddr, ip))[0]
+        except OSError:
+            return None
+
+
+class KvDoneKeys:
+    """Done keys in Kvrocks (CAMP_DUPLICATESDB), written on the delivery loop without
+    blocking other sessions."""
+
+    def __init__(self, config: MainConfig):
+        self.client = kv.async_from_cluster(config.CAMP_DUPLICATESDB)
+        self.ttl = config.MTA.DEDUP_TTL_DAYS * 86400
+
+    async def mark_done(self, message_id: str) -> None:
+        await self.client.set(mta_envelope.done_key(message_id), 1, ex=self.ttl)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
 
 
 class EventPublisher(threading.Thread):
-    """Publishes outcome events in broker transactions; runs each event's callback after."""
+    """The engine's outcome sink: publishes outcome events in broker transactions, then runs
+    each event's callback (removing a spool file once its final event is in the broker)."""
 
     def __init__(self, config: MainConfig):
         super().__init__(name="events", daemon=True)
@@ -95,8 +99,9 @@ class EventPublisher(threading.Thread):
         self.queue: queue.Queue[tuple[Message, Callable[[], None] | None] | None] = queue.Queue()
         self.stopped = threading.Event()
 
-    def put(self, event: Message, then: Callable[[], None] | None = None) -> None:
-        self.queue.put((event, then))
+    def __call__(self, outcome: Outcome, then: Callable[[], None] | None = None) -> None:
+        OUTCOMES.labels(outcome.kind).inc()
+        self.queue.put((Message(EVENTS_EXCHANGE, outcome.routing_key, outcome.body, outcome.event_id), then))
 
     def run(self) -> None:
         while True:
@@ -136,321 +141,37 @@ class EventPublisher(threading.Thread):
         self.broker.close()
 
 
-class Delivery:
-    """The asyncio side: scheduling and SMTP sessions."""
+class DeliveryThread:
+    """The engine on its own asyncio loop and thread; other threads reach it through
+    `call` (wait for the result) and `soon` (fire and forget)."""
 
-    def __init__(self, config: MainConfig, spool: Spool, events: EventPublisher,
-                 senders: dict[int, dict[str, Any]]):
-        self.config = config
-        self.mta = config.MTA
-        self.spool = spool
-        # the done key is written right after each 250, awaited without blocking other sessions
-        self.done_async = kv.async_from_cluster(config.CAMP_DUPLICATESDB)
-        self.events = events
-        self.senders = senders
-        self.routes = Routes(self.mta.ROUTES)
-        self.classifier = rules.BounceClassifier(self.mta.BOUNCE_PATTERNS)
-        self.lock_rules = rules.LockRules(self.mta.LOCK_RULES)
-        self.locked: dict[str, float] = {}  # ISP -> until (epoch seconds)
-        self.helo = self.mta.HELO or socket.getfqdn()
-        self.ptr_names: dict[str, tuple[float, str]] = {}  # IP -> (until, HELO name)
-        # ready queues per (host, port, ISP, sending IP, sender): an ISP's strategy and locks
-        # apply to its own queues, a session sends from one IP with one HELO
-        self.ready: dict[tuple[str, int, str, str, int], tuple[deque, deque]] = defaultdict(lambda: (deque(), deque()))
-        self.deferred: list[tuple[float, str]] = []
-        self.meta: dict[str, Meta] = {}
-        # open sessions per (host, port, ISP, sending IP): CONNECTIONS counts per IP
-        self.active: dict[tuple[str, int, str, str], int] = defaultdict(int)
-        self.limiters: dict[tuple[str, str], rules.RateLimiter] = {}
-        self.held: set[int] = set()
-        self.in_flight: set[str] = set()
-        # messages in the ready queues, per sender: what backlog() counts
-        self.queued: dict[str, int] = {}
-        self.queued_by_sender: Tally = Tally()
+    def __init__(self, delivery: Delivery, done: KvDoneKeys):
+        self.delivery = delivery
+        self.done = done
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self._run, name="delivery", daemon=True)
-        self.stopping = False
 
-    # -- scheduling (called from other threads through call_soon_threadsafe) ---------------
-    def schedule(self, metas: list[Meta]) -> None:
-        for meta in metas:
-            if meta.message_id in self.meta:
-                continue  # known already: queueing it twice could send it twice
-            self.meta[meta.message_id] = meta
-            if meta.next_attempt > time.time():
-                heapq.heappush(self.deferred, (meta.next_attempt, meta.message_id))
-            else:
-                self._enqueue(meta)
-
-    def _enqueue(self, meta: Meta, front: bool = False) -> None:
-        isp, strategy = self.strategy_of(meta)
-        if strategy.DROP:
-            self._event(meta, "dropped", f"the strategy of {isp} drops its messages", final=True)
-            return
-        sender = self.senders.get(meta.sender_id, {})
-        host, port = self.routes.resolve(meta.rcpt.rsplit("@", 1)[-1].lower(), sender.get("relay", ""))
-        ips = sender.get("ips") or []
-        if meta.ip not in ips:  # a first attempt, or the sender's IPs changed: spread evenly
-            meta.ip = ips[zlib.crc32(meta.message_id.encode()) % len(ips)] if ips else ""
-        queue = self.ready[(host, port, isp, meta.ip, meta.sender_id)][0 if meta.priority else 1]
-        if front:
-            queue.appendleft(meta.message_id)
-        else:
-            queue.append(meta.message_id)
-        if meta.message_id not in self.queued:
-            self.queued[meta.message_id] = meta.sender_id
-            self.queued_by_sender[meta.sender_id] += 1
-
-    def _dequeued(self, message_id: str) -> None:
-        sender_id = self.queued.pop(message_id, None)
-        if sender_id is not None:
-            self.queued_by_sender[sender_id] -= 1
-
-    def backlog(self) -> int:
-        """Messages ready to be sent now: queued for a route, of a sender not on hold (held
-        and deferred messages wait on something else and must not stop the intake of others).
-        Read from the intake thread: one pass over a small per-sender table."""
-        held = self.held
-        return sum(n for sender_id, n in list(self.queued_by_sender.items()) if sender_id not in held)
-
-    def strategy_of(self, meta: Meta):
-        return rules.strategy_for(meta.rcpt.rsplit("@", 1)[-1].lower(), self.mta.STRATEGIES,
-                                  self.mta.DEFAULT_STRATEGY)
-
-    def _is_locked(self, isp: str) -> bool:
-        until = self.locked.get(isp)
-        if until is None:
-            return False
-        if until > time.time():
-            return True
-        del self.locked[isp]
-        log.info("lock of %s ended", isp)
-        return False
-
-    # -- the loop ------------------------------------------------------------------------
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(self._dispatch())
 
-    async def _dispatch(self) -> None:
-        while not self.stopping:
-            current = time.time()
-            while self.deferred and self.deferred[0][0] <= current:
-                _, mid = heapq.heappop(self.deferred)
-                if mid in self.meta:
-                    self._enqueue(self.meta[mid])
-            for route, (prior, normal) in list(self.ready.items()):
-                # a held sender's queues wait as they are: no session, nothing moved
-                if not prior and not normal or route[4] in self.held or self._is_locked(route[2]):
-                    continue
-                head = self.meta.get((prior or normal)[0])
-                if head is None:
-                    (prior or normal).popleft()
-                    continue
-                _, strategy = self.strategy_of(head)
-                connections = route[:4]
-                while self.active[connections] < strategy.CONNECTIONS and (prior or normal):
-                    self.active[connections] += 1
-                    self.loop.create_task(self._session(route, strategy))
-                    if len(prior) + len(normal) <= strategy.MESSAGES_PER_CONNECTION * self.active[connections]:
-                        break
-            await asyncio.sleep(0.02)
-        while any(self.active.values()):
-            await asyncio.sleep(0.05)
-        await self.done_async.aclose()
+        async def main() -> None:
+            await self.delivery.run()
+            await self.done.aclose()
+        self.loop.run_until_complete(main())
 
-    def _next(self, route) -> Meta | None:
-        """The next message of the route's queues (one sender's); none once the sender is
-        held, so an open session ends and the rest waits in order until release."""
-        if route[4] in self.held:
-            return None
-        prior, normal = self.ready[route]
-        while prior or normal:
-            mid = (prior or normal).popleft()
-            self._dequeued(mid)
-            meta = self.meta.get(mid)
-            if meta is not None:
-                return meta
-        return None
+    def call(self, fn: Callable[..., Any], *args: Any, timeout: float | None = 10) -> Any:
+        async def on_loop() -> Any:
+            return fn(*args)
+        return asyncio.run_coroutine_threadsafe(on_loop(), self.loop).result(timeout)
 
-    def _helo_for(self, strategy, ip: str, sender_id: int):
-        """The HELO name by the strategy; for "ptr" and "ip" without a configured sending IP,
-        the connection's own local address is used once it is known."""
-        if strategy.HELO == "domain":
-            domain = self.senders.get(sender_id, {}).get("from_email", "").rpartition("@")[2]
-            return domain or self.helo
-        if strategy.HELO == "ip":
-            async def literal(local: str) -> str:
-                return rules.address_literal(ip or local)
-            return literal
-        if strategy.HELO == "ptr":
-            async def ptr(local: str) -> str:
-                return await self._ptr_name(ip or local)
-            return ptr
-        return self.helo
-
-    async def _ptr_name(self, ip: str) -> str:
-        cached = self.ptr_names.get(ip)
-        if cached and cached[0] > time.monotonic():
-            return cached[1]
-        try:
-            name = (await self.loop.run_in_executor(None, socket.gethostbyaddr, ip))[0]
-        except OSError:
-            log.warning("no PTR name for %s: HELO uses the address literal", ip)
-            name = rules.address_literal(ip)
-        self.ptr_names[ip] = (time.monotonic() + 3600, name)
-        return name
-
-    async def _session(self, route: tuple[str, int, str, str, int], strategy) -> None:
-        host, port, isp, ip, sender_id = route
-        try_tls = self.mta.TRY_TLS if strategy.TRY_TLS is None else strategy.TRY_TLS
-        session = Session(host, port, self._helo_for(strategy, ip, sender_id), try_tls=try_tls, source=ip)
-        taken: Meta | None = None
-        try:
-            taken = self._next(route)
-            if taken is None:
-                return
-            try:
-                await session.connect()
-            except Exception as exc:
-                self._soft_failure(taken, f"connect {host}:{port} from {ip or 'any address'}: "
-                                          f"{type(exc).__name__}: {exc}")
-                taken = None
-                return
-            sent = 0
-            while taken is not None and not self.stopping:
-                if self._is_locked(isp):  # locked meanwhile, by an answer on another session
-                    self._enqueue(taken, front=True)
-                    taken = None
-                    break
-                name, _ = self.strategy_of(taken)
-                limiter = self.limiters.setdefault((name, ip), rules.RateLimiter(strategy.RATE))
-                wait = limiter.take()
-                while wait:
-                    await asyncio.sleep(wait)
-                    wait = limiter.take()
-                self.in_flight.add(taken.message_id)
-                try:
-                    # the message from the spool; its state (attempts, sending IP) is the
-                    # one kept in memory, which retries update and the spool mirrors
-                    _, data = self.spool.read(taken.message_id)
-                    meta = taken
-                except FileNotFoundError:  # purged meanwhile
-                    self.meta.pop(taken.message_id, None)
-                    self.in_flight.discard(taken.message_id)
-                    taken = self._next(route) if sent + 1 < strategy.MESSAGES_PER_CONNECTION else None
-                    continue
-                try:
-                    reply = await session.send(meta.mail_from, meta.rcpt, data)
-                except Exception as exc:
-                    self.in_flight.discard(meta.message_id)
-                    self._soft_failure(meta, f"{type(exc).__name__}: {exc}")
-                    taken = None
-                    return
-                self.in_flight.discard(meta.message_id)
-                if reply.ok:
-                    await self._mark_done(meta.message_id)
-                self._outcome(meta, reply)
-                sent += 1
-                taken = self._next(route) if sent < strategy.MESSAGES_PER_CONNECTION else None
-        finally:
-            # a message taken but not sent (shutting down) stays in the spool for the next start
-            await session.close()
-            self.active[route[:4]] -= 1
-
-    # -- outcomes --------------------------------------------------------------------------
-    def _event(self, meta: Meta, kind: str, detail: str, final: bool, ip: str | None = None) -> None:
-        OUTCOMES.labels(kind).inc()
-        facts = wire_events.DeliveryFacts(
-            message_id=meta.message_id, email=meta.rcpt, account_id=meta.account_id,
-            sender_id=meta.sender_id, db_id=meta.db_id, resource_id=meta.resource_id,
-            campaign_id=meta.campaign_id, launch=meta.launch, profile_id=meta.profile_id)
-        event_id, routing, body = wire_events.delivery(facts, kind, meta.attempts, detail=detail,
-                                                       ip=meta.ip if ip is None else ip)
-        event = Message(EVENTS_EXCHANGE, routing, body, event_id)
-        then = None
-        if final:
-            self.meta.pop(meta.message_id, None)
-            self._dequeued(meta.message_id)
-            then = lambda mid=meta.message_id: self.spool.remove(mid)  # noqa: E731
-        self.events.put(event, then)
-
-    async def _mark_done(self, message_id: str) -> None:
-        """Remembers a delivery at once, for a restart that finds the spool file before its
-        event is out. Without the key such a message would be sent again, so a failure is
-        logged, not raised: the delivery itself stands."""
-        try:
-            await self.done_async.set(mta_envelope.done_key(message_id), 1, ex=self.mta.DEDUP_TTL_DAYS * 86400)
-        except Exception as exc:  # noqa: BLE001  (any store error: the message was delivered)
-            log.warning("done key for %s not written: %s: %s", message_id, type(exc).__name__, exc)
-
-    def _outcome(self, meta: Meta, reply: Reply) -> None:
-        meta.attempts += 1
-        if reply.ok:
-            self._event(meta, "delivered", str(reply), final=True)
-            return
-        isp, _ = self.strategy_of(meta)
-        lock = self.lock_rules.match(isp, reply.code, reply.text)
-        if lock is not None:
-            until = max(self.locked.get(isp, 0.0), time.time() + lock.seconds)
-            self.locked[isp] = until
-            log.warning("%s locked for %d s by rule %r: %s", isp, lock.seconds, lock.name, reply)
-            self._retry(meta, f"{reply} [{isp} locked for {lock.seconds} s: {lock.name}]", not_before=until)
-            return
-        verdict = self.classifier.classify(reply.code, reply.text)
-        if reply.code >= 500 and verdict.type == "hard":
-            self._event(meta, "bounced_hard", f"{reply} [{verdict.name}]", final=True)
-        elif reply.code >= 500 and verdict.type == "bounce":
-            self._event(meta, "bounced_soft", f"{reply} [{verdict.name}]", final=True)
-        else:
-            self._retry(meta, str(reply))
-
-    def _soft_failure(self, meta: Meta, detail: str) -> None:
-        meta.attempts += 1
-        self._retry(meta, detail)
-
-    def _retry(self, meta: Meta, detail: str, not_before: float = 0.0) -> None:
-        if meta.attempts >= self.mta.RETRY.MAX_ATTEMPTS:
-            self._event(meta, "bounced_soft", f"gave up after {meta.attempts} attempts: {detail}", final=True)
-            return
-        # a lock decides when the next attempt is; otherwise the retry rule does
-        meta.next_attempt = not_before or time.time() + rules.retry_delay(self.mta.RETRY, meta.attempts)
-        tried = meta.ip
-        meta.ip = rules.next_ip(self.senders.get(meta.sender_id, {}).get("ips") or [], tried, self.mta.RETRY.MODE)
-        meta.last_answer = detail[:500]
-        self.spool.update(meta)  # a restart keeps the attempt count and the delay
-        heapq.heappush(self.deferred, (meta.next_attempt, meta.message_id))
-        self._event(meta, "deferred", detail, final=False, ip=tried)
-
-    # -- queue control -------------------------------------------------------------------
-    def stats(self) -> dict[str, Any]:
-        rows: dict[tuple[int, int, int], dict[str, int]] = defaultdict(
-            lambda: {"new": 0, "retry": 0, "hold": 0, "proc": 0})
-        for mid, meta in list(self.meta.items()):
-            row = rows[(meta.sender_id, meta.account_id, meta.campaign_id)]
-            if mid in self.in_flight:
-                row["proc"] += 1
-            elif meta.sender_id in self.held:
-                row["hold"] += 1
-            elif meta.attempts:
-                row["retry"] += 1
-            else:
-                row["new"] += 1
-        return {"rows": [{"sender_id": s, "account_id": a, "campaign_id": c, **v,
-                          "total": sum(v.values())} for (s, a, c), v in sorted(rows.items())],
-                "held_senders": sorted(self.held)}
-
-    def purge(self, sender_id: int) -> int:
-        victims = [m for m in list(self.meta.values()) if m.sender_id == sender_id and m.message_id not in self.in_flight]
-        for meta in victims:
-            self._event(meta, "dropped", "purged by an administrator", final=True)
-        return len(victims)
+    def soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        self.loop.call_soon_threadsafe(fn, *args)
 
     def start(self) -> None:
         self.thread.start()
 
     def stop(self) -> None:
-        self.stopping = True
+        self.loop.call_soon_threadsafe(self.delivery.stop)
         self.thread.join(30)
 
 
@@ -465,7 +186,10 @@ class Akmtad:
         self.senders: dict[int, dict[str, Any]] = {}
         self._load_senders()
         self.events = EventPublisher(config)
-        self.delivery = Delivery(config, self.spool, self.events, self.senders)
+        done_keys = KvDoneKeys(config)
+        self.delivery = Delivery(config.MTA, spool=self.spool, outcomes=self.events, done=done_keys,
+                                 sessions=Session, resolver=DnsResolver(), senders=self.senders)
+        self.engine = DeliveryThread(self.delivery, done_keys)
         self.broker = Broker(config, app="akmtad")
         self.consumed: set[str] = set()
         self.pending: list[tuple[Received, bool]] = []
@@ -523,7 +247,7 @@ class Akmtad:
         self.spool.write_many(writes)  # durable before the broker forgets them
         self.broker.ack(batch[-1][0].tag, multiple=True)
         if accepted:
-            self.delivery.loop.call_soon_threadsafe(self.delivery.schedule, accepted)
+            self.engine.soon(self.delivery.schedule, accepted)
 
     def recover(self) -> None:
         """After a restart: deliver what the spool holds; report what was delivered but not
@@ -536,26 +260,18 @@ class Akmtad:
             for meta, key in zip(chunk, done):
                 (waiting if key is None else delivered).append(meta)
         for meta in delivered:
-            meta.attempts += 1
-            self.delivery._event(meta, "delivered", "delivered before a restart", final=True)
+            self.delivery.report_delivered(meta, "delivered before a restart")
         self.delivery.schedule(waiting)
         log.info("spool: %d to deliver, %d delivered before the restart", len(waiting), len(delivered))
 
     # -- control HTTP ----------------------------------------------------------------------
     def control_app(self):
         app = create_service_app("akmtad", dependency_checker(self.config, registry_get("akmtad").requires))
-        delivery = self.delivery
-
-        def on_loop(fn, *args):
-            future = asyncio.run_coroutine_threadsafe(_call(fn, *args), delivery.loop)
-            return future.result(10)
-
-        async def _call(fn, *args):
-            return fn(*args)
+        delivery, engine = self.delivery, self.engine
 
         @app.get("/akmtad/queue/stats")
         def stats():
-            return jsonify(on_loop(delivery.stats))
+            return jsonify(engine.call(delivery.stats))
 
         @app.post("/akmtad/queue/<action>")
         def control(action: str):
@@ -564,11 +280,11 @@ class Akmtad:
             if not isinstance(sender_id, int):
                 return jsonify(error="sender_id: an integer"), 400
             if action == "hold":
-                delivery.loop.call_soon_threadsafe(delivery.held.add, sender_id)
+                engine.soon(delivery.hold, sender_id)
             elif action == "release":
-                delivery.loop.call_soon_threadsafe(delivery.held.discard, sender_id)
+                engine.soon(delivery.release, sender_id)
             elif action == "purge":
-                return jsonify(purged=on_loop(delivery.purge, sender_id))
+                return jsonify(purged=engine.call(delivery.purge, sender_id))
             else:
                 return jsonify(error=f"unknown action {action}"), 404
             return jsonify(ok=True)
@@ -590,19 +306,16 @@ class Akmtad:
     # -- main ----------------------------------------------------------------------------
     def run(self) -> None:
         self.events.start()
-        self.delivery.start()
-
-        async def recover() -> None:
-            self.recover()
+        self.engine.start()
         # the spool is read before intake starts, so nothing is both recovered and taken in
-        asyncio.run_coroutine_threadsafe(recover(), self.delivery.loop).result()
+        self.engine.call(self.recover, timeout=None)
         self._serve_control()
         self._subscribe()
         last_refresh = time.monotonic()
         while not self.stop_event.is_set():
             self.broker.poll(0.05)
             # backpressure: unacknowledged, the broker sends no more than PREFETCH meanwhile
-            if self.pending and self.delivery.backlog() < self.config.MTA.MAX_SPOOLED:
+            if self.pending and intake_open(self.delivery.backlog(), self.config.MTA.MAX_SPOOLED):
                 self._intake()
             if time.monotonic() - last_refresh > 10:
                 self._load_senders()
@@ -615,7 +328,7 @@ class Akmtad:
                 self._intake()
         finally:
             self.broker.close()
-            self.delivery.stop()
+            self.engine.stop()
             self.events.stop()
             self._control.shutdown()
             self.spool.close()
