@@ -307,9 +307,11 @@ class Akmtad:
     def run(self) -> None:
         self.events.start()
         self.engine.start()
+        # the control port first: akd reports akmtad running once it listens, and queue
+        # control must answer from then on (a call during a long recovery waits for it)
+        self._serve_control()
         # the spool is read before intake starts, so nothing is both recovered and taken in
         self.engine.call(self.recover, timeout=None)
-        self._serve_control()
         self._subscribe()
         last_refresh = time.monotonic()
         while not self.stop_event.is_set():
