@@ -196,6 +196,7 @@ def test_marketer_signs_in_creates_a_database_and_finds_a_profile(panel, chromiu
             page.click("[data-testid=preview-show]")
             expect(page.get_by_test_id("preview-subject")).to_have_text("Hello Anna")
             expect(page.frame_locator("[data-testid=preview-html]").locator("p").first).to_have_text("Hello Anna")
+            page.get_by_test_id("preview-html").scroll_into_view_if_needed()  # painted in the screenshot
             page.wait_for_timeout(500)  # time for a script or handler to fire, if one could
             assert dialogs == [], dialogs
             shot("template")
