@@ -136,6 +136,18 @@ def render_webversion(compiled: dict[str, Any], envelope: Envelope, profile: dic
             f'<pre style="white-space:pre-wrap">{htmllib.escape(text)}</pre></body></html>')
 
 
+def render_preview(compiled: dict[str, Any], envelope: Envelope, profile: dict[str, Any]) -> dict[str, str]:
+    """One profile's subject, HTML and text as the message would carry them (its links
+    signed, the unsubscribe link added), without the open pixel: looking at a preview is
+    not an open. Invalid (naming the part) when the template fails for this profile."""
+    issued = int(time.time())
+    unsubscribe, context = _context(envelope, profile, issued)
+    parts = render_parts(compiled, context)
+    if parts.get("html"):
+        parts["html"] = _html(parts["html"], envelope, profile["_id"], issued, unsubscribe, pixel=False)
+    return parts
+
+
 def render(compiled: dict[str, Any], envelope: Envelope, profile: dict[str, Any]) -> Rendered:
     data = profile.get("data", {})
     profile_id = profile["_id"]

@@ -185,6 +185,15 @@ class Segments:
         self.db.segments.update_one({"id": segment_id}, {"$set": {"materialized_at": now(), "count": len(ids)}})
         return len(ids)
 
+    def match(self, db_id: Any, condition: Any, sample: int = 5) -> tuple[int, list[dict[str, Any]]]:
+        """How many profiles of a database an unsaved condition selects and the first few in
+        _id order: what a segment with this condition will count once saved (the panel's
+        live count while the marketer builds it). Invalid as add() for a bad condition."""
+        database = self._database(db_id)
+        query = Compiler(database, self.account_id, self.activity, self.region).compile(condition)
+        collection = self.db[database.collection_name]
+        return collection.count_documents(query), list(collection.find(query).sort("_id", 1).limit(sample))
+
     def count(self, segment_id: int) -> int:
         segment = self.get(segment_id)
         database = self._database(segment["db_id"])

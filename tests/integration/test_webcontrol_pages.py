@@ -97,3 +97,112 @@ def test_the_profile_card_shows_its_events_newest_first_and_only_its_accounts(co
     kinds = re.findall(r"<tr><td>[^<]*</td><td>(\w+)", table)
     assert kinds == ["click", "open", "delivered"]
     assert "https://shop.example/sale" in table
+
+
+COUNT = re.compile(r'data-testid="segment-count">(\d+)<')
+
+
+def test_the_segment_builders_live_count_is_the_domains_and_the_api_counts_the_same(config, platform):
+    tenant = make_tenant(platform, profiles=0)
+    db_id = tenant.db_ids[0]
+    people = platform.profiles(tenant.account_id, db_id)
+    cities = ["Kazan"] * 7 + ["Omsk"] * 5 + [None] * 8
+    for i, city in enumerate(cities):
+        people.add({"email": f"c{i:02d}@example.com", "first_name": f"Name{i:02d}", **({"city": city} if city else {})})
+    client = create_app(config, registry.get("webcontrol")).test_client()
+    token = signin(client, tenant.writer)
+    builder = {"join": "or", "field_0": "city", "op_0": "eq", "value_0": "Kazan",
+               "field_1": "city", "op_1": "eq", "value_1": "Omsk"}
+    live = client.get(f"/databases/{db_id}/segments/count", query_string=builder, headers={"HX-Request": "true"})
+    assert live.status_code == 200 and b"<html" not in live.data
+    assert COUNT.search(live.data.decode()).group(1) == "12"
+    assert live.data.decode().count('href="/databases/') == 5  # the sample: five of them
+    only_kazan = client.get(f"/databases/{db_id}/segments/count", query_string={**builder, "join": "and", "field_1": ""})
+    assert COUNT.search(only_kazan.data.decode()).group(1) == "7"
+    # a bad condition: the domain's message, no count
+    bad = client.get(f"/databases/{db_id}/segments/count", query_string={"field_0": "city", "op_0": "in", "value_0": ""})
+    assert b"a non-empty list" in bad.data and not COUNT.search(bad.data.decode())
+
+    created = client.post(f"/databases/{db_id}/segments/new", data={**builder, "name": "Volga", "kind": "dynamic",
+                                                                    "csrf_token": token})
+    assert created.status_code == 302
+    segment_id = int(created.headers["Location"].rsplit("/", 1)[1])
+    segments = platform.segments(tenant.account_id)
+    assert segments.get(segment_id)["condition"] == {"or": [{"field": "city", "op": "eq", "value": "Kazan"},
+                                                            {"field": "city", "op": "eq", "value": "Omsk"}]}
+    assert segments.count(segment_id) == 12  # what the API's segments/count answers
+    page = client.get(f"/segments/{segment_id}").data.decode()
+    assert COUNT.search(page).group(1) == "12"
+
+    reader = create_app(config, registry.get("webcontrol")).test_client()
+    reader_token = signin(reader, tenant.reader)
+    assert b'data-testid="segment-create"' not in reader.get(f"/databases/{db_id}/segments/new").data
+    refused = reader.post(f"/databases/{db_id}/segments/new", data={**builder, "name": "x", "csrf_token": reader_token})
+    assert refused.status_code == 403 and len(segments.list()) == 1
+
+
+def test_template_errors_show_their_line_and_the_preview_shows_the_chosen_profile(config, platform):
+    import html as htmllib
+    tenant = make_tenant(platform, profiles=0)
+    db_id = tenant.db_ids[0]
+    people = platform.profiles(tenant.account_id, db_id)
+    people.add({"email": "olga@example.com", "first_name": "Olga"})
+    people.add({"email": "boris@example.com", "first_name": "Boris"})
+    client = create_app(config, registry.get("webcontrol")).test_client()
+    token = signin(client, tenant.writer)
+
+    broken = client.post("/templates/new", data={"name": "Hello", "subject": "Hi", "text": "",
+                                                 "html": "<p>one</p>\n<p>two</p>\n{% if x %}<p>never closed</p>",
+                                                 "csrf_token": token})
+    assert broken.status_code == 400
+    assert b'data-testid="html-error"' in broken.data and b"at line 3" in broken.data
+    assert platform.templates(tenant.account_id).list() == []
+
+    evil = ('<p>Hello {{ first_name }}</p><script>alert(1)</script>'
+            '<img src="x" onerror="alert(2)">')
+    created = client.post("/templates/new", data={"name": "Hello", "subject": "For {{ first_name }}",
+                                                  "html": evil, "text": "", "csrf_token": token})
+    assert created.status_code == 302
+    url = created.headers["Location"]
+    preview = client.get(f"{url}/preview", query_string={"db_id": db_id, "profile": "olga@example.com"},
+                         headers={"HX-Request": "true"}).data.decode()
+    assert '<span data-testid="preview-subject">For Olga</span>' in preview
+    (frame,) = re.findall(r"<iframe\b[^>]*>", preview)
+    assert re.search(r"\ssandbox\s", frame) and "allow-scripts" not in frame
+    srcdoc = htmllib.unescape(re.search(r'srcdoc="([^"]*)"', frame).group(1))
+    assert "<p>Hello Olga</p>" in srcdoc and "Boris" not in srcdoc
+    assert "<script>alert(1)</script>" in srcdoc  # kept as written, but in a frame where nothing runs
+    other = client.get(f"{url}/preview", query_string={"db_id": db_id, "profile": "boris@example.com"}).data.decode()
+    assert "Hello Boris" in htmllib.unescape(other)
+    missing = client.get(f"{url}/preview", query_string={"db_id": db_id, "profile": "nobody@example.com"})
+    assert b'data-testid="preview-error"' in missing.data
+
+    # editing: the domain's errors again, nothing stored on error; then saved
+    template_id = int(url.rsplit("/", 1)[1])
+    bad_edit = client.post(url, data={"name": "Hello", "subject": "{{ oops", "html": "<p>x</p>", "text": "",
+                                      "csrf_token": token})
+    assert bad_edit.status_code == 400 and b'id="subject-error"' in bad_edit.data and b"line 1" in bad_edit.data
+    assert platform.templates(tenant.account_id).get(template_id)["subject"] == "For {{ first_name }}"
+    saved = client.post(url, data={"name": "Hello", "subject": "New {{ first_name }}", "html": "<p>x</p>", "text": "",
+                                   "csrf_token": token})
+    assert saved.status_code == 200 and b'data-testid="template-saved"' in saved.data
+    assert platform.templates(tenant.account_id).get(template_id)["subject"] == "New {{ first_name }}"
+
+
+def test_segment_and_template_pages_in_russian(config, platform):
+    from tests.lib.webpanel import PASSWORD
+    tenant = make_tenant(platform, profiles=1, segments=1, templates=1)
+    platform.users.update(platform.users.verify(tenant.writer, PASSWORD)["id"], lang="ru")
+    client = create_app(config, registry.get("webcontrol")).test_client()
+    signin(client, tenant.writer)
+    db_id, template_id = tenant.db_ids[0], tenant.template_ids[0]
+    for url, words in (("/segments", ["Сегменты", "Новый сегмент в базе", "динамический"]),
+                       (f"/databases/{db_id}/segments/new", ["все условия", "Условие"]),
+                       (f"/segments/{tenant.segment_ids[0]}", ["База профилей", "Несколько его профилей"]),
+                       ("/templates", ["Шаблоны", "Новый шаблон"]),
+                       (f"/templates/{template_id}", ["Тема", "Предпросмотр", "Сохранить"])):
+        page = client.get(url)
+        assert page.status_code == 200, url
+        text = page.data.decode()
+        for word in words:
+            assert word in text, (url, word)

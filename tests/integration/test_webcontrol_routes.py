@@ -33,6 +33,16 @@ class World:
     def database_count(self, tenant: Tenant) -> int:
         return len(self.platform.databases(tenant.account_id).list())
 
+    def segment_count(self, tenant: Tenant) -> int:
+        return len(self.platform.segments(tenant.account_id).list())
+
+    def template_count(self, tenant: Tenant) -> int:
+        return len(self.platform.templates(tenant.account_id).list())
+
+    def template_state(self, tenant: Tenant) -> tuple:
+        doc = self.platform.templates(tenant.account_id).get(tenant.template_ids[-1])
+        return doc["name"], doc["subject"], doc["html"], doc["text"]
+
 
 Url = Callable[[World, Tenant], str]
 
@@ -63,6 +73,22 @@ def _new_database(w: World) -> dict:
     return {"name": f"new {uuid.uuid4().hex[:8]}", "key": "email"}
 
 
+def _new_segment(w: World) -> dict:
+    import uuid
+    return {"name": f"seg {uuid.uuid4().hex[:8]}", "kind": "dynamic", "join": "and",
+            "field_0": "first_name", "op_0": "eq", "value_0": "Anna"}
+
+
+def _new_template(w: World) -> dict:
+    import uuid
+    return {"name": f"tpl {uuid.uuid4().hex[:8]}", "subject": "Hi {{ first_name }}",
+            "html": "<p>Hi {{ first_name }}</p>", "text": ""}
+
+
+def _template(w: World, t: Tenant) -> str:
+    return f"/templates/{t.template_ids[-1]}"
+
+
 # (endpoint, method) -> Case. GET cases are pages; POST cases are changes.
 CASES: dict[tuple[str, str], Case] = {
     ("root", "GET"): Case(lambda w, t: "/"),
@@ -77,6 +103,23 @@ CASES: dict[tuple[str, str], Case] = {
     ("control.profile_delete_confirm", "GET"): Case(lambda w, t: f"{_profile(w, t)}/delete", foreign=True),
     ("control.profile_delete", "POST"): Case(lambda w, t: f"{_profile(w, t)}/delete", foreign=True,
                                              state=lambda w, t: w.profile_count(t)),
+    ("control.segments", "GET"): Case(lambda w, t: "/segments"),
+    ("control.segment_new", "GET"): Case(lambda w, t: f"{_db(w, t)}/segments/new", foreign=True),
+    ("control.segment_add", "POST"): Case(lambda w, t: f"{_db(w, t)}/segments/new", foreign=True,
+                                          data=_new_segment, state=lambda w, t: w.segment_count(t)),
+    ("control.segment_count", "GET"): Case(
+        lambda w, t: f"{_db(w, t)}/segments/count?field_0=first_name&op_0=eq&value_0=Anna", foreign=True),
+    ("control.segment", "GET"): Case(lambda w, t: f"/segments/{t.segment_ids[-1]}", foreign=True),
+    ("control.templates", "GET"): Case(lambda w, t: "/templates"),
+    ("control.template_new", "GET"): Case(lambda w, t: "/templates/new"),
+    ("control.template_new", "POST"): Case(lambda w, t: "/templates/new", data=_new_template,
+                                           state=lambda w, t: w.template_count(t)),
+    ("control.template", "GET"): Case(_template, foreign=True),
+    ("control.template", "POST"): Case(_template, foreign=True, data=_new_template,
+                                       state=lambda w, t: w.template_state(t)),
+    ("control.template_preview", "GET"): Case(
+        lambda w, t: f"{_template(w, t)}/preview?db_id={t.db_ids[-1]}&profile={t.profile_ids[0]}",
+        foreign=True),
 }
 # Routes outside the account area, each tested on its own: the process's health, readiness
 # and metrics (tests/integration/test_webcontrol_process.py), the vendored and own static
@@ -104,7 +147,9 @@ def app(config):
 @pytest.fixture
 def world(platform) -> World:
     # B has more databases than A ever gets here, so B's last db id does not exist in A
-    return World(platform, make_tenant(platform, databases=1), make_tenant(platform, databases=6))
+    # and more segments and templates, so B's last ids do not exist in A either
+    return World(platform, make_tenant(platform, databases=1, segments=1, templates=1),
+                 make_tenant(platform, databases=6, segments=3, templates=3))
 
 
 def test_every_route_has_a_case(app):
@@ -202,6 +247,12 @@ def _check_csp(response, endpoint: str) -> str:
     for tag in scripts:
         if 'type="application/json"' not in tag:
             assert f'nonce="{nonce}"' in tag, f"{endpoint}: a script without this response's nonce: {tag}"
+    # a preview's srcdoc is the template's markup (escaped into one attribute, so it holds no
+    # quote): it runs in a sandbox without scripts, under this same policy; the panel's own
+    # markup is what is checked here
+    for frame in re.findall(r"<iframe\b[^>]*>", html):
+        assert re.search(r'\ssandbox(\s|>|="")', frame) and "allow-scripts" not in frame, frame
+    html = re.sub(r'\ssrcdoc="[^"]*"', "", html)
     assert not re.search(r"\son[a-z]+=", html), f"{endpoint}: an inline event handler"
     assert not re.search(r"\sstyle=", html), f"{endpoint}: an inline style attribute"
     return nonce

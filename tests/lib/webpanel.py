@@ -18,11 +18,14 @@ class Tenant:
     reader: str
     db_ids: list[int] = field(default_factory=list)
     profile_ids: list[str] = field(default_factory=list)
+    segment_ids: list[int] = field(default_factory=list)
+    template_ids: list[int] = field(default_factory=list)
 
 
-def make_tenant(platform, databases: int = 1, profiles: int = 2) -> Tenant:
+def make_tenant(platform, databases: int = 1, profiles: int = 2, segments: int = 0,
+                templates: int = 0) -> Tenant:
     """An account with an editor and a viewer, `databases` profile databases and profiles
-    in the last one."""
+    in the last one, segments of that database (everyone named Anna) and templates."""
     tag = uuid.uuid4().hex[:8]
     account = platform.accounts.save(name=f"acc-{tag}")
     writer, reader = f"editor-{tag}", f"viewer-{tag}"
@@ -36,6 +39,12 @@ def make_tenant(platform, databases: int = 1, profiles: int = 2) -> Tenant:
     for index in range(profiles):
         tenant.profile_ids.append(people.add({"email": f"p{index}-{tag}@example.com",
                                               "first_name": "Anna"})["id"])
+    for index in range(segments):
+        tenant.segment_ids.append(platform.segments(account["id"]).add(
+            f"seg {index}", tenant.db_ids[-1], {"field": "first_name", "op": "eq", "value": "Anna"})["id"])
+    for index in range(templates):
+        tenant.template_ids.append(platform.templates(account["id"]).add(
+            f"tpl {index}", "Hello {{ first_name }}", "<p>Hello {{ first_name }}</p>")["id"])
     return tenant
 
 

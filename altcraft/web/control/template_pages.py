@@ -1,0 +1,105 @@
+"""webcontrol's template pages: the list, create and edit (name, subject, HTML, text) with
+the domain's validation (a syntax error names its part and line), and a preview for a
+chosen profile.
+
+The preview is rendered here, on the server, by the domain (altcraft.domain.message, as the
+message would be sent, without the open pixel) and shown in an `<iframe sandbox srcdoc>`
+without allow-scripts: the template's scripts and handlers run nowhere, and the frame, an
+opaque origin, cannot reach the panel. The srcdoc also inherits the page's CSP.
+"""
+
+from __future__ import annotations
+
+import re
+
+from flask import Blueprint, redirect, render_template, request, url_for
+
+from altcraft.domain.errors import DomainError, Invalid
+from altcraft.domain.message import Envelope, render_preview
+from altcraft.domain.templates import PARTS, compile_parts
+from altcraft.web.app import panel
+
+EDITABLE = ("name",) + PARTS
+PROFILE_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def _form(source) -> dict[str, str]:
+    return {k: source.get(k, "") for k in EDITABLE}
+
+
+def _errors(exc: DomainError) -> tuple[dict[str, str], str | None]:
+    """An Invalid error shown by its field (its message carries the line of a syntax error);
+    any other (a name taken) above the form."""
+    if isinstance(exc, Invalid) and exc.field in EDITABLE:
+        return {exc.field: exc.reason}, None
+    return {}, exc.message
+
+
+def register(bp: Blueprint, account_id) -> None:
+    @bp.get("/templates")
+    def templates():
+        return render_template("control/templates.html",
+                               templates=panel().platform.templates(account_id()).list())
+
+    @bp.route("/templates/new", methods=["GET", "POST"])
+    def template_new():
+        form, field_errors, form_error, status = _form({}), {}, None, 200
+        if request.method == "POST":
+            form = _form(request.form)
+            try:
+                doc = panel().platform.templates(account_id()).add(
+                    form["name"].strip(), form["subject"], form["html"], form["text"])
+            except DomainError as exc:
+                field_errors, form_error = _errors(exc)
+                status = exc.status
+            else:
+                return redirect(url_for("control.template", template_id=doc["id"]))
+        return render_template("control/template.html", template=None, form=form, field_errors=field_errors,
+                               form_error=form_error, databases=[], saved=False), status
+
+    @bp.route("/templates/<int:template_id>", methods=["GET", "POST"])
+    def template(template_id: int):
+        ctx = panel()
+        service = ctx.platform.templates(account_id())
+        doc = service.get(template_id)  # another account's: 404
+        form, field_errors, form_error, status, saved = _form(doc), {}, None, 200, False
+        if request.method == "POST":
+            form = _form(request.form)
+            try:
+                doc = service.update(template_id, **form)
+            except DomainError as exc:
+                field_errors, form_error = _errors(exc)
+                status = exc.status
+            else:
+                form, saved = _form(doc), True
+        return render_template("control/template.html", template=doc, form=form, field_errors=field_errors,
+                               form_error=form_error, saved=saved,
+                               databases=ctx.platform.databases(account_id()).list()), status
+
+    @bp.get("/templates/<int:template_id>/preview")
+    def template_preview(template_id: int):
+        """The saved template for one profile, found by its database's key (an e-mail or a
+        phone) or its id."""
+        ctx = panel()
+        account = account_id()
+        doc = ctx.platform.templates(account).get(template_id)
+        db_id = request.args.get("db_id", type=int)
+        key = request.args.get("profile", "").strip()
+        parts, error = None, None
+        if db_id is None or not key:
+            error = Invalid("profile", "choose a database and a profile").message
+        else:
+            profiles = ctx.platform.profiles(account, db_id)  # another account's database: 404
+            try:
+                found = profiles.get(profile_id=key) if PROFILE_ID.fullmatch(key) \
+                    else profiles.get(key_value=key)
+                raw = profiles.collection.find_one({"_id": found["id"]})
+                envelope = Envelope(account, db_id, 1, 0, 0, "preview@example.invalid",
+                                    tracking_base=ctx.config.TRACKING_BASE_URL,
+                                    tracking_key=ctx.config.TRACKING_CRYPT_KEY)
+                parts = render_preview(compile_parts(doc), envelope, raw)
+            except DomainError as exc:
+                error = exc.message
+        template = "control/_template_preview.html" if request.headers.get("HX-Request") == "true" \
+            else "control/template_preview.html"
+        return render_template(template, template=doc, parts=parts, error=error)
