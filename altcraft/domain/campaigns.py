@@ -120,6 +120,20 @@ class Campaigns:
         cursor = self.collection.find({"account_id": account_id}).sort("id", -1).limit(limit)
         return [public(d) for d in cursor]
 
+    def page(self, account_id: int, after: int | None = None,
+             limit: int = 50) -> tuple[list[dict[str, Any]], int | None]:
+        """A page of the account's campaigns, newest first, after the campaign id `after`
+        (a key, never an offset); and the key of the next page, or None."""
+        query: dict[str, Any] = {"account_id": account_id}
+        if after is not None:
+            query["id"] = {"$lt": after}
+        docs = list(self.collection.find(query).sort("id", -1).limit(limit + 1))
+        return [public(d) for d in docs[:limit]], (docs[limit - 1]["id"] if len(docs) > limit else None)
+
+    def any_in(self, account_id: int, states: tuple[str, ...]) -> bool:
+        return self.collection.find_one({"account_id": account_id, "state": {"$in": list(states)}},
+                                        {"_id": 1}) is not None
+
     def update(self, account_id: int, campaign_id: int, **changes: Any) -> dict[str, Any]:
         current = self.get(account_id, campaign_id)
         if current["state"] not in EDITABLE:

@@ -7,6 +7,7 @@ and exports the same figures as CSV."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import re
@@ -15,24 +16,68 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from altcraft import registry
+from altcraft import config as cfg, registry
 from altcraft.domain.events import COLUMNS, Event, row
+from altcraft.schema import migrate as migration
 from altcraft.stores.analytics import Analytics
-from altcraft.web.control import create_app
+from altcraft.web.control import campaign_pages, create_app
+from altcraft.wiring import Platform
+from tests.lib.harness import make_config
 from tests.lib.webpanel import make_tenant, signin
 
 pytestmark = pytest.mark.integration
 BUTTON = re.compile(r'data-testid="campaign-(start|pause|resume|cancel)"')
 
 
+@pytest.fixture(scope="module")
+def stores(harness, tmp_path_factory):
+    """One set of stores (migrated once) for the module; each test has an account of its own."""
+    basedir = tmp_path_factory.mktemp("akd")
+    path = basedir / "main.json"
+    path.write_text(json.dumps(make_config(harness, basedir)))
+    config, _ = cfg.load(path)
+    migration.run(config)
+    platform = Platform(config)
+    yield config, platform
+    platform.close()
+
+
 @pytest.fixture
-def setup(config, platform):
-    tenant = make_tenant(platform, profiles=2, segments=1, templates=1,
-                         campaigns=("draft", "scheduled", "paused"))
+def config(stores):
+    return stores[0]
+
+
+@pytest.fixture
+def platform(stores):
+    return stores[1]
+
+
+def _signed_in(config, platform, campaigns=("draft", "scheduled", "paused")):
+    tenant = make_tenant(platform, profiles=2, segments=1, templates=1, campaigns=campaigns)
     platform.accounts.save(id=tenant.account_id, tz="Europe/Moscow")
     client = create_app(config, registry.get("webcontrol")).test_client()
-    token = signin(client, tenant.writer)
-    return tenant, client, token
+    return tenant, client, signin(client, tenant.writer)
+
+
+@pytest.fixture(scope="module")
+def account(stores):
+    """One account and its signed-in writer for the module (signing in costs argon2 hashes)."""
+    return _signed_in(*stores)
+
+
+@pytest.fixture
+def setup(platform, account):
+    """The module's account with a draft, a scheduled and a paused campaign of the test's own."""
+    tenant, client, token = account
+    fresh = dataclasses.replace(tenant, campaign_ids=[])
+    for state, steps in (("draft", ()), ("scheduled", ("start",)), ("paused", ("start", "pause"))):
+        doc = platform.campaigns.add(tenant.account_id, f"camp {state}", tenant.db_ids[-1], tenant.segment_ids[-1],
+                                     tenant.template_ids[-1], sender_id=tenant.sender_id,
+                                     schedule={"type": "once", "at": "2099-01-01T00:00:00Z"})
+        for step in steps:
+            getattr(platform.campaigns, step)(tenant.account_id, doc["id"])
+        fresh.campaign_ids.append(doc["id"])
+    return fresh, client, token
 
 
 def _field_error(html: str, name: str) -> str:
@@ -110,8 +155,8 @@ def test_buttons_follow_the_guard_and_a_refusal_is_shown(platform, setup):
     assert BUTTON.findall(reader.get(f"/campaigns/{scheduled}").data.decode()) == []
 
 
-def test_the_list_refreshes_itself_only_while_a_campaign_runs(platform, setup):
-    tenant, client, token = setup
+def test_the_list_refreshes_itself_only_while_a_campaign_runs(config, platform):
+    tenant, client, token = _signed_in(config, platform)  # an account whose campaigns are all here
     platform.campaigns.collection.update_one({"id": tenant.campaign_ids[1]},
                                              {"$set": {"progress": {"published": 7, "skipped": 2}}})
     page = client.get("/campaigns").data.decode()
@@ -122,6 +167,24 @@ def test_the_list_refreshes_itself_only_while_a_campaign_runs(platform, setup):
     client.post(f"/campaigns/{tenant.campaign_ids[1]}/cancel", data={"csrf_token": token})
     page = client.get("/campaigns").data.decode()
     assert "hx-trigger" not in page  # nothing runs: nothing polls
+
+
+def test_the_list_pages_by_key_newest_first(platform, setup, monkeypatch):
+    tenant, client, _ = setup
+    monkeypatch.setattr(campaign_pages, "PAGE_SIZE", 2)
+    for index in range(2):
+        platform.campaigns.add(tenant.account_id, f"more {index}", tenant.db_ids[-1], tenant.segment_ids[-1],
+                               tenant.template_ids[-1], sender_id=tenant.sender_id)
+    seen, url, pages = [], "/campaigns", 0
+    while url:
+        html = client.get(url).data.decode()
+        seen += [int(i) for i in re.findall(r'data-testid="campaign-row-(\d+)"', html)]
+        found = re.search(r'href="([^"]+)" data-testid="next-page"', html)
+        url = found.group(1).replace("&amp;", "&") if found else None
+        pages += 1
+    every = [c["id"] for c in platform.campaigns.list(tenant.account_id)]
+    assert seen == sorted(every, reverse=True)  # each once, newest first
+    assert pages == (len(every) + 1) // 2 and len(every) >= 5
 
 
 def _events(account_id: int, db_id: int, campaign_id: int) -> list[Event]:

@@ -27,6 +27,7 @@ from altcraft.web.i18n import gettext_
 
 RUNNING = ("scheduled", "sending")  # the list and the page refresh themselves while one is so
 REFRESH_SECONDS = 2
+PAGE_SIZE = 50
 SCHEDULES = ("now", "at", "cron")
 # the domain's field of an Invalid -> the wizard's field it is shown under
 FIELD_OF = {"name": "name", "db_id": "db_id", "segment_id": "segment_id", "template_id": "template_id",
@@ -133,11 +134,13 @@ def register(bp: Blueprint, account_id) -> None:
 
     @bp.get("/campaigns")
     def campaigns():
-        items = panel().platform.campaigns.list(account_id())
-        items.reverse()  # newest first
-        live = any(c["state"] in RUNNING for c in items)
+        service = panel().platform.campaigns
+        after = request.args.get("after", type=int)
+        items, next_after = service.page(account_id(), after=after, limit=PAGE_SIZE)
+        live = service.any_in(account_id(), RUNNING)
         template = "control/_campaigns.html" if _htmx() else "control/campaigns.html"
-        return render_template(template, campaigns=items, live=live, refresh=REFRESH_SECONDS)
+        return render_template(template, campaigns=items, next_after=next_after, args={"after": after},
+                               live=live, refresh=REFRESH_SECONDS)
 
     def _choices(account: int, db_id: int | None) -> dict[str, list[tuple[Any, str]]]:
         """The wizard's options as (value, label): a sender is "s:<id>", a virtual one "v:<id>"."""
@@ -186,11 +189,31 @@ def register(bp: Blueprint, account_id) -> None:
                                field_errors=field_errors, form_error=form_error,
                                **_choices(account, db_id)), status
 
+    def _names(doc: dict[str, Any]) -> dict[str, str]:
+        """What the campaign names, by name (a deleted one keeps its number)."""
+        platform, account = panel().platform, account_id()
+        lookups = {"db_id": lambda i: platform.databases(account).get(i).name,
+                   "segment_id": lambda i: platform.segments(account).get(i)["name"],
+                   "template_id": lambda i: platform.templates(account).get(i)["name"],
+                   "sender_id": lambda i: platform.senders.for_account(i, account)["name"],
+                   "vsender_id": lambda i: platform.vsenders.get(account, i)["name"]}
+        names = {}
+        for key, lookup in lookups.items():
+            if doc.get(key) is None:
+                continue
+            try:
+                names[key] = lookup(doc[key])
+            except DomainError:
+                names[key] = f"#{doc[key]}"
+        return names
+
     def _page(campaign_id: int, error: str | None = None, status: int = 200):
         doc = panel().platform.campaigns.get(account_id(), campaign_id)  # another account's: 404
-        template = "control/_campaign_state.html" if _htmx() and error is None else "control/campaign.html"
+        partial = _htmx() and error is None
+        template = "control/_campaign_state.html" if partial else "control/campaign.html"
         return render_template(template, campaign=doc, actions=allowed_transitions(doc["state"]),
-                               live=doc["state"] in RUNNING, refresh=REFRESH_SECONDS, error=error), status
+                               names={} if partial else _names(doc), live=doc["state"] in RUNNING,
+                               refresh=REFRESH_SECONDS, error=error), status
 
     @bp.get("/campaigns/<int:campaign_id>")
     def campaign(campaign_id: int):
