@@ -37,7 +37,9 @@ AUDIENCE, OPENED, CLICKED = 10, (0, 1, 2, 3, 4), (1, 3)
 
 
 @pytest.fixture
-def stand(harness, basedir, vhost):
+def journey(harness, basedir, vhost):
+    """The stand with webcontrol on a port of its own and akmtad delivering to a sink; a
+    landing server for the links."""
     sink_port, panel_port = free_port(), free_port()
     mta = {"ROUTES": {"*": f"127.0.0.1:{sink_port}"}, "TRY_TLS": False, "SPOOL_DIR": str(basedir / "spool"),
            "RETRY": {"TYPE": "fixed", "INTERVAL_SECONDS": 2, "MAX_ATTEMPTS": 5}}
@@ -68,10 +70,10 @@ def _audience(platform, landing_url: str):
     return tenant, tag
 
 
-def test_wizard_start_send_open_click_and_the_report_shows_exactly_that(stand, chromium):
+def test_wizard_start_send_open_click_and_the_report_shows_exactly_that(journey, chromium):
     from playwright.sync_api import expect, sync_playwright
 
-    stand, base, sink, landing = stand
+    stand, base, sink, landing = journey
     platform = Platform(stand.config)
     tenant, tag = _audience(platform, landing.url)
     stand.start("webcontrol", "trkaction", "procactions", "campaign", "akmtad")
@@ -126,7 +128,7 @@ def test_wizard_start_send_open_click_and_the_report_shows_exactly_that(stand, c
 
             received = sink.wait_for(AUDIENCE, timeout=90)
             assert len(received) == AUDIENCE
-            wait_for(lambda: stand.rows("campaign_id = %(c)s AND kind = 'delivered'", {"c": campaign_id}, 
+            wait_for(lambda: stand.rows("campaign_id = %(c)s AND kind = 'delivered'", {"c": campaign_id},
                                         "uniqExact(profile_id)") == AUDIENCE, 60, "the deliveries in ClickHouse")
             delivered_at = time.time()
 
