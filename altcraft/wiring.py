@@ -97,6 +97,22 @@ class Platform:
         from altcraft.domain.vsenders import VSenders
         return VSenders(self.control, self.senders)
 
+    def check_campaign_refs(self, account_id: int, db_id: int | None = None, segment_id: int | None = None,
+                            template_id: int | None = None, sender_id: int | None = None,
+                            vsender_id: int | None = None) -> None:
+        """Everything a campaign names must belong to the account (NotFound otherwise); the
+        API and the panel both check through here."""
+        if db_id is not None:
+            self.databases(account_id).get(db_id)
+        if segment_id is not None:
+            self.segments(account_id).get(segment_id)
+        if template_id is not None:
+            self.templates(account_id).get(template_id)
+        if sender_id is not None:
+            self.senders.for_account(sender_id, account_id)
+        if vsender_id is not None:
+            self.vsenders.get(account_id, vsender_id)
+
     def templates(self, account_id: int):
         from altcraft.domain.templates import Templates
         return Templates(self.account_db(account_id))

@@ -27,6 +27,14 @@ from altcraft.domain.ids import next_id
 
 STATES = ("draft", "scheduled", "sending", "paused", "finished", "failed", "cancelled")
 EDITABLE = ("draft", "paused", "finished", "failed", "cancelled")
+# the marketer's transitions and the states each may start from (the guard of every caller:
+# the API, the panel; the panel shows a button only where its transition is allowed)
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "start": ("draft", "finished", "failed", "cancelled"),
+    "pause": ("sending", "scheduled"),
+    "resume": ("paused",),
+    "cancel": ("scheduled", "sending", "paused"),
+}
 PUBLIC = ("id", "account_id", "name", "db_id", "segment_id", "template_id", "sender_id",
           "vsender_id", "resource_id", "schedule", "state", "launch", "next_run", "progress", "error",
           "created_at", "started_at", "finished_at")
@@ -63,6 +71,11 @@ def _sender_choice(sender_id: Any, vsender_id: Any) -> dict[str, Any]:
     if (sender_id is None) == (vsender_id is None):
         raise Invalid("sender_id", "give exactly one of sender_id and vsender_id")
     return {"sender_id": sender_id, "vsender_id": vsender_id}
+
+
+def allowed_transitions(state: str) -> tuple[str, ...]:
+    """The transitions a campaign in `state` may take, in TRANSITIONS' order."""
+    return tuple(name for name, sources in TRANSITIONS.items() if state in sources)
 
 
 def next_run(schedule: dict[str, Any], after: datetime) -> datetime:
@@ -107,6 +120,20 @@ class Campaigns:
         cursor = self.collection.find({"account_id": account_id}).sort("id", -1).limit(limit)
         return [public(d) for d in cursor]
 
+    def page(self, account_id: int, after: int | None = None,
+             limit: int = 50) -> tuple[list[dict[str, Any]], int | None]:
+        """A page of the account's campaigns, newest first, after the campaign id `after`
+        (a key, never an offset); and the key of the next page, or None."""
+        query: dict[str, Any] = {"account_id": account_id}
+        if after is not None:
+            query["id"] = {"$lt": after}
+        docs = list(self.collection.find(query).sort("id", -1).limit(limit + 1))
+        return [public(d) for d in docs[:limit]], (docs[limit - 1]["id"] if len(docs) > limit else None)
+
+    def any_in(self, account_id: int, states: tuple[str, ...]) -> bool:
+        return self.collection.find_one({"account_id": account_id, "state": {"$in": list(states)}},
+                                        {"_id": 1}) is not None
+
     def update(self, account_id: int, campaign_id: int, **changes: Any) -> dict[str, Any]:
         current = self.get(account_id, campaign_id)
         if current["state"] not in EDITABLE:
@@ -142,19 +169,19 @@ class Campaigns:
     def start(self, account_id: int, campaign_id: int) -> dict[str, Any]:
         current = self.get(account_id, campaign_id)
         when = next_run(current["schedule"], now())
-        return self._transition(account_id, campaign_id, ("draft", "finished", "failed", "cancelled"),
+        return self._transition(account_id, campaign_id, TRANSITIONS["start"],
                                 {"state": "scheduled", "next_run": when, "error": ""})
 
     def pause(self, account_id: int, campaign_id: int) -> dict[str, Any]:
-        return self._transition(account_id, campaign_id, ("sending", "scheduled"), {"state": "paused"})
+        return self._transition(account_id, campaign_id, TRANSITIONS["pause"], {"state": "paused"})
 
     def resume(self, account_id: int, campaign_id: int) -> dict[str, Any]:
         # back to sending with an expired lease: a worker picks it up where it stopped
-        return self._transition(account_id, campaign_id, ("paused",),
+        return self._transition(account_id, campaign_id, TRANSITIONS["resume"],
                                 {"state": "sending", "lease": None, "lease_until": now()})
 
     def cancel(self, account_id: int, campaign_id: int) -> dict[str, Any]:
-        return self._transition(account_id, campaign_id, ("scheduled", "sending", "paused"),
+        return self._transition(account_id, campaign_id, TRANSITIONS["cancel"],
                                 {"state": "cancelled", "finished_at": now()})
 
     # -- the campaign worker's side ----------------------------------------------------

@@ -161,6 +161,10 @@ class Senders:
         self.collection.update_one({"id": sender_id}, {op: {"accounts": account_id}})
         return public(self.get(sender_id))
 
+    def usable_by(self, account_id: int) -> list[dict[str, Any]]:
+        """The senders this account may use (those for_account finds), in id order."""
+        return [public(d) for d in self.collection.find({"accounts": account_id, "deleted": False}).sort("id", 1)]
+
     def for_account(self, sender_id: Any, account_id: int) -> dict[str, Any]:
         """The sender, if this account may use it; otherwise NotFound (never a hint it exists)."""
         doc = self.collection.find_one({"id": sender_id, "deleted": False})

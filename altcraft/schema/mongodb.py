@@ -35,6 +35,7 @@ CONTROL_INDEXES: tuple[Index, ...] = (
     Index("vsenders", (("id", 1),), unique=True),
     Index("vsenders", (("account_id", 1), ("name", 1)), unique=True),
     Index("campaigns", (("vsender_id", 1),)),
+    Index("campaigns", (("account_id", 1), ("id", -1))),  # an account's campaigns, newest first, by key
 )
 
 

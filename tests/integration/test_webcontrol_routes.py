@@ -43,6 +43,12 @@ class World:
         doc = self.platform.templates(tenant.account_id).get(tenant.template_ids[-1])
         return doc["name"], doc["subject"], doc["html"], doc["text"]
 
+    def campaign_count(self, tenant: Tenant) -> int:
+        return len(self.platform.campaigns.list(tenant.account_id))
+
+    def campaign_state(self, tenant: Tenant, index: int) -> str:
+        return self.platform.campaigns.get(tenant.account_id, tenant.campaign_ids[index])["state"]
+
 
 Url = Callable[[World, Tenant], str]
 
@@ -89,6 +95,28 @@ def _template(w: World, t: Tenant) -> str:
     return f"/templates/{t.template_ids[-1]}"
 
 
+def _campaign(w: World, t: Tenant, index: int = 0) -> str:
+    return f"/campaigns/{t.campaign_ids[index]}"
+
+
+def _new_campaign(w: World) -> dict:
+    import uuid
+    t = w.a
+    return {"name": f"camp {uuid.uuid4().hex[:8]}", "db_id": t.db_ids[-1], "segment_id": t.segment_ids[-1],
+            "template_id": t.template_ids[-1], "sender": f"s:{t.sender_id}", "resource_id": "1",
+            "schedule": "at", "at": "2099-01-01T09:00"}
+
+
+# the campaigns of make_tenant, by the transition each is in a state for
+CAMPAIGN_STATES = ("draft", "scheduled", "paused", "scheduled")
+START, PAUSE, RESUME, CANCEL = range(4)
+
+
+def _transition(index: int, action: str) -> Case:
+    return Case(lambda w, t: f"{_campaign(w, t, index)}/{action}", foreign=True,
+                state=lambda w, t: w.campaign_state(t, index))
+
+
 # (endpoint, method) -> Case. GET cases are pages; POST cases are changes.
 CASES: dict[tuple[str, str], Case] = {
     ("root", "GET"): Case(lambda w, t: "/"),
@@ -120,6 +148,17 @@ CASES: dict[tuple[str, str], Case] = {
     ("control.template_preview", "GET"): Case(
         lambda w, t: f"{_template(w, t)}/preview?db_id={t.db_ids[-1]}&profile={t.profile_ids[0]}",
         foreign=True),
+    ("control.campaigns", "GET"): Case(lambda w, t: "/campaigns"),
+    ("control.campaign_new", "GET"): Case(lambda w, t: f"/campaigns/new?db_id={t.db_ids[-1]}", foreign=True),
+    ("control.campaign_new", "POST"): Case(lambda w, t: "/campaigns/new", data=_new_campaign,
+                                           state=lambda w, t: w.campaign_count(t)),
+    ("control.campaign", "GET"): Case(_campaign, foreign=True),
+    ("control.campaign_start", "POST"): _transition(START, "start"),
+    ("control.campaign_pause", "POST"): _transition(PAUSE, "pause"),
+    ("control.campaign_resume", "POST"): _transition(RESUME, "resume"),
+    ("control.campaign_cancel", "POST"): _transition(CANCEL, "cancel"),
+    ("control.campaign_report", "GET"): Case(lambda w, t: f"{_campaign(w, t)}/report", foreign=True),
+    ("control.campaign_report_csv", "GET"): Case(lambda w, t: f"{_campaign(w, t)}/report.csv", foreign=True),
 }
 # Routes outside the account area, each tested on its own: the process's health, readiness
 # and metrics (tests/integration/test_webcontrol_process.py), the vendored and own static
@@ -148,8 +187,9 @@ def app(config):
 def world(platform) -> World:
     # B has more databases than A ever gets here, so B's last db id does not exist in A
     # and more segments and templates, so B's last ids do not exist in A either
-    return World(platform, make_tenant(platform, databases=1, segments=1, templates=1),
-                 make_tenant(platform, databases=6, segments=3, templates=3))
+    # campaign ids are global: B's are simply not A's
+    return World(platform, make_tenant(platform, databases=1, segments=1, templates=1, campaigns=CAMPAIGN_STATES),
+                 make_tenant(platform, databases=6, segments=3, templates=3, campaigns=CAMPAIGN_STATES))
 
 
 def test_every_route_has_a_case(app):

@@ -129,10 +129,11 @@ def campaign_id() -> int:
     return random.randrange(10**9, 10**12)
 
 
-def make_stand(harness: dict, basedir: Path, vhost: str, **overrides) -> Stand:
+def make_stand(harness: dict, basedir: Path, vhost: str, processes: dict | None = None, **overrides) -> Stand:
+    """`processes`: settings of other processes (e.g. webcontrol's PORT), beside trkaction's."""
     port = free_port()
     settings = make_config(harness, basedir, TRACKING_BASE_URL=f"http://127.0.0.1:{port}", RABBITMQ_VHOST=vhost,
-                           PROCESSES={"trkaction": {"PORT": port, "WORKERS": 2}}, **overrides)
+                           PROCESSES={"trkaction": {"PORT": port, "WORKERS": 2}, **(processes or {})}, **overrides)
     path = basedir / "main.json"
     path.write_text(json.dumps(settings, indent=2))
     config, _ = cfg.load(path)

@@ -20,12 +20,16 @@ class Tenant:
     profile_ids: list[str] = field(default_factory=list)
     segment_ids: list[int] = field(default_factory=list)
     template_ids: list[int] = field(default_factory=list)
+    sender_id: int | None = None
+    campaign_ids: list[int] = field(default_factory=list)
 
 
 def make_tenant(platform, databases: int = 1, profiles: int = 2, segments: int = 0,
-                templates: int = 0) -> Tenant:
+                templates: int = 0, campaigns: tuple[str, ...] = ()) -> Tenant:
     """An account with an editor and a viewer, `databases` profile databases and profiles
-    in the last one, segments of that database (everyone named Anna) and templates."""
+    in the last one, segments of that database (everyone named Anna) and templates; with
+    `campaigns`, a sender of its own and a campaign of the last segment and template in each
+    of those states (draft, scheduled or paused, reached by the domain's transitions)."""
     tag = uuid.uuid4().hex[:8]
     account = platform.accounts.save(name=f"acc-{tag}")
     writer, reader = f"editor-{tag}", f"viewer-{tag}"
@@ -45,6 +49,20 @@ def make_tenant(platform, databases: int = 1, profiles: int = 2, segments: int =
     for index in range(templates):
         tenant.template_ids.append(platform.templates(account["id"]).add(
             f"tpl {index}", "Hello {{ first_name }}", "<p>Hello {{ first_name }}</p>")["id"])
+    if campaigns:
+        sender = platform.senders.save(name=f"news {tag}", from_email=f"news@{tag}.example",
+                                       dkim_algorithm="none")
+        platform.senders.assign(sender["id"], account["id"])
+        tenant.sender_id = sender["id"]
+    steps = {"draft": (), "scheduled": ("start",), "paused": ("start", "pause")}
+    for state in campaigns:
+        # far in the future: no worker ever claims these
+        doc = platform.campaigns.add(account["id"], f"camp {state}", tenant.db_ids[-1], tenant.segment_ids[-1],
+                                     tenant.template_ids[-1], sender_id=tenant.sender_id,
+                                     schedule={"type": "once", "at": "2099-01-01T00:00:00Z"})
+        for step in steps[state]:
+            getattr(platform.campaigns, step)(account["id"], doc["id"])
+        tenant.campaign_ids.append(doc["id"])
     return tenant
 
 

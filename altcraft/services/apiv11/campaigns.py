@@ -79,16 +79,8 @@ class CampaignUpdate(Params):
 
 def _check_refs(ctx, account_id: int, p) -> None:
     """Everything a campaign names must belong to the account (NotFound otherwise)."""
-    if getattr(p, "db_id", None) is not None:
-        ctx.databases(account_id).get(p.db_id)
-    if getattr(p, "segment_id", None) is not None:
-        ctx.segments(account_id).get(p.segment_id)
-    if getattr(p, "template_id", None) is not None:
-        ctx.templates(account_id).get(p.template_id)
-    if getattr(p, "sender_id", None) is not None:
-        ctx.senders.for_account(p.sender_id, account_id)
-    if getattr(p, "vsender_id", None) is not None:
-        ctx.vsenders.get(account_id, p.vsender_id)
+    ctx.check_campaign_refs(account_id, **{k: getattr(p, k, None) for k in
+                                           ("db_id", "segment_id", "template_id", "sender_id", "vsender_id")})
 
 
 # -- segments --------------------------------------------------------------------------

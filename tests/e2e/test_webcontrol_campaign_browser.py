@@ -1,0 +1,178 @@
+"""The end of the marketer's journey in a real browser (Playwright driving Debian's Chromium,
+headless): create a campaign in the wizard, start it, watch its page follow the launch
+live, and read its report.
+
+Everything runs as on a host, under akd on the real servers: webcontrol, the campaign
+worker, akmtad (delivering to an SMTP sink on loopback), trkaction (the pixel and the
+links) and procactions (events into ClickHouse). The browser opens 5 of the 10 messages the
+sink received (their open pixel loads from trkaction) and clicks a link in 2; the report
+page then shows exactly 5 opens and 2 clicks without bots, and its chart has points.
+Screenshots go where tests/e2e/test_webcontrol_browser.py keeps them.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import random
+import re
+import time
+import uuid
+
+import pytest
+
+from altcraft.domain.botfilter import CLICK_AFTER_DELIVERY, CLICK_AFTER_OPEN, CLICK_AFTER_SIGNING
+from altcraft.wiring import Platform
+from tests.e2e.test_webcontrol_browser import FLAGS, SCREENSHOTS, WATCH_CSP
+from tests.lib.landing import PERSON, Landing
+from tests.lib.ports import free_port
+from tests.lib.sink import Sink
+from tests.lib.stand import make_stand
+from tests.lib.wait import wait_for
+from tests.lib.webpanel import PASSWORD, make_tenant
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+AUDIENCE, OPENED, CLICKED = 10, (0, 1, 2, 3, 4), (1, 3)
+
+
+@pytest.fixture
+def journey(harness, basedir, vhost):
+    """The stand with webcontrol on a port of its own and akmtad delivering to a sink; a
+    landing server for the links."""
+    sink_port, panel_port = free_port(), free_port()
+    mta = {"ROUTES": {"*": f"127.0.0.1:{sink_port}"}, "TRY_TLS": False, "SPOOL_DIR": str(basedir / "spool"),
+           "RETRY": {"TYPE": "fixed", "INTERVAL_SECONDS": 2, "MAX_ATTEMPTS": 5}}
+    stand = make_stand(harness, basedir, vhost, processes={"webcontrol": {"PORT": panel_port, "WORKERS": 1}},
+                       MTA=mta)
+    with Sink(sink_port) as sink, Landing() as landing:
+        yield stand, f"http://127.0.0.1:{panel_port}", sink, landing
+        stand.stop()
+
+
+def _audience(platform, landing_url: str):
+    # account ids far from 1: the hourly statistics procactions keeps are in a store every
+    # test's stand shares
+    platform.control.counters.update_one({"_id": "accounts"}, {"$set": {"seq": random.randrange(10**8, 10**9)}},
+                                         upsert=True)
+    tenant = make_tenant(platform, databases=1, profiles=0)
+    a, db = tenant.account_id, tenant.db_ids[0]
+    tag = uuid.uuid4().hex[:6]
+    people = platform.profiles(a, db)
+    people.upsert_prepared([people.prepare({"email": f"reader{i}.{tag}@example.com", "first_name": f"Reader{i}"},
+                                           require_key=True) for i in range(AUDIENCE)], subscribe=(1, "email"))
+    platform.segments(a).add(f"Readers {tag}", db, {})
+    platform.templates(a).add(f"Sale {tag}", "Sale for {{ first_name }}",
+                              f'<p>Hello {{{{ first_name }}}}</p><p><a id="sale" href="{landing_url}/p/sale">Sale</a></p>',
+                              "Hello {{ first_name }}")
+    sender = platform.senders.save(name=f"Shop {tag}", from_email=f"news@shop-{tag}.example", dkim_algorithm="ed25519")
+    platform.senders.assign(sender["id"], a)
+    return tenant, tag
+
+
+def test_wizard_start_send_open_click_and_the_report_shows_exactly_that(journey, chromium):
+    from playwright.sync_api import expect, sync_playwright
+
+    stand, base, sink, landing = journey
+    platform = Platform(stand.config)
+    tenant, tag = _audience(platform, landing.url)
+    stand.start("webcontrol", "trkaction", "procactions", "campaign", "akmtad")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    problems: list[str] = []
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium, args=FLAGS)
+            context = browser.new_context(viewport={"width": 1280, "height": 860}, locale="en-US")
+            context.add_init_script(WATCH_CSP)
+            page = context.new_page()
+            page.on("console", lambda m: m.type == "error" and problems.append(f"console: {m.text}"))
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.on("response", lambda r: r.status >= 400 and problems.append(f"{r.status} {r.url}"))
+
+            def shot(name: str) -> None:
+                page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+                violations = page.evaluate("window.__csp")
+                assert not violations, f"{name}: CSP violations {violations}"
+
+            page.goto(f"{base}/signin")
+            page.fill("input[name=login]", tenant.writer)
+            page.fill("input[name=password]", PASSWORD)
+            page.click("[data-testid=signin]")
+            expect(page).to_have_url(f"{base}/dashboard")
+
+            # the wizard: database, then segment, template, sender, schedule
+            page.get_by_test_id("nav-campaigns").click()
+            page.get_by_test_id("campaign-new").click()
+            page.select_option("[data-testid=campaign-db]", str(tenant.db_ids[0]))
+            page.click("[data-testid=campaign-next]")
+            page.fill("[data-testid=campaign-name]", f"Autumn {tag}")
+            page.select_option("[data-testid=campaign-segment]", label=f"Readers {tag}")
+            page.select_option("[data-testid=campaign-template]", label=f"Sale {tag}")
+            page.select_option("[data-testid=campaign-sender]", index=1)
+            page.check("[data-testid=schedule-now]")
+            shot("campaign-new")
+            page.click("[data-testid=campaign-create]")
+            expect(page.get_by_test_id("campaign-title")).to_have_text(f"Autumn {tag}")
+            expect(page.get_by_test_id("campaign-state")).to_have_text("draft")
+            page.click("[data-testid=campaign-start]")
+            # the page follows the launch by itself (htmx), no reload
+            expect(page.get_by_test_id("campaign-state")).to_have_text("finished", timeout=90_000)
+            expect(page.get_by_test_id("campaign-published")).to_have_text(str(AUDIENCE))
+            expect(page.get_by_test_id("campaign-start")).to_be_visible()  # a finished one may start again
+            expect(page.get_by_test_id("campaign-pause")).to_have_count(0)
+            shot("campaign")
+            campaign_id = int(page.url.rsplit("/", 1)[1])
+            page.get_by_test_id("nav-campaigns").click()
+            expect(page.get_by_test_id(f"state-{campaign_id}")).to_have_text("finished")
+            shot("campaigns")
+
+            received = sink.wait_for(AUDIENCE, timeout=90)
+            assert len(received) == AUDIENCE
+            wait_for(lambda: stand.rows("campaign_id = %(c)s AND kind = 'delivered'", {"c": campaign_id},
+                                        "uniqExact(profile_id)") == AUDIENCE, 60, "the deliveries in ClickHouse")
+            delivered_at = time.time()
+
+            # the reader: opens 5 messages (the pixel loads), then clicks in 2 as a person would
+            reader = browser.new_context(user_agent=PERSON)
+            opened = []
+            for index in OPENED:
+                html = email.message_from_bytes(received[index].data, policy=email.policy.default) \
+                    .get_body(("html",)).get_content()
+                message = reader.new_page()
+                message.set_content(html, wait_until="load")
+                assert message.evaluate("[...document.images].every(i => i.complete && i.naturalWidth === 1)")
+                opened.append(message)
+            # no sooner than a person could: faster clicks are flagged as a scanner's
+            ready = max(delivered_at + CLICK_AFTER_DELIVERY, time.time() + CLICK_AFTER_OPEN) + 1
+            ready = max(ready, delivered_at + CLICK_AFTER_SIGNING + 1)
+            time.sleep(max(0.0, ready - time.time()))
+            for index in CLICKED:
+                with opened[index].expect_navigation():
+                    opened[index].click("#sale")
+                assert opened[index].title() == "landing"
+            reader.close()
+            assert landing.seen == ["/p/sale"] * len(CLICKED)
+
+            wait_for(lambda: stand.rows("campaign_id = %(c)s AND kind IN ('open', 'click')", {"c": campaign_id},
+                                        "uniqExact(event_id)") >= len(OPENED) + len(CLICKED),
+                     60, "the opens and clicks in ClickHouse")
+            page.goto(f"{base}/campaigns/{campaign_id}/report")
+            expect(page.get_by_test_id("sent")).to_have_text(str(AUDIENCE))
+            expect(page.get_by_test_id("delivered")).to_have_text(str(AUDIENCE))
+            for testid, value in (("opened-unique-human", 5), ("opened-total-human", 5),
+                                  ("clicked-unique-human", 2), ("clicked-total-human", 2),
+                                  ("opened-total-all", 5), ("clicked-total-all", 2)):
+                expect(page.get_by_test_id(testid)).to_have_text(str(value))
+            expect(page.locator("#timeline .uplot canvas")).to_have_count(1)  # uPlot drew the chart
+            spec = json.loads(page.text_content("#timeline-data"))
+            assert sum(spec["values"][1]) == 5 and sum(spec["values"][2]) == 2, spec  # its points
+            expect(page.get_by_test_id("links")).to_contain_text(f"{landing.url}/p/sale")
+            shot("campaign-report")
+            with page.expect_download() as download:
+                page.click("[data-testid=report-csv]")
+            exported = open(download.value.path()).read()
+            assert re.search(r"^opened_total,5,5$", exported, re.M) and re.search(r"^clicked_unique,2,2$", exported, re.M)
+            browser.close()
+    finally:
+        platform.close()
+    assert not problems, problems
