@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional
 
@@ -125,17 +126,27 @@ def _start(procs: list[registry.Process], config: Optional[Path], wait: float = 
         raise fail(f"akd: not implemented yet: {', '.join(planned)} (see akd --processes)",
                    EXIT_UNIMPLEMENTED)
     width = max(len(p.name) for p in procs)
-    failed = False
+    enabled = [p for p in procs if conf.process_settings(p.name).ENABLE]
     for p in procs:
-        if not conf.process_settings(p.name).ENABLE:
+        if p not in enabled:
             typer.echo(f"skipped   {p.name:<{width}} disabled in main.json")
-            continue
-        s = control.start(conf, path, p, wait=wait)
+    failed = False
+    for p, s in zip(enabled, _each(enabled, lambda p: control.start(conf, path, p, wait=wait))):
         failed |= s.state != "RUNNING"
         typer.echo(_status_line(s, width))
         if s.state != "RUNNING":
             typer.echo(f"akd: {p.name} did not start; see {conf.logs_dir / (p.name + '.log')}", err=True)
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+def _each(procs: list[registry.Process], action) -> list:
+    """`action` for every process at once: each waits for its own process (to listen, or to
+    be gone), so doing them one after another only adds the waits up. Results keep the
+    order of `procs`."""
+    if len(procs) <= 1:
+        return [action(p) for p in procs]
+    with ThreadPoolExecutor(max_workers=min(len(procs), 16)) as pool:
+        return list(pool.map(action, procs))
 
 
 @app.command()
@@ -151,8 +162,8 @@ def stop(names: Optional[list[str]] = NAMES, config: Optional[Path] = CONFIG_OPT
     procs = _processes(names)
     conf, _ = load_config(config, quiet=True)
     width = max(len(p.name) for p in procs)
-    for p in procs:
-        typer.echo(_status_line(control.stop(conf, p), width))
+    for s in _each(procs, lambda p: control.stop(conf, p)):
+        typer.echo(_status_line(s, width))
 
 
 @app.command()
@@ -161,8 +172,7 @@ def restart(names: Optional[list[str]] = NAMES, wait: float = WAIT,
     """Stop, then start."""
     procs = _processes(names)
     conf, _ = load_config(config)
-    for p in procs:
-        control.stop(conf, p)
+    _each(procs, lambda p: control.stop(conf, p))
     _start(procs, config, wait)
 
 
