@@ -97,6 +97,10 @@ class Platform:
         from altcraft.domain.vsenders import VSenders
         return VSenders(self.control, self.senders)
 
+    def import_jobs(self, account_id: int):
+        from altcraft.domain.import_jobs import ImportJobs
+        return ImportJobs(self.account_db(account_id), account_id, self.control)
+
     def templates(self, account_id: int):
         from altcraft.domain.templates import Templates
         return Templates(self.account_db(account_id))
