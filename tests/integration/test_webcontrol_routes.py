@@ -39,6 +39,13 @@ class World:
     def template_count(self, tenant: Tenant) -> int:
         return len(self.platform.templates(tenant.account_id).list())
 
+    def import_count(self, tenant: Tenant) -> int:
+        return len(self.platform.import_jobs(tenant.account_id).list(tenant.db_ids[-1]))
+
+    def import_state(self, tenant: Tenant) -> tuple:
+        doc = self.platform.import_jobs(tenant.account_id).get(tenant.db_ids[-1], tenant.import_ids[-1])
+        return doc["state"], doc["run"]
+
     def template_state(self, tenant: Tenant) -> tuple:
         doc = self.platform.templates(tenant.account_id).get(tenant.template_ids[-1])
         return doc["name"], doc["subject"], doc["html"], doc["text"]
@@ -85,6 +92,16 @@ def _new_template(w: World) -> dict:
             "html": "<p>Hi {{ first_name }}</p>", "text": ""}
 
 
+def _new_upload(w: World) -> dict:
+    import io
+    import uuid
+    return {"file": (io.BytesIO(f"email\nu-{uuid.uuid4().hex[:8]}@example.com\n".encode()), "people.csv")}
+
+
+def _import(w: World, t: Tenant) -> str:
+    return f"{_db(w, t)}/imports/{t.import_ids[-1]}"
+
+
 def _template(w: World, t: Tenant) -> str:
     return f"/templates/{t.template_ids[-1]}"
 
@@ -117,6 +134,18 @@ CASES: dict[tuple[str, str], Case] = {
     ("control.template", "GET"): Case(_template, foreign=True),
     ("control.template", "POST"): Case(_template, foreign=True, data=_new_template,
                                        state=lambda w, t: w.template_state(t)),
+    ("control.imports", "GET"): Case(lambda w, t: f"{_db(w, t)}/imports", foreign=True),
+    ("control.import_upload", "POST"): Case(lambda w, t: f"{_db(w, t)}/imports", foreign=True,
+                                            data=_new_upload, state=lambda w, t: w.import_count(t)),
+    ("control.import_job", "GET"): Case(_import, foreign=True),
+    ("control.import_status", "GET"): Case(lambda w, t: f"{_import(w, t)}/status", foreign=True),
+    ("control.import_errors", "GET"): Case(lambda w, t: f"{_import(w, t)}/errors.csv", foreign=True),
+    # the check queues the job, then the import replaces the queued check
+    ("control.import_check", "POST"): Case(lambda w, t: f"{_import(w, t)}/check", foreign=True,
+                                           data=lambda w: {"map_0": "email", "map_1": "first_name"},
+                                           state=lambda w, t: w.import_state(t)),
+    ("control.import_start", "POST"): Case(lambda w, t: f"{_import(w, t)}/start", foreign=True,
+                                           state=lambda w, t: w.import_state(t)),
     ("control.template_preview", "GET"): Case(
         lambda w, t: f"{_template(w, t)}/preview?db_id={t.db_ids[-1]}&profile={t.profile_ids[0]}",
         foreign=True),
@@ -148,8 +177,8 @@ def app(config):
 def world(platform) -> World:
     # B has more databases than A ever gets here, so B's last db id does not exist in A
     # and more segments and templates, so B's last ids do not exist in A either
-    return World(platform, make_tenant(platform, databases=1, segments=1, templates=1),
-                 make_tenant(platform, databases=6, segments=3, templates=3))
+    return World(platform, make_tenant(platform, databases=1, segments=1, templates=1, imports=1),
+                 make_tenant(platform, databases=6, segments=3, templates=3, imports=1))
 
 
 def test_every_route_has_a_case(app):

@@ -141,8 +141,10 @@ def register(bp: Blueprint, account_id) -> None:
         database = ctx.platform.databases(account_id()).get(db_id)
         job = ctx.platform.import_jobs(account_id()).get(db_id, job_id)
         if job["state"] not in ("queued", "running"):
-            return Response(status=204, headers={
-                "HX-Redirect": url_for("control.import_job", db_id=db_id, job_id=job_id)})
+            page = url_for("control.import_job", db_id=db_id, job_id=job_id)
+            if request.headers.get("HX-Request") == "true":
+                return Response(status=204, headers={"HX-Redirect": page})
+            return redirect(page)
         return render_template("control/_import_status.html", database=database, job=job)
 
     @bp.get("/databases/<int:db_id>/imports/<job_id>/errors.csv")
