@@ -59,6 +59,8 @@ def work_once(platform: Platform, queue: ImportQueue, owner: str, stop: threadin
         jobs.finish(job, owner, error=f"the uploaded file cannot be read: {exc.strerror or exc}")
         return True
     log.info("import %s: %s", job["_id"], state)
+    if state in ("done", "failed"):
+        Path(job["file"]["path"]).unlink(missing_ok=True)  # the job's record keeps what it did
     return True
 
 

@@ -94,6 +94,7 @@ def test_upload_map_check_and_import_with_progress_and_error_file(harness, based
         assert procleadsaver.work_once(platform, queue, "w3", _never())
         job = _job(platform, tenant, job_id)
         assert job["state"] == "done" and job["claims"] == 3  # the check, then the import twice
+        assert not os.path.exists(path)  # the upload is removed once imported
         assert job["results"]["import"] == {"rows": 41, "inserted": 36, "updated": 1, "unchanged": 0, "failed": 4}
         assert people.collection.count_documents({}) == 37
         rows = list(csv.reader(io.StringIO(client.get(f"/databases/{db_id}/imports/{job_id}/errors.csv").data.decode())))
