@@ -168,7 +168,7 @@ def import_rows(profiles: Profiles, rows: Iterable[tuple[int, Any]], *, dry_run:
 
     try:
         for line, row in rows:
-            replay = line <= skip_through
+            replay = bool(skip_through) and line <= skip_through  # the API counts rows from 0
             if not replay:
                 report.rows += 1
                 report.last_line = line
