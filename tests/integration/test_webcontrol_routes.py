@@ -248,6 +248,15 @@ def test_another_accounts_ids_are_not_found(app, world):
     # A's own database with B's profile id: still B's profile is not found
     response = client.get(f"/databases/{world.a.db_ids[-1]}/profiles/{world.b.profile_ids[0]}")
     assert response.status_code == 404
+    # and B's import job under A's own database
+    for suffix in ("", "/status", "/errors.csv"):
+        response = client.get(f"/databases/{world.a.db_ids[-1]}/imports/{world.b.import_ids[-1]}{suffix}")
+        assert response.status_code == 404, suffix
+    before = world.platform.import_jobs(world.b.account_id).get(world.b.db_ids[-1], world.b.import_ids[-1])["state"]
+    response = client.post(f"/databases/{world.a.db_ids[-1]}/imports/{world.b.import_ids[-1]}/start",
+                           data={"csrf_token": token})
+    assert response.status_code == 404
+    assert world.platform.import_jobs(world.b.account_id).get(world.b.db_ids[-1], world.b.import_ids[-1])["state"] == before
     assert checked == sum(1 for c in CASES.values() if c.foreign)
 
 
