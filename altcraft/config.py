@@ -218,6 +218,14 @@ class MtaSettings(_Section):
     DEDUP_TTL_DAYS: Annotated[int, Field(ge=1, le=365)] = 14
 
 
+class ImportSettings(_Section):
+    """Profile imports of the panel, run by procleadsaver. Platform addition."""
+
+    MAX_BYTES: Annotated[int, Field(ge=1024, le=10 * 1024**3)] = 256 * 1024**2  # an uploaded file
+    BATCH: Annotated[int, Field(ge=1, le=100_000)] = 1000  # rows per write and per progress step
+    LEASE_SECONDS: Annotated[float, Field(ge=1, le=3600)] = 30.0  # a silent worker's job is taken over after
+
+
 class MainConfig(_Section):
     BASEDIR: str = "/opt/akd"
     PRODUCT_NAME: str = "Altcraft"
@@ -316,6 +324,7 @@ class MainConfig(_Section):
     DEFAULT_PHONE_REGION: str = "RU"
 
     MTA: MtaSettings = Field(default_factory=MtaSettings)
+    IMPORT: ImportSettings = Field(default_factory=ImportSettings)
 
     PROCESSES: dict[str, ProcessSettings] = Field(default_factory=dict)
     AKD: AkdSettings = Field(default_factory=AkdSettings)
@@ -336,6 +345,11 @@ class MainConfig(_Section):
     @property
     def run_dir(self) -> Path:
         return self.basedir / "run"
+
+    @property
+    def imports_dir(self) -> Path:
+        """Uploaded import files (0600), read by procleadsaver on the same host."""
+        return self.run_dir / "imports"
 
     def process_settings(self, name: str) -> ProcessSettings:
         return self.PROCESSES.get(name, ProcessSettings())

@@ -134,8 +134,10 @@ PROCESSES: tuple[Process, ...] = (
     Process("prochook", "worker", "Outgoing webhooks", requires=(RABBITMQ,), group="tasks"),
     Process("procresume", "worker", "Resumes suspended subscriptions", requires=(ACCOUNTDB,),
             group="tasks"),
-    Process("procleadsaver", "worker", "Deferred profile updates and imports",
-            requires=(RABBITMQ, ACCOUNTDB), group="tasks"),
+    Process("procleadsaver", "worker", "Deferred profile updates and imports", status="partial",
+            entry="altcraft.services.procleadsaver:main", requires=(CONTROLDB, ACCOUNTDB), group="tasks",
+            notes="runs the panel's import jobs (check and import, under a lease, resumed after a "
+                  "crash); deferred profile updates are not there yet"),
     Process("procintegras", "worker", "External integrations and gateways", requires=(RABBITMQ,),
             group="tasks"),
     Process("stataggregator", "worker", "Statistics aggregation", requires=(CLICKHOUSE, SSDB_STATS),

@@ -113,6 +113,10 @@ class Platform:
         if vsender_id is not None:
             self.vsenders.get(account_id, vsender_id)
 
+    def import_jobs(self, account_id: int):
+        from altcraft.domain.import_jobs import ImportJobs
+        return ImportJobs(self.account_db(account_id), account_id, self.control)
+
     def templates(self, account_id: int):
         from altcraft.domain.templates import Templates
         return Templates(self.account_db(account_id))

@@ -27,7 +27,7 @@ from tests.lib import ROOT
 from tests.lib.cli import run
 from tests.lib.harness import make_config
 from tests.lib.ports import free_port
-from tests.lib.webpanel import PASSWORD, make_tenant
+from tests.lib.webpanel import PASSWORD, make_tenant, people_csv
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -42,19 +42,31 @@ document.addEventListener('securitypolicyviolation',
 """
 
 
-@pytest.fixture
-def panel(harness, basedir):
+def _start(harness, basedir, names: tuple[str, ...], **overrides):
     port = free_port()
     path = basedir / "main.json"
-    path.write_text(json.dumps(make_config(harness, basedir, PROCESSES={"webcontrol": {"PORT": port, "WORKERS": 2}})))
+    path.write_text(json.dumps(make_config(harness, basedir, PROCESSES={"webcontrol": {"PORT": port, "WORKERS": 2}},
+                                           **overrides)))
     config, _ = cfg.load(path)
     migration.run(config)
-    started = run("akd", "start", "webcontrol", config=path, timeout=120)
+    started = run("akd", "start", *names, config=path, timeout=120)
     assert started.returncode == 0, started.stdout + started.stderr
     platform = Platform(config)
     yield f"http://127.0.0.1:{port}", config, platform
     platform.close()
     run("akd", "stop", config=path, timeout=120)
+
+
+@pytest.fixture
+def panel(harness, basedir):
+    yield from _start(harness, basedir, ("webcontrol",))
+
+
+@pytest.fixture
+def import_panel(harness, basedir):
+    """webcontrol and procleadsaver, which runs the import jobs (batches of 100 rows, so
+    that the progress moves)."""
+    yield from _start(harness, basedir, ("webcontrol", "procleadsaver"), IMPORT={"BATCH": 100})
 
 
 def _seed_activity(config, account_id: int) -> dict[str, int]:
@@ -219,3 +231,69 @@ def test_marketer_signs_in_creates_a_database_and_finds_a_profile(panel, chromiu
     assert not problems, problems
     assert {"dashboard.png", "databases.png", "profile.png", "profiles.png", "signin.png", "segment-new.png",
             "segment.png", "template.png"} <= {p.name for p in SCREENSHOTS.glob("*.png")}
+
+
+def test_marketer_imports_a_file_sees_its_bad_rows_and_the_result(import_panel, chromium):
+    """Upload 1,000 profiles of which 10 are broken: the check lists exactly those 10 line
+    numbers; the import runs in procleadsaver while the page follows it, and ends with 990
+    new profiles."""
+    from playwright.sync_api import expect, sync_playwright
+
+    base, config, platform = import_panel
+    tenant = make_tenant(platform, databases=1, profiles=0)
+    db_id = tenant.db_ids[0]
+    text, bad_lines = people_csv(1000, broken=10)
+    assert len(bad_lines) == 10
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    problems: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=FLAGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 860}, locale="en-US")
+        context.add_init_script(WATCH_CSP)
+        page = context.new_page()
+        page.on("console", lambda m: m.type == "error" and problems.append(f"console: {m.text}"))
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        page.on("response", lambda r: r.status >= 400 and problems.append(f"{r.status} {r.url}"))
+
+        def shot(name: str) -> None:
+            page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+            violations = page.evaluate("window.__csp")
+            assert not violations, f"{name}: CSP violations {violations}"
+
+        try:
+            page.goto(f"{base}/signin")
+            page.fill("input[name=login]", tenant.writer)
+            page.fill("input[name=password]", PASSWORD)
+            page.click("[data-testid=signin]")
+            expect(page).to_have_url(f"{base}/dashboard")
+            page.goto(f"{base}/databases/{db_id}/profiles")
+            page.get_by_test_id("imports-link").click()
+            page.set_input_files("[data-testid=import-file]", files=[
+                {"name": "people.csv", "mimeType": "text/csv", "buffer": text.encode()}])
+            page.click("[data-testid=import-upload]")
+            expect(page.get_by_test_id("import-title")).to_have_text("people.csv")
+            # columns mapped by their names: "E-mail" to the key, "Name" to first_name
+            expect(page.get_by_test_id("map-0")).to_have_value("email")
+            expect(page.get_by_test_id("map-1")).to_have_value("first_name")
+            expect(page.get_by_test_id("map-2")).to_have_value("city")
+            shot("import-mapping")
+            page.click("[data-testid=import-check]")
+            expect(page.get_by_test_id("bad-line")).to_have_text([str(n) for n in bad_lines], timeout=60_000)
+            expect(page.get_by_test_id("check-summary")).to_contain_text("1000 rows: 990 can be imported, 10 cannot.")
+            assert platform.profiles(tenant.account_id, db_id).collection.count_documents({}) == 0
+            shot("import-check")
+
+            page.click("[data-testid=import-start]")
+            expect(page.get_by_test_id("result-inserted")).to_have_text("990", timeout=60_000)
+            expect(page.get_by_test_id("result-failed")).to_have_text("10")
+            shot("import-done")
+            assert platform.profiles(tenant.account_id, db_id).collection.count_documents({}) == 990
+
+            page.get_by_role("link", name="← Imports into").click()
+            expect(page.get_by_test_id("imports")).to_contain_text("done (import)")
+            shot("imports")
+        finally:
+            browser.close()
+    assert not problems, problems
+    assert {"import-mapping.png", "import-check.png", "import-done.png", "imports.png"} <= {
+        p.name for p in SCREENSHOTS.glob("*.png")}

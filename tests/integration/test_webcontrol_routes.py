@@ -39,6 +39,13 @@ class World:
     def template_count(self, tenant: Tenant) -> int:
         return len(self.platform.templates(tenant.account_id).list())
 
+    def import_count(self, tenant: Tenant) -> int:
+        return len(self.platform.import_jobs(tenant.account_id).list(tenant.db_ids[-1]))
+
+    def import_state(self, tenant: Tenant) -> tuple:
+        doc = self.platform.import_jobs(tenant.account_id).get(tenant.db_ids[-1], tenant.import_ids[-1])
+        return doc["state"], doc["run"]
+
     def template_state(self, tenant: Tenant) -> tuple:
         doc = self.platform.templates(tenant.account_id).get(tenant.template_ids[-1])
         return doc["name"], doc["subject"], doc["html"], doc["text"]
@@ -89,6 +96,16 @@ def _new_template(w: World) -> dict:
     import uuid
     return {"name": f"tpl {uuid.uuid4().hex[:8]}", "subject": "Hi {{ first_name }}",
             "html": "<p>Hi {{ first_name }}</p>", "text": ""}
+
+
+def _new_upload(w: World) -> dict:
+    import io
+    import uuid
+    return {"file": (io.BytesIO(f"email\nu-{uuid.uuid4().hex[:8]}@example.com\n".encode()), "people.csv")}
+
+
+def _import(w: World, t: Tenant) -> str:
+    return f"{_db(w, t)}/imports/{t.import_ids[-1]}"
 
 
 def _template(w: World, t: Tenant) -> str:
@@ -145,6 +162,18 @@ CASES: dict[tuple[str, str], Case] = {
     ("control.template", "GET"): Case(_template, foreign=True),
     ("control.template", "POST"): Case(_template, foreign=True, data=_new_template,
                                        state=lambda w, t: w.template_state(t)),
+    ("control.imports", "GET"): Case(lambda w, t: f"{_db(w, t)}/imports", foreign=True),
+    ("control.import_upload", "POST"): Case(lambda w, t: f"{_db(w, t)}/imports", foreign=True,
+                                            data=_new_upload, state=lambda w, t: w.import_count(t)),
+    ("control.import_job", "GET"): Case(_import, foreign=True),
+    ("control.import_status", "GET"): Case(lambda w, t: f"{_import(w, t)}/status", foreign=True),
+    ("control.import_errors", "GET"): Case(lambda w, t: f"{_import(w, t)}/errors.csv", foreign=True),
+    # the check queues the job, then the import replaces the queued check
+    ("control.import_check", "POST"): Case(lambda w, t: f"{_import(w, t)}/check", foreign=True,
+                                           data=lambda w: {"map_0": "email", "map_1": "first_name"},
+                                           state=lambda w, t: w.import_state(t)),
+    ("control.import_start", "POST"): Case(lambda w, t: f"{_import(w, t)}/start", foreign=True,
+                                           state=lambda w, t: w.import_state(t)),
     ("control.template_preview", "GET"): Case(
         lambda w, t: f"{_template(w, t)}/preview?db_id={t.db_ids[-1]}&profile={t.profile_ids[0]}",
         foreign=True),
@@ -188,8 +217,8 @@ def world(platform) -> World:
     # B has more databases than A ever gets here, so B's last db id does not exist in A
     # and more segments and templates, so B's last ids do not exist in A either
     # campaign ids are global: B's are simply not A's
-    return World(platform, make_tenant(platform, databases=1, segments=1, templates=1, campaigns=CAMPAIGN_STATES),
-                 make_tenant(platform, databases=6, segments=3, templates=3, campaigns=CAMPAIGN_STATES))
+    return World(platform, make_tenant(platform, databases=1, segments=1, templates=1, campaigns=CAMPAIGN_STATES, imports=1),
+                 make_tenant(platform, databases=6, segments=3, templates=3, campaigns=CAMPAIGN_STATES, imports=1))
 
 
 def test_every_route_has_a_case(app):
@@ -259,6 +288,15 @@ def test_another_accounts_ids_are_not_found(app, world):
     # A's own database with B's profile id: still B's profile is not found
     response = client.get(f"/databases/{world.a.db_ids[-1]}/profiles/{world.b.profile_ids[0]}")
     assert response.status_code == 404
+    # and B's import job under A's own database
+    for suffix in ("", "/status", "/errors.csv"):
+        response = client.get(f"/databases/{world.a.db_ids[-1]}/imports/{world.b.import_ids[-1]}{suffix}")
+        assert response.status_code == 404, suffix
+    before = world.platform.import_jobs(world.b.account_id).get(world.b.db_ids[-1], world.b.import_ids[-1])["state"]
+    response = client.post(f"/databases/{world.a.db_ids[-1]}/imports/{world.b.import_ids[-1]}/start",
+                           data={"csrf_token": token})
+    assert response.status_code == 404
+    assert world.platform.import_jobs(world.b.account_id).get(world.b.db_ids[-1], world.b.import_ids[-1])["state"] == before
     assert checked == sum(1 for c in CASES.values() if c.foreign)
 
 

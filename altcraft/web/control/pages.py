@@ -1,6 +1,6 @@
 """webcontrol's pages: dashboard, profile databases, profiles, the profile card; segments
 (segment_pages.py), templates (template_pages.py), campaigns and their reports
-(campaign_pages.py) are added to the same blueprint.
+(campaign_pages.py) and imports (import_pages.py) are added to the same blueprint.
 
 Every page is of the signed-in user's account: ids in a URL are looked up in that account's
 own database, so another account's ids are simply not found (404). The rules (validation,
@@ -129,10 +129,11 @@ def blueprint() -> Blueprint:
         panel().platform.profiles(_account_id(), db_id).delete(profile_id=profile_id)
         return redirect(url_for("control.profiles", db_id=db_id))
 
-    from altcraft.web.control import campaign_pages, segment_pages, template_pages
+    from altcraft.web.control import campaign_pages, import_pages, segment_pages, template_pages
     segment_pages.register(bp, _account_id)
     template_pages.register(bp, _account_id)
     campaign_pages.register(bp, _account_id)
+    import_pages.register(bp, _account_id)
     return bp
 
 
