@@ -35,6 +35,9 @@ CONTROL_INDEXES: tuple[Index, ...] = (
     Index("vsenders", (("id", 1),), unique=True),
     Index("vsenders", (("account_id", 1), ("name", 1)), unique=True),
     Index("campaigns", (("vsender_id", 1),)),
+    Index("triggers", (("id", 1),), unique=True),  # trigger campaigns (domain/triggers.py)
+    Index("triggers", (("account_id", 1), ("active", 1))),
+    Index("trigger_sends", (("state", 1), ("due_at", 1))),
 )
 
 
