@@ -19,11 +19,11 @@ class Unavailable(DomainError):
     code, status = 9, 503
 
 
-class NoParams(Params):
+class TriggersList(Params):
     pass
 
 
-class ById(Params):
+class TriggerId(Params):
     id: int
 
 
@@ -123,15 +123,15 @@ def _startable(ctx, account_id: int, trigger_id: int) -> dict[str, Any]:
     return trigger
 
 
-@api.endpoint("campaigns/triggers/list", NoParams, scope="account", tag="triggers", returns_list=True,
+@api.endpoint("campaigns/triggers/list", TriggersList, scope="account", tag="triggers", returns_list=True,
               summary="Trigger campaigns")
 def triggers_list(ctx, principal, p):
     items = ctx.triggers.list(principal.account_id)
     return items, len(items)
 
 
-@api.endpoint("campaigns/triggers/get", ById, scope="account", tag="triggers", summary="A trigger campaign")
-def triggers_get(ctx, principal, p: ById):
+@api.endpoint("campaigns/triggers/get", TriggerId, scope="account", tag="triggers", summary="A trigger campaign")
+def triggers_get(ctx, principal, p: TriggerId):
     return triggers.public(ctx.triggers.get(principal.account_id, p.id))
 
 

@@ -1,0 +1,93 @@
+"""Trigger campaigns (#15): API calls and custom events through procevent and proctrigger to
+the SMTP sink, on the real servers, with the processes under akd."""
+
+from __future__ import annotations
+
+import os
+import signal
+from datetime import datetime, timezone
+
+import pytest
+
+from tests.lib import broker
+from tests.lib.automation import Automation, html_of, to
+from tests.lib.mta import Pipeline
+from tests.lib.ports import free_port
+from tests.lib.sink import Sink
+from tests.lib.wait import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def stand(harness, tmp_path_factory):
+    """One pipeline for the module: procevent, proctrigger and akmtad started once."""
+    vhost = broker.add_vhost(harness)
+    basedir = tmp_path_factory.mktemp("trig") / "akd"
+    basedir.mkdir()
+    pipeline = Pipeline(harness, basedir, free_port(), vhost)
+    sink_port = int(pipeline.config.MTA.ROUTES["*"].rsplit(":", 1)[1])
+    with Sink(sink_port) as sink:
+        automation = Automation(pipeline)
+        # made before procevent starts: it caches an account's triggers for a few seconds
+        automation.listening = {name: automation.trigger(trigger={"type": "event", "name": name})
+                                for name in ("order_paid", "order_shipped")}
+        pipeline.start("procevent", "proctrigger", "akmtad")
+        yield automation, sink
+        pipeline.stop()
+    broker.delete_vhost(vhost)
+
+
+def test_the_same_call_twice_with_one_idempotency_key_sends_one_message(stand):
+    auto, sink = stand
+    trigger = auto.trigger()
+    rcpt = auto.profile()
+    call = dict(id=trigger["id"], email=rcpt, data={"order": "A-1"}, idempotency_key="order-A-1")
+    first = auto.api.ok("campaigns/triggers/start", **call)
+    second = auto.api.ok("campaigns/triggers/start", **call)
+    assert second == first
+    # a marker after the repeat: once it is at the sink, a second copy would be there too
+    auto.api.ok("campaigns/triggers/start", id=trigger["id"], email=rcpt, data={"order": "marker"})
+    wait_for(lambda: any(m["Subject"] == "Order marker" for m in to(sink, rcpt)), 60, "the marker message")
+    orders = [m for m in to(sink, rcpt) if m["Subject"] == "Order A-1"]
+    assert len(orders) == 1, f"{len(orders)} messages for one idempotency key"
+    assert orders[0]["Message-ID"].startswith(f"<{first['message_id']}@")
+    assert len(auto.sends(idempotency_key="order-A-1")) == 1
+
+
+def test_a_custom_event_reaches_its_trigger_campaign_with_its_data_rendered(stand):
+    auto, sink = stand
+    trigger = auto.listening["order_paid"]  # order_shipped listens too, and must not fire
+    rcpt = auto.profile(name="Ivan")
+    posted = auto.api.ok("events/post", db_id=auto.db["id"], email=rcpt, name="order_paid",
+                         data={"order": "B-7 <b>"})
+    message = wait_for(lambda: to(sink, rcpt), 60, "the triggered message")[0]
+    assert message["Subject"] == "Order B-7 <b>"
+    assert "Order B-7 &lt;b&gt; for Ivan" in html_of(message)  # data rendered, HTML-escaped
+    [send] = auto.sends(event_id=posted["event_id"])
+    assert send["trigger_id"] == trigger["id"]
+    wait_for(lambda: auto.sends(event_id=posted["event_id"])[0]["state"] == "sent", 30, "the send marked sent")
+    assert len(auto.sends(profile_id=posted["profile_id"])) == 1, "an event set off a trigger it does not name"
+    # bad input is named
+    status, body = auto.api("events/post", db_id=auto.db["id"], email=rcpt, name="has space")
+    assert status == 400 and body["error_text"].startswith("name:")
+
+
+def test_a_delayed_trigger_survives_kill_9_of_proctrigger(stand):
+    auto, sink = stand
+    delay = 4
+    trigger = auto.trigger(delay_seconds=delay)
+    rcpt = auto.profile()
+    answer = auto.api.ok("campaigns/triggers/start", id=trigger["id"], email=rcpt, data={"order": "C-3"})
+    due = datetime.fromisoformat(answer["due_at"])
+    wait_for(lambda: auto.sends(_id=answer["message_id"]), 30, "the send stored")
+    victim = auto.pipeline.pid("proctrigger")
+    os.kill(victim, signal.SIGKILL)
+    assert datetime.now(timezone.utc) < due, "the kill came after the send was due: the test proves nothing"
+    wait_for(lambda: (auto.pipeline.basedir / "pids" / "proctrigger.pid").exists()
+             and auto.pipeline.pid("proctrigger") != victim, 60, "akd to restart proctrigger")
+    wait_for(lambda: to(sink, rcpt), 60, "the delayed message")
+    arrived = next(m.at for m in sink.messages if m.rcpt == rcpt)
+    assert arrived >= due.timestamp(), "sent before its delay ran out"
+    wait_for(lambda: auto.sends(_id=answer["message_id"])[0]["state"] == "sent", 30, "the send marked sent")
+    assert len(to(sink, rcpt)) == 1
