@@ -51,13 +51,16 @@ def public(doc: dict[str, Any]) -> dict[str, Any]:
     return {k: doc.get(k) for k in PUBLIC}
 
 
-def message_id(trigger_id: int, idempotency_key: str = "", event_id: str = "") -> str:
+def message_id(trigger: dict[str, Any], idempotency_key: str = "", event_id: str = "") -> str:
     """The message id of one trigger send: a repeat (same key, same event) gets the same id.
-    The key and the event id live in separate namespaces, so neither can forge the other."""
+    The key and the event id live in separate namespaces, so neither can forge the other;
+    the trigger's random `uid` keeps ids apart from another platform's (or a rebuilt one's)
+    trigger with the same number, whose ids akmtad's done keys may still hold."""
     if bool(idempotency_key) == bool(event_id):
         raise ValueError("give exactly one of idempotency_key and event_id")
     source = f"key:{idempotency_key}" if idempotency_key else f"event:{event_id}"
-    return f"trg{trigger_id}.{uuid.uuid5(_NS, f'{trigger_id}:{source}').hex}"
+    name = f"{trigger.get('uid', '')}:{trigger['id']}:{source}"
+    return f"trg{trigger['id']}.{uuid.uuid5(_NS, name).hex}"
 
 
 def parse_trigger(raw: Any) -> dict[str, Any]:
@@ -109,7 +112,7 @@ def job(trigger: dict[str, Any], profile_id: str, data: dict[str, Any], *, idemp
         event_id: str = "", at: datetime) -> dict[str, Any]:
     """One send, as procevent and the API hand it to proctrigger (and as it is stored):
     due at `at` (the call's or the event's time) plus the trigger's delay."""
-    return {"_id": message_id(trigger["id"], idempotency_key, event_id), "account_id": trigger["account_id"],
+    return {"_id": message_id(trigger, idempotency_key, event_id), "account_id": trigger["account_id"],
             "trigger_id": trigger["id"], "db_id": trigger["db_id"], "profile_id": profile_id,
             "data": data, "idempotency_key": idempotency_key, "event_id": event_id,
             "due_at": at + timedelta(seconds=trigger.get("delay_seconds", 0))}
@@ -156,7 +159,8 @@ class Triggers:
         if (sender_id is None) == (vsender_id is None):
             raise Invalid("sender_id", "give exactly one of sender_id and vsender_id")
         stamp = self.clock()
-        doc = {"id": next_id(self.control, "campaigns"), "account_id": account_id, "name": name.strip(),
+        doc = {"id": next_id(self.control, "campaigns"), "uid": uuid.uuid4().hex,
+               "account_id": account_id, "name": name.strip(),
                "db_id": db_id, "template_id": template_id, "sender_id": sender_id, "vsender_id": vsender_id,
                "resource_id": resource_id, "trigger": parse_trigger(trigger),
                "delay_seconds": _delay(delay_seconds), "active": bool(active),

@@ -46,7 +46,9 @@ def test_the_same_call_twice_with_one_idempotency_key_sends_one_message(stand):
     first = auto.api.ok("campaigns/triggers/start", **call)
     second = auto.api.ok("campaigns/triggers/start", **call)
     assert second == first
-    # a marker after the repeat: once it is at the sink, a second copy would be there too
+    wait_for(lambda: any(m["Subject"] == "Order A-1" for m in to(sink, rcpt)), 60, "the message")
+    # a marker published after the message arrived: a second copy, published by the repeat
+    # before that, would be at the sink by the time the marker is
     auto.api.ok("campaigns/triggers/start", id=trigger["id"], email=rcpt, data={"order": "marker"})
     wait_for(lambda: any(m["Subject"] == "Order marker" for m in to(sink, rcpt)), 60, "the marker message")
     orders = [m for m in to(sink, rcpt) if m["Subject"] == "Order A-1"]
@@ -91,3 +93,37 @@ def test_a_delayed_trigger_survives_kill_9_of_proctrigger(stand):
     assert arrived >= due.timestamp(), "sent before its delay ran out"
     wait_for(lambda: auto.sends(_id=answer["message_id"])[0]["state"] == "sent", 30, "the send marked sent")
     assert len(to(sink, rcpt)) == 1
+
+
+def test_import_and_start_adds_the_profile_and_sends_once_per_key(stand):
+    auto, sink = stand
+    trigger = auto.trigger()
+    rcpt = f"new.{auto.profile()}"  # an address no profile has yet
+    call = dict(trigger_id=trigger["id"], data={"email": rcpt, "first_name": "Olga"},
+                subscriptions=[{"resource_id": 1, "channel": "email", "status": "subscribed"}],
+                content={"order": "D-4"}, idempotency_key="welcome-D-4")
+    first = auto.api.ok("campaigns/triggers/import_and_start", **call)
+    assert auto.api.ok("campaigns/triggers/import_and_start", **call) == first
+    message = wait_for(lambda: to(sink, rcpt), 60, "the message to the imported profile")[0]
+    assert "Order D-4 for Olga" in html_of(message)
+    assert auto.api.ok("profiles/get", db_id=auto.db["id"], email=rcpt)["id"] == first["profile_id"]
+
+
+def test_sends_are_claimed_when_due_under_a_lease_on_an_injectable_clock(platform):
+    from datetime import timedelta
+
+    from altcraft.domain import triggers as domain
+    clock = [datetime(2030, 1, 1, tzinfo=timezone.utc)]
+    store = domain.Triggers(platform.control, clock=lambda: clock[0])
+    trigger = {"id": 10**9 + os.getpid(), "account_id": 1, "db_id": 1, "delay_seconds": 60}
+    send = domain.job(trigger, "p1", {}, idempotency_key="k", at=clock[0])
+    assert store.enqueue(send)[1] and not store.enqueue(send)[1]  # stored once
+    assert store.claim("a", send["_id"]) is None  # not due yet
+    clock[0] += timedelta(seconds=60)
+    assert store.claim("a", send["_id"], lease_seconds=30)["owner"] == "a"
+    assert store.claim("b", send["_id"]) is None  # leased
+    clock[0] += timedelta(seconds=31)  # "a" died: its lease ran out
+    assert store.claim("b", send["_id"])["attempts"] == 2
+    assert not store.finish(send["_id"], "a", "sent")  # "a" no longer holds it
+    assert store.finish(send["_id"], "b", "sent")
+    assert store.claim("c", send["_id"]) is None and store.find_send(send["_id"])["state"] == "sent"

@@ -67,14 +67,16 @@ def test_a_tracking_unsubscribe_reads_as_a_subscription_change():
 
 
 def test_message_ids_are_derived_from_trigger_and_key_or_event():
-    a = triggers.message_id(7, idempotency_key="order-1")
-    assert a == triggers.message_id(7, idempotency_key="order-1")
-    assert a != triggers.message_id(8, idempotency_key="order-1")
-    assert a != triggers.message_id(7, idempotency_key="order-2")
-    assert a != triggers.message_id(7, event_id="order-1")  # separate namespaces
+    t = {"id": 7, "uid": "u1"}
+    a = triggers.message_id(t, idempotency_key="order-1")
+    assert a == triggers.message_id(dict(t), idempotency_key="order-1")
+    assert a != triggers.message_id({**t, "id": 8}, idempotency_key="order-1")
+    assert a != triggers.message_id({**t, "uid": "u2"}, idempotency_key="order-1")  # a rebuilt platform's 7
+    assert a != triggers.message_id(t, idempotency_key="order-2")
+    assert a != triggers.message_id(t, event_id="order-1")  # separate namespaces
     assert a.startswith("trg7.") and a.replace(".", "").isalnum()
     with pytest.raises(ValueError):
-        triggers.message_id(7)
+        triggers.message_id(t)
 
 
 def test_route_makes_one_send_per_match_due_after_the_delay_and_repeats_alike():

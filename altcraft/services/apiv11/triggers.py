@@ -156,7 +156,7 @@ def triggers_start(ctx, principal, p: TriggerStart):
     trigger = _startable(ctx, principal.account_id, p.id)
     data = _checked(p.data, "data")
     if p.idempotency_key:
-        done = ctx.triggers.find_send(triggers.message_id(trigger["id"], p.idempotency_key))
+        done = ctx.triggers.find_send(triggers.message_id(trigger, p.idempotency_key))
         if done is not None:
             return triggers.answer(done)
     return _send(ctx, trigger, _profile_id(ctx, principal.account_id, trigger["db_id"], p), data, p.idempotency_key)
@@ -168,7 +168,7 @@ def triggers_import_and_start(ctx, principal, p: TriggerImportAndStart):
     trigger = _startable(ctx, principal.account_id, p.trigger_id)
     content = _checked(p.content, "content")
     if p.idempotency_key:
-        done = ctx.triggers.find_send(triggers.message_id(trigger["id"], p.idempotency_key))
+        done = ctx.triggers.find_send(triggers.message_id(trigger, p.idempotency_key))
         if done is not None:
             return triggers.answer(done)
     profiles = ctx.profiles(principal.account_id, trigger["db_id"])
