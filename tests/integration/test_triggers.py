@@ -32,6 +32,8 @@ def stand(harness, tmp_path_factory):
         # made before procevent starts: it caches an account's triggers for a few seconds
         automation.listening = {name: automation.trigger(trigger={"type": "event", "name": name})
                                 for name in ("order_paid", "order_shipped")}
+        automation.listening["news"] = automation.trigger(
+            resource_id=2, trigger={"type": "subscription", "status": "subscribed", "resource_id": 2})
         pipeline.start("procevent", "proctrigger", "akmtad")
         yield automation, sink
         pipeline.stop()
@@ -127,3 +129,15 @@ def test_sends_are_claimed_when_due_under_a_lease_on_an_injectable_clock(platfor
     assert not store.finish(send["_id"], "a", "sent")  # "a" no longer holds it
     assert store.finish(send["_id"], "b", "sent")
     assert store.claim("c", send["_id"]) is None and store.find_send(send["_id"])["state"] == "sent"
+
+
+def test_subscribing_through_the_api_sets_off_a_subscription_trigger(stand):
+    auto, sink = stand
+    rcpt = auto.profile()  # subscribed to resource 1: the trigger listens to resource 2
+    auto.api.ok("profiles/update", db_id=auto.db["id"], email=rcpt,
+                subscriptions=[{"resource_id": 2, "channel": "email", "status": "subscribed"}])
+    message = wait_for(lambda: to(sink, rcpt), 60, "the message for the new subscription")[0]
+    profile_id = auto.api.ok("profiles/get", db_id=auto.db["id"], email=rcpt)["id"]
+    [send] = auto.sends(trigger_id=auto.listening["news"]["id"], profile_id=profile_id)
+    assert send["event_id"] and not send["idempotency_key"]  # set off by the profile.subscribed event
+    assert message["X-AK-Campaign"].split(".")[1] == str(auto.listening["news"]["id"])
