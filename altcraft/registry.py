@@ -108,7 +108,11 @@ PROCESSES: tuple[Process, ...] = (
                   "event_id), bot timing flags, unsubscribes/hard bounces onto profiles and the "
                   "stop list, hourly statistics in SSDB; ack after the write"),
     Process("procevent", "worker", "Writes events to analytics, routes them to triggers and hooks",
-            requires=(RABBITMQ, CLICKHOUSE), group="events"),
+            status="partial", entry="altcraft.services.procevent:main",
+            requires=(RABBITMQ, CONTROLDB), group="events",
+            notes="routes custom events, profile changes and (un)subscribes to trigger campaigns "
+                  "(queue events.automation -> triggers.jobs, ack after the confirmed hand-off); "
+                  "scenarios not yet; analytics is procactions' part here"),
     Process("procpixel", "worker", "Web-layer pixel events", requires=(RABBITMQ, CLICKHOUSE),
             group="events"),
     Process("procpush", "worker", "Push channel events", requires=(RABBITMQ,), group="events"),
@@ -129,8 +133,12 @@ PROCESSES: tuple[Process, ...] = (
             requires=_API_DEPS, remote=True, group="tasks"),
     Process("procworkflow", "http", "Scenario (workflow) processing", 6060,
             requires=_API_DEPS, group="tasks"),
-    Process("proctrigger", "worker", "Trigger campaigns", requires=(RABBITMQ, ACCOUNTDB),
-            group="tasks"),
+    Process("proctrigger", "worker", "Trigger campaigns", status="partial",
+            entry="altcraft.services.proctrigger:main",
+            requires=(RABBITMQ, CONTROLDB, ACCOUNTDB, SSDB_HBSUPP), group="tasks",
+            notes="API, custom-event and subscription triggers with a delay, e-mail through "
+                  "akmta_prior_<sender>, idempotency keys; no import or date-field triggers, "
+                  "no bulk or task variants, no metrics port yet"),
     Process("prochook", "worker", "Outgoing webhooks", requires=(RABBITMQ,), group="tasks"),
     Process("procresume", "worker", "Resumes suspended subscriptions", requires=(ACCOUNTDB,),
             group="tasks"),

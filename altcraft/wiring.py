@@ -117,6 +117,17 @@ class Platform:
         from altcraft.domain.import_jobs import ImportJobs
         return ImportJobs(self.account_db(account_id), account_id, self.control)
 
+    @cached_property
+    def triggers(self):
+        from altcraft.domain.triggers import Triggers
+        return Triggers(self.control)
+
+    @cached_property
+    def publisher(self):
+        """Confirmed publishing from request handlers (automation events, trigger jobs)."""
+        from altcraft.stores.confirmed import ConfirmedPublisher
+        return ConfirmedPublisher(self.config, "altcraft-api")
+
     def templates(self, account_id: int):
         from altcraft.domain.templates import Templates
         return Templates(self.account_db(account_id))
@@ -151,6 +162,8 @@ class Platform:
         self.account_client.drop_database(self.account_db(account_id).name)
 
     def close(self) -> None:
+        if "publisher" in self.__dict__:
+            self.__dict__.pop("publisher").close()
         for name in ("control_client", "account_client"):
             client = self.__dict__.pop(name, None)
             if client is not None:

@@ -91,8 +91,10 @@ def webversion_link_id(launch: int) -> int:
     return launch if 0 < launch <= 0xFFFF else 0
 
 
-def _context(envelope: Envelope, profile: dict[str, Any], issued: int) -> tuple[str, dict[str, Any]]:
-    """The unsubscribe URL and the template variables of one message."""
+def _context(envelope: Envelope, profile: dict[str, Any], issued: int,
+             extra: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    """The unsubscribe URL and the template variables of one message (`extra`: a trigger's
+    `data` object, which wins over a profile field of the same name)."""
     data = profile.get("data", {})
     profile_id = profile["_id"]
     unsubscribe = _link(envelope, profile_id, "unsubscribe", issued=issued)
@@ -100,7 +102,7 @@ def _context(envelope: Envelope, profile: dict[str, Any], issued: int) -> tuple[
         **data, "profile": data, "unsubscribe_url": unsubscribe,
         "manage_url": _link(envelope, profile_id, "manage", issued=issued),
         "webversion_url": _link(envelope, profile_id, "webversion", webversion_link_id(envelope.launch),
-                                issued=issued)}
+                                issued=issued), **(extra or {})}
 
 
 def _html(html_part: str, envelope: Envelope, profile_id: str, issued: int, unsubscribe: str,
@@ -148,11 +150,14 @@ def render_preview(compiled: dict[str, Any], envelope: Envelope, profile: dict[s
     return parts
 
 
-def render(compiled: dict[str, Any], envelope: Envelope, profile: dict[str, Any]) -> Rendered:
+def render(compiled: dict[str, Any], envelope: Envelope, profile: dict[str, Any], *,
+           mid: str | None = None, extra: dict[str, Any] | None = None) -> Rendered:
+    """`mid`: a message id made by the caller (trigger sends derive theirs, domain/triggers.py),
+    else the launch's `message_id`; `extra`: more template variables."""
     data = profile.get("data", {})
     profile_id = profile["_id"]
     issued = int(time.time())
-    unsubscribe, context = _context(envelope, profile, issued)
+    unsubscribe, context = _context(envelope, profile, issued, extra)
     parts = render_parts(compiled, context)
     html_part, text_part = parts.get("html", ""), parts.get("text", "")
     if html_part:
@@ -161,7 +166,7 @@ def render(compiled: dict[str, Any], envelope: Envelope, profile: dict[str, Any]
         text_part += f"\r\n\r\nUnsubscribe: {unsubscribe}\r\n"
 
     rcpt = data["email"]
-    mid = message_id(envelope, profile_id)
+    mid = mid or message_id(envelope, profile_id)
     domain = envelope.from_email.rsplit("@", 1)[-1]
     boundary = f"=_ak_{uuid.uuid4().hex}"
     headers = [

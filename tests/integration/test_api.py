@@ -69,18 +69,27 @@ def _account_calls(a: dict) -> dict[str, dict]:
         "campaigns/resume": {"id": a["campaign"]},
         "campaigns/cancel": {"id": a["campaign"]},
         "campaigns/report": {"id": a["campaign"]},
+        "campaigns/triggers/add": {"name": "steal", "db_id": db_id, "template_id": a["template"],
+                                   "sender_id": a["sender"]},
+        "campaigns/triggers/get": {"id": a["trigger"]},
+        "campaigns/triggers/update": {"id": a["trigger"], "name": "mine"},
+        "campaigns/triggers/start": {"id": a["trigger"], "profile_id": profile_id},
+        "campaigns/triggers/import_and_start": {"trigger_id": a["trigger"], "data": {"email": "victim@example.com"}},
+        "events/post": {"db_id": db_id, "profile_id": profile_id, "name": "steal"},
         # these act on the caller's own data; they run last
         "databases/list": {},
         "segments/list": {},
         "templates/list": {},
         "campaigns/list": {},
+        "campaigns/triggers/list": {},
         "reports/hourly": {},
         "databases/add": {"name": "intruder"},
         "templates/add": {"name": "own", "subject": "own", "text": "own"},
     }
 
 
-OWN_DATA = {"databases/list", "segments/list", "templates/list", "campaigns/list", "reports/hourly",
+OWN_DATA = {"databases/list", "segments/list", "templates/list", "campaigns/list", "campaigns/triggers/list",
+            "reports/hourly",
             "databases/add", "templates/add"}
 
 
@@ -96,8 +105,10 @@ def test_tenant_isolation_on_every_account_endpoint(admin, platform):
     template = alpha.ok("templates/add", name="t", subject="Hi {{ first_name }}", html="<p>Hi</p>")
     campaign = alpha.ok("campaigns/add", name="c", db_id=db["id"], segment_id=segment["id"],
                         template_id=template["id"], sender_id=sender["id"])
+    trigger = alpha.ok("campaigns/triggers/add", name="t", db_id=db["id"], template_id=template["id"],
+                       sender_id=sender["id"])
     ids = {"db": db["id"], "profile": victim["id"], "segment": segment["id"], "template": template["id"],
-           "sender": sender["id"], "campaign": campaign["id"]}
+           "sender": sender["id"], "campaign": campaign["id"], "trigger": trigger["id"]}
     calls = _account_calls(ids)
     account_endpoints = {p for p, e in registry_api.endpoints.items() if e.scope == "account"}
     assert set(calls) == account_endpoints, "a new account endpoint needs an isolation case here"
@@ -112,6 +123,7 @@ def test_tenant_isolation_on_every_account_endpoint(admin, platform):
         beta.ok(path, **calls[path])
     assert [d["name"] for d in beta.ok("databases/list")] == ["intruder"]
     assert beta.ok("campaigns/list") == [] and beta.ok("segments/list") == []
+    assert beta.ok("campaigns/triggers/list") == []
 
     # beta now has a database with the same id as alpha's: still never alpha's profile
     for path in ("profiles/get", "profiles/update", "profiles/delete"):
