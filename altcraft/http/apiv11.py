@@ -22,10 +22,12 @@ from flask import Blueprint, Flask, Response, request
 from flask.json.provider import DefaultJSONProvider
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pymongo.errors import ConnectionFailure
+from werkzeug.exceptions import HTTPException
 
 from altcraft.domain import maintenance
 from altcraft.domain.errors import AccountInactive, DomainError, Forbidden, Invalid
 from altcraft.domain.tokens import Principal
+from altcraft.http import limits
 
 log = logging.getLogger("altcraft.api")
 
@@ -40,6 +42,12 @@ class Params(BaseModel):
     """Base of every endpoint's parameters: unknown parameters are errors, not ignored."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if limits.bound_fields(cls.model_fields):
+            cls.model_rebuild(force=True)
 
 
 @dataclass(frozen=True)
@@ -94,9 +102,19 @@ def _request_params() -> dict[str, Any]:
             payload = json.loads(request.get_data(as_text=True) or "{}")
         except json.JSONDecodeError as exc:
             raise Invalid("(body)", f"not valid JSON: {exc.msg} at position {exc.pos}") from None
+        except RecursionError:
+            raise Invalid("(body)", f"nested more than {limits.MAX_DEPTH} levels deep") from None
         if not isinstance(payload, dict):
             raise Invalid("(body)", "must be a JSON object")
-        return payload
+    else:
+        payload = _form_params()
+    problem = limits.check_payload(payload)
+    if problem:
+        raise Invalid(*problem)
+    return payload
+
+
+def _form_params() -> dict[str, Any]:
     params: dict[str, Any] = {}
     for key in request.form:
         value = request.form[key]
@@ -151,6 +169,8 @@ def blueprint(api: Api, context_factory: Callable[[], Any], openapi: Callable[[]
         try:
             params = _request_params()
             token = params.pop("token", None)
+            if isinstance(token, str) and len(token) > limits.MAX_STRING:
+                raise Invalid("token", f"longer than {limits.MAX_STRING} characters")
             principal = context.tokens.authenticate(token) if endpoint.scope != "public" else None
             if principal is not None:
                 authorize(endpoint, principal)
@@ -167,6 +187,9 @@ def blueprint(api: Api, context_factory: Callable[[], Any], openapi: Callable[[]
             log.error("%s: document store unavailable: %s", endpoint.path, type(exc).__name__)
             return envelope(None, error=ERROR_UNAVAILABLE, text="Service unavailable: a store is not reachable",
                             status=503)
+        except HTTPException as exc:  # e.g. a body over the size limit: the client's fault, said as such
+            status = exc.code if exc.code and exc.code < 500 else 400
+            return envelope(None, error=1, text=f"(body): {exc.description}", status=status)
         except Exception:
             log.exception("%s failed", endpoint.path)
             return envelope(None, error=ERROR_INTERNAL, text="Internal error", status=500)

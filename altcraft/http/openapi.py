@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from altcraft import __version__
+from altcraft.http import limits
 from altcraft.http.apiv11 import PREFIX, Api
 
 _ENVELOPE = {
@@ -34,7 +35,8 @@ def build(api: Api) -> dict[str, Any]:
         components.update(schema.pop("$defs", {}))
         if endpoint.scope != "public":
             schema.setdefault("properties", {})["token"] = {
-                "type": "string", "description": f"{endpoint.scope} API token"}
+                "type": "string", "maxLength": limits.MAX_STRING,
+                "description": f"{endpoint.scope} API token"}
             schema.setdefault("required", []).append("token")
         name = endpoint.params.__name__
         if name in owners and owners[name] is not endpoint.params:
