@@ -67,3 +67,37 @@ def test_free_form_objects_are_checked_for_int64_and_depth():
         node["x"] = {}
         node = node["x"]
     assert limits.check_payload({"condition": deep})[0].startswith("condition.x")
+
+
+def _app(handler):
+    """A dispatcher with one public endpoint, no stores: what the catch-all does, alone."""
+    from flask import Flask
+
+    from altcraft.http import apiv11
+
+    api = apiv11.Api()
+    api.endpoint("boom", Later, scope="public", summary="raises", tag="t")(handler)
+    app = Flask(__name__)
+    apiv11.install(app)
+    app.register_blueprint(apiv11.blueprint(api, lambda: None, lambda: {}))
+    return app.test_client()
+
+
+def test_an_unexpected_exception_is_the_envelopes_internal_error_without_details(caplog):
+    def handler(ctx, principal, p):
+        raise OverflowError("MongoDB can only handle up to 8-byte ints: secret detail")
+
+    response = _app(handler).post("/api/v1.1/boom", json={"id": 1})
+    assert response.status_code == 500
+    assert response.get_json() == {"data": None, "error": 6, "error_text": "Internal error"}
+    assert "secret detail" in caplog.text  # logged for the operator, not answered
+
+
+def test_validation_comes_first_and_names_the_parameter():
+    def handler(ctx, principal, p):
+        raise AssertionError("the handler must not be reached")
+
+    response = _app(handler).post("/api/v1.1/boom", json={"id": 2 ** 63})
+    assert response.status_code == 400 and response.get_json()["error_text"].startswith("id: ")
+    response = _app(handler).post("/api/v1.1/boom", json={"id": 1, "data": {"n": [2 ** 64]}})
+    assert response.status_code == 400 and response.get_json()["error_text"].startswith("data.n.0: integer out of range")
