@@ -194,11 +194,11 @@ def test_bad_input_names_what_is_wrong(admin):
     assert status == 400 and "db_id:" in body["error_text"] and "bogus: unknown parameter" in body["error_text"]
     db = shop.ok("databases/add", name="main", fields=[{"name": "score", "type": "integer"}])
     status, body = shop("profiles/add", db_id=db["id"], data={"email": "ok@example.com", "score": "many"})
-    assert (status, body["error_text"]) == (400, "score: not an integer")
+    assert (status, body["error_text"]) == (400, "data.score: not an integer")
     status, body = shop("profiles/add", db_id=db["id"], data={"email": "ok@example.com", "shoe_size": 42})
-    assert body["error_text"] == f"shoe_size: not a field of database {db['id']}"
+    assert body["error_text"] == f"data.shoe_size: not a field of database {db['id']}"
     status, body = shop("profiles/add", db_id=db["id"], data={"first_name": "Keyless"})
-    assert body["error_text"] == "email: missing: it is the database's key"
+    assert body["error_text"] == "data.email: missing: it is the database's key"
     shop.ok("profiles/add", db_id=db["id"], data={"email": "ok@example.com"})
     status, body = shop("profiles/add", db_id=db["id"], data={"email": "OK@example.com"})
     assert status == 409 and body["error"] == 5

@@ -7,7 +7,7 @@ document), and needs the real API process with real stores behind it, which is w
 tests/integration is for.
 
 The api process runs under akd (gunicorn), as in production. Requests carry a valid token of the
-endpoint's scope (in the body or as `Authorization: Bearer`) and mix values the document allows with values it does not (out-of-range
+endpoint's scope (in the body or as `Authorization: Bearer`), as JSON or form fields, and mix values the document allows with values it does not (out-of-range
 integers, integers past int64, strings past maxLength and 100k characters long, wrong JSON
 types, unknown keys, deep or huge free-form objects; tests/lib/openapi_requests.py). Each answer
 must be the envelope with a status below 500, and a 400 must name what it refuses: a parameter
@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import re
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -46,12 +47,16 @@ class Api:
         self.config_path = config_path
         self.tokens: dict[str, str] = {}
 
-    def post(self, method: str, body: dict, bearer: str | None = None) -> tuple[int, dict]:
-        headers = {"Content-Type": "application/json"}
+    def post(self, method: str, body: dict, bearer: str | None = None, form: bool = False) -> tuple[int, dict]:
+        if form:  # form fields: text as it is, anything else as the JSON text a form client sends
+            data = urllib.parse.urlencode({k: v if isinstance(v, str) else json.dumps(v) for k, v in body.items()})
+            headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        else:
+            data, headers = json.dumps(body), {"Content-Type": "application/json"}
         if bearer:
             headers["Authorization"] = f"Bearer {bearer}"
         request = urllib.request.Request(f"http://127.0.0.1:{self.port}{PREFIX}{method}",
-                                         data=json.dumps(body).encode(), method="POST", headers=headers)
+                                         data=data.encode(), method="POST", headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return response.status, json.loads(response.read())
@@ -139,7 +144,8 @@ def test_no_request_gets_a_5xx_and_every_refusal_names_its_parameter(api, method
         bearer = api.tokens[scope]
     elif scope != "public":
         body["token"] = api.tokens[scope]
-    status, answer = api.post(method, body, bearer)
+    form = data.draw(st.integers(0, 3), label="form fields instead of JSON") == 0
+    status, answer = api.post(method, body, bearer, form)
     assert status < 500, (method, status, answer)
     assert set(answer) >= {"data", "error", "error_text"} and (answer["error"] == 0) == (status == 200), answer
     if status == 400:

@@ -49,6 +49,10 @@ class Requests:
         schema = self.resolve(schema)
         if "anyOf" in schema:
             return st.one_of([self.valid(arm) for arm in schema["anyOf"]])
+        if "const" in schema:
+            return st.just(schema["const"])
+        if "enum" in schema:
+            return st.sampled_from(schema["enum"])
         kind = schema.get("type")
         if kind == "integer":
             low, high = schema.get("minimum", -(2 ** 63)), schema.get("maximum", INT64_MAX)
@@ -84,6 +88,8 @@ class Requests:
                 if "minimum" in arm:
                     edges.append(arm["minimum"] - 1)
                 options += [st.sampled_from(edges), st.sampled_from([str(e) for e in edges])]
+            elif kind == "string" and ("const" in arm or "enum" in arm):
+                options.append(st.sampled_from(["xml", "JSON", ""]))
             elif kind == "string":
                 over = "x" * (arm.get("maxLength", 1000) + 1)
                 options += [st.sampled_from([over, HUGE, "\x00", "\ud7ff\U0010ffff"]), st.integers(), st.just([])]
@@ -112,7 +118,7 @@ def _body(draw, self: Requests, schema: dict, hostile: bool) -> dict:
         bad = hostile and draw(st.integers(0, 3)) == 0
         body[name] = draw(self.hostile(properties[name]) if bad else self.valid(properties[name]))
     if hostile and draw(st.integers(0, 9)) == 0:
-        body[draw(st.sampled_from(["format", "unknown_key", "limit", "ui_tags"]))] = draw(json_values)
+        body[draw(st.sampled_from(["unknown_key", "limit", "from_id", "matching"]))] = draw(json_values)
     return body
 
 

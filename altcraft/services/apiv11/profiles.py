@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Optional
 
 from pydantic import Field
 
+from altcraft.domain.errors import Invalid
 from altcraft.domain.importer import import_rows
 from altcraft.http.apiv11 import Params
 from altcraft.services.apiv11 import api
@@ -98,10 +101,22 @@ def databases_delete(ctx, principal, p: DatabaseId):
     return {"id": p.id}
 
 
+@contextmanager
+def _fields_in_data(params: type[Params]) -> Iterator[None]:
+    """The domain names a profile field (`email: ...`); the answer names where it is sent: `data.email`."""
+    try:
+        yield
+    except Invalid as exc:
+        if exc.field.split(".")[0].split("[")[0] in params.model_fields:
+            raise
+        raise Invalid(f"data.{exc.field}", exc.reason) from None
+
+
 @api.endpoint("profiles/add", ProfileAdd, scope="account", tag="profiles", write=True,
               summary="Add a profile")
 def profiles_add(ctx, principal, p: ProfileAdd):
-    return ctx.profiles(principal.account_id, p.db_id).add(p.data, p.subscriptions)
+    with _fields_in_data(ProfileAdd):
+        return ctx.profiles(principal.account_id, p.db_id).add(p.data, p.subscriptions)
 
 
 @api.endpoint("profiles/get", ProfileRef, scope="account", tag="profiles",
@@ -115,7 +130,8 @@ def profiles_get(ctx, principal, p: ProfileRef):
               summary="Update fields or subscriptions of a profile")
 def profiles_update(ctx, principal, p: ProfileUpdate):
     profiles, ref = _lookup(ctx, principal, p)
-    return profiles.update(p.data, subscriptions=p.subscriptions, **ref)
+    with _fields_in_data(ProfileUpdate):
+        return profiles.update(p.data, subscriptions=p.subscriptions, **ref)
 
 
 @api.endpoint("profiles/delete", ProfileRef, scope="account", tag="profiles", write=True,
