@@ -9,6 +9,8 @@ it does not state are added:
   string    at most MAX_STRING characters
   list/dict at most MAX_ITEMS items, each item bounded the same way
 
+A nested object with declared fields gets the same bounds when its model subclasses `Params` too.
+
 `check_payload` covers what a model cannot see: integers and nesting inside free-form objects
 (`data`, `condition`, ...), which would otherwise reach the driver (an integer above 2^63-1 is an
 OverflowError there).
