@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from altcraft.http.apiv11 import SHARED_KEYS
 from altcraft.services.apiv11 import api as registry_api
 from tests.lib.api import Client, make_account
 
@@ -205,11 +206,11 @@ def test_bad_input_names_what_is_wrong(admin):
     assert status == 400 and "db_id:" in body["error_text"] and "bogus: unknown parameter" in body["error_text"]
     db = shop.ok("databases/add", name="main", fields=[{"name": "score", "type": "integer"}])
     status, body = shop("profiles/add", db_id=db["id"], data={"email": "ok@example.com", "score": "many"})
-    assert (status, body["error_text"]) == (400, "score: not an integer")
+    assert (status, body["error_text"]) == (400, "data.score: not an integer")
     status, body = shop("profiles/add", db_id=db["id"], data={"email": "ok@example.com", "shoe_size": 42})
-    assert body["error_text"] == f"shoe_size: not a field of database {db['id']}"
+    assert body["error_text"] == f"data.shoe_size: not a field of database {db['id']}"
     status, body = shop("profiles/add", db_id=db["id"], data={"first_name": "Keyless"})
-    assert body["error_text"] == "email: missing: it is the database's key"
+    assert body["error_text"] == "data.email: missing: it is the database's key"
     shop.ok("profiles/add", db_id=db["id"], data={"email": "ok@example.com"})
     status, body = shop("profiles/add", db_id=db["id"], data={"email": "OK@example.com"})
     assert status == 409 and body["error"] == 5
@@ -218,6 +219,38 @@ def test_bad_input_names_what_is_wrong(admin):
     missing = shop.http.post("/api/v1.1/no/such/thing", json={})
     assert missing.status_code == 404 and missing.get_json()["error"] == 7
     assert shop.http.get("/api/v1.1/databases/list").status_code == 405
+
+
+def test_altcraft_shared_optional_parameters_are_accepted_and_unknown_keys_still_named(admin):
+    _, shop = make_account(admin, "shared-opts")
+    db = shop.ok("databases/add", name="main", format="json", ui_tags=["a"], groups=[1, "b"], groups_id=[2])
+    assert db["name"] == "main" and "format" not in db
+    assert shop.ok("segments/list", format="json") == []
+    status, body = shop("databases/list", format="xml")
+    assert status == 400 and body["error_text"].startswith("format:") and "json" in body["error_text"]
+    status, body = shop("databases/list", groups_id=[2 ** 63])
+    assert status == 400 and body["error_text"].startswith("groups_id.0:")
+    status, body = shop("databases/list", format="json", frobnicate=1)
+    assert status == 400 and body["error_text"] == "frobnicate: unknown parameter"
+
+
+def test_token_in_an_authorization_bearer_header(admin):
+    _, shop = make_account(admin, "bearer")
+
+    def call(headers, **params):
+        response = shop.http.post("/api/v1.1/databases/list", json=params, headers=headers)
+        return response.status_code, response.get_json()
+
+    assert call({"Authorization": f"Bearer {shop.token}"})[0] == 200
+    assert call({"Authorization": f"bearer {shop.token}"}, token=shop.token)[0] == 200  # the same one twice
+    status, body = call({"Authorization": f"Bearer {shop.token}"}, token=admin.token)
+    assert status == 400 and body["error_text"].startswith("token: differs from the token in the Authorization")
+    status, body = call({"Authorization": f"Basic {shop.token}"})
+    assert status == 401 and body["error"] == 2 and body["error_text"].startswith("Authorization:")
+    status, body = call({"Authorization": "Bearer not-a-token"})
+    assert status == 401 and body["error"] == 2
+    status, body = call({"Authorization": f"Bearer {admin.token}"})  # the same scope checks as a body token
+    assert status == 403 and body["error"] == 3
 
 
 def test_form_parameters_work_like_json(admin):
@@ -264,7 +297,7 @@ def test_openapi_document_matches_the_api(admin):
     for path, item in document["paths"].items():
         schema = document["components"]["schemas"][item["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]]
         endpoint = registry_api.endpoints[path.removeprefix("/api/v1.1/")]
-        assert set(schema["properties"]) == set(endpoint.params.model_fields) | {"token"}
+        assert set(schema["properties"]) == set(endpoint.params.model_fields) | {"token"} | set(SHARED_KEYS)
         # every documented method answers (here: 401 without a token), none is unknown
         response = admin.http.post(path, json={})
         assert response.status_code == 401 and response.get_json()["error"] == 2, path

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Optional
 
 from pydantic import Field
 
 from altcraft.domain import events
+from altcraft.domain.errors import Invalid
 from altcraft.domain.importer import import_rows
 from altcraft.http.apiv11 import Params
 from altcraft.services.apiv11 import api
@@ -100,10 +103,22 @@ def databases_delete(ctx, principal, p: DatabaseId):
     return {"id": p.id}
 
 
+@contextmanager
+def _fields_in_data(params: type[Params]) -> Iterator[None]:
+    """The domain names a profile field (`email: ...`); the answer names where it is sent: `data.email`."""
+    try:
+        yield
+    except Invalid as exc:
+        if exc.field.split(".")[0].split("[")[0] in params.model_fields:
+            raise
+        raise Invalid(f"data.{exc.field}", exc.reason) from None
+
+
 @api.endpoint("profiles/add", ProfileAdd, scope="account", tag="profiles", write=True,
               summary="Add a profile")
 def profiles_add(ctx, principal, p: ProfileAdd):
-    profile = ctx.profiles(principal.account_id, p.db_id).add(p.data, p.subscriptions)
+    with _fields_in_data(ProfileAdd):
+        profile = ctx.profiles(principal.account_id, p.db_id).add(p.data, p.subscriptions)
     _announce(ctx, principal.account_id, profile, None, created=True)
     return profile
 
@@ -139,7 +154,8 @@ def profiles_get(ctx, principal, p: ProfileRef):
 def profiles_update(ctx, principal, p: ProfileUpdate):
     profiles, ref = _lookup(ctx, principal, p)
     before = profiles.get(**ref) if p.subscriptions else None
-    after = profiles.update(p.data, subscriptions=p.subscriptions, **ref)
+    with _fields_in_data(ProfileUpdate):
+        after = profiles.update(p.data, subscriptions=p.subscriptions, **ref)
     changed = tuple(k for k in (p.data or {}) if (before or {}).get("data", {}).get(k) != after["data"].get(k)) \
         if before else tuple(p.data or ())
     _announce(ctx, principal.account_id, after, before or after, fields=changed)
