@@ -131,7 +131,11 @@ PROCESSES: tuple[Process, ...] = (
             requires=_API_DEPS, group="tasks"),
     Process("proctrigger", "worker", "Trigger campaigns", requires=(RABBITMQ, ACCOUNTDB),
             group="tasks"),
-    Process("prochook", "worker", "Outgoing webhooks", requires=(RABBITMQ,), group="tasks"),
+    Process("prochook", "worker", "Outgoing webhooks", status="partial",
+            entry="altcraft.services.prochook:main", requires=(RABBITMQ, CONTROLDB), group="tasks",
+            notes="signed (Standard Webhooks) per-account webhooks for every event on altcraft.events, "
+                  "from an outbox with retries over three days, 410 disables, address guard; "
+                  "scenario webhook nodes and panel pages not yet"),
     Process("procresume", "worker", "Resumes suspended subscriptions", requires=(ACCOUNTDB,),
             group="tasks"),
     Process("procleadsaver", "worker", "Deferred profile updates and imports",

@@ -22,6 +22,8 @@ QUEUES: tuple[Queue, ...] = (
     Queue("events.actions", ((EVENTS_EXCHANGE, "action.#"),), _DEAD_LETTER),
     # delivered, deferred, bounced, dropped from akmtad -> procactions
     Queue("events.delivery", ((EVENTS_EXCHANGE, "delivery.#"),), _DEAD_LETTER),
+    # every event, whatever its type (`#`), -> prochook's outbox of outgoing webhooks
+    Queue("events.webhooks", ((EVENTS_EXCHANGE, "#"),)),
     # messages a consumer rejected; kept for inspection, never dropped silently
     Queue("events.dead", ((DEAD_EXCHANGE, ""),)),
 )
