@@ -9,8 +9,9 @@ Two parts in one process:
   (endpoint, event), a second write of the same pair is a no-op) and only then acknowledged.
   A kill -9 before the ack makes RabbitMQ deliver the batch again: no entry is lost and none
   is doubled.
-- Senders (CONCURRENCY threads): claim a due outbox entry under a lease, sign it with the
-  endpoint's valid secrets, POST it to the checked address and record the outcome. A sender
+- Senders: one thread claims due outbox entries under a lease and CONCURRENCY threads sign
+  each with the endpoint's valid secrets, POST it to the checked address and record the
+  outcome. A sender
   that dies leaves its entry to be claimed again when the lease ends: delivery is at least
   once, and the webhook-id is the same every time, so receivers de-duplicate by it.
 
@@ -26,6 +27,7 @@ import os
 import threading
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 
 from altcraft.config import MainConfig
 from altcraft.domain import webhooks
@@ -57,8 +59,11 @@ class Intake:
         self.buffer: list[Received] = []
         self.written = 0
 
+    def _on_message(self, message: Received) -> None:
+        self.buffer.append(message)  # the current buffer: a batch taken away is a list of its own
+
     def run(self, stop: threading.Event) -> None:
-        source = BatchConsumer(self.config, (QUEUE,), self.buffer.append, prefetch=PREFETCH,
+        source = BatchConsumer(self.config, (QUEUE,), self._on_message, prefetch=PREFETCH,
                                app="altcraft-prochook")
         try:
             log.info("consuming %s", QUEUE)
@@ -101,6 +106,14 @@ class Intake:
 
 
 class Senders:
+    """One claimer thread hands claimed entries to CONCURRENCY sending threads.
+
+    Claims are made by one thread per process because FerretDB (the MongoDB stand-in) does
+    not make a conditional update atomic: two threads of one process could both win a claim
+    there. On MongoDB find_one_and_update is atomic, so several prochook processes never
+    share a claim; on FerretDB they could send an entry twice, which at-least-once allows
+    (receivers de-duplicate by webhook-id)."""
+
     def __init__(self, config: MainConfig, endpoints: webhooks.Endpoints, outbox: webhooks.Outbox,
                  wake: threading.Event, sender: Sender | None = None):
         self.config = config
@@ -109,41 +122,53 @@ class Senders:
         self.wake = wake
         self.sender = sender or Sender(endpoints.policy, config.WEBHOOKS.TIMEOUT_SECONDS)
         self.lease = lease_seconds(config)
-        self.threads: list[threading.Thread] = []
+        self.slots = threading.BoundedSemaphore(config.WEBHOOKS.CONCURRENCY)
+        self.pool = ThreadPoolExecutor(config.WEBHOOKS.CONCURRENCY, thread_name_prefix="prochook-sender")
+        self.thread: threading.Thread | None = None
 
     def start(self, stop: threading.Event) -> None:
-        for i in range(self.config.WEBHOOKS.CONCURRENCY):
-            thread = threading.Thread(target=self._loop, args=(stop,), name=f"prochook-sender-{i}", daemon=True)
-            thread.start()
-            self.threads.append(thread)
+        self.thread = threading.Thread(target=self._claim_loop, args=(stop,), name="prochook-claimer", daemon=True)
+        self.thread.start()
 
     def join(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        for thread in self.threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        if self.thread is not None:
+            self.thread.join(timeout)
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
-    def _loop(self, stop: threading.Event) -> None:
+    def _claim_loop(self, stop: threading.Event) -> None:
         backoff = 1.0
         while not stop.is_set():
+            if not self.slots.acquire(timeout=IDLE_SECONDS):
+                continue
             try:
-                if not self.send_one():
-                    self.wake.wait(IDLE_SECONDS)
-                    self.wake.clear()
+                claim = self.outbox.claim(self.lease)
                 backoff = 1.0
             except Exception as exc:  # the document store away: try again later
-                log.warning("sender: %s: %s; again in %.0f s", type(exc).__name__, str(exc)[:200], backoff)
+                self.slots.release()
+                log.warning("claim: %s: %s; again in %.0f s", type(exc).__name__, str(exc)[:200], backoff)
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
+                continue
+            if claim is None:
+                self.slots.release()
+                self.wake.wait(IDLE_SECONDS)
+                self.wake.clear()
+                continue
+            self.pool.submit(self._send_released, claim)
 
-    def send_one(self) -> bool:
-        """Claims and sends one due entry; False when none is due."""
-        claim = self.outbox.claim(self.lease)
-        if claim is None:
-            return False
+    def _send_released(self, claim: webhooks.Claim) -> None:
+        try:
+            self.send(claim)
+        except Exception as exc:  # unrecorded: the lease runs out and the entry is sent again
+            log.warning("%s: %s: %s", claim.id, type(exc).__name__, str(exc)[:200])
+        finally:
+            self.slots.release()
+
+    def send(self, claim: webhooks.Claim) -> None:
         endpoint = self.endpoints.collection.find_one({"id": claim.endpoint_id, "account_id": claim.account_id})
         if endpoint is None or not endpoint.get("enabled"):
             self.outbox.cancel(claim, "the webhook was deleted" if endpoint is None else "the webhook is disabled")
-            return True
+            return
         stamp = now()
         body = claim.body
         headers = webhooks.headers(webhooks.valid_secrets(endpoint, stamp), claim.id, int(stamp.timestamp()), body)
@@ -154,7 +179,6 @@ class Senders:
             log.info("webhook %s disabled: the receiver answered 410 Gone", endpoint["id"])
         elif state == "failed":
             log.info("webhook %s: %s failed after its last retry", endpoint["id"], claim.id)
-        return True
 
 
 def main(config: MainConfig, stop: threading.Event) -> None:
