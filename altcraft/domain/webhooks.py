@@ -12,9 +12,9 @@ redelivered event into no second entry, and every attempt for it carries the sam
 receivers de-duplicate by it. The body is fixed when the entry is written; each attempt signs
 it with its own timestamp.
 
-Sending is at least once. A sender claims a due entry by pushing its `next_at` one lease into
-the future with its own claim token (one atomic find_one_and_update); if the sender dies, the
-entry simply becomes due again when the lease runs out. A result is recorded only by the
+Sending is at least once. A sender claims due entries by pushing their `next_at` one lease
+into the future with its own claim token; if the sender dies, an entry simply becomes due
+again when the lease runs out. A result is recorded only by the
 claim that made the attempt. Retries follow RETRY_SCHEDULE with jitter (about three days);
 a `410 Gone` disables the endpoint; after the last retry the entry is `failed`. Each attempt
 is logged on the entry (status, time, error); `replay` sends an entry again with the same id.
@@ -39,7 +39,7 @@ from typing import Any
 
 from pymongo import ReturnDocument
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from altcraft.domain.clock import now as _now
 from altcraft.domain.errors import Invalid, NotFound
@@ -330,34 +330,45 @@ class Outbox:
     def collection(self):
         return self.control.webhook_outbox
 
-    def put(self, account_id: int, endpoint_id: int, event_id: str, event_type: str, body: bytes) -> bool:
-        """Writes the entry for (endpoint, event) unless it is there; True when it was new."""
+    def entry(self, account_id: int, endpoint_id: int, event_id: str, event_type: str,
+              body: bytes) -> dict[str, Any]:
         stamp = self.clock()
-        doc = {"_id": message_id(endpoint_id, event_id), "account_id": account_id, "endpoint_id": endpoint_id,
-               "event_id": event_id, "type": event_type, "body": body.decode(), "state": "pending",
-               "attempts": 0, "failures": 0, "next_at": stamp, "created_at": stamp, "claim": "",
-               "last_status": None, "last_error": "", "delivered_at": None, "log": []}
-        try:
-            self.collection.insert_one(doc)
-        except DuplicateKeyError:
-            return False
-        return True
+        return {"_id": message_id(endpoint_id, event_id), "account_id": account_id, "endpoint_id": endpoint_id,
+                "event_id": event_id, "type": event_type, "body": body.decode(), "state": "pending",
+                "attempts": 0, "failures": 0, "next_at": stamp, "created_at": stamp, "claim": "",
+                "last_status": None, "last_error": "", "delivered_at": None, "log": []}
 
-    def claim(self, lease_seconds: float) -> Claim | None:
-        """A due entry, leased: its next_at moves one lease ahead, so that it is due again
-        (for any sender) if this one never records a result. The lease is not scaled: it
-        must outlast a request."""
+    def put(self, entries: list[dict[str, Any]]) -> int:
+        """Writes the entries (made by `entry`) that are not there yet; returns how many were
+        new. An (endpoint, event) pair written before is refused by the _id index: no second
+        entry, whatever else the batch holds."""
+        if not entries:
+            return 0
+        try:
+            return len(self.collection.insert_many(entries, ordered=False).inserted_ids)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != 11000 for e in errors):
+                raise
+            return exc.details.get("nInserted", len(entries) - len(errors))
+
+    def claim(self, lease_seconds: float, limit: int = 1) -> list[Claim]:
+        """Up to `limit` due entries, leased: their next_at moves one lease ahead, so that
+        each is due again (for any sender) if no result is recorded for it. The lease is not
+        scaled: it must outlast a request. Claims are made by one thread of a process (see
+        services/prochook.py): the update names the entries found, and on MongoDB the
+        `next_at` condition keeps two processes from both taking one."""
         stamp = self.clock()
+        due = [d["_id"] for d in self.collection.find({"state": "pending", "next_at": {"$lte": stamp}}, {"_id": 1})
+               .sort("next_at", 1).limit(limit)]
+        if not due:
+            return []
         token = uuid.uuid4().hex
-        doc = self.collection.find_one_and_update(
-            {"state": "pending", "next_at": {"$lte": stamp}},
-            {"$set": {"claim": token, "next_at": stamp + timedelta(seconds=lease_seconds)},
-             "$inc": {"attempts": 1}},
-            sort=[("next_at", 1)], return_document=ReturnDocument.AFTER)
-        if doc is None:
-            return None
-        return Claim(doc["_id"], token, doc["account_id"], doc["endpoint_id"], doc["body"].encode(),
-                     doc.get("failures", 0))
+        self.collection.update_many(
+            {"_id": {"$in": due}, "state": "pending", "next_at": {"$lte": stamp}},
+            {"$set": {"claim": token, "next_at": stamp + timedelta(seconds=lease_seconds)}, "$inc": {"attempts": 1}})
+        return [Claim(d["_id"], token, d["account_id"], d["endpoint_id"], d["body"].encode(), d.get("failures", 0))
+                for d in self.collection.find({"_id": {"$in": due}, "claim": token})]
 
     def _log(self, claim: Claim, status: int | None, error: str, duration: float) -> dict[str, Any]:
         return {"$push": {"log": {"$each": [{"at": self.clock(), "status": status, "error": error[:300],

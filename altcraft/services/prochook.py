@@ -93,13 +93,16 @@ class Intake:
             listening = self.endpoints.listening(account_id)
             if not listening:
                 continue
+            entries = []
             for routing_key, event, data in items:
                 body = None
                 for endpoint in listening:
                     if not webhooks.matches(endpoint["events"], routing_key):
                         continue
                     body = body or webhooks.payload(routing_key, event.time, data)
-                    new += self.outbox.put(account_id, endpoint["id"], str(event.event_id), routing_key, body)
+                    entries.append(self.outbox.entry(account_id, endpoint["id"], str(event.event_id),
+                                                     routing_key, body))
+            new += self.outbox.put(entries)
         if new:
             self.written += new
             self.wake.set()
@@ -138,23 +141,37 @@ class Senders:
     def _claim_loop(self, stop: threading.Event) -> None:
         backoff = 1.0
         while not stop.is_set():
-            if not self.slots.acquire(timeout=IDLE_SECONDS):
+            free = self._free_slots()
+            if not free:
                 continue
             try:
-                claim = self.outbox.claim(self.lease)
+                claims = self.outbox.claim(self.lease, free)
                 backoff = 1.0
             except Exception as exc:  # the document store away: try again later
-                self.slots.release()
+                self._release(free)
                 log.warning("claim: %s: %s; again in %.0f s", type(exc).__name__, str(exc)[:200], backoff)
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
                 continue
-            if claim is None:
-                self.slots.release()
+            self._release(free - len(claims))
+            for claim in claims:
+                self.pool.submit(self._send_released, claim)
+            if not claims:
                 self.wake.wait(IDLE_SECONDS)
                 self.wake.clear()
-                continue
-            self.pool.submit(self._send_released, claim)
+
+    def _free_slots(self) -> int:
+        """Waits for one free sending thread, then takes every other free one."""
+        if not self.slots.acquire(timeout=IDLE_SECONDS):
+            return 0
+        taken = 1
+        while self.slots.acquire(blocking=False):
+            taken += 1
+        return taken
+
+    def _release(self, count: int) -> None:
+        for _ in range(count):
+            self.slots.release()
 
     def _send_released(self, claim: webhooks.Claim) -> None:
         try:

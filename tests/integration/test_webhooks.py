@@ -137,23 +137,23 @@ def test_every_event_is_acknowledged_once_across_kill_9(hooks):
     hook = add_hook(client, receiver, "/dedupe")
     receiver.delay = 0.02  # a receiver slow enough for the kill to land while requests are in flight
     try:
-        events = [open_event(account_id, f"k{i}") for i in range(60)]
+        events = [open_event(account_id, f"k{i}") for i in range(40)]
         expected = {webhooks.message_id(hook["id"], e[0]) for e in events}
         pid = stand.status("prochook")["pid"]
         stand.publish(events)
-        wait_for(lambda: len(receiver.at("/dedupe")) >= 12, every=0.01, what="the first deliveries")
+        wait_for(lambda: len(receiver.at("/dedupe")) >= 8, every=0.01, what="the first deliveries")
         os.kill(pid, signal.SIGKILL)
-        assert len({d.msg_id for d in receiver.at("/dedupe")}) < 60, "the kill came too late to prove anything"
+        assert len({d.msg_id for d in receiver.at("/dedupe")}) < 40, "the kill came too late to prove anything"
         wait_for(lambda: (s := stand.status("prochook"))["state"] == "RUNNING" and s["pid"] != pid,
                  timeout=60, what="akd to restart prochook")
         stand.publish(events[:10])  # a producer publishing again: the same event ids
-        wait_for(lambda: expected <= set(receiver.processed), timeout=60, what="all 60 events acknowledged")
+        wait_for(lambda: expected <= set(receiver.processed), timeout=60, what="all 40 events acknowledged")
         ids = [d.msg_id for d in receiver.at("/dedupe")]
         assert set(ids) == expected  # one stable webhook-id per event, nothing else
         acked = [i for i in receiver.processed if i in expected]
         assert sorted(acked) == sorted(expected)  # each acknowledged exactly once
         entries = client.ok("webhooks/log", webhook_id=hook["id"], limit=1000)
-        assert len(entries) == 60 and all(e["state"] == "delivered" for e in entries)
+        assert len(entries) == 40 and all(e["state"] == "delivered" for e in entries)
     finally:
         receiver.delay = 0.0
 

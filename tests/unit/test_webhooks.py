@@ -158,3 +158,29 @@ def test_config_allow_networks_is_validated():
     assert config is None
     assert [(i.key, i.message) for i in report.errors] == [
         ("WEBHOOKS.ALLOW_NETWORKS", "'not-a-net': not a network in CIDR notation (e.g. 10.1.0.0/16)")]
+
+
+def test_delivery_checks_the_address_again_and_connects_to_the_checked_one():
+    from altcraft.services.webhook_http import Sender
+    from tests.lib.webhook_receiver import Receiver
+
+    receiver = Receiver(answers={"/moved": [302]}).start()
+    try:
+        port = receiver.server.server_address[1]
+        names = FakeResolver({"hook.test": ["127.0.0.1"], "rebound.test": ["10.9.8.7"]})
+        allowed = Sender(AddressPolicy(parse_networks(["127.0.0.1/32"])), 2, resolver=names)
+        result = allowed.post(f"http://hook.test:{port}/in", b"{}", {"webhook-id": "msg_a"})
+        assert result.status == 200
+        assert receiver.at("/in")[0].headers["host"] == f"hook.test:{port}"  # the URL's name, the checked address
+        # a name that now resolves to a private address is refused at delivery, without a request
+        result = allowed.post(f"http://rebound.test:{port}/in", b"{}", {"webhook-id": "msg_b"})
+        assert result.status is None and "10.9.8.7 is a private address" in result.error
+        # without the operator's allowance, loopback is refused too
+        result = Sender(AddressPolicy(), 2, resolver=names).post(f"http://hook.test:{port}/in", b"{}", {})
+        assert result.status is None and "loopback" in result.error
+        # redirects are not followed: a 3xx is a failed attempt
+        result = allowed.post(f"http://hook.test:{port}/moved", b"{}", {"webhook-id": "msg_c"})
+        assert result.status == 302 and webhooks.outcome(result.status) == "retry"
+        assert len(receiver.deliveries) == 2
+    finally:
+        receiver.stop()
