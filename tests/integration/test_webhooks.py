@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import uuid
 from datetime import datetime, timezone
 
@@ -171,3 +172,47 @@ def test_private_and_loopback_addresses_are_refused_with_the_reason(hooks):
     status, body = client("webhooks/update", id=hook["id"], url="http://192.168.0.10/")
     assert status == 400 and "private" in body["error_text"]
     client.ok("webhooks/delete", id=hook["id"])
+
+
+def test_intake_acknowledges_only_after_the_outbox_write(hooks):
+    """The intake in this process, with prochook under akd stopped (it would compete for the
+    queue): a write that fails leaves the batch unacknowledged, and the next intake writes it."""
+    from altcraft.services.prochook import Intake
+
+    stand, client, account_id, _, _, receiver, platform = hooks
+    stand.stop("prochook")
+    hook = add_hook(client, receiver, "/intake")
+    outbox = platform.webhook_outbox
+
+    class FailingOutbox:
+        entry = outbox.entry
+
+        def put(self, entries):
+            raise ConnectionError("the document store went away")
+
+    events = [open_event(account_id, f"i{i}") for i in range(5)]
+    stand.publish(events)
+    failed: list[BaseException] = []
+
+    def run(intake: Intake, stop: threading.Event) -> None:
+        try:
+            intake.run(stop)
+        except ConnectionError as exc:
+            failed.append(exc)
+
+    stop = threading.Event()
+    first = threading.Thread(target=run, args=(Intake(stand.config, platform.webhooks, FailingOutbox(),
+                                                      threading.Event()), stop))
+    first.start()
+    first.join(timeout=60)
+    assert failed and not first.is_alive(), "the failing write did not stop the intake"
+    second = threading.Thread(target=run, args=(Intake(stand.config, platform.webhooks, outbox, threading.Event()),
+                                                stop))
+    second.start()
+    try:
+        entries = wait_for(lambda: len(client.ok("webhooks/log", webhook_id=hook["id"])) == 5 and
+                           client.ok("webhooks/log", webhook_id=hook["id"]), what="the 5 events in the outbox")
+    finally:
+        stop.set()
+        second.join(timeout=30)
+    assert {e["event_id"] for e in entries} == {e[0] for e in events}
