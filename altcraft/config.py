@@ -236,6 +236,8 @@ class WebhookSettings(_Section):
     CONCURRENCY: Annotated[int, Field(ge=1, le=64)] = 8
     # How long the previous secret stays valid (both signatures sent) after a rotation.
     SECRET_OVERLAP_HOURS: Annotated[float, Field(ge=0, le=24 * 30)] = 24.0
+    # Delivered, failed and cancelled messages (with their attempt log) are kept this long.
+    KEEP_DAYS: Annotated[int, Field(ge=1, le=3650)] = 30
     # Multiplies every retry delay: 0.001 makes three days of retries last minutes
     # (for tests; 1 in production).
     TIME_SCALE: Annotated[float, Field(gt=0, le=1)] = 1.0

@@ -400,6 +400,13 @@ class Outbox:
                                                   return_document=ReturnDocument.AFTER)
         return doc["state"] if doc else "lost"
 
+    def prune(self, keep: timedelta) -> int:
+        """Drops delivered, failed and cancelled entries created more than `keep` ago (their
+        log goes with them); pending ones stay whatever their age."""
+        result = self.collection.delete_many({"state": {"$in": ["delivered", "failed", "cancelled"]},
+                                              "created_at": {"$lt": self.clock() - keep}})
+        return result.deleted_count
+
     def cancel(self, claim: Claim, reason: str) -> None:
         """The endpoint was deleted or disabled: the entry is kept, not sent (replay sends it)."""
         self.collection.update_one(

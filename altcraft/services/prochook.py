@@ -28,6 +28,7 @@ import threading
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 from altcraft.config import MainConfig
 from altcraft.domain import webhooks
@@ -41,6 +42,7 @@ log = logging.getLogger("altcraft.prochook")
 
 QUEUE = "events.webhooks"
 PREFETCH = 500
+PRUNE_EVERY = 3600.0  # seconds between removals of messages older than WEBHOOKS.KEEP_DAYS
 IDLE_SECONDS = 0.5  # a sender with nothing due looks again after this (or when intake wakes it)
 
 
@@ -140,7 +142,16 @@ class Senders:
 
     def _claim_loop(self, stop: threading.Event) -> None:
         backoff = 1.0
+        next_prune = time.monotonic() + 60
         while not stop.is_set():
+            if time.monotonic() >= next_prune:
+                next_prune = time.monotonic() + PRUNE_EVERY
+                try:
+                    pruned = self.outbox.prune(timedelta(days=self.config.WEBHOOKS.KEEP_DAYS))
+                    if pruned:
+                        log.info("%d old webhook messages removed", pruned)
+                except Exception as exc:  # the document store away: the claims below say so
+                    log.warning("prune: %s", type(exc).__name__)
             free = self._free_slots()
             if not free:
                 continue

@@ -9,7 +9,7 @@ import os
 import signal
 import threading
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from standardwebhooks.webhooks import Webhook
@@ -216,3 +216,7 @@ def test_intake_acknowledges_only_after_the_outbox_write(hooks):
         stop.set()
         second.join(timeout=30)
     assert {e["event_id"] for e in entries} == {e[0] for e in events}
+    # retention: what is done goes, what is pending stays (prochook prunes after WEBHOOKS.KEEP_DAYS)
+    platform.webhook_outbox.prune(timedelta(0))
+    assert client.ok("webhooks/log", state="delivered") == []
+    assert len(client.ok("webhooks/log", webhook_id=hook["id"], state="pending")) == 5
