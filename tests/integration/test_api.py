@@ -69,6 +69,12 @@ def _account_calls(a: dict) -> dict[str, dict]:
         "campaigns/resume": {"id": a["campaign"]},
         "campaigns/cancel": {"id": a["campaign"]},
         "campaigns/report": {"id": a["campaign"]},
+        "webhooks/get": {"id": a["webhook"]},
+        "webhooks/update": {"id": a["webhook"], "description": "mine"},
+        "webhooks/rotate_secret": {"id": a["webhook"]},
+        "webhooks/log": {"webhook_id": a["webhook"]},
+        "webhooks/replay": {"webhook_id": a["webhook"]},
+        "webhooks/delete": {"id": a["webhook"]},
         # these act on the caller's own data; they run last
         "databases/list": {},
         "segments/list": {},
@@ -77,11 +83,13 @@ def _account_calls(a: dict) -> dict[str, dict]:
         "reports/hourly": {},
         "databases/add": {"name": "intruder"},
         "templates/add": {"name": "own", "subject": "own", "text": "own"},
+        "webhooks/list": {},
+        "webhooks/add": {"url": "http://192.0.32.10/own"},  # a public address literal: no DNS
     }
 
 
 OWN_DATA = {"databases/list", "segments/list", "templates/list", "campaigns/list", "reports/hourly",
-            "databases/add", "templates/add"}
+            "databases/add", "templates/add", "webhooks/list", "webhooks/add"}
 
 
 def test_tenant_isolation_on_every_account_endpoint(admin, platform):
@@ -96,8 +104,9 @@ def test_tenant_isolation_on_every_account_endpoint(admin, platform):
     template = alpha.ok("templates/add", name="t", subject="Hi {{ first_name }}", html="<p>Hi</p>")
     campaign = alpha.ok("campaigns/add", name="c", db_id=db["id"], segment_id=segment["id"],
                         template_id=template["id"], sender_id=sender["id"])
+    webhook = alpha.ok("webhooks/add", url="http://192.0.32.10/alpha", description="alpha's")
     ids = {"db": db["id"], "profile": victim["id"], "segment": segment["id"], "template": template["id"],
-           "sender": sender["id"], "campaign": campaign["id"]}
+           "sender": sender["id"], "campaign": campaign["id"], "webhook": webhook["id"]}
     calls = _account_calls(ids)
     account_endpoints = {p for p, e in registry_api.endpoints.items() if e.scope == "account"}
     assert set(calls) == account_endpoints, "a new account endpoint needs an isolation case here"
@@ -127,6 +136,8 @@ def test_tenant_isolation_on_every_account_endpoint(admin, platform):
     assert alpha.ok("templates/get", id=template["id"])["subject"] == "Hi {{ first_name }}"
     assert alpha.ok("campaigns/get", id=campaign["id"])["state"] == "draft"
     assert alpha.ok("campaigns/get", id=campaign["id"])["name"] == "c"
+    assert alpha.ok("webhooks/get", id=webhook["id"])["description"] == "alpha's"
+    assert [w["url"] for w in beta.ok("webhooks/list")] == ["http://192.0.32.10/own"]
 
 
 def test_scopes_are_enforced(admin):
