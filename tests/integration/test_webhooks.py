@@ -220,3 +220,38 @@ def test_intake_acknowledges_only_after_the_outbox_write(hooks):
     platform.webhook_outbox.prune(timedelta(0))
     assert client.ok("webhooks/log", state="delivered") == []
     assert len(client.ok("webhooks/log", webhook_id=hook["id"], state="pending")) == 5
+
+
+def test_outbox_on_an_injected_clock_lease_retries_and_last_failure(hooks):
+    """The outbox alone (real document store, a clock the test moves): a claim is due again
+    when its lease ends, a failure waits its scheduled delay, the last one fails the entry."""
+    platform = hooks[-1]
+    clock = [datetime(2030, 1, 1, tzinfo=timezone.utc)]
+    outbox = webhooks.Outbox(platform.control, clock=lambda: clock[0])
+    outbox.collection.delete_many({"state": "pending"})  # only this test's entry is due
+    entry = outbox.entry(999_999, 999_999, str(uuid.uuid4()), "action.open", b"{}")
+    assert outbox.put([entry]) == 1 and outbox.put([entry]) == 0  # the same pair: no second entry
+    first = outbox.claim(lease_seconds=30)
+    assert [c.id for c in first] == [entry["_id"]] and outbox.claim(30) == []
+    clock[0] += timedelta(seconds=31)  # the sender died: after the lease it is due again
+    second = outbox.claim(30)
+    assert [c.id for c in second] == [entry["_id"]]
+    assert outbox.record(first[0], 200) == "lost"  # the old claim records nothing
+    total = 0.0
+    claim = second[0]
+    for failures in range(1, len(webhooks.RETRY_SCHEDULE) + 1):
+        assert outbox.record(claim, 500, "HTTP 500") == "pending"
+        due = outbox.collection.find_one({"_id": entry["_id"]})["next_at"]
+        delay = (due - clock[0]).total_seconds()
+        base = webhooks.RETRY_SCHEDULE[failures - 1]
+        assert base * 0.9 - 0.001 <= delay <= base * 1.1 + 0.001, (failures, delay)
+        total += delay
+        clock[0] = due - timedelta(milliseconds=1)
+        assert outbox.claim(30) == []  # not before its time
+        clock[0] = due
+        claim = outbox.claim(30)[0]
+    assert 2.5 * 86400 < total < 3.5 * 86400
+    assert outbox.record(claim, 503, "HTTP 503") == "failed"
+    doc = outbox.collection.find_one({"_id": entry["_id"]})
+    assert doc["attempts"] == 11 and [a["status"] for a in doc["log"]][-2:] == [500, 503]
+    outbox.collection.delete_one({"_id": entry["_id"]})
