@@ -139,7 +139,11 @@ PROCESSES: tuple[Process, ...] = (
             notes="API, custom-event and subscription triggers with a delay, e-mail through "
                   "akmta_prior_<sender>, idempotency keys; no import or date-field triggers, "
                   "no bulk or task variants, no metrics port yet"),
-    Process("prochook", "worker", "Outgoing webhooks", requires=(RABBITMQ,), group="tasks"),
+    Process("prochook", "worker", "Outgoing webhooks", status="partial",
+            entry="altcraft.services.prochook:main", requires=(RABBITMQ, CONTROLDB), group="tasks",
+            notes="signed (Standard Webhooks) per-account webhooks for every event on altcraft.events, "
+                  "from an outbox with retries over three days, 410 disables, address guard; "
+                  "scenario webhook nodes and panel pages not yet"),
     Process("procresume", "worker", "Resumes suspended subscriptions", requires=(ACCOUNTDB,),
             group="tasks"),
     Process("procleadsaver", "worker", "Deferred profile updates and imports", status="partial",

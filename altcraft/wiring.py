@@ -128,6 +128,18 @@ class Platform:
         from altcraft.stores.confirmed import ConfirmedPublisher
         return ConfirmedPublisher(self.config, "altcraft-api")
 
+    @cached_property
+    def webhooks(self):
+        from altcraft.domain.netguard import AddressPolicy, parse_networks, system_resolve
+        from altcraft.domain.webhooks import Endpoints
+        policy = AddressPolicy(parse_networks(self.config.WEBHOOKS.ALLOW_NETWORKS))
+        return Endpoints(self.control, policy, system_resolve)
+
+    @cached_property
+    def webhook_outbox(self):
+        from altcraft.domain.webhooks import Outbox
+        return Outbox(self.control, scale=self.config.WEBHOOKS.TIME_SCALE)
+
     def templates(self, account_id: int):
         from altcraft.domain.templates import Templates
         return Templates(self.account_db(account_id))

@@ -29,6 +29,8 @@ QUEUES: tuple[Queue, ...] = (
     Queue(AUTOMATION_QUEUE, tuple((EVENTS_EXCHANGE, key) for key in AUTOMATION_BINDINGS), _DEAD_LETTER),
     # sends handed to proctrigger by procevent and the API (default exchange, by queue name)
     Queue(TRIGGER_JOBS_QUEUE, (), _DEAD_LETTER),
+    # every event, whatever its type (`#`), -> prochook's outbox of outgoing webhooks
+    Queue("events.webhooks", ((EVENTS_EXCHANGE, "#"),)),
     # messages a consumer rejected; kept for inspection, never dropped silently
     Queue("events.dead", ((DEAD_EXCHANGE, ""),)),
 )

@@ -77,6 +77,12 @@ def _account_calls(a: dict) -> dict[str, dict]:
         "campaigns/triggers/start": {"id": a["trigger"], "profile_id": profile_id},
         "campaigns/triggers/import_and_start": {"trigger_id": a["trigger"], "data": {"email": "victim@example.com"}},
         "events/post": {"db_id": db_id, "profile_id": profile_id, "name": "steal"},
+        "webhooks/get": {"id": a["webhook"]},
+        "webhooks/update": {"id": a["webhook"], "description": "mine"},
+        "webhooks/rotate_secret": {"id": a["webhook"]},
+        "webhooks/log": {"webhook_id": a["webhook"]},
+        "webhooks/replay": {"webhook_id": a["webhook"]},
+        "webhooks/delete": {"id": a["webhook"]},
         # these act on the caller's own data; they run last
         "databases/list": {},
         "segments/list": {},
@@ -86,12 +92,14 @@ def _account_calls(a: dict) -> dict[str, dict]:
         "reports/hourly": {},
         "databases/add": {"name": "intruder"},
         "templates/add": {"name": "own", "subject": "own", "text": "own"},
+        "webhooks/list": {},
+        "webhooks/add": {"url": "http://192.0.32.10/own"},  # a public address literal: no DNS
     }
 
 
 OWN_DATA = {"databases/list", "segments/list", "templates/list", "campaigns/list", "campaigns/triggers/list",
             "reports/hourly",
-            "databases/add", "templates/add"}
+            "databases/add", "templates/add", "webhooks/list", "webhooks/add"}
 
 
 def test_tenant_isolation_on_every_account_endpoint(admin, platform):
@@ -108,8 +116,9 @@ def test_tenant_isolation_on_every_account_endpoint(admin, platform):
                         template_id=template["id"], sender_id=sender["id"])
     trigger = alpha.ok("campaigns/triggers/add", name="t", db_id=db["id"], template_id=template["id"],
                        sender_id=sender["id"])
+    webhook = alpha.ok("webhooks/add", url="http://192.0.32.10/alpha", description="alpha's")
     ids = {"db": db["id"], "profile": victim["id"], "segment": segment["id"], "template": template["id"],
-           "sender": sender["id"], "campaign": campaign["id"], "trigger": trigger["id"]}
+           "sender": sender["id"], "campaign": campaign["id"], "trigger": trigger["id"], "webhook": webhook["id"]}
     calls = _account_calls(ids)
     account_endpoints = {p for p, e in registry_api.endpoints.items() if e.scope == "account"}
     assert set(calls) == account_endpoints, "a new account endpoint needs an isolation case here"
@@ -140,6 +149,8 @@ def test_tenant_isolation_on_every_account_endpoint(admin, platform):
     assert alpha.ok("templates/get", id=template["id"])["subject"] == "Hi {{ first_name }}"
     assert alpha.ok("campaigns/get", id=campaign["id"])["state"] == "draft"
     assert alpha.ok("campaigns/get", id=campaign["id"])["name"] == "c"
+    assert alpha.ok("webhooks/get", id=webhook["id"])["description"] == "alpha's"
+    assert [w["url"] for w in beta.ok("webhooks/list")] == ["http://192.0.32.10/own"]
 
 
 def test_scopes_are_enforced(admin):

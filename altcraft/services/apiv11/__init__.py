@@ -8,3 +8,4 @@ from altcraft.services.apiv11 import admin, campaigns, profiles, senders  # noqa
 from altcraft.services.apiv11 import reports  # noqa: E402,F401  (registration, #5)
 from altcraft.services.apiv11 import vsenders  # noqa: E402,F401  (registration)
 from altcraft.services.apiv11 import triggers  # noqa: E402,F401  (registration, #15)
+from altcraft.services.apiv11 import webhooks  # noqa: E402,F401  (registration, #15)
