@@ -379,3 +379,18 @@ def decode_automation(body: bytes, routing: str | None = None) -> AutomationEven
         name=check_name(data.get("name")) if kind == CUSTOM else "",
         data=check_data(data.get("data")) if kind == CUSTOM else {},
         fields=tuple(fields), resource_id=_int(data, "resource_id"), channel=_str(data, "channel"))
+
+
+def decode_any(body: bytes, routing: str | None = None) -> Event | AutomationEvent:
+    """Whatever travels on altcraft.events (what a queue bound to `#` receives): an
+    automation event by its kind, a tracking or delivery event otherwise."""
+    try:
+        kind = json.loads(body).get("kind")
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        raise BadEvent("not a JSON object") from None
+    return decode_automation(body, routing) if kind in AUTOMATION_KINDS else decode(body, routing)
+
+
+def event_time(event: Event | AutomationEvent) -> datetime:
+    """When it happened, aware UTC, for either kind of event."""
+    return event.time if isinstance(event.time, datetime) else parse_time(event.time)

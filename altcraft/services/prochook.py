@@ -33,7 +33,7 @@ from datetime import timedelta
 from altcraft.config import MainConfig
 from altcraft.domain import webhooks
 from altcraft.domain.clock import now
-from altcraft.domain.events import BadEvent, decode
+from altcraft.domain.events import BadEvent, decode_any, event_time
 from altcraft.services.webhook_http import Sender
 from altcraft.stores.amqp_consume import BatchConsumer
 from altcraft.stores.broker import Received
@@ -85,7 +85,7 @@ class Intake:
         by_account: dict[int, list[tuple[str, object, dict]]] = defaultdict(list)
         for message in batch:
             try:
-                event = decode(message.body, message.routing_key)
+                event = decode_any(message.body, message.routing_key)
             except BadEvent as exc:
                 log.warning("skipped a message from %s: %s", message.routing_key, exc)
                 continue
@@ -101,7 +101,7 @@ class Intake:
                 for endpoint in listening:
                     if not webhooks.matches(endpoint["events"], routing_key):
                         continue
-                    body = body or webhooks.payload(routing_key, event.time, data)
+                    body = body or webhooks.payload(routing_key, event_time(event), data)
                     entries.append(self.outbox.entry(account_id, endpoint["id"], str(event.event_id),
                                                      routing_key, body))
             new += self.outbox.put(entries)

@@ -115,6 +115,18 @@ def test_500_then_200_is_delivered_after_the_retry_and_replay_keeps_the_id(hooks
     assert receiver.processed.count(entry["id"]) == 1  # the receiver's de-duplication holds
 
 
+def test_a_custom_event_reaches_a_webhook(hooks):
+    """events/post's custom event, as domain/events.py encodes it for procevent, is a
+    webhook event too (prochook decodes every kind on the exchange)."""
+    stand, client, account_id, _, _, receiver, _ = hooks
+    add_hook(client, receiver, "/custom", events=["custom.event"])
+    event = wire.custom(account_id, 1, "p1", "cart_abandoned", {"sku": "X-1"})
+    stand.publish([(event.event_id, event.routing_key, event.encode())])
+    got = wait_for(lambda: receiver.events("/custom"), what="the custom event at the receiver")
+    assert got[0]["type"] == "custom.event" and got[0]["data"]["name"] == "cart_abandoned"
+    assert got[0]["data"]["data"] == {"sku": "X-1"} and receiver.at("/custom")[0].verified
+
+
 def test_410_disables_the_endpoint(hooks):
     stand, client, account_id, _, _, receiver, _ = hooks
     hook = add_hook(client, receiver, "/gone", answers=[410])
