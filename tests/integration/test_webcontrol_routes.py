@@ -120,7 +120,13 @@ CASES: dict[tuple[str, str], Case] = {
     ("control.template_preview", "GET"): Case(
         lambda w, t: f"{_template(w, t)}/preview?db_id={t.db_ids[-1]}&profile={t.profile_ids[0]}",
         foreign=True),
+    ("control.template_preview_frame", "GET"): Case(
+        lambda w, t: f"{_template(w, t)}/preview/frame?db_id={t.db_ids[-1]}&profile={t.profile_ids[0]}",
+        foreign=True),
 }
+# Responses that are a message's markup, not a panel page: served under the preview's own
+# CSP (test_preview_frame_has_its_own_policy), not the panel's.
+FRAMES = {("control.template_preview_frame", "GET")}
 # Routes outside the account area, each tested on its own: the process's health, readiness
 # and metrics (tests/integration/test_webcontrol_process.py), the vendored and own static
 # files, sign-in and sign-out (below and test_webcontrol_signin.py).
@@ -129,7 +135,7 @@ SERVICE = {("health", "GET"), ("ready", "GET"), ("metrics", "GET"), ("web.static
            # a user's own password: read-only users may change it too (test_webcontrol_signin.py)
            ("web.password", "GET"), ("web.password", "POST")}
 
-PAGES = {k: c for k, c in CASES.items() if k[1] == "GET"}
+PAGES = {k: c for k, c in CASES.items() if k[1] == "GET" and k not in FRAMES}
 CHANGES = {k: c for k, c in CASES.items() if k[1] != "GET"}
 NONCE = re.compile(r"'nonce-([A-Za-z0-9_-]+)'")
 
@@ -231,7 +237,7 @@ def test_read_only_user_gets_403_on_every_change(app, world):
                                data={**case.data(world), "csrf_token": token})
         assert response.status_code == 403, (endpoint, response.status_code)
         assert case.state(world, world.a) == before, f"{endpoint}: a read-only user changed data"
-    for (endpoint, _), case in PAGES.items():  # and reads everything
+    for (endpoint, _), case in {**PAGES, **{k: CASES[k] for k in FRAMES}}.items():  # and reads everything
         response = client.get(case.url(world, world.a), follow_redirects=True)
         assert response.status_code == 200, (endpoint, response.status_code)
 
@@ -247,12 +253,11 @@ def _check_csp(response, endpoint: str) -> str:
     for tag in scripts:
         if 'type="application/json"' not in tag:
             assert f'nonce="{nonce}"' in tag, f"{endpoint}: a script without this response's nonce: {tag}"
-    # a preview's srcdoc is the template's markup (escaped into one attribute, so it holds no
-    # quote): it runs in a sandbox without scripts, under this same policy; the panel's own
-    # markup is what is checked here
+    # a preview's HTML is loaded from its own route (FRAMES) into a sandbox without scripts;
+    # no page inlines it (no srcdoc)
     for frame in re.findall(r"<iframe\b[^>]*>", html):
         assert re.search(r'\ssandbox(\s|>|="")', frame) and "allow-scripts" not in frame, frame
-    html = re.sub(r'\ssrcdoc="[^"]*"', "", html)
+    assert "srcdoc" not in html, f"{endpoint}: markup inlined into a frame"
     assert not re.search(r"\son[a-z]+=", html), f"{endpoint}: an inline event handler"
     assert not re.search(r"\sstyle=", html), f"{endpoint}: an inline style attribute"
     return nonce
@@ -272,6 +277,26 @@ def test_csp_on_every_page_with_a_fresh_nonce(app, world):
     missing = client.get("/databases/999999/profiles")
     assert missing.status_code == 404 and missing.headers.get("Content-Security-Policy")
     assert client.get("/").headers.get("Content-Security-Policy")
+
+
+def test_preview_frame_has_its_own_policy(app, world):
+    """The preview's HTML is the template's: its styles apply, nothing runs, only the panel
+    frames it; the page around it keeps the panel's strict policy."""
+    from altcraft.web.security import PREVIEW_POLICY
+    client = app.test_client()
+    signin(client, world.a.writer)
+    for key in FRAMES:
+        response = client.get(CASES[key].url(world, world.a))
+        assert response.status_code == 200 and response.mimetype == "text/html", key
+        assert response.headers["Content-Security-Policy"] == PREVIEW_POLICY, key
+        assert response.headers["X-Frame-Options"] == "SAMEORIGIN"
+        assert b"<p>Hello Anna</p>" in response.data
+    outer = client.get(CASES[("control.template_preview", "GET")].url(world, world.a))
+    _check_csp(outer, "control.template_preview")
+    assert "/preview/frame?" in outer.data.decode()
+    # without a profile: a plain error under the same policy, never a panel page
+    bad = client.get(f"/templates/{world.a.template_ids[-1]}/preview/frame")
+    assert bad.status_code == 400 and bad.headers["Content-Security-Policy"] == PREVIEW_POLICY
 
 
 def test_session_cookie_flags_and_sign_out(app, world):
