@@ -26,6 +26,8 @@ class World:
     platform: object
     a: Tenant
     b: Tenant
+    config: object = None
+    senders: dict = None  # account id -> its sender's id
 
     def profile_count(self, tenant: Tenant) -> int:
         return self.platform.profiles(tenant.account_id, tenant.db_ids[-1]).collection.count_documents({})
@@ -38,6 +40,13 @@ class World:
 
     def template_count(self, tenant: Tenant) -> int:
         return len(self.platform.templates(tenant.account_id).list())
+
+    def test_sends(self, tenant: Tenant) -> int:
+        """Messages waiting in the priority queue of the tenant's sender (nothing consumes it here)."""
+        from altcraft.mta import envelope as mta_envelope
+        from altcraft.stores.broker import Broker
+        with Broker(self.config) as broker:
+            return broker.queue_depth(mta_envelope.queue(self.senders[tenant.account_id], priority=True))
 
     def template_state(self, tenant: Tenant) -> tuple:
         doc = self.platform.templates(tenant.account_id).get(tenant.template_ids[-1])
@@ -89,6 +98,11 @@ def _template(w: World, t: Tenant) -> str:
     return f"/templates/{t.template_ids[-1]}"
 
 
+def _test_send(w: World) -> dict:
+    return {"address": "qa@example.com", "sender_id": w.senders[w.a.account_id], "db_id": w.a.db_ids[-1],
+            "profile": w.a.profile_ids[-1]}  # [0] is deleted by the profile_delete case
+
+
 # (endpoint, method) -> Case. GET cases are pages; POST cases are changes.
 CASES: dict[tuple[str, str], Case] = {
     ("root", "GET"): Case(lambda w, t: "/"),
@@ -120,6 +134,8 @@ CASES: dict[tuple[str, str], Case] = {
     ("control.template_preview", "GET"): Case(
         lambda w, t: f"{_template(w, t)}/preview?db_id={t.db_ids[-1]}&profile={t.profile_ids[0]}",
         foreign=True),
+    ("control.template_test_send", "POST"): Case(lambda w, t: f"{_template(w, t)}/test-send", foreign=True,
+                                                 data=_test_send, state=lambda w, t: w.test_sends(t)),
     ("control.template_preview_frame", "GET"): Case(
         lambda w, t: f"{_template(w, t)}/preview/frame?db_id={t.db_ids[-1]}&profile={t.profile_ids[0]}",
         foreign=True),
@@ -151,11 +167,33 @@ def app(config):
 
 
 @pytest.fixture
-def world(platform) -> World:
+def world(platform, config) -> World:
     # B has more databases than A ever gets here, so B's last db id does not exist in A
     # and more segments and templates, so B's last ids do not exist in A either
-    return World(platform, make_tenant(platform, databases=1, segments=1, templates=1),
-                 make_tenant(platform, databases=6, segments=3, templates=3))
+    import random
+
+    from altcraft.mta import envelope as mta_envelope
+    from altcraft.stores.broker import Broker
+    world = World(platform, make_tenant(platform, databases=1, segments=1, templates=1),
+                  make_tenant(platform, databases=6, segments=3, templates=3), config, {})
+    # senders with ids no other test uses: their queues, in the harness's shared vhost, are
+    # this test's alone (a vhost of its own costs seconds per test)
+    queues = []
+    platform.control.counters.update_one({"_id": "senders"}, {"$set": {"seq": random.randrange(10**8, 10**9)}},
+                                         upsert=True)
+    for tenant in (world.a, world.b):
+        sender = platform.senders.save(name=f"s{tenant.account_id}",
+                                       from_email="news@shop.example", dkim_algorithm="none")
+        platform.senders.assign(sender["id"], tenant.account_id)
+        world.senders[tenant.account_id] = sender["id"]
+        queues.append(mta_envelope.queue(sender["id"], priority=True))
+    with Broker(config) as broker:
+        for queue in queues:
+            broker.declare_durable_queue(queue)
+    yield world
+    with Broker(config) as broker:
+        for queue in queues:
+            broker.channel.queue_delete(queue)
 
 
 def test_every_route_has_a_case(app):
@@ -204,7 +242,7 @@ def test_writer_changes_with_token_in_form_or_header(app, world):
         response = client.open(case.url(world, world.a), method=method,
                                data=case.data(world) if as_header else {**case.data(world), "csrf_token": token},
                                headers={"X-CSRF-Token": token, "HX-Request": "true"} if as_header else {})
-        assert response.status_code in (200, 302), (endpoint, response.status_code, response.data[:300])
+        assert response.status_code in (200, 302), (endpoint, response.status_code, re.findall(r"class=\"error[^>]*>([^<]*)", response.data.decode()))
         assert case.state(world, world.a) != before, f"{endpoint}: the change was not made"
 
 

@@ -12,8 +12,6 @@ frame, an opaque origin, cannot reach the panel.
 
 from __future__ import annotations
 
-import re
-
 from flask import Blueprint, Response, redirect, render_template, request, url_for
 
 from altcraft.domain.errors import DomainError, Invalid
@@ -21,9 +19,9 @@ from altcraft.domain.message import Envelope, render_preview
 from altcraft.domain.templates import PARTS, compile_parts
 from altcraft.web import security
 from altcraft.web.app import panel
+from altcraft.web.control import test_send
 
 EDITABLE = ("name",) + PARTS
-PROFILE_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def _form(source) -> dict[str, str]:
@@ -60,6 +58,14 @@ def register(bp: Blueprint, account_id) -> None:
         return render_template("control/template.html", template=None, form=form, field_errors=field_errors,
                                form_error=form_error, databases=[], saved=False), status
 
+    def _page(doc: dict, form: dict, status: int = 200, **extra):
+        ctx = panel()
+        context = {"field_errors": {}, "form_error": None, "saved": False, "test_form": {},
+                   "test_errors": {}, "test_sent": None, **extra}
+        return render_template("control/template.html", template=doc, form=form,
+                               databases=ctx.platform.databases(account_id()).list(),
+                               senders=test_send.senders_of(ctx.platform, account_id()), **context), status
+
     @bp.route("/templates/<int:template_id>", methods=["GET", "POST"])
     def template(template_id: int):
         ctx = panel()
@@ -75,9 +81,17 @@ def register(bp: Blueprint, account_id) -> None:
                 status = exc.status
             else:
                 form, saved = _form(doc), True
-        return render_template("control/template.html", template=doc, form=form, field_errors=field_errors,
-                               form_error=form_error, saved=saved,
-                               databases=ctx.platform.databases(account_id()).list()), status
+        return _page(doc, form, status, field_errors=field_errors, form_error=form_error, saved=saved)
+
+    @bp.post("/templates/<int:template_id>/test-send")
+    def template_test_send(template_id: int):
+        """One message of the saved template for a chosen profile, to an address (test_send.py)."""
+        ctx = panel()
+        doc = ctx.platform.templates(account_id()).get(template_id)  # another account's: 404
+        outcome = test_send.send(ctx.platform, ctx.config, account_id(), doc, request.form)
+        test_form = {k: request.form.get(k, "") for k in test_send.FIELDS}
+        return _page(doc, _form(doc), 400 if outcome.errors else 200, test_form=test_form,
+                     test_errors=outcome.errors, test_sent=outcome.rcpt or None)
 
     def _render(template_id: int, args) -> tuple[dict, dict | None, str | None]:
         """The saved template for one profile, found by its database's key (an e-mail or a
@@ -91,9 +105,7 @@ def register(bp: Blueprint, account_id) -> None:
             return doc, None, Invalid("profile", "choose a database and a profile").message
         profiles = ctx.platform.profiles(account, db_id)  # another account's database: 404
         try:
-            found = profiles.get(profile_id=key) if PROFILE_ID.fullmatch(key) \
-                else profiles.get(key_value=key)
-            raw = profiles.collection.find_one({"_id": found["id"]})
+            raw = test_send.find_profile(profiles, key)
             envelope = Envelope(account, db_id, 1, 0, 0, "preview@example.invalid",
                                 tracking_base=ctx.config.TRACKING_BASE_URL,
                                 tracking_key=ctx.config.TRACKING_CRYPT_KEY)
