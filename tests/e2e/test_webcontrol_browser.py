@@ -155,15 +155,36 @@ def test_marketer_signs_in_creates_a_database_and_finds_a_profile(panel, chromiu
             expect(page.get_by_test_id("profile-title")).to_have_text(f"anna.{tag}@example.com")
             expect(page.get_by_test_id("profile-fields")).to_contain_text("Anna")
             shot("profile")
+            card_url = page.url
+            page.get_by_test_id("profile-edit-open").click()
+            page.fill("[data-testid=edit-phone]", "12")  # the domain's refusal, under its field
+            page.click("[data-testid=profile-save]")
+            expect(page.locator("#phone-error")).to_be_visible()
+            assert_accessible(page, "profile-edit-error")
+            # that refusal (400) is the point: its response and console line are not faults
+            problems[:] = [p for p in problems if not p.startswith("400 ") and "status of 400" not in p]
+            page.fill("[data-testid=edit-phone]", "+7 916 555-00-01")
+            page.click("[data-testid=profile-save]")
+            expect(page.get_by_test_id("profile-saved")).to_be_visible()
+            expect(page.get_by_test_id("profile-fields")).to_contain_text("+79165550001")
             page.get_by_test_id("profile-delete").click()
             assert_accessible(page, "profile-delete")
-            page.go_back()
+            page.goto(card_url)
 
             page.get_by_role("link", name=f"Customers {tag}").click()
             expect(page.get_by_test_id("profiles")).to_contain_text(f"anna.{tag}@example.com")
             page.wait_for_load_state("load")
             page.fill("[data-testid=search-email]", "nobody")
             expect(page.get_by_test_id("no-profiles")).to_be_visible()
+            page.fill("[data-testid=search-email]", f"anna.{tag}")
+            expect(page.get_by_test_id("profiles")).to_contain_text(f"anna.{tag}@example.com")
+            page.fill("[data-testid=search-email]", "")
+            page.fill("[data-testid=search-phone]", "7916555000")
+            expect(page.get_by_test_id("profiles")).to_contain_text(f"anna.{tag}@example.com")
+            page.select_option("[data-testid=search-status]", "subscribed")  # it has no subscription
+            expect(page.get_by_test_id("no-profiles")).to_be_visible()
+            page.select_option("[data-testid=search-status]", "")
+            page.fill("[data-testid=search-phone]", "")
             page.fill("[data-testid=search-email]", f"anna.{tag}")
             expect(page.get_by_test_id("profiles")).to_contain_text(f"anna.{tag}@example.com")
             shot("profiles")

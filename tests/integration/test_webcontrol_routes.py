@@ -41,6 +41,10 @@ class World:
     def template_count(self, tenant: Tenant) -> int:
         return len(self.platform.templates(tenant.account_id).list())
 
+    def profile_state(self, tenant: Tenant) -> tuple:
+        doc = self.platform.profiles(tenant.account_id, tenant.db_ids[-1]).get(profile_id=tenant.profile_ids[-1])
+        return doc["data"].get("first_name"), tuple(s["status"] for s in doc["subscriptions"])
+
     def test_sends(self, tenant: Tenant) -> int:
         """Messages waiting in the priority queue of the tenant's sender (nothing consumes it here)."""
         from altcraft.mta import envelope as mta_envelope
@@ -70,6 +74,15 @@ def _db(w: World, t: Tenant) -> str:
 
 def _profile(w: World, t: Tenant) -> str:
     return f"{_db(w, t)}/profiles/{t.profile_ids[0]}"
+
+
+def _kept_profile(w: World, t: Tenant) -> str:
+    return f"{_db(w, t)}/profiles/{t.profile_ids[-1]}"  # [0] is deleted by the profile_delete case
+
+
+def _edit_profile(w: World) -> dict:
+    import uuid
+    return {"first_name": f"Olga {uuid.uuid4().hex[:6]}"}
 
 
 def _new_profile(w: World) -> dict:
@@ -117,6 +130,11 @@ CASES: dict[tuple[str, str], Case] = {
     ("control.profile_delete_confirm", "GET"): Case(lambda w, t: f"{_profile(w, t)}/delete", foreign=True),
     ("control.profile_delete", "POST"): Case(lambda w, t: f"{_profile(w, t)}/delete", foreign=True,
                                              state=lambda w, t: w.profile_count(t)),
+    ("control.profile_edit", "POST"): Case(_kept_profile, foreign=True, data=_edit_profile,
+                                           state=lambda w, t: w.profile_state(t)),
+    ("control.profile_unsubscribe", "POST"): Case(lambda w, t: f"{_kept_profile(w, t)}/unsubscribe", foreign=True,
+                                                  data=lambda w: {"resource_id": "1", "channel": "email"},
+                                                  state=lambda w, t: w.profile_state(t)),
     ("control.segments", "GET"): Case(lambda w, t: "/segments"),
     ("control.segment_new", "GET"): Case(lambda w, t: f"{_db(w, t)}/segments/new", foreign=True),
     ("control.segment_add", "POST"): Case(lambda w, t: f"{_db(w, t)}/segments/new", foreign=True,
@@ -182,6 +200,8 @@ def world(platform, config) -> World:
     platform.control.counters.update_one({"_id": "senders"}, {"$set": {"seq": random.randrange(10**8, 10**9)}},
                                          upsert=True)
     for tenant in (world.a, world.b):
+        platform.profiles(tenant.account_id, tenant.db_ids[-1]).set_subscription(
+            tenant.profile_ids[-1], 1, "email", "subscribed")
         sender = platform.senders.save(name=f"s{tenant.account_id}",
                                        from_email="news@shop.example", dkim_algorithm="none")
         platform.senders.assign(sender["id"], tenant.account_id)
