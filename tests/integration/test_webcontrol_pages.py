@@ -11,6 +11,7 @@ import pytest
 from altcraft import registry
 from altcraft.web.control import create_app
 from altcraft.web.control.pages import PAGE_SIZE
+from altcraft.web.control.segment_pages import condition_from_form
 from tests.lib.webpanel import make_tenant, signin
 
 pytestmark = pytest.mark.integration
@@ -139,6 +140,51 @@ def test_the_segment_builders_live_count_is_the_domains_and_the_api_counts_the_s
     assert b'data-testid="segment-create"' not in reader.get(f"/databases/{db_id}/segments/new").data
     refused = reader.post(f"/databases/{db_id}/segments/new", data={**builder, "name": "x", "csrf_token": reader_token})
     assert refused.status_code == 403 and len(segments.list()) == 1
+
+
+def test_the_builders_not_and_activity_rows_count_as_the_domain_does(config, platform):
+    import uuid
+    from datetime import datetime, timedelta, timezone
+
+    from altcraft.domain.events import COLUMNS, Event, row
+    from altcraft.stores.analytics import Analytics
+
+    tenant = make_tenant(platform, profiles=0)
+    db_id = tenant.db_ids[0]
+    people = platform.profiles(tenant.account_id, db_id)
+    ids = [people.add({"email": f"a{i:02d}@example.com", **({"city": "Kazan"} if i < 4 else {})})["id"]
+           for i in range(10)]
+    at = datetime.now(timezone.utc) - timedelta(days=2)
+    opened = [Event(uuid.uuid4(), "open", at, tenant.account_id, db_id=db_id, campaign_id=5, profile_id=p)
+              for p in ids[2:5]]  # two of Kazan, one not
+    store = Analytics(config.CLICKHOUSE_SYSTEM)
+    try:
+        store.insert("events", COLUMNS, [row(e) for e in opened])
+    finally:
+        store.close()
+    client = create_app(config, registry.get("webcontrol")).test_client()
+    signin(client, tenant.writer)
+
+    def live(form: dict) -> str:
+        answer = client.get(f"/databases/{db_id}/segments/count", query_string=form, headers={"HX-Request": "true"})
+        found = COUNT.search(answer.data.decode())
+        assert found, answer.data.decode()[-400:]
+        return found.group(1)
+
+    kazan = {"field_0": "city", "op_0": "eq", "value_0": "Kazan"}
+    assert live({**kazan, "not_0": "1"}) == "6"
+    assert live({"field_0": "activity:opened", "value_0": "30"}) == "3"
+    assert live({"field_0": "activity:opened", "value_0": "30, 5"}) == "3"
+    assert live({"field_0": "activity:opened", "value_0": "30, 6"}) == "0"  # another campaign
+    assert live({"field_0": "activity:opened", "value_0": "1"}) == "0"      # two days ago
+    both = {**kazan, "field_1": "activity:opened", "value_1": "", "not_1": "1"}
+    assert live(both) == "2"  # of Kazan, not opened in 30 days
+    condition = condition_from_form(both)
+    assert platform.segments(tenant.account_id).match(db_id, condition, 0)[0] == 2  # the domain's count
+    # the operators are shown by name, not code
+    page = client.get(f"/databases/{db_id}/segments/new").data.decode()
+    assert '<option value="within_days">is within the last N days</option>' in page
+    assert '<option value="activity:clicked">clicked in a message</option>' in page
 
 
 def test_template_errors_show_their_line_and_the_preview_shows_the_chosen_profile(config, platform):
