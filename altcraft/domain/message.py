@@ -150,22 +150,38 @@ def render_preview(compiled: dict[str, Any], envelope: Envelope, profile: dict[s
     return parts
 
 
+# A test send's subject starts with this, so nobody takes it for the campaign itself.
+TEST_MARK = "[test]"
+
+
+def render_test(compiled: dict[str, Any], envelope: Envelope, profile: dict[str, Any], rcpt: str) -> Rendered:
+    """A test send: the message exactly as `profile` would get it, addressed to `rcpt`
+    instead, its subject starting with TEST_MARK, with an id of its own (each test send is
+    delivered; none is taken for a duplicate of another)."""
+    return render(compiled, envelope, profile, rcpt=rcpt, subject_prefix=f"{TEST_MARK} ",
+                  mid=f"test.{uuid.uuid4().hex}")
+
+
 def render(compiled: dict[str, Any], envelope: Envelope, profile: dict[str, Any], *,
-           mid: str | None = None, extra: dict[str, Any] | None = None) -> Rendered:
-    """`mid`: a message id made by the caller (trigger sends derive theirs, domain/triggers.py),
+           rcpt: str | None = None, subject_prefix: str = "", mid: str | None = None,
+           extra: dict[str, Any] | None = None) -> Rendered:
+    """`rcpt`: another address than the profile's (a test send); `mid`: a message id made
+    by the caller (trigger sends derive theirs, domain/triggers.py; a test send its own),
     else the launch's `message_id`; `extra`: more template variables."""
     data = profile.get("data", {})
     profile_id = profile["_id"]
     issued = int(time.time())
     unsubscribe, context = _context(envelope, profile, issued, extra)
     parts = render_parts(compiled, context)
+    if subject_prefix:
+        parts["subject"] = subject_prefix + parts.get("subject", "")
     html_part, text_part = parts.get("html", ""), parts.get("text", "")
     if html_part:
         html_part = _html(html_part, envelope, profile_id, issued, unsubscribe)
     if text_part and unsubscribe not in text_part:
         text_part += f"\r\n\r\nUnsubscribe: {unsubscribe}\r\n"
 
-    rcpt = data["email"]
+    rcpt = rcpt or data["email"]
     mid = mid or message_id(envelope, profile_id)
     domain = envelope.from_email.rsplit("@", 1)[-1]
     boundary = f"=_ak_{uuid.uuid4().hex}"
