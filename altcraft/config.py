@@ -218,6 +218,39 @@ class MtaSettings(_Section):
     DEDUP_TTL_DAYS: Annotated[int, Field(ge=1, le=365)] = 14
 
 
+class ImportSettings(_Section):
+    """Profile imports of the panel, run by procleadsaver. Platform addition."""
+
+    MAX_BYTES: Annotated[int, Field(ge=1024, le=10 * 1024**3)] = 256 * 1024**2  # an uploaded file
+    BATCH: Annotated[int, Field(ge=1, le=100_000)] = 1000  # rows per write and per progress step
+    LEASE_SECONDS: Annotated[float, Field(ge=1, le=3600)] = 30.0  # a silent worker's job is taken over after
+
+
+def _networks(value: list[str]) -> list[str]:
+    from altcraft.domain.netguard import parse_networks
+
+    parse_networks(value)  # raises naming the first value that is not a CIDR
+    return value
+
+
+class WebhookSettings(_Section):
+    """prochook, outgoing webhooks. Platform addition."""
+
+    # Networks webhooks may reach although they are loopback, private, link-local, multicast
+    # or reserved (refused by default), as CIDRs: ["10.20.0.0/16", "127.0.0.1/32"].
+    ALLOW_NETWORKS: Annotated[list[str], AfterValidator(_networks)] = Field(default_factory=list)
+    TIMEOUT_SECONDS: Annotated[float, Field(gt=0, le=60)] = 15.0
+    # Parallel requests: a slow receiver holds one of them for up to TIMEOUT_SECONDS.
+    CONCURRENCY: Annotated[int, Field(ge=1, le=64)] = 8
+    # How long the previous secret stays valid (both signatures sent) after a rotation.
+    SECRET_OVERLAP_HOURS: Annotated[float, Field(ge=0, le=24 * 30)] = 24.0
+    # Delivered, failed and cancelled messages (with their attempt log) are kept this long.
+    KEEP_DAYS: Annotated[int, Field(ge=1, le=3650)] = 30
+    # Multiplies every retry delay: 0.001 makes three days of retries last minutes
+    # (for tests; 1 in production).
+    TIME_SCALE: Annotated[float, Field(gt=0, le=1)] = 1.0
+
+
 class MainConfig(_Section):
     BASEDIR: str = "/opt/akd"
     PRODUCT_NAME: str = "Altcraft"
@@ -316,6 +349,8 @@ class MainConfig(_Section):
     DEFAULT_PHONE_REGION: str = "RU"
 
     MTA: MtaSettings = Field(default_factory=MtaSettings)
+    IMPORT: ImportSettings = Field(default_factory=ImportSettings)
+    WEBHOOKS: WebhookSettings = Field(default_factory=WebhookSettings)
 
     PROCESSES: dict[str, ProcessSettings] = Field(default_factory=dict)
     AKD: AkdSettings = Field(default_factory=AkdSettings)
@@ -336,6 +371,11 @@ class MainConfig(_Section):
     @property
     def run_dir(self) -> Path:
         return self.basedir / "run"
+
+    @property
+    def imports_dir(self) -> Path:
+        """Uploaded import files (0600), read by procleadsaver on the same host."""
+        return self.run_dir / "imports"
 
     def process_settings(self, name: str) -> ProcessSettings:
         return self.PROCESSES.get(name, ProcessSettings())

@@ -108,7 +108,11 @@ PROCESSES: tuple[Process, ...] = (
                   "event_id), bot timing flags, unsubscribes/hard bounces onto profiles and the "
                   "stop list, hourly statistics in SSDB; ack after the write"),
     Process("procevent", "worker", "Writes events to analytics, routes them to triggers and hooks",
-            requires=(RABBITMQ, CLICKHOUSE), group="events"),
+            status="partial", entry="altcraft.services.procevent:main",
+            requires=(RABBITMQ, CONTROLDB), group="events",
+            notes="routes custom events, profile changes and (un)subscribes to trigger campaigns "
+                  "(queue events.automation -> triggers.jobs, ack after the confirmed hand-off); "
+                  "scenarios not yet; analytics is procactions' part here"),
     Process("procpixel", "worker", "Web-layer pixel events", requires=(RABBITMQ, CLICKHOUSE),
             group="events"),
     Process("procpush", "worker", "Push channel events", requires=(RABBITMQ,), group="events"),
@@ -129,13 +133,23 @@ PROCESSES: tuple[Process, ...] = (
             requires=_API_DEPS, remote=True, group="tasks"),
     Process("procworkflow", "http", "Scenario (workflow) processing", 6060,
             requires=_API_DEPS, group="tasks"),
-    Process("proctrigger", "worker", "Trigger campaigns", requires=(RABBITMQ, ACCOUNTDB),
-            group="tasks"),
-    Process("prochook", "worker", "Outgoing webhooks", requires=(RABBITMQ,), group="tasks"),
+    Process("proctrigger", "worker", "Trigger campaigns", status="partial",
+            entry="altcraft.services.proctrigger:main",
+            requires=(RABBITMQ, CONTROLDB, ACCOUNTDB, SSDB_HBSUPP), group="tasks",
+            notes="API, custom-event and subscription triggers with a delay, e-mail through "
+                  "akmta_prior_<sender>, idempotency keys; no import or date-field triggers, "
+                  "no bulk or task variants, no metrics port yet"),
+    Process("prochook", "worker", "Outgoing webhooks", status="partial",
+            entry="altcraft.services.prochook:main", requires=(RABBITMQ, CONTROLDB), group="tasks",
+            notes="signed (Standard Webhooks) per-account webhooks for every event on altcraft.events, "
+                  "from an outbox with retries over three days, 410 disables, address guard; "
+                  "scenario webhook nodes and panel pages not yet"),
     Process("procresume", "worker", "Resumes suspended subscriptions", requires=(ACCOUNTDB,),
             group="tasks"),
-    Process("procleadsaver", "worker", "Deferred profile updates and imports",
-            requires=(RABBITMQ, ACCOUNTDB), group="tasks"),
+    Process("procleadsaver", "worker", "Deferred profile updates and imports", status="partial",
+            entry="altcraft.services.procleadsaver:main", requires=(CONTROLDB, ACCOUNTDB), group="tasks",
+            notes="runs the panel's import jobs (check and import, under a lease, resumed after a "
+                  "crash); deferred profile updates are not there yet"),
     Process("procintegras", "worker", "External integrations and gateways", requires=(RABBITMQ,),
             group="tasks"),
     Process("stataggregator", "worker", "Statistics aggregation", requires=(CLICKHOUSE, SSDB_STATS),

@@ -113,6 +113,33 @@ class Platform:
         if vsender_id is not None:
             self.vsenders.get(account_id, vsender_id)
 
+    def import_jobs(self, account_id: int):
+        from altcraft.domain.import_jobs import ImportJobs
+        return ImportJobs(self.account_db(account_id), account_id, self.control)
+
+    @cached_property
+    def triggers(self):
+        from altcraft.domain.triggers import Triggers
+        return Triggers(self.control)
+
+    @cached_property
+    def publisher(self):
+        """Confirmed publishing from request handlers (automation events, trigger jobs)."""
+        from altcraft.stores.confirmed import ConfirmedPublisher
+        return ConfirmedPublisher(self.config, "altcraft-api")
+
+    @cached_property
+    def webhooks(self):
+        from altcraft.domain.netguard import AddressPolicy, parse_networks, system_resolve
+        from altcraft.domain.webhooks import Endpoints
+        policy = AddressPolicy(parse_networks(self.config.WEBHOOKS.ALLOW_NETWORKS))
+        return Endpoints(self.control, policy, system_resolve)
+
+    @cached_property
+    def webhook_outbox(self):
+        from altcraft.domain.webhooks import Outbox
+        return Outbox(self.control, scale=self.config.WEBHOOKS.TIME_SCALE)
+
     def templates(self, account_id: int):
         from altcraft.domain.templates import Templates
         return Templates(self.account_db(account_id))
@@ -147,6 +174,8 @@ class Platform:
         self.account_client.drop_database(self.account_db(account_id).name)
 
     def close(self) -> None:
+        if "publisher" in self.__dict__:
+            self.__dict__.pop("publisher").close()
         for name in ("control_client", "account_client"):
             client = self.__dict__.pop(name, None)
             if client is not None:

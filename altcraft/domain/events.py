@@ -254,3 +254,143 @@ def row(event: Event) -> tuple:
             event.campaign_id, event.profile_id, event.resource_id, event.sender_id, event.link_id,
             event.url, 1 if event.is_bot else 0, event.bot_reason, event.ip, event.user_agent,
             event.detail)
+
+
+# -- automation events: custom events and profile changes -------------------------------
+# They travel on the same exchange under their own keys (procactions' queues do not bind
+# them): procevent routes them to trigger campaigns, prochook's queue (bound to `#`) takes
+# every event. They are not written to ClickHouse: analytics counts what tracking and the
+# MTA report; a custom event's data is the sender's own, routed, not a report.
+#   custom.event                                   (events/post)
+#   profile.created | profile.changed | profile.subscribed | profile.unsubscribed   (api)
+CUSTOM = "custom"
+PROFILE_KINDS = ("profile_created", "profile_changed", "profile_subscribed", "profile_unsubscribed")
+AUTOMATION_KINDS = (CUSTOM,) + PROFILE_KINDS
+_ROUTING_KEYS.update({CUSTOM: "custom.event", **{k: k.replace("_", ".", 1) for k in PROFILE_KINDS}})
+# what procevent's queue binds: the automation events, and the tracking (un)subscribes,
+# which are subscription changes too
+AUTOMATION_BINDINGS = ("custom.#", "profile.#", routing_key("subscribe"), routing_key("unsubscribe"))
+MAX_DATA_BYTES = 32 * 1024  # a custom event's `data`, as JSON
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-:")
+
+
+def check_name(name: Any) -> str:
+    """A custom event's name: 1-64 letters, digits and _ . - : (it is matched exactly)."""
+    if not isinstance(name, str) or not 1 <= len(name) <= 64 or not set(name) <= _NAME_CHARS:
+        raise BadEvent("name: 1-64 characters of letters, digits, _ . - :")
+    return name
+
+
+def check_data(data: Any) -> dict[str, Any]:
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise BadEvent("data: not a JSON object")
+    if len(json.dumps(data, separators=(",", ":"), default=str)) > MAX_DATA_BYTES:
+        raise BadEvent(f"data: larger than {MAX_DATA_BYTES} bytes as JSON")
+    return data
+
+
+@dataclass(frozen=True, slots=True)
+class AutomationEvent:
+    """A custom event or a profile change, about one profile of one account.
+
+    `name` is the custom event's name; `fields` the names of the fields a change set;
+    `resource_id`/`channel` the subscription a (un)subscribe is about. A tracking
+    subscribe/unsubscribe (an `Event`) reads as profile_subscribed/unsubscribed."""
+    event_id: str
+    kind: str
+    time: str  # ISO 8601, UTC
+    account_id: int
+    db_id: int
+    profile_id: str
+    name: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+    fields: tuple[str, ...] = ()
+    resource_id: int = 0
+    channel: str = ""
+
+    @property
+    def routing_key(self) -> str:
+        return routing_key(self.kind)
+
+    def encode(self) -> bytes:
+        body = {"event_id": self.event_id, "kind": self.kind, "time": self.time,
+                "account_id": self.account_id, "db_id": self.db_id, "profile_id": self.profile_id}
+        if self.kind == CUSTOM:
+            body.update(name=self.name, data=self.data)
+        if self.fields:
+            body["fields"] = list(self.fields)
+        if self.resource_id:
+            body.update(resource_id=self.resource_id, channel=self.channel)
+        return json.dumps(body, separators=(",", ":"), default=str).encode()
+
+
+def custom(account_id: int, db_id: int, profile_id: str, name: str, data: Any = None,
+           now: float | None = None) -> AutomationEvent:
+    return AutomationEvent(new_event_id(), CUSTOM, iso_now(now), account_id, db_id, profile_id,
+                           name=check_name(name), data=check_data(data))
+
+
+def profile_change(kind: str, account_id: int, db_id: int, profile_id: str, *,
+                   fields: tuple[str, ...] = (), resource_id: int = 0, channel: str = "",
+                   now: float | None = None) -> AutomationEvent:
+    if kind not in PROFILE_KINDS:
+        raise ValueError(f"kind: {kind!r} is not a profile change")
+    return AutomationEvent(new_event_id(), kind, iso_now(now), account_id, db_id, profile_id,
+                           fields=tuple(fields), resource_id=resource_id, channel=channel)
+
+
+def decode_automation(body: bytes, routing: str | None = None) -> AutomationEvent:
+    """An automation event, or a tracking subscribe/unsubscribe read as a profile change;
+    raises BadEvent naming the first problem."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadEvent("not JSON") from None
+    if not isinstance(data, dict):
+        raise BadEvent("not a JSON object")
+    kind = data.get("kind")
+    if kind in ("subscribe", "unsubscribe"):
+        tracked = decode(body, routing)
+        return AutomationEvent(str(tracked.event_id), f"profile_{kind}d", data["time"], tracked.account_id,
+                               tracked.db_id, tracked.profile_id, resource_id=tracked.resource_id,
+                               channel=tracked.channel)
+    if kind not in AUTOMATION_KINDS:
+        raise BadEvent("kind: unknown")
+    if routing is not None and routing != routing_key(kind):
+        raise BadEvent("kind does not match the routing key")
+    try:
+        event_id = str(uuid.UUID(str(data.get("event_id"))))
+    except ValueError:
+        raise BadEvent("event_id: not a UUID") from None
+    account_id = _int(data, "account_id", _U32)
+    if not account_id:
+        raise BadEvent("account_id: missing")
+    parse_time(data.get("time"))
+    profile_id = _str(data, "profile_id")
+    if not profile_id:
+        raise BadEvent("profile_id: missing")
+    fields = data.get("fields") or []
+    if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
+        raise BadEvent("fields: not a list of field names")
+    return AutomationEvent(
+        event_id, kind, data["time"], account_id, _int(data, "db_id", _U32), profile_id,
+        name=check_name(data.get("name")) if kind == CUSTOM else "",
+        data=check_data(data.get("data")) if kind == CUSTOM else {},
+        fields=tuple(fields), resource_id=_int(data, "resource_id"), channel=_str(data, "channel"))
+
+
+def decode_any(body: bytes, routing: str | None = None) -> Event | AutomationEvent:
+    """Whatever travels on altcraft.events (what a queue bound to `#` receives): an
+    automation event by its kind, a tracking or delivery event otherwise."""
+    try:
+        kind = json.loads(body).get("kind")
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        raise BadEvent("not a JSON object") from None
+    return decode_automation(body, routing) if kind in AUTOMATION_KINDS else decode(body, routing)
+
+
+def event_time(event: Event | AutomationEvent) -> datetime:
+    """When it happened, aware UTC, for either kind of event."""
+    return event.time if isinstance(event.time, datetime) else parse_time(event.time)

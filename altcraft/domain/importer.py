@@ -41,6 +41,7 @@ class ImportReport:
     errors: list[RowError] = field(default_factory=list)
     dry_run: bool = False
     interrupted: bool = False
+    last_line: int = 0  # the last line read: every row up to it is written or reported
 
     @property
     def failed(self) -> int:
@@ -70,20 +71,56 @@ def detect_format(path: Path) -> Format:
     raise FileError(f"{path.name}: unknown format; use .csv or .jsonl (or --format)")
 
 
-def read_rows(handle: io.TextIOBase, fmt: Format, known_fields: set[str]) -> Iterator[tuple[int, Any]]:
-    """(line number, row) pairs; a row is a dict, or an Invalid for a line that cannot be parsed."""
+def _csv_reader(handle: io.TextIOBase) -> csv.DictReader:
+    sample = handle.read(65536)
+    handle.seek(0)
+    try:
+        dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
+    except csv.Error:
+        dialect = csv.excel
+    reader = csv.DictReader(handle, dialect=dialect)
+    if not reader.fieldnames:
+        raise FileError("the CSV file has no header line naming the fields")
+    return reader
+
+
+def columns(handle: io.TextIOBase, fmt: Format, sample_lines: int = 1000) -> list[str]:
+    """The file's columns: a CSV's header, or the keys of the first JSON Lines objects in the
+    order they first appear."""
     if fmt == "csv":
-        sample = handle.read(65536)
-        handle.seek(0)
+        return list(_csv_reader(handle).fieldnames or [])
+    seen: dict[str, None] = {}
+    for number, line in enumerate(handle, start=1):
+        if number > sample_lines:
+            break
         try:
-            dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
-        except csv.Error:
-            dialect = csv.excel
-        reader = csv.DictReader(handle, dialect=dialect)
-        header = reader.fieldnames or []
-        unknown = [name for name in header if name not in known_fields]
-        if not header:
-            raise FileError("the CSV file has no header line naming the fields")
+            record = json.loads(line) if line.strip() else None
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            seen.update(dict.fromkeys(record))
+    if not seen:
+        raise FileError("no JSON object in the first lines of the file")
+    return list(seen)
+
+
+def read_rows(handle: io.TextIOBase, fmt: Format, known_fields: set[str],
+              mapping: dict[str, str] | None = None) -> Iterator[tuple[int, Any]]:
+    """(line number, row) pairs; a row is a dict, or an Invalid for a line that cannot be parsed.
+
+    Without a mapping the columns must be the database's fields. A mapping renames each
+    column to a field, or drops it when it maps to "" (the panel's column mapping)."""
+
+    def renamed(record: dict[str, Any]) -> dict[str, Any]:
+        if mapping is None:
+            return record
+        return {mapping.get(name, name): value for name, value in record.items() if mapping.get(name, name)}
+
+    if fmt == "csv":
+        reader = _csv_reader(handle)
+        header = list(reader.fieldnames or [])
+        unknown = [name for name in header if (mapping.get(name, name) if mapping else name)
+                   and (mapping.get(name, name) if mapping else name) not in known_fields]
         if unknown:
             raise FileError(f"columns that are not fields of the database: {', '.join(unknown)}")
         for record in reader:
@@ -91,7 +128,7 @@ def read_rows(handle: io.TextIOBase, fmt: Format, known_fields: set[str]) -> Ite
                 yield reader.line_num, Invalid("(row)", f"{len(header) + len(record[None])} cells, "
                                                         f"the header has {len(header)}")
                 continue
-            yield reader.line_num, record
+            yield reader.line_num, renamed(record)
     else:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -104,13 +141,17 @@ def read_rows(handle: io.TextIOBase, fmt: Format, known_fields: set[str]) -> Ite
             if not isinstance(record, dict):
                 yield number, Invalid("(row)", "a line must hold a JSON object")
                 continue
-            yield number, record
+            yield number, renamed(record)
 
 
 def import_rows(profiles: Profiles, rows: Iterable[tuple[int, Any]], *, dry_run: bool = False,
                 batch_size: int | None = None, unit: str = "line",
                 subscribe: tuple[int, str] | None = None,
-                progress: Callable[[ImportReport], None] | None = None) -> ImportReport:
+                progress: Callable[[ImportReport], None] | None = None,
+                skip_through: int = 0) -> ImportReport:
+    """Validates and upserts the rows. Rows at or before line `skip_through` (a resumed job's
+    checkpoint) are only validated, so that a later duplicate of their key is still found:
+    they are neither written nor counted nor reported again."""
     report = ImportReport(dry_run=dry_run)
     batch_size = batch_size or profiles.preferred_batch
     key = profiles.database.key
@@ -127,7 +168,10 @@ def import_rows(profiles: Profiles, rows: Iterable[tuple[int, Any]], *, dry_run:
 
     try:
         for line, row in rows:
-            report.rows += 1
+            replay = bool(skip_through) and line <= skip_through  # the API counts rows from 0
+            if not replay:
+                report.rows += 1
+                report.last_line = line
             try:
                 if isinstance(row, Invalid):
                     raise row
@@ -135,9 +179,12 @@ def import_rows(profiles: Profiles, rows: Iterable[tuple[int, Any]], *, dry_run:
                 if clean[key] in first_seen:
                     raise Invalid(key, f"duplicate key in the file (first at {unit} {first_seen[clean[key]]})")
             except Invalid as exc:
-                report.errors.append(RowError(line, exc.field, exc.reason))
+                if not replay:
+                    report.errors.append(RowError(line, exc.field, exc.reason))
                 continue
             first_seen[clean[key]] = line
+            if replay:
+                continue
             batch.append(clean)
             if len(batch) >= batch_size:
                 flush()

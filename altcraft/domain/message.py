@@ -91,8 +91,10 @@ def webversion_link_id(launch: int) -> int:
     return launch if 0 < launch <= 0xFFFF else 0
 
 
-def _context(envelope: Envelope, profile: dict[str, Any], issued: int) -> tuple[str, dict[str, Any]]:
-    """The unsubscribe URL and the template variables of one message."""
+def _context(envelope: Envelope, profile: dict[str, Any], issued: int,
+             extra: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    """The unsubscribe URL and the template variables of one message (`extra`: a trigger's
+    `data` object, which wins over a profile field of the same name)."""
     data = profile.get("data", {})
     profile_id = profile["_id"]
     unsubscribe = _link(envelope, profile_id, "unsubscribe", issued=issued)
@@ -100,7 +102,7 @@ def _context(envelope: Envelope, profile: dict[str, Any], issued: int) -> tuple[
         **data, "profile": data, "unsubscribe_url": unsubscribe,
         "manage_url": _link(envelope, profile_id, "manage", issued=issued),
         "webversion_url": _link(envelope, profile_id, "webversion", webversion_link_id(envelope.launch),
-                                issued=issued)}
+                                issued=issued), **(extra or {})}
 
 
 def _html(html_part: str, envelope: Envelope, profile_id: str, issued: int, unsubscribe: str,
@@ -148,20 +150,39 @@ def render_preview(compiled: dict[str, Any], envelope: Envelope, profile: dict[s
     return parts
 
 
-def render(compiled: dict[str, Any], envelope: Envelope, profile: dict[str, Any]) -> Rendered:
+# A test send's subject starts with this, so nobody takes it for the campaign itself.
+TEST_MARK = "[test]"
+
+
+def render_test(compiled: dict[str, Any], envelope: Envelope, profile: dict[str, Any], rcpt: str) -> Rendered:
+    """A test send: the message exactly as `profile` would get it, addressed to `rcpt`
+    instead, its subject starting with TEST_MARK, with an id of its own (each test send is
+    delivered; none is taken for a duplicate of another)."""
+    return render(compiled, envelope, profile, rcpt=rcpt, subject_prefix=f"{TEST_MARK} ",
+                  mid=f"test.{uuid.uuid4().hex}")
+
+
+def render(compiled: dict[str, Any], envelope: Envelope, profile: dict[str, Any], *,
+           rcpt: str | None = None, subject_prefix: str = "", mid: str | None = None,
+           extra: dict[str, Any] | None = None) -> Rendered:
+    """`rcpt`: another address than the profile's (a test send); `mid`: a message id made
+    by the caller (trigger sends derive theirs, domain/triggers.py; a test send its own),
+    else the launch's `message_id`; `extra`: more template variables."""
     data = profile.get("data", {})
     profile_id = profile["_id"]
     issued = int(time.time())
-    unsubscribe, context = _context(envelope, profile, issued)
+    unsubscribe, context = _context(envelope, profile, issued, extra)
     parts = render_parts(compiled, context)
+    if subject_prefix:
+        parts["subject"] = subject_prefix + parts.get("subject", "")
     html_part, text_part = parts.get("html", ""), parts.get("text", "")
     if html_part:
         html_part = _html(html_part, envelope, profile_id, issued, unsubscribe)
     if text_part and unsubscribe not in text_part:
         text_part += f"\r\n\r\nUnsubscribe: {unsubscribe}\r\n"
 
-    rcpt = data["email"]
-    mid = message_id(envelope, profile_id)
+    rcpt = rcpt or data["email"]
+    mid = mid or message_id(envelope, profile_id)
     domain = envelope.from_email.rsplit("@", 1)[-1]
     boundary = f"=_ak_{uuid.uuid4().hex}"
     headers = [

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pymongo import UpdateOne
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from altcraft.bundled.geodb import GeoDB
 from altcraft.bundled.sexdb import SexDB
@@ -80,6 +80,12 @@ def _subscriptions(raw: Any) -> list[dict[str, Any]]:
         seen.add((resource, channel))
         out.append({"resource_id": resource, "channel": channel, "status": status, "changed_at": stamp})
     return out
+
+
+def _duplicate(exc: OperationFailure) -> bool:
+    """A unique index refused a write: MongoDB says so with DuplicateKeyError; FerretDB (the
+    stand-in) answers an update that way with a generic error naming the constraint."""
+    return isinstance(exc, DuplicateKeyError) or "UNIQUE constraint failed" in str(exc)
 
 
 class Profiles:
@@ -150,7 +156,9 @@ class Profiles:
             return self.get(profile_id, key_value)
         try:
             result = self.collection.update_one(query, {"$set": {**changes, "updated_at": now()}})
-        except DuplicateKeyError:
+        except (DuplicateKeyError, OperationFailure) as exc:
+            if not _duplicate(exc):
+                raise
             raise Conflict(f"another profile has this {self.database.key}") from None
         if result.matched_count == 0:
             raise NotFound("profile not found")
@@ -158,11 +166,15 @@ class Profiles:
             self.database.key, key_value)}))
 
     def page(self, after: str | None = None, limit: int = 50,
-             email_prefix: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+             email_prefix: str | None = None, phone_prefix: str | None = None,
+             key_value: Any = None, status: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
         """One page of profiles in id order, starting after the id `after` (keyset paging:
-        the cost of a page does not grow with its depth), optionally those whose e-mail
-        starts with `email_prefix` (lowercased: e-mails are stored normalised). Returns the
-        page and the id to continue after, or None on the last page."""
+        the cost of a page does not grow with its depth), optionally only those whose e-mail
+        starts with `email_prefix` (lowercased: e-mails are stored normalised), whose phone
+        starts with the digits of `phone_prefix` (phones are stored as +<digits>), whose key
+        is `key_value` (normalised as the key field is; Invalid naming the key if it cannot
+        be one), or with a subscription in `status`. Returns the page and the id to continue
+        after, or None on the last page."""
         if not 1 <= limit <= 500:
             raise Invalid("limit", "1-500")
         query: dict[str, Any] = {}
@@ -172,6 +184,18 @@ class Profiles:
             query["_id"] = {"$gt": after}
         if email_prefix:
             query["data.email"] = {"$regex": "^" + re.escape(email_prefix.strip().lower())}
+        if phone_prefix:
+            digits = re.sub(r"\D", "", phone_prefix)
+            if not digits:
+                raise Invalid("phone", "digits of the phone's beginning, in international form")
+            query["data.phone"] = {"$regex": "^\\+" + digits}
+        if key_value is not None and str(key_value).strip():
+            key = self.database.key
+            query[f"data.{key}"] = coerce(self.database.fields[key], key_value, self.enricher.phone_region)
+        if status:
+            if status not in STATUSES:
+                raise Invalid("status", f"one of: {', '.join(STATUSES)}")
+            query["subscriptions.status"] = status
         docs = list(self.collection.find(query).sort("_id", 1).limit(limit + 1))
         more = len(docs) > limit
         docs = docs[:limit]
@@ -195,7 +219,9 @@ class Profiles:
                 result = self.collection.update_one(
                     {"_id": doc["_id"], "updated_at": doc.get("updated_at")},
                     {"$set": {**changes, "subscriptions": stored, "updated_at": now()}})
-            except DuplicateKeyError:
+            except (DuplicateKeyError, OperationFailure) as exc:
+                if not _duplicate(exc):
+                    raise
                 raise Conflict(f"another profile has this {self.database.key}") from None
             if result.matched_count:
                 return self.get(profile_id=doc["_id"])

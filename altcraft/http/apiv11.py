@@ -16,16 +16,18 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Optional, Union
 
 from flask import Blueprint, Flask, Response, request
 from flask.json.provider import DefaultJSONProvider
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pymongo.errors import ConnectionFailure
+from werkzeug.exceptions import HTTPException
 
 from altcraft.domain import maintenance
-from altcraft.domain.errors import AccountInactive, DomainError, Forbidden, Invalid
+from altcraft.domain.errors import AccountInactive, DomainError, Forbidden, Invalid, Unauthorized
 from altcraft.domain.tokens import Principal
+from altcraft.http import limits
 
 log = logging.getLogger("altcraft.api")
 
@@ -40,6 +42,37 @@ class Params(BaseModel):
     """Base of every endpoint's parameters: unknown parameters are errors, not ignored."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if limits.bound_fields(cls.model_fields):
+            cls.model_rebuild(force=True)
+
+
+class SharedParams(Params):
+    """Optional parameters Altcraft documents on most of its methods, accepted on every endpoint.
+
+    The dispatcher takes them out of the request before the endpoint's own model sees it (so
+    handlers never get them), unless that model declares the key itself, which then wins.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    format: Literal["json"] = Field("json", description="answer format: json (the only one served)")
+    ui_tags: Optional[list[str]] = Field(None, description="accepted and ignored (no object tags here)")
+    groups: Optional[list[Union[int, str]]] = Field(None, description="accepted and ignored (no object groups here)")
+    groups_id: Optional[list[int]] = Field(None, description="accepted and ignored (no object groups here)")
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _json_only(cls, value: Any) -> Any:
+        if value == "xml":
+            raise ValueError("xml answers are not served: use json (the default)")
+        return value
+
+
+SHARED_KEYS = tuple(SharedParams.model_fields)
 
 
 @dataclass(frozen=True)
@@ -94,9 +127,19 @@ def _request_params() -> dict[str, Any]:
             payload = json.loads(request.get_data(as_text=True) or "{}")
         except json.JSONDecodeError as exc:
             raise Invalid("(body)", f"not valid JSON: {exc.msg} at position {exc.pos}") from None
+        except RecursionError:
+            raise Invalid("(body)", f"nested more than {limits.MAX_DEPTH} levels deep") from None
         if not isinstance(payload, dict):
             raise Invalid("(body)", "must be a JSON object")
-        return payload
+    else:
+        payload = _form_params()
+    problem = limits.check_payload(payload)
+    if problem:
+        raise Invalid(*problem)
+    return payload
+
+
+def _form_params() -> dict[str, Any]:
     params: dict[str, Any] = {}
     for key in request.form:
         value = request.form[key]
@@ -121,6 +164,24 @@ def _validation_error(exc: ValidationError) -> Invalid:
     if len(problems) > 1:
         invalid.message = "; ".join(f"{w}: {m}" for w, m in problems)
     return invalid
+
+
+def _token(in_body: Any) -> Any:
+    """The request's token: `token` in the body or `Authorization: Bearer <token>`, not two different ones."""
+    if isinstance(in_body, str) and len(in_body) > limits.MAX_STRING:
+        raise Invalid("token", f"longer than {limits.MAX_STRING} characters")
+    header = request.headers.get("Authorization")
+    if header is None:
+        return in_body
+    scheme, _, value = header.strip().partition(" ")
+    value = value.strip()
+    if scheme.lower() != "bearer" or not value:
+        raise Unauthorized("Authorization: expected 'Bearer <token>'")
+    if len(value) > limits.MAX_STRING:
+        raise Invalid("Authorization", f"token longer than {limits.MAX_STRING} characters")
+    if in_body is not None and in_body != value:
+        raise Invalid("token", "differs from the token in the Authorization header: send one of them")
+    return value
 
 
 def authorize(endpoint: Endpoint, principal: Principal) -> None:
@@ -150,13 +211,15 @@ def blueprint(api: Api, context_factory: Callable[[], Any], openapi: Callable[[]
         context = context_factory()
         try:
             params = _request_params()
-            token = params.pop("token", None)
+            token = _token(params.pop("token", None))
             principal = context.tokens.authenticate(token) if endpoint.scope != "public" else None
             if principal is not None:
                 authorize(endpoint, principal)
             if endpoint.write:
                 maintenance.refuse_writes(context.control)  # the quiet point of a backup (#14)
             try:
+                SharedParams.model_validate({key: params.pop(key) for key in SHARED_KEYS
+                                             if key in params and key not in endpoint.params.model_fields})
                 parsed = endpoint.params.model_validate(params)
             except ValidationError as exc:
                 raise _validation_error(exc) from None
@@ -167,6 +230,9 @@ def blueprint(api: Api, context_factory: Callable[[], Any], openapi: Callable[[]
             log.error("%s: document store unavailable: %s", endpoint.path, type(exc).__name__)
             return envelope(None, error=ERROR_UNAVAILABLE, text="Service unavailable: a store is not reachable",
                             status=503)
+        except HTTPException as exc:  # e.g. a body over the size limit: the client's fault, said as such
+            status = exc.code if exc.code and exc.code < 500 else 400
+            return envelope(None, error=1, text=f"(body): {exc.description}", status=status)
         except Exception:
             log.exception("%s failed", endpoint.path)
             return envelope(None, error=ERROR_INTERNAL, text="Internal error", status=500)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from altcraft import __version__
-from altcraft.http.apiv11 import PREFIX, Api
+from altcraft.http import limits
+from altcraft.http.apiv11 import PREFIX, Api, SharedParams
 
 _ENVELOPE = {
     "type": "object",
@@ -17,6 +18,8 @@ _ENVELOPE = {
         "total_count": {"type": "integer", "description": "lists only"},
     },
 }
+# the optional parameters every endpoint accepts (apiv11.SharedParams), shown in each request schema
+_SHARED = SharedParams.model_json_schema()["properties"]
 _ERRORS = {
     "400": "invalid parameter (error 1)", "401": "missing, invalid or revoked token (error 2)",
     "403": "token of the wrong scope (3), or account deactivated / frozen (8)",
@@ -32,10 +35,13 @@ def build(api: Api) -> dict[str, Any]:
     for endpoint in sorted(api.endpoints.values(), key=lambda e: e.path):
         schema = endpoint.params.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(schema.pop("$defs", {}))
+        properties = schema.setdefault("properties", {})
+        for key, shared in _SHARED.items():
+            properties.setdefault(key, shared)
         if endpoint.scope != "public":
-            schema.setdefault("properties", {})["token"] = {
-                "type": "string", "description": f"{endpoint.scope} API token"}
-            schema.setdefault("required", []).append("token")
+            properties["token"] = {"type": "string", "maxLength": limits.MAX_STRING,
+                                   "description": f"{endpoint.scope} API token; or send it as "
+                                                  "`Authorization: Bearer <token>` (not both, unless equal)"}
         name = endpoint.params.__name__
         if name in owners and owners[name] is not endpoint.params:
             raise ValueError(f"two parameter models are named {name}: "
@@ -53,6 +59,7 @@ def build(api: Api) -> dict[str, Any]:
             "summary": endpoint.summary,
             "tags": [endpoint.tag],
             "x-altcraft-scope": endpoint.scope,
+            **({"security": [{"bearer": []}, {}]} if endpoint.scope != "public" else {}),
             "requestBody": {"required": True, "content": {
                 "application/json": {"schema": body},
                 "application/x-www-form-urlencoded": {"schema": body},
@@ -62,8 +69,11 @@ def build(api: Api) -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "Altcraft API", "version": f"1.1 (platform {__version__})",
-                 "description": "Every call is a POST with `token` in the parameters; answers "
+                 "description": "Every call is a POST with `token` in the parameters or an "
+                                "`Authorization: Bearer` header; answers "
                                 "use the envelope {data, error, error_text}."},
         "paths": paths,
-        "components": {"schemas": components},
+        "components": {"schemas": components,
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                                      "description": "the same token as `token` in the body"}}},
     }

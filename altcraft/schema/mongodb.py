@@ -36,6 +36,15 @@ CONTROL_INDEXES: tuple[Index, ...] = (
     Index("vsenders", (("account_id", 1), ("name", 1)), unique=True),
     Index("campaigns", (("vsender_id", 1),)),
     Index("campaigns", (("account_id", 1), ("id", -1))),  # an account's campaigns, newest first, by key
+    Index("triggers", (("id", 1),), unique=True),  # trigger campaigns (domain/triggers.py)
+    Index("triggers", (("account_id", 1), ("active", 1))),
+    Index("trigger_sends", (("state", 1), ("due_at", 1))),
+    Index("webhooks", (("id", 1),), unique=True),
+    Index("webhooks", (("account_id", 1),)),
+    # the outbox's (endpoint, event) uniqueness is its _id (the webhook-id); these find due
+    # entries and an account's log
+    Index("webhook_outbox", (("state", 1), ("next_at", 1))),
+    Index("webhook_outbox", (("account_id", 1), ("created_at", -1))),
 )
 
 

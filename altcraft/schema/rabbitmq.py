@@ -6,11 +6,14 @@ and by akmtad, not here.
 
 from __future__ import annotations
 
+from altcraft.domain.events import AUTOMATION_BINDINGS
 from altcraft.stores.broker import Broker, Exchange, Queue
 
 EVENTS_EXCHANGE = "altcraft.events"
 DEAD_EXCHANGE = "altcraft.dead"
 _DEAD_LETTER = {"x-dead-letter-exchange": DEAD_EXCHANGE}
+AUTOMATION_QUEUE = "events.automation"
+TRIGGER_JOBS_QUEUE = "triggers.jobs"
 
 EXCHANGES: tuple[Exchange, ...] = (
     Exchange(EVENTS_EXCHANGE, "topic"),
@@ -22,6 +25,12 @@ QUEUES: tuple[Queue, ...] = (
     Queue("events.actions", ((EVENTS_EXCHANGE, "action.#"),), _DEAD_LETTER),
     # delivered, deferred, bounced, dropped from akmtad -> procactions
     Queue("events.delivery", ((EVENTS_EXCHANGE, "delivery.#"),), _DEAD_LETTER),
+    # custom events, profile changes, tracking (un)subscribes -> procevent (trigger matching)
+    Queue(AUTOMATION_QUEUE, tuple((EVENTS_EXCHANGE, key) for key in AUTOMATION_BINDINGS), _DEAD_LETTER),
+    # sends handed to proctrigger by procevent and the API (default exchange, by queue name)
+    Queue(TRIGGER_JOBS_QUEUE, (), _DEAD_LETTER),
+    # every event, whatever its type (`#`), -> prochook's outbox of outgoing webhooks
+    Queue("events.webhooks", ((EVENTS_EXCHANGE, "#"),)),
     # messages a consumer rejected; kept for inspection, never dropped silently
     Queue("events.dead", ((DEAD_EXCHANGE, ""),)),
 )

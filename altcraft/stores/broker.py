@@ -147,6 +147,10 @@ class Broker:
     def ack(self, tag: int, multiple: bool = False) -> None:
         self.channel.basic_ack(tag, multiple=multiple)
 
+    def reject(self, tag: int) -> None:
+        """Refuses a message for good: its queue's dead-letter exchange keeps it."""
+        self.channel.basic_reject(tag, requeue=False)
+
     def poll(self, seconds: float) -> None:
         """Handles the connection's traffic (deliveries, heartbeats) for up to `seconds`."""
         self.connection.process_data_events(time_limit=seconds)

@@ -43,10 +43,36 @@ def content_security_policy(value: str) -> str:
     ])
 
 
+# A message's HTML shown in the panel (a template's preview) is the template author's markup:
+# its inline styles, <style> blocks and images must show, and nothing in it may run. It is
+# served on its own (never inlined into a panel page) with this policy: no script source at
+# all, CSP's own `sandbox` (scripts, forms, popups, same-origin all off, even when opened
+# outside the frame), and only the panel may frame it.
+PREVIEW_POLICY = "; ".join([
+    "default-src 'none'",
+    "style-src 'unsafe-inline'",
+    "img-src data: https:",
+    "font-src data: https:",
+    "form-action 'none'",
+    "base-uri 'none'",
+    "frame-ancestors 'self'",
+    "sandbox",
+])
+
+
+def preview_headers(response: Response) -> Response:
+    """Marks a response as a preview: add_headers then leaves its policy alone."""
+    response.headers["Content-Security-Policy"] = PREVIEW_POLICY
+    response.headers["X-Frame-Options"] = "SAMEORIGIN"
+    return response
+
+
 def add_headers(response: Response) -> Response:
-    response.headers["Content-Security-Policy"] = content_security_policy(nonce())
+    if response.headers.get("Content-Security-Policy") != PREVIEW_POLICY:
+        # every other response gets the panel's policy, whatever a view set
+        response.headers["Content-Security-Policy"] = content_security_policy(nonce())
+        response.headers["X-Frame-Options"] = "DENY"
     response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["X-Frame-Options"] = "DENY"
     response.headers["Referrer-Policy"] = "same-origin"
     response.headers.setdefault("Cache-Control", "no-store")
     return response

@@ -4,7 +4,8 @@ servers. Sign in, see the dashboard with its chart and recent campaigns, create 
 database, add a profile, see it in the list and find it by e-mail.
 
 Every page is screenshotted into SCREENSHOTS (docs/panels.md says where); no page may log a
-console error, throw, or violate the Content-Security-Policy.
+console error, throw, violate the Content-Security-Policy, or have an accessibility violation
+of impact "serious" or "critical" (axe-core, tests/lib/axe.py).
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from altcraft.stores import kv
 from altcraft.stores.analytics import Analytics
 from altcraft.wiring import Platform
 from tests.lib import ROOT
+from tests.lib.axe import assert_accessible
 from tests.lib.cli import run
 from tests.lib.harness import make_config
 from tests.lib.ports import free_port
-from tests.lib.webpanel import PASSWORD, make_tenant
+from tests.lib.webpanel import PASSWORD, make_tenant, people_csv
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -42,19 +44,31 @@ document.addEventListener('securitypolicyviolation',
 """
 
 
-@pytest.fixture
-def panel(harness, basedir):
+def _start(harness, basedir, names: tuple[str, ...], **overrides):
     port = free_port()
     path = basedir / "main.json"
-    path.write_text(json.dumps(make_config(harness, basedir, PROCESSES={"webcontrol": {"PORT": port, "WORKERS": 2}})))
+    path.write_text(json.dumps(make_config(harness, basedir, PROCESSES={"webcontrol": {"PORT": port, "WORKERS": 2}},
+                                           **overrides)))
     config, _ = cfg.load(path)
     migration.run(config)
-    started = run("akd", "start", "webcontrol", config=path, timeout=120)
+    started = run("akd", "start", *names, config=path, timeout=120)
     assert started.returncode == 0, started.stdout + started.stderr
     platform = Platform(config)
     yield f"http://127.0.0.1:{port}", config, platform
     platform.close()
     run("akd", "stop", config=path, timeout=120)
+
+
+@pytest.fixture
+def panel(harness, basedir):
+    yield from _start(harness, basedir, ("webcontrol",))
+
+
+@pytest.fixture
+def import_panel(harness, basedir):
+    """webcontrol and procleadsaver, which runs the import jobs (batches of 100 rows, so
+    that the progress moves)."""
+    yield from _start(harness, basedir, ("webcontrol", "procleadsaver"), IMPORT={"BATCH": 100})
 
 
 def _seed_activity(config, account_id: int) -> dict[str, int]:
@@ -106,6 +120,7 @@ def test_marketer_signs_in_creates_a_database_and_finds_a_profile(panel, chromiu
             page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
             violations = page.evaluate("window.__csp")
             assert not violations, f"{name}: CSP violations {violations}"
+            assert_accessible(page, name)
 
         try:
             # the watcher itself works: an inline script is refused and reported
@@ -129,6 +144,10 @@ def test_marketer_signs_in_creates_a_database_and_finds_a_profile(panel, chromiu
                 f"{totals['sent']} sent, {totals['delivered']} delivered, {totals['open']} opens, {totals['click']} clicks")
             expect(page.locator("#activity .uplot canvas")).to_have_count(1)  # uPlot drew the chart
             shot("dashboard")
+            page.get_by_test_id("user-login").click()
+            expect(page).to_have_url(f"{base}/password")
+            assert_accessible(page, "password")
+            page.go_back()
 
             page.get_by_test_id("nav-databases").click()
             expect(page).to_have_url(f"{base}/databases")
@@ -148,6 +167,21 @@ def test_marketer_signs_in_creates_a_database_and_finds_a_profile(panel, chromiu
             expect(page.get_by_test_id("profile-title")).to_have_text(f"anna.{tag}@example.com")
             expect(page.get_by_test_id("profile-fields")).to_contain_text("Anna")
             shot("profile")
+            card_url = page.url
+            page.get_by_test_id("profile-edit-open").click()
+            page.fill("[data-testid=edit-phone]", "12")  # the domain's refusal, under its field
+            page.click("[data-testid=profile-save]")
+            expect(page.locator("#phone-error")).to_be_visible()
+            assert_accessible(page, "profile-edit-error")
+            # that refusal (400) is the point: its response and console line are not faults
+            problems[:] = [p for p in problems if not p.startswith("400 ") and "status of 400" not in p]
+            page.fill("[data-testid=edit-phone]", "+7 916 555-00-01")
+            page.click("[data-testid=profile-save]")
+            expect(page.get_by_test_id("profile-saved")).to_be_visible()
+            expect(page.get_by_test_id("profile-fields")).to_contain_text("+79165550001")
+            page.get_by_test_id("profile-delete").click()
+            assert_accessible(page, "profile-delete")
+            page.goto(card_url)
 
             page.get_by_role("link", name=f"Customers {tag}").click()
             expect(page.get_by_test_id("profiles")).to_contain_text(f"anna.{tag}@example.com")
@@ -156,11 +190,21 @@ def test_marketer_signs_in_creates_a_database_and_finds_a_profile(panel, chromiu
             expect(page.get_by_test_id("no-profiles")).to_be_visible()
             page.fill("[data-testid=search-email]", f"anna.{tag}")
             expect(page.get_by_test_id("profiles")).to_contain_text(f"anna.{tag}@example.com")
+            page.fill("[data-testid=search-email]", "")
+            page.fill("[data-testid=search-phone]", "7916555000")
+            expect(page.get_by_test_id("profiles")).to_contain_text(f"anna.{tag}@example.com")
+            page.select_option("[data-testid=search-status]", "subscribed")  # it has no subscription
+            expect(page.get_by_test_id("no-profiles")).to_be_visible()
+            page.select_option("[data-testid=search-status]", "")
+            page.fill("[data-testid=search-phone]", "")
+            page.fill("[data-testid=search-email]", f"anna.{tag}")
+            expect(page.get_by_test_id("profiles")).to_contain_text(f"anna.{tag}@example.com")
             shot("profiles")
             profiles_url = page.url
 
             # a segment: the live count as the builder changes is the domain's count
             page.get_by_test_id("nav-segments").click()
+            assert_accessible(page, "segments")
             (new_db,) = [d.id for d in platform.databases(tenant.account_id).list() if d.name == f"Customers {tag}"]
             page.get_by_test_id(f"segment-new-{new_db}").click()
             page.wait_for_load_state("load")
@@ -183,10 +227,14 @@ def test_marketer_signs_in_creates_a_database_and_finds_a_profile(panel, chromiu
             dialogs: list[str] = []
             page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
             page.get_by_test_id("nav-templates").click()
+            assert_accessible(page, "templates")
             page.get_by_test_id("template-new").click()
+            assert_accessible(page, "template-new")
             page.fill("[data-testid=template-form] input[name=name]", f"Welcome {tag}")
             page.fill("[data-testid=template-form] input[name=subject]", "Hello {{ first_name }}")
-            page.fill("[data-testid=template-html]", '<p>Hello {{ first_name }}</p><script>alert("script")</script>'
+            page.fill("[data-testid=template-html]", '<style>.brand { color: rgb(0, 128, 0); }</style>'
+                      '<p>Hello {{ first_name }}</p><script>alert("script")</script>'
+                      '<h1 class="brand">Sale</h1><p data-x="inline" style="color: rgb(200, 0, 0)">Red</p>'
                       '<img src="data:x" alt="" onerror="alert(\'onerror\')">')
             page.click("[data-testid=template-save]")
             expect(page.get_by_test_id("template-title")).to_have_text(f"Welcome {tag}")
@@ -196,6 +244,10 @@ def test_marketer_signs_in_creates_a_database_and_finds_a_profile(panel, chromiu
             page.click("[data-testid=preview-show]")
             expect(page.get_by_test_id("preview-subject")).to_have_text("Hello Anna")
             expect(page.frame_locator("[data-testid=preview-html]").locator("p").first).to_have_text("Hello Anna")
+            # the template's own styles apply in the frame (its response has the preview's CSP)
+            frame = page.frame_locator("[data-testid=preview-html]")
+            assert frame.locator("h1.brand").evaluate("e => getComputedStyle(e).color") == "rgb(0, 128, 0)"
+            assert frame.locator("p[data-x=inline]").evaluate("e => getComputedStyle(e).color") == "rgb(200, 0, 0)"
             page.get_by_test_id("preview-html").scroll_into_view_if_needed()  # painted in the screenshot
             page.wait_for_timeout(500)  # time for a script or handler to fire, if one could
             assert dialogs == [], dialogs
@@ -219,3 +271,69 @@ def test_marketer_signs_in_creates_a_database_and_finds_a_profile(panel, chromiu
     assert not problems, problems
     assert {"dashboard.png", "databases.png", "profile.png", "profiles.png", "signin.png", "segment-new.png",
             "segment.png", "template.png"} <= {p.name for p in SCREENSHOTS.glob("*.png")}
+
+
+def test_marketer_imports_a_file_sees_its_bad_rows_and_the_result(import_panel, chromium):
+    """Upload 1,000 profiles of which 10 are broken: the check lists exactly those 10 line
+    numbers; the import runs in procleadsaver while the page follows it, and ends with 990
+    new profiles."""
+    from playwright.sync_api import expect, sync_playwright
+
+    base, config, platform = import_panel
+    tenant = make_tenant(platform, databases=1, profiles=0)
+    db_id = tenant.db_ids[0]
+    text, bad_lines = people_csv(1000, broken=10)
+    assert len(bad_lines) == 10
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    problems: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=FLAGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 860}, locale="en-US")
+        context.add_init_script(WATCH_CSP)
+        page = context.new_page()
+        page.on("console", lambda m: m.type == "error" and problems.append(f"console: {m.text}"))
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        page.on("response", lambda r: r.status >= 400 and problems.append(f"{r.status} {r.url}"))
+
+        def shot(name: str) -> None:
+            page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+            violations = page.evaluate("window.__csp")
+            assert not violations, f"{name}: CSP violations {violations}"
+
+        try:
+            page.goto(f"{base}/signin")
+            page.fill("input[name=login]", tenant.writer)
+            page.fill("input[name=password]", PASSWORD)
+            page.click("[data-testid=signin]")
+            expect(page).to_have_url(f"{base}/dashboard")
+            page.goto(f"{base}/databases/{db_id}/profiles")
+            page.get_by_test_id("imports-link").click()
+            page.set_input_files("[data-testid=import-file]", files=[
+                {"name": "people.csv", "mimeType": "text/csv", "buffer": text.encode()}])
+            page.click("[data-testid=import-upload]")
+            expect(page.get_by_test_id("import-title")).to_have_text("people.csv")
+            # columns mapped by their names: "E-mail" to the key, "Name" to first_name
+            expect(page.get_by_test_id("map-0")).to_have_value("email")
+            expect(page.get_by_test_id("map-1")).to_have_value("first_name")
+            expect(page.get_by_test_id("map-2")).to_have_value("city")
+            shot("import-mapping")
+            page.click("[data-testid=import-check]")
+            expect(page.get_by_test_id("bad-line")).to_have_text([str(n) for n in bad_lines], timeout=60_000)
+            expect(page.get_by_test_id("check-summary")).to_contain_text("1000 rows: 990 can be imported, 10 cannot.")
+            assert platform.profiles(tenant.account_id, db_id).collection.count_documents({}) == 0
+            shot("import-check")
+
+            page.click("[data-testid=import-start]")
+            expect(page.get_by_test_id("result-inserted")).to_have_text("990", timeout=60_000)
+            expect(page.get_by_test_id("result-failed")).to_have_text("10")
+            shot("import-done")
+            assert platform.profiles(tenant.account_id, db_id).collection.count_documents({}) == 990
+
+            page.get_by_role("link", name="← Imports into").click()
+            expect(page.get_by_test_id("imports")).to_contain_text("done (import)")
+            shot("imports")
+        finally:
+            browser.close()
+    assert not problems, problems
+    assert {"import-mapping.png", "import-check.png", "import-done.png", "imports.png"} <= {
+        p.name for p in SCREENSHOTS.glob("*.png")}

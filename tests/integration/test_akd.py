@@ -207,7 +207,7 @@ def test_start_without_names_runs_every_implemented_process(harness, basedir, vh
     from altcraft import registry
 
     implemented = [p for p in registry.select()]
-    assert {"api", "campaign", "akmtad"} <= {p.name for p in implemented}
+    assert {"api", "campaign", "akmtad", "procleadsaver"} <= {p.name for p in implemented}
     ports = {p.name: {"PORT": free_port()} for p in registry.PROCESSES if p.port}
     path = basedir / "main.json"
     path.write_text(json.dumps(make_config(harness, basedir, PROCESSES=ports, RABBITMQ_VHOST=vhost)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from altcraft.http.apiv11 import SHARED_KEYS
 from altcraft.services.apiv11 import api as registry_api
 from tests.lib.api import Client, make_account
 
@@ -69,19 +70,36 @@ def _account_calls(a: dict) -> dict[str, dict]:
         "campaigns/resume": {"id": a["campaign"]},
         "campaigns/cancel": {"id": a["campaign"]},
         "campaigns/report": {"id": a["campaign"]},
+        "campaigns/triggers/add": {"name": "steal", "db_id": db_id, "template_id": a["template"],
+                                   "sender_id": a["sender"]},
+        "campaigns/triggers/get": {"id": a["trigger"]},
+        "campaigns/triggers/update": {"id": a["trigger"], "name": "mine"},
+        "campaigns/triggers/start": {"id": a["trigger"], "profile_id": profile_id},
+        "campaigns/triggers/import_and_start": {"trigger_id": a["trigger"], "data": {"email": "victim@example.com"}},
+        "events/post": {"db_id": db_id, "profile_id": profile_id, "name": "steal"},
+        "webhooks/get": {"id": a["webhook"]},
+        "webhooks/update": {"id": a["webhook"], "description": "mine"},
+        "webhooks/rotate_secret": {"id": a["webhook"]},
+        "webhooks/log": {"webhook_id": a["webhook"]},
+        "webhooks/replay": {"webhook_id": a["webhook"]},
+        "webhooks/delete": {"id": a["webhook"]},
         # these act on the caller's own data; they run last
         "databases/list": {},
         "segments/list": {},
         "templates/list": {},
         "campaigns/list": {},
+        "campaigns/triggers/list": {},
         "reports/hourly": {},
         "databases/add": {"name": "intruder"},
         "templates/add": {"name": "own", "subject": "own", "text": "own"},
+        "webhooks/list": {},
+        "webhooks/add": {"url": "http://192.0.32.10/own"},  # a public address literal: no DNS
     }
 
 
-OWN_DATA = {"databases/list", "segments/list", "templates/list", "campaigns/list", "reports/hourly",
-            "databases/add", "templates/add"}
+OWN_DATA = {"databases/list", "segments/list", "templates/list", "campaigns/list", "campaigns/triggers/list",
+            "reports/hourly",
+            "databases/add", "templates/add", "webhooks/list", "webhooks/add"}
 
 
 def test_tenant_isolation_on_every_account_endpoint(admin, platform):
@@ -96,8 +114,11 @@ def test_tenant_isolation_on_every_account_endpoint(admin, platform):
     template = alpha.ok("templates/add", name="t", subject="Hi {{ first_name }}", html="<p>Hi</p>")
     campaign = alpha.ok("campaigns/add", name="c", db_id=db["id"], segment_id=segment["id"],
                         template_id=template["id"], sender_id=sender["id"])
+    trigger = alpha.ok("campaigns/triggers/add", name="t", db_id=db["id"], template_id=template["id"],
+                       sender_id=sender["id"])
+    webhook = alpha.ok("webhooks/add", url="http://192.0.32.10/alpha", description="alpha's")
     ids = {"db": db["id"], "profile": victim["id"], "segment": segment["id"], "template": template["id"],
-           "sender": sender["id"], "campaign": campaign["id"]}
+           "sender": sender["id"], "campaign": campaign["id"], "trigger": trigger["id"], "webhook": webhook["id"]}
     calls = _account_calls(ids)
     account_endpoints = {p for p, e in registry_api.endpoints.items() if e.scope == "account"}
     assert set(calls) == account_endpoints, "a new account endpoint needs an isolation case here"
@@ -112,6 +133,7 @@ def test_tenant_isolation_on_every_account_endpoint(admin, platform):
         beta.ok(path, **calls[path])
     assert [d["name"] for d in beta.ok("databases/list")] == ["intruder"]
     assert beta.ok("campaigns/list") == [] and beta.ok("segments/list") == []
+    assert beta.ok("campaigns/triggers/list") == []
 
     # beta now has a database with the same id as alpha's: still never alpha's profile
     for path in ("profiles/get", "profiles/update", "profiles/delete"):
@@ -127,6 +149,8 @@ def test_tenant_isolation_on_every_account_endpoint(admin, platform):
     assert alpha.ok("templates/get", id=template["id"])["subject"] == "Hi {{ first_name }}"
     assert alpha.ok("campaigns/get", id=campaign["id"])["state"] == "draft"
     assert alpha.ok("campaigns/get", id=campaign["id"])["name"] == "c"
+    assert alpha.ok("webhooks/get", id=webhook["id"])["description"] == "alpha's"
+    assert [w["url"] for w in beta.ok("webhooks/list")] == ["http://192.0.32.10/own"]
 
 
 def test_scopes_are_enforced(admin):
@@ -193,11 +217,11 @@ def test_bad_input_names_what_is_wrong(admin):
     assert status == 400 and "db_id:" in body["error_text"] and "bogus: unknown parameter" in body["error_text"]
     db = shop.ok("databases/add", name="main", fields=[{"name": "score", "type": "integer"}])
     status, body = shop("profiles/add", db_id=db["id"], data={"email": "ok@example.com", "score": "many"})
-    assert (status, body["error_text"]) == (400, "score: not an integer")
+    assert (status, body["error_text"]) == (400, "data.score: not an integer")
     status, body = shop("profiles/add", db_id=db["id"], data={"email": "ok@example.com", "shoe_size": 42})
-    assert body["error_text"] == f"shoe_size: not a field of database {db['id']}"
+    assert body["error_text"] == f"data.shoe_size: not a field of database {db['id']}"
     status, body = shop("profiles/add", db_id=db["id"], data={"first_name": "Keyless"})
-    assert body["error_text"] == "email: missing: it is the database's key"
+    assert body["error_text"] == "data.email: missing: it is the database's key"
     shop.ok("profiles/add", db_id=db["id"], data={"email": "ok@example.com"})
     status, body = shop("profiles/add", db_id=db["id"], data={"email": "OK@example.com"})
     assert status == 409 and body["error"] == 5
@@ -206,6 +230,38 @@ def test_bad_input_names_what_is_wrong(admin):
     missing = shop.http.post("/api/v1.1/no/such/thing", json={})
     assert missing.status_code == 404 and missing.get_json()["error"] == 7
     assert shop.http.get("/api/v1.1/databases/list").status_code == 405
+
+
+def test_altcraft_shared_optional_parameters_are_accepted_and_unknown_keys_still_named(admin):
+    _, shop = make_account(admin, "shared-opts")
+    db = shop.ok("databases/add", name="main", format="json", ui_tags=["a"], groups=[1, "b"], groups_id=[2])
+    assert db["name"] == "main" and "format" not in db
+    assert shop.ok("segments/list", format="json") == []
+    status, body = shop("databases/list", format="xml")
+    assert status == 400 and body["error_text"].startswith("format:") and "json" in body["error_text"]
+    status, body = shop("databases/list", groups_id=[2 ** 63])
+    assert status == 400 and body["error_text"].startswith("groups_id.0:")
+    status, body = shop("databases/list", format="json", frobnicate=1)
+    assert status == 400 and body["error_text"] == "frobnicate: unknown parameter"
+
+
+def test_token_in_an_authorization_bearer_header(admin):
+    _, shop = make_account(admin, "bearer")
+
+    def call(headers, **params):
+        response = shop.http.post("/api/v1.1/databases/list", json=params, headers=headers)
+        return response.status_code, response.get_json()
+
+    assert call({"Authorization": f"Bearer {shop.token}"})[0] == 200
+    assert call({"Authorization": f"bearer {shop.token}"}, token=shop.token)[0] == 200  # the same one twice
+    status, body = call({"Authorization": f"Bearer {shop.token}"}, token=admin.token)
+    assert status == 400 and body["error_text"].startswith("token: differs from the token in the Authorization")
+    status, body = call({"Authorization": f"Basic {shop.token}"})
+    assert status == 401 and body["error"] == 2 and body["error_text"].startswith("Authorization:")
+    status, body = call({"Authorization": "Bearer not-a-token"})
+    assert status == 401 and body["error"] == 2
+    status, body = call({"Authorization": f"Bearer {admin.token}"})  # the same scope checks as a body token
+    assert status == 403 and body["error"] == 3
 
 
 def test_form_parameters_work_like_json(admin):
@@ -252,7 +308,7 @@ def test_openapi_document_matches_the_api(admin):
     for path, item in document["paths"].items():
         schema = document["components"]["schemas"][item["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]]
         endpoint = registry_api.endpoints[path.removeprefix("/api/v1.1/")]
-        assert set(schema["properties"]) == set(endpoint.params.model_fields) | {"token"}
+        assert set(schema["properties"]) == set(endpoint.params.model_fields) | {"token"} | set(SHARED_KEYS)
         # every documented method answers (here: 401 without a token), none is unknown
         response = admin.http.post(path, json={})
         assert response.status_code == 401 and response.get_json()["error"] == 2, path

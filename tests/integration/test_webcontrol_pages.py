@@ -11,6 +11,7 @@ import pytest
 from altcraft import registry
 from altcraft.web.control import create_app
 from altcraft.web.control.pages import PAGE_SIZE
+from altcraft.web.control.segment_pages import condition_from_form
 from tests.lib.webpanel import make_tenant, signin
 
 pytestmark = pytest.mark.integration
@@ -141,6 +142,51 @@ def test_the_segment_builders_live_count_is_the_domains_and_the_api_counts_the_s
     assert refused.status_code == 403 and len(segments.list()) == 1
 
 
+def test_the_builders_not_and_activity_rows_count_as_the_domain_does(config, platform):
+    import uuid
+    from datetime import datetime, timedelta, timezone
+
+    from altcraft.domain.events import COLUMNS, Event, row
+    from altcraft.stores.analytics import Analytics
+
+    tenant = make_tenant(platform, profiles=0)
+    db_id = tenant.db_ids[0]
+    people = platform.profiles(tenant.account_id, db_id)
+    ids = [people.add({"email": f"a{i:02d}@example.com", **({"city": "Kazan"} if i < 4 else {})})["id"]
+           for i in range(10)]
+    at = datetime.now(timezone.utc) - timedelta(days=2)
+    opened = [Event(uuid.uuid4(), "open", at, tenant.account_id, db_id=db_id, campaign_id=5, profile_id=p)
+              for p in ids[2:5]]  # two of Kazan, one not
+    store = Analytics(config.CLICKHOUSE_SYSTEM)
+    try:
+        store.insert("events", COLUMNS, [row(e) for e in opened])
+    finally:
+        store.close()
+    client = create_app(config, registry.get("webcontrol")).test_client()
+    signin(client, tenant.writer)
+
+    def live(form: dict) -> str:
+        answer = client.get(f"/databases/{db_id}/segments/count", query_string=form, headers={"HX-Request": "true"})
+        found = COUNT.search(answer.data.decode())
+        assert found, answer.data.decode()[-400:]
+        return found.group(1)
+
+    kazan = {"field_0": "city", "op_0": "eq", "value_0": "Kazan"}
+    assert live({**kazan, "not_0": "1"}) == "6"
+    assert live({"field_0": "activity:opened", "value_0": "30"}) == "3"
+    assert live({"field_0": "activity:opened", "value_0": "30, 5"}) == "3"
+    assert live({"field_0": "activity:opened", "value_0": "30, 6"}) == "0"  # another campaign
+    assert live({"field_0": "activity:opened", "value_0": "1"}) == "0"      # two days ago
+    both = {**kazan, "field_1": "activity:opened", "value_1": "", "not_1": "1"}
+    assert live(both) == "2"  # of Kazan, not opened in 30 days
+    condition = condition_from_form(both)
+    assert platform.segments(tenant.account_id).match(db_id, condition, 0)[0] == 2  # the domain's count
+    # the operators are shown by name, not code
+    page = client.get(f"/databases/{db_id}/segments/new").data.decode()
+    assert '<option value="within_days">is within the last N days</option>' in page
+    assert '<option value="activity:clicked">clicked in a message</option>' in page
+
+
 def test_template_errors_show_their_line_and_the_preview_shows_the_chosen_profile(config, platform):
     import html as htmllib
     tenant = make_tenant(platform, profiles=0)
@@ -169,11 +215,15 @@ def test_template_errors_show_their_line_and_the_preview_shows_the_chosen_profil
     assert '<span data-testid="preview-subject">For Olga</span>' in preview
     (frame,) = re.findall(r"<iframe\b[^>]*>", preview)
     assert re.search(r"\ssandbox\s", frame) and "allow-scripts" not in frame
-    srcdoc = htmllib.unescape(re.search(r'srcdoc="([^"]*)"', frame).group(1))
+    # the HTML comes from its own route, under the preview's CSP (no scripts)
+    source = htmllib.unescape(re.search(r'\ssrc="([^"]*)"', frame).group(1))
+    served = client.get(source)
+    assert "sandbox" in served.headers["Content-Security-Policy"].split("; ")
+    srcdoc = served.data.decode()
     assert "<p>Hello Olga</p>" in srcdoc and "Boris" not in srcdoc
     assert "<script>alert(1)</script>" in srcdoc  # kept as written, but in a frame where nothing runs
-    other = client.get(f"{url}/preview", query_string={"db_id": db_id, "profile": "boris@example.com"}).data.decode()
-    assert "Hello Boris" in htmllib.unescape(other)
+    other = client.get(f"{url}/preview/frame", query_string={"db_id": db_id, "profile": "boris@example.com"})
+    assert "Hello Boris" in other.data.decode()
     missing = client.get(f"{url}/preview", query_string={"db_id": db_id, "profile": "nobody@example.com"})
     assert b'data-testid="preview-error"' in missing.data
 
@@ -206,3 +256,55 @@ def test_segment_and_template_pages_in_russian(config, platform):
         text = page.data.decode()
         for word in words:
             assert word in text, (url, word)
+
+
+def test_search_by_phone_and_key_filter_by_status_edit_and_unsubscribe(config, platform):
+    tenant = make_tenant(platform, profiles=0)
+    db_id = tenant.db_ids[0]
+    people = platform.profiles(tenant.account_id, db_id)
+    rows = [people.prepare({"email": f"s{i:02d}@example.com", "phone": f"+7916555{i:04d}", "first_name": "Anna"},
+                           require_key=True) for i in range(12)]
+    people.upsert_prepared(rows)
+    ids = {doc["data"]["email"]: doc["_id"] for doc in people.collection.find({}, {"data.email": 1})}
+    for i in range(0, 12, 3):  # four of them subscribed, one of those then unsubscribed
+        people.set_subscription(ids[f"s{i:02d}@example.com"], 1, "email", "subscribed")
+    people.set_subscription(ids["s09@example.com"], 1, "email", "unsubscribed")
+    client = create_app(config, registry.get("webcontrol")).test_client()
+    token = signin(client, tenant.writer)
+    url = f"/databases/{db_id}/profiles"
+
+    def found(query: str) -> set[str]:
+        page = client.get(f"{url}?{query}")
+        assert page.status_code == 200, (query, page.status_code)
+        return set(ROW.findall(page.data.decode()))
+
+    assert found("phone=%2B7 916 555 001") == {ids[f"s{i:02d}@example.com"] for i in range(10, 12)}
+    assert found("phone=79165550003") == {ids["s03@example.com"]}
+    assert found("key=S05@Example.com") == {ids["s05@example.com"]}  # normalised as the key is
+    assert found("status=subscribed") == {ids[f"s{i:02d}@example.com"] for i in (0, 3, 6)}
+    assert found("status=unsubscribed&email=s0") == {ids["s09@example.com"]}
+    assert found("status=subscribed&phone=7916555000") == {ids[f"s{i:02d}@example.com"] for i in (0, 3, 6)}
+    # a value the domain cannot read is named by its box
+    bad = client.get(f"{url}?key=not-an-address")
+    assert bad.status_code == 400 and 'id="search-key-error"' in bad.data.decode()
+    assert 'id="search-phone-error"' in client.get(f"{url}?phone=abc").data.decode()
+    assert client.get(f"{url}?status=gone").status_code == 400
+
+    # the card: edit with the domain's validation by field; unsubscribe through set_subscription
+    card = f"{url}/{ids['s00@example.com']}"
+    wrong = client.post(card, data={"phone": "12", "first_name": "Olga", "csrf_token": token})
+    assert wrong.status_code == 400 and 'id="phone-error"' in wrong.data.decode()
+    assert people.get(profile_id=ids["s00@example.com"])["data"]["first_name"] == "Anna"  # nothing stored
+    taken = client.post(card, data={"email": "s01@example.com", "csrf_token": token})
+    assert taken.status_code == 409 and 'id="email-error"' in taken.data.decode()
+    done = client.post(card, data={"first_name": "Olga", "city": "Tver", "csrf_token": token})
+    assert done.status_code == 200 and b'data-testid="profile-saved"' in done.data
+    data = people.get(profile_id=ids["s00@example.com"])["data"]
+    assert (data["first_name"], data["city"], data["email"]) == ("Olga", "Tver", "s00@example.com")
+    gone = client.post(f"{card}/unsubscribe", data={"resource_id": "1", "channel": "email", "csrf_token": token})
+    assert gone.status_code == 200 and b'data-testid="profile-unsubscribed"' in gone.data
+    (subscription,) = people.get(profile_id=ids["s00@example.com"])["subscriptions"]
+    assert subscription["status"] == "unsubscribed"
+    assert found("status=subscribed") == {ids[f"s{i:02d}@example.com"] for i in (3, 6)}
+    bad = client.post(f"{card}/unsubscribe", data={"resource_id": "1", "channel": "fax", "csrf_token": token})
+    assert bad.status_code == 400 and b"channel: one of" in bad.data

@@ -26,6 +26,8 @@ class World:
     platform: object
     a: Tenant
     b: Tenant
+    config: object = None
+    senders: dict = None  # account id -> its sender's id
 
     def profile_count(self, tenant: Tenant) -> int:
         return self.platform.profiles(tenant.account_id, tenant.db_ids[-1]).collection.count_documents({})
@@ -38,6 +40,24 @@ class World:
 
     def template_count(self, tenant: Tenant) -> int:
         return len(self.platform.templates(tenant.account_id).list())
+
+    def import_count(self, tenant: Tenant) -> int:
+        return len(self.platform.import_jobs(tenant.account_id).list(tenant.db_ids[-1]))
+
+    def import_state(self, tenant: Tenant) -> tuple:
+        doc = self.platform.import_jobs(tenant.account_id).get(tenant.db_ids[-1], tenant.import_ids[-1])
+        return doc["state"], doc["run"]
+
+    def profile_state(self, tenant: Tenant) -> tuple:
+        doc = self.platform.profiles(tenant.account_id, tenant.db_ids[-1]).get(profile_id=tenant.profile_ids[-1])
+        return doc["data"].get("first_name"), tuple(s["status"] for s in doc["subscriptions"])
+
+    def test_sends(self, tenant: Tenant) -> int:
+        """Messages waiting in the priority queue of the tenant's sender (nothing consumes it here)."""
+        from altcraft.mta import envelope as mta_envelope
+        from altcraft.stores.broker import Broker
+        with Broker(self.config) as broker:
+            return broker.queue_depth(mta_envelope.queue(self.senders[tenant.account_id], priority=True))
 
     def template_state(self, tenant: Tenant) -> tuple:
         doc = self.platform.templates(tenant.account_id).get(tenant.template_ids[-1])
@@ -69,6 +89,15 @@ def _profile(w: World, t: Tenant) -> str:
     return f"{_db(w, t)}/profiles/{t.profile_ids[0]}"
 
 
+def _kept_profile(w: World, t: Tenant) -> str:
+    return f"{_db(w, t)}/profiles/{t.profile_ids[-1]}"  # [0] is deleted by the profile_delete case
+
+
+def _edit_profile(w: World) -> dict:
+    import uuid
+    return {"first_name": f"Olga {uuid.uuid4().hex[:6]}"}
+
+
 def _new_profile(w: World) -> dict:
     import uuid
     return {"email": f"new-{uuid.uuid4().hex[:8]}@example.com", "first_name": "Olga"}
@@ -89,6 +118,16 @@ def _new_template(w: World) -> dict:
     import uuid
     return {"name": f"tpl {uuid.uuid4().hex[:8]}", "subject": "Hi {{ first_name }}",
             "html": "<p>Hi {{ first_name }}</p>", "text": ""}
+
+
+def _new_upload(w: World) -> dict:
+    import io
+    import uuid
+    return {"file": (io.BytesIO(f"email\nu-{uuid.uuid4().hex[:8]}@example.com\n".encode()), "people.csv")}
+
+
+def _import(w: World, t: Tenant) -> str:
+    return f"{_db(w, t)}/imports/{t.import_ids[-1]}"
 
 
 def _template(w: World, t: Tenant) -> str:
@@ -117,6 +156,11 @@ def _transition(index: int, action: str) -> Case:
                 state=lambda w, t: w.campaign_state(t, index))
 
 
+def _test_send(w: World) -> dict:
+    return {"address": "qa@example.com", "sender_id": w.senders[w.a.account_id], "db_id": w.a.db_ids[-1],
+            "profile": w.a.profile_ids[-1]}  # [0] is deleted by the profile_delete case
+
+
 # (endpoint, method) -> Case. GET cases are pages; POST cases are changes.
 CASES: dict[tuple[str, str], Case] = {
     ("root", "GET"): Case(lambda w, t: "/"),
@@ -131,6 +175,11 @@ CASES: dict[tuple[str, str], Case] = {
     ("control.profile_delete_confirm", "GET"): Case(lambda w, t: f"{_profile(w, t)}/delete", foreign=True),
     ("control.profile_delete", "POST"): Case(lambda w, t: f"{_profile(w, t)}/delete", foreign=True,
                                              state=lambda w, t: w.profile_count(t)),
+    ("control.profile_edit", "POST"): Case(_kept_profile, foreign=True, data=_edit_profile,
+                                           state=lambda w, t: w.profile_state(t)),
+    ("control.profile_unsubscribe", "POST"): Case(lambda w, t: f"{_kept_profile(w, t)}/unsubscribe", foreign=True,
+                                                  data=lambda w: {"resource_id": "1", "channel": "email"},
+                                                  state=lambda w, t: w.profile_state(t)),
     ("control.segments", "GET"): Case(lambda w, t: "/segments"),
     ("control.segment_new", "GET"): Case(lambda w, t: f"{_db(w, t)}/segments/new", foreign=True),
     ("control.segment_add", "POST"): Case(lambda w, t: f"{_db(w, t)}/segments/new", foreign=True,
@@ -145,6 +194,18 @@ CASES: dict[tuple[str, str], Case] = {
     ("control.template", "GET"): Case(_template, foreign=True),
     ("control.template", "POST"): Case(_template, foreign=True, data=_new_template,
                                        state=lambda w, t: w.template_state(t)),
+    ("control.imports", "GET"): Case(lambda w, t: f"{_db(w, t)}/imports", foreign=True),
+    ("control.import_upload", "POST"): Case(lambda w, t: f"{_db(w, t)}/imports", foreign=True,
+                                            data=_new_upload, state=lambda w, t: w.import_count(t)),
+    ("control.import_job", "GET"): Case(_import, foreign=True),
+    ("control.import_status", "GET"): Case(lambda w, t: f"{_import(w, t)}/status", foreign=True),
+    ("control.import_errors", "GET"): Case(lambda w, t: f"{_import(w, t)}/errors.csv", foreign=True),
+    # the check queues the job, then the import replaces the queued check
+    ("control.import_check", "POST"): Case(lambda w, t: f"{_import(w, t)}/check", foreign=True,
+                                           data=lambda w: {"map_0": "email", "map_1": "first_name"},
+                                           state=lambda w, t: w.import_state(t)),
+    ("control.import_start", "POST"): Case(lambda w, t: f"{_import(w, t)}/start", foreign=True,
+                                           state=lambda w, t: w.import_state(t)),
     ("control.template_preview", "GET"): Case(
         lambda w, t: f"{_template(w, t)}/preview?db_id={t.db_ids[-1]}&profile={t.profile_ids[0]}",
         foreign=True),
@@ -159,7 +220,15 @@ CASES: dict[tuple[str, str], Case] = {
     ("control.campaign_cancel", "POST"): _transition(CANCEL, "cancel"),
     ("control.campaign_report", "GET"): Case(lambda w, t: f"{_campaign(w, t)}/report", foreign=True),
     ("control.campaign_report_csv", "GET"): Case(lambda w, t: f"{_campaign(w, t)}/report.csv", foreign=True),
+    ("control.template_test_send", "POST"): Case(lambda w, t: f"{_template(w, t)}/test-send", foreign=True,
+                                                 data=_test_send, state=lambda w, t: w.test_sends(t)),
+    ("control.template_preview_frame", "GET"): Case(
+        lambda w, t: f"{_template(w, t)}/preview/frame?db_id={t.db_ids[-1]}&profile={t.profile_ids[0]}",
+        foreign=True),
 }
+# Responses that are a message's markup, not a panel page: served under the preview's own
+# CSP (test_preview_frame_has_its_own_policy), not the panel's.
+FRAMES = {("control.template_preview_frame", "GET")}
 # Routes outside the account area, each tested on its own: the process's health, readiness
 # and metrics (tests/integration/test_webcontrol_process.py), the vendored and own static
 # files, sign-in and sign-out (below and test_webcontrol_signin.py).
@@ -168,7 +237,7 @@ SERVICE = {("health", "GET"), ("ready", "GET"), ("metrics", "GET"), ("web.static
            # a user's own password: read-only users may change it too (test_webcontrol_signin.py)
            ("web.password", "GET"), ("web.password", "POST")}
 
-PAGES = {k: c for k, c in CASES.items() if k[1] == "GET"}
+PAGES = {k: c for k, c in CASES.items() if k[1] == "GET" and k not in FRAMES}
 CHANGES = {k: c for k, c in CASES.items() if k[1] != "GET"}
 NONCE = re.compile(r"'nonce-([A-Za-z0-9_-]+)'")
 
@@ -184,12 +253,38 @@ def app(config):
 
 
 @pytest.fixture
-def world(platform) -> World:
+def world(platform, config) -> World:
     # B has more databases than A ever gets here, so B's last db id does not exist in A
     # and more segments and templates, so B's last ids do not exist in A either
+    import random
+
+    from altcraft.mta import envelope as mta_envelope
+    from altcraft.stores.broker import Broker
     # campaign ids are global: B's are simply not A's
-    return World(platform, make_tenant(platform, databases=1, segments=1, templates=1, campaigns=CAMPAIGN_STATES),
-                 make_tenant(platform, databases=6, segments=3, templates=3, campaigns=CAMPAIGN_STATES))
+    world = World(platform, make_tenant(platform, databases=1, segments=1, templates=1, campaigns=CAMPAIGN_STATES,
+                              imports=1),
+                  make_tenant(platform, databases=6, segments=3, templates=3, campaigns=CAMPAIGN_STATES,
+                              imports=1), config, {})
+    # senders with ids no other test uses: their queues, in the harness's shared vhost, are
+    # this test's alone (a vhost of its own costs seconds per test)
+    queues = []
+    platform.control.counters.update_one({"_id": "senders"}, {"$set": {"seq": random.randrange(10**8, 10**9)}},
+                                         upsert=True)
+    for tenant in (world.a, world.b):
+        platform.profiles(tenant.account_id, tenant.db_ids[-1]).set_subscription(
+            tenant.profile_ids[-1], 1, "email", "subscribed")
+        sender = platform.senders.save(name=f"s{tenant.account_id}",
+                                       from_email="news@shop.example", dkim_algorithm="none")
+        platform.senders.assign(sender["id"], tenant.account_id)
+        world.senders[tenant.account_id] = sender["id"]
+        queues.append(mta_envelope.queue(sender["id"], priority=True))
+    with Broker(config) as broker:
+        for queue in queues:
+            broker.declare_durable_queue(queue)
+    yield world
+    with Broker(config) as broker:
+        for queue in queues:
+            broker.channel.queue_delete(queue)
 
 
 def test_every_route_has_a_case(app):
@@ -238,7 +333,7 @@ def test_writer_changes_with_token_in_form_or_header(app, world):
         response = client.open(case.url(world, world.a), method=method,
                                data=case.data(world) if as_header else {**case.data(world), "csrf_token": token},
                                headers={"X-CSRF-Token": token, "HX-Request": "true"} if as_header else {})
-        assert response.status_code in (200, 302), (endpoint, response.status_code, response.data[:300])
+        assert response.status_code in (200, 302), (endpoint, response.status_code, re.findall(r"class=\"error[^>]*>([^<]*)", response.data.decode()))
         assert case.state(world, world.a) != before, f"{endpoint}: the change was not made"
 
 
@@ -259,6 +354,15 @@ def test_another_accounts_ids_are_not_found(app, world):
     # A's own database with B's profile id: still B's profile is not found
     response = client.get(f"/databases/{world.a.db_ids[-1]}/profiles/{world.b.profile_ids[0]}")
     assert response.status_code == 404
+    # and B's import job under A's own database
+    for suffix in ("", "/status", "/errors.csv"):
+        response = client.get(f"/databases/{world.a.db_ids[-1]}/imports/{world.b.import_ids[-1]}{suffix}")
+        assert response.status_code == 404, suffix
+    before = world.platform.import_jobs(world.b.account_id).get(world.b.db_ids[-1], world.b.import_ids[-1])["state"]
+    response = client.post(f"/databases/{world.a.db_ids[-1]}/imports/{world.b.import_ids[-1]}/start",
+                           data={"csrf_token": token})
+    assert response.status_code == 404
+    assert world.platform.import_jobs(world.b.account_id).get(world.b.db_ids[-1], world.b.import_ids[-1])["state"] == before
     assert checked == sum(1 for c in CASES.values() if c.foreign)
 
 
@@ -271,7 +375,7 @@ def test_read_only_user_gets_403_on_every_change(app, world):
                                data={**case.data(world), "csrf_token": token})
         assert response.status_code == 403, (endpoint, response.status_code)
         assert case.state(world, world.a) == before, f"{endpoint}: a read-only user changed data"
-    for (endpoint, _), case in PAGES.items():  # and reads everything
+    for (endpoint, _), case in {**PAGES, **{k: CASES[k] for k in FRAMES}}.items():  # and reads everything
         response = client.get(case.url(world, world.a), follow_redirects=True)
         assert response.status_code == 200, (endpoint, response.status_code)
 
@@ -287,12 +391,11 @@ def _check_csp(response, endpoint: str) -> str:
     for tag in scripts:
         if 'type="application/json"' not in tag:
             assert f'nonce="{nonce}"' in tag, f"{endpoint}: a script without this response's nonce: {tag}"
-    # a preview's srcdoc is the template's markup (escaped into one attribute, so it holds no
-    # quote): it runs in a sandbox without scripts, under this same policy; the panel's own
-    # markup is what is checked here
+    # a preview's HTML is loaded from its own route (FRAMES) into a sandbox without scripts;
+    # no page inlines it (no srcdoc)
     for frame in re.findall(r"<iframe\b[^>]*>", html):
         assert re.search(r'\ssandbox(\s|>|="")', frame) and "allow-scripts" not in frame, frame
-    html = re.sub(r'\ssrcdoc="[^"]*"', "", html)
+    assert "srcdoc" not in html, f"{endpoint}: markup inlined into a frame"
     assert not re.search(r"\son[a-z]+=", html), f"{endpoint}: an inline event handler"
     assert not re.search(r"\sstyle=", html), f"{endpoint}: an inline style attribute"
     return nonce
@@ -312,6 +415,26 @@ def test_csp_on_every_page_with_a_fresh_nonce(app, world):
     missing = client.get("/databases/999999/profiles")
     assert missing.status_code == 404 and missing.headers.get("Content-Security-Policy")
     assert client.get("/").headers.get("Content-Security-Policy")
+
+
+def test_preview_frame_has_its_own_policy(app, world):
+    """The preview's HTML is the template's: its styles apply, nothing runs, only the panel
+    frames it; the page around it keeps the panel's strict policy."""
+    from altcraft.web.security import PREVIEW_POLICY
+    client = app.test_client()
+    signin(client, world.a.writer)
+    for key in FRAMES:
+        response = client.get(CASES[key].url(world, world.a))
+        assert response.status_code == 200 and response.mimetype == "text/html", key
+        assert response.headers["Content-Security-Policy"] == PREVIEW_POLICY, key
+        assert response.headers["X-Frame-Options"] == "SAMEORIGIN"
+        assert b"<p>Hello Anna</p>" in response.data
+    outer = client.get(CASES[("control.template_preview", "GET")].url(world, world.a))
+    _check_csp(outer, "control.template_preview")
+    assert "/preview/frame?" in outer.data.decode()
+    # without a profile: a plain error under the same policy, never a panel page
+    bad = client.get(f"/templates/{world.a.template_ids[-1]}/preview/frame")
+    assert bad.status_code == 400 and bad.headers["Content-Security-Policy"] == PREVIEW_POLICY
 
 
 def test_session_cookie_flags_and_sign_out(app, world):

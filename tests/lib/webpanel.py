@@ -22,14 +22,16 @@ class Tenant:
     template_ids: list[int] = field(default_factory=list)
     sender_id: int | None = None
     campaign_ids: list[int] = field(default_factory=list)
+    import_ids: list[str] = field(default_factory=list)
 
 
 def make_tenant(platform, databases: int = 1, profiles: int = 2, segments: int = 0,
-                templates: int = 0, campaigns: tuple[str, ...] = ()) -> Tenant:
+                templates: int = 0, campaigns: tuple[str, ...] = (), imports: int = 0) -> Tenant:
     """An account with an editor and a viewer, `databases` profile databases and profiles
     in the last one, segments of that database (everyone named Anna) and templates; with
     `campaigns`, a sender of its own and a campaign of the last segment and template in each
-    of those states (draft, scheduled or paused, reached by the domain's transitions)."""
+    of those states (draft, scheduled or paused, reached by the domain's transitions); with
+    `imports`, uploaded (not yet checked) import files of that database."""
     tag = uuid.uuid4().hex[:8]
     account = platform.accounts.save(name=f"acc-{tag}")
     writer, reader = f"editor-{tag}", f"viewer-{tag}"
@@ -63,7 +65,26 @@ def make_tenant(platform, databases: int = 1, profiles: int = 2, segments: int =
         for step in steps[state]:
             getattr(platform.campaigns, step)(account["id"], doc["id"])
         tenant.campaign_ids.append(doc["id"])
+    for _ in range(imports):
+        tenant.import_ids.append(upload(platform, account["id"], tenant.db_ids[-1],
+                                        f"email,first_name\nnew-{tag}@example.com,Olga\n")["_id"])
     return tenant
+
+
+def upload(platform, account_id: int, db_id: int, text: str, name: str = "people.csv",
+           user: str = "test") -> dict:
+    """An import job as the panel's upload makes it (the file stored, its columns read)."""
+    import io
+
+    from altcraft.domain import importer
+    from altcraft.domain.import_jobs import save_upload
+
+    path, size, lines = save_upload(platform.config.imports_dir, name, io.BytesIO(text.encode()), 1 << 30)
+    fmt = importer.detect_format(path)
+    with path.open(encoding="utf-8", newline="" if fmt == "csv" else None) as handle:
+        columns = importer.columns(handle, fmt)
+    database = platform.databases(account_id).get(db_id)
+    return platform.import_jobs(account_id).create(database, path, name, size, lines, columns, user)
 
 
 def token_of(html: bytes | str) -> str:
@@ -80,3 +101,18 @@ def signin(client, login: str, password: str = PASSWORD) -> str:
                                             "csrf_token": token_of(page.data)})
     assert response.status_code == 302, (response.status_code, response.data[:400])
     return token_of(client.get("/databases").data)
+
+
+def people_csv(count: int, broken: int = 0, tag: str = "") -> tuple[str, list[int]]:
+    """A CSV of `count` profiles (columns "E-mail", "Name", "city") with `broken` of them
+    spread through the file carrying an e-mail that is not one; returns the text and the
+    broken rows' line numbers (the header is line 1)."""
+    tag = tag or uuid.uuid4().hex[:8]
+    step = max(1, count // max(broken, 1))
+    bad = {index for index in range(step // 2, count, step)}
+    bad = set(sorted(bad)[:broken])
+    lines = ["E-mail,Name,city"]
+    for index in range(count):
+        email = f"broken-{index}-at-{tag}" if index in bad else f"p{index}-{tag}@example.com"
+        lines.append(f"{email},Anna {index},Kazan")
+    return "\n".join(lines) + "\n", sorted(index + 2 for index in bad)

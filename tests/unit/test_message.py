@@ -109,3 +109,15 @@ def test_a_text_only_message_is_shown_escaped():
     page = render_webversion(compiled, ENVELOPE, {"_id": "cd" * 16, "data": {"first_name": "<Ann>"}}, 1_800_000_000)
     assert "<title>&lt;S&gt;</title>" in page and "Hi &lt;Ann&gt; &lt;b&gt;&amp;&lt;/b&gt; https://trk.example/u/" in page
     assert "<b>" not in page and page.count("/u/") == 1 and "/o/" not in page
+
+
+def test_a_test_send_is_the_profiles_message_to_another_address_marked_with_an_id_of_its_own():
+    from altcraft.domain.message import TEST_MARK, render_test
+    compiled = compile_parts({"subject": "Hi {{ first_name }}", "html": "<p>{{ first_name }}</p>", "text": ""})
+    first = render_test(compiled, ENVELOPE, PROFILE, "qa@shop.example")
+    second = render_test(compiled, ENVELOPE, PROFILE, "qa@shop.example")
+    message = email.message_from_bytes(first.data)
+    assert first.rcpt == "qa@shop.example" and message["To"] == "qa@shop.example"
+    assert message["Subject"] == f"{TEST_MARK} Hi Anna"
+    assert "<p>Anna</p>" in message.get_payload(decode=True).decode()  # the profile's personalisation
+    assert first.message_id != second.message_id and first.message_id.startswith("test.")

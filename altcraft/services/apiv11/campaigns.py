@@ -7,7 +7,7 @@ from typing import Any, Optional
 from pydantic import Field
 
 from altcraft.domain.message import Envelope, render
-from altcraft.domain.templates import compile_parts
+from altcraft.domain.templates import MAX_PART, compile_parts
 from altcraft.http.apiv11 import Params
 from altcraft.services.apiv11 import api
 
@@ -36,16 +36,16 @@ class SegmentUpdate(Params):
 class TemplateAdd(Params):
     name: str
     subject: str
-    html: str = ""
-    text: str = ""
+    html: str = Field("", max_length=MAX_PART)
+    text: str = Field("", max_length=MAX_PART)
 
 
 class TemplateUpdate(Params):
     id: int
     name: Optional[str] = None
     subject: Optional[str] = None
-    html: Optional[str] = None
-    text: Optional[str] = None
+    html: Optional[str] = Field(None, max_length=MAX_PART)
+    text: Optional[str] = Field(None, max_length=MAX_PART)
 
 
 class TemplatePreview(Params):

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Optional
 
 from pydantic import Field
 
+from altcraft.domain import events
+from altcraft.domain.errors import Invalid
 from altcraft.domain.importer import import_rows
 from altcraft.http.apiv11 import Params
 from altcraft.services.apiv11 import api
+from altcraft.services.automation import announce
 
 MAX_IMPORT_ROWS = 10_000
 
@@ -98,10 +103,43 @@ def databases_delete(ctx, principal, p: DatabaseId):
     return {"id": p.id}
 
 
+@contextmanager
+def _fields_in_data(params: type[Params]) -> Iterator[None]:
+    """The domain names a profile field (`email: ...`); the answer names where it is sent: `data.email`."""
+    try:
+        yield
+    except Invalid as exc:
+        if exc.field.split(".")[0].split("[")[0] in params.model_fields:
+            raise
+        raise Invalid(f"data.{exc.field}", exc.reason) from None
+
+
 @api.endpoint("profiles/add", ProfileAdd, scope="account", tag="profiles", write=True,
               summary="Add a profile")
 def profiles_add(ctx, principal, p: ProfileAdd):
-    return ctx.profiles(principal.account_id, p.db_id).add(p.data, p.subscriptions)
+    with _fields_in_data(ProfileAdd):
+        profile = ctx.profiles(principal.account_id, p.db_id).add(p.data, p.subscriptions)
+    _announce(ctx, principal.account_id, profile, None, created=True)
+    return profile
+
+
+def _statuses(profile: dict[str, Any] | None) -> dict[tuple[int, str], str]:
+    return {(s["resource_id"], s["channel"]): s["status"] for s in (profile or {}).get("subscriptions", [])}
+
+
+def _announce(ctx, account_id: int, after: dict[str, Any], before: dict[str, Any] | None, *,
+              created: bool = False, fields: tuple[str, ...] = ()) -> None:
+    """The profile-change events of one stored change (domain/events.py)."""
+    db_id, profile_id = after["db_id"], after["id"]
+    if created:
+        announce(ctx, events.profile_change("profile_created", account_id, db_id, profile_id))
+    elif fields:
+        announce(ctx, events.profile_change("profile_changed", account_id, db_id, profile_id, fields=fields))
+    old = _statuses(before)
+    for (resource_id, channel), status in _statuses(after).items():
+        if status in ("subscribed", "unsubscribed") and old.get((resource_id, channel)) != status:
+            announce(ctx, events.profile_change(f"profile_{status}", account_id, db_id, profile_id,
+                                                resource_id=resource_id, channel=channel))
 
 
 @api.endpoint("profiles/get", ProfileRef, scope="account", tag="profiles",
@@ -115,7 +153,13 @@ def profiles_get(ctx, principal, p: ProfileRef):
               summary="Update fields or subscriptions of a profile")
 def profiles_update(ctx, principal, p: ProfileUpdate):
     profiles, ref = _lookup(ctx, principal, p)
-    return profiles.update(p.data, subscriptions=p.subscriptions, **ref)
+    before = profiles.get(**ref) if p.subscriptions else None
+    with _fields_in_data(ProfileUpdate):
+        after = profiles.update(p.data, subscriptions=p.subscriptions, **ref)
+    changed = tuple(k for k in (p.data or {}) if (before or {}).get("data", {}).get(k) != after["data"].get(k)) \
+        if before else tuple(p.data or ())
+    _announce(ctx, principal.account_id, after, before or after, fields=changed)
+    return after
 
 
 @api.endpoint("profiles/delete", ProfileRef, scope="account", tag="profiles", write=True,

@@ -38,13 +38,17 @@ def _stats(ctx) -> HourlyStats:
     return _cached("stats", (c.SSDB_STATS_IP, c.SSDB_STATS_PORT), lambda: HourlyStats(kv.ssdb(c, "stats")))
 
 
+UNTIL_MAX = 4_102_444_800  # 2100-01-01: well inside the DateTime range of the statistics store
+
+
 class CampaignReport(Params):
     id: int = Field(..., ge=1, description="campaign id")
 
 
 class HourlyReport(Params):
     hours: int = Field(24, ge=1, le=24 * 62, description="the last N hours (UTC), the current one included")
-    until: Optional[int] = Field(None, description="end of the period, unix seconds (default: now)")
+    until: Optional[int] = Field(None, ge=0, le=UNTIL_MAX,
+                                 description="end of the period, unix seconds (default: now)")
 
 
 @api.endpoint("campaigns/report", CampaignReport, scope="account", tag=TAG,

@@ -1,8 +1,8 @@
 """webcontrol's segment pages: the list, a condition builder with a live count and a sample
 of matching profiles, a segment's page.
 
-The builder's rows (field, operator, value) joined by "all" (and) or "any" (or) become the
-domain's condition tree (altcraft.domain.segments); the domain validates and counts it, the
+The builder's rows (field or activity, operator, value, "not") joined by "all" (and) or
+"any" (or) become the domain's condition tree (altcraft.domain.segments); the domain validates and counts it, the
 same as the API's segments/add and segments/count. Only the turning of form text into that
 tree lives here.
 """
@@ -14,33 +14,53 @@ from typing import Any
 from flask import Blueprint, redirect, render_template, request, url_for
 
 from altcraft.domain.errors import DomainError
-from altcraft.domain.segments import OPS
+from altcraft.domain.segments import ACTIVITIES, OPS
 from altcraft.web.app import panel
 
 ROWS = 5       # condition rows in the builder; empty ones are ignored
 SAMPLE = 5     # matching profiles shown under the live count
 LIST_OPS = ("in", "nin")
 DAY_OPS = ("within_days", "older_than_days")
+ACTIVITY = "activity:"  # a builder row's "field" for an activity condition: activity:opened
+
+
+def _number(text: str) -> Any:
+    return int(text) if text.isdigit() else text  # not a number: the domain names it
+
+
+def _activity(kind: str, raw: str) -> dict[str, Any]:
+    """An activity row: its value is "days" or "days, campaign id" (30 days when empty)."""
+    numbers = [v.strip() for v in raw.split(",")] if raw else []
+    condition: dict[str, Any] = {"activity": kind, "days": _number(numbers[0]) if numbers and numbers[0] else 30}
+    if len(numbers) > 1 and numbers[1]:
+        condition["campaign_id"] = _number(numbers[1])
+    return condition
 
 
 def condition_from_form(form) -> dict[str, Any]:
-    """The builder's rows as the domain's condition ({} when no row names a field)."""
+    """The builder's rows as the domain's condition ({} when no row names a field). A row's
+    "field" is a profile field or ACTIVITY + the domain's activity (opened, clicked,
+    received); a row with "not" ticked is negated."""
     parts = []
     for i in range(ROWS):
         name = form.get(f"field_{i}", "").strip()
         if not name:
             continue
         op, raw = form.get(f"op_{i}", "eq"), form.get(f"value_{i}", "").strip()
-        value: Any = raw
-        if op in LIST_OPS:
-            value = [v.strip() for v in raw.split(",") if v.strip()]
-        elif op == "between":
-            value = [v.strip() for v in raw.split(",")] if raw else []
-        elif op == "exists":
-            value = raw.lower() not in ("no", "false", "0", "нет")
-        elif op in DAY_OPS:
-            value = int(raw) if raw.isdigit() else raw  # the domain names a bad number
-        parts.append({"field": name, "op": op, "value": value})
+        if name.startswith(ACTIVITY):
+            part = _activity(name[len(ACTIVITY):], raw)
+        else:
+            value: Any = raw
+            if op in LIST_OPS:
+                value = [v.strip() for v in raw.split(",") if v.strip()]
+            elif op == "between":
+                value = [v.strip() for v in raw.split(",")] if raw else []
+            elif op == "exists":
+                value = raw.lower() not in ("no", "false", "0", "нет")
+            elif op in DAY_OPS:
+                value = _number(raw)
+            part = {"field": name, "op": op, "value": value}
+        parts.append({"not": part} if form.get(f"not_{i}") else part)
     if not parts:
         return {}
     if len(parts) == 1:
@@ -50,7 +70,7 @@ def condition_from_form(form) -> dict[str, Any]:
 
 def _rows(form) -> list[dict[str, str]]:
     return [{"field": form.get(f"field_{i}", ""), "op": form.get(f"op_{i}", "eq"),
-             "value": form.get(f"value_{i}", "")} for i in range(ROWS)]
+             "value": form.get(f"value_{i}", ""), "not": bool(form.get(f"not_{i}"))} for i in range(ROWS)]
 
 
 def register(bp: Blueprint, account_id) -> None:
@@ -66,7 +86,8 @@ def register(bp: Blueprint, account_id) -> None:
         database = ctx.platform.databases(account_id()).get(db_id)  # another account's: 404
         return render_template("control/segment_new.html", database=database, rows=_rows(form),
                                name=form.get("name", ""), join=form.get("join", "and"),
-                               kind=form.get("kind", "dynamic"), ops=OPS, form_error=error), status
+                               kind=form.get("kind", "dynamic"), ops=OPS, activities=ACTIVITIES,
+                               activity_prefix=ACTIVITY, form_error=error), status
 
     @bp.get("/databases/<int:db_id>/segments/new")
     def segment_new(db_id: int):

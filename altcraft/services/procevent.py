@@ -1,0 +1,105 @@
+"""The `procevent` worker: routes automation events to the trigger campaigns that listen.
+
+It consumes `events.automation` (custom events, profile changes and tracking
+(un)subscribes; schema/rabbitmq.py), matches each event against its account's active
+trigger campaigns (domain/triggers.py `matches`; the list is cached TRIGGER_CACHE_SECONDS
+per account, so an edit takes effect within that time) and hands each match to proctrigger
+on `triggers.jobs`. A message is acknowledged only once every hand-off it caused is
+confirmed by the broker; a crash before that gets it delivered again, and the repeated
+hand-offs carry the same send id (derived from trigger and event id), which proctrigger
+stores once. A message that is not an event is dead-lettered, never dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from altcraft.config import MainConfig
+from altcraft.domain import events, triggers
+from altcraft.schema.rabbitmq import AUTOMATION_QUEUE
+from altcraft.services.automation import job_message
+from altcraft.stores.broker import Broker, Received
+from altcraft.wiring import Platform
+
+log = logging.getLogger("altcraft.procevent")
+TRIGGER_CACHE_SECONDS = 5.0
+PREFETCH = 200
+
+
+class TriggerCache:
+    """Each account's active trigger campaigns, read again after `ttl` seconds."""
+
+    def __init__(self, load: Callable[[int], list[dict[str, Any]]], ttl: float = TRIGGER_CACHE_SECONDS,
+                 clock: Callable[[], float] = time.monotonic):
+        self.load, self.ttl, self.clock = load, ttl, clock
+        self._entries: dict[int, tuple[float, list[dict[str, Any]]]] = {}
+
+    def active(self, account_id: int) -> list[dict[str, Any]]:
+        entry = self._entries.get(account_id)
+        if entry is None or self.clock() - entry[0] >= self.ttl:
+            entry = (self.clock(), self.load(account_id))
+            self._entries[account_id] = entry
+        return entry[1]
+
+
+def route(event: events.AutomationEvent, active: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The sends an event sets off: one per matching trigger campaign."""
+    at = events.parse_time(event.time)
+    return [triggers.job(t, event.profile_id, event.data, event_id=event.event_id, at=at)
+            for t in active if triggers.matches(t, event)]
+
+
+class Router:
+    def __init__(self, config: MainConfig):
+        self.platform = Platform(config)
+        self.broker = Broker(config, app="procevent")
+        self.cache = TriggerCache(self.platform.triggers.active)
+        self.pending: list[Received] = []
+
+    def run(self, stop: threading.Event) -> None:
+        self.broker.prefetch(PREFETCH)
+        self.broker.consume(AUTOMATION_QUEUE, self.pending.append)
+        while not stop.is_set():
+            self.broker.poll(0.5)
+            # handled outside the consumer callback: publishing and confirming from there
+            # would re-enter the connection's event loop
+            while self.pending:
+                self.handle(self.pending.pop(0))
+
+    def handle(self, received: Received) -> None:
+        try:
+            event = events.decode_automation(received.body, received.routing_key)
+        except events.BadEvent as exc:
+            log.error("message %s dead-lettered: %s", received.message_id, exc)
+            self.broker.reject(received.tag)
+            return
+        for send in route(event, self.cache.active(event.account_id)):
+            self.broker.publish(job_message(send))  # returns once the broker holds it
+            log.info("event %s (%s) -> trigger campaign %s", event.event_id, event.kind, send["trigger_id"])
+        self.broker.ack(received.tag)
+
+    def close(self) -> None:
+        self.broker.close()
+        self.platform.close()
+
+
+def main(config: MainConfig, stop: threading.Event) -> None:
+    backoff = 1.0
+    while not stop.is_set():
+        router = Router(config)
+        try:
+            router.run(stop)
+        except Exception as exc:  # the broker or the document store away: nothing acknowledged
+            log.warning("routing interrupted (%s: %s); reconnecting in %.0f s", type(exc).__name__,
+                        str(exc)[:300], backoff)
+            stop.wait(backoff)
+            backoff = min(backoff * 2, 30.0)
+        finally:
+            try:
+                router.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection
+                pass

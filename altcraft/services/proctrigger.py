@@ -1,0 +1,150 @@
+"""The `proctrigger` worker: sends trigger-campaign messages through the priority MTA queue.
+
+Sends arrive on `triggers.jobs` (from procevent and the API). Each is stored in
+`trigger_sends` under its derived message id before its job is acknowledged (a repeat is
+stored once, domain/triggers.py), so nothing acknowledged is ever lost. A send that is due is
+claimed under a lease, rendered with the campaign worker's renderer (domain/message.py, the
+trigger's `data` as {{ data.* }}), published to `akmta_prior_<sender>` (confirmed), then
+marked sent. A worker killed between the publish and the mark leaves the lease to run out;
+the send is claimed again and published again with the same Message-ID, which akmtad drops.
+Delayed sends wait in the store, not in memory: a scan claims whatever is due, after any
+restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from typing import Any
+
+from altcraft.config import MainConfig
+from altcraft.domain import audience, message as messages, triggers
+from altcraft.domain.campaign_senders import CampaignSenders
+from altcraft.domain.errors import DomainError
+from altcraft.domain.stoplist import StopList
+from altcraft.domain.templates import compile_parts
+from altcraft.mta import envelope as mta_envelope
+from altcraft.schema.rabbitmq import TRIGGER_JOBS_QUEUE
+from altcraft.stores import kv
+from altcraft.stores.broker import Broker, Message, Received
+from altcraft.wiring import Platform
+
+log = logging.getLogger("altcraft.proctrigger")
+PREFETCH = 200
+SCAN_SECONDS = 0.5  # how often due (delayed, or orphaned) sends are looked for
+LEASE_SECONDS = 30.0
+
+
+class _Nothing:
+    """A trigger send has no launch record: its message id is its de-duplication."""
+
+    def handled(self, profile_ids):
+        return [False] * len(profile_ids)
+
+
+class Skip(Exception):
+    """A send that will not be sent; the text says why."""
+
+
+class TriggerSender:
+    def __init__(self, config: MainConfig, platform: Platform | None = None):
+        self.config = config
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.platform = platform or Platform(config)
+        self.triggers = self.platform.triggers
+        self.broker = Broker(config, app="proctrigger")
+        self.stoplist = StopList(kv.ssdb(config, "hbsupp"))
+        self.declared: set[str] = set()
+        self.arrived: list[Received] = []
+
+    def run(self, stop: threading.Event) -> None:
+        self.broker.prefetch(PREFETCH)
+        self.broker.consume(TRIGGER_JOBS_QUEUE, self.arrived.append)
+        while not stop.is_set():
+            self.broker.poll(SCAN_SECONDS)
+            due = []
+            while self.arrived:
+                due.extend(self.store(self.arrived.pop(0)))
+            for send_id in due:  # new sends due now: at once, not at the next scan
+                self.attempt(self.triggers.claim(self.owner, send_id, LEASE_SECONDS))
+            while not stop.is_set() and self.attempt(self.triggers.claim(self.owner, None, LEASE_SECONDS)):
+                pass
+
+    def store(self, received: Received) -> list[str]:
+        """Stores a job's send, then acknowledges it; the id of a new send."""
+        try:
+            send = triggers.decode_job(received.body)
+        except ValueError as exc:
+            log.error("job %s dead-lettered: %s", received.message_id, exc)
+            self.broker.reject(received.tag)
+            return []
+        stored, new = self.triggers.enqueue(send)
+        self.broker.ack(received.tag)
+        return [stored["_id"]] if new or stored["state"] == "waiting" else []
+
+    def attempt(self, send: dict[str, Any] | None) -> bool:
+        if send is None:
+            return False
+        try:
+            self.deliver(send)
+            self.triggers.finish(send["_id"], self.owner, "sent")
+        except Skip as exc:
+            log.info("trigger send %s skipped: %s", send["_id"], exc)
+            self.triggers.finish(send["_id"], self.owner, "skipped", str(exc))
+        except DomainError as exc:  # the trigger, template or sender is gone or invalid
+            log.warning("trigger send %s failed: %s", send["_id"], exc.message)
+            self.triggers.finish(send["_id"], self.owner, "failed", exc.message)
+        return True
+
+    def deliver(self, send: dict[str, Any]) -> None:
+        account_id = send["account_id"]
+        trigger = self.triggers.get(account_id, send["trigger_id"])
+        if not trigger["active"]:
+            raise Skip("the trigger campaign is not active")
+        profile = self.platform.profiles(account_id, trigger["db_id"]).collection.find_one({"_id": send["profile_id"]})
+        if profile is None:
+            raise Skip("the profile no longer exists")
+        if not audience.choose([profile], trigger["resource_id"], stoplist=self.stoplist, handled=_Nothing()).profiles:
+            raise Skip("no e-mail, not subscribed to the resource, or on the stop list")
+        compiled = compile_parts(self.platform.templates(account_id).get(trigger["template_id"]))
+        base = messages.Envelope(account_id, trigger["db_id"], trigger["resource_id"], trigger["id"], 0,
+                                 "", "", "", self.config.TRACKING_BASE_URL, self.config.TRACKING_CRYPT_KEY)
+        via = CampaignSenders.load(self.platform.senders, self.platform.vsenders, trigger, base) \
+            .via(profile["_id"], profile["data"]["email"])
+        try:
+            rendered = messages.render(compiled, via.envelope, profile, mid=send["_id"], extra={"data": send["data"]})
+        except Exception as exc:  # a template that fails for this profile and data
+            raise Skip(f"the template failed: {type(exc).__name__}: {exc}") from None
+        addressed = mta_envelope.MtaEnvelope(
+            sender_id=via.sender_id, rcpt=rendered.rcpt, account_id=account_id, campaign_id=trigger["id"],
+            profile_id=profile["_id"], db_id=trigger["db_id"], resource_id=trigger["resource_id"])
+        queue = mta_envelope.queue(via.sender_id, priority=True)
+        if queue not in self.declared:
+            self.broker.declare_durable_queue(queue)
+            self.declared.add(queue)
+        self.broker.publish(Message("", queue, rendered.data, rendered.message_id, addressed.headers(),
+                                    mta_envelope.CONTENT_TYPE))
+
+    def close(self) -> None:
+        self.broker.close()
+        self.platform.close()
+
+
+def main(config: MainConfig, stop: threading.Event) -> None:
+    backoff = 1.0
+    while not stop.is_set():
+        sender = TriggerSender(config)
+        try:
+            sender.run(stop)
+        except Exception as exc:  # a store or the broker away: leases run out, sends are claimed again
+            log.warning("trigger sending interrupted (%s: %s); reconnecting in %.0f s", type(exc).__name__,
+                        str(exc)[:300], backoff)
+            stop.wait(backoff)
+            backoff = min(backoff * 2, 30.0)
+        finally:
+            try:
+                sender.close()
+            except Exception:  # noqa: BLE001
+                pass
