@@ -1,7 +1,7 @@
 """Versioned migrations against the real servers: `aktool migrate` records each migration
 once and a second run changes nothing; a claim in the ledger is exclusive, so two runs at
-once apply a migration once; a backup records the ledger's schema versions, and restoring
-a backup of an older schema applies what it lacks."""
+once apply a migration once. (A backup of an older schema, restored, gets the migrations it
+lacks: tests/integration/test_move.py, which restores one anyway.)"""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import threading
 
 import pytest
 
-from altcraft.backup import runner
 from altcraft.schema import ledger as ledger_mod
 from altcraft.schema import migrate as migration
 from altcraft.schema.migrations import MIGRATIONS, Migration
@@ -84,16 +83,3 @@ def test_two_runs_at_once_apply_a_migration_once(config, control):
     assert not errors, errors
     assert control["applied_count"].find_one({"_id": 1})["n"] == 1
     assert control[ledger_mod.COLLECTION].count_documents({"store": "mongodb", "version": 1}) == 1
-
-
-def test_a_backup_carries_the_schema_versions_and_restoring_an_older_one_migrates(config, control, basedir):
-    migration.apply(config)
-    control[ledger_mod.COLLECTION].delete_one({"store": "rabbitmq", "version": 1})  # an older schema
-    path, data = runner.create(config, basedir / "cfg.json", to=basedir / "backup", only=["mongodb"], quiet=False)
-    assert data["schema_versions"] == {"mongodb": 1, "clickhouse": 1}
-
-    migrated = []
-    mismatches = runner.restore(config, path, check_processes=False, on_migrated=migrated.append)
-    assert mismatches == []
-    assert [(m["store"], m["version"]) for m in migrated[0].applied] == [("rabbitmq", 1)]
-    assert migrated[0].versions == {"mongodb": 1, "clickhouse": 1, "rabbitmq": 1}
