@@ -21,6 +21,8 @@ def upgrade_command(
     backup: bool = typer.Option(True, "--backup/--no-backup", help="Take a backup first (aktool backup create)."),
     backup_to: Optional[Path] = typer.Option(None, "--backup-to", help="Directory of that backup "
                                              "(default {BASEDIR}/backups/<UTC time>)."),
+    backup_only: Optional[list[str]] = typer.Option(None, "--backup-only", help="Back up only these stores "
+                                                    "(repeatable; as `aktool backup create --only`)."),
     restart: bool = typer.Option(True, "--restart/--no-restart", help="Restart the running processes "
                                  "group by group afterwards."),
     min_free_mb: int = typer.Option(1024, "--min-free-mb", min=0, help="Free disk the backup needs."),
@@ -77,7 +79,7 @@ def upgrade_command(
             if backup:
                 current = "backup"
                 status.update("backup: every store (aktool backup create)")
-                path, data = backups.create(conf, conf_path, to=backup_to)
+                path, data = backups.create(conf, conf_path, to=backup_to, only=backup_only)
                 step("backup", {"path": str(path), "seconds": data["seconds"]})
                 console.print(f"[green]ok[/green]   backup: {path} ({data['seconds']:.1f} s)")
 
