@@ -48,6 +48,9 @@ def upgrade_command(
 
     def finish(code: int, message: str | None = None) -> typer.Exit:
         result["ok"] = code == EXIT_OK
+        migrated = next((s["result"] for s in result["steps"] if s["step"] == "migrate"), {})
+        result["changed"] = bool(any(s["step"] in ("backup", "restart") for s in result["steps"])
+                                 or migrated.get("changes") or migrated.get("migrations_applied"))
         if as_json:
             if message:
                 result["error"] = message
@@ -101,7 +104,8 @@ def upgrade_command(
                                        end=lambda s, summary: console.print(f"[green]ok[/green]   {s}: {summary}"))
                 done = runner.restart_groups(conf, conf_path, events, wait=wait)
                 result["restarted"] = done
-                step("restart", {"processes": len(done)})
+                if done:
+                    step("restart", {"processes": len(done)})
     except typer.Exit:
         raise
     except KeyboardInterrupt:
