@@ -86,3 +86,58 @@ def test_the_stop_check_runs_as_a_script(capsys):
     assert stops.main(["0.1.0", "0.1.0"]) == 0
     assert stops.main(["0.2.0", "0.1.0"]) == 2
     assert "FAIL version" in capsys.readouterr().err
+
+
+class _Answers:
+    """A loopback HTTP server answering /api/readiness from a script of status codes."""
+
+    def __init__(self, codes):
+        import http.server
+        import threading
+
+        script = list(codes)
+        self.calls = 0
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                outer.calls += 1
+                code = script.pop(0) if len(script) > 1 else script[0]
+                self.send_response(code)
+                self.end_headers()
+                self.wfile.write(b'{"status": "FAIL", "failed": ["controldb"]}' if code != 200 else b"{}")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def listen_address(self, name):
+        from altcraft.config import Address
+
+        return Address("127.0.0.1", self.server.server_address[1])
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_readiness_is_waited_for_until_200_and_a_process_never_ready_is_named():
+    from altcraft import registry
+    from altcraft.upgrade import runner
+
+    api = registry.get("api")
+    answers = _Answers([503, 503, 200])
+    try:
+        runner.wait_ready(answers, api, timeout=30)
+        assert answers.calls == 3
+    finally:
+        answers.close()
+    never = _Answers([503])
+    try:
+        with pytest.raises(runner.StepFailed, match="readiness api") as failed:
+            runner.wait_ready(never, api, timeout=0.5)
+        assert "HTTP 503" in str(failed.value) and "controldb" in str(failed.value)
+    finally:
+        never.close()
