@@ -135,7 +135,12 @@ def _restart(config: MainConfig, config_path: Path, process: registry.Process, w
             raise StepFailed(f"restart {process.name}", f"systemctl restart {unit}: {done.stderr.strip()}")
         return "restarted (systemd)"
     control.stop(config, process)
-    status = control.start(config, config_path, process, wait=wait)
+    try:
+        status = control.start(config, config_path, process, wait=wait)
+    except KeyboardInterrupt:
+        # never leave a process stopped by an interrupted upgrade: start it, then stop here
+        control.start(config, config_path, process, wait=wait)
+        raise
     if status.state != "RUNNING":
         raise StepFailed(f"restart {process.name}", f"{status.state} after start: {status.detail}")
     return "restarted (akd)"
