@@ -126,11 +126,11 @@ def migrate(
         for m in outcome.pending:
             typer.echo(f"{m['store']:<10} pending migration {m['version']} {m['name']}")
         versions = ", ".join(f"{s} {v}" for s, v in sorted(outcome.versions.items())) or "none recorded"
-        if outcome.changed or outcome.pending:
+        if outcome.changed or outcome.pending:  # the versions are in --json always
             typer.echo(f"{len(outcome.changes)} change(s), {len(outcome.applied)} migration(s) applied, "
                        f"{len(outcome.pending)} pending; schema versions: {versions}")
         else:
-            typer.echo(f"nothing to do: every store is up to date (schema versions: {versions})")
+            typer.echo("nothing to do: every store is up to date")
     raise typer.Exit(EXIT_OK)
 
 
