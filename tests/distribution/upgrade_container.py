@@ -12,8 +12,10 @@ the upgrade playbook. Inside the container:
      ledger holds each migration once, `aktool migrate --status` lists none pending; every
      count equals the count before; every implemented process RUNNING again;
   4. the upgrade playbook again: the play recap says changed=0, the ledger is unchanged.
-Run it alone:  tests/run tests/distribution/test_upgrade_container.py -m slow
-(ALTCRAFT_KEEP_INSTALL_CONTAINER=1 keeps the container to debug).
+Not part of the default run (its name does not start with test_, so pytest collects it only
+when named): tests/run tests/distribution/upgrade_container.py
+Renaming it to test_upgrade_container.py makes it join the default run.
+(ALTCRAFT_KEEP_INSTALL_CONTAINER=1 keeps the container to debug.)
 """
 
 from __future__ import annotations
