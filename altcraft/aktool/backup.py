@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from altcraft import config as cfg
 from altcraft.cliutil import CONFIG_OPTION, EXIT_FAILED, EXIT_OK, fail, load_config, print_json
 
 app = typer.Typer(help="Back up and restore the whole platform: every store, the spool, the secrets.",
@@ -216,6 +217,12 @@ def restore_command(
     path: Path = typer.Argument(..., help="The backup directory."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Overwrite without asking."),
     migrate: bool = typer.Option(False, "--migrate", help="Accept a backup of another platform version."),
+    move: bool = typer.Option(False, "--move", help="A move to this host: first put the backup's generated "
+                              "secrets into this host's main.json (kept: its store addresses and passwords, "
+                              "BASEDIR), then restore the data. See docs/operations.md, Move."),
+    settings: Optional[list[str]] = typer.Option(None, "--set", help="With --move: KEY=VALUE to rewrite in "
+                                                 "main.json (repeatable; dotted paths, JSON values), e.g. "
+                                                 "TRACKING_BASE_URL=https://trk.new.example"),
     as_json: bool = typer.Option(False, "--json", help="JSON output for machines (implies nothing: "
                                  "--yes is still needed to overwrite)."),
     config: Optional[Path] = CONFIG_OPTION,
@@ -223,9 +230,12 @@ def restore_command(
     """Verify the backup, then replace every store's platform data with it, migrate, and
     compare every count and checksum with the manifest. Exit 1 on a mismatch or failure,
     2 when refused (damaged backup, other version, running processes, not confirmed)."""
+    from altcraft.backup import move as moving
     from altcraft.backup import runner
 
-    conf, _ = load_config(config, code=EXIT_INVALID, quiet=as_json)
+    if settings and not move:
+        raise fail("aktool backup restore: --set rewrites main.json for a move: give --move too", EXIT_INVALID)
+    conf, conf_path = load_config(config, code=EXIT_INVALID, quiet=as_json)
     data, problems = runner.verify(path)
     if problems:
         raise fail("aktool backup restore: refused, the backup is damaged:\n" +
@@ -239,20 +249,48 @@ def restore_command(
                 typer.echo(f"  {line}")
         except Exception as exc:  # noqa: BLE001 - the plan is informative; the restore will say
             typer.echo(f"  (cannot list the targets: {type(exc).__name__}: {exc})")
+        if move:
+            typer.echo(f"  main.json  take {', '.join(moving.GENERATED)} from the backup"
+                       + (f"; set {', '.join(settings or [])}" if settings else ""))
         if not typer.confirm("Overwrite these?", default=False):
             raise fail("aktool backup restore: not confirmed; nothing changed", EXIT_INVALID)
+    moved: list[str] = []
+    if move:
+        if "secrets" not in data["stores"]:
+            raise fail("aktool backup restore --move: the backup has no secrets part", EXIT_INVALID)
+        try:
+            moved = moving.take_secrets(conf_path, path, settings or [])
+        except moving.BadSetting as exc:
+            raise fail(f"aktool backup restore: refused: {exc}", EXIT_INVALID) from None
+        except cfg.ConfigError as exc:
+            raise fail(f"aktool backup restore: refused: main.json with the backup's secrets and --set is "
+                       f"invalid, nothing changed:\n" + "\n".join(f"  {e}" for e in exc.report.errors),
+                       EXIT_INVALID) from None
+        conf, conf_path = load_config(conf_path, code=EXIT_INVALID, quiet=as_json)
+        if not as_json:
+            typer.echo(f"main.json: {', '.join(moved) or 'already had the backup secrets'}"
+                       f"{' (before: ' + str(conf_path) + '.before-move)' if moved else ''}")
+            typer.echo("note: give the controller's altcraft_secrets_dir the same private_key, "
+                       "webapi_private_key and tracking_crypt_key, or the next install.sh writes its own back")
+    migrated: list = []
     try:
         with _Live(quiet=as_json or not sys.stderr.isatty()) as live:
-            mismatches = runner.restore(conf, path, allow_other_version=migrate, report=live.reporter())
+            mismatches = runner.restore(conf, path, allow_other_version=migrate, report=live.reporter(),
+                                        on_migrated=migrated.append)
     except runner.Refused as exc:
         raise fail(f"aktool backup restore: refused: {exc}", EXIT_INVALID) from None
     except runner.StoreFailed as exc:
         raise fail(f"aktool backup restore: FAILED at store {exc.store}: {type(exc.cause).__name__}: "
                    f"{exc.cause}", EXIT_FAILED) from None
     secrets = runner.secrets_match(conf, path) if "secrets" in data["stores"] else []
+    outcome = migrated[0] if migrated else None
     if as_json:
-        print_json({"ok": not mismatches, "mismatches": mismatches, "secrets_differ": secrets})
+        print_json({"ok": not mismatches, "mismatches": mismatches, "secrets_differ": secrets,
+                    "moved": moved, "migrations_applied": outcome.applied if outcome else [],
+                    "schema_versions": outcome.versions if outcome else None})
     else:
+        for m in outcome.applied if outcome else []:
+            typer.echo(f"applied migration {m['store']} {m['version']} {m['name']}: {m['detail']}")
         for line in mismatches:
             typer.echo(f"MISMATCH {line}", err=True)
         if secrets:

@@ -35,6 +35,10 @@ from altcraft.aktool import backup as _backup  # noqa: E402
 
 app.add_typer(_backup.app, name="backup")
 
+from altcraft.aktool import upgrade as _upgrade  # noqa: E402
+
+app.command("upgrade")(_upgrade.upgrade_command)
+
 EXIT_CONFIG_INVALID = 2
 
 
@@ -93,27 +97,40 @@ def config_check(
 
 @app.command()
 def migrate(
-    dry_run: bool = typer.Option(False, "--dry-run", help="Show what would change; change nothing."),
+    dry_run: bool = typer.Option(False, "--dry-run", "--status", help="Show what would change and the "
+                                 "migrations pending; change nothing."),
     as_json: bool = typer.Option(False, "--json", help="JSON output for machines."),
     config: Optional[Path] = CONFIG_OPTION,
 ) -> None:
     """Create ClickHouse tables, MongoDB indexes, RabbitMQ exchanges and queues that are
-    missing. Running it again changes nothing."""
+    missing, then apply the numbered migrations not yet recorded in the ledger (each once,
+    also when two runs meet). Running it again changes nothing. Exit 1 when a store cannot
+    be reached or a migration fails, 2 when the stores hold a newer schema (a downgrade)."""
     from altcraft.schema import migrate as migration
 
     conf, _ = load_config(config, code=EXIT_CONFIG_INVALID, quiet=as_json)
     try:
-        changes = migration.run(conf, dry_run=dry_run)
+        outcome = migration.apply(conf, dry_run=dry_run)
+    except migration.TooNew as exc:
+        raise fail(f"aktool migrate: refused: {exc}", EXIT_CONFIG_INVALID) from None
     except Exception as exc:  # a store that cannot be reached: say which and stop
         raise fail(f"aktool migrate: failed: {type(exc).__name__}: {exc}", EXIT_FAILED) from None
     if as_json:
-        print_json({"dry_run": dry_run, "changes": [c.as_dict() for c in changes]})
+        print_json(outcome.as_dict(dry_run))
     else:
         verb = "would " if dry_run else ""
-        for c in changes:
+        for c in outcome.changes:
             typer.echo(f"{c.store:<10} {verb}{c.action} {c.target}")
-        typer.echo(f"{len(changes)} change(s)" + (" planned" if dry_run else "")
-                   if changes else "nothing to do: every store is up to date")
+        for m in outcome.applied:
+            typer.echo(f"{m['store']:<10} applied migration {m['version']} {m['name']}: {m['detail']}")
+        for m in outcome.pending:
+            typer.echo(f"{m['store']:<10} pending migration {m['version']} {m['name']}")
+        versions = ", ".join(f"{s} {v}" for s, v in sorted(outcome.versions.items())) or "none recorded"
+        if outcome.changed or outcome.pending:  # the versions are in --json always
+            typer.echo(f"{len(outcome.changes)} change(s), {len(outcome.applied)} migration(s) applied, "
+                       f"{len(outcome.pending)} pending; schema versions: {versions}")
+        else:
+            typer.echo("nothing to do: every store is up to date")
     raise typer.Exit(EXIT_OK)
 
 

@@ -42,8 +42,8 @@ from altcraft.stores.analytics import Analytics
 from altcraft.stores.broker import Broker
 
 STORES = ("secrets", "mongodb", "clickhouse", "kv", "rabbitmq", "postgresql", "spool")
-SCHEMA_NOTE = ("the platform has no versioned migrations yet (issue 14, upgrade): each store's "
-               "schema travels in its dump (indexes, CREATE TABLE, definitions)")
+SCHEMA_NOTE = ("schema_versions: per store the highest numbered migration applied, from the ledger "
+               "(control database, schema_migrations); the schema itself travels in each dump")
 Tick = Callable[[str, int], None]
 
 
@@ -154,6 +154,17 @@ def _dump_store(store: str, config: MainConfig, config_path: Path, root: Path, t
     raise ValueError(f"unknown store {store}")
 
 
+def _schema_versions(config: MainConfig) -> dict[str, int] | None:
+    """The ledger's schema version per store; None when the control database is not reached
+    (a backup `--only` other stores may still be taken; restore then migrates all)."""
+    from altcraft.schema import migrate as migration
+
+    try:
+        return migration.schema_versions(config)
+    except Exception:  # noqa: BLE001 - the mongodb part, if asked for, fails naming its store
+        return None
+
+
 class QuietPoint:
     """The maintenance flag for the length of a run: set, renewed every third of its lease
     by a thread, cleared at the end whatever happened. A run killed with SIGKILL stops
@@ -233,6 +244,7 @@ def create(config: MainConfig, config_path: Path, to: Path | None = None, only: 
                 lock.release(remove=False)
                 raise StoreFailed("maintenance", exc) from exc
         try:
+            versions = _schema_versions(config)
             for store in stores:
                 report.begin(store)
                 store_clock = time.monotonic()
@@ -245,7 +257,7 @@ def create(config: MainConfig, config_path: Path, to: Path | None = None, only: 
             data = {
                 "format": mf.FORMAT,
                 "platform_version": altcraft.__version__,
-                "schema_versions": None,
+                "schema_versions": versions,
                 "schema_note": SCHEMA_NOTE,
                 "hosts": {"backup_host": socket.gethostname()},
                 "quiet_point": {"maintenance_flag": quiet, "lease_seconds": lease if quiet else None,
@@ -444,10 +456,14 @@ def secrets_match(config: MainConfig, root: Path) -> list[str]:
 
 
 def restore(config: MainConfig, root: Path, *, allow_other_version: bool = False,
-            report: Reporter | None = None, check_processes: bool = True) -> list[str]:
-    """Verifies, restores every store of the backup, migrates, compares. Returns the
-    mismatches of the final comparison (empty: the stores equal the manifest)."""
+            report: Reporter | None = None, check_processes: bool = True,
+            on_migrated: Callable[[Any], None] | None = None) -> list[str]:
+    """Verifies, restores every store of the backup, compares, migrates. Returns the
+    mismatches of the comparison (empty: the stores equal the manifest). The comparison
+    comes before the migrations: a backup of an older schema is restored exactly, then the
+    migrations it lacks are applied (and handed to `on_migrated`), as after an upgrade."""
     from altcraft.schema import migrate as migration
+    from altcraft.schema import migrations as numbered
 
     report = report or Reporter()
     data, problems = verify(root)
@@ -457,6 +473,9 @@ def restore(config: MainConfig, root: Path, *, allow_other_version: bool = False
     if data["platform_version"] != altcraft.__version__ and not allow_other_version:
         raise Refused(f"the backup is of platform version {data['platform_version']}, this is "
                       f"{altcraft.__version__}: restore it with the same version, or pass --migrate")
+    if newer := numbered.too_new(data.get("schema_versions") or {}):
+        raise Refused(f"the backup's schema is newer than this version ({'; '.join(newer)}): restore it "
+                      f"with platform {data['platform_version']}")
     if check_processes and (up := running_processes(config)):
         raise Refused(f"platform processes are running here: {', '.join(up)}; stop them first (akd stop)")
     for store in STORES:
@@ -470,13 +489,16 @@ def restore(config: MainConfig, root: Path, *, allow_other_version: bool = False
         except Exception as exc:
             raise StoreFailed(store, exc) from exc
         report.end(store)
+    mismatches = compare(config, root, data)
     report.begin("migrate")
     try:
-        migration.run(config)
+        outcome = migration.apply(config)
     except Exception as exc:
         raise StoreFailed("migrate", exc) from exc
     report.end("migrate")
-    return compare(config, root, data)
+    if on_migrated is not None:
+        on_migrated(outcome)
+    return mismatches
 
 
 def compare(config: MainConfig, root: Path, data: dict[str, Any]) -> list[str]:

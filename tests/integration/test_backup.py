@@ -100,7 +100,7 @@ def bk_config(harness, basedir, vhost, private_redis, private_pg):
     path = basedir / "main.json"
     path.write_text(json.dumps(data, indent=2))
     config, _ = cfg.load(path)
-    migration.run(config)
+    migration.apply(config)  # as installed: desired state and the ledger of migrations
     yield config, path
     _drop_everything(config)
 
@@ -316,7 +316,10 @@ def test_backup_wipe_restore_equals_the_manifest(bk_config, tmp_path, harness):
     assert refused.returncode == 2 and "--yes" in refused.stderr  # never overwrites unasked
     restored = run("aktool", "backup", "restore", str(target), "--yes", "--json", config=main_json, timeout=300)
     assert restored.returncode == 0, restored.stdout + restored.stderr
-    assert json.loads(restored.stdout) == {"ok": True, "mismatches": [], "secrets_differ": []}
+    answer = json.loads(restored.stdout)
+    assert {k: answer[k] for k in ("ok", "mismatches", "secrets_differ", "moved", "migrations_applied")} == {
+        "ok": True, "mismatches": [], "secrets_differ": [], "moved": [], "migrations_applied": []}
+    assert answer["schema_versions"] == data["schema_versions"] == {"mongodb": 1, "clickhouse": 1, "rabbitmq": 1}
 
     after = _live_digests(config, data)
     for name, collections in account_dbs.items():
