@@ -23,6 +23,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from altcraft.services.reconnect import run_until_stopped
 from altcraft.config import MainConfig
 from altcraft.domain.events import BadEvent, decode
 from altcraft.domain.ingest import EventWriter
@@ -146,25 +147,11 @@ def make_writer(config: MainConfig) -> EventWriter:
 
 
 def main(config: MainConfig, stop: threading.Event) -> None:
-    backoff = 1.0
     writer = make_writer(config)
-    caught_up = False
-    while not stop.is_set():
-        if not caught_up:
-            try:
-                writer.catch_up()
-                caught_up = True
-            except Exception as exc:  # ClickHouse or SSDB away: events first, statistics later
-                log.warning("hourly statistics catch-up skipped (%s)", type(exc).__name__)
-                caught_up = True
-        started = time.monotonic()
-        try:
-            Consumer(config, writer).run(stop)
-        except Exception as exc:  # a store or the broker away
-            log.warning("batch not written, not acknowledged (%s: %s); reconnecting in %.0f s",
-                        type(exc).__name__, str(exc)[:300], backoff)
-            if time.monotonic() - started > 60:
-                backoff = 1.0
-            stop.wait(backoff)
-            backoff = min(backoff * 2, 30.0)
+    try:
+        writer.catch_up()
+    except Exception as exc:  # ClickHouse or SSDB away: events first, statistics later
+        log.warning("hourly statistics catch-up skipped (%s)", type(exc).__name__)
+    # a store or the broker away: the batch is not written and not acknowledged
+    run_until_stopped(lambda stop: Consumer(config, writer).run(stop), stop, "event writing", log)
     log.info("stopped; %d events written", writer.written)

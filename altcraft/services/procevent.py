@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from altcraft.services.reconnect import fresh, run_until_stopped
 from altcraft.config import MainConfig
 from altcraft.domain import events, triggers
 from altcraft.schema.rabbitmq import AUTOMATION_QUEUE
@@ -88,18 +89,4 @@ class Router:
 
 
 def main(config: MainConfig, stop: threading.Event) -> None:
-    backoff = 1.0
-    while not stop.is_set():
-        router = Router(config)
-        try:
-            router.run(stop)
-        except Exception as exc:  # the broker or the document store away: nothing acknowledged
-            log.warning("routing interrupted (%s: %s); reconnecting in %.0f s", type(exc).__name__,
-                        str(exc)[:300], backoff)
-            stop.wait(backoff)
-            backoff = min(backoff * 2, 30.0)
-        finally:
-            try:
-                router.close()
-            except Exception:  # noqa: BLE001 - closing a broken connection
-                pass
+    run_until_stopped(fresh(lambda: Router(config)), stop, "routing", log)

@@ -30,6 +30,7 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+from altcraft.services.reconnect import run_until_stopped
 from altcraft.config import MainConfig
 from altcraft.domain import webhooks
 from altcraft.domain.clock import now
@@ -219,19 +220,9 @@ def main(config: MainConfig, stop: threading.Event) -> None:
     senders.start(stop)
     log.info("%d senders, pid %d, retry time scale %g", config.WEBHOOKS.CONCURRENCY, os.getpid(),
              config.WEBHOOKS.TIME_SCALE)
-    backoff = 1.0
     intake = Intake(config, endpoints, outbox, wake)
-    while not stop.is_set():
-        started = time.monotonic()
-        try:
-            intake.run(stop)
-        except Exception as exc:  # the broker or the document store away
-            log.warning("intake: batch not written, not acknowledged (%s: %s); reconnecting in %.0f s",
-                        type(exc).__name__, str(exc)[:300], backoff)
-            if time.monotonic() - started > 60:
-                backoff = 1.0
-            stop.wait(backoff)
-            backoff = min(backoff * 2, 30.0)
+    # the broker or the document store away: the batch is not written and not acknowledged
+    run_until_stopped(intake.run, stop, "intake", log)
     wake.set()
     senders.join(config.WEBHOOKS.TIMEOUT_SECONDS + 5)
     log.info("stopped; %d outbox entries written", intake.written)

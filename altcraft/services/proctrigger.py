@@ -19,6 +19,7 @@ import socket
 import threading
 from typing import Any
 
+from altcraft.services.reconnect import fresh, run_until_stopped
 from altcraft.config import MainConfig
 from altcraft.domain import audience, message as messages, triggers
 from altcraft.domain.campaign_senders import CampaignSenders
@@ -133,18 +134,5 @@ class TriggerSender:
 
 
 def main(config: MainConfig, stop: threading.Event) -> None:
-    backoff = 1.0
-    while not stop.is_set():
-        sender = TriggerSender(config)
-        try:
-            sender.run(stop)
-        except Exception as exc:  # a store or the broker away: leases run out, sends are claimed again
-            log.warning("trigger sending interrupted (%s: %s); reconnecting in %.0f s", type(exc).__name__,
-                        str(exc)[:300], backoff)
-            stop.wait(backoff)
-            backoff = min(backoff * 2, 30.0)
-        finally:
-            try:
-                sender.close()
-            except Exception:  # noqa: BLE001
-                pass
+    # a store or the broker away: leases run out, sends are claimed again
+    run_until_stopped(fresh(lambda: TriggerSender(config)), stop, "trigger sending", log)

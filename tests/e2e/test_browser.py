@@ -12,12 +12,10 @@ from __future__ import annotations
 import email
 import email.policy
 import smtplib
-import threading
 import time
 import uuid
 from datetime import datetime, timezone
 from email.message import EmailMessage
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -25,6 +23,7 @@ from altcraft import registry
 from altcraft.domain import events
 from altcraft.services.api import create_app
 from altcraft.wiring import Platform
+from tests.lib.landing import PERSON, Landing
 from tests.lib.ports import free_port
 from tests.lib.stand import campaign_id
 from tests.lib.wait import wait_for
@@ -33,7 +32,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 # A headless Chromium says "HeadlessChrome", which the bot filter rightly flags (scanners use
 # headless browsers); this test reads mail as a person would, so it sends a desktop UA.
-PERSON = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36"
 
 
 @pytest.fixture
@@ -59,27 +57,8 @@ def sink():
 @pytest.fixture
 def landing():
     """The shop's landing pages: records which ones the browser reached."""
-    seen: list[str] = []
-
-    class Page(BaseHTTPRequestHandler):
-        def do_GET(self):
-            if self.path.startswith("/p/"):
-                seen.append(self.path)
-            body = b"<!doctype html><title>landing</title><h1>Sale</h1>"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Page)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    server.shutdown()
+    with Landing() as pages:
+        yield pages.url, pages.seen
 
 
 def test_browser_opens_and_clicks_are_reported_exactly(stand, chromium, sink, landing):

@@ -24,7 +24,7 @@ import pytest
 
 from altcraft.domain.botfilter import CLICK_AFTER_DELIVERY, CLICK_AFTER_OPEN, CLICK_AFTER_SIGNING
 from altcraft.wiring import Platform
-from tests.e2e.test_webcontrol_browser import FLAGS, SCREENSHOTS, WATCH_CSP
+from tests.lib.browser import watched_page
 from tests.lib.landing import PERSON, Landing
 from tests.lib.ports import free_port
 from tests.lib.sink import Sink
@@ -71,33 +71,16 @@ def _audience(platform, landing_url: str):
 
 
 def test_wizard_start_send_open_click_and_the_report_shows_exactly_that(journey, chromium):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     stand, base, sink, landing = journey
     platform = Platform(stand.config)
     tenant, tag = _audience(platform, landing.url)
     stand.start("webcontrol", "trkaction", "procactions", "campaign", "akmtad")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    problems: list[str] = []
     try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=chromium, args=FLAGS)
-            context = browser.new_context(viewport={"width": 1280, "height": 860}, locale="en-US")
-            context.add_init_script(WATCH_CSP)
-            page = context.new_page()
-            page.on("console", lambda m: m.type == "error" and problems.append(f"console: {m.text}"))
-            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-            page.on("response", lambda r: r.status >= 400 and problems.append(f"{r.status} {r.url}"))
-
-            def shot(name: str) -> None:
-                page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-                violations = page.evaluate("window.__csp")
-                assert not violations, f"{name}: CSP violations {violations}"
-
-            page.goto(f"{base}/signin")
-            page.fill("input[name=login]", tenant.writer)
-            page.fill("input[name=password]", PASSWORD)
-            page.click("[data-testid=signin]")
+        with watched_page(chromium, "webcontrol") as watched:
+            page, problems, shot = watched.page, watched.problems, watched.shot
+            watched.sign_in(base, tenant.writer, PASSWORD)
             expect(page).to_have_url(f"{base}/dashboard")
 
             # the wizard: database, then segment, template, sender, schedule
@@ -133,7 +116,7 @@ def test_wizard_start_send_open_click_and_the_report_shows_exactly_that(journey,
             delivered_at = time.time()
 
             # the reader: opens 5 messages (the pixel loads), then clicks in 2 as a person would
-            reader = browser.new_context(user_agent=PERSON)
+            reader = watched.context.browser.new_context(user_agent=PERSON)
             opened = []
             for index in OPENED:
                 html = email.message_from_bytes(received[index].data, policy=email.policy.default) \
@@ -172,7 +155,6 @@ def test_wizard_start_send_open_click_and_the_report_shows_exactly_that(journey,
                 page.click("[data-testid=report-csv]")
             exported = open(download.value.path()).read()
             assert re.search(r"^opened_total,5,5$", exported, re.M) and re.search(r"^clicked_unique,2,2$", exported, re.M)
-            browser.close()
     finally:
         platform.close()
     assert not problems, problems
