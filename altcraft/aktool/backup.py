@@ -19,15 +19,25 @@ EXIT_INTERRUPTED = 130
 
 
 class _Live:
-    """A rich progress display on stderr: one line per store with its records so far."""
+    """A rich progress display on stderr: one line per store with its records so far. When
+    stderr is not a terminal (a timer's journal, a script), plain lines instead:
+    `backup: <store>: dumping`, `backup: <store>: done`, and the quiet point's steps."""
 
-    def __init__(self, quiet: bool):
+    def __init__(self, quiet: bool, verb: str = "dumping"):
+        self.plain = not sys.stderr.isatty()
+        self.verb = verb
         self.progress = Progress(SpinnerColumn(), TextColumn("{task.description:<14}"),
                                  TextColumn("{task.fields[records]:>10,} records  {task.fields[what]}"),
-                                 TimeElapsedColumn(), console=Console(stderr=True), disable=quiet)
+                                 TimeElapsedColumn(), console=Console(stderr=True), disable=quiet or self.plain)
         self.tasks: dict[str, int] = {}
         self.records: dict[str, int] = {}
         self.current: str | None = None
+
+    def say(self, text: str) -> None:
+        if self.plain:
+            print(f"backup: {text}", file=sys.stderr, flush=True)
+        else:
+            self.progress.console.print(text)
 
     def __enter__(self):
         self.progress.__enter__()
@@ -37,6 +47,8 @@ class _Live:
         self.progress.__exit__(*exc)
 
     def begin(self, store: str) -> None:
+        if self.plain:
+            self.say(f"{store}: {self.verb}")
         self.current = store
         self.tasks[store] = self.progress.add_task(store, total=None, what="", records=0)
 
@@ -46,6 +58,8 @@ class _Live:
             self.progress.update(self.tasks[self.current], records=self.records[self.current], what=label)
 
     def end(self, store: str) -> None:
+        if self.plain:
+            self.say(f"{store}: done ({self.records.get(store, 0)} records)")
         self.progress.update(self.tasks[store], what="done", total=1, completed=1)
 
     def reporter(self):
@@ -73,6 +87,9 @@ def create_command(
                                "for the run (the API refuses writes; see docs/operations.md)."),
     lease: float = typer.Option(30.0, "--lease", min=1.0, help="Seconds the maintenance flag outlives a "
                                 "run that was killed (renewed every third of it while the run lives)."),
+    quiet_timeout: float = typer.Option(120.0, "--quiet-timeout", min=1.0, help="Seconds to wait for the "
+                                        "campaign worker and akmtad to pause and procactions to drain the "
+                                        "event queues; then the run fails naming what was not quiet."),
     as_json: bool = typer.Option(False, "--json", help="JSON output for machines."),
     config: Optional[Path] = CONFIG_OPTION,
 ) -> None:
@@ -82,9 +99,9 @@ def create_command(
 
     conf, conf_path = load_config(config, code=EXIT_INVALID, quiet=as_json)
     try:
-        with _Live(quiet=as_json or not sys.stderr.isatty()) as live:
+        with _Live(quiet=as_json) as live:
             path, data = runner.create(conf, conf_path, to=to, only=only, report=live.reporter(),
-                                       quiet=quiet, lease=lease)
+                                       quiet=quiet, lease=lease, quiet_timeout=quiet_timeout, say=live.say)
     except runner.Refused as exc:
         raise fail(f"aktool backup: {exc}", EXIT_INVALID) from None
     except runner.StoreFailed as exc:
@@ -166,7 +183,7 @@ def verify_command(
     if restore_test and not problems:
         conf, _ = load_config(config, code=EXIT_INVALID, quiet=as_json)
         try:
-            with _Live(quiet=as_json or not sys.stderr.isatty()) as live:
+            with _Live(quiet=as_json, verb="restoring into scratch names") as live:
                 mismatches = runner.restore_test(conf, path, report=live.reporter())
         except runner.StoreFailed as exc:
             mismatches = [f"restore test failed at store {exc.store}: {type(exc.cause).__name__}: {exc.cause}"]
@@ -242,7 +259,7 @@ def restore_command(
         if not typer.confirm("Overwrite these?", default=False):
             raise fail("aktool backup restore: not confirmed; nothing changed", EXIT_INVALID)
     try:
-        with _Live(quiet=as_json or not sys.stderr.isatty()) as live:
+        with _Live(quiet=as_json, verb="restoring") as live:
             mismatches = runner.restore(conf, path, allow_other_version=migrate, report=live.reporter())
     except runner.Refused as exc:
         raise fail(f"aktool backup restore: refused: {exc}", EXIT_INVALID) from None

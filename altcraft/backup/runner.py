@@ -42,6 +42,12 @@ from altcraft.stores.analytics import Analytics
 from altcraft.stores.broker import Broker
 
 STORES = ("secrets", "mongodb", "clickhouse", "kv", "rabbitmq", "postgresql", "spool")
+# the stores the paused processes write together (profiles and checkpoints, events, done and
+# de-duplication keys, queues, the spool): dumped inside the quiet window, in this order;
+# secrets and PostgreSQL (nothing paused writes them) are dumped outside it
+QUIET_STORES = ("mongodb", "clickhouse", "kv", "rabbitmq", "spool")
+PRODUCERS = ("campaign", "akmtad")  # the members that stop at the quiet point
+EVENT_QUEUES = ("events.actions", "events.delivery")
 SCHEMA_NOTE = ("the platform has no versioned migrations yet (issue 14, upgrade): each store's "
                "schema travels in its dump (indexes, CREATE TABLE, definitions)")
 Tick = Callable[[str, int], None]
@@ -54,6 +60,10 @@ class StoreFailed(Exception):
         self.store = store
         self.cause = cause
         super().__init__(f"{store}: {type(cause).__name__}: {cause}")
+
+
+class NotQuiet(Exception):
+    """The quiet point was not reached in time; the message says who or what was not quiet."""
 
 
 class Refused(Exception):
@@ -167,7 +177,8 @@ class QuietPoint:
         self.client = documents.connect(self.config, "control")
         self.flag = Maintenance(documents.control_db(self.client, self.config))
         try:
-            self.token = self.flag.begin(self.reason, f"{socket.gethostname()}:{os.getpid()}", self.lease)
+            self.token = self.flag.begin(self.reason, f"{socket.gethostname()}:{os.getpid()}", self.lease,
+                                         owner_started=_process_started())
         except Exception:
             self.client.close()
             raise
@@ -182,6 +193,36 @@ class QuietPoint:
             except Exception:  # noqa: BLE001 - a missed renewal only shortens the pause
                 pass
 
+    def wait(self, timeout: float, say: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
+        """Waits until every producer says it is quiet, then until procactions has written
+        every event published so far (events.actions and events.delivery drained). Raises
+        NotQuiet naming what is not, after `timeout` seconds in all."""
+        clock = time.monotonic()
+        deadline = clock + timeout
+        say("waiting for the campaign worker and akmtad to pause")
+        while True:
+            members = self.flag.members()
+            loud = [m for m in members if m["role"] in PRODUCERS and m.get("quiet") != self.token]
+            if not loud:
+                break
+            if time.monotonic() > deadline:
+                raise NotQuiet(f"not paused after {timeout:.0f} s: " + ", ".join(
+                    f"{m['role']} {m['owner']}" for m in loud) + " (see their logs; --quiet-timeout to wait longer)")
+            time.sleep(0.1)
+        paused = time.monotonic()
+        say("waiting for procactions to drain events.actions and events.delivery")
+        request = self.flag.request_drain(self.token)
+        with Broker(self.config, app="aktool-backup") as broker:
+            while True:
+                why = _not_drained(self.flag, broker, request)
+                if why is None:
+                    break
+                if time.monotonic() > deadline:
+                    raise NotQuiet(f"events not drained after {timeout:.0f} s: {why} (--quiet-timeout to wait longer)")
+                time.sleep(0.1)
+        return {"members": sorted(f"{m['role']} {m['owner']}" for m in members),
+                "pause_seconds": round(paused - clock, 3), "drain_seconds": round(time.monotonic() - paused, 3)}
+
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
@@ -189,6 +230,38 @@ class QuietPoint:
             self.flag.end(self.token)
         finally:
             self.client.close()
+
+
+def _end_quiet(quiet_point: QuietPoint, say: Callable[[str], None]) -> None:
+    quiet_point.__exit__(None, None, None)
+    say("quiet point over: the platform goes on")
+
+
+def _process_started() -> float | None:
+    try:
+        import psutil
+
+        return psutil.Process().create_time()
+    except Exception:  # noqa: BLE001 - only makes akd status's check less sure
+        return None
+
+
+def _not_drained(flag: Maintenance, broker: Broker, request: int) -> str | None:
+    """None once every living procactions answered the drain request (each answers only when
+    both queues hold nothing ready and it holds nothing unwritten); else what is missing."""
+    workers = flag.members("procactions")
+    if workers:
+        late = [m["owner"] for m in workers if (m.get("drained") or 0) < request]
+        return f"procactions {', '.join(late)} still writing" if late else None
+    # no procactions lives: drained only if nothing waits and nobody else consumes
+    waiting = []
+    for name in EVENT_QUEUES:
+        if not broker.exists("queue", name):
+            continue
+        method = broker.channel.queue_declare(name, passive=True).method
+        if method.message_count or method.consumer_count:
+            waiting.append(f"{name} holds {method.message_count} ready, {method.consumer_count} consumers")
+    return f"no procactions is running and {'; '.join(waiting)}" if waiting else None
 
 
 def new_dir(root: Path) -> Path:
@@ -202,11 +275,20 @@ def new_dir(root: Path) -> Path:
 
 
 def create(config: MainConfig, config_path: Path, to: Path | None = None, only: list[str] | None = None,
-           report: Reporter | None = None, quiet: bool = True, lease: float = 30.0) -> tuple[Path, dict[str, Any]]:
+           report: Reporter | None = None, quiet: bool = True, lease: float = 30.0,
+           quiet_timeout: float = 120.0, say: Callable[[str], None] = lambda text: None) -> tuple[Path, dict[str, Any]]:
     """One backup; returns its directory and manifest. Raises StoreFailed naming the store:
-    the directory is then left without a manifest (incomplete, and `list` says so)."""
+    the directory is then left without a manifest (incomplete, and `list` says so).
+
+    With `quiet`, the stores of QUIET_STORES are dumped inside the quiet window: the flag is
+    set, the producers pause, the event queues drain (QuietPoint.wait), the stores are
+    dumped, the flag is cleared - also when anything fails (finally; a killed run's flag
+    lapses with its lease, or akd status clears it). The others are dumped outside it."""
     report = report or Reporter()
-    stores = [s for s in enabled(config) if not only or s in only]
+    selected = [s for s in enabled(config) if not only or s in only]
+    inside = [s for s in QUIET_STORES if s in selected] if quiet else []
+    stores = [s for s in selected if s not in inside and s != "postgresql"] + inside + \
+        [s for s in selected if s == "postgresql" and s not in inside]
     unknown = [s for s in (only or []) if s not in STORES]
     if unknown:
         raise Refused(f"unknown store(s): {', '.join(unknown)}; known: {', '.join(STORES)}")
@@ -225,15 +307,27 @@ def create(config: MainConfig, config_path: Path, to: Path | None = None, only: 
         clock = time.monotonic()
         sections: dict[str, Any] = {}
         timings: dict[str, float] = {}
-        quiet_point = contextlib.nullcontext()
-        if quiet:
-            try:
-                quiet_point = QuietPoint(config, lease, "backup in progress (aktool backup create)").__enter__()
-            except Exception as exc:
-                lock.release(remove=False)
-                raise StoreFailed("maintenance", exc) from exc
+        quiet_point: Any = None
+        quiet_facts: dict[str, Any] = {}
         try:
             for store in stores:
+                if store in inside and quiet_point is None:
+                    window = time.monotonic()
+                    try:
+                        quiet_point = QuietPoint(config, lease, "backup in progress (aktool backup create)")
+                        quiet_point.__enter__()
+                    except Exception as exc:
+                        quiet_point = None
+                        raise StoreFailed("quiet point", exc) from exc
+                    try:
+                        quiet_facts = quiet_point.wait(quiet_timeout, say)
+                    except Exception as exc:
+                        raise StoreFailed("quiet point", exc) from exc
+                    say("quiet: dumping " + ", ".join(inside))
+                if quiet_point is not None and store not in inside:
+                    _end_quiet(quiet_point, say)
+                    quiet_point = None
+                    quiet_facts["window_seconds"] = round(time.monotonic() - window, 3)
                 report.begin(store)
                 store_clock = time.monotonic()
                 try:
@@ -242,15 +336,23 @@ def create(config: MainConfig, config_path: Path, to: Path | None = None, only: 
                     raise StoreFailed(store, exc) from exc
                 timings[store] = round(time.monotonic() - store_clock, 3)
                 report.end(store)
+            if quiet_point is not None:
+                _end_quiet(quiet_point, say)
+                quiet_point = None
+                quiet_facts["window_seconds"] = round(time.monotonic() - window, 3)
             data = {
                 "format": mf.FORMAT,
                 "platform_version": altcraft.__version__,
                 "schema_versions": None,
                 "schema_note": SCHEMA_NOTE,
                 "hosts": {"backup_host": socket.gethostname()},
-                "quiet_point": {"maintenance_flag": quiet, "lease_seconds": lease if quiet else None,
-                                "paused": ["API writes"] if quiet else [],
-                                "not_paused": ["campaign publishing", "MTA intake", "event ingestion"]},
+                "quiet_point": {"maintenance_flag": bool(inside), "lease_seconds": lease if inside else None,
+                                "inside": inside,
+                                "paused": ["API writes", "campaign publishing", "MTA intake",
+                                           "MTA delivery"] if inside else [],
+                                "drained": list(EVENT_QUEUES) if inside else [],
+                                "not_paused": ["tracking (opens and clicks queue in events.actions)"]
+                                if inside else ["everything"], **quiet_facts},
                 "started_at": started,
                 "finished_at": now(),
                 "seconds": round(time.monotonic() - clock, 3),
@@ -261,7 +363,8 @@ def create(config: MainConfig, config_path: Path, to: Path | None = None, only: 
             mf.write_atomic(target, data)
         finally:
             try:
-                quiet_point.__exit__(None, None, None)
+                if quiet_point is not None:
+                    _end_quiet(quiet_point, say)
             finally:
                 lock.release(remove=(target / mf.MANIFEST).exists())
     finally:

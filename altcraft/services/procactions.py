@@ -10,6 +10,10 @@ done) is the batch acknowledged, with one `multiple` ack. A crash before that (k
 leaves the batch unacknowledged: RabbitMQ delivers it again and ClickHouse keeps one row per
 event_id (ReplacingMergeTree; reports count uniqExact(event_id)).
 
+At a backup's quiet point (domain/maintenance.py) procactions goes on consuming; it answers
+the backup's drain request once both queues hold nothing ready and everything it took is
+written and acknowledged, so the ClickHouse dump holds every event published before.
+
 A message that is not a valid event is rejected without requeue and so dead-lettered to
 `events.dead`: kept for inspection, never dropped silently. If a store is away, the batch
 is not acknowledged, the connection is dropped (RabbitMQ requeues the batch) and the worker
@@ -19,6 +23,8 @@ connects again after a back-off.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -26,6 +32,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from altcraft.config import MainConfig
 from altcraft.domain.events import BadEvent, decode
 from altcraft.domain.ingest import EventWriter
+from altcraft.domain.maintenance import QuietMember
 from altcraft.domain.reports import HourlyStats
 from altcraft.domain.stoplist import StopList
 from altcraft.stores import analytics, kv
@@ -57,6 +64,8 @@ class Consumer:
         self.rejected = 0
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="procactions-writer")
         self._writing: Future | None = None
+        self.member: QuietMember | None = None  # set by main(): the quiet point's roll call
+        self._flag_read = 0.0
 
     def _on_message(self, message: Received) -> None:
         self.buffer.append(message)
@@ -71,6 +80,7 @@ class Consumer:
             while not stop.is_set():
                 source.poll(0.005 if self._writing else 0.05)
                 self._acknowledge(source)
+                self._answer_quiet_point(source)
                 if not self.buffer:
                     if self._writing is None:
                         self.writer.refresh_stats()  # what the last batches touched, once idle
@@ -104,6 +114,27 @@ class Consumer:
             self._pool.shutdown(wait=False)
             self.buffer.clear()  # unacknowledged: the broker delivers them again
             source.close()
+
+    def _answer_quiet_point(self, source: BatchConsumer) -> None:
+        """Twice a second: says it lives; during a backup's drain request, answers it once
+        nothing is ready in the queues and nothing taken is unwritten."""
+        if self.member is None or time.monotonic() - self._flag_read < 0.5:
+            return
+        self._flag_read = time.monotonic()
+        try:
+            flag = self.member.flag()
+        except Exception as exc:  # noqa: BLE001 - MongoDB away: events go on; the backup waits
+            log.warning("maintenance flag not read (%s)", type(exc).__name__)
+            return
+        drained = None
+        if flag is not None and flag.get("drain") and not self.buffer and self._writing is None:
+            # ready counts first: what the broker sent before them is in self.buffer now
+            if all(source.ready(q) == 0 for q in QUEUES) and not self.buffer:
+                drained = flag["drain"]
+        try:
+            self.member.report(drained=drained)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("quiet point roll call not written (%s)", type(exc).__name__)
 
     def _write(self, batch: list[Received]):
         """On the writer thread: decode, write; returns what to acknowledge and to reject."""
@@ -146,8 +177,12 @@ def make_writer(config: MainConfig) -> EventWriter:
 
 
 def main(config: MainConfig, stop: threading.Event) -> None:
+    from altcraft.wiring import Platform
+
     backoff = 1.0
     writer = make_writer(config)
+    platform = Platform(config)
+    member = QuietMember(platform.control, "procactions", f"{socket.gethostname()}:{os.getpid()}")
     caught_up = False
     while not stop.is_set():
         if not caught_up:
@@ -159,7 +194,9 @@ def main(config: MainConfig, stop: threading.Event) -> None:
                 caught_up = True
         started = time.monotonic()
         try:
-            Consumer(config, writer).run(stop)
+            consumer = Consumer(config, writer)
+            consumer.member = member
+            consumer.run(stop)
         except Exception as exc:  # a store or the broker away
             log.warning("batch not written, not acknowledged (%s: %s); reconnecting in %.0f s",
                         type(exc).__name__, str(exc)[:300], backoff)
@@ -167,4 +204,8 @@ def main(config: MainConfig, stop: threading.Event) -> None:
                 backoff = 1.0
             stop.wait(backoff)
             backoff = min(backoff * 2, 30.0)
+    try:
+        member.leave()
+    finally:
+        platform.close()
     log.info("stopped; %d events written", writer.written)
