@@ -66,9 +66,13 @@ class Consumer:
         self._writing: Future | None = None
         self.member: QuietMember | None = None  # set by main(): the quiet point's roll call
         self._flag_read = 0.0
+        self._drain: tuple[int, int] | None = None  # (drain request, delivery tag to be written)
+        self.received_tag = 0  # the last delivery tag received on the channel
+        self.acked_tag = 0  # the last one written and acknowledged
 
     def _on_message(self, message: Received) -> None:
         self.buffer.append(message)
+        self.received_tag = message.tag
 
     def run(self, stop: threading.Event) -> None:
         source = BatchConsumer(self.config, QUEUES, self._on_message, prefetch=self.prefetch,
@@ -89,7 +93,8 @@ class Consumer:
                 if not first_at:
                     first_at = now
                 if self._writing is None and (len(self.buffer) >= self.batch_size
-                                              or now - first_at >= self.flush_seconds):
+                                              or now - first_at >= self.flush_seconds
+                                              or self._drain is not None):
                     batch, self.buffer = self.buffer, []
                     self._writing = self._pool.submit(self._write, batch)
                     first_at = 0.0
@@ -116,8 +121,10 @@ class Consumer:
             source.close()
 
     def _answer_quiet_point(self, source: BatchConsumer) -> None:
-        """Twice a second: says it lives; during a backup's drain request, answers it once
-        nothing is ready in the queues and nothing taken is unwritten."""
+        """Twice a second: says it lives. On a backup's drain request: once both queues hold
+        nothing ready, every delivery received by then (the broker sends what it delivered
+        before its answer to the ready count first) must be written and acknowledged; then
+        the request is answered. Meanwhile batches are written at once, not after FLUSH_SECONDS."""
         if self.member is None or time.monotonic() - self._flag_read < 0.5:
             return
         self._flag_read = time.monotonic()
@@ -126,13 +133,17 @@ class Consumer:
         except Exception as exc:  # noqa: BLE001 - MongoDB away: events go on; the backup waits
             log.warning("maintenance flag not read (%s)", type(exc).__name__)
             return
-        drained = None
-        if flag is not None and flag.get("drain") and not self.buffer and self._writing is None:
-            # ready counts first: what the broker sent before them is in self.buffer now
-            if all(source.ready(q) == 0 for q in QUEUES) and not self.buffer:
-                drained = flag["drain"]
+        request = (flag or {}).get("drain") or 0
+        if not request:
+            self._drain = None
+        elif self._drain is None or self._drain[0] != request:
+            if all(source.ready(q) == 0 for q in QUEUES):
+                self._drain = (request, self.received_tag)
+        answered = None
+        if self._drain is not None and self.acked_tag >= self._drain[1]:
+            answered = self._drain[0]
         try:
-            self.member.report(drained=drained)
+            self.member.report(drained=answered)
         except Exception as exc:  # noqa: BLE001
             log.warning("quiet point roll call not written (%s)", type(exc).__name__)
 
@@ -162,6 +173,7 @@ class Consumer:
         else:
             source.ack(last, multiple=True)  # the batch is a prefix of the deliveries
         source.flush()
+        self.acked_tag = last
 
 
 def make_writer(config: MainConfig) -> EventWriter:
