@@ -18,6 +18,21 @@ EXIT_INVALID = 2
 EXIT_INTERRUPTED = 130
 
 
+def _key_option(help_text: str):
+    return typer.Option(None, "--encrypt-key", help=help_text, dir_okay=False)
+
+
+def _load_key(path: Optional[Path]) -> Optional[bytes]:
+    if path is None:
+        return None
+    from altcraft.backup import crypto
+
+    try:
+        return crypto.load_key(path)
+    except crypto.KeyProblem as exc:
+        raise fail(f"aktool backup: {exc}", EXIT_INVALID) from None
+
+
 class _Live:
     """A rich progress display on stderr: one line per store with its records so far. When
     stderr is not a terminal (a timer's journal, a script), plain lines instead:
@@ -90,6 +105,9 @@ def create_command(
     quiet_timeout: float = typer.Option(120.0, "--quiet-timeout", min=1.0, help="Seconds to wait for the "
                                         "campaign worker and akmtad to pause and procactions to drain the "
                                         "event queues; then the run fails naming what was not quiet."),
+    encrypt_key: Optional[Path] = _key_option("Encrypt the secrets part (main.json, TLS files) with "
+                                              "AES-256-GCM under this key file (32 bytes, raw or hex; "
+                                              "aktool backup keygen FILE); verify and restore then need it."),
     as_json: bool = typer.Option(False, "--json", help="JSON output for machines."),
     config: Optional[Path] = CONFIG_OPTION,
 ) -> None:
@@ -98,10 +116,12 @@ def create_command(
     from altcraft.backup import runner
 
     conf, conf_path = load_config(config, code=EXIT_INVALID, quiet=as_json)
+    key = _load_key(encrypt_key)
     try:
         with _Live(quiet=as_json) as live:
             path, data = runner.create(conf, conf_path, to=to, only=only, report=live.reporter(),
-                                       quiet=quiet, lease=lease, quiet_timeout=quiet_timeout, say=live.say)
+                                       quiet=quiet, lease=lease, quiet_timeout=quiet_timeout, say=live.say,
+                                       key=key)
     except runner.Refused as exc:
         raise fail(f"aktool backup: {exc}", EXIT_INVALID) from None
     except runner.StoreFailed as exc:
@@ -142,6 +162,24 @@ def _summary(store: str, section: dict) -> str:
     return ""
 
 
+@app.command("keygen")
+def keygen_command(
+    path: Path = typer.Argument(..., help="Where to write the new key (must not exist); keep a copy "
+                                "away from the backups: without it the secrets part cannot be read."),
+) -> None:
+    """Write a new random key for --encrypt-key (32 bytes as 64 hex digits, mode 0600)."""
+    from altcraft.backup import crypto
+
+    try:
+        print_fingerprint = crypto.new_key(path)
+    except FileExistsError:
+        raise fail(f"aktool backup keygen: {path} exists; not overwritten", EXIT_INVALID) from None
+    except OSError as exc:
+        raise fail(f"aktool backup keygen: {path}: {exc.strerror}", EXIT_FAILED) from None
+    typer.echo(f"{path}: new key, fingerprint {print_fingerprint}")
+    raise typer.Exit(EXIT_OK)
+
+
 @app.command("list")
 def list_command(
     root: Optional[Path] = typer.Option(None, "--root", help="Where backups are (default {BASEDIR}/backups)."),
@@ -171,6 +209,7 @@ def verify_command(
     restore_test: bool = typer.Option(False, "--restore-test", help="Also restore the MongoDB, ClickHouse "
                                       "and spool parts into scratch names on the configured servers, "
                                       "compare, and drop them again."),
+    encrypt_key: Optional[Path] = _key_option("The key file of an encrypted secrets part (needed to check it)."),
     as_json: bool = typer.Option(False, "--json", help="JSON output for machines."),
     config: Optional[Path] = CONFIG_OPTION,
 ) -> None:
@@ -178,13 +217,13 @@ def verify_command(
     counting its records. Exit 1 naming each damaged file (or each mismatch of --restore-test)."""
     from altcraft.backup import runner
 
-    data, problems = runner.verify(path)
+    data, problems = runner.verify(path, _load_key(encrypt_key))
     mismatches: list[str] = []
     if restore_test and not problems:
         conf, _ = load_config(config, code=EXIT_INVALID, quiet=as_json)
         try:
             with _Live(quiet=as_json, verb="restoring into scratch names") as live:
-                mismatches = runner.restore_test(conf, path, report=live.reporter())
+                mismatches = runner.restore_test(conf, path, report=live.reporter(), key=_load_key(encrypt_key))
         except runner.StoreFailed as exc:
             mismatches = [f"restore test failed at store {exc.store}: {type(exc.cause).__name__}: {exc.cause}"]
     failed = bool(problems or mismatches)
@@ -233,6 +272,7 @@ def restore_command(
     path: Path = typer.Argument(..., help="The backup directory."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Overwrite without asking."),
     migrate: bool = typer.Option(False, "--migrate", help="Accept a backup of another platform version."),
+    encrypt_key: Optional[Path] = _key_option("The key file of an encrypted secrets part (restore needs it)."),
     as_json: bool = typer.Option(False, "--json", help="JSON output for machines (implies nothing: "
                                  "--yes is still needed to overwrite)."),
     config: Optional[Path] = CONFIG_OPTION,
@@ -243,9 +283,10 @@ def restore_command(
     from altcraft.backup import runner
 
     conf, _ = load_config(config, code=EXIT_INVALID, quiet=as_json)
-    data, problems = runner.verify(path)
+    key = _load_key(encrypt_key)
+    data, problems = runner.verify(path, key)
     if problems:
-        raise fail("aktool backup restore: refused, the backup is damaged:\n" +
+        raise fail("aktool backup restore: refused, the backup is damaged or its key is missing:\n" +
                    "\n".join(f"  {p}" for p in problems), EXIT_INVALID)
     if not yes:
         if as_json or not sys.stdin.isatty():
@@ -260,13 +301,13 @@ def restore_command(
             raise fail("aktool backup restore: not confirmed; nothing changed", EXIT_INVALID)
     try:
         with _Live(quiet=as_json, verb="restoring") as live:
-            mismatches = runner.restore(conf, path, allow_other_version=migrate, report=live.reporter())
+            mismatches = runner.restore(conf, path, allow_other_version=migrate, report=live.reporter(), key=key)
     except runner.Refused as exc:
         raise fail(f"aktool backup restore: refused: {exc}", EXIT_INVALID) from None
     except runner.StoreFailed as exc:
         raise fail(f"aktool backup restore: FAILED at store {exc.store}: {type(exc.cause).__name__}: "
                    f"{exc.cause}", EXIT_FAILED) from None
-    secrets = runner.secrets_match(conf, path) if "secrets" in data["stores"] else []
+    secrets = runner.secrets_match(conf, path, key) if "secrets" in data["stores"] else []
     if as_json:
         print_json({"ok": not mismatches, "mismatches": mismatches, "secrets_differ": secrets})
     else:

@@ -121,9 +121,10 @@ def _tls_files(config: MainConfig) -> list[Path]:
 
 
 # -- create ---------------------------------------------------------------------------------
-def _dump_store(store: str, config: MainConfig, config_path: Path, root: Path, tick: Tick) -> dict[str, Any]:
+def _dump_store(store: str, config: MainConfig, config_path: Path, root: Path, tick: Tick,
+                key: bytes | None = None) -> dict[str, Any]:
     if store == "secrets":
-        return files.dump_secrets(config_path, _tls_files(config), root / "secrets")
+        return files.dump_secrets(config_path, _tls_files(config), root / "secrets", key)
     if store == "mongodb":
         section: dict[str, Any] = {}
         for role in ("control", "account"):
@@ -276,7 +277,8 @@ def new_dir(root: Path) -> Path:
 
 def create(config: MainConfig, config_path: Path, to: Path | None = None, only: list[str] | None = None,
            report: Reporter | None = None, quiet: bool = True, lease: float = 30.0,
-           quiet_timeout: float = 120.0, say: Callable[[str], None] = lambda text: None) -> tuple[Path, dict[str, Any]]:
+           quiet_timeout: float = 120.0, say: Callable[[str], None] = lambda text: None,
+           key: bytes | None = None) -> tuple[Path, dict[str, Any]]:
     """One backup; returns its directory and manifest. Raises StoreFailed naming the store:
     the directory is then left without a manifest (incomplete, and `list` says so).
 
@@ -331,7 +333,7 @@ def create(config: MainConfig, config_path: Path, to: Path | None = None, only: 
                 report.begin(store)
                 store_clock = time.monotonic()
                 try:
-                    sections[store] = _dump_store(store, config, config_path, target, report.tick)
+                    sections[store] = _dump_store(store, config, config_path, target, report.tick, key)
                 except Exception as exc:
                     raise StoreFailed(store, exc) from exc
                 timings[store] = round(time.monotonic() - store_clock, 3)
@@ -395,8 +397,9 @@ def list_backups(root: Path) -> list[dict[str, Any]]:
     return found
 
 
-def verify(root: Path) -> tuple[dict[str, Any] | None, list[mf.Problem]]:
-    """The manifest, every file's size and SHA-256, and every dump read through and counted."""
+def verify(root: Path, key: bytes | None = None) -> tuple[dict[str, Any] | None, list[mf.Problem]]:
+    """The manifest, every file's size and SHA-256, and every dump read through and counted
+    (an encrypted secrets part decrypted with `key`)."""
     try:
         data = mf.load(root)
     except mf.ManifestError as exc:
@@ -410,7 +413,7 @@ def verify(root: Path) -> tuple[dict[str, Any] | None, list[mf.Problem]]:
 
     stores = data["stores"]
     if "secrets" in stores:
-        problems += [mf.Problem(rel(p), m) for p, m in files.check_secrets(root / "secrets", stores["secrets"])]
+        problems += [mf.Problem(rel(p), m) for p, m in files.check_secrets(root / "secrets", stores["secrets"], key)]
     for role, section in stores.get("mongodb", {}).items():
         for db, collections in section["databases"].items():
             problems += [mf.Problem(rel(p), m) for p, m in
@@ -537,23 +540,24 @@ def _restore_store(store: str, config: MainConfig, root: Path, section: dict[str
         files.restore_spool(root / "spool" / "akmta.tar", spool_dir(config))
 
 
-def secrets_match(config: MainConfig, root: Path) -> list[str]:
+def secrets_match(config: MainConfig, root: Path, key: bytes | None = None) -> list[str]:
     """The generated secrets that differ between the backup's main.json and the running one."""
     import json
 
-    saved = json.loads((root / "secrets" / "main.json").read_text())
+    section = mf.load(root)["stores"]["secrets"]
+    saved = json.loads(files.read_secrets(root / "secrets", section, key)["main.json"])
     return [k for k in ("PRIVATE_KEY", "WEBAPI_PRIVATE_KEY", "TRACKING_CRYPT_KEY")
             if saved.get(k) != getattr(config, k)]
 
 
 def restore(config: MainConfig, root: Path, *, allow_other_version: bool = False,
-            report: Reporter | None = None, check_processes: bool = True) -> list[str]:
+            report: Reporter | None = None, check_processes: bool = True, key: bytes | None = None) -> list[str]:
     """Verifies, restores every store of the backup, migrates, compares. Returns the
     mismatches of the final comparison (empty: the stores equal the manifest)."""
     from altcraft.schema import migrate as migration
 
     report = report or Reporter()
-    data, problems = verify(root)
+    data, problems = verify(root, key)
     if problems:
         raise Refused("the backup is damaged: " + "; ".join(str(p) for p in problems))
     assert data is not None
@@ -669,13 +673,14 @@ def _drop_scratch(scratch: MainConfig, basedir: Path) -> None:
     shutil.rmtree(basedir, ignore_errors=True)
 
 
-def restore_test(config: MainConfig, root: Path, report: Reporter | None = None) -> list[str]:
+def restore_test(config: MainConfig, root: Path, report: Reporter | None = None,
+                 key: bytes | None = None) -> list[str]:
     """Restores the backup's MongoDB, ClickHouse and spool parts into scratch names on the
     configured servers, compares every count and checksum with the manifest, and drops the
     scratch copies again. The key-value, RabbitMQ and PostgreSQL parts are only read
     through (by verify): they have no names of their own to restore beside the live data."""
     report = report or Reporter()
-    data, problems = verify(root)
+    data, problems = verify(root, key)
     if problems:
         raise Refused("the backup is damaged: " + "; ".join(str(p) for p in problems))
     assert data is not None

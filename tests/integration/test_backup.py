@@ -581,3 +581,39 @@ def test_kill_9_of_create_then_akd_status_resumes_the_platform(light_config, tmp
     # a second akd status has nothing to say about it
     assert "maintenance" not in run("akd", "status", config=main_json).stdout
     platform.close()
+
+
+def test_an_encrypted_secrets_part_needs_its_key(light_config, tmp_path):
+    """--encrypt-key: the secrets part is one AES-GCM file; verify and restore say clearly
+    when the key is missing or wrong, and work with the right one."""
+    config, main_json = light_config
+    key, other = tmp_path / "backup.key", tmp_path / "other.key"
+    assert run("aktool", "backup", "keygen", str(key)).returncode == 0
+    assert run("aktool", "backup", "keygen", str(other)).returncode == 0
+    assert (key.stat().st_mode & 0o777) == 0o600
+    assert run("aktool", "backup", "keygen", str(key)).returncode == 2  # never overwritten
+    target = tmp_path / "enc"
+    created = run("aktool", "backup", "create", "--to", str(target), "--only", "secrets", "--encrypt-key", str(key),
+                  "--json", config=main_json)
+    assert created.returncode == 0, created.stderr
+    assert sorted(p.name for p in (target / "secrets").iterdir()) == ["secrets.tar.enc"]
+    assert b"TRACKING_CRYPT_KEY" not in (target / "secrets" / "secrets.tar.enc").read_bytes()
+    missing = run("aktool", "backup", "verify", str(target))
+    assert missing.returncode == 1 and "encrypted" in missing.stderr and "--encrypt-key" in missing.stderr
+    wrong = run("aktool", "backup", "verify", str(target), "--encrypt-key", str(other))
+    assert wrong.returncode == 1 and "wrong key" in wrong.stderr
+    assert run("aktool", "backup", "verify", str(target), "--encrypt-key", str(key)).returncode == 0
+    refused = run("aktool", "backup", "restore", str(target), "--yes", config=main_json)
+    assert refused.returncode == 2 and "--encrypt-key" in refused.stderr
+    restored = run("aktool", "backup", "restore", str(target), "--yes", "--encrypt-key", str(key), "--json",
+                   config=main_json)
+    assert restored.returncode == 0 and json.loads(restored.stdout)["secrets_differ"] == [], restored.stderr
+    # a damaged byte: the right key, and it says the file is damaged
+    blob = bytearray((target / "secrets" / "secrets.tar.enc").read_bytes())
+    blob[-20] ^= 1
+    (target / "secrets" / "secrets.tar.enc").write_bytes(bytes(blob))
+    data = json.loads((target / "manifest.json").read_text())
+    data["files"]["secrets/secrets.tar.enc"]["sha256"] = __import__("hashlib").sha256(bytes(blob)).hexdigest()
+    (target / "manifest.json").write_text(json.dumps(data))
+    damaged = run("aktool", "backup", "verify", str(target), "--encrypt-key", str(key))
+    assert damaged.returncode == 1 and "damaged" in damaged.stderr
