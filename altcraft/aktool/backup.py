@@ -96,6 +96,8 @@ def _human(size: int) -> str:
 def create_command(
     to: Optional[Path] = typer.Option(None, "--to", help="Directory of this backup (default "
                                       "{BASEDIR}/backups/<UTC time>); must be new or empty."),
+    root: Optional[Path] = typer.Option(None, "--root", help="Make the backup in a new <UTC time> "
+                                        "directory under this one (default {BASEDIR}/backups)."),
     only: Optional[list[str]] = typer.Option(None, "--only", help="Only these stores (repeatable): "
                                              "secrets, mongodb, clickhouse, kv, rabbitmq, postgresql, spool."),
     quiet: bool = typer.Option(True, "--quiet-point/--no-quiet-point", help="Set the maintenance flag "
@@ -117,6 +119,8 @@ def create_command(
 
     conf, conf_path = load_config(config, code=EXIT_INVALID, quiet=as_json)
     key = _load_key(encrypt_key)
+    if to is None and root is not None:
+        to = runner.new_dir(root)
     try:
         with _Live(quiet=as_json) as live:
             path, data = runner.create(conf, conf_path, to=to, only=only, report=live.reporter(),
