@@ -100,8 +100,9 @@ def create_command(
                                         "directory under this one (default {BASEDIR}/backups)."),
     only: Optional[list[str]] = typer.Option(None, "--only", help="Only these stores (repeatable): "
                                              "secrets, mongodb, clickhouse, kv, rabbitmq, postgresql, spool."),
-    quiet: bool = typer.Option(True, "--quiet-point/--no-quiet-point", help="Set the maintenance flag "
-                               "for the run (the API refuses writes; see docs/operations.md)."),
+    quiet: bool = typer.Option(True, "--quiet-point/--no-quiet-point", help="Dump the stores at a quiet "
+                               "point: the maintenance flag set, API writes refused, the campaign worker "
+                               "and akmtad paused, the event queues drained (see docs/operations.md)."),
     lease: float = typer.Option(30.0, "--lease", min=1.0, help="Seconds the maintenance flag outlives a "
                                 "run that was killed (renewed every third of it while the run lives)."),
     quiet_timeout: float = typer.Option(120.0, "--quiet-timeout", min=1.0, help="Seconds to wait for the "

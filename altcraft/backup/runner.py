@@ -15,7 +15,6 @@ Layout of one backup directory (0700):
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import os
 import secrets
