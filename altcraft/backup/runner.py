@@ -177,6 +177,7 @@ class QuietPoint:
         self.client = documents.connect(self.config, "control")
         self.flag = Maintenance(documents.control_db(self.client, self.config))
         try:
+            _clear_abandoned(self.flag, say=lambda text: None)
             self.token = self.flag.begin(self.reason, f"{socket.gethostname()}:{os.getpid()}", self.lease,
                                          owner_started=_process_started())
         except Exception:
@@ -235,6 +236,24 @@ class QuietPoint:
 def _end_quiet(quiet_point: QuietPoint, say: Callable[[str], None]) -> None:
     quiet_point.__exit__(None, None, None)
     say("quiet point over: the platform goes on")
+
+
+def _clear_abandoned(flag: Maintenance, say: Callable[[str], None]) -> None:
+    """A flag left by a run that died on this host (as akd status would clear it)."""
+    import psutil
+
+    from altcraft.domain.maintenance import abandoned
+
+    def started(pid: int) -> float | None:
+        try:
+            return psutil.Process(pid).create_time()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return None
+
+    holder = flag.holder()
+    if holder is not None and (why := abandoned(holder, time.time(), socket.gethostname(), started)):
+        flag.clear(holder)
+        say(f"cleared the maintenance flag of {holder.get('owner')}: {why}")
 
 
 def _process_started() -> float | None:

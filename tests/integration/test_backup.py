@@ -580,6 +580,15 @@ def test_kill_9_of_create_then_akd_status_resumes_the_platform(light_config, tmp
              what="the API to accept a write")
     # a second akd status has nothing to say about it
     assert "maintenance" not in run("akd", "status", config=main_json).stdout
+    # killed again: the next backup on this host takes the dead run's flag over itself
+    again = RunningBackup(root / "killed-again", main_json)
+    again.wait_line("mongodb: dumping")
+    os.kill(again.proc.pid, signal.SIGKILL)
+    again.proc.wait()
+    assert Maintenance(platform.control).active()["owner"].endswith(f":{again.proc.pid}")
+    after = run("aktool", "backup", "create", "--to", str(root / "after"), "--only", "spool", config=main_json)
+    assert after.returncode == 0, after.stderr
+    assert Maintenance(platform.control).active() is None
     platform.close()
 
 
