@@ -107,12 +107,15 @@ def status(
     procs = _processes(names)
     conf, _ = load_config(config, code=EXIT_UNKNOWN, quiet=as_json)
     statuses = [control.status(conf, p) for p in procs]
+    flag_note = control.maintenance_check(conf)
     if as_json:
         print_json([s.as_dict() for s in statuses])
     else:
         width = max(len(p.name) for p in procs)
         for s in statuses:
             typer.echo(_status_line(s, width))
+    if flag_note:
+        typer.echo(flag_note, err=as_json)
     raise typer.Exit(EXIT_OK if all(s.up for s in statuses) else EXIT_NOT_RUNNING)
 
 

@@ -138,3 +138,40 @@ def stop(config: MainConfig, process: Process) -> Status:
     return status(config, process)
 
 
+
+
+def maintenance_check(config: MainConfig) -> str | None:
+    """The maintenance flag (a backup's quiet point, issue 14): a holder that is gone (its
+    lease ran out, or its process on this host died, e.g. kill -9 of aktool backup create)
+    has its flag cleared here, so the platform runs again; the line says what was done."""
+    import socket
+
+    from altcraft.domain import maintenance
+    from altcraft.stores import documents
+
+    def started(pid: int) -> float | None:
+        try:
+            return psutil.Process(pid).create_time()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return None
+
+    try:
+        client = documents.connect(config, "control", timeout=3.0)
+    except Exception as exc:  # noqa: BLE001 - status must answer without MongoDB
+        return f"maintenance flag: not checked ({type(exc).__name__})"
+    try:
+        flag = maintenance.Maintenance(documents.control_db(client, config))
+        holder = flag.holder()
+        if holder is None:
+            return None
+        why = maintenance.abandoned(holder, time.time(), socket.gethostname(), started)
+        if why is None:
+            return (f"maintenance: {holder.get('reason')} (set by {holder.get('owner')}; writes are refused, "
+                    f"campaigns and the MTA paused until it ends)")
+        flag.clear(holder)
+        return (f"maintenance flag cleared: set by {holder.get('owner')} ({holder.get('reason')}), {why}; "
+                f"the platform runs again")
+    except Exception as exc:  # noqa: BLE001
+        return f"maintenance flag: not checked ({type(exc).__name__}: {exc})"
+    finally:
+        client.close()

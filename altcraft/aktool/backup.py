@@ -19,16 +19,41 @@ EXIT_INVALID = 2
 EXIT_INTERRUPTED = 130
 
 
-class _Live:
-    """A rich progress display on stderr: one line per store with its records so far."""
+def _key_option(help_text: str):
+    return typer.Option(None, "--encrypt-key", help=help_text, dir_okay=False)
 
-    def __init__(self, quiet: bool):
+
+def _load_key(path: Optional[Path]) -> Optional[bytes]:
+    if path is None:
+        return None
+    from altcraft.backup import crypto
+
+    try:
+        return crypto.load_key(path)
+    except crypto.KeyProblem as exc:
+        raise fail(f"aktool backup: {exc}", EXIT_INVALID) from None
+
+
+class _Live:
+    """A rich progress display on stderr: one line per store with its records so far. When
+    stderr is not a terminal (a timer's journal, a script), plain lines instead:
+    `backup: <store>: dumping`, `backup: <store>: done`, and the quiet point's steps."""
+
+    def __init__(self, quiet: bool, verb: str = "dumping"):
+        self.plain = not sys.stderr.isatty()
+        self.verb = verb
         self.progress = Progress(SpinnerColumn(), TextColumn("{task.description:<14}"),
                                  TextColumn("{task.fields[records]:>10,} records  {task.fields[what]}"),
-                                 TimeElapsedColumn(), console=Console(stderr=True), disable=quiet)
+                                 TimeElapsedColumn(), console=Console(stderr=True), disable=quiet or self.plain)
         self.tasks: dict[str, int] = {}
         self.records: dict[str, int] = {}
         self.current: str | None = None
+
+    def say(self, text: str) -> None:
+        if self.plain:
+            print(f"backup: {text}", file=sys.stderr, flush=True)
+        else:
+            self.progress.console.print(text)
 
     def __enter__(self):
         self.progress.__enter__()
@@ -38,6 +63,8 @@ class _Live:
         self.progress.__exit__(*exc)
 
     def begin(self, store: str) -> None:
+        if self.plain:
+            self.say(f"{store}: {self.verb}")
         self.current = store
         self.tasks[store] = self.progress.add_task(store, total=None, what="", records=0)
 
@@ -47,6 +74,8 @@ class _Live:
             self.progress.update(self.tasks[self.current], records=self.records[self.current], what=label)
 
     def end(self, store: str) -> None:
+        if self.plain:
+            self.say(f"{store}: done ({self.records.get(store, 0)} records)")
         self.progress.update(self.tasks[store], what="done", total=1, completed=1)
 
     def reporter(self):
@@ -68,12 +97,21 @@ def _human(size: int) -> str:
 def create_command(
     to: Optional[Path] = typer.Option(None, "--to", help="Directory of this backup (default "
                                       "{BASEDIR}/backups/<UTC time>); must be new or empty."),
+    root: Optional[Path] = typer.Option(None, "--root", help="Make the backup in a new <UTC time> "
+                                        "directory under this one (default {BASEDIR}/backups)."),
     only: Optional[list[str]] = typer.Option(None, "--only", help="Only these stores (repeatable): "
                                              "secrets, mongodb, clickhouse, kv, rabbitmq, postgresql, spool."),
-    quiet: bool = typer.Option(True, "--quiet-point/--no-quiet-point", help="Set the maintenance flag "
-                               "for the run (the API refuses writes; see docs/operations.md)."),
+    quiet: bool = typer.Option(True, "--quiet-point/--no-quiet-point", help="Dump the stores at a quiet "
+                               "point: the maintenance flag set, API writes refused, the campaign worker "
+                               "and akmtad paused, the event queues drained (see docs/operations.md)."),
     lease: float = typer.Option(30.0, "--lease", min=1.0, help="Seconds the maintenance flag outlives a "
                                 "run that was killed (renewed every third of it while the run lives)."),
+    quiet_timeout: float = typer.Option(120.0, "--quiet-timeout", min=1.0, help="Seconds to wait for the "
+                                        "campaign worker and akmtad to pause and procactions to drain the "
+                                        "event queues; then the run fails naming what was not quiet."),
+    encrypt_key: Optional[Path] = _key_option("Encrypt the secrets part (main.json, TLS files) with "
+                                              "AES-256-GCM under this key file (32 bytes, raw or hex; "
+                                              "aktool backup keygen FILE); verify and restore then need it."),
     as_json: bool = typer.Option(False, "--json", help="JSON output for machines."),
     config: Optional[Path] = CONFIG_OPTION,
 ) -> None:
@@ -82,10 +120,14 @@ def create_command(
     from altcraft.backup import runner
 
     conf, conf_path = load_config(config, code=EXIT_INVALID, quiet=as_json)
+    key = _load_key(encrypt_key)
+    if to is None and root is not None:
+        to = runner.new_dir(root)
     try:
-        with _Live(quiet=as_json or not sys.stderr.isatty()) as live:
+        with _Live(quiet=as_json) as live:
             path, data = runner.create(conf, conf_path, to=to, only=only, report=live.reporter(),
-                                       quiet=quiet, lease=lease)
+                                       quiet=quiet, lease=lease, quiet_timeout=quiet_timeout, say=live.say,
+                                       key=key)
     except runner.Refused as exc:
         raise fail(f"aktool backup: {exc}", EXIT_INVALID) from None
     except runner.StoreFailed as exc:
@@ -126,6 +168,24 @@ def _summary(store: str, section: dict) -> str:
     return ""
 
 
+@app.command("keygen")
+def keygen_command(
+    path: Path = typer.Argument(..., help="Where to write the new key (must not exist); keep a copy "
+                                "away from the backups: without it the secrets part cannot be read."),
+) -> None:
+    """Write a new random key for --encrypt-key (32 bytes as 64 hex digits, mode 0600)."""
+    from altcraft.backup import crypto
+
+    try:
+        print_fingerprint = crypto.new_key(path)
+    except FileExistsError:
+        raise fail(f"aktool backup keygen: {path} exists; not overwritten", EXIT_INVALID) from None
+    except OSError as exc:
+        raise fail(f"aktool backup keygen: {path}: {exc.strerror}", EXIT_FAILED) from None
+    typer.echo(f"{path}: new key, fingerprint {print_fingerprint}")
+    raise typer.Exit(EXIT_OK)
+
+
 @app.command("list")
 def list_command(
     root: Optional[Path] = typer.Option(None, "--root", help="Where backups are (default {BASEDIR}/backups)."),
@@ -155,6 +215,7 @@ def verify_command(
     restore_test: bool = typer.Option(False, "--restore-test", help="Also restore the MongoDB, ClickHouse "
                                       "and spool parts into scratch names on the configured servers, "
                                       "compare, and drop them again."),
+    encrypt_key: Optional[Path] = _key_option("The key file of an encrypted secrets part (needed to check it)."),
     as_json: bool = typer.Option(False, "--json", help="JSON output for machines."),
     config: Optional[Path] = CONFIG_OPTION,
 ) -> None:
@@ -162,13 +223,13 @@ def verify_command(
     counting its records. Exit 1 naming each damaged file (or each mismatch of --restore-test)."""
     from altcraft.backup import runner
 
-    data, problems = runner.verify(path)
+    data, problems = runner.verify(path, _load_key(encrypt_key))
     mismatches: list[str] = []
     if restore_test and not problems:
         conf, _ = load_config(config, code=EXIT_INVALID, quiet=as_json)
         try:
-            with _Live(quiet=as_json or not sys.stderr.isatty()) as live:
-                mismatches = runner.restore_test(conf, path, report=live.reporter())
+            with _Live(quiet=as_json, verb="restoring into scratch names") as live:
+                mismatches = runner.restore_test(conf, path, report=live.reporter(), key=_load_key(encrypt_key))
         except runner.StoreFailed as exc:
             mismatches = [f"restore test failed at store {exc.store}: {type(exc.cause).__name__}: {exc.cause}"]
     failed = bool(problems or mismatches)
@@ -223,6 +284,7 @@ def restore_command(
     settings: Optional[list[str]] = typer.Option(None, "--set", help="With --move: KEY=VALUE to rewrite in "
                                                  "main.json (repeatable; dotted paths, JSON values), e.g. "
                                                  "TRACKING_BASE_URL=https://trk.new.example"),
+    encrypt_key: Optional[Path] = _key_option("The key file of an encrypted secrets part (restore needs it)."),
     as_json: bool = typer.Option(False, "--json", help="JSON output for machines (implies nothing: "
                                  "--yes is still needed to overwrite)."),
     config: Optional[Path] = CONFIG_OPTION,
@@ -236,9 +298,10 @@ def restore_command(
     if settings and not move:
         raise fail("aktool backup restore: --set rewrites main.json for a move: give --move too", EXIT_INVALID)
     conf, conf_path = load_config(config, code=EXIT_INVALID, quiet=as_json)
-    data, problems = runner.verify(path)
+    key = _load_key(encrypt_key)
+    data, problems = runner.verify(path, key)
     if problems:
-        raise fail("aktool backup restore: refused, the backup is damaged:\n" +
+        raise fail("aktool backup restore: refused, the backup is damaged or its key is missing:\n" +
                    "\n".join(f"  {p}" for p in problems), EXIT_INVALID)
     if not yes:
         if as_json or not sys.stdin.isatty():
@@ -259,7 +322,7 @@ def restore_command(
         if "secrets" not in data["stores"]:
             raise fail("aktool backup restore --move: the backup has no secrets part", EXIT_INVALID)
         try:
-            moved = moving.take_secrets(conf_path, path, settings or [])
+            moved = moving.take_secrets(conf_path, path, settings or [], key)
         except moving.BadSetting as exc:
             raise fail(f"aktool backup restore: refused: {exc}", EXIT_INVALID) from None
         except cfg.ConfigError as exc:
@@ -274,15 +337,15 @@ def restore_command(
                        "webapi_private_key and tracking_crypt_key, or the next install.sh writes its own back")
     migrated: list = []
     try:
-        with _Live(quiet=as_json or not sys.stderr.isatty()) as live:
+        with _Live(quiet=as_json, verb="restoring") as live:
             mismatches = runner.restore(conf, path, allow_other_version=migrate, report=live.reporter(),
-                                        on_migrated=migrated.append)
+                                        on_migrated=migrated.append, key=key)
     except runner.Refused as exc:
         raise fail(f"aktool backup restore: refused: {exc}", EXIT_INVALID) from None
     except runner.StoreFailed as exc:
         raise fail(f"aktool backup restore: FAILED at store {exc.store}: {type(exc.cause).__name__}: "
                    f"{exc.cause}", EXIT_FAILED) from None
-    secrets = runner.secrets_match(conf, path) if "secrets" in data["stores"] else []
+    secrets = runner.secrets_match(conf, path, key) if "secrets" in data["stores"] else []
     outcome = migrated[0] if migrated else None
     if as_json:
         print_json({"ok": not mismatches, "mismatches": mismatches, "secrets_differ": secrets,

@@ -15,6 +15,7 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+from altcraft.backup import crypto
 from altcraft.backup.digest import SumDigest
 
 
@@ -64,9 +65,15 @@ def restore_spool(tar_path: Path, spool: Path) -> None:
         tar.extractall(spool, filter="data")
 
 
-def dump_secrets(main_json: Path, tls_files: list[Path], outdir: Path) -> dict[str, Any]:
+def dump_secrets(main_json: Path, tls_files: list[Path], outdir: Path, key: bytes | None = None) -> dict[str, Any]:
     outdir.mkdir(mode=0o700, exist_ok=True)
     os.chmod(outdir, 0o700)
+    sources = [(main_json, "main.json")] + [(p, f"tls/{p.name}") for p in tls_files]
+    if key is not None:  # one encrypted file instead of the plain ones (backup/crypto.py)
+        crypto.encrypt_files(sources, key, outdir / crypto.FILE)
+        return {"files": {name: str(source) for source, name in sources},
+                "dkim_keys": "in the MongoDB control database dump (senders)",
+                "encrypted": True, "cipher": crypto.CIPHER, "key_fingerprint": crypto.fingerprint(key)}
     saved = {}
     for source, name in [(main_json, "main.json")] + [(p, f"tls/{p.name}") for p in tls_files]:
         target = outdir / name
@@ -79,10 +86,32 @@ def dump_secrets(main_json: Path, tls_files: list[Path], outdir: Path) -> dict[s
             "encrypted": False}
 
 
-def check_secrets(outdir: Path, expected: dict[str, Any]) -> list[tuple[Path, str]]:
+def read_secrets(outdir: Path, expected: dict[str, Any], key: bytes | None) -> dict[str, bytes]:
+    """The secrets part's files by name; crypto.KeyProblem when it is encrypted and the key
+    is missing, wrong, or the file is damaged."""
+    if not expected.get("encrypted"):
+        return {name: (outdir / name).read_bytes() for name in expected["files"]}
+    if key is None:
+        raise crypto.KeyProblem("the secrets part is encrypted (key " + expected.get("key_fingerprint", "?") +
+                                "): give its key file with --encrypt-key FILE")
+    return crypto.decrypt(outdir / crypto.FILE, key, expected.get("key_fingerprint"))
+
+
+def check_secrets(outdir: Path, expected: dict[str, Any], key: bytes | None = None) -> list[tuple[Path, str]]:
     problems = []
     if outdir.stat().st_mode & 0o077:
         problems.append((outdir, f"mode {oct(outdir.stat().st_mode & 0o777)}: must be 0700"))
+    if expected.get("encrypted"):
+        path = outdir / crypto.FILE
+        try:
+            names = set(read_secrets(outdir, expected, key))
+        except crypto.KeyProblem as exc:
+            return problems + [(path, str(exc))]
+        if names != set(expected["files"]):
+            problems.append((path, f"holds {sorted(names)}, the manifest says {sorted(expected['files'])}"))
+        if path.stat().st_mode & 0o077:
+            problems.append((path, f"mode {oct(path.stat().st_mode & 0o777)}: must be 0600"))
+        return problems
     for name in expected["files"]:
         path = outdir / name
         if path.stat().st_mode & 0o077:

@@ -50,11 +50,16 @@ def _put(document: dict, path: list[str], value: Any) -> None:
     node[path[-1]] = value
 
 
-def take_secrets(config_path: Path, backup: Path, pairs: list[str]) -> list[str]:
+def take_secrets(config_path: Path, backup: Path, pairs: list[str], key: bytes | None = None) -> list[str]:
     """Rewrites main.json; returns the keys it changed (empty: nothing to do, file untouched).
-    Raises BadSetting or config.ConfigError (naming every problem) and changes nothing then."""
+    Raises BadSetting or config.ConfigError (naming every problem) and changes nothing then;
+    an encrypted secrets part needs its `key` (crypto.KeyProblem otherwise)."""
+    from altcraft.backup import files
+    from altcraft.backup import manifest as mf
+
     settings = parse_settings(pairs)
-    saved = json.loads((backup / "secrets" / "main.json").read_text(encoding="utf-8"))
+    section = mf.load(backup)["stores"]["secrets"]
+    saved = json.loads(files.read_secrets(backup / "secrets", section, key)["main.json"])
     original = config_path.read_text(encoding="utf-8")
     document = json.loads(original)
     changed = [k for k in GENERATED if saved.get(k) and document.get(k) != saved[k]]

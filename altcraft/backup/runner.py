@@ -15,7 +15,6 @@ Layout of one backup directory (0700):
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import os
 import secrets
@@ -42,6 +41,12 @@ from altcraft.stores.analytics import Analytics
 from altcraft.stores.broker import Broker
 
 STORES = ("secrets", "mongodb", "clickhouse", "kv", "rabbitmq", "postgresql", "spool")
+# the stores the paused processes write together (profiles and checkpoints, events, done and
+# de-duplication keys, queues, the spool): dumped inside the quiet window, in this order;
+# secrets and PostgreSQL (nothing paused writes them) are dumped outside it
+QUIET_STORES = ("mongodb", "clickhouse", "kv", "rabbitmq", "spool")
+PRODUCERS = ("campaign", "akmtad")  # the members that stop at the quiet point
+EVENT_QUEUES = ("events.actions", "events.delivery")
 SCHEMA_NOTE = ("schema_versions: per store the highest numbered migration applied, from the ledger "
                "(control database, schema_migrations); the schema itself travels in each dump")
 Tick = Callable[[str, int], None]
@@ -54,6 +59,10 @@ class StoreFailed(Exception):
         self.store = store
         self.cause = cause
         super().__init__(f"{store}: {type(cause).__name__}: {cause}")
+
+
+class NotQuiet(Exception):
+    """The quiet point was not reached in time; the message says who or what was not quiet."""
 
 
 class Refused(Exception):
@@ -111,9 +120,10 @@ def _tls_files(config: MainConfig) -> list[Path]:
 
 
 # -- create ---------------------------------------------------------------------------------
-def _dump_store(store: str, config: MainConfig, config_path: Path, root: Path, tick: Tick) -> dict[str, Any]:
+def _dump_store(store: str, config: MainConfig, config_path: Path, root: Path, tick: Tick,
+                key: bytes | None = None) -> dict[str, Any]:
     if store == "secrets":
-        return files.dump_secrets(config_path, _tls_files(config), root / "secrets")
+        return files.dump_secrets(config_path, _tls_files(config), root / "secrets", key)
     if store == "mongodb":
         section: dict[str, Any] = {}
         for role in ("control", "account"):
@@ -178,7 +188,9 @@ class QuietPoint:
         self.client = documents.connect(self.config, "control")
         self.flag = Maintenance(documents.control_db(self.client, self.config))
         try:
-            self.token = self.flag.begin(self.reason, f"{socket.gethostname()}:{os.getpid()}", self.lease)
+            _clear_abandoned(self.flag, say=lambda text: None)
+            self.token = self.flag.begin(self.reason, f"{socket.gethostname()}:{os.getpid()}", self.lease,
+                                         owner_started=_process_started())
         except Exception:
             self.client.close()
             raise
@@ -193,6 +205,36 @@ class QuietPoint:
             except Exception:  # noqa: BLE001 - a missed renewal only shortens the pause
                 pass
 
+    def wait(self, timeout: float, say: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
+        """Waits until every producer says it is quiet, then until procactions has written
+        every event published so far (events.actions and events.delivery drained). Raises
+        NotQuiet naming what is not, after `timeout` seconds in all."""
+        clock = time.monotonic()
+        deadline = clock + timeout
+        say("waiting for the campaign worker and akmtad to pause")
+        while True:
+            members = self.flag.members()
+            loud = [m for m in members if m["role"] in PRODUCERS and m.get("quiet") != self.token]
+            if not loud:
+                break
+            if time.monotonic() > deadline:
+                raise NotQuiet(f"not paused after {timeout:.0f} s: " + ", ".join(
+                    f"{m['role']} {m['owner']}" for m in loud) + " (see their logs; --quiet-timeout to wait longer)")
+            time.sleep(0.1)
+        paused = time.monotonic()
+        say("waiting for procactions to drain events.actions and events.delivery")
+        request = self.flag.request_drain(self.token)
+        with Broker(self.config, app="aktool-backup") as broker:
+            while True:
+                why = _not_drained(self.flag, broker, request)
+                if why is None:
+                    break
+                if time.monotonic() > deadline:
+                    raise NotQuiet(f"events not drained after {timeout:.0f} s: {why} (--quiet-timeout to wait longer)")
+                time.sleep(0.1)
+        return {"members": sorted(f"{m['role']} {m['owner']}" for m in members),
+                "pause_seconds": round(paused - clock, 3), "drain_seconds": round(time.monotonic() - paused, 3)}
+
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
@@ -200,6 +242,56 @@ class QuietPoint:
             self.flag.end(self.token)
         finally:
             self.client.close()
+
+
+def _end_quiet(quiet_point: QuietPoint, say: Callable[[str], None]) -> None:
+    quiet_point.__exit__(None, None, None)
+    say("quiet point over: the platform goes on")
+
+
+def _clear_abandoned(flag: Maintenance, say: Callable[[str], None]) -> None:
+    """A flag left by a run that died on this host (as akd status would clear it)."""
+    import psutil
+
+    from altcraft.domain.maintenance import abandoned
+
+    def started(pid: int) -> float | None:
+        try:
+            return psutil.Process(pid).create_time()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return None
+
+    holder = flag.holder()
+    if holder is not None and (why := abandoned(holder, time.time(), socket.gethostname(), started)):
+        flag.clear(holder)
+        say(f"cleared the maintenance flag of {holder.get('owner')}: {why}")
+
+
+def _process_started() -> float | None:
+    try:
+        import psutil
+
+        return psutil.Process().create_time()
+    except Exception:  # noqa: BLE001 - only makes akd status's check less sure
+        return None
+
+
+def _not_drained(flag: Maintenance, broker: Broker, request: int) -> str | None:
+    """None once every living procactions answered the drain request (each answers only when
+    both queues hold nothing ready and it holds nothing unwritten); else what is missing."""
+    workers = flag.members("procactions")
+    if workers:
+        late = [m["owner"] for m in workers if (m.get("drained") or 0) < request]
+        return f"procactions {', '.join(late)} still writing" if late else None
+    # no procactions lives: drained only if nothing waits and nobody else consumes
+    waiting = []
+    for name in EVENT_QUEUES:
+        if not broker.exists("queue", name):
+            continue
+        method = broker.channel.queue_declare(name, passive=True).method
+        if method.message_count or method.consumer_count:
+            waiting.append(f"{name} holds {method.message_count} ready, {method.consumer_count} consumers")
+    return f"no procactions is running and {'; '.join(waiting)}" if waiting else None
 
 
 def new_dir(root: Path) -> Path:
@@ -213,11 +305,21 @@ def new_dir(root: Path) -> Path:
 
 
 def create(config: MainConfig, config_path: Path, to: Path | None = None, only: list[str] | None = None,
-           report: Reporter | None = None, quiet: bool = True, lease: float = 30.0) -> tuple[Path, dict[str, Any]]:
+           report: Reporter | None = None, quiet: bool = True, lease: float = 30.0,
+           quiet_timeout: float = 120.0, say: Callable[[str], None] = lambda text: None,
+           key: bytes | None = None) -> tuple[Path, dict[str, Any]]:
     """One backup; returns its directory and manifest. Raises StoreFailed naming the store:
-    the directory is then left without a manifest (incomplete, and `list` says so)."""
+    the directory is then left without a manifest (incomplete, and `list` says so).
+
+    With `quiet`, the stores of QUIET_STORES are dumped inside the quiet window: the flag is
+    set, the producers pause, the event queues drain (QuietPoint.wait), the stores are
+    dumped, the flag is cleared - also when anything fails (finally; a killed run's flag
+    lapses with its lease, or akd status clears it). The others are dumped outside it."""
     report = report or Reporter()
-    stores = [s for s in enabled(config) if not only or s in only]
+    selected = [s for s in enabled(config) if not only or s in only]
+    inside = [s for s in QUIET_STORES if s in selected] if quiet else []
+    stores = [s for s in selected if s not in inside and s != "postgresql"] + inside + \
+        [s for s in selected if s == "postgresql" and s not in inside]
     unknown = [s for s in (only or []) if s not in STORES]
     if unknown:
         raise Refused(f"unknown store(s): {', '.join(unknown)}; known: {', '.join(STORES)}")
@@ -236,33 +338,53 @@ def create(config: MainConfig, config_path: Path, to: Path | None = None, only: 
         clock = time.monotonic()
         sections: dict[str, Any] = {}
         timings: dict[str, float] = {}
-        quiet_point = contextlib.nullcontext()
-        if quiet:
-            try:
-                quiet_point = QuietPoint(config, lease, "backup in progress (aktool backup create)").__enter__()
-            except Exception as exc:
-                lock.release(remove=False)
-                raise StoreFailed("maintenance", exc) from exc
+        quiet_point: Any = None
+        quiet_facts: dict[str, Any] = {}
         try:
             versions = _schema_versions(config)
             for store in stores:
+                if store in inside and quiet_point is None:
+                    window = time.monotonic()
+                    try:
+                        quiet_point = QuietPoint(config, lease, "backup in progress (aktool backup create)")
+                        quiet_point.__enter__()
+                    except Exception as exc:
+                        quiet_point = None
+                        raise StoreFailed("quiet point", exc) from exc
+                    try:
+                        quiet_facts = quiet_point.wait(quiet_timeout, say)
+                    except Exception as exc:
+                        raise StoreFailed("quiet point", exc) from exc
+                    say("quiet: dumping " + ", ".join(inside))
+                if quiet_point is not None and store not in inside:
+                    _end_quiet(quiet_point, say)
+                    quiet_point = None
+                    quiet_facts["window_seconds"] = round(time.monotonic() - window, 3)
                 report.begin(store)
                 store_clock = time.monotonic()
                 try:
-                    sections[store] = _dump_store(store, config, config_path, target, report.tick)
+                    sections[store] = _dump_store(store, config, config_path, target, report.tick, key)
                 except Exception as exc:
                     raise StoreFailed(store, exc) from exc
                 timings[store] = round(time.monotonic() - store_clock, 3)
                 report.end(store)
+            if quiet_point is not None:
+                _end_quiet(quiet_point, say)
+                quiet_point = None
+                quiet_facts["window_seconds"] = round(time.monotonic() - window, 3)
             data = {
                 "format": mf.FORMAT,
                 "platform_version": altcraft.__version__,
                 "schema_versions": versions,
                 "schema_note": SCHEMA_NOTE,
                 "hosts": {"backup_host": socket.gethostname()},
-                "quiet_point": {"maintenance_flag": quiet, "lease_seconds": lease if quiet else None,
-                                "paused": ["API writes"] if quiet else [],
-                                "not_paused": ["campaign publishing", "MTA intake", "event ingestion"]},
+                "quiet_point": {"maintenance_flag": bool(inside), "lease_seconds": lease if inside else None,
+                                "inside": inside,
+                                "paused": ["API writes", "campaign publishing", "MTA intake",
+                                           "MTA delivery"] if inside else [],
+                                "drained": list(EVENT_QUEUES) if inside else [],
+                                "not_paused": ["tracking (opens and clicks queue in events.actions)"]
+                                if inside else ["everything"], **quiet_facts},
                 "started_at": started,
                 "finished_at": now(),
                 "seconds": round(time.monotonic() - clock, 3),
@@ -273,7 +395,8 @@ def create(config: MainConfig, config_path: Path, to: Path | None = None, only: 
             mf.write_atomic(target, data)
         finally:
             try:
-                quiet_point.__exit__(None, None, None)
+                if quiet_point is not None:
+                    _end_quiet(quiet_point, say)
             finally:
                 lock.release(remove=(target / mf.MANIFEST).exists())
     finally:
@@ -304,8 +427,9 @@ def list_backups(root: Path) -> list[dict[str, Any]]:
     return found
 
 
-def verify(root: Path) -> tuple[dict[str, Any] | None, list[mf.Problem]]:
-    """The manifest, every file's size and SHA-256, and every dump read through and counted."""
+def verify(root: Path, key: bytes | None = None) -> tuple[dict[str, Any] | None, list[mf.Problem]]:
+    """The manifest, every file's size and SHA-256, and every dump read through and counted
+    (an encrypted secrets part decrypted with `key`)."""
     try:
         data = mf.load(root)
     except mf.ManifestError as exc:
@@ -319,7 +443,7 @@ def verify(root: Path) -> tuple[dict[str, Any] | None, list[mf.Problem]]:
 
     stores = data["stores"]
     if "secrets" in stores:
-        problems += [mf.Problem(rel(p), m) for p, m in files.check_secrets(root / "secrets", stores["secrets"])]
+        problems += [mf.Problem(rel(p), m) for p, m in files.check_secrets(root / "secrets", stores["secrets"], key)]
     for role, section in stores.get("mongodb", {}).items():
         for db, collections in section["databases"].items():
             problems += [mf.Problem(rel(p), m) for p, m in
@@ -446,18 +570,19 @@ def _restore_store(store: str, config: MainConfig, root: Path, section: dict[str
         files.restore_spool(root / "spool" / "akmta.tar", spool_dir(config))
 
 
-def secrets_match(config: MainConfig, root: Path) -> list[str]:
+def secrets_match(config: MainConfig, root: Path, key: bytes | None = None) -> list[str]:
     """The generated secrets that differ between the backup's main.json and the running one."""
     import json
 
-    saved = json.loads((root / "secrets" / "main.json").read_text())
+    section = mf.load(root)["stores"]["secrets"]
+    saved = json.loads(files.read_secrets(root / "secrets", section, key)["main.json"])
     return [k for k in ("PRIVATE_KEY", "WEBAPI_PRIVATE_KEY", "TRACKING_CRYPT_KEY")
             if saved.get(k) != getattr(config, k)]
 
 
 def restore(config: MainConfig, root: Path, *, allow_other_version: bool = False,
             report: Reporter | None = None, check_processes: bool = True,
-            on_migrated: Callable[[Any], None] | None = None) -> list[str]:
+            on_migrated: Callable[[Any], None] | None = None, key: bytes | None = None) -> list[str]:
     """Verifies, restores every store of the backup, compares, migrates. Returns the
     mismatches of the comparison (empty: the stores equal the manifest). The comparison
     comes before the migrations: a backup of an older schema is restored exactly, then the
@@ -466,7 +591,7 @@ def restore(config: MainConfig, root: Path, *, allow_other_version: bool = False
     from altcraft.schema import migrations as numbered
 
     report = report or Reporter()
-    data, problems = verify(root)
+    data, problems = verify(root, key)
     if problems:
         raise Refused("the backup is damaged: " + "; ".join(str(p) for p in problems))
     assert data is not None
@@ -588,13 +713,14 @@ def _drop_scratch(scratch: MainConfig, basedir: Path) -> None:
     shutil.rmtree(basedir, ignore_errors=True)
 
 
-def restore_test(config: MainConfig, root: Path, report: Reporter | None = None) -> list[str]:
+def restore_test(config: MainConfig, root: Path, report: Reporter | None = None,
+                 key: bytes | None = None) -> list[str]:
     """Restores the backup's MongoDB, ClickHouse and spool parts into scratch names on the
     configured servers, compares every count and checksum with the manifest, and drops the
     scratch copies again. The key-value, RabbitMQ and PostgreSQL parts are only read
     through (by verify): they have no names of their own to restore beside the live data."""
     report = report or Reporter()
-    data, problems = verify(root)
+    data, problems = verify(root, key)
     if problems:
         raise Refused("the backup is damaged: " + "; ".join(str(p) for p in problems))
     assert data is not None

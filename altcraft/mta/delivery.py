@@ -78,6 +78,7 @@ class Delivery:
         self.in_flight: set[str] = set()
         self.tasks: set[asyncio.Task] = set()
         self.stopping = False
+        self.paused = False  # the platform's quiet point (a backup): no session starts
 
     # -- scheduling ----------------------------------------------------------------------
     def schedule(self, metas: Iterable[Meta]) -> None:
@@ -115,11 +116,25 @@ class Delivery:
     def release(self, sender_id: int) -> None:
         self.held.discard(sender_id)
 
+    def pause(self) -> None:
+        """No new session and no next message on an open one: each open session ends after
+        the message it is sending (its done key written, its event handed over)."""
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+
+    def quiet(self) -> bool:
+        """Paused, and no session open: the spool and the done keys change no more."""
+        return self.paused and not any(self.active.values())
+
     # -- the dispatcher --------------------------------------------------------------------
     def step(self) -> list[asyncio.Task]:
         """One pass: due retries into the ready queues, then sessions for the routes with
         messages (not held, not locked) up to their strategy's CONNECTIONS. Returns the
         sessions it started. Runs on the event loop."""
+        if self.paused:
+            return []
         now = self.clock.time()
         while self.deferred and self.deferred[0][0] <= now:
             _, message_id = heapq.heappop(self.deferred)
@@ -161,7 +176,7 @@ class Delivery:
     def _next(self, route: Route) -> Meta | None:
         """The next message of the route's queues (one sender's); none once the sender is
         held, so an open session ends and the rest waits in order until release."""
-        if route.sender_id in self.held:
+        if route.sender_id in self.held or self.paused:
             return None
         while (message_id := self.ready.pop(route)) is not None:
             meta = self.meta.get(message_id)

@@ -17,6 +17,11 @@ each 250. Events (delivered, deferred, bounced_hard, bounced_soft, dropped) go t
 altcraft.events as delivery.<kind> in broker transactions (EventPublisher), with an event
 id derived from the message id, so a re-published event is the same event. A spool file is
 removed only after its final event is in the broker.
+Quiet point (a backup, issue 14): while the maintenance flag is set, intake takes nothing
+(messages wait in RabbitMQ, at most PREFETCH of them unacknowledged here) and delivery
+pauses too: open sessions end after their current message, none starts. akmtad says it is
+quiet (domain/maintenance.py, QuietMember) once no session is open and every outcome event
+is in the broker, so the spool, the done keys and the delivery events agree in the backup.
 Known window: a kill between the peer's 250 and the done key (microseconds) sends that one
 message again after restart; SMTP itself cannot close it (RFC 1047).
 """
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import queue
 import socket
 import threading
@@ -38,6 +44,7 @@ from flask import jsonify, request
 from prometheus_client import Counter
 
 from altcraft.config import MainConfig
+from altcraft.domain.maintenance import QuietMember
 from altcraft.http.service import create_service_app, dependency_checker
 from altcraft.mta import dkim as dkim_signer
 from altcraft.mta import envelope as mta_envelope
@@ -103,10 +110,15 @@ class EventPublisher(threading.Thread):
         OUTCOMES.labels(outcome.kind).inc()
         self.queue.put((Message(EVENTS_EXCHANGE, outcome.routing_key, outcome.body, outcome.event_id), then))
 
+    def idle(self) -> bool:
+        """Every outcome handed over is in the broker and its callback has run."""
+        return self.queue.unfinished_tasks == 0
+
     def run(self) -> None:
         while True:
             item = self.queue.get()
             if item is None:
+                self.queue.task_done()
                 break
             batch = [item]
             deadline = time.monotonic() + 0.05
@@ -116,6 +128,7 @@ class EventPublisher(threading.Thread):
                 except queue.Empty:
                     break
                 if more is None:
+                    self.queue.task_done()
                     self.queue.put(None)
                     break
                 batch.append(more)
@@ -134,6 +147,7 @@ class EventPublisher(threading.Thread):
         for _, then in batch:
             if then is not None:
                 then()
+            self.queue.task_done()
 
     def stop(self) -> None:
         self.queue.put(None)
@@ -193,6 +207,9 @@ class Akmtad:
         self.broker = Broker(config, app="akmtad")
         self.consumed: set[str] = set()
         self.pending: list[tuple[Received, bool]] = []
+        self.member = QuietMember(self.platform.control, "akmtad", f"{socket.gethostname()}:{os.getpid()}")
+        self.quiet_token: str | None = None  # the flag's token while paused for it
+        self._flag_read = 0.0
 
     def _load_senders(self) -> None:
         for doc in self.platform.senders.collection.find({"deleted": False}):
@@ -264,6 +281,33 @@ class Akmtad:
         self.delivery.schedule(waiting)
         log.info("spool: %d to deliver, %d delivered before the restart", len(waiting), len(delivered))
 
+    # -- the quiet point -------------------------------------------------------------------
+    def quiet_point(self) -> bool:
+        """Reads the flag (at most twice a second); pauses or resumes delivery with it and
+        tells the roll call. True while intake must take nothing."""
+        now = time.monotonic()
+        if now - self._flag_read < 0.5:
+            return self.quiet_token is not None
+        self._flag_read = now
+        try:
+            flag = self.member.flag()
+        except Exception as exc:  # noqa: BLE001 - MongoDB away: keep the state we had
+            log.warning("maintenance flag not read (%s)", type(exc).__name__)
+            return self.quiet_token is not None
+        if flag is not None and self.quiet_token is None:
+            log.info("quiet point (%s): intake and delivery pause", flag.get("reason"))
+            self.engine.soon(self.delivery.pause)
+        elif flag is None and self.quiet_token is not None:
+            log.info("quiet point over: intake and delivery go on")
+            self.engine.soon(self.delivery.resume)
+        self.quiet_token = flag["token"] if flag else None
+        quiet = flag is not None and self.engine.call(self.delivery.quiet) and self.events.idle()
+        try:
+            self.member.report(quiet=self.quiet_token if quiet else None)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("quiet point roll call not written (%s)", type(exc).__name__)
+        return flag is not None
+
     # -- control HTTP ----------------------------------------------------------------------
     def control_app(self):
         app = create_service_app("akmtad", dependency_checker(self.config, registry_get("akmtad").requires))
@@ -316,6 +360,8 @@ class Akmtad:
         last_refresh = time.monotonic()
         while not self.stop_event.is_set():
             self.broker.poll(0.05)
+            if self.quiet_point():
+                continue  # what arrived waits in self.pending, unacknowledged
             # backpressure: unacknowledged, the broker sends no more than PREFETCH meanwhile
             if self.pending and intake_open(self.delivery.backlog(), self.config.MTA.MAX_SPOOLED):
                 self._intake()
@@ -326,9 +372,13 @@ class Akmtad:
 
     def close(self) -> None:
         try:
-            if self.pending:
+            if self.pending and self.quiet_token is None:
                 self._intake()
         finally:
+            try:
+                self.member.leave()
+            except Exception:  # noqa: BLE001 - the member lapses by itself
+                pass
             self.broker.close()
             self.engine.stop()
             self.events.stop()

@@ -9,6 +9,10 @@ A claimed launch runs as these steps (`CampaignRunner.run`):
         lease; the state is read again after a wait, so a pause or cancel publishes nothing
         more (a pause takes effect within that many messages; the broker never holds a
         whole campaign);
+     a'. hold at the quiet point: while the maintenance flag is set (a backup, issue 14) the
+        worker publishes nothing, keeps its lease and checkpoint, and says it is quiet
+        (domain/maintenance.py, QuietMember); when the flag goes it goes on with the same
+        batch, so it resumes exactly where it was;
      b. choose the audience (domain/audience.py: has an e-mail, subscribed to the
         campaign's resource, not on the global stop list, not already handled in this
         launch);
@@ -36,6 +40,7 @@ from typing import Any
 from altcraft.config import MainConfig
 from altcraft.domain import audience, message as messages
 from altcraft.domain.campaign_senders import CampaignSenders
+from altcraft.domain.maintenance import QuietMember
 from altcraft.domain.stoplist import StopList
 from altcraft.domain.templates import compile_parts
 from altcraft.mta import envelope as mta_envelope
@@ -100,10 +105,16 @@ class CampaignRunner:
         self.broker = Broker(config, app="campaign")
         self.dedup = kv.from_cluster("camp_duplicatesdb", config.CAMP_DUPLICATESDB)
         self.stoplist = StopList(kv.ssdb(config, "hbsupp"))
+        self.member = QuietMember(self.platform.control, "campaign", self.owner)
 
     def run_forever(self) -> None:
         campaigns = self.platform.campaigns
         while not self.stop.is_set():
+            flag = self.member.flag()
+            self.member.report(quiet=flag["token"] if flag else None)  # idle: quiet already
+            if flag is not None:
+                self.stop.wait(0.5)  # claims nothing at the quiet point
+                continue
             campaign = campaigns.claim(self.owner)
             if campaign is None:
                 self.stop.wait(1.0)
@@ -120,6 +131,8 @@ class CampaignRunner:
         segment = self.platform.segments(launch.account_id)
         for batch in segment.profiles(launch.segment_id, after=launch.after, batch=BATCH):
             state = self.wait_for_room(launch)
+            if state == "sending" and not self.stop.is_set():
+                state = self.hold_at_quiet_point(launch)  # the last look before publishing
             if self.stop.is_set():
                 return  # the lease runs out and a restarted worker resumes from the checkpoint
             if state != "sending":
@@ -158,6 +171,29 @@ class CampaignRunner:
                       compiled=compiled, routes=routes, queues=queues,
                       record=LaunchRecord(self.dedup.client, cid, launch))
 
+    def hold_at_quiet_point(self, launch: Launch) -> str:
+        """Checked before every batch: while the maintenance flag is set, publishes nothing,
+        renews the lease, keeps the checkpoint. Returns the campaign's state afterwards (a
+        pause or cancel meanwhile is seen)."""
+        flag = self.member.flag()
+        if flag is None:
+            self.member.report()
+            return "sending"
+        log.info("campaign %s: quiet point (%s), holding", launch.campaign_id, flag.get("reason"))
+        renewed = time.monotonic()
+        while flag is not None:
+            self.member.report(quiet=flag["token"])
+            if self.stop.wait(0.5):
+                return "sending"  # the caller sees the stop
+            if time.monotonic() - renewed > 10:
+                if (state := self.platform.campaigns.renew(launch.campaign_id, self.owner)) != "sending":
+                    return state
+                renewed = time.monotonic()
+            flag = self.member.flag()
+        self.member.report()
+        log.info("campaign %s: quiet point over, going on", launch.campaign_id)
+        return self.platform.campaigns.renew(launch.campaign_id, self.owner)
+
     def wait_for_room(self, launch: Launch) -> str:
         """Waits while an MTA queue of the launch holds CAMP_QUEUE_LIMIT messages, renewing the lease;
         returns the campaign's state, so that a pause or cancel meanwhile is seen."""
@@ -166,6 +202,10 @@ class CampaignRunner:
         waited = False
         while max(self.broker.queue_depth(q) for q in launch.queues.values()) >= self.config.CAMP_QUEUE_LIMIT:
             waited = True
+            # publishing nothing while it waits: quiet for a backup's roll call (akmtad pauses
+            # at the quiet point too, so the room may come only after it)
+            flag = self.member.flag()
+            self.member.report(quiet=flag["token"] if flag else None)
             if self.stop.wait(0.5):
                 return "sending"  # the caller sees the stop
             if time.monotonic() - renewed > 10:
@@ -200,6 +240,10 @@ class CampaignRunner:
             self.platform.campaigns.finish(launch.campaign_id, self.owner)
 
     def close(self) -> None:
+        try:
+            self.member.leave()
+        except Exception:  # noqa: BLE001 - the member lapses by itself
+            pass
         self.broker.close()
         self.dedup.close()
         self.platform.close()

@@ -10,6 +10,10 @@ done) is the batch acknowledged, with one `multiple` ack. A crash before that (k
 leaves the batch unacknowledged: RabbitMQ delivers it again and ClickHouse keeps one row per
 event_id (ReplacingMergeTree; reports count uniqExact(event_id)).
 
+At a backup's quiet point (domain/maintenance.py) procactions goes on consuming; it answers
+the backup's drain request once both queues hold nothing ready and everything it took is
+written and acknowledged, so the ClickHouse dump holds every event published before.
+
 A message that is not a valid event is rejected without requeue and so dead-lettered to
 `events.dead`: kept for inspection, never dropped silently. If a store is away, the batch
 is not acknowledged, the connection is dropped (RabbitMQ requeues the batch) and the worker
@@ -19,6 +23,8 @@ connects again after a back-off.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,6 +33,7 @@ from altcraft.services.reconnect import run_until_stopped
 from altcraft.config import MainConfig
 from altcraft.domain.events import BadEvent, decode
 from altcraft.domain.ingest import EventWriter
+from altcraft.domain.maintenance import QuietMember
 from altcraft.domain.reports import HourlyStats
 from altcraft.domain.stoplist import StopList
 from altcraft.stores import analytics, kv
@@ -58,9 +65,15 @@ class Consumer:
         self.rejected = 0
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="procactions-writer")
         self._writing: Future | None = None
+        self.member: QuietMember | None = None  # set by main(): the quiet point's roll call
+        self._flag_read = 0.0
+        self._drain: tuple[int, int] | None = None  # (drain request, delivery tag to be written)
+        self.received_tag = 0  # the last delivery tag received on the channel
+        self.acked_tag = 0  # the last one written and acknowledged
 
     def _on_message(self, message: Received) -> None:
         self.buffer.append(message)
+        self.received_tag = message.tag
 
     def run(self, stop: threading.Event) -> None:
         source = BatchConsumer(self.config, QUEUES, self._on_message, prefetch=self.prefetch,
@@ -72,6 +85,7 @@ class Consumer:
             while not stop.is_set():
                 source.poll(0.005 if self._writing else 0.05)
                 self._acknowledge(source)
+                self._answer_quiet_point(source)
                 if not self.buffer:
                     if self._writing is None:
                         self.writer.refresh_stats()  # what the last batches touched, once idle
@@ -80,7 +94,8 @@ class Consumer:
                 if not first_at:
                     first_at = now
                 if self._writing is None and (len(self.buffer) >= self.batch_size
-                                              or now - first_at >= self.flush_seconds):
+                                              or now - first_at >= self.flush_seconds
+                                              or self._drain is not None):
                     batch, self.buffer = self.buffer, []
                     self._writing = self._pool.submit(self._write, batch)
                     first_at = 0.0
@@ -105,6 +120,33 @@ class Consumer:
             self._pool.shutdown(wait=False)
             self.buffer.clear()  # unacknowledged: the broker delivers them again
             source.close()
+
+    def _answer_quiet_point(self, source: BatchConsumer) -> None:
+        """Twice a second: says it lives. On a backup's drain request: once both queues hold
+        nothing ready, every delivery received by then (the broker sends what it delivered
+        before its answer to the ready count first) must be written and acknowledged; then
+        the request is answered. Meanwhile batches are written at once, not after FLUSH_SECONDS."""
+        if self.member is None or time.monotonic() - self._flag_read < 0.5:
+            return
+        self._flag_read = time.monotonic()
+        try:
+            flag = self.member.flag()
+        except Exception as exc:  # noqa: BLE001 - MongoDB away: events go on; the backup waits
+            log.warning("maintenance flag not read (%s)", type(exc).__name__)
+            return
+        request = (flag or {}).get("drain") or 0
+        if not request:
+            self._drain = None
+        elif self._drain is None or self._drain[0] != request:
+            if all(source.ready(q) == 0 for q in QUEUES):
+                self._drain = (request, self.received_tag)
+        answered = None
+        if self._drain is not None and self.acked_tag >= self._drain[1]:
+            answered = self._drain[0]
+        try:
+            self.member.report(drained=answered)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("quiet point roll call not written (%s)", type(exc).__name__)
 
     def _write(self, batch: list[Received]):
         """On the writer thread: decode, write; returns what to acknowledge and to reject."""
@@ -132,6 +174,7 @@ class Consumer:
         else:
             source.ack(last, multiple=True)  # the batch is a prefix of the deliveries
         source.flush()
+        self.acked_tag = last
 
 
 def make_writer(config: MainConfig) -> EventWriter:
@@ -147,11 +190,25 @@ def make_writer(config: MainConfig) -> EventWriter:
 
 
 def main(config: MainConfig, stop: threading.Event) -> None:
+    from altcraft.wiring import Platform
+
     writer = make_writer(config)
+    platform = Platform(config)
+    member = QuietMember(platform.control, "procactions", f"{socket.gethostname()}:{os.getpid()}")
     try:
         writer.catch_up()
     except Exception as exc:  # ClickHouse or SSDB away: events first, statistics later
         log.warning("hourly statistics catch-up skipped (%s)", type(exc).__name__)
+
+    def attempt(stop: threading.Event) -> None:
+        consumer = Consumer(config, writer)
+        consumer.member = member  # answers the backup's drain request (the quiet point)
+        consumer.run(stop)
+
     # a store or the broker away: the batch is not written and not acknowledged
-    run_until_stopped(lambda stop: Consumer(config, writer).run(stop), stop, "event writing", log)
+    run_until_stopped(attempt, stop, "event writing", log)
+    try:
+        member.leave()
+    finally:
+        platform.close()
     log.info("stopped; %d events written", writer.written)

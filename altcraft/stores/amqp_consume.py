@@ -76,6 +76,15 @@ class BatchConsumer:
         self.connection.process_data_events(time_limit=seconds)
         self.check()
 
+    def ready(self, queue: str) -> int:
+        """Messages ready in `queue` (a passive declare on this channel). Deliveries the
+        broker sent before its answer reach `on_message` before this returns: the frames
+        of one channel arrive in order."""
+        ok: list[object] = []
+        self.impl.queue_declare(queue, passive=True, callback=ok.append)
+        self._wait(lambda: ok, f"queue.declare {queue}")
+        return ok[0].method.message_count
+
     def ack(self, tag: int, multiple: bool = False) -> None:
         self.impl.basic_ack(delivery_tag=tag, multiple=multiple)
 

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -535,3 +536,96 @@ def test_the_maintenance_flag_has_one_holder_and_lapses_with_its_lease(config):
     assert flag.active() is None
     client.drop_database(config.CONTROLDB_NAME)
     client.close()
+
+
+@pytest.fixture
+def light_config(harness, basedir, vhost):
+    """A platform of its own names (control database, vhost) with nothing in it: for runs
+    that are killed before they read much."""
+    data = make_config(harness, basedir, RABBITMQ_VHOST=vhost)
+    path = basedir / "main.json"
+    path.write_text(json.dumps(data, indent=2))
+    config, _ = cfg.load(path)
+    yield config, path
+    client = documents.connect(config, "control")
+    client.drop_database(config.CONTROLDB_NAME)
+    client.close()
+
+
+def test_kill_9_of_create_then_akd_status_resumes_the_platform(light_config, tmp_path):
+    """kill -9 of `aktool backup create` while a store is being dumped: nothing is listed as
+    complete, and the next `akd status` sees the flag's owner is gone and clears the flag (the
+    lease, 30 s by default, has not run out yet), so the API accepts writes again at once."""
+    from tests.lib.backup import RunningBackup
+
+    config, main_json = light_config
+    root = tmp_path / "backups"
+    platform = Platform(config)
+    api = Client(create_app(config, registry.get("api")).test_client(), platform.tokens.create("admin")[0])
+    backup = RunningBackup(root / "killed", main_json)
+    backup.wait_line("mongodb: dumping")
+    os.kill(backup.proc.pid, signal.SIGKILL)
+    backup.proc.wait()
+    assert not (root / "killed" / "manifest.json").exists(), "the backup finished before the kill"
+    listed = json.loads(run("aktool", "backup", "list", "--root", str(root), "--json", config=main_json).stdout)
+    assert [(b["name"], b["state"]) for b in listed["backups"]] == [("killed", "incomplete")]
+    # the flag is still there (its lease has most of its 30 s left) and writes are refused
+    assert Maintenance(platform.control).active()["owner"].endswith(f":{backup.proc.pid}")
+    status, body = wait_for(lambda: (r := api("admin/accounts/save", name="during"))[0] == 503 and r,
+                            timeout=5, what="the API to see the flag")
+    assert body["error"] == 9
+    result = run("akd", "status", config=main_json)
+    assert f"maintenance flag cleared: set by {socket.gethostname()}:{backup.proc.pid}" in result.stdout, \
+        result.stdout + result.stderr
+    assert f"its process {backup.proc.pid} is gone" in result.stdout
+    assert Maintenance(platform.control).active() is None
+    wait_for(lambda: api("admin/accounts/save", name="after-akd-status")[0] == 200, timeout=5,
+             what="the API to accept a write")
+    # a second akd status has nothing to say about it
+    assert "maintenance" not in run("akd", "status", config=main_json).stdout
+    # killed again: the next backup on this host takes the dead run's flag over itself
+    again = RunningBackup(root / "killed-again", main_json)
+    again.wait_line("mongodb: dumping")
+    os.kill(again.proc.pid, signal.SIGKILL)
+    again.proc.wait()
+    assert Maintenance(platform.control).active()["owner"].endswith(f":{again.proc.pid}")
+    after = run("aktool", "backup", "create", "--to", str(root / "after"), "--only", "spool", config=main_json)
+    assert after.returncode == 0, after.stderr
+    assert Maintenance(platform.control).active() is None
+    platform.close()
+
+
+def test_an_encrypted_secrets_part_needs_its_key(light_config, tmp_path):
+    """--encrypt-key: the secrets part is one AES-GCM file; verify and restore say clearly
+    when the key is missing or wrong, and work with the right one."""
+    config, main_json = light_config
+    key, other = tmp_path / "backup.key", tmp_path / "other.key"
+    assert run("aktool", "backup", "keygen", str(key)).returncode == 0
+    assert run("aktool", "backup", "keygen", str(other)).returncode == 0
+    assert (key.stat().st_mode & 0o777) == 0o600
+    assert run("aktool", "backup", "keygen", str(key)).returncode == 2  # never overwritten
+    target = tmp_path / "enc"
+    created = run("aktool", "backup", "create", "--to", str(target), "--only", "secrets", "--encrypt-key", str(key),
+                  "--json", config=main_json)
+    assert created.returncode == 0, created.stderr
+    assert sorted(p.name for p in (target / "secrets").iterdir()) == ["secrets.tar.enc"]
+    assert b"TRACKING_CRYPT_KEY" not in (target / "secrets" / "secrets.tar.enc").read_bytes()
+    missing = run("aktool", "backup", "verify", str(target))
+    assert missing.returncode == 1 and "encrypted" in missing.stderr and "--encrypt-key" in missing.stderr
+    wrong = run("aktool", "backup", "verify", str(target), "--encrypt-key", str(other))
+    assert wrong.returncode == 1 and "wrong key" in wrong.stderr
+    assert run("aktool", "backup", "verify", str(target), "--encrypt-key", str(key)).returncode == 0
+    refused = run("aktool", "backup", "restore", str(target), "--yes", config=main_json)
+    assert refused.returncode == 2 and "--encrypt-key" in refused.stderr
+    restored = run("aktool", "backup", "restore", str(target), "--yes", "--encrypt-key", str(key), "--json",
+                   config=main_json)
+    assert restored.returncode == 0 and json.loads(restored.stdout)["secrets_differ"] == [], restored.stderr
+    # a damaged byte: the right key, and it says the file is damaged
+    blob = bytearray((target / "secrets" / "secrets.tar.enc").read_bytes())
+    blob[-20] ^= 1
+    (target / "secrets" / "secrets.tar.enc").write_bytes(bytes(blob))
+    data = json.loads((target / "manifest.json").read_text())
+    data["files"]["secrets/secrets.tar.enc"]["sha256"] = __import__("hashlib").sha256(bytes(blob)).hexdigest()
+    (target / "manifest.json").write_text(json.dumps(data))
+    damaged = run("aktool", "backup", "verify", str(target), "--encrypt-key", str(key))
+    assert damaged.returncode == 1 and "damaged" in damaged.stderr

@@ -536,3 +536,18 @@ def test_the_engine_imports_no_driver_nor_web_framework():
             "print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# -- the quiet point (a backup) ---------------------------------------------------------------
+def test_paused_delivery_starts_no_session_and_goes_on_where_it_was_when_resumed(make):
+    stand = make(settings=settings(DEFAULT_STRATEGY={"CONNECTIONS": 1, "MESSAGES_PER_CONNECTION": 10}))
+    for n in range(3):
+        stand.add(f"u{n}@b.example")
+    stand.delivery.pause()
+    assert stand.delivery.quiet()  # paused, no session open
+    stand.drive()
+    assert stand.peer.sent == [] and stand.sink.kinds() == []
+    stand.delivery.resume()
+    assert not stand.delivery.quiet()
+    stand.drive()
+    assert stand.sink.kinds() == ["delivered"] * 3

@@ -1,0 +1,50 @@
+"""`aktool backup create` as a running process whose progress lines a test waits on
+(without a terminal it prints `backup: <store>: dumping`, `backup: quiet: ...`)."""
+
+from __future__ import annotations
+
+import queue
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from tests.lib.cli import BIN
+
+
+class RunningBackup:
+    def __init__(self, target: Path, main_json: Path, *args: str):
+        self.proc = subprocess.Popen([str(BIN / "aktool"), "backup", "create", "--to", str(target), *args,
+                                      "--config", str(main_json)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stderr:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def wait_line(self, text: str, timeout: float = 60.0) -> str:
+        """Returns the first progress line containing `text`; fails if the run ends first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self._queue.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if line is None:
+                raise AssertionError(f"the backup ended (exit {self.proc.wait()}) before {text!r}: "
+                                     + "\n".join(self.lines) + self.proc.stdout.read())
+            self.lines.append(line)
+            if text in line:
+                return line
+        raise AssertionError(f"no progress line {text!r} within {timeout:.0f} s: " + "\n".join(self.lines))
+
+    def finish(self, timeout: float = 120.0) -> tuple[int, str, str]:
+        out = self.proc.stdout.read()
+        code = self.proc.wait(timeout)
+        while (line := self._queue.get(timeout=10)) is not None:
+            self.lines.append(line)
+        return code, out, "\n".join(self.lines)
