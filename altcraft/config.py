@@ -326,6 +326,9 @@ class MainConfig(_Section):
     WEBAPI_PRIVATE_KEY: Secret
     TRACKING_CRYPT_KEY: Secret
 
+    # Platform addition: every webadmin administrator must pass a TOTP code after the
+    # password (one without a key is sent to enrolment before any session opens).
+    WEBADMIN_TOTP_REQUIRED: bool = False
     WEBCONTROL_HOSTNAME: str = ""
     WEBCONTROL_PUBLIC_IP: str = ""
     WEBCONTROL_PUBLIC_PORT: Port = 443

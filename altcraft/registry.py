@@ -64,7 +64,10 @@ PROCESSES: tuple[Process, ...] = (
             entry="altcraft.services.api:create_app", requires=_API_DEPS,
             notes="admin accounts/users/tokens, databases, profiles; more areas with #4, #5"),
     Process("webadmin", "http", "Admin panel: accounts, users, system settings", 8081,
-            requires=_API_DEPS, notes="adminwebcontrol in Altcraft's table"),
+            status="partial", entry="altcraft.web.admin:create_app",
+            requires=_API_DEPS + (CAMP_DUPLICATESDB,),
+            notes="adminwebcontrol in Altcraft's table; administrators' sign-in with TOTP, "
+                  "accounts pages; users, tokens, senders and system settings pages to come (#13)"),
     Process("webcontrol", "http", "User panel: campaigns, segments, templates", 8082,
             status="partial", entry="altcraft.web.control:create_app",
             requires=_API_DEPS + (CAMP_DUPLICATESDB, SSDB_STATS),

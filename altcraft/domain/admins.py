@@ -1,15 +1,26 @@
-"""Platform administrators (the admin panel and the admin API)."""
+"""Platform administrators (the admin panel and the admin API): accounts of their own
+(collection `admins`), argon2 password hashes, an optional TOTP second factor.
+
+TOTP: `begin_totp` keeps a new secret as pending; `confirm_totp` makes it the admin's once a
+code of it is typed (so a mistyped enrolment never locks anyone out). `check_totp` accepts a
+code once: the matched time step is stored with a compare-and-set, so the same code (or an
+older one) is refused afterwards, in every worker at once.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from pymongo import ReturnDocument
 from pymongo.database import Database
 
+from altcraft.domain import totp
 from altcraft.domain.clock import now
-from altcraft.domain.errors import Invalid
+from altcraft.domain.errors import Invalid, NotFound
 from altcraft.domain.ids import next_id
-from altcraft.domain.passwords import PasswordPolicy, hash_password
+from altcraft.domain.passwords import PasswordPolicy, hash_password, verify_password
+
+_ABSENT_HASH = hash_password("absent-admin-placeholder-password")
 
 
 class Admins:
@@ -30,3 +41,55 @@ class Admins:
                "password_hash": hash_password(password), "created_at": now()}
         self.collection.insert_one(doc)
         return {"id": doc["id"], "login": login}, True
+
+    def get(self, admin_id: int) -> dict[str, Any]:
+        doc = self.collection.find_one({"id": admin_id})
+        if doc is None:
+            raise NotFound(f"admin {admin_id} not found")
+        return doc
+
+    def verify(self, login: str, password: str) -> dict[str, Any] | None:
+        """The admin with this login and password, or None (the same work either way)."""
+        doc = self.collection.find_one({"login": login}) if isinstance(login, str) else None
+        ok = verify_password(doc["password_hash"] if doc else _ABSENT_HASH, password or "")
+        return doc if doc is not None and ok else None
+
+    def set_password(self, admin_id: int, password: str) -> dict[str, Any]:
+        current = self.get(admin_id)
+        self.policy.check(password, current["login"])
+        return self.collection.find_one_and_update(
+            {"id": admin_id}, {"$set": {"password_hash": hash_password(password), "updated_at": now()}},
+            return_document=ReturnDocument.AFTER)
+
+    # -- TOTP ------------------------------------------------------------------------------
+    def begin_totp(self, admin_id: int) -> str:
+        """A new pending secret (the enrolled one, if any, stays until confirmed)."""
+        self.get(admin_id)
+        secret = totp.new_secret()
+        self.collection.update_one({"id": admin_id}, {"$set": {"totp_pending": secret}})
+        return secret
+
+    def confirm_totp(self, admin_id: int, code: str) -> bool:
+        doc = self.get(admin_id)
+        secret = doc.get("totp_pending")
+        step = totp.matching_step(secret, code) if secret else None
+        if step is None:
+            return False
+        result = self.collection.update_one(
+            {"id": admin_id, "totp_pending": secret},
+            {"$set": {"totp_secret": secret, "totp_step": step, "updated_at": now()},
+             "$unset": {"totp_pending": ""}})
+        return result.modified_count == 1
+
+    def check_totp(self, admin_id: int, code: str) -> bool:
+        """True once for a right code; a code of a step already used (or older) is refused."""
+        doc = self.get(admin_id)
+        secret = doc.get("totp_secret")
+        step = totp.matching_step(secret, code) if secret else None
+        if step is None:
+            return False
+        result = self.collection.update_one(
+            {"id": admin_id, "totp_secret": secret,
+             "$or": [{"totp_step": {"$lt": step}}, {"totp_step": {"$exists": False}}]},
+            {"$set": {"totp_step": step}})
+        return result.modified_count == 1

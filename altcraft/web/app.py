@@ -1,5 +1,7 @@
 """The panel app factory: the service skeleton (health, readiness, metrics) plus sessions,
-sign-in, CSRF, CSP and i18n; a panel (webcontrol, later webadmin) adds its blueprint.
+sign-in, CSRF, CSP and i18n; a panel (webcontrol, webadmin) adds its blueprint and says who
+signs in to it (Principals: account users for webcontrol, platform administrators for
+webadmin).
 
 Sessions are Flask's signed cookies (HMAC with a key derived from PRIVATE_KEY and the panel's
 name, so a cookie of one panel is nothing to another): HttpOnly, SameSite=Lax, Secure when
@@ -33,6 +35,7 @@ from altcraft.wiring import Platform
 
 IDLE = timedelta(hours=2)
 ABSOLUTE = 12 * 3600
+PENDING = 5 * 60  # to pass the second step after the password
 
 
 class _SessionInterface(SecureCookieSessionInterface):
@@ -76,6 +79,57 @@ class PanelContext:
         return HourlyStats(kv.ssdb(self.config, "stats"))
 
 
+@dataclass(frozen=True)
+class Principals:
+    """Who signs in to a panel. `verify` answers a login and password with the principal
+    (None: refused); `load` finds a session's principal again by id with its account (None:
+    gone or disabled, the session ends); `second_step`, when set, names the endpoint a
+    principal must pass after the password before the session opens (webadmin's TOTP)."""
+
+    home: str
+    verify: Callable[[PanelContext, str, str], dict | None]
+    load: Callable[[PanelContext, int], tuple[dict, dict | None] | None]
+    can_change: Callable[[dict, dict | None], bool]
+    set_password: Callable[[PanelContext, dict, str], dict]
+    second_step: Callable[[PanelContext, dict], str | None] = lambda ctx, principal: None
+
+
+def _user_verify(ctx: PanelContext, login: str, password: str) -> dict | None:
+    user = ctx.platform.users.verify(login, password)
+    if user is None:
+        return None
+    try:
+        account = ctx.platform.accounts.get(user["account_id"])
+    except NotFound:
+        return None
+    return user if account.get("active", True) else None
+
+
+def _user_load(ctx: PanelContext, uid: int) -> tuple[dict, dict | None] | None:
+    try:
+        user = ctx.platform.users.get(uid)
+        account = ctx.platform.accounts.get(user["account_id"])
+    except NotFound:
+        return None
+    if not (user.get("active", True) and account.get("active", True)):
+        return None
+    return user, account
+
+
+def _user_set_password(ctx: PanelContext, user: dict, new: str) -> dict:
+    ctx.platform.users.update(user["id"], password=new)  # the password policy applies
+    return ctx.platform.users.get(user["id"])
+
+
+ACCOUNT_USERS = Principals(home="control.dashboard", verify=_user_verify, load=_user_load,
+                           can_change=can_change, set_password=_user_set_password)
+
+
+def principals() -> Principals:
+    from flask import current_app
+    return current_app.extensions["altcraft_principals"]
+
+
 def panel() -> PanelContext:
     from flask import current_app
     return current_app.extensions["altcraft_panel"]
@@ -104,29 +158,60 @@ def _load_user() -> None:
     g.can_change = False
     uid = session.get("uid")
     if uid is not None:
-        platform = panel().platform
-        try:
-            user = platform.users.get(uid)
-            account = platform.accounts.get(user["account_id"])
-        except NotFound:
-            user = account = None
+        found = principals().load(panel(), uid)
+        user, account = found if found else (None, None)
         fresh = time.time() - session.get("at", 0) < ABSOLUTE
         same_password = user is not None and session.get("pw") == _fingerprint(user)
-        if (user and account and user.get("active", True) and account.get("active", True) and fresh
-                and same_password):
+        if user and fresh and same_password:
             g.user, g.account = user, account
-            g.can_change = can_change(user, account)
+            g.can_change = principals().can_change(user, account)
         else:
             session.clear()
     g.lang = i18n.choose(g.user)
 
 
-def protect(blueprint: Blueprint) -> Blueprint:
+def open_session(user: dict) -> None:
+    """Signs `user` in: a new session (nothing of the anonymous or half-signed-in one stays)."""
+    session.clear()
+    session.permanent = True
+    session["uid"] = user["id"]
+    session["at"] = int(time.time())
+    session["pw"] = _fingerprint(user)
+    security.csrf_token()
+
+
+def pending_principal() -> dict | None:
+    """The principal who gave the right password but not yet the second step (webadmin's
+    TOTP), while that is fresh (PENDING seconds) and the password unchanged."""
+    uid = session.get("pending")
+    if uid is None or time.time() - session.get("pending_at", 0) > PENDING:
+        return None
+    found = principals().load(panel(), uid)
+    if not found or session.get("pending_pw") != _fingerprint(found[0]):
+        return None
+    return found[0]
+
+
+def locked_message(seconds: int) -> str:
+    minutes = (seconds + 59) // 60
+    return i18n.ngettext_("Too many failed sign-ins for this login: try again in %(num)d minute.",
+                          "Too many failed sign-ins for this login: try again in %(num)d minutes.",
+                          minutes)
+
+
+def after_sign_in() -> Response:
+    return redirect(_safe_next(request.args.get("next")) or url_for(principals().home))
+
+
+def protect(blueprint: Blueprint, open_endpoints: frozenset[str] = frozenset()) -> Blueprint:
     """Every route of the blueprint needs a signed-in user; every change needs a changing
-    role (read-only users get 403). CSRF is checked before this, for the whole app."""
+    role (read-only users get 403). CSRF is checked before this, for the whole app.
+    `open_endpoints` check their visitor themselves (webadmin's second sign-in step)."""
 
     @blueprint.before_request
     def _require_user():
+        if request.endpoint in open_endpoints:
+            return None
         if g.user is None:
             if request.headers.get("HX-Request") == "true":
                 # a fetch would follow a 302 and swap the sign-in page into a fragment
@@ -152,32 +237,27 @@ def _auth_blueprint() -> Blueprint:
             password = request.form.get("password", "")
             ctx = panel()
             locked = ctx.throttle.locked_for(login) if login else 0
-            user = None if locked or not login else ctx.platform.users.verify(login, password)
-            account = None
-            if user is not None:
-                try:
-                    account = ctx.platform.accounts.get(user["account_id"])
-                except NotFound:
-                    account = None
+            user = None if locked or not login else principals().verify(ctx, login, password)
             if locked:
-                minutes = (locked + 59) // 60
-                error = i18n.ngettext_("Too many failed sign-ins for this login: try again in %(num)d minute.",
-                                       "Too many failed sign-ins for this login: try again in %(num)d minutes.",
-                                       minutes)
-                status = 429
-            elif user is None or account is None or not account.get("active", True):
+                error, status = locked_message(locked), 429
+            elif user is None:
                 if login:
                     ctx.throttle.failed(login)
                 error, status = i18n.gettext_("Wrong login or password."), 401
             else:
+                step = principals().second_step(ctx, user)
+                if step is not None:
+                    # the password is right; the session opens only after the second step
+                    # (its failures count against the same lock-out)
+                    session.clear()
+                    session["pending"] = user["id"]
+                    session["pending_at"] = int(time.time())
+                    session["pending_pw"] = _fingerprint(user)
+                    security.csrf_token()
+                    return redirect(url_for(step, next=_safe_next(request.args.get("next"))))
                 ctx.throttle.succeeded(login)
-                session.clear()  # a new session on sign-in: nothing of the anonymous one stays
-                session.permanent = True
-                session["uid"] = user["id"]
-                session["at"] = int(time.time())
-                session["pw"] = _fingerprint(user)
-                security.csrf_token()
-                return redirect(_safe_next(request.args.get("next")) or url_for("control.dashboard"))
+                open_session(user)
+                return after_sign_in()
         return render_template("web/signin.html", error=error, login=login), status
 
     @bp.route("/password", methods=["GET", "POST"])
@@ -188,17 +268,17 @@ def _auth_blueprint() -> Blueprint:
         if request.method == "POST":
             ctx = panel()
             current, new = request.form.get("current", ""), request.form.get("new", "")
-            if ctx.platform.users.verify(g.user["login"], current) is None:
+            if principals().verify(ctx, g.user["login"], current) is None:
                 error, status = i18n.gettext_("The current password is wrong."), 400
             elif new != request.form.get("repeat", ""):
                 error, status = i18n.gettext_("The new password and its repetition differ."), 400
             else:
                 try:
-                    ctx.platform.users.update(g.user["id"], password=new)  # the password policy applies
+                    changed = principals().set_password(ctx, g.user, new)
                 except DomainError as exc:
                     error, status = exc.message, exc.status
                 else:
-                    session["pw"] = _fingerprint(ctx.platform.users.get(g.user["id"]))
+                    session["pw"] = _fingerprint(changed)
                     done = True
         return render_template("web/password.html", error=error, done=done), status
 
@@ -211,10 +291,11 @@ def _auth_blueprint() -> Blueprint:
 
 
 def create_panel_app(config: MainConfig, process: Process,
-                     pages: Callable[[], Blueprint]) -> Flask:
+                     pages: Callable[[], Blueprint], who: Principals = ACCOUNT_USERS) -> Flask:
     app = create_service_app(process.name, dependency_checker(config, process.requires))
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # nginx in front sets both (not Host-forwarding)
     app.extensions["altcraft_panel"] = PanelContext(config, process.name)
+    app.extensions["altcraft_principals"] = who
     app.secret_key = _session_key(config, process.name)
     app.session_interface = _SessionInterface()
     app.config.update(
@@ -252,7 +333,7 @@ def create_panel_app(config: MainConfig, process: Process,
 
     @app.get("/")
     def root():
-        return redirect(url_for("control.dashboard") if g.user else url_for("web.signin"))
+        return redirect(url_for(who.home) if g.user else url_for("web.signin"))
 
     app.register_blueprint(_auth_blueprint())
     app.register_blueprint(pages())

@@ -116,3 +116,38 @@ def people_csv(count: int, broken: int = 0, tag: str = "") -> tuple[str, list[in
         email = f"broken-{index}-at-{tag}" if index in bad else f"p{index}-{tag}@example.com"
         lines.append(f"{email},Anna {index},Kazan")
     return "\n".join(lines) + "\n", sorted(index + 2 for index in bad)
+
+
+# -- webadmin ------------------------------------------------------------------------------
+def make_admin(platform, totp: bool = False) -> dict:
+    """A platform administrator of its own (login admin-<tag>, PASSWORD); with `totp`, enrolled
+    (its secret under "totp_secret")."""
+    from altcraft.domain import totp as otp
+    admin, _ = platform.admins.ensure(f"admin-{uuid.uuid4().hex[:8]}", PASSWORD)
+    if totp:
+        secret = platform.admins.begin_totp(admin["id"])
+        # a step well in the past: the codes the test types later are all newer
+        platform.admins.collection.update_one({"id": admin["id"]}, {"$set": {
+            "totp_secret": secret, "totp_step": 0}, "$unset": {"totp_pending": ""}})
+    return platform.admins.get(admin["id"])
+
+
+def totp_code(secret: str) -> str:
+    """The code an authenticator app shows now for `secret` (computed with pyotp)."""
+    import pyotp
+    return pyotp.TOTP(secret).now()
+
+
+def admin_signin(client, login: str, password: str = PASSWORD, secret: str | None = None) -> str:
+    """Signs an administrator in to webadmin (with a TOTP code of `secret` when enrolled);
+    returns the session's CSRF token."""
+    page = client.get("/signin")
+    response = client.post("/signin", data={"login": login, "password": password,
+                                            "csrf_token": token_of(page.data)})
+    assert response.status_code == 302, (response.status_code, response.data[:400])
+    if secret is not None:
+        assert response.headers["Location"].startswith("/signin/code"), response.headers["Location"]
+        page = client.get("/signin/code")
+        response = client.post("/signin/code", data={"code": totp_code(secret), "csrf_token": token_of(page.data)})
+        assert response.status_code == 302, (response.status_code, response.data[:400])
+    return token_of(client.get("/accounts").data)

@@ -29,6 +29,7 @@ def test_wheel_installs_akd_and_aktool(tmp_path):
     # the panels work from the wheel alone: templates, catalogues, own and vendored front-end files
     lock = json.loads((ROOT / "altcraft/web/static/vendor/vendor.lock.json").read_text())
     for needed in ["altcraft/web/templates/web/layout.html", "altcraft/web/control/templates/control/dashboard.html",
+                   "altcraft/web/admin/templates/admin/accounts.html",
                    "altcraft/web/static/web/panel.js", "altcraft/web/static/vendor/vendor.lock.json",
                    "altcraft/web/translations/ru/LC_MESSAGES/messages.po",
                    *(f"altcraft/web/static/vendor/{e['file']}" for e in lock["files"])]:
@@ -48,5 +49,7 @@ def test_wheel_installs_akd_and_aktool(tmp_path):
         "import jinja2, flask\n"
         "from altcraft.web import i18n\n"
         "print(i18n.translations('ru').gettext('Sign in'))\n"
-        "from altcraft.web.control import create_app\n"), cwd=tmp_path)
+        "from altcraft.web.control import create_app\n"
+        "from altcraft.web.admin.pages import qr_data_uri\n"  # pyotp and qrcode came with the wheel
+        "assert qr_data_uri('otpauth://totp/x').startswith('data:image/svg+xml;base64,')\n"), cwd=tmp_path)
     assert page.strip() == "Вход"

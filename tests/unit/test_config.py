@@ -113,3 +113,12 @@ def test_patterns_must_be_regular_expressions():
                                     "LOCK_RULES": [{"PATTERN": "too many[", "SECONDS": 0}]}))
     assert set(errors) == {"MTA.BOUNCE_PATTERNS[0].PATTERN", "MTA.LOCK_RULES[0].PATTERN", "MTA.LOCK_RULES[0].SECONDS"}
     assert errors["MTA.BOUNCE_PATTERNS[0].PATTERN"].startswith("not a regular expression: missing )")
+
+
+def test_webadmin_totp_required_is_a_boolean_off_by_default():
+    config, report = cfg.validate(minimal())
+    assert report.ok and config.WEBADMIN_TOTP_REQUIRED is False
+    config, report = cfg.validate(minimal(WEBADMIN_TOTP_REQUIRED=True))
+    assert report.ok and config.WEBADMIN_TOTP_REQUIRED is True
+    errors = errors_of(minimal(WEBADMIN_TOTP_REQUIRED="yes"))
+    assert errors == {"WEBADMIN_TOTP_REQUIRED": "wrong type: expected boolean, got string"}
