@@ -96,11 +96,14 @@ def test_the_welcome_scenario_on_the_test_clock(control):
 def test_a_step_done_twice_sends_one_message_id_and_counts_once(control):
     w = World(control)
     run, _ = w.store.enter(w.scenario, "anna", "key:1")
-    w.machine.step(w.store.claim("w1"))  # entry
-    claimed = w.store.claim("w1")
+    stale = w.store.claim("w1")  # at the entry
+    assert w.machine.step(stale)
+    claimed = w.store.claim("w1")  # at the first send
     assert w.machine.step(claimed)
-    assert not w.machine.step(claimed), "a second worker's copy of the step was stored again"
+    w.machine.step(claimed)  # a second worker with the same claim: the same outcome
     assert len(w.sent) == 2 and w.sent[0] == w.sent[1], "a repeated send step got another message id"
+    assert not w.machine.step(stale), "a step older than the run's was stored"
+    assert (w.run(run["_id"])["node"], w.run(run["_id"])["step"]) == ("wait", 2), "the run went back"
     assert w.store.counts(w.scenario["id"])["first"] == {"entered": 1, "left": 1}
 
 
