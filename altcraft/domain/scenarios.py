@@ -195,6 +195,14 @@ def entry_key(policy: str, scenario_id: int, profile_id: str, rid: str) -> str:
     return rid if policy == "always" else f"{scenario_id}:{profile_id}"
 
 
+def entered_by(scenario: dict[str, Any], event: events.AutomationEvent) -> bool:
+    """Whether an event starts a run of an active scenario (API entries: never by events)."""
+    if not scenario.get("active") or scenario["account_id"] != event.account_id or scenario["db_id"] != event.db_id:
+        return False
+    trigger = next(n for n in scenario["nodes"] if n["type"] == "entry")["trigger"]
+    return trigger["type"] == "event" and event.kind == events.CUSTOM and event.name == trigger["name"]
+
+
 class Scenarios:
     """Scenarios of all accounts (control DB), their versions, runs and step log."""
 

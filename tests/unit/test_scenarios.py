@@ -91,3 +91,18 @@ def test_message_ids_derive_from_run_node_and_visit():
     first = scenarios.message_id(run, "first", 1)
     assert first == scenarios.message_id(run, "first", 1)
     assert len({first, scenarios.message_id(run, "first", 2), scenarios.message_id(run, "reminder", 1)}) == 3
+
+
+def test_a_custom_event_enters_the_active_scenarios_that_name_it():
+    from altcraft.domain import events
+    from altcraft.services.procevent import entered
+
+    nodes = welcome()
+    nodes[0]["trigger"] = {"type": "event", "name": "signed_up"}
+    listening = {"id": 1, "account_id": 1, "db_id": 2, "active": True, "nodes": scenarios.validate(nodes)}
+    by_api = {**listening, "id": 2, "nodes": scenarios.validate(welcome())}
+    event = events.custom(1, 2, "p1", "signed_up", {})
+    assert entered(event, [listening, by_api]) == [listening]
+    assert entered(events.custom(1, 2, "p1", "other", {}), [listening]) == []
+    assert entered(events.custom(1, 3, "p1", "signed_up", {}), [listening]) == []
+    assert entered(event, [{**listening, "active": False}]) == []
