@@ -58,7 +58,8 @@ class Stepper:
 
     def send(self, run: dict[str, Any], node: dict[str, Any], mid: str) -> None:
         scenario = self.store.get(run["account_id"], run["scenario_id"])
-        source = {**node, "id": node["campaign_id"], "db_id": run["db_id"], "resource_id": scenario["resource_id"]}
+        source = {**node, "id": node["campaign_id"], "account_id": run["account_id"], "db_id": run["db_id"],
+                  "resource_id": scenario["resource_id"]}
         try:
             self.mailer.send(run["account_id"], source, run["profile_id"], mid, run.get("data") or {})
         except (Skip, DomainError) as exc:  # the run goes on, as a campaign goes on past one profile
@@ -93,6 +94,10 @@ class Stepper:
             except DomainError as exc:  # a version gone: the lease runs out and it is retried
                 FAILED.inc()
                 log.warning("run %s at %s: %s", run["_id"], run["node"], exc.message)
+            except (KeyError, TypeError, ValueError) as exc:  # a bug or a bad document: this run only
+                FAILED.inc()
+                log.exception("run %s at %s failed (%s); retried when its lease ends", run["_id"], run["node"],
+                              type(exc).__name__)
 
     def close(self) -> None:
         for close in (self.broker.close, self.analytics.close, self.platform.close):
