@@ -224,6 +224,8 @@ class Scenarios:
     def add(self, account_id: int, name: Any, db_id: int, nodes: Any, resource_id: int = 1,
             reentry: str = "once", max_visits: int = DEFAULT_MAX_VISITS,
             check_condition: Callable[[Any, str], None] | None = None) -> dict[str, Any]:
+        if name is None:
+            raise Invalid("name", "a non-empty name")
         fields = self._settings(name=name, reentry=reentry, max_visits=max_visits)
         graph = validate(nodes, check_condition)
         self._campaign_ids(graph, [])

@@ -106,3 +106,12 @@ def test_a_custom_event_enters_the_active_scenarios_that_name_it():
     assert entered(events.custom(1, 2, "p1", "other", {}), [listening]) == []
     assert entered(events.custom(1, 3, "p1", "signed_up", {}), [listening]) == []
     assert entered(event, [{**listening, "active": False}]) == []
+
+
+def test_scenario_settings_are_checked():
+    with pytest.raises(Invalid, match="^max_visits: "):
+        scenarios.Scenarios._settings(max_visits=0)
+    with pytest.raises(Invalid, match="^reentry: one of: once, after_exit, always"):
+        scenarios.Scenarios._settings(reentry="twice")
+    with pytest.raises(Invalid, match="^name: "):
+        scenarios.Scenarios._settings(name=" ")

@@ -93,7 +93,8 @@ def workflows_add(ctx, principal, p: WorkflowAdd):
     ctx.check_campaign_refs(principal.account_id, db_id=p.db_id)
     nodes = _check_nodes(ctx, principal.account_id, p.db_id, p.nodes)
     return ctx.scenarios.add(principal.account_id, p.name, p.db_id, nodes, p.resource_id,
-                             p.reentry or "once", p.max_visits or scenarios.DEFAULT_MAX_VISITS,
+                             "once" if p.reentry is None else p.reentry,
+                             scenarios.DEFAULT_MAX_VISITS if p.max_visits is None else p.max_visits,
                              ctx.condition_checker(principal.account_id, p.db_id))
 
 
