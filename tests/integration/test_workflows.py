@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import urllib.request
 from datetime import datetime, timezone
 
 import pytest
@@ -23,7 +24,7 @@ from tests.lib.workflows import welcome
 
 pytestmark = pytest.mark.integration
 THREE_DAYS = 3 * 86400
-SCALE = 0.00006  # WORKFLOWS.TIME_SCALE: three days last 15.5 s
+SCALE = 0.00005  # WORKFLOWS.TIME_SCALE: three days last 13 s
 PROFILES, OPENERS = 20, 7
 
 
@@ -45,7 +46,7 @@ def stand(harness, tmp_path_factory):
 
 def test_the_welcome_scenario_survives_kill_9_during_the_wait(stand):
     auto, sink = stand
-    auto.pipeline.start("procworkflow", "procactions", "akmtad")
+    auto.pipeline.start("procworkflow", "procactions", "akmtad", "procevent")
     nodes = welcome(template_id=auto.template["id"], sender_id=auto.sender_id,
                     reminder_template_id=auto.reminder["id"], wait_seconds=THREE_DAYS)
     scenario = auto.api.ok("workflows/add", name="welcome", db_id=auto.db["id"], nodes=nodes)
@@ -91,6 +92,24 @@ def test_the_welcome_scenario_survives_kill_9_during_the_wait(stand):
     assert counts["first"] == {"entered": PROFILES, "left": PROFILES}
     assert counts["reminder"] == {"entered": PROFILES - OPENERS, "left": PROFILES - OPENERS}
     assert counts["done"]["entered"] == PROFILES
+    address = auto.pipeline.config.listen_address("procworkflow")
+    with urllib.request.urlopen(f"http://{address.host}:{address.port}/metrics", timeout=10) as response:
+        assert 'altcraft_workflow_steps_total{type="send"}' in response.read().decode()
+
+
+def test_a_custom_event_enters_the_scenario_that_names_it(stand):
+    auto, sink = stand  # procevent and procworkflow run since the test above
+    nodes = [{"id": "start", "type": "entry", "trigger": {"type": "event", "name": "signed_up"}, "next": "hello"},
+             {"id": "hello", "type": "send", "template_id": auto.template["id"], "sender_id": auto.sender_id,
+              "next": "end"},
+             {"id": "end", "type": "exit"}]
+    scenario = auto.api.ok("workflows/add", name="on event", db_id=auto.db["id"], nodes=nodes)
+    auto.api.ok("workflows/activate", id=scenario["id"])
+    rcpt = auto.profile()
+    status, body = auto.api("workflows/start", id=scenario["id"], email=rcpt)
+    assert status == 409 and "entered by event" in body["error_text"]
+    auto.api.ok("events/post", db_id=auto.db["id"], email=rcpt, name="signed_up", data={"order": "E-5"})
+    assert wait_for(lambda: to(sink, rcpt), 60, "the scenario's message")[0]["Subject"] == "Order E-5"
 
 
 def test_the_api_names_what_is_wrong_and_keeps_runs_to_their_entry(stand):
