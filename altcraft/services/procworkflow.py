@@ -87,8 +87,8 @@ class Stepper:
             if run is None:
                 self.broker.poll(SCAN_SECONDS)  # keeps the connection's heartbeats going
                 continue
-            node_type = self.store.graph(run["scenario_id"], run["version"])[run["node"]]["type"]
             try:
+                node_type = self.store.graph(run["scenario_id"], run["version"])[run["node"]]["type"]
                 self.machine.step(run)
                 STEPS.labels(node_type).inc()
             except DomainError as exc:  # a version gone: the lease runs out and it is retried
