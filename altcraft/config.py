@@ -251,6 +251,14 @@ class WebhookSettings(_Section):
     TIME_SCALE: Annotated[float, Field(gt=0, le=1)] = 1.0
 
 
+class WorkflowSettings(_Section):
+    """procworkflow, scenarios. Platform addition."""
+
+    # Multiplies every wait of a scenario: 0.0001 makes three days last 26 s (for tests;
+    # 1 in production).
+    TIME_SCALE: Annotated[float, Field(gt=0, le=1)] = 1.0
+
+
 class MainConfig(_Section):
     BASEDIR: str = "/opt/akd"
     PRODUCT_NAME: str = "Altcraft"
@@ -354,6 +362,7 @@ class MainConfig(_Section):
     MTA: MtaSettings = Field(default_factory=MtaSettings)
     IMPORT: ImportSettings = Field(default_factory=ImportSettings)
     WEBHOOKS: WebhookSettings = Field(default_factory=WebhookSettings)
+    WORKFLOWS: WorkflowSettings = Field(default_factory=WorkflowSettings)
 
     PROCESSES: dict[str, ProcessSettings] = Field(default_factory=dict)
     AKD: AkdSettings = Field(default_factory=AkdSettings)

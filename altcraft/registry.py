@@ -134,8 +134,13 @@ PROCESSES: tuple[Process, ...] = (
     # -- tasks and data processing ------------------------------------------------------
     Process("proctask", "http", "Schedules and runs background tasks, launches campaigns", 8962,
             requires=_API_DEPS, remote=True, group="tasks"),
-    Process("procworkflow", "http", "Scenario (workflow) processing", 6060,
-            requires=_API_DEPS, group="tasks"),
+    Process("procworkflow", "http", "Scenario (workflow) processing", 6060, status="partial",
+            entry="altcraft.services.procworkflow:create_app",
+            requires=(CONTROLDB, ACCOUNTDB, CLICKHOUSE, RABBITMQ, SSDB_HBSUPP), group="tasks",
+            notes="versioned scenarios: entry (API call, custom event), send, wait (a duration), branch "
+                  "(profile condition, opened/clicked a send step), exit; runs as stored timers under a "
+                  "lease, re-entry policy, per-node counts; no wait-for, random split, update, webhook "
+                  "nodes, segment or date-field entries, import_and_start_batch yet"),
     Process("proctrigger", "worker", "Trigger campaigns", status="partial",
             entry="altcraft.services.proctrigger:main",
             requires=(RABBITMQ, CONTROLDB, ACCOUNTDB, SSDB_HBSUPP), group="tasks",

@@ -123,6 +123,19 @@ class Platform:
         return Triggers(self.control)
 
     @cached_property
+    def scenarios(self):
+        from altcraft.domain.scenarios import Scenarios
+        return Scenarios(self.control)
+
+    def condition_checker(self, account_id: int, db_id: int):
+        """Checks a scenario branch's profile condition against the database's fields."""
+        from altcraft.domain.databases import Databases
+        from altcraft.domain.segments import Compiler
+        database = Databases(self.account_db(account_id)).get(db_id)
+        compiler = Compiler(database, account_id, self.activity_lookup, self.config.DEFAULT_PHONE_REGION)
+        return lambda condition, where: compiler.compile(condition, where)
+
+    @cached_property
     def publisher(self):
         """Confirmed publishing from request handlers (automation events, trigger jobs)."""
         from altcraft.stores.confirmed import ConfirmedPublisher

@@ -45,6 +45,13 @@ CONTROL_INDEXES: tuple[Index, ...] = (
     # entries and an account's log
     Index("webhook_outbox", (("state", 1), ("next_at", 1))),
     Index("webhook_outbox", (("account_id", 1), ("created_at", -1))),
+    # scenarios (domain/scenarios.py): the entry key keeps the re-entry policy; runs are timers
+    Index("workflows", (("id", 1),), unique=True),
+    Index("workflows", (("account_id", 1), ("active", 1))),
+    Index("workflow_versions", (("scenario_id", 1), ("version", 1)), unique=True),
+    Index("workflow_runs", (("entry_key", 1),), unique=True),
+    Index("workflow_runs", (("state", 1), ("due_at", 1))),
+    Index("workflow_steps", (("scenario_id", 1), ("node", 1))),
 )
 
 

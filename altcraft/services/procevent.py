@@ -1,4 +1,5 @@
-"""The `procevent` worker: routes automation events to the trigger campaigns that listen.
+"""The `procevent` worker: routes automation events to the trigger campaigns and scenarios
+that listen.
 
 It consumes `events.automation` (custom events, profile changes and tracking
 (un)subscribes; schema/rabbitmq.py), matches each event against its account's active
@@ -7,7 +8,10 @@ per account, so an edit takes effect within that time) and hands each match to p
 on `triggers.jobs`. A message is acknowledged only once every hand-off it caused is
 confirmed by the broker; a crash before that gets it delivered again, and the repeated
 hand-offs carry the same send id (derived from trigger and event id), which proctrigger
-stores once. A message that is not an event is dead-lettered, never dropped.
+stores once. A custom event an active scenario's entry names starts a run of it
+(domain/scenarios.py `enter`, stored before the acknowledgement; the run id derives from
+the event id, so a redelivery finds the run; procworkflow steps it). A message that is not
+an event is dead-lettered, never dropped.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from typing import Any
 
 from altcraft.services.reconnect import fresh, run_until_stopped
 from altcraft.config import MainConfig
-from altcraft.domain import events, triggers
+from altcraft.domain import events, scenarios, triggers
+from altcraft.domain.errors import Conflict
 from altcraft.schema.rabbitmq import AUTOMATION_QUEUE
 from altcraft.services.automation import job_message
 from altcraft.stores.broker import Broker, Received
@@ -54,11 +59,17 @@ def route(event: events.AutomationEvent, active: list[dict[str, Any]]) -> list[d
             for t in active if triggers.matches(t, event)]
 
 
+def entered(event: events.AutomationEvent, listening: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The active scenarios whose entry is this custom event (in its profile database)."""
+    return [s for s in listening if scenarios.entered_by(s, event)]
+
+
 class Router:
     def __init__(self, config: MainConfig):
         self.platform = Platform(config)
         self.broker = Broker(config, app="procevent")
         self.cache = TriggerCache(self.platform.triggers.active)
+        self.scenario_cache = TriggerCache(self.platform.scenarios.listening)
         self.pending: list[Received] = []
 
     def run(self, stop: threading.Event) -> None:
@@ -81,6 +92,12 @@ class Router:
         for send in route(event, self.cache.active(event.account_id)):
             self.broker.publish(job_message(send))  # returns once the broker holds it
             log.info("event %s (%s) -> trigger campaign %s", event.event_id, event.kind, send["trigger_id"])
+        for scenario in entered(event, self.scenario_cache.active(event.account_id)):
+            try:
+                self.platform.scenarios.enter(scenario, event.profile_id, f"event:{event.event_id}", event.data)
+                log.info("event %s -> scenario %s", event.event_id, scenario["id"])
+            except Conflict as exc:  # the re-entry policy, or deactivated since cached
+                log.info("event %s: %s", event.event_id, exc.message)
         self.broker.ack(received.tag)
 
     def close(self) -> None:

@@ -21,32 +21,17 @@ from typing import Any
 
 from altcraft.services.reconnect import fresh, run_until_stopped
 from altcraft.config import MainConfig
-from altcraft.domain import audience, message as messages, triggers
-from altcraft.domain.campaign_senders import CampaignSenders
+from altcraft.domain import triggers
 from altcraft.domain.errors import DomainError
-from altcraft.domain.stoplist import StopList
-from altcraft.domain.templates import compile_parts
-from altcraft.mta import envelope as mta_envelope
 from altcraft.schema.rabbitmq import TRIGGER_JOBS_QUEUE
-from altcraft.stores import kv
-from altcraft.stores.broker import Broker, Message, Received
+from altcraft.services.mailout import Mailer, Skip
+from altcraft.stores.broker import Broker, Received
 from altcraft.wiring import Platform
 
 log = logging.getLogger("altcraft.proctrigger")
 PREFETCH = 200
 SCAN_SECONDS = 0.5  # how often due (delayed, or orphaned) sends are looked for
 LEASE_SECONDS = 30.0
-
-
-class _Nothing:
-    """A trigger send has no launch record: its message id is its de-duplication."""
-
-    def handled(self, profile_ids):
-        return [False] * len(profile_ids)
-
-
-class Skip(Exception):
-    """A send that will not be sent; the text says why."""
 
 
 class TriggerSender:
@@ -56,8 +41,7 @@ class TriggerSender:
         self.platform = platform or Platform(config)
         self.triggers = self.platform.triggers
         self.broker = Broker(config, app="proctrigger")
-        self.stoplist = StopList(kv.ssdb(config, "hbsupp"))
-        self.declared: set[str] = set()
+        self.mailer = Mailer(config, self.platform, self.broker)
         self.arrived: list[Received] = []
 
     def run(self, stop: threading.Event) -> None:
@@ -100,33 +84,10 @@ class TriggerSender:
         return True
 
     def deliver(self, send: dict[str, Any]) -> None:
-        account_id = send["account_id"]
-        trigger = self.triggers.get(account_id, send["trigger_id"])
+        trigger = self.triggers.get(send["account_id"], send["trigger_id"])
         if not trigger["active"]:
             raise Skip("the trigger campaign is not active")
-        profile = self.platform.profiles(account_id, trigger["db_id"]).collection.find_one({"_id": send["profile_id"]})
-        if profile is None:
-            raise Skip("the profile no longer exists")
-        if not audience.choose([profile], trigger["resource_id"], stoplist=self.stoplist, handled=_Nothing()).profiles:
-            raise Skip("no e-mail, not subscribed to the resource, or on the stop list")
-        compiled = compile_parts(self.platform.templates(account_id).get(trigger["template_id"]))
-        base = messages.Envelope(account_id, trigger["db_id"], trigger["resource_id"], trigger["id"], 0,
-                                 "", "", "", self.config.TRACKING_BASE_URL, self.config.TRACKING_CRYPT_KEY)
-        via = CampaignSenders.load(self.platform.senders, self.platform.vsenders, trigger, base) \
-            .via(profile["_id"], profile["data"]["email"])
-        try:
-            rendered = messages.render(compiled, via.envelope, profile, mid=send["_id"], extra={"data": send["data"]})
-        except Exception as exc:  # a template that fails for this profile and data
-            raise Skip(f"the template failed: {type(exc).__name__}: {exc}") from None
-        addressed = mta_envelope.MtaEnvelope(
-            sender_id=via.sender_id, rcpt=rendered.rcpt, account_id=account_id, campaign_id=trigger["id"],
-            profile_id=profile["_id"], db_id=trigger["db_id"], resource_id=trigger["resource_id"])
-        queue = mta_envelope.queue(via.sender_id, priority=True)
-        if queue not in self.declared:
-            self.broker.declare_durable_queue(queue)
-            self.declared.add(queue)
-        self.broker.publish(Message("", queue, rendered.data, rendered.message_id, addressed.headers(),
-                                    mta_envelope.CONTENT_TYPE))
+        self.mailer.send(send["account_id"], trigger, send["profile_id"], send["_id"], send["data"])
 
     def close(self) -> None:
         self.broker.close()

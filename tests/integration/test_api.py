@@ -7,6 +7,7 @@ import pytest
 from altcraft.http.apiv11 import SHARED_KEYS
 from altcraft.services.apiv11 import api as registry_api
 from tests.lib.api import Client, make_account
+from tests.lib.workflows import welcome
 
 pytestmark = pytest.mark.integration
 
@@ -83,6 +84,13 @@ def _account_calls(a: dict) -> dict[str, dict]:
         "webhooks/log": {"webhook_id": a["webhook"]},
         "webhooks/replay": {"webhook_id": a["webhook"]},
         "webhooks/delete": {"id": a["webhook"]},
+        "workflows/add": {"name": "steal", "db_id": db_id,
+                          "nodes": welcome(template_id=a["template"], sender_id=a["sender"])},
+        "workflows/get": {"id": a["workflow"]},
+        "workflows/update": {"id": a["workflow"], "name": "mine"},
+        "workflows/activate": {"id": a["workflow"]},
+        "workflows/deactivate": {"id": a["workflow"]},
+        "workflows/start": {"id": a["workflow"], "profile_id": profile_id},
         # these act on the caller's own data; they run last
         "databases/list": {},
         "segments/list": {},
@@ -94,12 +102,13 @@ def _account_calls(a: dict) -> dict[str, dict]:
         "templates/add": {"name": "own", "subject": "own", "text": "own"},
         "webhooks/list": {},
         "webhooks/add": {"url": "http://192.0.32.10/own"},  # a public address literal: no DNS
+        "workflows/list": {},
     }
 
 
 OWN_DATA = {"databases/list", "segments/list", "templates/list", "campaigns/list", "campaigns/triggers/list",
             "reports/hourly",
-            "databases/add", "templates/add", "webhooks/list", "webhooks/add"}
+            "databases/add", "templates/add", "webhooks/list", "webhooks/add", "workflows/list"}
 
 
 def test_tenant_isolation_on_every_account_endpoint(admin, platform):
@@ -117,7 +126,10 @@ def test_tenant_isolation_on_every_account_endpoint(admin, platform):
     trigger = alpha.ok("campaigns/triggers/add", name="t", db_id=db["id"], template_id=template["id"],
                        sender_id=sender["id"])
     webhook = alpha.ok("webhooks/add", url="http://192.0.32.10/alpha", description="alpha's")
-    ids = {"db": db["id"], "profile": victim["id"], "segment": segment["id"], "template": template["id"],
+    workflow = alpha.ok("workflows/add", name="welcome", db_id=db["id"],
+                        nodes=welcome(template_id=template["id"], sender_id=sender["id"]))
+    alpha.ok("workflows/activate", id=workflow["id"])
+    ids = {"workflow": workflow["id"], "db": db["id"], "profile": victim["id"], "segment": segment["id"], "template": template["id"],
            "sender": sender["id"], "campaign": campaign["id"], "trigger": trigger["id"], "webhook": webhook["id"]}
     calls = _account_calls(ids)
     account_endpoints = {p for p, e in registry_api.endpoints.items() if e.scope == "account"}
@@ -151,6 +163,9 @@ def test_tenant_isolation_on_every_account_endpoint(admin, platform):
     assert alpha.ok("campaigns/get", id=campaign["id"])["name"] == "c"
     assert alpha.ok("webhooks/get", id=webhook["id"])["description"] == "alpha's"
     assert [w["url"] for w in beta.ok("webhooks/list")] == ["http://192.0.32.10/own"]
+    assert beta.ok("workflows/list") == []
+    assert alpha.ok("workflows/get", id=workflow["id"])["name"] == "welcome"
+    assert alpha.ok("workflows/get", id=workflow["id"])["counts"] == {}, "beta entered alpha's scenario"
 
 
 def test_scopes_are_enforced(admin):

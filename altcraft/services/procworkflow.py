@@ -1,0 +1,137 @@
+"""The `procworkflow` process: runs the steps of scenarios (domain/scenarios.py).
+
+Runs are their own timers in the control database: every run whose step is due is claimed
+under a lease (LEASE_SECONDS), stepped once and released by the step's single update. A
+worker killed at any point leaves its lease to run out; the run is claimed again and the
+step done again with the same outcome (a send with the same derived message id, which
+akmtad drops). Nothing is kept in memory between steps, so a restart resumes every wait.
+
+Entries reach the runs collection directly: the API (workflows/start) and procevent (a
+custom event an active scenario's entry names) insert the run, whose id derives from the
+entry, so a repeat finds it. There is no queue of our own: the run document is both the
+hand-off and the timer.
+
+It is an HTTP process (port 6060, as Altcraft's): /procworkflow/health, /readiness and
+/metrics (steps by node type, runs stepped) are served by gunicorn; each gunicorn worker
+runs the step loop in a thread, claims keep them apart.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from typing import Any
+
+from flask import Flask
+from prometheus_client import Counter
+
+from altcraft.config import MainConfig
+from altcraft.domain import scenarios
+from altcraft.domain.errors import DomainError
+from altcraft.http.service import create_service_app, dependency_checker
+from altcraft.registry import Process
+from altcraft.services.mailout import Mailer, Skip
+from altcraft.stores.analytics import Analytics
+from altcraft.stores.broker import Broker
+from altcraft.wiring import Platform
+
+log = logging.getLogger("altcraft.procworkflow")
+SCAN_SECONDS = 0.5
+LEASE_SECONDS = 30.0
+STEPS = Counter("altcraft_workflow_steps_total", "Scenario steps done", ["type"])
+FAILED = Counter("altcraft_workflow_step_errors_total", "Scenario steps that failed (retried after the lease)")
+
+
+class Stepper:
+    def __init__(self, config: MainConfig):
+        self.config = config
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+        self.platform = Platform(config)
+        self.store = self.platform.scenarios
+        self.broker = Broker(config, app="procworkflow")
+        self.mailer = Mailer(config, self.platform, self.broker)
+        self.analytics = Analytics(config.CLICKHOUSE_SYSTEM)
+        self.machine = scenarios.Machine(self.store, self.send, self.activity, self.matches,
+                                         scale=config.WORKFLOWS.TIME_SCALE)
+
+    def send(self, run: dict[str, Any], node: dict[str, Any], mid: str) -> None:
+        scenario = self.store.get(run["account_id"], run["scenario_id"])
+        source = {**node, "id": node["campaign_id"], "account_id": run["account_id"], "db_id": run["db_id"],
+                  "resource_id": scenario["resource_id"]}
+        try:
+            self.mailer.send(run["account_id"], source, run["profile_id"], mid, run.get("data") or {})
+        except (Skip, DomainError) as exc:  # the run goes on, as a campaign goes on past one profile
+            log.info("run %s node %s: not sent: %s", run["_id"], node["id"], getattr(exc, "message", exc))
+
+    def activity(self, run: dict[str, Any], kinds: tuple[str, ...], campaign_id: int) -> bool:
+        rows = self.analytics.execute(
+            f"SELECT count() FROM {self.analytics.table('events')} WHERE account_id = %(a)s AND kind IN %(k)s "
+            "AND campaign_id = %(c)s AND profile_id = %(p)s",
+            {"a": run["account_id"], "k": kinds, "c": campaign_id, "p": run["profile_id"]})
+        return rows[0][0] > 0
+
+    def matches(self, run: dict[str, Any], condition: Any) -> bool:
+        from altcraft.domain.databases import Databases
+        from altcraft.domain.segments import Compiler
+        database = Databases(self.platform.account_db(run["account_id"])).get(run["db_id"])
+        query = Compiler(database, run["account_id"], self.platform.activity_lookup,
+                         self.config.DEFAULT_PHONE_REGION).compile(condition)
+        profiles = self.platform.profiles(run["account_id"], run["db_id"]).collection
+        return profiles.find_one({"$and": [{"_id": run["profile_id"]}, query]}, {"_id": 1}) is not None
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            run = self.store.claim(self.owner, None, LEASE_SECONDS)
+            if run is None:
+                self.broker.poll(SCAN_SECONDS)  # keeps the connection's heartbeats going
+                continue
+            try:
+                node_type = self.store.graph(run["scenario_id"], run["version"])[run["node"]]["type"]
+                self.machine.step(run)
+                STEPS.labels(node_type).inc()
+            except DomainError as exc:  # a version gone: the lease runs out and it is retried
+                FAILED.inc()
+                log.warning("run %s at %s: %s", run["_id"], run["node"], exc.message)
+            except (KeyError, TypeError, ValueError) as exc:  # a bug or a bad document: this run only
+                FAILED.inc()
+                log.exception("run %s at %s failed (%s); retried when its lease ends", run["_id"], run["node"],
+                              type(exc).__name__)
+
+    def close(self) -> None:
+        for close in (self.broker.close, self.analytics.close, self.platform.close):
+            try:
+                close()
+            except Exception:  # noqa: BLE001 - closing a broken connection
+                pass
+
+
+def loop(config: MainConfig, stop: threading.Event) -> None:
+    backoff = 1.0
+    while not stop.is_set():
+        stepper = None
+        try:
+            stepper = Stepper(config)
+            stepper.run(stop)
+        except Exception as exc:  # a store or the broker away: leases run out, runs are claimed again
+            log.warning("scenario steps interrupted (%s: %s); reconnecting in %.0f s", type(exc).__name__,
+                        str(exc)[:300], backoff)
+            stop.wait(backoff)
+            backoff = min(backoff * 2, 30.0)
+        finally:
+            if stepper is not None:
+                stepper.close()
+
+
+def create_app(config: MainConfig, process: Process) -> Flask:
+    """akd runs this under gunicorn (preloaded): each forked worker starts its step loop."""
+    app = create_service_app(process.name, dependency_checker(config, process.requires))
+    stop = threading.Event()
+
+    def start() -> None:
+        threading.Thread(target=loop, args=(config, stop), name="procworkflow-steps", daemon=True).start()
+
+    os.register_at_fork(after_in_child=start)
+    app.config["WORKFLOW_STOP"] = stop
+    return app
