@@ -264,6 +264,9 @@ class TaskSettings(_Section):
     BACKUP_EVERY_HOURS: Annotated[int, Field(ge=0, le=24 * 30)] = 0
     BACKUP_ROOT: str = ""  # empty: `aktool backup create`'s default root
     TICK_SECONDS: Annotated[float, Field(gt=0, le=300)] = 15.0
+    # Multiplies an A/B test's wait before the winner is chosen: 0.01 turns a minute into
+    # 0.6 s (for tests; 1 in production).
+    AB_TIME_SCALE: Annotated[float, Field(gt=0, le=1)] = 1.0
 
 
 class MainConfig(_Section):
