@@ -109,20 +109,24 @@ class Stand:
         return queue_depth(self.config, queue)
 
     def publish(self, events: list[tuple[str, str, bytes]]) -> None:
-        """Publishes encoded events, (event_id, routing key, body) as domain.events.action and
-        .delivery make them, through trkaction's publisher (each one confirmed)."""
-        from altcraft.schema.rabbitmq import EVENTS_EXCHANGE
-        from altcraft.services.trk.publisher import EventPublisher
+        publish_events(self.config, events)
 
-        spool = Path(tempfile.mkdtemp(prefix="trk-test-spool-"))
-        publisher = EventPublisher(lambda: broker.parameters(self.config, app="altcraft-test"),
-                                   EVENTS_EXCHANGE, spool, flush_timeout=120, max_buffer=len(events) + 1)
-        for event_id, routing_key, body in events:
-            publisher.submit(routing_key, body, event_id)
-        publisher.close()
-        spooled = list(spool.iterdir()) if spool.exists() else []
-        shutil.rmtree(spool, ignore_errors=True)
-        assert not spooled, "the broker did not confirm every test event"
+
+def publish_events(config: cfg.MainConfig, events: list[tuple[str, str, bytes]]) -> None:
+    """Publishes encoded events, (event_id, routing key, body) as domain.events.action and
+    .delivery make them, through trkaction's publisher (each one confirmed)."""
+    from altcraft.schema.rabbitmq import EVENTS_EXCHANGE
+    from altcraft.services.trk.publisher import EventPublisher
+
+    spool = Path(tempfile.mkdtemp(prefix="trk-test-spool-"))
+    publisher = EventPublisher(lambda: broker.parameters(config, app="altcraft-test"),
+                               EVENTS_EXCHANGE, spool, flush_timeout=120, max_buffer=len(events) + 1)
+    for event_id, routing_key, body in events:
+        publisher.submit(routing_key, body, event_id)
+    publisher.close()
+    spooled = list(spool.iterdir()) if spool.exists() else []
+    shutil.rmtree(spool, ignore_errors=True)
+    assert not spooled, "the broker did not confirm every test event"
 
 
 def campaign_id() -> int:
