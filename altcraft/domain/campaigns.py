@@ -75,9 +75,7 @@ def _sender_choice(sender_id: Any, vsender_id: Any) -> dict[str, Any]:
 
 
 def _ab(raw: Any, schedule: dict[str, Any]) -> dict[str, Any] | None:
-    settings = abtest.settings({k: v for k, v in raw.items() if k in
-                                ("variants", "test_share", "wait_seconds", "metric")}
-                               if isinstance(raw, dict) else raw)
+    settings = abtest.settings(raw)
     if settings is not None and schedule["type"] != "once":
         raise Invalid("ab", "an A/B test needs a one-off schedule, not a regular one")
     return settings
@@ -155,9 +153,11 @@ class Campaigns:
         if "schedule" in changes and changes["schedule"] is not None:
             allowed["schedule"] = _schedule(changes["schedule"])
         if changes.get("ab") is not None:
+            if current["state"] == "paused" and (current.get("ab") or {}).get("phase") in ("waiting", "rest"):
+                raise Conflict(f"campaign {campaign_id} is paused in its A/B test: cancel it to change the test")
             allowed["ab"] = _ab(changes["ab"], allowed.get("schedule", current["schedule"]))
         elif current.get("ab") and allowed.get("schedule", current["schedule"])["type"] != "once":
-            allowed["ab"] = _ab(current["ab"], allowed["schedule"])
+            raise Invalid("schedule", "an A/B test needs a one-off schedule, not a regular one")
         if changes.get("sender_id") is not None or changes.get("vsender_id") is not None:
             # naming one replaces the other
             allowed.update(_sender_choice(changes.get("sender_id"), changes.get("vsender_id")))

@@ -94,3 +94,16 @@ def test_a_disabled_job_never_runs():
     scheduler = Scheduler([Job("backup", timedelta(hours=1), runs.append, enabled=lambda: False)],
                           RunBook(collection, clock), "h")
     assert scheduler.tick() == [] and runs == [] and collection.docs == {}
+
+
+def test_retention_drops_finished_trigger_sends_past_the_keep_only():
+    from types import SimpleNamespace
+
+    from altcraft.services.proctask import retention
+
+    clock, sends = Clock(T0), FakeCollection()
+    for _id, state, age in (("old-sent", "sent", 31), ("old-waiting", "waiting", 40), ("new-sent", "sent", 2)):
+        sends.insert_one({"_id": _id, "state": state, "finished_at": None if state == "waiting" else T0 - timedelta(days=age)})
+    book = RunBook(FakeCollection(), clock)
+    result = retention(SimpleNamespace(trigger_sends=sends), book, timedelta(days=30), clock)(T0)
+    assert result["trigger_sends"] == 1 and sorted(sends.docs) == ["new-sent", "old-waiting"]
