@@ -259,6 +259,24 @@ class WorkflowSettings(_Section):
     TIME_SCALE: Annotated[float, Field(gt=0, le=1)] = 1.0
 
 
+class TaskSettings(_Section):
+    """proctask, the scheduler of named jobs. Platform addition."""
+
+    # Finished trigger sends (and proctask's own run records) are dropped after this many
+    # days; an idempotency key is honoured for at least as long.
+    KEEP_DAYS: Annotated[int, Field(ge=1, le=3650)] = 30
+    RETENTION_EVERY_MINUTES: Annotated[int, Field(ge=1, le=7 * 24 * 60)] = 60
+    # A scheduled backup from proctask every N hours (0: off). The distribution's systemd
+    # timer (altcraft-backup.timer) is the default; turn this on only where that timer is
+    # off. Both take the maintenance flag, so they never run together.
+    BACKUP_EVERY_HOURS: Annotated[int, Field(ge=0, le=24 * 30)] = 0
+    BACKUP_ROOT: str = ""  # empty: `aktool backup create`'s default root
+    TICK_SECONDS: Annotated[float, Field(gt=0, le=300)] = 15.0
+    # Multiplies an A/B test's wait before the winner is chosen: 0.01 turns a minute into
+    # 0.6 s (for tests; 1 in production).
+    AB_TIME_SCALE: Annotated[float, Field(gt=0, le=1)] = 1.0
+
+
 class MainConfig(_Section):
     BASEDIR: str = "/opt/akd"
     PRODUCT_NAME: str = "Altcraft"
@@ -363,6 +381,7 @@ class MainConfig(_Section):
     IMPORT: ImportSettings = Field(default_factory=ImportSettings)
     WEBHOOKS: WebhookSettings = Field(default_factory=WebhookSettings)
     WORKFLOWS: WorkflowSettings = Field(default_factory=WorkflowSettings)
+    TASKS: TaskSettings = Field(default_factory=TaskSettings)
 
     PROCESSES: dict[str, ProcessSettings] = Field(default_factory=dict)
     AKD: AkdSettings = Field(default_factory=AkdSettings)

@@ -133,7 +133,12 @@ PROCESSES: tuple[Process, ...] = (
             group="events"),
     # -- tasks and data processing ------------------------------------------------------
     Process("proctask", "http", "Schedules and runs background tasks, launches campaigns", 8962,
-            requires=_API_DEPS, remote=True, group="tasks"),
+            status="partial", entry="altcraft.services.proctask:create_app",
+            requires=(CONTROLDB,), remote=True, group="tasks",
+            notes="named jobs run once per due time across instances (unique run record, lease): "
+                  "retention of finished trigger sends, the backup hook (off by default; the "
+                  "systemd timer is the default); campaigns launch through the campaign worker's "
+                  "own claim; segment recalculation not yet"),
     Process("procworkflow", "http", "Scenario (workflow) processing", 6060, status="partial",
             entry="altcraft.services.procworkflow:create_app",
             requires=(CONTROLDB, ACCOUNTDB, CLICKHOUSE, RABBITMQ, SSDB_HBSUPP), group="tasks",

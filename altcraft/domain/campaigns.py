@@ -21,6 +21,7 @@ from croniter import croniter
 from pymongo import ReturnDocument
 from pymongo.database import Database
 
+from altcraft.domain import abtest
 from altcraft.domain.clock import now
 from altcraft.domain.errors import Conflict, Invalid, NotFound
 from altcraft.domain.ids import next_id
@@ -37,7 +38,7 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
 }
 PUBLIC = ("id", "account_id", "name", "db_id", "segment_id", "template_id", "sender_id",
           "vsender_id", "resource_id", "schedule", "state", "launch", "next_run", "progress", "error",
-          "created_at", "started_at", "finished_at")
+          "created_at", "started_at", "finished_at", "ab")
 
 
 def public(doc: dict[str, Any]) -> dict[str, Any]:
@@ -73,6 +74,13 @@ def _sender_choice(sender_id: Any, vsender_id: Any) -> dict[str, Any]:
     return {"sender_id": sender_id, "vsender_id": vsender_id}
 
 
+def _ab(raw: Any, schedule: dict[str, Any]) -> dict[str, Any] | None:
+    settings = abtest.settings(raw)
+    if settings is not None and schedule["type"] != "once":
+        raise Invalid("ab", "an A/B test needs a one-off schedule, not a regular one")
+    return settings
+
+
 def allowed_transitions(state: str) -> tuple[str, ...]:
     """The transitions a campaign in `state` may take, in TRANSITIONS' order."""
     return tuple(name for name, sources in TRANSITIONS.items() if state in sources)
@@ -92,15 +100,17 @@ class Campaigns:
     # -- the marketer's side -----------------------------------------------------------
     def add(self, account_id: int, name: str, db_id: int, segment_id: int, template_id: int,
             sender_id: int | None = None, resource_id: int = 1, schedule: Any = None,
-            vsender_id: int | None = None) -> dict[str, Any]:
+            vsender_id: int | None = None, ab: Any = None) -> dict[str, Any]:
         if not isinstance(name, str) or not name.strip():
             raise Invalid("name", "missing")
         if not isinstance(resource_id, int) or resource_id <= 0:
             raise Invalid("resource_id", "a positive integer")
         choice = _sender_choice(sender_id, vsender_id)
+        schedule = _schedule(schedule)
+        ab = _ab(ab, schedule)
         doc = {"id": next_id(self.control, "campaigns"), "account_id": account_id, "name": name.strip(),
                "db_id": db_id, "segment_id": segment_id, "template_id": template_id,
-               **choice, "resource_id": resource_id, "schedule": _schedule(schedule),
+               **choice, "resource_id": resource_id, "schedule": schedule, "ab": ab,
                "state": "draft", "launch": 0, "next_run": None, "progress": {}, "error": "",
                "created_at": now(), "started_at": None, "finished_at": None, "lease": None}
         self.collection.insert_one(doc)
@@ -142,6 +152,12 @@ class Campaigns:
                    ("name", "db_id", "segment_id", "template_id", "sender_id", "resource_id")}
         if "schedule" in changes and changes["schedule"] is not None:
             allowed["schedule"] = _schedule(changes["schedule"])
+        if changes.get("ab") is not None:
+            if current["state"] == "paused" and (current.get("ab") or {}).get("phase") in ("waiting", "rest"):
+                raise Conflict(f"campaign {campaign_id} is paused in its A/B test: cancel it to change the test")
+            allowed["ab"] = _ab(changes["ab"], allowed.get("schedule", current["schedule"]))
+        elif current.get("ab") and allowed.get("schedule", current["schedule"])["type"] != "once":
+            raise Invalid("schedule", "an A/B test needs a one-off schedule, not a regular one")
         if changes.get("sender_id") is not None or changes.get("vsender_id") is not None:
             # naming one replaces the other
             allowed.update(_sender_choice(changes.get("sender_id"), changes.get("vsender_id")))
@@ -169,13 +185,19 @@ class Campaigns:
     def start(self, account_id: int, campaign_id: int) -> dict[str, Any]:
         current = self.get(account_id, campaign_id)
         when = next_run(current["schedule"], now())
-        return self._transition(account_id, campaign_id, TRANSITIONS["start"],
-                                {"state": "scheduled", "next_run": when, "error": ""})
+        changes: dict[str, Any] = {"state": "scheduled", "next_run": when, "error": ""}
+        if current.get("ab"):  # a new start tests again
+            changes.update({"ab.phase": "test", "ab.decide_at": None, "ab.winner": None, "ab.scores": None})
+        return self._transition(account_id, campaign_id, TRANSITIONS["start"], changes)
 
     def pause(self, account_id: int, campaign_id: int) -> dict[str, Any]:
         return self._transition(account_id, campaign_id, TRANSITIONS["pause"], {"state": "paused"})
 
     def resume(self, account_id: int, campaign_id: int) -> dict[str, Any]:
+        current = self.get(account_id, campaign_id)
+        if (current.get("ab") or {}).get("phase") == "waiting":  # paused during an A/B wait
+            return self._transition(account_id, campaign_id, TRANSITIONS["resume"],
+                                    {"state": "scheduled", "next_run": current["ab"]["decide_at"]})
         # back to sending with an expired lease: a worker picks it up where it stopped
         return self._transition(account_id, campaign_id, TRANSITIONS["resume"],
                                 {"state": "sending", "lease": None, "lease_until": now()})
@@ -202,6 +224,11 @@ class Campaigns:
              "$inc": {"launch": 1}},
             return_document=ReturnDocument.AFTER)
 
+    def choose_winner(self, campaign_id: int, owner: str, winner: int, scores: list[int]) -> None:
+        """Records the A/B winner and moves to the rest of the segment (the leased launch)."""
+        self.collection.update_one({"id": campaign_id, "lease": owner, "ab.phase": "waiting"},
+                                   {"$set": {"ab.phase": "rest", "ab.winner": winner, "ab.scores": scores}})
+
     def checkpoint(self, campaign_id: int, owner: str, after: str, published: int, skipped: int,
                    duplicates: int, lease_seconds: float = 30.0) -> str:
         """Records progress and renews the lease; returns the campaign's state, so that the
@@ -222,7 +249,7 @@ class Campaigns:
             return_document=ReturnDocument.AFTER)
         return doc["state"] if doc else "lost"
 
-    def finish(self, campaign_id: int, owner: str, error: str = "") -> None:
+    def finish(self, campaign_id: int, owner: str, error: str = "", ab_time_scale: float = 1.0) -> None:
         doc = self.collection.find_one({"id": campaign_id, "lease": owner})
         if doc is None:
             return
@@ -231,6 +258,11 @@ class Campaigns:
             changes = {"state": "failed", "error": error[:500], "finished_at": stamp}
         elif doc["state"] != "sending":
             changes = {}  # paused or cancelled meanwhile: leave it so
+        elif (doc.get("ab") or {}).get("phase") == "test":
+            # the test group is done: the rest waits for the choice (a new launch, same campaign)
+            decide_at = stamp + timedelta(seconds=doc["ab"]["wait_seconds"] * ab_time_scale)
+            changes = {"state": "scheduled", "next_run": decide_at, "ab.phase": "waiting",
+                       "ab.decide_at": decide_at}
         elif doc["schedule"]["type"] == "regular":
             changes = {"state": "scheduled", "next_run": next_run(doc["schedule"], stamp), "finished_at": stamp}
         else:

@@ -100,6 +100,33 @@ class Reports:
         }
 
 
+def ab_variants(store: Analytics, campaign: dict[str, Any]) -> dict[str, Any] | None:
+    """An A/B campaign's test group per variant: sent, unique human openers and clickers (the
+    winner's rule). Events carry no variant: each profile's variant is the deterministic
+    split of domain/abtest.py, so this reads the campaign's distinct profiles per kind and
+    attributes them here (the 18.16 events schema is unchanged). None without a test."""
+    from altcraft.domain import abtest
+
+    ab = campaign.get("ab")
+    if not ab:
+        return None
+    n = len(ab["variants"])
+    kinds = {"sent": tuple(DELIVERY_KINDS), "opened": ("open",), "clicked": ("click",)}
+    out = [{"variant": abtest.label(i), **ab["variants"][i], "sent": 0, "opened": 0, "clicked": 0}
+           for i in range(n)]
+    for name, wanted in kinds.items():
+        human = "" if name == "sent" else " AND is_bot = 0"
+        rows = store.execute(
+            f"SELECT DISTINCT profile_id FROM {store.table('events')} WHERE account_id = %(a)s "
+            f"AND campaign_id = %(c)s AND kind IN %(k)s{human}",
+            {"a": campaign["account_id"], "c": campaign["id"], "k": wanted})
+        for i, count in enumerate(abtest.scores(campaign["id"], ab["test_share"], n, (r[0] for r in rows))):
+            out[i][name] = count
+    winner = ab.get("winner")
+    return {"phase": ab["phase"], "metric": ab["metric"], "test_share": ab["test_share"],
+            "winner": abtest.label(winner) if winner is not None else None, "variants": out}
+
+
 def profile_timeline(store: Analytics, account_id: int, profile_id: str, limit: int = 50) -> list[dict[str, Any]]:
     """A profile's newest events (deliveries, opens, clicks, unsubscribes), newest first.
 

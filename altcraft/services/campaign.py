@@ -21,6 +21,12 @@ A claimed launch runs as these steps (`CampaignRunner.run`):
      e. mark them handled (de-duplication keys in CAMP_DUPLICATESDB);
      f. checkpoint (the last profile id, and the published / skipped / duplicate counts).
   3. finish the launch.
+An A/B campaign (domain/abtest.py) adds two steps: its first launch sends only to the test
+group, each profile the variant the split gives it (step 2a''), then waits; the launch after
+the wait first chooses the winner (step 1', from ClickHouse: unique human openers or
+clickers per variant) and then sends the winner to everyone outside the test group.
+  1'. choose the winner (a launch of phase "waiting");
+  2a''. keep the batch's share of this phase (the test group, or the rest).
 Only after a batch is committed are its de-duplication keys set and the checkpoint moved. A
 worker killed between the two re-publishes at most one batch on resume; those copies carry
 the same Message-ID and akmtad drops them.
@@ -38,7 +44,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from altcraft.config import MainConfig
-from altcraft.domain import audience, message as messages
+from altcraft.domain import abtest, audience, message as messages
 from altcraft.domain.campaign_senders import CampaignSenders
 from altcraft.domain.maintenance import QuietMember
 from altcraft.domain.stoplist import StopList
@@ -91,6 +97,8 @@ class Launch:
     segment_id: int
     after: str | None  # the checkpoint: the last profile id handled
     compiled: dict[str, Any]  # templates.compile_parts
+    variants: tuple[dict[str, Any], ...]  # A/B: the compiled variants (empty: no test)
+    ab: dict[str, Any] | None  # A/B: the campaign's settings and phase
     routes: CampaignSenders
     queues: Mapping[int, str]  # sender id -> its MTA queue
     record: LaunchRecord
@@ -130,6 +138,7 @@ class CampaignRunner:
         launch = self.open_launch(campaign)
         segment = self.platform.segments(launch.account_id)
         for batch in segment.profiles(launch.segment_id, after=launch.after, batch=BATCH):
+            last = batch[-1]["_id"]
             state = self.wait_for_room(launch)
             if state == "sending" and not self.stop.is_set():
                 state = self.hold_at_quiet_point(launch)  # the last look before publishing
@@ -138,15 +147,17 @@ class CampaignRunner:
             if state != "sending":
                 self.stopped(launch, state)
                 return
+            batch, outside = self.ab_share(launch, batch)
             chosen = audience.choose(batch, launch.resource_id, stoplist=self.stoplist, handled=launch.record)
             outgoing = [self.render(launch, profile) for profile in chosen.profiles]
             self.publish(launch, outgoing, chosen)
             state = self.platform.campaigns.checkpoint(
-                launch.campaign_id, self.owner, batch[-1]["_id"], len(outgoing), chosen.skipped, chosen.duplicates)
+                launch.campaign_id, self.owner, last, len(outgoing), chosen.skipped + outside, chosen.duplicates)
             if state != "sending":
                 self.stopped(launch, state)
                 return
-        self.platform.campaigns.finish(launch.campaign_id, self.owner)
+        self.platform.campaigns.finish(launch.campaign_id, self.owner,
+                                       ab_time_scale=self.config.TASKS.AB_TIME_SCALE)
         log.info("campaign %s launch %s: done", launch.campaign_id, launch.launch)
 
     # -- the steps -----------------------------------------------------------------------
@@ -157,6 +168,10 @@ class CampaignRunner:
         template = self.platform.templates(account_id).get(campaign["template_id"])
         self.platform.snapshots(account_id).keep(cid, launch, template)  # what /w shows
         compiled = compile_parts(template)
+        ab = campaign.get("ab")
+        if ab and ab["phase"] == "waiting":
+            ab = self.choose_winner(campaign)
+        variants = tuple(self.compile_variant(account_id, template, v) for v in ab["variants"]) if ab else ()
         envelope = messages.Envelope(
             account_id, campaign["db_id"], campaign["resource_id"], cid, launch,
             "", "", "",  # From and Reply-To: per message, from the sender chosen for it
@@ -168,8 +183,50 @@ class CampaignRunner:
         return Launch(account_id=account_id, campaign_id=cid, launch=launch, db_id=campaign["db_id"],
                       resource_id=campaign["resource_id"], segment_id=campaign["segment_id"],
                       after=(campaign.get("progress") or {}).get("after"),
-                      compiled=compiled, routes=routes, queues=queues,
+                      compiled=compiled, variants=variants, ab=ab, routes=routes, queues=queues,
                       record=LaunchRecord(self.dedup.client, cid, launch))
+
+    def choose_winner(self, campaign: dict[str, Any]) -> dict[str, Any]:
+        """Step 1' of an A/B campaign: the variant with the most unique human openers (or
+        clickers) in the test group, as the reports count them, recorded on the campaign."""
+        from altcraft.stores.analytics import Analytics
+
+        ab = campaign["ab"]
+        store = Analytics(self.config.CLICKHOUSE_SYSTEM)
+        try:
+            rows = store.execute(
+                f"SELECT DISTINCT profile_id FROM {store.table('events')} WHERE account_id = %(a)s "
+                f"AND campaign_id = %(c)s AND kind = %(k)s AND is_bot = 0",
+                {"a": campaign["account_id"], "c": campaign["id"], "k": abtest.METRIC_KIND[ab["metric"]]})
+        finally:
+            store.close()
+        counts = abtest.scores(campaign["id"], ab["test_share"], len(ab["variants"]), (r[0] for r in rows))
+        best = abtest.winner(counts)
+        self.platform.campaigns.choose_winner(campaign["id"], self.owner, best, counts)
+        log.info("campaign %s: A/B winner %s (%s)", campaign["id"], abtest.label(best), counts)
+        return {**ab, "phase": "rest", "winner": best, "scores": counts}
+
+    def compile_variant(self, account_id: int, template: dict[str, Any], variant: dict[str, Any]) -> dict[str, Any]:
+        if "subject" in variant:
+            return compile_parts({**template, "subject": variant["subject"]})
+        return compile_parts(self.platform.templates(account_id).get(variant["template_id"]))
+
+    @staticmethod
+    def ab_share(launch: Launch, batch: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+        """Step 2a'': the profiles of the batch in this phase's share, and how many were left out."""
+        if not launch.ab:
+            return list(batch), 0
+        testing = launch.ab["phase"] == "test"
+        kept = [p for p in batch if abtest.in_test(launch.campaign_id, p["_id"], launch.ab["test_share"]) == testing]
+        return kept, len(batch) - len(kept)
+
+    def compiled_for(self, launch: Launch, profile_id: str) -> dict[str, Any]:
+        if not launch.ab:
+            return launch.compiled
+        if launch.ab["phase"] == "test":
+            index = abtest.variant_of(launch.campaign_id, profile_id, launch.ab["test_share"], len(launch.variants))
+            return launch.variants[index if index is not None else 0]
+        return launch.variants[launch.ab["winner"]]
 
     def hold_at_quiet_point(self, launch: Launch) -> str:
         """Checked before every batch: while the maintenance flag is set, publishes nothing,
@@ -219,7 +276,7 @@ class CampaignRunner:
     def render(self, launch: Launch, profile: Mapping[str, Any]) -> Message:
         """One profile's message, addressed to the queue of the sender chosen for it."""
         via = launch.routes.via(profile["_id"], profile["data"]["email"])
-        rendered = messages.render(launch.compiled, via.envelope, profile)
+        rendered = messages.render(self.compiled_for(launch, profile["_id"]), via.envelope, profile)
         addressed = mta_envelope.MtaEnvelope(
             sender_id=via.sender_id, rcpt=rendered.rcpt, account_id=launch.account_id,
             campaign_id=launch.campaign_id, launch=launch.launch, profile_id=profile["_id"],
@@ -237,7 +294,8 @@ class CampaignRunner:
     def stopped(self, launch: Launch, state: str) -> None:
         log.info("campaign %s: %s, stopping", launch.campaign_id, state)
         if state != "lost":
-            self.platform.campaigns.finish(launch.campaign_id, self.owner)
+            self.platform.campaigns.finish(launch.campaign_id, self.owner,
+                                           ab_time_scale=self.config.TASKS.AB_TIME_SCALE)
 
     def close(self) -> None:
         try:

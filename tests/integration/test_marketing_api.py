@@ -118,6 +118,14 @@ def test_campaign_states_and_sender_assignment(shop, admin):
     assert client.ok("campaigns/start", id=regular["id"])["state"] == "scheduled"
     status, body = client("campaigns/add", **params, schedule={"type": "regular", "cron": "every monday"})
     assert status == 400 and body["error_text"].startswith("schedule.cron")
+    ab = {"variants": [{"subject": "A"}, {"template_id": template["id"]}], "test_share": 0.2, "wait_seconds": 3600}
+    assert client.ok("campaigns/add", **params, ab=ab)["ab"]["phase"] == "test"
+    status, body = client("campaigns/add", **params, ab={**ab, "variants": [{"subject": "A"}]})
+    assert status == 400 and body["error_text"].startswith("ab.variants: a list of 2 to 4")
+    status, body = client("campaigns/add", **params, ab=ab, schedule={"type": "regular", "cron": "0 9 * * 1"})
+    assert status == 400 and body["error_text"].startswith("ab: an A/B test needs a one-off schedule")
+    status, body = client("campaigns/add", **params, ab={**ab, "variants": [{"subject": "A"}, {"template_id": 10**6}]})
+    assert status == 404
 
     admin.ok("admin/senders/delete", id=sender["id"])
     assert [s["id"] for s in admin.ok("admin/senders/list/")] == []

@@ -18,7 +18,7 @@ from tests.lib.automation import Automation, to
 from tests.lib.mta import Pipeline
 from tests.lib.ports import free_port
 from tests.lib.sink import Sink
-from tests.lib.stand import publish
+from tests.lib.stand import publish_events as publish
 from tests.lib.wait import wait_for
 from tests.lib.workflows import welcome
 

@@ -109,10 +109,10 @@ class Stand:
         return queue_depth(self.config, queue)
 
     def publish(self, events: list[tuple[str, str, bytes]]) -> None:
-        publish(self.config, events)
+        publish_events(self.config, events)
 
 
-def publish(config, events: list[tuple[str, str, bytes]]) -> None:
+def publish_events(config: cfg.MainConfig, events: list[tuple[str, str, bytes]]) -> None:
     """Publishes encoded events, (event_id, routing key, body) as domain.events.action and
     .delivery make them, through trkaction's publisher (each one confirmed)."""
     from altcraft.schema.rabbitmq import EVENTS_EXCHANGE

@@ -63,6 +63,7 @@ class CampaignAdd(Params):
     vsender_id: Optional[int] = Field(None, description="a virtual sender of the account (exactly one of the two)")
     resource_id: int = 1
     schedule: Optional[dict[str, Any]] = Field(None, description='{"type": "once", "at": ISO|null} or {"type": "regular", "cron": "0 9 * * 1"}')
+    ab: Optional[dict[str, Any]] = Field(None, description='A/B test: {"variants": [{"subject": ...} or {"template_id": id}, 2 to 4], "test_share": 0.2, "wait_seconds": 3600, "metric": "opens" or "clicks"}')
 
 
 class CampaignUpdate(Params):
@@ -75,12 +76,18 @@ class CampaignUpdate(Params):
     vsender_id: Optional[int] = Field(None, description="replaces sender_id (and vice versa)")
     resource_id: Optional[int] = None
     schedule: Optional[dict[str, Any]] = None
+    ab: Optional[dict[str, Any]] = Field(None, description='A/B test: {"variants": [{"subject": ...} or {"template_id": id}, 2 to 4], "test_share": 0.2, "wait_seconds": 3600, "metric": "opens" or "clicks"}')
 
 
 def _check_refs(ctx, account_id: int, p) -> None:
     """Everything a campaign names must belong to the account (NotFound otherwise)."""
     ctx.check_campaign_refs(account_id, **{k: getattr(p, k, None) for k in
                                            ("db_id", "segment_id", "template_id", "sender_id", "vsender_id")})
+    ab = getattr(p, "ab", None)
+    if isinstance(ab, dict) and isinstance(ab.get("variants"), list):
+        for variant in ab["variants"]:  # a variant's template must be the account's too
+            if isinstance(variant, dict) and isinstance(variant.get("template_id"), int):
+                ctx.check_campaign_refs(account_id, template_id=variant["template_id"])
 
 
 # -- segments --------------------------------------------------------------------------
@@ -179,7 +186,7 @@ def campaigns_list(ctx, principal, p):
 def campaigns_add(ctx, principal, p: CampaignAdd):
     _check_refs(ctx, principal.account_id, p)
     return ctx.campaigns.add(principal.account_id, p.name, p.db_id, p.segment_id, p.template_id,
-                             p.sender_id, p.resource_id, p.schedule, p.vsender_id)
+                             p.sender_id, p.resource_id, p.schedule, p.vsender_id, p.ab)
 
 
 @api.endpoint("campaigns/get", ById, scope="account", tag="campaigns", summary="A campaign with its progress")

@@ -55,8 +55,13 @@ class HourlyReport(Params):
               summary="Campaign report: sent, delivered, bounces, opens and clicks (unique/total, "
                       "human/all), unsubscribes, complaints, per link, per hour")
 def campaigns_report(ctx, principal, p: CampaignReport):
-    ctx.campaigns.get(principal.account_id, p.id)  # another account's campaign: 404, not zeros
-    return Reports(_analytics(ctx)).campaign(principal.account_id, p.id)
+    campaign = ctx.campaigns.get(principal.account_id, p.id)  # another account's: 404, not zeros
+    store = _analytics(ctx)
+    report = Reports(store).campaign(principal.account_id, p.id)
+    if campaign.get("ab"):
+        from altcraft.domain.reports import ab_variants
+        report["ab"] = ab_variants(store, campaign)
+    return report
 
 
 @api.endpoint("reports/hourly", HourlyReport, scope="account", tag=TAG, returns_list=True,
