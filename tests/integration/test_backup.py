@@ -32,6 +32,7 @@ from altcraft.backup import kv as kv_dump
 from altcraft.backup import mongo as mongo_dump
 from altcraft.backup import runner
 from altcraft.domain.events import Event
+from altcraft.schema import rabbitmq as topology
 from altcraft.domain.ingest import EventWriter
 from altcraft.domain.maintenance import Maintenance
 from altcraft.domain.reports import HourlyStats, Reports
@@ -280,7 +281,8 @@ def test_backup_wipe_restore_equals_the_manifest(bk_config, tmp_path, harness):
     assert keyspace["families"]["ak:stats"] >= 2 and keyspace["families"]["ak:backup"] == 3
     assert data["stores"]["postgresql"]["tables"]["public.market_orders"]["count"] == 500
     assert data["stores"]["spool"]["count"] == 3
-    assert data["stores"]["rabbitmq"]["queues"] == 5  # 3 platform queues + the sender's two
+    # the platform's queues (schema/rabbitmq.py) + the sender's two
+    assert data["stores"]["rabbitmq"]["queues"] == len(topology.QUEUES) + 2
     # every file is listed with its size and SHA-256; the backup and its secrets are owner-only
     assert data["files"]["secrets/main.json"]["size"] == main_json.stat().st_size
     assert (target.stat().st_mode & 0o777) == 0o700
