@@ -26,7 +26,7 @@ CACHE_SECONDS = 1.0
 class UnderMaintenance(DomainError):
     """A write refused while the platform is at its quiet point."""
 
-    code, status = 9, 503
+    status = 503
 
 
 class Maintenance:

@@ -2,7 +2,8 @@
 
   POST /api/v1.1/<path>   JSON object or form fields, `token` among them
   200 {"data": ..., "error": 0, "error_text": "Successful operation"}   (+ "total_count" for lists)
-  4xx/5xx the same envelope with a non-zero `error` and a readable `error_text`
+  4xx/5xx the same envelope with `error` equal to the HTTP status (Altcraft's numbers, chosen in
+          altcraft/domain/errors.py) and a readable `error_text`
 
 Each endpoint declares its parameters as a pydantic model: the model validates the request
 (an unknown or malformed parameter is named in the error) and is the endpoint's schema in
@@ -25,7 +26,8 @@ from pymongo.errors import ConnectionFailure
 from werkzeug.exceptions import HTTPException
 
 from altcraft.domain import maintenance
-from altcraft.domain.errors import AccountInactive, DomainError, Forbidden, Invalid, Unauthorized
+from altcraft.domain.errors import (ERROR_INTERNAL, ERROR_UNAVAILABLE, ERROR_UNKNOWN_METHOD, AccountInactive,
+                                    DomainError, Forbidden, Invalid, Unauthorized)
 from altcraft.domain.tokens import Principal
 from altcraft.http import limits
 
@@ -33,7 +35,6 @@ log = logging.getLogger("altcraft.api")
 
 PREFIX = "/api/v1.1"
 OK_TEXT = "Successful operation"
-ERROR_UNKNOWN_METHOD, ERROR_INTERNAL, ERROR_UNAVAILABLE = 7, 6, 9
 
 Scope = Literal["admin", "account", "public"]
 
@@ -207,7 +208,7 @@ def blueprint(api: Api, context_factory: Callable[[], Any], openapi: Callable[[]
         if endpoint is None:
             return envelope(None, error=ERROR_UNKNOWN_METHOD, text=f"Unknown API method: {method}", status=404)
         if request.method != "POST":
-            return envelope(None, error=1, text=f"{request.method} not allowed: API calls are POST", status=405)
+            return envelope(None, error=405, text=f"{request.method} not allowed: API calls are POST", status=405)
         context = context_factory()
         try:
             params = _request_params()
@@ -232,7 +233,7 @@ def blueprint(api: Api, context_factory: Callable[[], Any], openapi: Callable[[]
                             status=503)
         except HTTPException as exc:  # e.g. a body over the size limit: the client's fault, said as such
             status = exc.code if exc.code and exc.code < 500 else 400
-            return envelope(None, error=1, text=f"(body): {exc.description}", status=status)
+            return envelope(None, error=status, text=f"(body): {exc.description}", status=status)
         except Exception:
             log.exception("%s failed", endpoint.path)
             return envelope(None, error=ERROR_INTERNAL, text="Internal error", status=500)

@@ -29,13 +29,13 @@ def test_account_user_token_and_profile_lifecycle(admin):
     assert updated["subscriptions"][0]["status"] == "subscribed"
     shop.ok("profiles/delete", db_id=db["id"], profile_id=added["id"])
     status, body = shop("profiles/get", db_id=db["id"], profile_id=added["id"])
-    assert (status, body["error"], body["data"]) == (404, 4, None)
+    assert (status, body["error"], body["data"]) == (404, 404, None)
 
 
 def test_weak_password_is_refused_with_a_reason(admin):
     account = admin.ok("admin/accounts/save", name="weak")
     status, body = admin("admin/accounts/users/add", account_id=account["id"], login="bob", password="password123")
-    assert status == 400 and body["error"] == 1
+    assert status == 400 and body["error"] == 400
     assert body["error_text"] == "password: too common: it is in the list of weak and leaked passwords"
     assert admin.ok("admin/accounts/users/list", account_id=account["id"]) == []
 
@@ -128,7 +128,7 @@ def test_tenant_isolation_on_every_account_endpoint(admin, platform):
         if path in OWN_DATA:
             continue
         status, body = beta(path, **params)
-        assert status == 404 and body["error"] == 4 and body["data"] is None, (path, body)
+        assert status == 404 and body["error"] == 404 and body["data"] is None, (path, body)
     for path in OWN_DATA:  # and what beta lists or creates is beta's own
         beta.ok(path, **calls[path])
     assert [d["name"] for d in beta.ok("databases/list")] == ["intruder"]
@@ -158,9 +158,9 @@ def test_scopes_are_enforced(admin):
     for path, endpoint in registry_api.endpoints.items():
         wrong = shop if endpoint.scope == "admin" else admin
         status, body = wrong(path)
-        assert status == 403 and body["error"] == 3 and body["data"] is None, path
+        assert status == 403 and body["error"] == 403 and body["data"] is None, path
         status, body = wrong(path, token="not-a-token")
-        assert status == 401 and body["error"] == 2, path
+        assert status == 401 and body["error"] == 401, path
         status, body = wrong.http.post(f"/api/v1.1/{path}", json={}).status_code, None
         assert status == 401, path
 
@@ -171,12 +171,12 @@ def test_frozen_account_reads_but_cannot_write_and_deactivated_does_nothing(admi
     admin.ok("admin/accounts/freeze", id=account["id"])
     assert shop.ok("databases/list")[0]["name"] == "main"
     status, body = shop("profiles/add", db_id=db["id"], data={"email": "a@example.com"})
-    assert status == 403 and body["error"] == 8 and "frozen" in body["error_text"]
+    assert status == 403 and body["error"] == 403 and "frozen" in body["error_text"]
     admin.ok("admin/accounts/unfreeze", id=account["id"])
     shop.ok("profiles/add", db_id=db["id"], data={"email": "a@example.com"})
     admin.ok("admin/accounts/deactivate", id=account["id"])
     status, body = shop("databases/list")
-    assert status == 403 and body["error"] == 8
+    assert status == 403 and body["error"] == 403
     admin.ok("admin/accounts/activate", id=account["id"])
     assert shop.ok("databases/list")
 
@@ -224,11 +224,11 @@ def test_bad_input_names_what_is_wrong(admin):
     assert body["error_text"] == "data.email: missing: it is the database's key"
     shop.ok("profiles/add", db_id=db["id"], data={"email": "ok@example.com"})
     status, body = shop("profiles/add", db_id=db["id"], data={"email": "OK@example.com"})
-    assert status == 409 and body["error"] == 5
+    assert status == 409 and body["error"] == 409
     raw = shop.http.post("/api/v1.1/databases/list", data="{not json", content_type="application/json")
     assert raw.status_code == 400 and raw.get_json()["error_text"].startswith("(body): not valid JSON")
     missing = shop.http.post("/api/v1.1/no/such/thing", json={})
-    assert missing.status_code == 404 and missing.get_json()["error"] == 7
+    assert missing.status_code == 404 and missing.get_json()["error"] == 404
     assert shop.http.get("/api/v1.1/databases/list").status_code == 405
 
 
@@ -257,11 +257,11 @@ def test_token_in_an_authorization_bearer_header(admin):
     status, body = call({"Authorization": f"Bearer {shop.token}"}, token=admin.token)
     assert status == 400 and body["error_text"].startswith("token: differs from the token in the Authorization")
     status, body = call({"Authorization": f"Basic {shop.token}"})
-    assert status == 401 and body["error"] == 2 and body["error_text"].startswith("Authorization:")
+    assert status == 401 and body["error"] == 401 and body["error_text"].startswith("Authorization:")
     status, body = call({"Authorization": "Bearer not-a-token"})
-    assert status == 401 and body["error"] == 2
+    assert status == 401 and body["error"] == 401
     status, body = call({"Authorization": f"Bearer {admin.token}"})  # the same scope checks as a body token
-    assert status == 403 and body["error"] == 3
+    assert status == 403 and body["error"] == 403
 
 
 def test_form_parameters_work_like_json(admin):
@@ -311,4 +311,4 @@ def test_openapi_document_matches_the_api(admin):
         assert set(schema["properties"]) == set(endpoint.params.model_fields) | {"token"} | set(SHARED_KEYS)
         # every documented method answers (here: 401 without a token), none is unknown
         response = admin.http.post(path, json={})
-        assert response.status_code == 401 and response.get_json()["error"] == 2, path
+        assert response.status_code == 401 and response.get_json()["error"] == 401, path

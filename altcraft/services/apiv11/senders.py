@@ -9,7 +9,7 @@ from typing import Optional
 
 from pydantic import Field
 
-from altcraft.domain.errors import DomainError
+from altcraft.domain.errors import Unavailable
 from altcraft.domain.senders import public
 from altcraft.http.apiv11 import Params
 from altcraft.services.apiv11 import api
@@ -46,10 +46,6 @@ class SenderAssign(Params):
 
 class QueueParams(Params):
     id: int = Field(..., description="sender id")
-
-
-class Unavailable(DomainError):
-    code, status = 9, 503
 
 
 def _akmtad(ctx, method: str, path: str, body: dict | None = None) -> dict:
