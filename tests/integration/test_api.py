@@ -205,10 +205,14 @@ def test_account_delete_removes_users_tokens_and_data(admin, platform):
 
 
 def test_accounts_list_pages_by_id(admin):
+    # Altcraft's paging: from_id is the first id returned (it was exclusive here before #16)
     ids = [admin.ok("admin/accounts/save", name=f"page{i}")["id"] for i in range(3)]
-    status, body = admin("admin/accounts/list/", from_id=ids[0], limit=1)
+    status, body = admin("admin/accounts/list/", from_id=ids[1], limit=1)
     assert status == 200 and [a["id"] for a in body["data"]] == [ids[1]]
-    assert body["total_count"] == 3
+    assert body["total_count"] == 3 and body["next_from_id"] == ids[1] + 1
+    rest = admin("admin/accounts/list/", from_id=body["next_from_id"])[1]
+    assert [a["id"] for a in rest["data"]] == [ids[2]]
+    assert admin("admin/accounts/list/", from_id=rest["next_from_id"])[1]["data"] == []
 
 
 def test_bad_input_names_what_is_wrong(admin):

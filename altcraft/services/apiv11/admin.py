@@ -6,15 +6,14 @@ from typing import Optional
 
 from pydantic import Field
 
-from altcraft.http.apiv11 import Params
+from altcraft.http.apiv11 import Paging, Params, page
 from altcraft.services.apiv11 import api
 
 TAG = "admin"
 
 
-class AccountsList(Params):
-    from_id: int = Field(0, ge=0, description="return accounts with a greater id")
-    limit: int = Field(100, ge=1, le=1000)
+class AccountsList(Paging):
+    pass
 
 
 class AccountSave(Params):
@@ -74,9 +73,10 @@ class TokenId(Params):
 
 
 @api.endpoint("admin/accounts/list/", AccountsList, scope="admin", tag=TAG, returns_list=True,
-              summary="List accounts by id, from_id exclusive")
+              summary="List accounts by id, from from_id on")
 def accounts_list(ctx, principal, p: AccountsList):
-    return ctx.accounts.list(p.from_id, p.limit)
+    items, total = ctx.accounts.list(p.from_id - 1, p.limit)  # the store's from_id is exclusive
+    return page(items, p, total)
 
 
 @api.endpoint("admin/accounts/save", AccountSave, scope="admin", tag=TAG, write=True,

@@ -11,14 +11,14 @@ from pydantic import Field
 from altcraft.domain import events
 from altcraft.domain.errors import Invalid
 from altcraft.domain.importer import import_rows
-from altcraft.http.apiv11 import Params
+from altcraft.http.apiv11 import Paging, Params, page
 from altcraft.services.apiv11 import api
 from altcraft.services.automation import announce
 
 MAX_IMPORT_ROWS = 10_000
 
 
-class DatabasesList(Params):
+class DatabasesList(Paging):
     pass
 
 
@@ -80,8 +80,7 @@ def _lookup(ctx, principal, p: ProfileRef):
 @api.endpoint("databases/list", DatabasesList, scope="account", tag="databases", returns_list=True,
               summary="Profile databases of the account")
 def databases_list(ctx, principal, p):
-    items = [d.as_dict() for d in ctx.databases(principal.account_id).list()]
-    return items, len(items)
+    return page([d.as_dict() for d in ctx.databases(principal.account_id).list()], p)
 
 
 @api.endpoint("databases/add", DatabaseAdd, scope="account", tag="databases", write=True,

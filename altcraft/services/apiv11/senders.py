@@ -11,13 +11,13 @@ from pydantic import Field
 
 from altcraft.domain.errors import Unavailable
 from altcraft.domain.senders import public
-from altcraft.http.apiv11 import Params
+from altcraft.http.apiv11 import Paging, Params, page
 from altcraft.services.apiv11 import api
 
 TAG = "senders"
 
 
-class SenderList(Params):
+class SenderList(Paging):
     include_deleted: bool = False
 
 
@@ -61,8 +61,7 @@ def _akmtad(ctx, method: str, path: str, body: dict | None = None) -> dict:
 
 @api.endpoint("admin/senders/list/", SenderList, scope="admin", tag=TAG, returns_list=True, summary="Senders")
 def senders_list(ctx, principal, p: SenderList):
-    items = ctx.senders.list(p.include_deleted)
-    return items, len(items)
+    return page(ctx.senders.list(p.include_deleted), p)
 
 
 @api.endpoint("admin/senders/save", SenderSave, scope="admin", tag=TAG, write=True,

@@ -8,7 +8,7 @@ from typing import Any, Optional
 from pydantic import Field
 
 from altcraft.domain.vsenders import public
-from altcraft.http.apiv11 import Params
+from altcraft.http.apiv11 import Paging, Params, page
 from altcraft.services.apiv11 import api
 
 TAG = "vsenders"
@@ -17,7 +17,7 @@ RULES = ('ordered rules, first match wins: {"match": "to_domain"|"from_domain"|"
          'the last one is the only default')
 
 
-class VSenderList(Params):
+class VSenderList(Paging):
     account_id: int
 
 
@@ -49,8 +49,7 @@ class VSenderClone(Params):
               summary="Virtual senders of an account")
 def vsenders_list(ctx, principal, p: VSenderList):
     ctx.accounts.get(p.account_id)
-    items = ctx.vsenders.list(p.account_id)
-    return items, len(items)
+    return page(ctx.vsenders.list(p.account_id), p)
 
 
 @api.endpoint("admin/vsenders/get", VSenderId, scope="admin", tag=TAG, summary="A virtual sender with its rules")
