@@ -50,7 +50,10 @@ def _account_calls(a: dict) -> dict[str, dict]:
         "profiles/get": {"db_id": db_id, "profile_id": profile_id},
         "profiles/update": {"db_id": db_id, "profile_id": profile_id, "data": {"city": "Nowhere"}},
         "profiles/delete": {"db_id": db_id, "profile_id": profile_id},
-        "profiles/import": {"db_id": db_id, "data": [{"email": "victim@example.com", "city": "Nowhere"}]},
+        "profiles/import": {"db_id": db_id, "matching": "email", "email": "victim@example.com",
+                            "data": {"email": "victim@example.com", "city": "Nowhere"}},
+        "profiles/import_batch": {"db_id": db_id, "data": [{"email": "victim@example.com", "city": "Nowhere"}]},
+        "subscriptions/set": {"db_id": db_id, "profile_id": profile_id, "resource_id": 1, "channel": "email"},
         "segments/add": {"name": "steal", "db_id": db_id},
         "segments/get": {"id": a["segment"]},
         "segments/update": {"id": a["segment"], "name": "mine"},
@@ -136,11 +139,13 @@ def test_tenant_isolation_on_every_account_endpoint(admin, platform):
     assert beta.ok("campaigns/triggers/list") == []
 
     # beta now has a database with the same id as alpha's: still never alpha's profile
-    for path in ("profiles/get", "profiles/update", "profiles/delete"):
+    for path in ("profiles/get", "profiles/update", "profiles/delete", "subscriptions/set"):
         status, body = beta(path, **calls[path])
         assert status == 404 and body["data"] is None, (path, body)
-    report = beta.ok("profiles/import", **calls["profiles/import"])
+    report = beta.ok("profiles/import_batch", **calls["profiles/import_batch"])
     assert report["inserted"] == 1  # into beta's own database
+    imported = beta.ok("profiles/import", **calls["profiles/import"])
+    assert imported["id"] != victim["id"] and imported["data"]["city"] == "Nowhere"  # beta's own copy, updated
 
     # alpha's data is untouched
     assert alpha.ok("profiles/get", db_id=db["id"], profile_id=victim["id"])["data"] == victim["data"]
@@ -279,24 +284,26 @@ def test_form_parameters_work_like_json(admin):
     assert response.get_json()["data"]["data"] == {"email": "f@example.com", "vip": True}
 
 
-def test_import_through_the_api(admin):
+def test_import_batch_through_the_api(admin):
+    # the batch import moved from profiles/import to profiles/import_batch: Altcraft's
+    # profiles/import takes one profile (issue #16), its profiles/import_batch a list
     _, shop = make_account(admin, "bulk")
     db = shop.ok("databases/add", name="main")
     rows = [{"email": f"u{i}@example.com", "first_name": "Ivan"} for i in range(50)]
     rows[7] = {"email": "broken"}
     rows[9] = {"email": "u3@example.com"}
-    first = shop.ok("profiles/import", db_id=db["id"], data=rows)
+    first = shop.ok("profiles/import_batch", db_id=db["id"], data=rows)
     assert (first["inserted"], first["failed"]) == (48, 2)
     assert first["errors"] == [
         {"index": 7, "field": "email", "reason": "not a valid e-mail address"},
         {"index": 9, "field": "email", "reason": "duplicate key in the file (first at index 3)"},
     ]
-    again = shop.ok("profiles/import", db_id=db["id"], data=rows)
+    again = shop.ok("profiles/import_batch", db_id=db["id"], data=rows)
     assert (again["inserted"], again["updated"], again["unchanged"]) == (0, 0, 48)
     rows[0] = {"email": "u0@example.com", "city": "Omsk"}
-    third = shop.ok("profiles/import", db_id=db["id"], data=rows, dry_run=True)
+    third = shop.ok("profiles/import_batch", db_id=db["id"], data=rows, dry_run=True)
     assert third["dry_run"] and third["inserted"] == third["updated"] == 0 and third["valid"] == 48
-    fourth = shop.ok("profiles/import", db_id=db["id"], data=rows)
+    fourth = shop.ok("profiles/import_batch", db_id=db["id"], data=rows)
     assert fourth["updated"] == 1
     profile = shop.ok("profiles/get", db_id=db["id"], email="u0@example.com")
     assert profile["data"] == {"email": "u0@example.com", "first_name": "Ivan", "gender": "m", "city": "Omsk"}
