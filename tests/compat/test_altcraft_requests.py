@@ -233,3 +233,23 @@ def test_admin_account_users_and_freezing(altcraft):
     assert "olga" not in [u["username"] for u in left]
     status, answer = admin("admin/accounts/users/delete", {"account_id": account_id, "name": "olga"})
     assert (status, answer["error"]) == (404, 404), answer
+
+
+@covers("templates/delete", "admin/vsenders/clone")
+def test_delete_a_template_and_clone_a_virtual_sender(altcraft):
+    admin, shop, _, account_id = altcraft
+    template = shop.ok("templates/add", {"name": "gone", "subject": "Hi", "text": "Hi"})["data"]  # ours
+    # https://guides.altcraft.com/en/developer-guide/templates/56255090 : id, format; data is the id
+    assert shop.ok("templates/delete", {"id": template["id"], "format": "json"})["data"] == template["id"]
+
+    sender = admin.ok("admin/senders/save", {"name": "clone-src", "from_email": "news@clone.example",
+                                             "dkim_algorithm": "none"})["data"]
+    admin.ok("admin/senders/assign", {"id": sender["id"], "account_id": account_id})
+    vsender = admin.ok("admin/vsenders/add", {"account_id": account_id, "name": "routing", "rules": [
+        {"match": "default", "senders": [{"id": sender["id"]}]}]})["data"]  # this platform's rule shape
+    # https://guides.altcraft.com/en/v72/admin-guide/admin-api/virtual-senders/67745 : account_id, id,
+    # name, format; data: {saved_id}
+    saved_id = admin.ok("admin/vsenders/clone", {"account_id": account_id, "id": vsender["id"],
+                                                 "name": "routing 2", "format": "json"})["data"]["saved_id"]
+    assert saved_id != vsender["id"]
+    assert admin.ok("admin/vsenders/get", {"account_id": account_id, "id": saved_id})["data"]["name"] == "routing 2"

@@ -159,7 +159,7 @@ def templates_update(ctx, principal, p: TemplateUpdate):
 @api.endpoint("templates/delete", ById, scope="account", tag="templates", write=True, summary="Delete a template")
 def templates_delete(ctx, principal, p: ById):
     ctx.templates(principal.account_id).delete(p.id)
-    return {"id": p.id}
+    return p.id  # Altcraft's answer: data is the deleted template's id itself
 
 
 @api.endpoint("templates/preview", TemplatePreview, scope="account", tag="templates",

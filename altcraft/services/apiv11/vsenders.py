@@ -73,7 +73,8 @@ def vsenders_update(ctx, principal, p: VSenderUpdate):
 @api.endpoint("admin/vsenders/clone", VSenderClone, scope="admin", tag=TAG, write=True,
               summary="Copy a virtual sender's rules under a new name")
 def vsenders_clone(ctx, principal, p: VSenderClone):
-    return ctx.vsenders.clone(p.account_id, p.id, p.name)
+    copy = ctx.vsenders.clone(p.account_id, p.id, p.name)
+    return {**copy, "saved_id": copy["id"]}  # Altcraft's answer is data: {saved_id}
 
 
 @api.endpoint("admin/vsenders/delete", VSenderId, scope="admin", tag=TAG, write=True,
