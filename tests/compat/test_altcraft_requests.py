@@ -235,7 +235,7 @@ def test_admin_account_users_and_freezing(altcraft):
     assert (status, answer["error"]) == (404, 404), answer
 
 
-@covers("templates/delete", "admin/vsenders/clone")
+@covers("templates/delete", "admin/vsenders/clone", "admin/vsenders/list", "admin/senders/list/")
 def test_delete_a_template_and_clone_a_virtual_sender(altcraft):
     admin, shop, _, account_id = altcraft
     template = shop.ok("templates/add", {"name": "gone", "subject": "Hi", "text": "Hi"})["data"]  # ours
@@ -253,3 +253,15 @@ def test_delete_a_template_and_clone_a_virtual_sender(altcraft):
                                                  "name": "routing 2", "format": "json"})["data"]["saved_id"]
     assert saved_id != vsender["id"]
     assert admin.ok("admin/vsenders/get", {"account_id": account_id, "id": saved_id})["data"]["name"] == "routing 2"
+
+    # https://guides.altcraft.com/en/v72/admin-guide/admin-api/virtual-senders/67735 : account_id,
+    # from_id, limit, format; data [{id, name, sms_channel, email_channel, custom_channels}], total_count
+    listed = admin.ok("admin/vsenders/list", {"account_id": account_id, "from_id": 1, "limit": 1000, "format": "json"})
+    assert [v["name"] for v in listed["data"]] == ["routing", "routing 2"] and listed["total_count"] == 2
+    assert all(v["email_channel"] is True and v["sms_channel"] is False and v["custom_channels"] == []
+               for v in listed["data"])
+    # https://guides.altcraft.com/en/admin-guide/admin-api/senders/67765 : from_id, limit, format;
+    # data [{id, name, type, channel_type}], total_count
+    senders = admin.ok("admin/senders/list/", {"from_id": sender["id"], "limit": 1, "format": "json"})
+    assert [(s["id"], s["name"], s["type"], s["channel_type"]) for s in senders["data"]] == \
+        [(sender["id"], "clone-src", "akmta", "email")]

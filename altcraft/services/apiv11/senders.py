@@ -61,7 +61,9 @@ def _akmtad(ctx, method: str, path: str, body: dict | None = None) -> dict:
 
 @api.endpoint("admin/senders/list/", SenderList, scope="admin", tag=TAG, returns_list=True, summary="Senders")
 def senders_list(ctx, principal, p: SenderList):
-    return page(ctx.senders.list(p.include_deleted), p)
+    # Altcraft's item keys beside this platform's: every sender here is an e-mail sender of the MTA
+    items = [{**sender, "type": "akmta", "channel_type": "email"} for sender in ctx.senders.list(p.include_deleted)]
+    return page(items, p)
 
 
 @api.endpoint("admin/senders/save", SenderSave, scope="admin", tag=TAG, write=True,

@@ -49,7 +49,10 @@ class VSenderClone(Params):
               summary="Virtual senders of an account")
 def vsenders_list(ctx, principal, p: VSenderList):
     ctx.accounts.get(p.account_id)
-    return page(ctx.vsenders.list(p.account_id), p)
+    # Altcraft's channel flags beside the rules: virtual senders here route e-mail only
+    items = [{**v, "email_channel": True, "sms_channel": False, "custom_channels": []}
+             for v in ctx.vsenders.list(p.account_id)]
+    return page(items, p)
 
 
 @api.endpoint("admin/vsenders/get", VSenderId, scope="admin", tag=TAG, summary="A virtual sender with its rules")
