@@ -1,11 +1,20 @@
-"""Errors the domain raises; the API maps each to its envelope code and HTTP status."""
+"""Errors the domain raises, each with the HTTP status the API answers.
+
+The envelope's `error` is that same number, as Altcraft's API documents it (400 incorrect
+request, 401 token, 402 tariff limit, 403 forbidden, 404 not found, 409 conflict, 500, 503);
+the finer reason is in `error_text`. This is the one place the numbers are chosen.
+"""
 
 from __future__ import annotations
 
 
 class DomainError(Exception):
-    code = 1
     status = 400
+
+    @property
+    def code(self) -> int:
+        """The envelope's `error`: Altcraft puts the HTTP status there."""
+        return self.status
 
     def __init__(self, message: str):
         super().__init__(message)
@@ -15,7 +24,7 @@ class DomainError(Exception):
 class Invalid(DomainError):
     """A parameter or field value is wrong; `field` names it."""
 
-    code, status = 1, 400
+    status = 400
 
     def __init__(self, field: str, reason: str):
         super().__init__(f"{field}: {reason}")
@@ -24,20 +33,32 @@ class Invalid(DomainError):
 
 
 class Unauthorized(DomainError):
-    code, status = 2, 401
+    status = 401
 
 
 class Forbidden(DomainError):
-    code, status = 3, 403
+    status = 403
 
 
 class NotFound(DomainError):
-    code, status = 4, 404
+    status = 404
 
 
 class Conflict(DomainError):
-    code, status = 5, 409
+    status = 409
 
 
 class AccountInactive(DomainError):
-    code, status = 8, 403
+    status = 403
+
+
+class Unavailable(DomainError):
+    """A store or a process the method needs is not reachable (or the platform is in maintenance)."""
+
+    status = 503
+
+
+# the envelope numbers of answers no DomainError produces (the dispatcher's own)
+ERROR_UNKNOWN_METHOD = 404
+ERROR_INTERNAL = 500
+ERROR_UNAVAILABLE = Unavailable.status

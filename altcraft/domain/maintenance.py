@@ -37,7 +37,7 @@ STALE_SECONDS = 20.0  # a member not seen this long is taken for dead (clocks ma
 class UnderMaintenance(DomainError):
     """A write refused while the platform is at its quiet point."""
 
-    code, status = 9, 503
+    status = 503
 
 
 class Maintenance:

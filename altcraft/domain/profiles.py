@@ -51,6 +51,12 @@ class Enricher:
         return data
 
 
+# Altcraft's `matching` modes served here; the ones keyed on subscriptions' contacts come later
+MATCHING = ("email", "phone", "profile_id", "custom")
+MATCHING_LATER = ("email_profile", "email_sub", "phone_sub", "push_sub", "custom_sub", "email_phone",
+                  "email_phone_sub")
+
+
 def public(doc: dict[str, Any], db_id: int) -> dict[str, Any]:
     return {"id": doc["_id"], "db_id": db_id, "data": doc.get("data", {}),
             "subscriptions": doc.get("subscriptions", []),
@@ -123,6 +129,52 @@ class Profiles:
             key = self.database.key
             return {f"data.{key}": coerce(self.database.fields[key], key_value, self.enricher.phone_region)}
         raise Invalid("profile_id", f"missing: give profile_id or the key field {self.database.key!r}")
+
+    def match(self, matching: str | None = None, *, email: Any = None, phone: Any = None,
+              profile_id: Any = None, field_name: str | None = None, field_value: Any = None,
+              key_value: Any = None) -> str:
+        """The id of the one profile Altcraft's `matching` names (MATCHING: email, phone,
+        profile_id, custom with field_name + field_value); NotFound when none, Conflict (409,
+        as Altcraft answers) when more than one profile has the value.
+
+        Without `matching`, the first lookup given wins: profile_id, email, phone, key_value.
+        """
+        if matching is None:
+            matching = next((mode for mode, value in (("profile_id", profile_id), ("email", email),
+                                                     ("phone", phone), ("key", key_value))
+                             if value is not None), "email")
+        if matching in MATCHING_LATER:
+            raise Invalid("matching", f"{matching!r} is not served yet: one of {', '.join(MATCHING)}")
+        if matching not in MATCHING and matching != "key":
+            raise Invalid("matching", f"one of {', '.join(MATCHING)}")
+        if matching == "profile_id":
+            if profile_id is None:
+                raise Invalid("profile_id", "missing: matching is profile_id")
+            return self.get(profile_id=profile_id)["id"]
+        if matching == "custom":
+            if field_name is None or field_value is None:
+                raise Invalid("field_name" if field_name is None else "field_value", "missing: matching is custom")
+            name, value, where = field_name, field_value, "field_value"
+        elif matching == "key":
+            name, value, where = self.database.key, key_value, "key_value"
+        else:
+            name, value, where = matching, email if matching == "email" else phone, matching
+            if value is None:
+                raise Invalid(matching, f"missing: matching is {matching}")
+        definition = self.database.fields.get(name)
+        if definition is None:
+            raise Invalid("field_name" if matching == "custom" else where,
+                          f"{name!r} is not a field of database {self.database.id}")
+        try:
+            wanted = coerce(definition, value, self.enricher.phone_region)
+        except Invalid as exc:
+            raise Invalid(where, exc.reason) from None
+        found = list(self.collection.find({f"data.{name}": wanted}, {"_id": 1}).limit(2))
+        if not found:
+            raise NotFound("profile not found")
+        if len(found) > 1:
+            raise Conflict(f"more than one profile has {name} {value!r}: match by profile_id")
+        return found[0]["_id"]
 
     # -- single profiles ---------------------------------------------------------------
     def add(self, data: Any, subscriptions: Any = None) -> dict[str, Any]:

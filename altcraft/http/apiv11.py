@@ -1,8 +1,10 @@
 """Altcraft API v1.1 conventions, for every endpoint at once.
 
   POST /api/v1.1/<path>   JSON object or form fields, `token` among them
-  200 {"data": ..., "error": 0, "error_text": "Successful operation"}   (+ "total_count" for lists)
-  4xx/5xx the same envelope with a non-zero `error` and a readable `error_text`
+  200 {"data": ..., "error": 0, "error_text": "Successful operation"}   (+ "total_count" for lists,
+      and "next_from_id" for the lists Altcraft pages: `Paging`, `page`)
+  4xx/5xx the same envelope with `error` equal to the HTTP status (Altcraft's numbers, chosen in
+          altcraft/domain/errors.py) and a readable `error_text`
 
 Each endpoint declares its parameters as a pydantic model: the model validates the request
 (an unknown or malformed parameter is named in the error) and is the endpoint's schema in
@@ -25,7 +27,8 @@ from pymongo.errors import ConnectionFailure
 from werkzeug.exceptions import HTTPException
 
 from altcraft.domain import maintenance
-from altcraft.domain.errors import AccountInactive, DomainError, Forbidden, Invalid, Unauthorized
+from altcraft.domain.errors import (ERROR_INTERNAL, ERROR_UNAVAILABLE, ERROR_UNKNOWN_METHOD, AccountInactive,
+                                    DomainError, Forbidden, Invalid, Unauthorized)
 from altcraft.domain.tokens import Principal
 from altcraft.http import limits
 
@@ -33,7 +36,6 @@ log = logging.getLogger("altcraft.api")
 
 PREFIX = "/api/v1.1"
 OK_TEXT = "Successful operation"
-ERROR_UNKNOWN_METHOD, ERROR_INTERNAL, ERROR_UNAVAILABLE = 7, 6, 9
 
 Scope = Literal["admin", "account", "public"]
 
@@ -75,6 +77,48 @@ class SharedParams(Params):
 SHARED_KEYS = tuple(SharedParams.model_fields)
 
 
+class Paging(Params):
+    """Altcraft's paging of lists: `from_id` is the first id returned, `limit` at most 1000."""
+
+    from_id: int = Field(1, ge=1, description="the first id returned (default 1): pass the previous answer's next_from_id")
+    limit: int = Field(1000, ge=1, le=1000, description="at most this many items (default 1000)")
+
+
+@dataclass(frozen=True)
+class Page:
+    """A paged list answer: `data`, `total_count` (of the whole list) and `next_from_id`.
+
+    `next_from_id` is the id to pass as the next `from_id`: the id after the last one returned,
+    so the call after the last page answers an empty `data`.
+    """
+
+    items: list[dict[str, Any]]
+    total: int
+    next_from_id: int
+
+
+@dataclass(frozen=True)
+class Beside:
+    """An answer that puts fields beside `error` as well as in `data`, where Altcraft's
+    documentation does (`profiles/add` answers a top-level `profile_id`)."""
+
+    data: Any
+    fields: dict[str, Any]
+
+
+def page(items: list[dict[str, Any]], paging: Paging, total: int | None = None) -> Page:
+    """The page of `items` (dicts with an integer `id`) that `paging` asks for.
+
+    Without `total`, `items` is the whole list and is cut here; with it, `items` is already the
+    list from `from_id` on (a store query) and only `limit` is applied.
+    """
+    if total is None:
+        total = len(items)
+        items = [item for item in items if item["id"] >= paging.from_id]
+    chosen = sorted(items, key=lambda item: item["id"])[:paging.limit]
+    return Page(chosen, total, chosen[-1]["id"] + 1 if chosen else paging.from_id)
+
+
 @dataclass(frozen=True)
 class Endpoint:
     path: str
@@ -112,12 +156,15 @@ class IsoJSON(DefaultJSONProvider):
 
 
 def envelope(data: Any, *, total: int | None = None, error: int = 0, text: str = OK_TEXT,
-             status: int = 200) -> tuple[Response, int]:
+             status: int = 200, next_from_id: int | None = None,
+             beside: dict[str, Any] | None = None) -> tuple[Response, int]:
     from flask import current_app
 
-    body: dict[str, Any] = {"data": data, "error": error, "error_text": text}
+    body: dict[str, Any] = {**(beside or {}), "data": data, "error": error, "error_text": text}
     if total is not None:
         body["total_count"] = total
+    if next_from_id is not None:
+        body["next_from_id"] = next_from_id
     return current_app.response_class(current_app.json.dumps(body), mimetype="application/json"), status
 
 
@@ -207,7 +254,7 @@ def blueprint(api: Api, context_factory: Callable[[], Any], openapi: Callable[[]
         if endpoint is None:
             return envelope(None, error=ERROR_UNKNOWN_METHOD, text=f"Unknown API method: {method}", status=404)
         if request.method != "POST":
-            return envelope(None, error=1, text=f"{request.method} not allowed: API calls are POST", status=405)
+            return envelope(None, error=405, text=f"{request.method} not allowed: API calls are POST", status=405)
         context = context_factory()
         try:
             params = _request_params()
@@ -232,10 +279,14 @@ def blueprint(api: Api, context_factory: Callable[[], Any], openapi: Callable[[]
                             status=503)
         except HTTPException as exc:  # e.g. a body over the size limit: the client's fault, said as such
             status = exc.code if exc.code and exc.code < 500 else 400
-            return envelope(None, error=1, text=f"(body): {exc.description}", status=status)
+            return envelope(None, error=status, text=f"(body): {exc.description}", status=status)
         except Exception:
             log.exception("%s failed", endpoint.path)
             return envelope(None, error=ERROR_INTERNAL, text="Internal error", status=500)
+        if isinstance(result, Beside):
+            return envelope(result.data, beside=result.fields)
+        if isinstance(result, Page):
+            return envelope(result.items, total=result.total, next_from_id=result.next_from_id)
         if endpoint.returns_list:
             data, total = result
             return envelope(data, total=total)

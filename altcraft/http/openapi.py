@@ -13,18 +13,18 @@ _ENVELOPE = {
     "required": ["data", "error", "error_text"],
     "properties": {
         "data": {},
-        "error": {"type": "integer", "description": "0 on success"},
+        "error": {"type": "integer", "description": "0 on success, otherwise the HTTP status (400, 401, 403, 404, 409, 500, 503)"},
         "error_text": {"type": "string"},
         "total_count": {"type": "integer", "description": "lists only"},
     },
 }
 # the optional parameters every endpoint accepts (apiv11.SharedParams), shown in each request schema
 _SHARED = SharedParams.model_json_schema()["properties"]
-_ERRORS = {
-    "400": "invalid parameter (error 1)", "401": "missing, invalid or revoked token (error 2)",
-    "403": "token of the wrong scope (3), or account deactivated / frozen (8)",
-    "404": "not found (4) or unknown method (7)", "409": "conflict, e.g. a duplicate key (5)",
-    "503": "a store is not reachable (9)",
+_ERRORS = {  # `error` in the body equals the HTTP status (altcraft/domain/errors.py)
+    "400": "invalid parameter: error_text names it", "401": "missing, invalid or revoked token",
+    "403": "token of the wrong scope, or account deactivated / frozen",
+    "404": "not found, or unknown method", "409": "conflict, e.g. a duplicate key",
+    "503": "a store is not reachable, or the platform is in maintenance",
 }
 
 

@@ -30,13 +30,13 @@ def test_account_user_token_and_profile_lifecycle(admin):
     assert updated["subscriptions"][0]["status"] == "subscribed"
     shop.ok("profiles/delete", db_id=db["id"], profile_id=added["id"])
     status, body = shop("profiles/get", db_id=db["id"], profile_id=added["id"])
-    assert (status, body["error"], body["data"]) == (404, 4, None)
+    assert (status, body["error"], body["data"]) == (404, 404, None)
 
 
 def test_weak_password_is_refused_with_a_reason(admin):
     account = admin.ok("admin/accounts/save", name="weak")
     status, body = admin("admin/accounts/users/add", account_id=account["id"], login="bob", password="password123")
-    assert status == 400 and body["error"] == 1
+    assert status == 400 and body["error"] == 400
     assert body["error_text"] == "password: too common: it is in the list of weak and leaked passwords"
     assert admin.ok("admin/accounts/users/list", account_id=account["id"]) == []
 
@@ -51,7 +51,10 @@ def _account_calls(a: dict) -> dict[str, dict]:
         "profiles/get": {"db_id": db_id, "profile_id": profile_id},
         "profiles/update": {"db_id": db_id, "profile_id": profile_id, "data": {"city": "Nowhere"}},
         "profiles/delete": {"db_id": db_id, "profile_id": profile_id},
-        "profiles/import": {"db_id": db_id, "data": [{"email": "victim@example.com", "city": "Nowhere"}]},
+        "profiles/import": {"db_id": db_id, "matching": "email", "email": "victim@example.com",
+                            "data": {"email": "victim@example.com", "city": "Nowhere"}},
+        "profiles/import_batch": {"db_id": db_id, "data": [{"email": "victim@example.com", "city": "Nowhere"}]},
+        "subscriptions/set": {"db_id": db_id, "profile_id": profile_id, "resource_id": 1, "channel": "email"},
         "segments/add": {"name": "steal", "db_id": db_id},
         "segments/get": {"id": a["segment"]},
         "segments/update": {"id": a["segment"], "name": "mine"},
@@ -140,7 +143,7 @@ def test_tenant_isolation_on_every_account_endpoint(admin, platform):
         if path in OWN_DATA:
             continue
         status, body = beta(path, **params)
-        assert status == 404 and body["error"] == 4 and body["data"] is None, (path, body)
+        assert status == 404 and body["error"] == 404 and body["data"] is None, (path, body)
     for path in OWN_DATA:  # and what beta lists or creates is beta's own
         beta.ok(path, **calls[path])
     assert [d["name"] for d in beta.ok("databases/list")] == ["intruder"]
@@ -148,11 +151,13 @@ def test_tenant_isolation_on_every_account_endpoint(admin, platform):
     assert beta.ok("campaigns/triggers/list") == []
 
     # beta now has a database with the same id as alpha's: still never alpha's profile
-    for path in ("profiles/get", "profiles/update", "profiles/delete"):
+    for path in ("profiles/get", "profiles/update", "profiles/delete", "subscriptions/set"):
         status, body = beta(path, **calls[path])
         assert status == 404 and body["data"] is None, (path, body)
-    report = beta.ok("profiles/import", **calls["profiles/import"])
+    report = beta.ok("profiles/import_batch", **calls["profiles/import_batch"])
     assert report["inserted"] == 1  # into beta's own database
+    imported = beta.ok("profiles/import", **calls["profiles/import"])
+    assert imported["id"] != victim["id"] and imported["data"]["city"] == "Nowhere"  # beta's own copy, updated
 
     # alpha's data is untouched
     assert alpha.ok("profiles/get", db_id=db["id"], profile_id=victim["id"])["data"] == victim["data"]
@@ -173,9 +178,9 @@ def test_scopes_are_enforced(admin):
     for path, endpoint in registry_api.endpoints.items():
         wrong = shop if endpoint.scope == "admin" else admin
         status, body = wrong(path)
-        assert status == 403 and body["error"] == 3 and body["data"] is None, path
+        assert status == 403 and body["error"] == 403 and body["data"] is None, path
         status, body = wrong(path, token="not-a-token")
-        assert status == 401 and body["error"] == 2, path
+        assert status == 401 and body["error"] == 401, path
         status, body = wrong.http.post(f"/api/v1.1/{path}", json={}).status_code, None
         assert status == 401, path
 
@@ -186,12 +191,12 @@ def test_frozen_account_reads_but_cannot_write_and_deactivated_does_nothing(admi
     admin.ok("admin/accounts/freeze", id=account["id"])
     assert shop.ok("databases/list")[0]["name"] == "main"
     status, body = shop("profiles/add", db_id=db["id"], data={"email": "a@example.com"})
-    assert status == 403 and body["error"] == 8 and "frozen" in body["error_text"]
+    assert status == 403 and body["error"] == 403 and "frozen" in body["error_text"]
     admin.ok("admin/accounts/unfreeze", id=account["id"])
     shop.ok("profiles/add", db_id=db["id"], data={"email": "a@example.com"})
     admin.ok("admin/accounts/deactivate", id=account["id"])
     status, body = shop("databases/list")
-    assert status == 403 and body["error"] == 8
+    assert status == 403 and body["error"] == 403
     admin.ok("admin/accounts/activate", id=account["id"])
     assert shop.ok("databases/list")
 
@@ -220,10 +225,14 @@ def test_account_delete_removes_users_tokens_and_data(admin, platform):
 
 
 def test_accounts_list_pages_by_id(admin):
+    # Altcraft's paging: from_id is the first id returned (it was exclusive here before #16)
     ids = [admin.ok("admin/accounts/save", name=f"page{i}")["id"] for i in range(3)]
-    status, body = admin("admin/accounts/list/", from_id=ids[0], limit=1)
+    status, body = admin("admin/accounts/list/", from_id=ids[1], limit=1)
     assert status == 200 and [a["id"] for a in body["data"]] == [ids[1]]
-    assert body["total_count"] == 3
+    assert body["total_count"] == 3 and body["next_from_id"] == ids[1] + 1
+    rest = admin("admin/accounts/list/", from_id=body["next_from_id"])[1]
+    assert [a["id"] for a in rest["data"]] == [ids[2]]
+    assert admin("admin/accounts/list/", from_id=rest["next_from_id"])[1]["data"] == []
 
 
 def test_bad_input_names_what_is_wrong(admin):
@@ -239,11 +248,11 @@ def test_bad_input_names_what_is_wrong(admin):
     assert body["error_text"] == "data.email: missing: it is the database's key"
     shop.ok("profiles/add", db_id=db["id"], data={"email": "ok@example.com"})
     status, body = shop("profiles/add", db_id=db["id"], data={"email": "OK@example.com"})
-    assert status == 409 and body["error"] == 5
+    assert status == 409 and body["error"] == 409
     raw = shop.http.post("/api/v1.1/databases/list", data="{not json", content_type="application/json")
     assert raw.status_code == 400 and raw.get_json()["error_text"].startswith("(body): not valid JSON")
     missing = shop.http.post("/api/v1.1/no/such/thing", json={})
-    assert missing.status_code == 404 and missing.get_json()["error"] == 7
+    assert missing.status_code == 404 and missing.get_json()["error"] == 404
     assert shop.http.get("/api/v1.1/databases/list").status_code == 405
 
 
@@ -272,11 +281,11 @@ def test_token_in_an_authorization_bearer_header(admin):
     status, body = call({"Authorization": f"Bearer {shop.token}"}, token=admin.token)
     assert status == 400 and body["error_text"].startswith("token: differs from the token in the Authorization")
     status, body = call({"Authorization": f"Basic {shop.token}"})
-    assert status == 401 and body["error"] == 2 and body["error_text"].startswith("Authorization:")
+    assert status == 401 and body["error"] == 401 and body["error_text"].startswith("Authorization:")
     status, body = call({"Authorization": "Bearer not-a-token"})
-    assert status == 401 and body["error"] == 2
+    assert status == 401 and body["error"] == 401
     status, body = call({"Authorization": f"Bearer {admin.token}"})  # the same scope checks as a body token
-    assert status == 403 and body["error"] == 3
+    assert status == 403 and body["error"] == 403
 
 
 def test_form_parameters_work_like_json(admin):
@@ -290,24 +299,26 @@ def test_form_parameters_work_like_json(admin):
     assert response.get_json()["data"]["data"] == {"email": "f@example.com", "vip": True}
 
 
-def test_import_through_the_api(admin):
+def test_import_batch_through_the_api(admin):
+    # the batch import moved from profiles/import to profiles/import_batch: Altcraft's
+    # profiles/import takes one profile (issue #16), its profiles/import_batch a list
     _, shop = make_account(admin, "bulk")
     db = shop.ok("databases/add", name="main")
     rows = [{"email": f"u{i}@example.com", "first_name": "Ivan"} for i in range(50)]
     rows[7] = {"email": "broken"}
     rows[9] = {"email": "u3@example.com"}
-    first = shop.ok("profiles/import", db_id=db["id"], data=rows)
+    first = shop.ok("profiles/import_batch", db_id=db["id"], data=rows)
     assert (first["inserted"], first["failed"]) == (48, 2)
     assert first["errors"] == [
         {"index": 7, "field": "email", "reason": "not a valid e-mail address"},
         {"index": 9, "field": "email", "reason": "duplicate key in the file (first at index 3)"},
     ]
-    again = shop.ok("profiles/import", db_id=db["id"], data=rows)
+    again = shop.ok("profiles/import_batch", db_id=db["id"], data=rows)
     assert (again["inserted"], again["updated"], again["unchanged"]) == (0, 0, 48)
     rows[0] = {"email": "u0@example.com", "city": "Omsk"}
-    third = shop.ok("profiles/import", db_id=db["id"], data=rows, dry_run=True)
+    third = shop.ok("profiles/import_batch", db_id=db["id"], data=rows, dry_run=True)
     assert third["dry_run"] and third["inserted"] == third["updated"] == 0 and third["valid"] == 48
-    fourth = shop.ok("profiles/import", db_id=db["id"], data=rows)
+    fourth = shop.ok("profiles/import_batch", db_id=db["id"], data=rows)
     assert fourth["updated"] == 1
     profile = shop.ok("profiles/get", db_id=db["id"], email="u0@example.com")
     assert profile["data"] == {"email": "u0@example.com", "first_name": "Ivan", "gender": "m", "city": "Omsk"}
@@ -326,4 +337,4 @@ def test_openapi_document_matches_the_api(admin):
         assert set(schema["properties"]) == set(endpoint.params.model_fields) | {"token"} | set(SHARED_KEYS)
         # every documented method answers (here: 401 without a token), none is unknown
         response = admin.http.post(path, json={})
-        assert response.status_code == 401 and response.get_json()["error"] == 2, path
+        assert response.status_code == 401 and response.get_json()["error"] == 401, path

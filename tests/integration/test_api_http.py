@@ -67,7 +67,7 @@ def test_admin_creates_account_user_and_the_users_token_manages_profiles(api):
 
     ok("profiles/delete", token=token, db_id=db["id"], profile_id=profile["id"])
     status, body = post(port, "profiles/get", token=token, db_id=db["id"], profile_id=profile["id"])
-    assert status == 404 and body["error"] == 4
+    assert status == 404 and body["error"] == 404
 
     listed = post(port, "admin/accounts/list/", token=admin)[1]
     assert listed["total_count"] >= 2 and {"http-shop", "http-other"} <= {a["name"] for a in listed["data"]}

@@ -20,7 +20,7 @@ def shop(admin):
     rows = [{"email": f"p{i}@example.com", "first_name": "Anna", "city": "Kazan" if i % 2 else "Omsk",
              "score": i, "birthday": (datetime.now() - timedelta(days=365 * (20 + i))).date().isoformat()}
             for i in range(10)]
-    client.ok("profiles/import", db_id=db["id"], data=rows, subscribe_resource_id=1)
+    client.ok("profiles/import_batch", db_id=db["id"], data=rows, subscribe_resource_id=1)  # the batch method since #16
     return account, client, db
 
 

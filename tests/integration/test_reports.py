@@ -86,7 +86,7 @@ def test_campaign_report_through_api_and_aktool(stand):
 
     # another account's token cannot see the campaign (and its own event of that id stays out of ours)
     other_report = api.post("/api/v1.1/campaigns/report", json={"token": other_token, "id": campaign})
-    assert other_report.status_code == 404 and other_report.get_json()["error"] == 4
+    assert other_report.status_code == 404 and other_report.get_json()["error"] == 404
     assert api.post("/api/v1.1/campaigns/report", json={"token": token}).status_code == 400
 
     # aktool says the same

@@ -2,11 +2,13 @@
 
 The page tells integrators, method by method, whether a client written from Altcraft's guide
 works here. A method served without a row, a row claiming a method is served that is not (or
-the reverse), or counts that no longer add up would make the page lie, so each fails here.
+the reverse), a row marked compatible that no test in tests/compat/ proves, or counts that no
+longer add up would make the page lie, so each fails here.
 """
 
 from __future__ import annotations
 
+import ast
 import re
 from collections import Counter
 from pathlib import Path
@@ -15,7 +17,10 @@ import pytest
 
 from altcraft.services.apiv11 import api
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "api-compatibility.md"
+ROOT = Path(__file__).resolve().parents[2]
+DOC = ROOT / "docs" / "api-compatibility.md"
+COMPAT_TESTS = ROOT / "tests" / "compat"
+COMPATIBLE = ("compatible", "compatible with differences")
 HEADER = ["method", "documented parameters", "documented answer", "source", "status"]
 # longest first: "compatible" is a prefix of "compatible with differences"
 STATUSES = ("compatible with differences:", "served, incompatible:", "served, unverified:",
@@ -95,7 +100,7 @@ def test_each_method_has_one_row_a_status_and_a_source(rows):
         status_of(row)
         assert "https://" in row["source"] or "docs/api.md" in row["source"], \
             f"line {row['line']} {row['path']}: no source page"
-        if status_of(row) != NOT_SERVED and status_of(row) != "project addition":
+        if status_of(row) not in (NOT_SERVED, "project addition", "compatible"):
             assert row["status"].split(":", 1)[1].strip(), \
                 f"line {row['line']} {row['path']}: the status must name its differences"
 
@@ -113,3 +118,40 @@ def test_the_counts_paragraph_adds_up(rows, served):
     assert expected in flat, f"the Counts section should say: {expected}"
     assert f"{counts[NOT_SERVED]} not implemented." in flat
     assert f"All {len(served)} paths this platform serves have a row" in flat
+
+
+def proven_methods(folder: Path = COMPAT_TESTS) -> dict[str, list[str]]:
+    """Method -> the tests in `folder` whose `@covers(...)` (tests/lib/compat.py) names it.
+
+    Read from the source, so this unit test needs no server; the tests themselves run (against
+    the real API) in the same suite, and a failing one fails it there.
+    """
+    proven: dict[str, list[str]] = {}
+    for path in sorted(folder.glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.FunctionDef) or not node.name.startswith("test_"):
+                continue
+            for decorator in node.decorator_list:
+                if isinstance(decorator, ast.Call) and getattr(decorator.func, "id", None) == "covers":
+                    for arg in decorator.args:
+                        assert isinstance(arg, ast.Constant) and isinstance(arg.value, str), \
+                            f"{path.name}:{node.lineno}: covers() takes method paths as string literals"
+                        proven.setdefault(normal(arg.value), []).append(f"{path.name}::{node.name}")
+    return proven
+
+
+def test_a_compatible_row_has_a_test_in_tests_compat(rows, served):
+    proven = proven_methods()
+    unproven = [f"line {row['line']} {row['path']}" for row in rows
+                if status_of(row) in COMPATIBLE and normal(row["path"]) not in proven]
+    assert not unproven, "marked compatible without a test in tests/compat/ naming the method:\n" + \
+        "\n".join(unproven)
+    documented = {normal(row["path"]) for row in rows}
+    assert not sorted(set(proven) - documented), "tests/compat names a method with no row"
+
+
+def test_the_guard_sees_a_missing_test(tmp_path):
+    (tmp_path / "test_x.py").write_text("@covers('profiles/add', 'a/b/')\ndef test_one(): pass\n"
+                                        "def test_two(): pass\n")
+    assert proven_methods(tmp_path) == {"profiles/add": ["test_x.py::test_one"], "a/b": ["test_x.py::test_one"]}
+    assert proven_methods(tmp_path / "empty") == {}

@@ -89,7 +89,7 @@ def test_an_unexpected_exception_is_the_envelopes_internal_error_without_details
 
     response = _app(handler).post("/api/v1.1/boom", json={"id": 1})
     assert response.status_code == 500
-    assert response.get_json() == {"data": None, "error": 6, "error_text": "Internal error"}
+    assert response.get_json() == {"data": None, "error": 500, "error_text": "Internal error"}
     assert "secret detail" in caplog.text  # logged for the operator, not answered
 
 

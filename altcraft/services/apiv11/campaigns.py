@@ -8,11 +8,23 @@ from pydantic import Field
 
 from altcraft.domain.message import Envelope, render
 from altcraft.domain.templates import MAX_PART, compile_parts
-from altcraft.http.apiv11 import Params
+from altcraft.http.apiv11 import Paging, Params, page
 from altcraft.services.apiv11 import api
 
 
 class NoParams(Params):
+    pass
+
+
+class SegmentsList(Paging):
+    pass
+
+
+class TemplatesList(Paging):
+    pass
+
+
+class CampaignsList(Paging):
     pass
 
 
@@ -91,10 +103,9 @@ def _check_refs(ctx, account_id: int, p) -> None:
 
 
 # -- segments --------------------------------------------------------------------------
-@api.endpoint("segments/list", NoParams, scope="account", tag="segments", returns_list=True, summary="Segments")
+@api.endpoint("segments/list", SegmentsList, scope="account", tag="segments", returns_list=True, summary="Segments")
 def segments_list(ctx, principal, p):
-    items = ctx.segments(principal.account_id).list()
-    return items, len(items)
+    return page(ctx.segments(principal.account_id).list(), p)
 
 
 @api.endpoint("segments/add", SegmentAdd, scope="account", tag="segments", write=True,
@@ -130,10 +141,9 @@ def segments_count(ctx, principal, p: ById):
 
 
 # -- templates ---------------------------------------------------------------------------
-@api.endpoint("templates/list", NoParams, scope="account", tag="templates", returns_list=True, summary="Templates")
+@api.endpoint("templates/list", TemplatesList, scope="account", tag="templates", returns_list=True, summary="Templates")
 def templates_list(ctx, principal, p):
-    items = ctx.templates(principal.account_id).list()
-    return items, len(items)
+    return page(ctx.templates(principal.account_id).list(), p)
 
 
 @api.endpoint("templates/add", TemplateAdd, scope="account", tag="templates", write=True,
@@ -156,7 +166,7 @@ def templates_update(ctx, principal, p: TemplateUpdate):
 @api.endpoint("templates/delete", ById, scope="account", tag="templates", write=True, summary="Delete a template")
 def templates_delete(ctx, principal, p: ById):
     ctx.templates(principal.account_id).delete(p.id)
-    return {"id": p.id}
+    return p.id  # Altcraft's answer: data is the deleted template's id itself
 
 
 @api.endpoint("templates/preview", TemplatePreview, scope="account", tag="templates",
@@ -175,10 +185,9 @@ def templates_preview(ctx, principal, p: TemplatePreview):
 
 
 # -- campaigns ---------------------------------------------------------------------------
-@api.endpoint("campaigns/list", NoParams, scope="account", tag="campaigns", returns_list=True, summary="Campaigns")
+@api.endpoint("campaigns/list", CampaignsList, scope="account", tag="campaigns", returns_list=True, summary="Campaigns")
 def campaigns_list(ctx, principal, p):
-    items = ctx.campaigns.list(principal.account_id)
-    return items, len(items)
+    return page(ctx.campaigns.list(principal.account_id), p)
 
 
 @api.endpoint("campaigns/add", CampaignAdd, scope="account", tag="campaigns", write=True,

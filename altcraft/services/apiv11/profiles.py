@@ -4,21 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Optional
+from datetime import datetime, timezone
+from typing import Any, Optional, Union
 
 from pydantic import Field
 
 from altcraft.domain import events
-from altcraft.domain.errors import Invalid
+from altcraft.domain.errors import Invalid, NotFound
 from altcraft.domain.importer import import_rows
-from altcraft.http.apiv11 import Params
+from altcraft.http.apiv11 import Beside, Paging, Params, page
 from altcraft.services.apiv11 import api
 from altcraft.services.automation import announce
 
 MAX_IMPORT_ROWS = 10_000
 
 
-class DatabasesList(Params):
+class DatabasesList(Paging):
     pass
 
 
@@ -38,50 +39,84 @@ class DatabaseId(Params):
     id: int
 
 
+MATCHING_HELP = ("Altcraft's matching: email, phone, profile_id, or custom (field_name + field_value); "
+                 "absent: the first of profile_id, email, phone, key_value given")
+
+
 class ProfileRef(Params):
     db_id: int
+    matching: Optional[str] = Field(None, description=MATCHING_HELP)
     profile_id: Optional[str] = None
-    email: Optional[str] = Field(None, description="find by email (when it is the key)")
-    phone: Optional[str] = Field(None, description="find by phone (when it is the key)")
-    key_value: Optional[str] = Field(None, description="find by the database's key field")
+    email: Optional[str] = Field(None, description="matching email")
+    phone: Optional[str] = Field(None, description="matching phone")
+    field_name: Optional[str] = Field(None, description="matching custom: the field")
+    field_value: Optional[Union[str, int, float, bool]] = Field(None, description="matching custom: its value")
+    key_value: Optional[str] = Field(None, description="find by the database's key field (this platform's)")
+    resource_id: Optional[int] = Field(None, description="accepted; subscriptions are not narrowed by it here")
 
 
 class ProfileAdd(Params):
     db_id: int
-    data: dict[str, Any]
+    data: dict[str, Any] = Field(..., description="field values; Altcraft's `subscriptions` list may be inside")
     subscriptions: Optional[list[dict[str, Any]]] = None
+    skip_triggers: bool = Field(False, description="the change is not announced: no trigger campaign or webhook reacts")
+    skip_invalid_subscriptions: bool = Field(False, description="accepted; an invalid subscription is a 400 here")
 
 
 class ProfileUpdate(ProfileRef):
     data: Optional[dict[str, Any]] = None
     subscriptions: Optional[list[dict[str, Any]]] = None
+    skip_triggers: bool = Field(False, description="the change is not announced: no trigger campaign or webhook reacts")
+    skip_invalid_subscriptions: bool = Field(False, description="accepted; an invalid subscription is a 400 here")
 
 
-class ProfileImport(Params):
+class ProfileImport(ProfileRef):
+    """Altcraft's profiles/import: one profile, found by `matching`, updated or else created."""
+
+    data: dict[str, Any] = Field(..., description="field values; Altcraft's `subscriptions` list may be inside")
+    skip_triggers: bool = Field(False, description="the change is not announced: no trigger campaign or webhook reacts")
+    skip_invalid_subscriptions: bool = Field(False, description="accepted; an invalid subscription is a 400 here")
+    detect_geo: bool = Field(False, description="accepted; the city and country are always filled from the IP here")
+
+
+class ProfileImportBatch(Params):
     db_id: int
     data: list[dict[str, Any]] = Field(..., max_length=MAX_IMPORT_ROWS)
     dry_run: bool = False
     subscribe_resource_id: Optional[int] = Field(None, description="subscribe new profiles to this resource (email)")
 
 
-def _lookup(ctx, principal, p: ProfileRef):
+def _lookup(ctx, principal, p: ProfileRef, data: dict[str, Any] | None = None, *, default_email: bool = False):
+    """The profiles of the database and the id of the profile `p` names (matching).
+
+    Altcraft's import and update may name the profile only inside `data` (its e-mail or phone);
+    with `default_email` (import), `data.email` counts even without `matching`, as its default.
+    """
     profiles = ctx.profiles(principal.account_id, p.db_id)
-    key_value = p.key_value
+    lookups = {"email": p.email, "phone": p.phone}
+    named = p.matching is not None or any(v is not None for v in (p.profile_id, p.email, p.phone, p.key_value))
     for name in ("email", "phone"):
-        value = getattr(p, name)
-        if value is not None:
-            if profiles.database.key != name:
-                from altcraft.domain.errors import Invalid
-                raise Invalid(name, f"the key of database {p.db_id} is {profiles.database.key!r}")
-            key_value = value
-    return profiles, {"profile_id": p.profile_id, "key_value": key_value}
+        wanted = p.matching == name or (default_email and not named and name == "email")
+        if lookups[name] is None and data and wanted:
+            lookups[name] = data.get(name)
+    return profiles, profiles.match(p.matching, profile_id=p.profile_id, field_name=p.field_name,
+                                    field_value=p.field_value, key_value=p.key_value, **lookups)
+
+
+def _split(data: dict[str, Any], subscriptions: list | None) -> tuple[dict[str, Any], list | None]:
+    """Altcraft sends a profile's subscriptions inside `data`; this platform beside it too."""
+    if "subscriptions" not in data:
+        return data, subscriptions
+    if subscriptions is not None:
+        raise Invalid("subscriptions", "given both inside data and beside it: send one")
+    data = dict(data)
+    return data, data.pop("subscriptions")
 
 
 @api.endpoint("databases/list", DatabasesList, scope="account", tag="databases", returns_list=True,
               summary="Profile databases of the account")
 def databases_list(ctx, principal, p):
-    items = [d.as_dict() for d in ctx.databases(principal.account_id).list()]
-    return items, len(items)
+    return page([d.as_dict() for d in ctx.databases(principal.account_id).list()], p)
 
 
 @api.endpoint("databases/add", DatabaseAdd, scope="account", tag="databases", write=True,
@@ -115,12 +150,14 @@ def _fields_in_data(params: type[Params]) -> Iterator[None]:
 
 
 @api.endpoint("profiles/add", ProfileAdd, scope="account", tag="profiles", write=True,
-              summary="Add a profile")
+              summary="Add a profile (answers profile_id beside error, as Altcraft, and the profile in data)")
 def profiles_add(ctx, principal, p: ProfileAdd):
+    data, subscriptions = _split(p.data, p.subscriptions)
     with _fields_in_data(ProfileAdd):
-        profile = ctx.profiles(principal.account_id, p.db_id).add(p.data, p.subscriptions)
-    _announce(ctx, principal.account_id, profile, None, created=True)
-    return profile
+        profile = ctx.profiles(principal.account_id, p.db_id).add(data, subscriptions)
+    if not p.skip_triggers:
+        _announce(ctx, principal.account_id, profile, None, created=True)
+    return Beside(profile, {"profile_id": profile["id"]})
 
 
 def _statuses(profile: dict[str, Any] | None) -> dict[tuple[int, str], str]:
@@ -143,39 +180,106 @@ def _announce(ctx, account_id: int, after: dict[str, Any], before: dict[str, Any
 
 
 @api.endpoint("profiles/get", ProfileRef, scope="account", tag="profiles",
-              summary="Get a profile by id or by its key")
+              summary="Get a profile by Altcraft's matching (email, phone, profile_id, custom) or its key")
 def profiles_get(ctx, principal, p: ProfileRef):
-    profiles, ref = _lookup(ctx, principal, p)
-    return profiles.get(**ref)
+    profiles, profile_id = _lookup(ctx, principal, p)
+    profile = profiles.get(profile_id=profile_id)
+    # Altcraft's answer is flat (`data.email`): the field values beside this platform's keys
+    return {**{k: v for k, v in profile["data"].items() if k not in profile}, **profile}
 
 
-@api.endpoint("profiles/update", ProfileUpdate, scope="account", tag="profiles", write=True,
-              summary="Update fields or subscriptions of a profile")
-def profiles_update(ctx, principal, p: ProfileUpdate):
-    profiles, ref = _lookup(ctx, principal, p)
-    before = profiles.get(**ref) if p.subscriptions else None
-    with _fields_in_data(ProfileUpdate):
-        after = profiles.update(p.data, subscriptions=p.subscriptions, **ref)
-    changed = tuple(k for k in (p.data or {}) if (before or {}).get("data", {}).get(k) != after["data"].get(k)) \
-        if before else tuple(p.data or ())
-    _announce(ctx, principal.account_id, after, before or after, fields=changed)
+def _update(ctx, principal, profiles, profile_id: str, data: dict[str, Any] | None,
+            subscriptions: list | None, *, skip_triggers: bool, params: type[Params]) -> dict[str, Any]:
+    before = profiles.get(profile_id=profile_id) if subscriptions else None
+    with _fields_in_data(params):
+        after = profiles.update(data, subscriptions=subscriptions, profile_id=profile_id)
+    changed = tuple(k for k in (data or {}) if (before or {}).get("data", {}).get(k) != after["data"].get(k)) \
+        if before else tuple(data or ())
+    if not skip_triggers:
+        _announce(ctx, principal.account_id, after, before or after, fields=changed)
     return after
 
 
+@api.endpoint("profiles/update", ProfileUpdate, scope="account", tag="profiles", write=True,
+              summary="Update fields or subscriptions of a profile found by matching (never creates one)")
+def profiles_update(ctx, principal, p: ProfileUpdate):
+    data, subscriptions = _split(p.data or {}, p.subscriptions)
+    profiles, profile_id = _lookup(ctx, principal, p, data)
+    after = _update(ctx, principal, profiles, profile_id, data, subscriptions,
+                    skip_triggers=p.skip_triggers, params=ProfileUpdate)
+    return Beside(after, {"profile_id": after["id"]})
+
+
 @api.endpoint("profiles/delete", ProfileRef, scope="account", tag="profiles", write=True,
-              summary="Delete a profile")
+              summary="Delete a profile found by matching")
 def profiles_delete(ctx, principal, p: ProfileRef):
-    profiles, ref = _lookup(ctx, principal, p)
-    profiles.delete(**ref)
-    return {"deleted": True}
+    profiles, profile_id = _lookup(ctx, principal, p)
+    profiles.delete(profile_id=profile_id)
+    return {"profile_id": profile_id, "deleted": True}
 
 
 @api.endpoint("profiles/import", ProfileImport, scope="account", tag="profiles", write=True,
-              summary="Upsert up to 10,000 profiles on the database's key; bad rows are reported")
+              summary="Altcraft's import of one profile: found by matching and updated, or else created")
 def profiles_import(ctx, principal, p: ProfileImport):
+    data, subscriptions = _split(p.data, None)
+    try:
+        profiles, profile_id = _lookup(ctx, principal, p, data, default_email=True)
+    except NotFound:
+        profiles, profile_id = ctx.profiles(principal.account_id, p.db_id), None
+    if profile_id is None:
+        with _fields_in_data(ProfileImport):
+            profile = profiles.add(data, subscriptions)
+        if not p.skip_triggers:
+            _announce(ctx, principal.account_id, profile, None, created=True)
+    else:
+        profile = _update(ctx, principal, profiles, profile_id, data, subscriptions,
+                          skip_triggers=p.skip_triggers, params=ProfileImport)
+    return Beside(profile, {"profile_id": profile["id"]})
+
+
+@api.endpoint("profiles/import_batch", ProfileImportBatch, scope="account", tag="profiles", write=True,
+              summary="Upsert up to 10,000 profiles on the database's key; bad rows are reported")
+def profiles_import_batch(ctx, principal, p: ProfileImportBatch):
     profiles = ctx.profiles(principal.account_id, p.db_id)
     subscribe = (p.subscribe_resource_id, "email") if p.subscribe_resource_id else None
     report = import_rows(profiles, enumerate(p.data), dry_run=p.dry_run, unit="index",
                          subscribe=subscribe).as_dict()
     report["errors"] = [{"index": e.pop("line"), **e} for e in report["errors"]]
     return report
+
+
+class SubscriptionSet(Params):
+    """Altcraft's subscriptions/set: one subscription of a profile, set as of `date` (default now)."""
+
+    db_id: int
+    profile_id: str
+    resource_id: int
+    channel: str = Field(..., description="email, sms or push (domain/subscriptions.py CHANNELS)")
+    status: str = Field("subscribed", description="subscribed, unsubscribed or suspended")
+    date: Optional[datetime] = Field(None, description="when it changed (RFC 3339); an older change than the stored one loses")
+    email: Optional[str] = Field(None, description="accepted; the contact is the profile's own field here")
+    phone: Optional[str] = Field(None, description="accepted; the contact is the profile's own field here")
+    priority: Optional[int] = Field(None, description="accepted and ignored")
+    custom_fields: Optional[dict[str, Any]] = Field(None, description="accepted and ignored (no subscription fields here)")
+    cats: Optional[list[str]] = Field(None, description="accepted and ignored (no categories here)")
+    ip: Optional[str] = Field(None, description="accepted and ignored")
+    url: Optional[str] = Field(None, description="accepted and ignored")
+    skip_triggers: bool = Field(False, description="the change is not announced: no trigger campaign or webhook reacts")
+
+
+@api.endpoint("subscriptions/set", SubscriptionSet, scope="account", tag="profiles", write=True,
+              summary="Set one subscription of a profile (Altcraft's subscriptions/set)")
+def subscriptions_set(ctx, principal, p: SubscriptionSet):
+    profiles = ctx.profiles(principal.account_id, p.db_id)
+    before = profiles.get(profile_id=p.profile_id)
+    at = p.date if p.date is None or p.date.tzinfo else p.date.replace(tzinfo=timezone.utc)
+    outcome = profiles.set_subscription(p.profile_id, p.resource_id, p.channel, p.status, at)
+    if outcome == "no-profile":
+        raise NotFound("profile not found")
+    after = profiles.get(profile_id=p.profile_id)
+    if not p.skip_triggers:
+        _announce(ctx, principal.account_id, after, before)
+    return {"profile_id": p.profile_id, "resource_id": p.resource_id, "channel": p.channel,
+            "status": next(s["status"] for s in after["subscriptions"]
+                           if (s["resource_id"], s["channel"]) == (p.resource_id, p.channel)),
+            "outcome": outcome}

@@ -9,15 +9,15 @@ from typing import Optional
 
 from pydantic import Field
 
-from altcraft.domain.errors import DomainError
+from altcraft.domain.errors import Unavailable
 from altcraft.domain.senders import public
-from altcraft.http.apiv11 import Params
+from altcraft.http.apiv11 import Paging, Params, page
 from altcraft.services.apiv11 import api
 
 TAG = "senders"
 
 
-class SenderList(Params):
+class SenderList(Paging):
     include_deleted: bool = False
 
 
@@ -48,10 +48,6 @@ class QueueParams(Params):
     id: int = Field(..., description="sender id")
 
 
-class Unavailable(DomainError):
-    code, status = 9, 503
-
-
 def _akmtad(ctx, method: str, path: str, body: dict | None = None) -> dict:
     url = ctx.config.listen_address("akmtad").url(path)
     request = urllib.request.Request(url, method=method, data=json.dumps(body or {}).encode(),
@@ -65,8 +61,9 @@ def _akmtad(ctx, method: str, path: str, body: dict | None = None) -> dict:
 
 @api.endpoint("admin/senders/list/", SenderList, scope="admin", tag=TAG, returns_list=True, summary="Senders")
 def senders_list(ctx, principal, p: SenderList):
-    items = ctx.senders.list(p.include_deleted)
-    return items, len(items)
+    # Altcraft's item keys beside this platform's: every sender here is an e-mail sender of the MTA
+    items = [{**sender, "type": "akmta", "channel_type": "email"} for sender in ctx.senders.list(p.include_deleted)]
+    return page(items, p)
 
 
 @api.endpoint("admin/senders/save", SenderSave, scope="admin", tag=TAG, write=True,

@@ -8,15 +8,11 @@ from pydantic import Field
 
 from altcraft.domain import events, triggers
 from altcraft.domain.clock import now
-from altcraft.domain.errors import Conflict, DomainError, Invalid
+from altcraft.domain.errors import Conflict, Invalid, Unavailable
 from altcraft.http.apiv11 import Params
 from altcraft.services import automation
 from altcraft.services.apiv11 import api
 from altcraft.services.apiv11.campaigns import _check_refs
-
-
-class Unavailable(DomainError):
-    code, status = 9, 503
 
 
 class TriggersList(Params):

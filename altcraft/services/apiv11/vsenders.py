@@ -8,7 +8,7 @@ from typing import Any, Optional
 from pydantic import Field
 
 from altcraft.domain.vsenders import public
-from altcraft.http.apiv11 import Params
+from altcraft.http.apiv11 import Paging, Params, page
 from altcraft.services.apiv11 import api
 
 TAG = "vsenders"
@@ -17,7 +17,7 @@ RULES = ('ordered rules, first match wins: {"match": "to_domain"|"from_domain"|"
          'the last one is the only default')
 
 
-class VSenderList(Params):
+class VSenderList(Paging):
     account_id: int
 
 
@@ -49,8 +49,10 @@ class VSenderClone(Params):
               summary="Virtual senders of an account")
 def vsenders_list(ctx, principal, p: VSenderList):
     ctx.accounts.get(p.account_id)
-    items = ctx.vsenders.list(p.account_id)
-    return items, len(items)
+    # Altcraft's channel flags beside the rules: virtual senders here route e-mail only
+    items = [{**v, "email_channel": True, "sms_channel": False, "custom_channels": []}
+             for v in ctx.vsenders.list(p.account_id)]
+    return page(items, p)
 
 
 @api.endpoint("admin/vsenders/get", VSenderId, scope="admin", tag=TAG, summary="A virtual sender with its rules")
@@ -74,7 +76,8 @@ def vsenders_update(ctx, principal, p: VSenderUpdate):
 @api.endpoint("admin/vsenders/clone", VSenderClone, scope="admin", tag=TAG, write=True,
               summary="Copy a virtual sender's rules under a new name")
 def vsenders_clone(ctx, principal, p: VSenderClone):
-    return ctx.vsenders.clone(p.account_id, p.id, p.name)
+    copy = ctx.vsenders.clone(p.account_id, p.id, p.name)
+    return {**copy, "saved_id": copy["id"]}  # Altcraft's answer is data: {saved_id}
 
 
 @api.endpoint("admin/vsenders/delete", VSenderId, scope="admin", tag=TAG, write=True,
