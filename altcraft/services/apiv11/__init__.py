@@ -9,3 +9,4 @@ from altcraft.services.apiv11 import reports  # noqa: E402,F401  (registration, 
 from altcraft.services.apiv11 import vsenders  # noqa: E402,F401  (registration)
 from altcraft.services.apiv11 import triggers  # noqa: E402,F401  (registration, #15)
 from altcraft.services.apiv11 import webhooks  # noqa: E402,F401  (registration, #15)
+from altcraft.services.apiv11 import audit  # noqa: E402,F401  (registration, #13)
