@@ -182,6 +182,12 @@ def test_every_state_changing_endpoint_writes_exactly_one_entry_without_secrets(
 def test_concurrent_writers_keep_one_chain_and_a_deleted_or_edited_entry_is_named(platform, main_json):
     journal = platform.journal
     actor = Actor("system", "test", "tester", "127.0.0.1")
+    # aktool journals its own changes (entry 1), never the token it prints
+    made = run("aktool", "token", "create", "--admin", "--name", "ops", config=main_json)
+    assert made.returncode == 0, made.stderr
+    entry, = journal.list(Filter(limit=1))
+    assert (entry["seq"], entry["channel"], entry["action"], entry["actor_kind"]) == (1, "aktool", "token.create", "system")
+    assert entry["summary"]["name"] == "ops" and made.stdout.strip() not in json.dumps(entry)
 
     def write(n: int) -> None:
         from altcraft.wiring import Platform
@@ -198,7 +204,7 @@ def test_concurrent_writers_keep_one_chain_and_a_deleted_or_edited_entry_is_name
     for t in threads:
         t.join()
     verdict = journal.verify()
-    assert verdict.ok and verdict.entries == verdict.head == 24, verdict
+    assert verdict.ok and verdict.entries == verdict.head == 25, verdict
 
     store = platform.analytics()
     table = store.table("audit")
@@ -207,7 +213,7 @@ def test_concurrent_writers_keep_one_chain_and_a_deleted_or_edited_entry_is_name
     wait_for(lambda: not store.execute(f"SELECT count() FROM {table} WHERE seq = 7")[0][0], what="the delete")
     broken = run("aktool", "audit", "verify", "--json", config=main_json)
     assert broken.returncode == 1, (broken.stdout, broken.stderr)
-    assert json.loads(broken.stdout) == {"ok": False, "entries": 6, "head": 24, "shipped": 0, "broken_at": 7,
+    assert json.loads(broken.stdout) == {"ok": False, "entries": 6, "head": 25, "shipped": 0, "broken_at": 7,
                                          "reason": "entry missing (deleted)"}
     human = run("aktool", "audit", "verify", config=main_json)
     assert human.returncode == 1 and "BROKEN at entry 7: entry missing (deleted)" in human.stderr
@@ -219,4 +225,4 @@ def test_concurrent_writers_keep_one_chain_and_a_deleted_or_edited_entry_is_name
     # deleting the tail too is found against the head the claims keep
     store.execute(f"ALTER TABLE {table} DELETE WHERE seq >= 7")
     wait_for(lambda: not store.execute(f"SELECT count() FROM {table} WHERE seq >= 7")[0][0], what="the delete")
-    assert journal.verify().broken == Break(7, "entry missing (deleted): the chain's head is 24")
+    assert journal.verify().broken == Break(7, "entry missing (deleted): the chain's head is 25")
