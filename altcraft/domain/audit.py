@@ -313,6 +313,10 @@ class Journal:
             if entry.computed_hash() != entry.hash:
                 return Verdict(count, head, shipped, Break(entry.seq, "entry edited (hash does not match)"))
             prev, expected, last, count = entry.hash, expected + 1, entry, count + 1
+        if count > head:
+            head = self.head()  # entries written during the scan are past the head read first
+        if count > head:
+            return Verdict(count, head, shipped, Break(head + 1, "entry added outside the journal (beyond its head)"))
         if count < head:
             return Verdict(count, head, shipped, Break(count + 1, f"entry missing (deleted): the chain's head is {head}"))
         return Verdict(count, head, shipped, None)

@@ -105,5 +105,6 @@ def test_verify_names_the_first_broken_entry():
     relinked = [replace(e, prev_hash=GENESIS) if e.seq == 2 else e for e in entries]
     assert _verify(relinked, 5).broken.seq == 2
     assert _verify(entries[:4], 5).broken == audit.Break(5, "entry missing (deleted): the chain's head is 5")
+    assert _verify(entries, 4).broken == audit.Break(5, "entry added outside the journal (beyond its head)")
     fork = entries + [replace(entries[4], actor_id="2", hash="f" * 64)]
     assert _verify(fork, 5).broken.seq == 5
