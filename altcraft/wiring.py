@@ -183,6 +183,22 @@ class Platform:
         finally:
             store.close()
 
+    def analytics(self):
+        """This thread's ClickHouse client (the driver's client is not thread-safe)."""
+        import threading
+
+        from altcraft.stores.analytics import Analytics
+        local = self.__dict__.setdefault("_analytics_local", threading.local())
+        if not hasattr(local, "client"):
+            local.client = Analytics(self.config.CLICKHOUSE_SYSTEM)
+            self.__dict__.setdefault("_analytics_clients", []).append(local.client)
+        return local.client
+
+    @cached_property
+    def journal(self):
+        from altcraft.domain.audit import Journal
+        return Journal(self.control, self.analytics)
+
     def drop_account_data(self, account_id: int) -> None:
         self.account_client.drop_database(self.account_db(account_id).name)
 
@@ -193,3 +209,6 @@ class Platform:
             client = self.__dict__.pop(name, None)
             if client is not None:
                 client.close()
+        for store in self.__dict__.pop("_analytics_clients", []):
+            store.close()
+        self.__dict__.pop("_analytics_local", None)

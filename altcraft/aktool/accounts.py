@@ -43,6 +43,9 @@ def token_create(
         token, info = platform.tokens.create("admin" if admin else "account", account, user, name)
     except DomainError as exc:
         raise fail(f"aktool: {exc.message}", EXIT_FAILED) from None
+    from altcraft.aktool.audit import record
+    record(platform, "token.create", object_kind="token", object_id=info["id"], account_id=account,
+           changes={"scope": info["scope"], "account_id": account, "user_id": user, "name": name})
     scope = "admin" if admin else f"account {account}" + (f", user {user}" if user else "")
     typer.echo(f"token {info['id']} created ({scope}); it is shown only now:", err=True)
     typer.echo(token)
@@ -64,6 +67,10 @@ def admin_ensure(
         admin, created = platform.admins.ensure(login, password)
     except DomainError as exc:
         raise fail(f"aktool: {exc.message}", EXIT_FAILED) from None
+    if created:
+        from altcraft.aktool.audit import record
+        record(platform, "admin.ensure", object_kind="admin", object_id=admin["id"],
+               changes={"login": login, "password": password})
     typer.echo(f"admin {login!r} {'created' if created else 'already exists'} (id {admin['id']})")
 
 
@@ -119,6 +126,11 @@ def import_command(
         except importer.FileError as exc:
             raise fail(f"aktool: {path}: {exc}", EXIT_USAGE) from None
     elapsed = time.monotonic() - started
+    if not dry_run:
+        from altcraft.aktool.audit import record
+        record(platform, "import", object_kind="database", object_id=db, account_id=account,
+               changes={"file": str(path), "inserted": report.inserted, "updated": report.updated,
+                        "failed": report.failed, "subscribe": subscribe})
     if errors_file:
         with errors_file.open("w", newline="") as out:
             writer = csv.writer(out)

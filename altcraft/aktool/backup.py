@@ -346,6 +346,14 @@ def restore_command(
         raise fail(f"aktool backup restore: FAILED at store {exc.store}: {type(exc.cause).__name__}: "
                    f"{exc.cause}", EXIT_FAILED) from None
     secrets = runner.secrets_match(conf, path, key) if "secrets" in data["stores"] else []
+    from altcraft.aktool.audit import record
+    from altcraft.wiring import Platform
+    restored = Platform(conf)
+    try:  # on the restored chain: the journal continues from the backup's head
+        record(restored, "backup.restore", object_kind="backup", object_id=str(path),
+               changes={"move": move, "moved": moved, "mismatches": len(mismatches), "finished_at": data["finished_at"]})
+    finally:
+        restored.close()
     outcome = migrated[0] if migrated else None
     if as_json:
         print_json({"ok": not mismatches, "mismatches": mismatches, "secrets_differ": secrets,

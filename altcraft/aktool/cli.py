@@ -36,6 +36,9 @@ from altcraft.aktool import backup as _backup  # noqa: E402
 app.add_typer(_backup.app, name="backup")
 
 from altcraft.aktool import upgrade as _upgrade  # noqa: E402
+from altcraft.aktool import audit as _audit  # noqa: E402
+
+app.add_typer(_audit.app, name="audit")
 
 app.command("upgrade")(_upgrade.upgrade_command)
 

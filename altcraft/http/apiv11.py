@@ -240,6 +240,33 @@ def authorize(endpoint: Endpoint, principal: Principal) -> None:
         raise AccountInactive(f"account {principal.account_id} is frozen: read-only")
 
 
+ID_PARAMS = ("id", "profile_id", "trigger_id", "webhook_id", "db_id")
+
+
+def journal_call(journal: Any, endpoint: Endpoint, principal: Principal | None, params: dict[str, Any],
+                 result: Any) -> None:
+    """One audit entry for a successful state-changing call: the parameters as the summary
+    (redacted by domain.audit), the object from the path and the ids given or created."""
+    from altcraft.domain.audit import Actor
+
+    parts = endpoint.path.strip("/").split("/")
+    object_id = next((params[k] for k in ID_PARAMS if params.get(k) is not None), None)
+    if object_id is None and isinstance(result, dict):
+        object_id = result.get("id")
+    if principal is None:
+        actor = Actor("system", "anonymous", address=request.remote_addr or "")
+    else:
+        name = "admin token" if principal.scope == "admin" else \
+            f"user {principal.user_id}" if principal.user_id is not None else f"account {principal.account_id} token"
+        actor = Actor("token", str(principal.token_id), name, request.remote_addr or "")
+    account_id = principal.account_id if principal is not None and principal.scope == "account" else \
+        params.get("account_id") if isinstance(params.get("account_id"), int) else \
+        object_id if parts[:2] == ["admin", "accounts"] and len(parts) == 3 and isinstance(object_id, int) else \
+        result.get("account_id") if isinstance(result, dict) and isinstance(result.get("account_id"), int) else None
+    journal.record(actor, "api", endpoint.path.strip("/"), object_kind="/".join(parts[:-1]) or parts[0],
+                   object_id=object_id, account_id=account_id, changes=params)
+
+
 def blueprint(api: Api, context_factory: Callable[[], Any], openapi: Callable[[], dict]) -> Blueprint:
     bp = Blueprint("api_v11", __name__)
 
@@ -271,6 +298,8 @@ def blueprint(api: Api, context_factory: Callable[[], Any], openapi: Callable[[]
             except ValidationError as exc:
                 raise _validation_error(exc) from None
             result = endpoint.handler(context, principal, parsed)
+            if endpoint.write:  # the one place every API change is journaled
+                journal_call(context.journal, endpoint, principal, params, result)
         except DomainError as exc:
             return envelope(None, error=exc.code, text=exc.message, status=exc.status)
         except ConnectionFailure as exc:

@@ -69,7 +69,33 @@ EVENTS = Table(
     order_by="(account_id, campaign_id, kind, event_id)",
 )
 
-TABLES: tuple[Table, ...] = (EVENTS,)
+# The audit journal (domain/audit.py): append-only, one row per change, a hash chain over seq.
+# MergeTree, never Replacing/Collapsing: nothing may merge an entry away.
+AUDIT = Table(
+    name="audit",
+    columns=(
+        Column("seq", "UInt64"),
+        Column("at", "DateTime"),
+        Column("at_ms", "UInt64"),
+        Column("actor_kind", "String", low_cardinality=True),
+        Column("actor_id", "String"),
+        Column("actor_name", "String"),
+        Column("source", "String"),
+        Column("channel", "String", low_cardinality=True),
+        Column("action", "String", low_cardinality=True),
+        Column("object_kind", "String", low_cardinality=True),
+        Column("object_id", "String"),
+        Column("account_id", "UInt64"),
+        Column("summary", "String"),
+        Column("prev_hash", "String"),
+        Column("hash", "String"),
+    ),
+    engine="MergeTree()",
+    partition_by="toYYYYMM(at)",
+    order_by="seq",
+)
+
+TABLES: tuple[Table, ...] = (EVENTS, AUDIT)
 
 
 def migrate(store: Analytics, dry_run: bool = False) -> list[tuple[str, str]]:

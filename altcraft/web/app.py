@@ -92,6 +92,7 @@ class Principals:
     can_change: Callable[[dict, dict | None], bool]
     set_password: Callable[[PanelContext, dict, str], dict]
     second_step: Callable[[PanelContext, dict], str | None] = lambda ctx, principal: None
+    actor_kind: str = "user"  # how the audit journal names who changed something
 
 
 def _user_verify(ctx: PanelContext, login: str, password: str) -> dict | None:
@@ -203,6 +204,52 @@ def after_sign_in() -> Response:
     return redirect(_safe_next(request.args.get("next")) or url_for(principals().home))
 
 
+def not_a_change(view: Callable) -> Callable:
+    """Marks a POST route that changes nothing (a preview, a live count): not journaled."""
+    view.not_a_change = True  # type: ignore[attr-defined]
+    return view
+
+
+def journal_change(action: str, *, who: dict | None = None, object_kind: str = "", object_id=None,
+                   account_id: int | None = None, changes: dict | None = None) -> None:
+    """One audit entry for a change made through this panel (domain/audit.py redacts)."""
+    from altcraft.domain.audit import Actor
+
+    user = who or g.user
+    actor = Actor(principals().actor_kind, str(user["id"]), str(user.get("login", "")),  # type: ignore[arg-type]
+                  request.remote_addr or "")
+    panel().platform.journal.record(actor, panel().name, action, object_kind=object_kind,  # type: ignore[arg-type]
+                                    object_id=object_id, account_id=account_id, changes=changes)
+
+
+def _journal_request(response: Response) -> Response:
+    """Every successful state-changing request of a protected blueprint is one audit entry:
+    the action is the route's endpoint, the object the most specific id in its path (or what
+    the route put in g.audit_object), the summary the form without the CSRF token."""
+    from flask import current_app
+
+    if request.method in security.SAFE_METHODS or response.status_code >= 400:
+        return response
+    if getattr(current_app.view_functions.get(request.endpoint or ""), "not_a_change", False):
+        return response
+    who = g.user or pending_principal()
+    if who is None and session.get("uid") is not None:  # the route itself opened the session
+        found = principals().load(panel(), session["uid"])
+        who = found[0] if found else None
+    if who is None:
+        return response
+    args = request.view_args or {}
+    id_key = next((k for k in reversed(list(args)) if k.endswith("_id")), None)
+    kind, object_id = g.get("audit_object") or ((id_key[:-3], args[id_key]) if id_key else ("", None))
+    account_id = (g.get("account") or {}).get("id") or args.get("account_id") or \
+        (object_id if kind == "account" else None)
+    changes: dict = {k: v for k, v in request.form.items() if k != security.CSRF_FIELD}
+    changes.update({f"file:{k}": f.filename for k, f in request.files.items()})
+    journal_change(request.endpoint or request.path, who=who, object_kind=kind, object_id=object_id,
+                   account_id=account_id, changes=changes)
+    return response
+
+
 def protect(blueprint: Blueprint, open_endpoints: frozenset[str] = frozenset()) -> Blueprint:
     """Every route of the blueprint needs a signed-in user; every change needs a changing
     role (read-only users get 403). CSRF is checked before this, for the whole app.
@@ -221,6 +268,7 @@ def protect(blueprint: Blueprint, open_endpoints: frozenset[str] = frozenset()) 
             abort(403)
         return None
 
+    blueprint.after_request(_journal_request)  # the one place panel changes are journaled
     return blueprint
 
 
@@ -279,6 +327,8 @@ def _auth_blueprint() -> Blueprint:
                     error, status = exc.message, exc.status
                 else:
                     session["pw"] = _fingerprint(changed)
+                    journal_change("web.password", object_kind=principals().actor_kind, object_id=g.user["id"],
+                                   account_id=(g.account or {}).get("id"), changes={"password": new})
                     done = True
         return render_template("web/password.html", error=error, done=done), status
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import pytest
 
 from altcraft import registry
+from altcraft.domain.audit import Filter
 from altcraft.web.admin import create_app
 from tests.lib.webpanel import admin_signin, make_admin, make_tenant, signin, token_of
 
@@ -72,6 +73,7 @@ CASES: dict[tuple[str, str], Case] = {
     # a wrong code changes nothing, so the state probe is the admin's enrolled secret
     ("admin.totp_enrol", "POST"): Case(lambda w: "/totp", data=lambda w: {"code": "000000"},
                                        state=lambda w: w.platform.admins.get(w.admin["id"]).get("totp_secret")),
+    ("admin.audit", "GET"): Case(lambda w: f"/audit?account={w.account['id']}&channel=webadmin&since=2020-01-01"),
     ("admin.account_delete", "GET"): Case(lambda w: f"{_acc(w)}/delete"),
     ("admin.account_delete", "POST"): Case(lambda w: f"{_acc(w)}/delete", data=lambda w: {"confirm": w.account["name"]},
                                            state=World.account_state),
@@ -164,12 +166,22 @@ def test_admin_changes_with_the_token(app, world):
     token = admin_signin(client, world.admin["login"])
     wrong = client.post(f"{_acc(world)}/delete", data={"confirm": world.account["name"] + "x", "csrf_token": token})
     assert wrong.status_code == 400 and world.account_state()[3]
+    journal = world.platform.journal
+    assert journal.head() == 0  # the refused delete above wrote nothing
     for (endpoint, method), case in MADE.items():
-        before = case.state(world)
+        before, head = case.state(world), journal.head()
         response = client.open(case.url(world), method=method, data={**case.data(world), "csrf_token": token})
         assert response.status_code in (200, 302), (endpoint, response.status_code)
         assert case.state(world) != before, f"{endpoint}: the change was not made"
+        # each change is exactly one audit entry, under the admin's name
+        assert journal.head() == head + 1, f"{endpoint}: {journal.head() - head} journal entries, not one"
+        entry, = journal.list(Filter(limit=1))
+        assert (entry["action"], entry["channel"], entry["actor_kind"], entry["actor_name"]) == \
+            (endpoint, "webadmin", "admin", world.admin["login"]), entry
+        assert entry["account_id"] and "csrf_token" not in entry["summary"], entry
     assert not world.account_state()[3]  # deleted
+    page = client.get(f"/audit?actor={world.admin['login']}&channel=webadmin").data.decode()
+    assert page.count('data-testid="audit-row-') == len(MADE) and "admin.account_freeze" in page
 
 
 def _check_csp(response, endpoint: str) -> str:

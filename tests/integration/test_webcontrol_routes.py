@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from altcraft.domain.audit import Filter
+
 from altcraft import registry
 from altcraft.web.control import create_app
 from tests.lib.webpanel import Tenant, make_tenant, signin, token_of
@@ -327,14 +329,20 @@ def test_writer_changes_with_token_in_form_or_header(app, world):
     state probes do see changes."""
     client = app.test_client()
     token = signin(client, world.a.writer)
+    journal = world.platform.journal
     for index, ((endpoint, method), case) in enumerate(CHANGES.items()):
-        before = case.state(world, world.a)
+        before, head = case.state(world, world.a), journal.head()
         as_header = index % 2 == 1  # htmx sends the token as a header
         response = client.open(case.url(world, world.a), method=method,
                                data=case.data(world) if as_header else {**case.data(world), "csrf_token": token},
                                headers={"X-CSRF-Token": token, "HX-Request": "true"} if as_header else {})
         assert response.status_code in (200, 302), (endpoint, response.status_code, re.findall(r"class=\"error[^>]*>([^<]*)", response.data.decode()))
         assert case.state(world, world.a) != before, f"{endpoint}: the change was not made"
+        # each change is exactly one audit entry, in the user's account, under the user's login
+        assert journal.head() == head + 1, f"{endpoint}: {journal.head() - head} journal entries, not one"
+        entry, = journal.list(Filter(limit=1))
+        assert (entry["action"], entry["channel"], entry["actor_kind"], entry["actor_name"], entry["account_id"]) == \
+            (endpoint, "webcontrol", "user", world.a.writer, world.a.account_id), entry
 
 
 def test_another_accounts_ids_are_not_found(app, world):

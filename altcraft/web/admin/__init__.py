@@ -36,6 +36,7 @@ ADMINS = Principals(
     can_change=lambda admin, account: True,
     set_password=lambda ctx, admin, new: ctx.platform.admins.set_password(admin["id"], new),
     second_step=_second_step,
+    actor_kind="admin",
 )
 
 

@@ -12,7 +12,7 @@ from flask import Blueprint, g, redirect, render_template, request, url_for
 from altcraft.domain import totp as otp
 from altcraft.domain.errors import DomainError
 from altcraft.web import i18n
-from altcraft.web.app import after_sign_in, locked_message, open_session, panel, pending_principal, protect
+from altcraft.web.app import after_sign_in, not_a_change, locked_message, open_session, panel, pending_principal, protect
 
 PAGE_SIZE = 50
 SECOND_STEP = frozenset({"admin.totp", "admin.totp_enrol"})
@@ -34,6 +34,7 @@ def blueprint() -> Blueprint:
 
     # -- the second sign-in step ---------------------------------------------------------
     @bp.route("/signin/code", methods=["GET", "POST"])
+    @not_a_change  # a sign-in step: the one-use code is spent, nothing else changes
     def totp():
         admin = pending_principal()
         if admin is None or not admin.get("totp_secret"):
@@ -107,6 +108,7 @@ def blueprint() -> Blueprint:
             except DomainError as exc:
                 error, status = exc.message, exc.status
             else:
+                g.audit_object = ("account", account["id"])
                 return redirect(url_for("admin.account", account_id=account["id"]))
         return render_template("admin/account_new.html", form=form, error=error), status
 
@@ -163,6 +165,8 @@ def blueprint() -> Blueprint:
                 return redirect(url_for("admin.accounts"))
         return render_template("admin/account_delete.html", account=account, error=error), status
 
+    from altcraft.web.admin.journal import add_routes as journal_routes
+    journal_routes(bp)
     return bp
 
 
