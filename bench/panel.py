@@ -2,6 +2,7 @@
 store queries made directly as the reference.
 
     .venv/bin/python -m bench.panel [--profiles 1000000] [--events 1000000] [--requests 50]
+                                    [--budget 60] [--pages list,deep,card,segment,report]
 
 1. A fresh account and profile database (key: email) with --profiles profiles, seeded through
    the importer's prepared upsert (Profiles.upsert_prepared: on a fresh database one
@@ -277,6 +278,9 @@ def main() -> None:
             direct_samples = timed(reference[name], args.requests, args.budget)
             results[name] = (percentiles(ours_samples) | {"n": len(ours_samples)},
                              percentiles(direct_samples) | {"n": len(direct_samples)})
+            ours, direct = results[name]  # as it comes: a long run leaves what it measured
+            print(f"    HTTP p95 {ours['p95']:.1f} ms (n={ours['n']}), direct p95 {direct['p95']:.1f} ms "
+                  f"(n={direct['n']})", flush=True)
     finally:
         run("akd", "stop", config=main_json, timeout=120)
 
