@@ -1,0 +1,323 @@
+"""The marketer's panel (webcontrol) at scale: page latency over real HTTP, with the same
+store queries made directly as the reference.
+
+    .venv/bin/python -m bench.panel [--profiles 1000000] [--events 1000000] [--requests 50]
+                                    [--budget 60] [--pages list,deep,card,segment,report]
+
+1. A fresh account and profile database (key: email) with --profiles profiles, seeded through
+   the importer's prepared upsert (Profiles.upsert_prepared: on a fresh database one
+   unordered insert_many per 5,000 rows, every profile subscribed). The rows are generated
+   already normalised, so the importer's prepare() (validation, normalisation) is skipped.
+2. A campaign (segment, template, sender: the domain's own add()) and --events events of it
+   inserted into ClickHouse in batches: deliveries, opens and clicks (3 links, 5% bots) spread
+   over the last 30 days across the seeded profiles.
+3. webcontrol under akd (gunicorn, as production) on a loopback port; one editor signs in
+   through /signin and one keep-alive connection asks each page --requests times: the profile
+   list's first page, a deep page (after a key 100 profiles from the end), the profile card,
+   a segment's live count and the campaign report.
+4. Reference, in the same run: the queries each page makes, made directly (pymongo and
+   clickhouse-driver through the domain's own calls, no HTTP, Flask or templates), so the
+   panel's own overhead shows. Then the plan of each profile query: what FerretDB's explain()
+   says it does, and what real MongoDB would do from the indexes the schema defines.
+
+Loopback only. The last line is `p95_ms=list:<..>,deep:<..>,card:<..>,segment:<..>,report:<..>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+import urllib.parse
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+if __name__ == "__main__" and not __package__:
+    sys.exit("run the benchmarks as modules from the repository root: .venv/bin/python -m bench.panel")
+
+from bench import _config  # noqa: E402
+from bench.gen_profiles import CITIES, FIRST, LAST  # noqa: E402
+from tests.lib.cli import run  # noqa: E402
+from tests.lib.harness import make_config  # noqa: E402
+from tests.lib.ports import free_port  # noqa: E402
+from tests.lib.webpanel import PASSWORD, token_of  # noqa: E402
+
+GOAL_MS = 300
+SEGMENT = {"field_0": "city", "op_0": "eq", "value_0": "Kazan"}   # the builder's form, one row
+EVENT_COLUMNS = ("event_id", "event_time", "account_id", "db_id", "kind", "channel", "campaign_id", "profile_id",
+                 "resource_id", "sender_id", "link_id", "url", "is_bot", "bot_reason", "ip", "user_agent", "detail")
+KINDS = (("delivered", 0.6), ("open", 0.28), ("click", 0.1), ("bounced_soft", 0.02))
+
+
+class Browser:
+    """One keep-alive HTTP connection with a cookie jar of one site (enough for the panel)."""
+
+    def __init__(self, port: int):
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        self.cookies: dict[str, str] = {}
+
+    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
+        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
+        data = None
+        if body is not None:
+            data = urllib.parse.urlencode(body)
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        try:
+            self.connection.request(method, path, body=data, headers=headers)
+            response = self.connection.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            # gunicorn closes a keep-alive connection idle for its keepalive seconds (between
+            # pages, while the reference runs): open a new one
+            self.connection.close()
+            self.connection.request(method, path, body=data, headers=headers)
+            response = self.connection.getresponse()
+        payload = response.read()
+        for header in response.headers.get_all("Set-Cookie") or []:
+            name, _, value = header.split(";", 1)[0].partition("=")
+            self.cookies[name.strip()] = value
+        return response.status, payload
+
+    def sign_in(self, login: str) -> None:
+        _, page = self.request("GET", "/signin")
+        status, body = self.request("POST", "/signin", {"login": login, "password": PASSWORD,
+                                                       "csrf_token": token_of(page)})
+        if status != 302:
+            sys.exit(f"bench/panel.py: sign-in answered {status}: {body[:300]!r}")
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {"p50": statistics.median(ordered) * 1000,
+            "p95": ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))] * 1000,
+            "max": ordered[-1] * 1000}
+
+
+def timed(call, repeat: int, budget: float) -> list[float]:
+    """`repeat` timings of call(), fewer (at least 3) when they pass `budget` seconds."""
+    call()  # warm-up: connection pools, template compilation, the server's caches
+    samples: list[float] = []
+    ends = time.monotonic() + budget
+    while len(samples) < repeat and (len(samples) < 3 or time.monotonic() < ends):
+        started = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+def seed_profiles(profiles, count: int, rng: random.Random) -> float:
+    started = time.perf_counter()
+    batch = []
+    for i in range(count):
+        batch.append({"email": f"user{i}.{rng.randrange(10**6)}@example{i % 97}.com",
+                      "first_name": rng.choice(FIRST), "last_name": rng.choice(LAST),
+                      "phone": f"+79{rng.randrange(10**9):09d}", "city": rng.choice(CITIES),
+                      "score": rng.randrange(1000)})
+        if len(batch) == 5000 or i == count - 1:
+            profiles.upsert_prepared(batch, subscribe=(1, "email"))
+            batch = []
+            print(f"\r  profiles: {i + 1:,}/{count:,}", end="", flush=True)
+    print()
+    return time.perf_counter() - started
+
+
+def seed_events(store, account_id: int, db_id: int, campaign_id: int, sender_id: int,
+                profile_ids: list[str], count: int, rng: random.Random) -> float:
+    now = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+    kinds, weights = zip(*KINDS)
+    started = time.perf_counter()
+    rows = []
+    for i in range(count):
+        kind = rng.choices(kinds, weights)[0]
+        link = rng.randrange(1, 4) if kind == "click" else 0
+        bot = 1 if kind in ("open", "click") and rng.random() < 0.05 else 0
+        rows.append((uuid.uuid4(), now - timedelta(seconds=rng.randrange(30 * 86400)), account_id, db_id, kind,
+                     "email", campaign_id, profile_ids[i % len(profile_ids)], 1, sender_id, link,
+                     f"https://example.com/offer/{link}" if link else "", bot, "scanner" if bot else "",
+                     "127.0.0.1", "bench", ""))
+        if len(rows) == 50_000 or i == count - 1:
+            store.insert("events", EVENT_COLUMNS, rows)
+            rows = []
+            print(f"\r  events: {i + 1:,}/{count:,}", end="", flush=True)
+    print()
+    return time.perf_counter() - started
+
+
+def ferretdb_says(explained: dict) -> str:
+    """The part of FerretDB's explain() that says what it pushed down to its storage."""
+    keys = ("filterPushdown", "sortPushdown", "limitPushdown")
+    found = {k: explained[k] for k in keys if k in explained}
+    planner = explained.get("queryPlanner", {})
+    if isinstance(planner, dict):
+        found.update({k: planner[k] for k in ("Pushdown", "PushdownFilter") if k in planner})
+        if "winningPlan" in planner:
+            found["winningPlan.stage"] = planner["winningPlan"].get("stage")
+    return json.dumps(found, default=str) if found else json.dumps(explained, default=str)[:300]
+
+
+# What real MongoDB does with each shape: the profile collection has the _id index and the
+# unique key index data.<key> (altcraft/domain/databases.py); nothing else.
+MONGODB_PLANS = {
+    "list": "LIMIT 51 <- FETCH <- IXSCAN {_id: 1} bounds [MinKey, MaxKey]: the sort is the index order, "
+            "no SORT stage, 51 keys and 51 documents read",
+    "deep": "LIMIT 51 <- FETCH <- IXSCAN {_id: 1} bounds (after, MaxKey]: the same 51 reads at any depth",
+    "card": "EXPRESS_IXSCAN/IDHACK on {_id: 1}: one key, one document",
+    "segment": "COUNT <- COLLSCAN filter {data.city: 'Kazan'}: no index on data.city (segment conditions "
+               "may name any field; only the key is indexed), so every document is read; then "
+               "LIMIT 5 <- FETCH filter <- IXSCAN {_id: 1} for the sample",
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.panel", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profiles", type=int, default=1_000_000)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--requests", type=int, default=50, help="requests per page (default 50)")
+    parser.add_argument("--budget", type=float, default=60.0,
+                        help="seconds per page and side after which fewer requests are made (at least 3; default 60)")
+    parser.add_argument("--pages", default="list,deep,card,segment,report",
+                        help="which pages to measure (comma-separated; default all five)")
+    parser.add_argument("--workers", type=int, default=2, help="webcontrol's gunicorn workers")
+    parser.add_argument("--config", help="main.json with the stores (default: the test harness)")
+    args = parser.parse_args()
+    if args.profiles < 200 or args.events < 1 or args.requests < 1:
+        sys.exit("bench/panel.py: --profiles at least 200, --events and --requests at least 1")
+    wanted = [p.strip() for p in args.pages.split(",") if p.strip()]
+    unknown = set(wanted) - set(MONGODB_PLANS) - {"report"}
+    if unknown or not wanted:
+        sys.exit(f"bench/panel.py: --pages: unknown {', '.join(sorted(unknown)) or '(none given)'}; "
+                 "choose from list, deep, card, segment, report")
+
+    from altcraft import config as cfg
+    from altcraft.domain.reports import Reports, profile_timeline
+    from altcraft.schema import migrate as migration
+    from altcraft.stores.analytics import Analytics
+    from altcraft.web.control.segment_pages import condition_from_form
+    from altcraft.wiring import Platform
+
+    basedir = Path(tempfile.mkdtemp(prefix="altcraft-bench-panel-"))
+    port = free_port()
+    settings = json.loads(Path(args.config).read_text()) if args.config else make_config(_config.harness(), basedir)
+    settings.update(BASEDIR=str(basedir), PROCESSES={"webcontrol": {"PORT": port, "WORKERS": args.workers}})
+    main_json = basedir / "main.json"
+    main_json.write_text(json.dumps(settings))
+    config, _ = cfg.load(main_json)
+    migration.run(config)
+    platform = Platform(config)
+    rng = random.Random(1)
+    tag = uuid.uuid4().hex[:8]
+    account_id = platform.accounts.save(name=f"bench-panel-{tag}")["id"]
+    login = f"bench-{tag}"
+    platform.users.add(account_id, login, PASSWORD, roles=["editor"], lang="en")
+    database = platform.databases(account_id).add("bench", "email", [{"name": "score", "type": "integer"}])
+    profiles = platform.profiles(account_id, database.id)
+    store = Analytics(config.CLICKHOUSE_SYSTEM)
+
+    print(f"seeding {args.profiles:,} profiles (Profiles.upsert_prepared, fresh database)", flush=True)
+    profile_seconds = seed_profiles(profiles, args.profiles, rng)
+    ids = [d["_id"] for d in profiles.collection.find({}, {"_id": 1})]
+    ids.sort()
+    deep_after = ids[-101]  # a key near the end: the next page holds the last 100 profiles
+    card_id = ids[len(ids) // 2]
+    segment = platform.segments(account_id).add("Kazan", database.id, condition_from_form(SEGMENT))
+    template = platform.templates(account_id).add("offer", "Hello {{ first_name }}", "<p>Hello</p>")
+    sender = platform.senders.save(name=f"bench {tag}", from_email=f"news@{tag}.example", dkim_algorithm="none")
+    platform.senders.assign(sender["id"], account_id)
+    campaign = platform.campaigns.add(account_id, "bench offer", database.id, segment["id"], template["id"],
+                                      sender_id=sender["id"], schedule={"type": "once", "at": "2099-01-01T00:00:00Z"})
+    print(f"seeding {args.events:,} events (ClickHouse, batches of 50,000)", flush=True)
+    # the card's profile gets its share too: every len(ids)-th event
+    event_seconds = seed_events(store, account_id, database.id, campaign["id"], sender["id"], ids,
+                                args.events, rng)
+    print(f"seeded: {args.profiles:,} profiles in {profile_seconds:.1f}s "
+          f"({args.profiles / profile_seconds:,.0f}/s), {args.events:,} events in {event_seconds:.1f}s", flush=True)
+
+    pages = {
+        "list": f"/databases/{database.id}/profiles",
+        "deep": f"/databases/{database.id}/profiles?after={deep_after}",
+        "card": f"/databases/{database.id}/profiles/{card_id}",
+        "segment": f"/databases/{database.id}/segments/count?{urllib.parse.urlencode(SEGMENT)}",
+        "report": f"/campaigns/{campaign['id']}/report",
+    }
+    condition = condition_from_form(SEGMENT)
+    segments = platform.segments(account_id)
+    reference = {
+        "list": lambda: profiles.page(limit=50),
+        "deep": lambda: profiles.page(after=deep_after, limit=50),
+        "card": lambda: (profiles.get(profile_id=card_id), profile_timeline(store, account_id, card_id, limit=50)),
+        "segment": lambda: segments.match(database.id, condition, 5),
+        "report": lambda: (platform.campaigns.get(account_id, campaign["id"]),
+                           Reports(store).campaign(account_id, campaign["id"])),
+    }
+    results: dict[str, tuple[dict, dict]] = {}
+    try:
+        started = run("akd", "start", "webcontrol", config=main_json, timeout=180)
+        if started.returncode != 0:
+            sys.exit(f"akd start webcontrol failed:\n{started.stdout}{started.stderr}")
+        browser = Browser(port)
+        browser.sign_in(login)
+        for name, path in pages.items():
+            if name not in wanted:
+                continue
+            status, body = browser.request("GET", path)
+            if status != 200:
+                sys.exit(f"bench/panel.py: {path} answered {status}: {body[:300]!r}")
+
+            def ask(path=path):
+                assert browser.request("GET", path)[0] == 200
+
+            print(f"  measuring {name} ({args.requests} requests each way)", flush=True)
+            ours_samples = timed(ask, args.requests, args.budget)
+            direct_samples = timed(reference[name], args.requests, args.budget)
+            results[name] = (percentiles(ours_samples) | {"n": len(ours_samples)},
+                             percentiles(direct_samples) | {"n": len(direct_samples)})
+            ours, direct = results[name]  # as it comes: a long run leaves what it measured
+            print(f"    HTTP p95 {ours['p95']:.1f} ms (n={ours['n']}), direct p95 {direct['p95']:.1f} ms "
+                  f"(n={direct['n']})", flush=True)
+    finally:
+        run("akd", "stop", config=main_json, timeout=120)
+
+    print(f"\nmachine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; documents engine: "
+          f"{config.DOCUMENTS_ENGINE}; {args.profiles:,} profiles, {args.events:,} events, "
+          f"{args.requests} requests per page, webcontrol {args.workers} gunicorn workers")
+    print(f"{'page (ms)':10}{'n':>4}{'HTTP p50':>10}{'p95':>9}{'max':>9}   {'n':>4}{'direct p50':>11}{'p95':>9}"
+          f"{'max':>9}   goal")
+    for name, (ours, direct) in results.items():
+        verdict = "ok" if ours["p95"] < GOAL_MS else f"MISSES {GOAL_MS} ms"
+        print(f"{name:10}{ours['n']:>4}{ours['p50']:>10.1f}{ours['p95']:>9.1f}{ours['max']:>9.1f}   "
+              f"{direct['n']:>4}{direct['p50']:>11.1f}{direct['p95']:>9.1f}{direct['max']:>9.1f}   {verdict}")
+
+    print("\nquery plans (profile queries). FerretDB = what explain() says the stand-in does; "
+          "MongoDB = the plan real MongoDB would use, from the indexes defined (_id, data.email unique):")
+    shapes = {
+        "list": profiles.collection.find({}).sort("_id", 1).limit(51),
+        "deep": profiles.collection.find({"_id": {"$gt": deep_after}}).sort("_id", 1).limit(51),
+        "card": profiles.collection.find({"_id": card_id}).limit(1),
+        "segment": profiles.collection.find(segments.query(segment)),
+    }
+    for name, cursor in shapes.items():
+        if name not in wanted:
+            continue
+        try:
+            said = ferretdb_says(cursor.explain())
+        except Exception as exc:  # noqa: BLE001 - a stand-in without explain still gets the MongoDB plan
+            said = f"explain() failed: {exc}"
+        print(f"  {name:8} FerretDB: {said}")
+        print(f"  {'':8} MongoDB:  {MONGODB_PLANS[name]}")
+
+    platform.account_client.drop_database(platform.account_db(account_id).name)
+    store.execute(f"ALTER TABLE {store.table('events')} DELETE WHERE account_id = %(a)s", {"a": account_id})
+    store.close()
+    platform.close()
+    print("p95_ms=" + ",".join(f"{name}:{ours['p95']:.0f}" for name, (ours, _) in results.items()))
+
+
+if __name__ == "__main__":
+    main()
