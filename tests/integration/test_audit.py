@@ -15,6 +15,7 @@ from altcraft.services.apiv11 import api as registry_api
 from tests.lib.api import STRONG, Client, make_account
 from tests.lib.cli import run
 from tests.lib.wait import wait_for
+from tests.lib.workflows import welcome
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +65,10 @@ def _calls(ids: dict) -> list[tuple[str, Callable[[], dict], str]]:
                                                                "password": "profile-secret-1"}}, s),
         ("profiles/get", lambda: {"db_id": ids["db"], "profile_id": ids["profile"]}, s),
         ("profiles/update", lambda: {"db_id": ids["db"], "profile_id": ids["profile"], "data": {"city": "Omsk"}}, s),
-        ("profiles/import", lambda: {"db_id": ids["db"], "data": [{"email": "b@example.com"}]}, s),
+        ("profiles/import_batch", lambda: {"db_id": ids["db"], "data": [{"email": "b@example.com"}]}, s),
+        ("profiles/import", lambda: {"db_id": ids["db"], "data": {"email": "b2@example.com"}}, s),
+        ("subscriptions/set", lambda: {"db_id": ids["db"], "profile_id": ids["profile"], "resource_id": 1,
+                                       "channel": "email", "email": "anna@example.com", "status": "subscribed"}, s),
         ("segments/add", lambda: {"name": "kazan", "db_id": ids["db"],
                                   "condition": {"field": "city", "op": "eq", "value": "Omsk"}}, s),
         ("segments/list", lambda: {}, s),
@@ -105,6 +109,14 @@ def _calls(ids: dict) -> list[tuple[str, Callable[[], dict], str]]:
         ("webhooks/log", lambda: {}, s),
         ("webhooks/replay", lambda: {"webhook_id": ids["webhook"]}, s),
         ("webhooks/delete", lambda: {"id": ids["webhook"]}, s),
+        ("workflows/add", lambda: {"name": "w", "db_id": ids["db"],
+                                   "nodes": welcome(template_id=ids["template"], sender_id=ids["sender"])}, s),
+        ("workflows/list", lambda: {}, s),
+        ("workflows/get", lambda: {"id": ids["workflow"]}, s),
+        ("workflows/update", lambda: {"id": ids["workflow"], "name": "w2"}, s),
+        ("workflows/activate", lambda: {"id": ids["workflow"]}, s),
+        ("workflows/start", lambda: {"id": ids["workflow"], "profile_id": ids["profile"]}, s),
+        ("workflows/deactivate", lambda: {"id": ids["workflow"]}, s),
         ("segments/delete", lambda: {"id": ids["segment"]}, s),
         ("templates/delete", lambda: {"id": ids["template"]}, s),
         ("profiles/delete", lambda: {"db_id": ids["db"], "profile_id": ids["profile"]}, s),
@@ -119,7 +131,8 @@ def _calls(ids: dict) -> list[tuple[str, Callable[[], dict], str]]:
 CREATED = {"admin/accounts/save": "account2", "admin/accounts/users/add": "user2", "admin/tokens/add": "token2",
            "admin/senders/save": "sender", "admin/vsenders/add": "vsender", "databases/add": "db",
            "profiles/add": "profile", "segments/add": "segment", "templates/add": "template",
-           "campaigns/add": "campaign", "campaigns/triggers/add": "trigger", "webhooks/add": "webhook"}
+           "campaigns/add": "campaign", "campaigns/triggers/add": "trigger", "webhooks/add": "webhook",
+           "workflows/add": "workflow"}
 
 
 def test_every_state_changing_endpoint_writes_exactly_one_entry_without_secrets(admin, platform):
