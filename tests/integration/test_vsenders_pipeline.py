@@ -51,7 +51,7 @@ def test_virtual_sender_routes_each_recipient_by_its_rules(pipeline, sink_port):
     tag = uuid.uuid4().hex[:6]  # the stop list is shared with other tests: addresses unique to this run
     rows = [{"email": f"x{i:04d}.{tag}@x.example"} for i in range(TO_X)] + \
            [{"email": f"o{i:04d}.{tag}@other{i % 3}.example"} for i in range(OTHERS)]
-    assert client.ok("profiles/import", db_id=db["id"], data=rows, subscribe_resource_id=1)["inserted"] == len(rows)
+    assert client.ok("profiles/import_batch", db_id=db["id"], data=rows, subscribe_resource_id=1)["inserted"] == len(rows)
     segment = client.ok("segments/add", name="all", db_id=db["id"])
     template = client.ok("templates/add", name="t", subject="Hi", text="Hello", html="<p>Hello</p>")
     campaign = client.ok("campaigns/add", name="routed", db_id=db["id"], segment_id=segment["id"],

@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> dict:
     api("admin/senders/assign", token=args.admin_token, id=sender["id"], account_id=account["id"])
     db = api("databases/add", token=token, name="smoke")
     rcpt = f"anna-{suffix}@sink.test"
-    api("profiles/import", token=token, db_id=db["id"], data=[{"email": rcpt, "first_name": "Anna"}],
+    api("profiles/import_batch", token=token, db_id=db["id"], data=[{"email": rcpt, "first_name": "Anna"}],
         subscribe_resource_id=1)
     segment = api("segments/add", token=token, name="all", db_id=db["id"])
     template = api("templates/add", token=token, name="smoke", subject="Hello {{ first_name }}",
