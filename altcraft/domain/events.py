@@ -204,14 +204,19 @@ _KNOWN = frozenset({
 })
 
 
-def decode(body: bytes, routing: str | None = None) -> Event:
-    """Parses and checks one message; raises BadEvent naming the first problem."""
+def _json_object(body: bytes) -> dict[str, Any]:
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise BadEvent("not JSON") from None
     if not isinstance(data, dict):
         raise BadEvent("not a JSON object")
+    return data
+
+
+def decode(body: bytes, routing: str | None = None) -> Event:
+    """Parses and checks one message; raises BadEvent naming the first problem."""
+    data = _json_object(body)
     kind = data.get("kind")
     if kind not in KINDS:
         raise BadEvent("kind: unknown")
@@ -344,12 +349,7 @@ def profile_change(kind: str, account_id: int, db_id: int, profile_id: str, *,
 def decode_automation(body: bytes, routing: str | None = None) -> AutomationEvent:
     """An automation event, or a tracking subscribe/unsubscribe read as a profile change;
     raises BadEvent naming the first problem."""
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise BadEvent("not JSON") from None
-    if not isinstance(data, dict):
-        raise BadEvent("not a JSON object")
+    data = _json_object(body)
     kind = data.get("kind")
     if kind in ("subscribe", "unsubscribe"):
         tracked = decode(body, routing)
@@ -384,10 +384,7 @@ def decode_automation(body: bytes, routing: str | None = None) -> AutomationEven
 def decode_any(body: bytes, routing: str | None = None) -> Event | AutomationEvent:
     """Whatever travels on altcraft.events (what a queue bound to `#` receives): an
     automation event by its kind, a tracking or delivery event otherwise."""
-    try:
-        kind = json.loads(body).get("kind")
-    except (ValueError, UnicodeDecodeError, AttributeError):
-        raise BadEvent("not a JSON object") from None
+    kind = _json_object(body).get("kind")
     return decode_automation(body, routing) if kind in AUTOMATION_KINDS else decode(body, routing)
 
 
