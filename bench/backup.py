@@ -32,6 +32,7 @@ if __name__ == "__main__" and not __package__:
 
 from bench import _config  # noqa: E402
 from tests.lib import broker as test_broker  # noqa: E402
+from tests.lib.backup import drop_documents_and_events  # noqa: E402
 from tests.lib.harness import make_config  # noqa: E402
 from tests.lib.ports import free_port  # noqa: E402
 
@@ -165,28 +166,11 @@ def main() -> None:
               f"comparison included)")
         print(f"ratio={restore_seconds / backup_seconds:.2f}")
     finally:
-        _drop(config)
+        drop_documents_and_events(config)
         redis.terminate()
         redis.wait(timeout=10)
         test_broker.delete_vhost(vhost)
         shutil.rmtree(basedir, ignore_errors=True)
-
-
-def _drop(config) -> None:
-    from altcraft.backup import runner
-    from altcraft.stores import analytics, documents
-
-    for role in ("control", "account"):
-        client = documents.connect(config, role)
-        try:
-            names = [config.CONTROLDB_NAME] if role == "control" else runner.account_databases(client, config)
-            for name in names:
-                client.drop_database(name)
-        finally:
-            client.close()
-    store = analytics.Analytics(config.CLICKHOUSE_SYSTEM)
-    store.execute(f"DROP DATABASE IF EXISTS `{store.database}`")
-    store.close()
 
 
 if __name__ == "__main__":

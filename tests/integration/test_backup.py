@@ -32,25 +32,21 @@ from altcraft.backup import kv as kv_dump
 from altcraft.backup import mongo as mongo_dump
 from altcraft.backup import runner
 from altcraft.domain.events import Event
-from altcraft.schema import rabbitmq as topology
 from altcraft.domain.ingest import EventWriter
 from altcraft.domain.maintenance import Maintenance
 from altcraft.domain.reports import HourlyStats, Reports
 from altcraft.domain.stoplist import StopList
 from altcraft.schema import migrate as migration
+from altcraft.schema import rabbitmq as topology
 from altcraft.services.api import create_app
 from altcraft.stores import analytics, documents, kv
 from altcraft.wiring import Platform
-try:  # where the test helpers live once tests/lib/ is merged in
-    from tests.lib.api import Client
-    from tests.lib.cli import BIN, run
-    from tests.lib.harness import make_config
-    from tests.lib.ports import free_port
-    from tests.lib.wait import wait_for
-except ImportError:  # before it
-    from tests.api_client import Client
-    from tests.cli import BIN, run, wait_for
-    from tests.conftest import free_port, make_config
+from tests.lib.api import Client
+from tests.lib.backup import drop_documents_and_events
+from tests.lib.cli import BIN, run
+from tests.lib.harness import make_config
+from tests.lib.ports import free_port
+from tests.lib.wait import wait_for
 
 pytestmark = pytest.mark.integration
 PROFILES = 2000
@@ -180,17 +176,7 @@ def fill(config) -> dict:
 
 def _drop_everything(config) -> None:
     """Wipes every store of this test's configuration (and only of it)."""
-    for role in ("control", "account"):
-        client = documents.connect(config, role)
-        try:
-            names = [config.CONTROLDB_NAME] if role == "control" else runner.account_databases(client, config)
-            for name in names:
-                client.drop_database(name)
-        finally:
-            client.close()
-    store = analytics.Analytics(config.CLICKHOUSE_SYSTEM)
-    store.execute(f"DROP DATABASE IF EXISTS `{store.database}`")
-    store.close()
+    drop_documents_and_events(config)
     for endpoint in kv_dump.endpoints(config):
         endpoint.client().flushall()  # the test's own Redis
     connection = pika.BlockingConnection(pika.ConnectionParameters(

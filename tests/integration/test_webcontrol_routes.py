@@ -14,9 +14,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from altcraft.domain.audit import Filter
-
 from altcraft import registry
+from altcraft.domain.audit import Filter
 from altcraft.web.control import create_app
 from tests.lib.webpanel import Tenant, make_tenant, signin, token_of
 

@@ -1,5 +1,6 @@
-"""`aktool backup create` as a running process whose progress lines a test waits on
-(without a terminal it prints `backup: <store>: dumping`, `backup: quiet: ...`)."""
+"""What the backup tests and bench/backup.py share: `aktool backup create` as a running
+process whose progress lines a test waits on (without a terminal it prints `backup: <store>:
+dumping`, `backup: quiet: ...`), and wiping a configuration's documents and events."""
 
 from __future__ import annotations
 
@@ -48,3 +49,22 @@ class RunningBackup:
         while (line := self._queue.get(timeout=10)) is not None:
             self.lines.append(line)
         return code, out, "\n".join(self.lines)
+
+
+def drop_documents_and_events(config) -> None:
+    """Drops this configuration's control and account databases and its ClickHouse database
+    (and nothing of any other configuration on the same servers)."""
+    from altcraft.backup import runner
+    from altcraft.stores import analytics, documents
+
+    for role in ("control", "account"):
+        client = documents.connect(config, role)
+        try:
+            names = [config.CONTROLDB_NAME] if role == "control" else runner.account_databases(client, config)
+            for name in names:
+                client.drop_database(name)
+        finally:
+            client.close()
+    store = analytics.Analytics(config.CLICKHOUSE_SYSTEM)
+    store.execute(f"DROP DATABASE IF EXISTS `{store.database}`")
+    store.close()

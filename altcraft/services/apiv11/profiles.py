@@ -153,11 +153,18 @@ def _fields_in_data(params: type[Params]) -> Iterator[None]:
               summary="Add a profile (answers profile_id beside error, as Altcraft, and the profile in data)")
 def profiles_add(ctx, principal, p: ProfileAdd):
     data, subscriptions = _split(p.data, p.subscriptions)
-    with _fields_in_data(ProfileAdd):
-        profile = ctx.profiles(principal.account_id, p.db_id).add(data, subscriptions)
-    if not p.skip_triggers:
-        _announce(ctx, principal.account_id, profile, None, created=True)
+    profile = _create(ctx, principal, ctx.profiles(principal.account_id, p.db_id), data, subscriptions,
+                      skip_triggers=p.skip_triggers, params=ProfileAdd)
     return Beside(profile, {"profile_id": profile["id"]})
+
+
+def _create(ctx, principal, profiles, data: dict[str, Any], subscriptions: list | None, *,
+            skip_triggers: bool, params: type[Params]) -> dict[str, Any]:
+    with _fields_in_data(params):
+        profile = profiles.add(data, subscriptions)
+    if not skip_triggers:
+        _announce(ctx, principal.account_id, profile, None, created=True)
+    return profile
 
 
 def _statuses(profile: dict[str, Any] | None) -> dict[tuple[int, str], str]:
@@ -227,10 +234,8 @@ def profiles_import(ctx, principal, p: ProfileImport):
     except NotFound:
         profiles, profile_id = ctx.profiles(principal.account_id, p.db_id), None
     if profile_id is None:
-        with _fields_in_data(ProfileImport):
-            profile = profiles.add(data, subscriptions)
-        if not p.skip_triggers:
-            _announce(ctx, principal.account_id, profile, None, created=True)
+        profile = _create(ctx, principal, profiles, data, subscriptions,
+                          skip_triggers=p.skip_triggers, params=ProfileImport)
     else:
         profile = _update(ctx, principal, profiles, profile_id, data, subscriptions,
                           skip_triggers=p.skip_triggers, params=ProfileImport)

@@ -146,15 +146,21 @@ def triggers_update(ctx, principal, p: TriggerUpdate):
     return ctx.triggers.update(principal.account_id, p.id, **p.model_dump(exclude={"id"}))
 
 
+def _answered(ctx, trigger: dict, idempotency_key: str | None) -> dict | None:
+    """The first call's answer when this key was used before with this trigger."""
+    if not idempotency_key:
+        return None
+    done = ctx.triggers.find_send(triggers.message_id(trigger, idempotency_key))
+    return None if done is None else triggers.answer(done)
+
+
 @api.endpoint("campaigns/triggers/start", TriggerStart, scope="account", tag="triggers", write=True,
               summary="Send an API-triggered campaign to one profile (priority queue)")
 def triggers_start(ctx, principal, p: TriggerStart):
     trigger = _startable(ctx, principal.account_id, p.id)
     data = _checked(p.data, "data")
-    if p.idempotency_key:
-        done = ctx.triggers.find_send(triggers.message_id(trigger, p.idempotency_key))
-        if done is not None:
-            return triggers.answer(done)
+    if (repeat := _answered(ctx, trigger, p.idempotency_key)) is not None:
+        return repeat
     return _send(ctx, trigger, _profile_id(ctx, principal.account_id, trigger["db_id"], p), data, p.idempotency_key)
 
 
@@ -163,10 +169,8 @@ def triggers_start(ctx, principal, p: TriggerStart):
 def triggers_import_and_start(ctx, principal, p: TriggerImportAndStart):
     trigger = _startable(ctx, principal.account_id, p.trigger_id)
     content = _checked(p.content, "content")
-    if p.idempotency_key:
-        done = ctx.triggers.find_send(triggers.message_id(trigger, p.idempotency_key))
-        if done is not None:
-            return triggers.answer(done)
+    if (repeat := _answered(ctx, trigger, p.idempotency_key)) is not None:
+        return repeat
     profiles = ctx.profiles(principal.account_id, trigger["db_id"])
     try:
         profile = profiles.add(p.data, p.subscriptions)
