@@ -12,8 +12,13 @@ pipeline's rate from RabbitMQ into ClickHouse.
    return 302`, on another loopback port, driven by the same wrk command.
 3. procactions drains the clicks (topped up with synthetic events to at least --events)
    from RabbitMQ into ClickHouse: events/s from its first row to its last.
+4. The reference for 3: a queue of the bench's own, bound like procactions' events.actions,
+   receives a copy of every one of those events; a bare pika consumer (the same prefetch,
+   acknowledging half a window at a time, doing nothing with a message) drains it first.
+   procactions' rate over this raw rate is the pipeline's own cost.
 
-Loopback only, bounded in time. The last line is `ratio=<ours/nginx>` (requests/s).
+Loopback only, bounded in time. The last line is `ratio=<ours/nginx>` (requests/s) and
+`pipeline_ratio=<procactions/raw consumer>` (events/s).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from tests.lib.harness import make_config  # noqa: E402
 from tests.lib.packages import require  # noqa: E402
 from tests.lib.ports import free_port  # noqa: E402
 
+RAW_BINDING = "action.#"  # what events.actions is bound to (altcraft/schema/rabbitmq.py)
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
 
 
@@ -62,6 +68,34 @@ def metric(port: int, name: str) -> float:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
     match = re.search(rf"^{re.escape(name)} ([\d.e+]+)$", text, re.M)
     return float(match.group(1)) if match else 0.0
+
+
+def raw_drain(parameters, queue: str, expected: int, prefetch: int) -> tuple[int, float]:
+    """Consume `expected` messages from `queue` doing nothing with them: (count, events/s
+    from the first message to the last)."""
+    import pika
+
+    connection = pika.BlockingConnection(parameters)
+    channel = connection.channel()
+    channel.basic_qos(prefetch_count=prefetch)
+    batch, got, first_at, last_at = max(1, prefetch // 2), 0, None, None
+    deadline = time.monotonic() + 600
+    for method, _properties, _body in channel.consume(queue, inactivity_timeout=5):
+        if method is None:
+            if got >= expected or time.monotonic() > deadline:
+                break
+            continue
+        got += 1
+        last_at = time.monotonic()
+        first_at = first_at or last_at
+        if got % batch == 0 or got >= expected:
+            channel.basic_ack(method.delivery_tag, multiple=True)
+        if got >= expected:
+            break
+    channel.cancel()
+    connection.close()
+    rate = (got - 1) / (last_at - first_at) if first_at and last_at and last_at > first_at else 0.0
+    return got, rate
 
 
 def akd(*args: str, config: Path) -> None:
@@ -107,6 +141,18 @@ def main() -> None:
                          Link("click", account_id, 1, 1, campaign, uuid.uuid4().hex, 1, "https://example.com/landing",
                               int(time.time()) - 3600), config.TRACKING_CRYPT_KEY)
     nginx_dir = basedir / "nginx"
+    from altcraft.schema.rabbitmq import EVENTS_EXCHANGE
+    from altcraft.services.procactions import PREFETCH
+    from altcraft.stores import broker
+
+    raw_queue = f"bench.raw.{uuid.uuid4().hex[:8]}"
+    import pika
+
+    with pika.BlockingConnection(broker.parameters(config, app="altcraft-bench")) as connection:
+        channel = connection.channel()
+        # expires: the queue goes away by itself if the bench dies before deleting it
+        channel.queue_declare(raw_queue, durable=True, arguments={"x-expires": 3_600_000})
+        channel.queue_bind(raw_queue, EVENTS_EXCHANGE, RAW_BINDING)
     try:
         # 1. ours ------------------------------------------------------------------------
         akd("start", "trkaction", config=main_json)
@@ -151,9 +197,7 @@ http {{
         # 3. RabbitMQ -> ClickHouse ----------------------------------------------------------
         expected = int(confirmed + spooled)
         if expected < args.events:
-            from altcraft.schema.rabbitmq import EVENTS_EXCHANGE
             from altcraft.services.trk.publisher import EventPublisher
-            from altcraft.stores import broker
 
             publisher = EventPublisher(lambda: broker.parameters(config, app="altcraft-bench"), EVENTS_EXCHANGE,
                                        basedir / "spool", max_buffer=args.events + 1, flush_timeout=300)
@@ -166,6 +210,8 @@ http {{
                 publisher.submit(routing_key, body, event_id)
             publisher.close()
             expected = args.events
+        raw_count, raw_rate = raw_drain(broker.parameters(config, app="altcraft-bench-raw"), raw_queue,
+                                        expected, PREFETCH)
         store = Analytics(config.CLICKHOUSE_SYSTEM)
 
         def count() -> int:
@@ -189,6 +235,11 @@ http {{
         ch_rate = (written - first) / (drained - first_at) if first_at and drained > first_at else 0.0
     finally:
         run("akd", "stop", config=main_json, timeout=120)
+        try:
+            with pika.BlockingConnection(broker.parameters(config, app="altcraft-bench")) as connection:
+                connection.channel().queue_delete(raw_queue)
+        except pika.exceptions.AMQPError:
+            pass  # x-expires removes it within the hour
         pid_file = nginx_dir / "nginx.pid"
         if pid_file.exists():
             try:
@@ -210,7 +261,9 @@ http {{
           f"publishers caught up {catch_up:.1f} s after the load ended")
     print(f"RabbitMQ -> ClickHouse (procactions): {written:,} events, {ch_rate:,.0f} events/s "
           f"(first row to last)")
-    print(f"ratio={ratio:.3f}")
+    print(f"reference: bare pika consumer, same events and prefetch: {raw_count:,} events, {raw_rate:,.0f} events/s")
+    pipeline_ratio = ch_rate / raw_rate if raw_rate else 0.0
+    print(f"ratio={ratio:.3f} pipeline_ratio={pipeline_ratio:.3f}")
 
 
 if __name__ == "__main__":
