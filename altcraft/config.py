@@ -216,6 +216,9 @@ class MtaSettings(_Section):
     # and competing with delivery for the CPU.
     MAX_SPOOLED: Annotated[int, Field(ge=100, le=10_000_000)] = 20000
     DEDUP_TTL_DAYS: Annotated[int, Field(ge=1, le=365)] = 14
+    # How often akmtad looks for a newer rule set saved in the control database
+    # (domain/mta_rules.py): a saved change applies within this many seconds.
+    RULES_POLL_SECONDS: Annotated[float, Field(ge=0.2, le=3600)] = 3.0
 
 
 class ImportSettings(_Section):
@@ -531,6 +534,10 @@ def _unknown_keys(model: BaseModel, prefix: str = "") -> list[Issue]:
             if isinstance(child, BaseModel):
                 issues += _unknown_keys(child, f"{prefix}{name}{suffix}.")
     return issues
+
+
+# one wording of errors for the other checkers of main.json's sections (domain/mta_rules.py)
+key_path, describe_error, unknown_keys = _key_path, _describe, _unknown_keys
 
 
 def validate(data: Any, known_processes: frozenset[str] | None = None) -> tuple[MainConfig | None, Report]:

@@ -93,6 +93,11 @@ class Platform:
         return Senders(self.control)
 
     @cached_property
+    def mta_rules(self):
+        from altcraft.domain.mta_rules import MtaRules
+        return MtaRules(self.control)
+
+    @cached_property
     def vsenders(self):
         from altcraft.domain.vsenders import VSenders
         return VSenders(self.control, self.senders)

@@ -106,6 +106,20 @@ class Delivery:
             meta.ip = first_ip(ips, meta.message_id)
         self.ready.push(Route(host, port, isp, meta.ip, meta.sender_id), meta.message_id, meta.priority, front)
 
+    def apply_rules(self, settings: MtaSettings) -> None:
+        """A newer rule set (domain/mta_rules.py), read by every decision from now on: the
+        next strategy lookup, bounce and lock verdict, retry delay. A message keeps the due
+        time it was given; a rate limiter keeps its tokens unless its strategy's RATE changed."""
+        def rate(name: str) -> str | None:
+            strategy = settings.DEFAULT_STRATEGY if name == "default" else settings.STRATEGIES.get(name)
+            return strategy.RATE if strategy else None
+
+        self.limiters = {key: limiter for key, limiter in self.limiters.items()
+                         if rate(key[0]) == limiter.rate}
+        self.settings = settings
+        self.classifier = rules.BounceClassifier(settings.BOUNCE_PATTERNS)
+        self.lock_rules = rules.LockRules(settings.LOCK_RULES)
+
     def backlog(self) -> int:
         """Messages ready to be sent now, of senders not on hold (see ready.intake_open)."""
         return self.ready.backlog(self.held)

@@ -113,6 +113,7 @@ class RateLimiter:
 
     def __init__(self, rate: str, clock: Callable[[], float] = time.monotonic):
         count, seconds = (int(x) for x in rate.split(":"))
+        self.rate = rate
         self.clock = clock
         self.capacity = count
         self.per_second = count / seconds if count else 0.0

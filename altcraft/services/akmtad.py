@@ -22,6 +22,11 @@ Quiet point (a backup, issue 14): while the maintenance flag is set, intake take
 pauses too: open sessions end after their current message, none starts. akmtad says it is
 quiet (domain/maintenance.py, QuietMember) once no session is open and every outcome event
 is in the broker, so the spool, the done keys and the delivery events agree in the backup.
+MTA rules (issue 13): main.json's MTA section holds the defaults; a rule set saved in the
+control database (domain/mta_rules.py) replaces its fields. The main loop looks for a newer
+version every MTA.RULES_POLL_SECONDS and hands it to the engine (Delivery.apply_rules): a
+saved change applies without a restart. If the control database cannot be read, the rules
+in force stay.
 Known window: a kill between the peer's 250 and the done key (microseconds) sends that one
 message again after restart; SMTP itself cannot close it (RFC 1047).
 """
@@ -41,9 +46,11 @@ from typing import Any
 
 import dns.resolver
 from flask import jsonify, request
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from altcraft.config import MainConfig
+from altcraft.domain import mta_rules
+from altcraft.domain.errors import Invalid
 from altcraft.domain.maintenance import QuietMember
 from altcraft.http.service import create_service_app, dependency_checker
 from altcraft.mta import dkim as dkim_signer
@@ -62,6 +69,7 @@ from altcraft.wiring import Platform
 
 log = logging.getLogger("altcraft.akmtad")
 OUTCOMES = Counter("altcraft_mta_outcomes_total", "Delivery outcomes", ["kind"])
+RULES_VERSION = Gauge("altcraft_mta_rules_version", "The MTA rules version in force (0: main.json's alone)")
 
 
 class DnsResolver:
@@ -210,6 +218,8 @@ class Akmtad:
         self.member = QuietMember(self.platform.control, "akmtad", f"{socket.gethostname()}:{os.getpid()}")
         self.quiet_token: str | None = None  # the flag's token while paused for it
         self._flag_read = 0.0
+        self.rules_version = 0  # main.json's rules until a saved version is read
+        self._rules_read = 0.0
 
     def _load_senders(self) -> None:
         for doc in self.platform.senders.collection.find({"deleted": False}):
@@ -281,6 +291,29 @@ class Akmtad:
         self.delivery.schedule(waiting)
         log.info("spool: %d to deliver, %d delivered before the restart", len(waiting), len(delivered))
 
+    # -- MTA rules -------------------------------------------------------------------------
+    def refresh_rules(self, force: bool = False) -> None:
+        """Applies the newest saved rule set when it is not the one in force (at most every
+        MTA.RULES_POLL_SECONDS)."""
+        now = time.monotonic()
+        if not force and now - self._rules_read < self.config.MTA.RULES_POLL_SECONDS:
+            return
+        self._rules_read = now
+        try:
+            if self.platform.mta_rules.version() == self.rules_version:
+                return
+            version, saved = self.platform.mta_rules.current()
+        except Invalid as exc:  # saved by an older version's checker: keep what is in force
+            log.error("MTA rules not applied: %s", exc.message)
+            return
+        except Exception as exc:  # noqa: BLE001 - MongoDB away: the rules in force stay
+            log.warning("MTA rules not read (%s)", type(exc).__name__)
+            return
+        self.engine.soon(self.delivery.apply_rules, mta_rules.effective(self.config.MTA, saved))
+        self.rules_version = version
+        RULES_VERSION.set(version)
+        log.info("MTA rules version %d in force%s", version, "" if version else " (main.json's)")
+
     # -- the quiet point -------------------------------------------------------------------
     def quiet_point(self) -> bool:
         """Reads the flag (at most twice a second); pauses or resumes delivery with it and
@@ -312,6 +345,10 @@ class Akmtad:
     def control_app(self):
         app = create_service_app("akmtad", dependency_checker(self.config, registry_get("akmtad").requires))
         delivery, engine = self.delivery, self.engine
+
+        @app.get("/akmtad/rules")
+        def rules_in_force():
+            return jsonify(version=self.rules_version)
 
         @app.get("/akmtad/queue/stats")
         def stats():
@@ -354,12 +391,14 @@ class Akmtad:
         # the control port first: akd reports akmtad running once it listens, and queue
         # control must answer from then on (a call during a long recovery waits for it)
         self._serve_control()
+        self.refresh_rules(force=True)
         # the spool is read before intake starts, so nothing is both recovered and taken in
         self.engine.call(self.recover, timeout=None)
         self._subscribe()
         last_refresh = time.monotonic()
         while not self.stop_event.is_set():
             self.broker.poll(0.05)
+            self.refresh_rules()
             if self.quiet_point():
                 continue  # what arrived waits in self.pending, unacknowledged
             # backpressure: unacknowledged, the broker sends no more than PREFETCH meanwhile

@@ -125,6 +125,10 @@ def _calls(ids: dict) -> list[tuple[str, Callable[[], dict], str]]:
         ("admin/senders/undelete/", lambda: {"id": ids["sender"]}, a),
         ("admin/accounts/delete", lambda: {"id": ids["account2"]}, a),
         ("admin/audit/list", lambda: {"limit": 5}, a),
+        ("admin/mta/rules/save", lambda: {"rules": {"RETRY": {"TYPE": "fixed", "INTERVAL_SECONDS": 60}},
+                                          "base_version": 0}, a),
+        ("admin/mta/rules/get", lambda: {}, a),
+        ("admin/mta/rules/history", lambda: {}, a),
     ]
 
 

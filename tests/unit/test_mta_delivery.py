@@ -551,3 +551,32 @@ def test_paused_delivery_starts_no_session_and_goes_on_where_it_was_when_resumed
     assert not stand.delivery.quiet()
     stand.drive()
     assert stand.sink.kinds() == ["delivered"] * 3
+
+
+# -- rules saved at run time (domain/mta_rules.py) ------------------------------------------
+def test_applied_rules_decide_the_next_retry_and_bounce_and_keep_unchanged_limiters(make):
+    from altcraft.config import BouncePattern, StrategySettings
+
+    stand = make(settings=settings(DEFAULT_STRATEGY=StrategySettings(RATE="100:1"),
+                                   STRATEGIES={"slow": StrategySettings(DOMAINS=["slow.example"], RATE="1:60")}))
+    stand.peer.script["a@b.example"] = [Reply(451, "4.3.0 try later")]
+    stand.peer.script["c@slow.example"] = [Reply(250, "ok")]
+    first = stand.add("a@b.example")
+    stand.add("c@slow.example")
+    stand.drive()
+    assert first.next_attempt == stand.clock.now + 60  # main.json's rule
+    kept = stand.delivery.limiters[("default", first.ip)]
+
+    stand.delivery.apply_rules(settings(
+        DEFAULT_STRATEGY=StrategySettings(RATE="100:1"),
+        STRATEGIES={"slow": StrategySettings(DOMAINS=["slow.example"], RATE="5:60")},
+        RETRY=RetrySettings(TYPE="fixed", INTERVAL_SECONDS=5, MAX_ATTEMPTS=5),
+        BOUNCE_PATTERNS=[BouncePattern(TYPE="soft", PATTERN="mailbox busy")]))
+    assert stand.delivery.limiters.get(("default", first.ip)) is kept  # RATE unchanged: its tokens stay
+    assert not [key for key in stand.delivery.limiters if key[0] == "slow"]  # RATE changed: a new bucket
+    stand.peer.script["d@b.example"] = [Reply(550, "5.2.0 mailbox busy")]
+    second = stand.add("d@b.example")
+    stand.drive()
+    # the saved pattern calls that 550 soft (without it: bounced_hard), retried on the saved rule
+    assert stand.sink.kinds(second.message_id) == ["deferred"]
+    assert second.next_attempt == stand.clock.now + 5

@@ -80,3 +80,29 @@ def test_sending_ips_are_checked_and_normalised():
     assert exc.value.field == "ips" and "'mail.example' is not an IP address" in exc.value.reason
     with pytest.raises(Invalid):
         sending_ips("192.0.2.1")
+
+
+# -- rule sets saved in the control database (domain/mta_rules.py) --------------------------
+def test_a_saved_rule_set_is_checked_like_main_json_and_replaces_whole_fields():
+    from altcraft.config import MtaSettings, StrategySettings
+    from altcraft.domain import mta_rules
+
+    with pytest.raises(Invalid) as bad:
+        mta_rules.check({"LOCK_RULES": [{"PATTERN": "ok"}, {"PATTERN": "[", "SECONDS": 5}]})
+    assert bad.value.field == "rules.LOCK_RULES[1].PATTERN" and "not a regular expression" in bad.value.reason
+    with pytest.raises(Invalid) as bad:
+        mta_rules.check({"RETRY": {"TYPE": "fixed", "INTERVAL_SECONDS": "5"}})  # strict, as main.json
+    assert bad.value.field == "rules.RETRY.INTERVAL_SECONDS"
+    with pytest.raises(Invalid) as bad:
+        mta_rules.check({"STRATEGIES": {"gmail": {"DOMAINS": ["gmail.com"], "SPEED": 3}}})
+    assert (bad.value.field, bad.value.reason) == ("rules.STRATEGIES.gmail.SPEED", "unknown key")
+    with pytest.raises(Invalid):
+        mta_rules.check(["RETRY"])
+
+    defaults = MtaSettings(STRATEGIES={"a": StrategySettings(DOMAINS=["a.example"]),
+                                       "b": StrategySettings(DOMAINS=["b.example"])}, PREFETCH=7)
+    saved = mta_rules.check({"STRATEGIES": {"c": {"DOMAINS": ["c.example"]}}})
+    merged = mta_rules.effective(defaults, saved)
+    assert list(merged.STRATEGIES) == ["c"]  # a saved field replaces main.json's as a whole
+    assert merged.PREFETCH == 7 and merged.RETRY == defaults.RETRY  # the rest stays main.json's
+    assert mta_rules.effective(defaults, None) is defaults
