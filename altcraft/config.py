@@ -278,18 +278,20 @@ class TaskSettings(_Section):
 
 
 def _ldap_url(value: str) -> str:
+    # the value is not echoed: a URL may carry a password (which is refused here)
     from urllib.parse import urlsplit
 
     try:
         parts = urlsplit(value)
         port = parts.port
-    except ValueError as exc:
-        raise ValueError(f"{value!r}: not an LDAP URL ({exc})") from None
-    if parts.scheme not in ("ldap", "ldaps") or not parts.hostname or parts.path not in ("", "/") \
-            or parts.query or parts.username or parts.password:
-        raise ValueError(f"{value!r}: not ldap://host[:port] (StartTLS) or ldaps://host[:port]")
+    except ValueError:
+        raise ValueError("not an LDAP URL: ldap://host[:port] (StartTLS) or ldaps://host[:port]") from None
+    if parts.username or parts.password:
+        raise ValueError("no user or password in the URL: they are BIND_DN and BIND_PASSWORD")
+    if parts.scheme not in ("ldap", "ldaps") or not parts.hostname or parts.path not in ("", "/") or parts.query:
+        raise ValueError("not ldap://host[:port] (StartTLS) or ldaps://host[:port]")
     if port is not None and not 1 <= port <= 65535:
-        raise ValueError(f"{value!r}: not a TCP port")
+        raise ValueError("not a TCP port in the URL")
     return value
 
 
