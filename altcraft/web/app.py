@@ -84,7 +84,8 @@ class PanelContext:
 @dataclass(frozen=True)
 class Principals:
     """Who signs in to a panel. `verify` answers a login and password with the principal
-    (None: refused); `load` finds a session's principal again by id with its account (None:
+    (None: refused; DirectoryUnreachable: the directory it had to ask is down, which the
+    sign-in page says and does not count as a failed attempt); `load` finds a session's principal again by id with its account (None:
     gone or disabled, the session ends); `second_step`, when set, names the endpoint a
     principal must pass after the password before the session opens (webadmin's TOTP)."""
 
