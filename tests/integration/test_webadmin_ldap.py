@@ -167,3 +167,11 @@ def test_a_certificate_the_ca_file_does_not_vouch_for_is_not_used(slapd):
     settings = cfg.LdapSettings(**directory.settings(slapd, CA_FILE=""))
     with pytest.raises(DirectoryUnreachable, match="CERTIFICATE_VERIFY_FAILED"):
         Directory(settings).authenticate("ldap-admin", slapd["password"])
+
+
+def test_a_certificate_for_another_name_is_not_used(slapd):
+    """The right CA, but the server is reached as "127.1" (the same address, a name the
+    certificate does not carry): refused, so a stolen certificate of another host fails."""
+    settings = cfg.LdapSettings(**directory.settings(slapd, SERVERS=[f"ldap://127.1:{slapd['port']}"]))
+    with pytest.raises(DirectoryUnreachable, match="LDAPStartTLSError"):
+        Directory(settings).authenticate("ldap-admin", slapd["password"])
