@@ -280,6 +280,100 @@ class TaskSettings(_Section):
     AB_TIME_SCALE: Annotated[float, Field(gt=0, le=1)] = 1.0
 
 
+def _ldap_url(value: str) -> str:
+    # the value is not echoed: a URL may carry a password (which is refused here)
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise ValueError("not an LDAP URL: ldap://host[:port] (StartTLS) or ldaps://host[:port]") from None
+    if parts.username or parts.password:
+        raise ValueError("no user or password in the URL: they are BIND_DN and BIND_PASSWORD")
+    if parts.scheme not in ("ldap", "ldaps") or not parts.hostname or parts.path not in ("", "/") or parts.query:
+        raise ValueError("not ldap://host[:port] (StartTLS) or ldaps://host[:port]")
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError("not a TCP port in the URL")
+    return value
+
+
+def _ldap_filter(placeholder: str):
+    def check(value: str) -> str:
+        depth = 0
+        for char in value:
+            depth += {"(": 1, ")": -1}.get(char, 0)
+            if depth < 0:
+                break
+        if not value.startswith("(") or depth != 0:
+            raise ValueError("not an LDAP filter: it must be one parenthesized expression, like (uid={login})")
+        if placeholder not in value:
+            raise ValueError(f"must contain {placeholder} (replaced, escaped, by the sign-in's value)")
+        return value
+    return check
+
+
+def _admin_roles(value: dict[str, str]) -> dict[str, str]:
+    from altcraft.domain.admins import ROLES
+
+    for group, role in value.items():
+        if "=" not in group:
+            raise ValueError(f"{group!r}: not a group DN (like cn=altcraft-admins,ou=groups,dc=example,dc=com)")
+        if role not in ROLES:
+            raise ValueError(f"{group}: role {role!r} is not one of {', '.join(ROLES)}")
+    return value
+
+
+class LdapSettings(_Section):
+    """webadmin's sign-in through a directory (LDAP). Platform addition. An administrator
+    unknown locally is searched for under USER_BASE with USER_FILTER (as BIND_DN), its password
+    checked by binding as the entry found, its groups read (a search under GROUP_BASE with
+    GROUP_FILTER, or the entry's MEMBER_OF_ATTRIBUTE when GROUP_BASE is empty) and mapped to a
+    role by ROLES. ldap:// URLs always use StartTLS; ldaps:// is TLS from the start; the
+    server's certificate is checked against CA_FILE (empty: the system's CAs)."""
+
+    ENABLE: bool = False
+    SERVERS: list[Annotated[str, AfterValidator(_ldap_url)]] = Field(default_factory=list)  # tried in order
+    CA_FILE: str = ""
+    BIND_DN: str = ""  # empty: the search is anonymous
+    BIND_PASSWORD: str = ""  # a secret (main.json is 0600); never logged
+    USER_BASE: str = ""
+    USER_FILTER: Annotated[str, AfterValidator(_ldap_filter("{login}"))] = \
+        "(&(objectClass=inetOrgPerson)(uid={login}))"
+    LOGIN_ATTRIBUTE: str = "uid"  # the entry's attribute that becomes the administrator's login
+    GROUP_BASE: str = ""
+    GROUP_FILTER: Annotated[str, AfterValidator(_ldap_filter("{dn}"))] = \
+        "(&(objectClass=groupOfNames)(member={dn}))"
+    MEMBER_OF_ATTRIBUTE: str = "memberOf"
+    ROLES: Annotated[dict[str, str], AfterValidator(_admin_roles)] = Field(default_factory=dict)
+    CONNECT_TIMEOUT_SECONDS: Annotated[float, Field(gt=0, le=60)] = 5.0
+    TIMEOUT_SECONDS: Annotated[float, Field(gt=0, le=120)] = 10.0
+
+    def problems(self) -> list[tuple[str, str]]:
+        """What the keys say together (each problem with the key it is about)."""
+        out: list[tuple[str, str]] = []
+        if self.BIND_DN and not self.BIND_PASSWORD:
+            out.append(("BIND_PASSWORD", "missing: BIND_DN is set"))
+        if self.BIND_PASSWORD and not self.BIND_DN:
+            out.append(("BIND_DN", "missing: BIND_PASSWORD is set"))
+        if self.CA_FILE and not self.CA_FILE.startswith("/"):
+            out.append(("CA_FILE", "must be an absolute path"))
+        if not self.ENABLE:
+            return out
+        if not self.SERVERS:
+            out.append(("SERVERS", "missing: at least one ldap:// or ldaps:// URL when ENABLE is true"))
+        if not self.USER_BASE:
+            out.append(("USER_BASE", "missing: the DN users are searched under when ENABLE is true"))
+        if not self.ROLES:
+            out.append(("ROLES", "missing: at least one group DN -> role when ENABLE is true "
+                                 "(no group, no sign-in)"))
+        if not self.LOGIN_ATTRIBUTE:
+            out.append(("LOGIN_ATTRIBUTE", "missing"))
+        if not self.GROUP_BASE and not self.MEMBER_OF_ATTRIBUTE:
+            out.append(("MEMBER_OF_ATTRIBUTE", "missing: groups come from it when GROUP_BASE is empty"))
+        return out
+
+
 class MainConfig(_Section):
     BASEDIR: str = "/opt/akd"
     PRODUCT_NAME: str = "Altcraft"
@@ -358,6 +452,8 @@ class MainConfig(_Section):
     # Platform addition: every webadmin administrator must pass a TOTP code after the
     # password (one without a key is sent to enrolment before any session opens).
     WEBADMIN_TOTP_REQUIRED: bool = False
+    # Platform addition: administrators signing in through a directory (see LdapSettings).
+    WEBADMIN_LDAP: LdapSettings = Field(default_factory=LdapSettings)
     WEBCONTROL_HOSTNAME: str = ""
     WEBCONTROL_PUBLIC_IP: str = ""
     WEBCONTROL_PUBLIC_PORT: Port = 443
@@ -553,6 +649,7 @@ def validate(data: Any, known_processes: frozenset[str] | None = None) -> tuple[
         report.errors += [Issue(_key_path(e["loc"]), _describe(e)) for e in exc.errors()]
         return None, report
     report.warnings += _unknown_keys(config)
+    report.errors += [Issue(f"WEBADMIN_LDAP.{key}", message) for key, message in config.WEBADMIN_LDAP.problems()]
     if known_processes is not None:
         for name in config.PROCESSES:
             if name not in known_processes:

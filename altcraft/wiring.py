@@ -71,6 +71,20 @@ class Platform:
         return Admins(self.control, self.password_policy)
 
     @cached_property
+    def directory(self):
+        """The directory of WEBADMIN_LDAP (None when it is not enabled)."""
+        if not self.config.WEBADMIN_LDAP.ENABLE:
+            return None
+        from altcraft.stores.directory import Directory
+        return Directory(self.config.WEBADMIN_LDAP)
+
+    def admin_sign_in(self, on_change=None):
+        """Local administrators, then the directory (domain/admin_signin.py); `on_change` hears
+        of each directory administrator's record made, changed or deactivated."""
+        from altcraft.domain.admin_signin import AdminSignIn
+        return AdminSignIn(self.admins, self.directory, self.config.WEBADMIN_LDAP.ROLES, on_change)
+
+    @cached_property
     def tokens(self) -> Tokens:
         return Tokens(self.control)
 

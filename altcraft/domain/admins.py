@@ -1,5 +1,12 @@
 """Platform administrators (the admin panel and the admin API): accounts of their own
-(collection `admins`), argon2 password hashes, an optional TOTP second factor.
+(collection `admins`), argon2 password hashes, an optional TOTP second factor, a role.
+
+Two sources. A local administrator has a password hash here. A directory administrator
+(`source: "ldap"`) has none: its record is made or updated by `from_directory` each time the
+directory vouches for it (domain/admin_signin.py), carrying its entry's DN and the role its
+groups map to; `deactivate` marks it inactive when the directory no longer does, which ends its
+sessions. Neither kind ever signs in as the other: a local login is never looked up in the
+directory, and a directory record has no password to check here.
 
 TOTP: `begin_totp` keeps a new secret as pending; `confirm_totp` makes it the admin's once a
 code of it is typed (so a mistyped enrolment never locks anyone out). `check_totp` accepts a
@@ -13,14 +20,25 @@ from typing import Any
 
 from pymongo import ReturnDocument
 from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
 
 from altcraft.domain import totp
 from altcraft.domain.clock import now
-from altcraft.domain.errors import Invalid, NotFound
+from altcraft.domain.errors import Conflict, Invalid, NotFound
 from altcraft.domain.ids import next_id
 from altcraft.domain.passwords import PasswordPolicy, hash_password, verify_password
 
 _ABSENT_HASH = hash_password("absent-admin-placeholder-password")
+ROLES = ("admin", "viewer")  # viewer: sees every page, changes nothing
+DIRECTORY = "ldap"
+
+
+def can_change(admin: dict[str, Any]) -> bool:
+    return admin.get("role", "admin") != "viewer"
+
+
+def is_directory(admin: dict[str, Any]) -> bool:
+    return admin.get("source") == DIRECTORY
 
 
 class Admins:
@@ -48,14 +66,53 @@ class Admins:
             raise NotFound(f"admin {admin_id} not found")
         return doc
 
+    def find(self, login: str) -> dict[str, Any] | None:
+        return self.collection.find_one({"login": login}) if isinstance(login, str) else None
+
     def verify(self, login: str, password: str) -> dict[str, Any] | None:
-        """The admin with this login and password, or None (the same work either way)."""
-        doc = self.collection.find_one({"login": login}) if isinstance(login, str) else None
-        ok = verify_password(doc["password_hash"] if doc else _ABSENT_HASH, password or "")
-        return doc if doc is not None and ok else None
+        """The local admin with this login and password, or None (the same work either way;
+        a directory administrator has no password here)."""
+        doc = self.find(login)
+        hashed = doc.get("password_hash") if doc else None
+        ok = verify_password(hashed or _ABSENT_HASH, password or "")
+        return doc if doc is not None and hashed and ok and doc.get("active", True) else None
+
+    def from_directory(self, login: str, dn: str, role: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The directory administrator `login` as the directory describes it now, made on its
+        first sign-in. Returns (admin, what changed: {} when nothing did). Raises Conflict when
+        the login belongs to a local administrator."""
+        if role not in ROLES:
+            raise Invalid("role", f"not one of {', '.join(ROLES)}")
+        current = self.find(login)
+        if current is not None and not is_directory(current):
+            raise Conflict(f"admin {login!r} is a local administrator")
+        wanted = {"dn": dn, "role": role, "active": True}
+        if current is None:
+            doc = {"id": next_id(self.control, "admins"), "login": login, "source": DIRECTORY,
+                   **wanted, "created_at": now()}
+            try:
+                self.collection.insert_one(doc)
+            except DuplicateKeyError:  # a parallel first sign-in made it: update that one
+                return self.from_directory(login, dn, role)
+            return doc, {"source": DIRECTORY, **wanted}
+        changes = {k: v for k, v in wanted.items() if current.get(k) != v}
+        if not changes:
+            return current, {}
+        updated = self.collection.find_one_and_update(
+            {"id": current["id"], "source": DIRECTORY}, {"$set": {**changes, "updated_at": now()}},
+            return_document=ReturnDocument.AFTER)
+        return updated, changes
+
+    def deactivate(self, admin_id: int) -> bool:
+        """Marks a directory administrator inactive (its sessions end); True when it changed."""
+        result = self.collection.update_one({"id": admin_id, "source": DIRECTORY, "active": {"$ne": False}},
+                                            {"$set": {"active": False, "updated_at": now()}})
+        return result.modified_count == 1
 
     def set_password(self, admin_id: int, password: str) -> dict[str, Any]:
         current = self.get(admin_id)
+        if is_directory(current):
+            raise Invalid("password", "this administrator's password is kept by the directory")
         self.policy.check(password, current["login"])
         return self.collection.find_one_and_update(
             {"id": admin_id}, {"$set": {"password_hash": hash_password(password), "updated_at": now()}},

@@ -62,3 +62,8 @@ class Unavailable(DomainError):
 ERROR_UNKNOWN_METHOD = 404
 ERROR_INTERNAL = 500
 ERROR_UNAVAILABLE = Unavailable.status
+
+
+class DirectoryUnreachable(Unavailable):
+    """No directory server (WEBADMIN_LDAP) could be used: directory administrators cannot
+    sign in now, local ones still can. The message names each server and why (for the log)."""

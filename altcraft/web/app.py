@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from altcraft.config import MainConfig
-from altcraft.domain.errors import DomainError, NotFound
+from altcraft.domain.errors import DirectoryUnreachable, DomainError, NotFound
 from altcraft.domain.users import can_change
 from altcraft.http.service import create_service_app, dependency_checker
 from altcraft.registry import Process
@@ -33,6 +34,7 @@ from altcraft.web import i18n, security
 from altcraft.web.throttle import SignInThrottle
 from altcraft.wiring import Platform
 
+log = logging.getLogger("altcraft.web")
 IDLE = timedelta(hours=2)
 ABSOLUTE = 12 * 3600
 PENDING = 5 * 60  # to pass the second step after the password
@@ -82,7 +84,8 @@ class PanelContext:
 @dataclass(frozen=True)
 class Principals:
     """Who signs in to a panel. `verify` answers a login and password with the principal
-    (None: refused); `load` finds a session's principal again by id with its account (None:
+    (None: refused; DirectoryUnreachable: the directory it had to ask is down, which the
+    sign-in page says and does not count as a failed attempt); `load` finds a session's principal again by id with its account (None:
     gone or disabled, the session ends); `second_step`, when set, names the endpoint a
     principal must pass after the password before the session opens (webadmin's TOTP)."""
 
@@ -285,9 +288,18 @@ def _auth_blueprint() -> Blueprint:
             password = request.form.get("password", "")
             ctx = panel()
             locked = ctx.throttle.locked_for(login) if login else 0
-            user = None if locked or not login else principals().verify(ctx, login, password)
+            unreachable = False
+            try:
+                user = None if locked or not login else principals().verify(ctx, login, password)
+            except DirectoryUnreachable as exc:
+                # not a failed attempt: nothing was said about the password
+                user, unreachable = None, True
+                log.warning("sign-in of %r through the directory: %s", login, exc.message)
             if locked:
                 error, status = locked_message(locked), 429
+            elif unreachable:
+                error, status = i18n.gettext_("The directory is unreachable: directory administrators cannot "
+                                              "sign in now; local administrators can."), 503
             elif user is None:
                 if login:
                     ctx.throttle.failed(login)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install, start, stop and report the real servers that the integration tests
-# talk to: RabbitMQ, Redis, ClickHouse, PostgreSQL and FerretDB (a
-# MongoDB-protocol server).  Every server listens on 127.0.0.1 only, on fixed
+# talk to: RabbitMQ, Redis, ClickHouse, PostgreSQL, FerretDB (a
+# MongoDB-protocol server) and slapd (an LDAP directory for webadmin's sign-in).  Every server listens on 127.0.0.1 only, on fixed
 # test ports away from the default ones, and keeps its data, logs and pid file
 # under ${ALTCRAFT_HARNESS_DIR:-/tmp/altcraft-harness}/<name>/, so it never
 # clashes with a system instance.  No systemd is needed.
@@ -12,7 +12,7 @@ set -euo pipefail
 PROG=$(basename "$0")
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 
-ALL_SERVERS=(rabbitmq redis clickhouse postgresql ferretdb)
+ALL_SERVERS=(rabbitmq redis clickhouse postgresql ferretdb slapd)
 
 HOST=127.0.0.1
 RABBITMQ_PORT=35672
@@ -25,6 +25,9 @@ CLICKHOUSE_HTTP_PORT=38123
 CLICKHOUSE_INTERSERVER_PORT=39009
 POSTGRES_PORT=35432
 FERRETDB_PORT=37017
+SLAPD_PORT=36389            # ldap:// (StartTLS required for a simple bind)
+SLAPD_LDAPS_PORT=36636      # ldaps://
+SLAPD_BASE=dc=altcraft,dc=test
 
 TEST_USER=altcraft
 TEST_PASSWORD=altcraft-test-pass
@@ -50,6 +53,8 @@ Real servers for the integration tests, on 127.0.0.1 only:
   clickhouse   native 127.0.0.1:$CLICKHOUSE_PORT, http :$CLICKHOUSE_HTTP_PORT, user '$TEST_USER' (and 'default', no password)
   postgresql   127.0.0.1:$POSTGRES_PORT  role and database '$TEST_DATABASE'
   ferretdb     MongoDB protocol 127.0.0.1:$FERRETDB_PORT (SQLite storage)
+  slapd        LDAP 127.0.0.1:$SLAPD_PORT (StartTLS), ldaps :$SLAPD_LDAPS_PORT, base $SLAPD_BASE,
+               a test CA, a service account, users and groups (see slapd_seed)
 All test passwords are '$TEST_PASSWORD'.  NAME may also be 'mongodb' (= ferretdb)
 or 'postgres' (= postgresql); no NAME means all servers.
 
@@ -164,6 +169,7 @@ canonical_name() {
         clickhouse) echo clickhouse ;;
         postgresql | postgres | pg) echo postgresql ;;
         ferretdb | mongodb | mongo) echo ferretdb ;;
+        slapd | ldap) echo slapd ;;
         *) die "unknown server '$1' (known: ${ALL_SERVERS[*]})" ;;
     esac
 }
@@ -177,6 +183,7 @@ packages_for() {
         clickhouse) echo clickhouse-server clickhouse-client ;;
         postgresql) echo postgresql ;;
         ferretdb) ;;
+        slapd) echo slapd ldap-utils ;;
     esac
 }
 
@@ -195,6 +202,8 @@ install_packages() {
     is_root || die "missing Debian packages: ${missing[*]} (run as root, or apt-get install them)"
     info "installing ${missing[*]} (apt-get update first)"
     export DEBIAN_FRONTEND=noninteractive
+    # slapd's package must not make a directory of its own (nor start one on port 389)
+    echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
     local apt=(apt-get -q -y -o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confdef
         -o Dpkg::Options::=--force-confold)
     "${apt[@]}" update >&2 || die "apt-get update failed"
@@ -721,6 +730,142 @@ mongodb_uri_hostport() {
     return 1
 }
 
+# ------------------------------------------------------------------ slapd ---
+
+SLAPD_DIR=$HARNESS_DIR/slapd
+SLAPD_TLS=$SLAPD_DIR/tls
+SLAPD_ROOT_DN=cn=root,$SLAPD_BASE
+SLAPD_SERVICE_DN=cn=altcraft-reader,ou=services,$SLAPD_BASE
+SLAPD_LOG=$SLAPD_DIR/slapd.log
+
+slapd_pid() { pid_of "$SLAPD_DIR/slapd.pid" slapd; }
+
+# A test CA and a server certificate for 127.0.0.1 and localhost, made once.
+slapd_tls() {
+    [[ -s $SLAPD_TLS/server.pem && -s $SLAPD_TLS/ca.pem ]] && return 0
+    mkdir -p "$SLAPD_TLS"
+    local log=$SLAPD_TLS/openssl.log
+    (
+        cd "$SLAPD_TLS"
+        openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=altcraft test CA" \
+            -keyout ca.key -out ca.pem -addext "basicConstraints=critical,CA:TRUE" \
+            -addext "keyUsage=critical,keyCertSign,cRLSign"
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout server.key -out server.csr
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >server.ext
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 \
+            -extfile server.ext -out server.pem
+        chmod 600 ca.key server.key
+    ) >"$log" 2>&1 || fail slapd "making the test CA failed" "$log"
+}
+
+slapd_write_config() {
+    mkdir -p "$SLAPD_DIR/data"
+    local hash
+    hash=$(slappasswd -s "$TEST_PASSWORD")
+    cat >"$SLAPD_DIR/slapd.conf" <<EOF
+# written by tests/harness/servers.sh
+include /etc/ldap/schema/core.schema
+include /etc/ldap/schema/cosine.schema
+include /etc/ldap/schema/inetorgperson.schema
+modulepath /usr/lib/ldap
+moduleload back_mdb
+moduleload memberof
+pidfile $SLAPD_DIR/slapd.pid
+argsfile $SLAPD_DIR/slapd.args
+TLSCACertificateFile $SLAPD_TLS/ca.pem
+TLSCertificateFile $SLAPD_TLS/server.pem
+TLSCertificateKeyFile $SLAPD_TLS/server.key
+# a password is only ever sent over TLS (StartTLS or ldaps)
+security simple_bind=128
+disallow bind_anon
+
+database mdb
+suffix "$SLAPD_BASE"
+rootdn "$SLAPD_ROOT_DN"
+rootpw $hash
+directory $SLAPD_DIR/data
+maxsize 104857600
+overlay memberof
+access to attrs=userPassword by anonymous auth by * none
+access to * by dn.exact="$SLAPD_SERVICE_DN" read by self read by * none
+EOF
+}
+
+slapd_launch() {
+    slapd_tls
+    slapd_write_config
+    rm -f "$SLAPD_DIR/slapd.pid"
+    : >"$SLAPD_LOG"
+    # -d 0: stay in the foreground (launch detaches it), logging nothing but errors
+    launch "$SLAPD_LOG" /usr/sbin/slapd -d 0 -f "$SLAPD_DIR/slapd.conf" \
+        -h "ldap://$HOST:$SLAPD_PORT/ ldaps://$HOST:$SLAPD_LDAPS_PORT/"
+    echo "$LAUNCHED_PID" >"$SLAPD_DIR/launcher.pid"
+}
+
+# slapd_ldap TOOL ARGS...: an OpenLDAP client as the directory's root, over StartTLS
+slapd_ldap() {
+    local tool=$1
+    shift
+    LDAPTLS_CACERT=$SLAPD_TLS/ca.pem LDAPTLS_REQCERT=demand "$tool" -x -ZZ -H "ldap://$HOST:$SLAPD_PORT" \
+        -D "$SLAPD_ROOT_DN" -w "$TEST_PASSWORD" "$@"
+}
+
+# The directory the tests sign in with, once (a directory that has its base keeps it).
+# Every password is $TEST_PASSWORD.  memberOf is kept by the overlay, so groups come after
+# their members.
+slapd_seed() {
+    if slapd_ldap ldapsearch -LLL -b "$SLAPD_BASE" -s base dn >/dev/null 2>&1; then
+        return 0
+    fi
+    local user ou entries=$SLAPD_DIR/seed.ldif people=ou=people,$SLAPD_BASE
+    {
+        printf 'dn: %s\nobjectClass: dcObject\nobjectClass: organization\ndc: altcraft\no: altcraft test\n\n' "$SLAPD_BASE"
+        for ou in people groups services; do
+            printf 'dn: ou=%s,%s\nobjectClass: organizationalUnit\nou: %s\n\n' "$ou" "$SLAPD_BASE" "$ou"
+        done
+        printf 'dn: %s\nobjectClass: person\nobjectClass: simpleSecurityObject\ncn: altcraft-reader\nsn: reader\nuserPassword: %s\n\n' \
+            "$SLAPD_SERVICE_DN" "$TEST_PASSWORD"
+        for user in ldap-admin ldap-viewer ldap-outsider; do
+            printf 'dn: uid=%s,%s\nobjectClass: inetOrgPerson\nuid: %s\ncn: %s\nsn: %s\nmail: %s@altcraft.test\nuserPassword: %s\n\n' \
+                "$user" "$people" "$user" "$user" "$user" "$user" "$TEST_PASSWORD"
+        done
+        printf 'dn: cn=altcraft-admins,ou=groups,%s\nobjectClass: groupOfNames\ncn: altcraft-admins\nmember: uid=ldap-admin,%s\n\n' \
+            "$SLAPD_BASE" "$people"
+        printf 'dn: cn=altcraft-viewers,ou=groups,%s\nobjectClass: groupOfNames\ncn: altcraft-viewers\nmember: uid=ldap-viewer,%s\n\n' \
+            "$SLAPD_BASE" "$people"
+        printf 'dn: cn=staff,ou=groups,%s\nobjectClass: groupOfNames\ncn: staff\nmember: uid=ldap-outsider,%s\nmember: uid=ldap-admin,%s\n\n' \
+            "$SLAPD_BASE" "$people" "$people"
+    } >"$entries"
+    slapd_ldap ldapadd -f "$entries" >"$SLAPD_DIR/seed.log" 2>&1 \
+        || fail slapd "seeding the directory failed" "$SLAPD_DIR/seed.log" "$SLAPD_LOG"
+}
+
+slapd_wait() {
+    local deadline=$((SECONDS + TIMEOUT)) launcher
+    launcher=$(cat "$SLAPD_DIR/launcher.pid" 2>/dev/null || true)
+    until tcp_open "$SLAPD_PORT" && tcp_open "$SLAPD_LDAPS_PORT"; do
+        if [[ -n $launcher ]] && ! kill -0 "$launcher" 2>/dev/null; then
+            fail slapd "server exited during startup" "$SLAPD_LOG"
+        fi
+        ((SECONDS < deadline)) || fail slapd "port $SLAPD_PORT not open after ${TIMEOUT}s" "$SLAPD_LOG"
+        sleep 0.2
+    done
+    slapd_seed
+    # a real StartTLS bind and search as the service account
+    LDAPTLS_CACERT=$SLAPD_TLS/ca.pem LDAPTLS_REQCERT=demand ldapsearch -x -ZZ -H "ldap://$HOST:$SLAPD_PORT" \
+        -D "$SLAPD_SERVICE_DN" -w "$TEST_PASSWORD" -LLL -b "ou=people,$SLAPD_BASE" "(uid=ldap-admin)" dn \
+        >"$SLAPD_DIR/check.log" 2>&1 && grep -q '^dn: uid=ldap-admin' "$SLAPD_DIR/check.log" \
+        || fail slapd "the service account cannot search over StartTLS" "$SLAPD_DIR/check.log" "$SLAPD_LOG"
+}
+
+slapd_stop() {
+    local pid
+    if pid=$(slapd_pid); then
+        stop_pid slapd "$pid" "$SLAPD_PORT"
+    fi
+    rm -f "$SLAPD_DIR/slapd.pid" "$SLAPD_DIR/launcher.pid"
+}
+
 # ------------------------------------------------------------- dispatch ---
 
 port_of() {
@@ -730,6 +875,7 @@ port_of() {
         clickhouse) echo "$CLICKHOUSE_PORT" ;;
         postgresql) echo "$POSTGRES_PORT" ;;
         ferretdb) echo "$FERRETDB_PORT" ;;
+        slapd) echo "$SLAPD_PORT" ;;
     esac
 }
 
@@ -755,7 +901,9 @@ write_harness_json() {
  "rabbitmq": {"host": "$HOST", "port": $RABBITMQ_PORT, "vhost": "$TEST_VHOST", "user": "$TEST_USER", "password": "$TEST_PASSWORD"},
  "redis": {"host": "$HOST", "port": $REDIS_PORT},
  "clickhouse": {"host": "$HOST", "port": $CLICKHOUSE_PORT, "http_port": $CLICKHOUSE_HTTP_PORT, "user": "$TEST_USER", "password": "$TEST_PASSWORD"},
- "postgresql": {"host": "$HOST", "port": $POSTGRES_PORT, "user": "$TEST_USER", "password": "$TEST_PASSWORD", "database": "$TEST_DATABASE"}}
+ "postgresql": {"host": "$HOST", "port": $POSTGRES_PORT, "user": "$TEST_USER", "password": "$TEST_PASSWORD", "database": "$TEST_DATABASE"},
+ "slapd": {"host": "$HOST", "port": $SLAPD_PORT, "ldaps_port": $SLAPD_LDAPS_PORT, "base": "$SLAPD_BASE", "ca_file": "$SLAPD_TLS/ca.pem",
+           "bind_dn": "$SLAPD_SERVICE_DN", "password": "$TEST_PASSWORD"}}
 EOF
     mv -f "$tmp" "$HARNESS_DIR/harness.json"
 }

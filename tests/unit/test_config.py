@@ -122,3 +122,45 @@ def test_webadmin_totp_required_is_a_boolean_off_by_default():
     assert report.ok and config.WEBADMIN_TOTP_REQUIRED is True
     errors = errors_of(minimal(WEBADMIN_TOTP_REQUIRED="yes"))
     assert errors == {"WEBADMIN_TOTP_REQUIRED": "wrong type: expected boolean, got string"}
+
+
+def _ldap(**keys) -> dict:
+    section = {"ENABLE": True, "SERVERS": ["ldap://ldap.example.com"], "USER_BASE": "ou=people,dc=example,dc=com",
+               "BIND_DN": "cn=svc,dc=example,dc=com", "BIND_PASSWORD": "svc-secret-value",
+               "ROLES": {"cn=admins,ou=groups,dc=example,dc=com": "admin"}}
+    section.update(keys)
+    return minimal(WEBADMIN_LDAP=section)
+
+
+def test_webadmin_ldap_is_off_by_default_and_a_complete_section_is_valid():
+    config, report = cfg.validate(minimal())
+    assert report.ok and config.WEBADMIN_LDAP.ENABLE is False
+    config, report = cfg.validate(_ldap(SERVERS=["ldap://a.example.com:389", "ldaps://b.example.com"]))
+    assert report.ok and not report.warnings, report.as_dict()
+    assert config.WEBADMIN_LDAP.TIMEOUT_SECONDS == 10
+
+
+def test_webadmin_ldap_problems_name_their_keys_and_never_echo_the_password():
+    errors = errors_of(_ldap(SERVERS=["http://ldap.example.com"], USER_FILTER="(uid=alice)",
+                             ROLES={"cn=admins,dc=example,dc=com": "root"}, CONNECT_TIMEOUT_SECONDS=0,
+                             GROUP_FILTER="(&(member={dn})"))
+    assert set(errors) == {"WEBADMIN_LDAP.SERVERS[0]", "WEBADMIN_LDAP.USER_FILTER", "WEBADMIN_LDAP.GROUP_FILTER",
+                           "WEBADMIN_LDAP.ROLES", "WEBADMIN_LDAP.CONNECT_TIMEOUT_SECONDS"}
+    assert errors["WEBADMIN_LDAP.GROUP_FILTER"] == \
+        "not an LDAP filter: it must be one parenthesized expression, like (uid={login})"
+    assert "ldap://host[:port] (StartTLS) or ldaps://host[:port]" in errors["WEBADMIN_LDAP.SERVERS[0]"]
+    assert "{login}" in errors["WEBADMIN_LDAP.USER_FILTER"]
+    assert "not one of admin, viewer" in errors["WEBADMIN_LDAP.ROLES"]
+    # what the keys say together (once each key is well formed)
+    errors = errors_of(_ldap(SERVERS=[], USER_BASE="", ROLES={}, BIND_PASSWORD="", CA_FILE="ca.pem"))
+    assert errors == {
+        "WEBADMIN_LDAP.BIND_PASSWORD": "missing: BIND_DN is set",
+        "WEBADMIN_LDAP.CA_FILE": "must be an absolute path",
+        "WEBADMIN_LDAP.SERVERS": "missing: at least one ldap:// or ldaps:// URL when ENABLE is true",
+        "WEBADMIN_LDAP.USER_BASE": "missing: the DN users are searched under when ENABLE is true",
+        "WEBADMIN_LDAP.ROLES": "missing: at least one group DN -> role when ENABLE is true (no group, no sign-in)",
+    }
+    errors = errors_of(_ldap(BIND_DN=""))
+    assert errors == {"WEBADMIN_LDAP.BIND_DN": "missing: BIND_PASSWORD is set"}
+    errors = errors_of(_ldap(SERVERS=["ldap://u:svc-secret-value@h"]))
+    assert errors == {"WEBADMIN_LDAP.SERVERS[0]": "no user or password in the URL: they are BIND_DN and BIND_PASSWORD"}
