@@ -11,6 +11,11 @@ custom event an active scenario's entry names) insert the run, whose id derives 
 entry, so a repeat finds it. There is no queue of our own: the run document is both the
 hand-off and the timer.
 
+The effects of the node types are wired here (domain/scenarios.py Machine): sends through
+services/mailout.py, opens and clicks from ClickHouse, profile conditions through the
+segment compiler, updates through domain/profiles.py and the static segments' members,
+webhook nodes into prochook's outbox (one HTTP sender for all webhooks).
+
 It is an HTTP process (port 6060, as Altcraft's): /procworkflow/health, /readiness and
 /metrics (steps by node type, runs stepped) are served by gunicorn; each gunicorn worker
 runs the step loop in a thread, claims keep them apart.

@@ -166,7 +166,7 @@ def test_update_split_webhook_and_wait_for_through_procworkflow(stand):
                                                        {"percent": 50, "next": "hook_b"}]},
             {"id": "hook_a", "type": "webhook", "endpoint_id": hook["id"], "event": "workflow.a", "next": "paid?"},
             {"id": "hook_b", "type": "webhook", "endpoint_id": hook["id"], "event": "workflow.b", "next": "paid?"},
-            {"id": "paid?", "type": "wait_for", "event": {"name": "paid"}, "timeout": THREE_DAYS,
+            {"id": "paid?", "type": "wait_for", "event": {"name": "paid"}, "timeout": 2 * 86400,
              "next": "thanks", "timeout_next": "done"},
             {"id": "thanks", "type": "send", "template_id": auto.template["id"], "sender_id": auto.sender_id,
              "next": "done"},
@@ -191,7 +191,7 @@ def test_update_split_webhook_and_wait_for_through_procworkflow(stand):
         wait_for(lambda: len(receiver.processed) == 4, 60, "the four webhook calls")
 
         by_run = {r["profile_id"]: r for r in runs.find(mine)}
-        ids = {rcpt: auto.api.ok("profiles/get", db_id=auto.db["id"], email=rcpt)["profile_id"] for rcpt in rcpts}
+        ids = {rcpt: auto.api.ok("profiles/get", db_id=auto.db["id"], email=rcpt)["id"] for rcpt in rcpts}
         steps = auto.pipeline.platform.scenarios.steps
         for rcpt in rcpts:
             run = by_run[ids[rcpt]]
