@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import uuid
 import urllib.request
 from datetime import datetime, timezone
 
@@ -215,7 +216,7 @@ def test_update_split_webhook_and_wait_for_through_procworkflow(stand):
         assert chosen == {r["profile_id"]: ["workflow.a", "workflow.b"][scenario_timing.split_branch(
             r["_id"], "ab", 1, [50, 50])] for r in by_run.values()}, "a run took another branch than derived"
         counts = auto.api.ok("workflows/get", id=scenario["id"])["counts"]
-        assert counts["hook_a"]["entered"] + counts["hook_b"]["entered"] == 4
+        assert sum(counts.get(n, {}).get("entered", 0) for n in ("hook_a", "hook_b")) == 4
         assert counts["thanks"] == {"entered": 2, "left": 2}
     finally:
         receiver.stop()
@@ -224,3 +225,49 @@ def test_update_split_webhook_and_wait_for_through_procworkflow(stand):
 def waited_in_time(steps, scenario_id: int, deadline: datetime) -> bool:
     """Every "got it" step of the wait-for was logged before the timeout could fire."""
     return all(s["at"] < deadline for s in steps.find({"scenario_id": scenario_id, "node": "paid?", "outcome": "got"}))
+
+
+def test_segment_and_birthday_entries_from_proctasks_job(stand):
+    """proctask's workflow_entries job against the real stores (called here at a chosen due
+    time rather than waiting for proctask's tick): a segment's member and a profile whose
+    birthday is today enter once each; procworkflow mails them."""
+    from altcraft.services.proctask import workflow_entries
+
+    auto, sink = stand
+    auto.pipeline.start("procworkflow", "akmtad")
+    due = datetime.now(timezone.utc)
+    mailed = {}
+    for name, city, birthday in (("member", "Segtown", "1990-01-01"), ("born", "Elsewhere",
+                                                                       f"1990-{due:%m-%d}".replace("02-29", "02-28")),
+                                 ("neither", "Elsewhere", "1990-01-01" if due.strftime("%m-%d") != "01-01" else "1990-06-01")):
+        mailed[name] = f"{name}-{uuid.uuid4().hex[:8]}@example.test"
+        auto.api.ok("profiles/add", db_id=auto.db["id"], data={"email": mailed[name], "first_name": name, "city": city,
+                                                                 "birthday": birthday},
+                    subscriptions=[{"resource_id": 1, "channel": "email", "status": "subscribed"}])
+    segment = auto.api.ok("segments/add", name="segtown", db_id=auto.db["id"],
+                          condition={"field": "city", "op": "eq", "value": "Segtown"})
+    made = {}
+    for kind, trigger in (("segment", {"type": "segment", "segment_id": segment["id"]}),
+                          ("date", {"type": "date", "field": "birthday"})):
+        nodes = [{"id": "start", "type": "entry", "trigger": trigger, "next": "hello"},
+                 {"id": "hello", "type": "send", "template_id": auto.template["id"], "sender_id": auto.sender_id,
+                  "next": "end"}, {"id": "end", "type": "exit"}]
+        made[kind] = auto.api.ok("workflows/add", name=kind, db_id=auto.db["id"], nodes=nodes)
+        auto.api.ok("workflows/activate", id=made[kind]["id"])
+    status, body = auto.api("workflows/add", name="bad", db_id=auto.db["id"], nodes=[
+        {"id": "start", "type": "entry", "trigger": {"type": "date", "field": "city"}, "next": "end"},
+        {"id": "end", "type": "exit"}])
+    assert status == 400 and body["error_text"].startswith("node 'start'.trigger.field: 'city' is a string field")
+
+    job = workflow_entries(auto.pipeline.platform)
+    result = job(due)
+    assert result[str(made["segment"]["id"])] == 1 and result[str(made["date"]["id"])] == 1, result
+    assert job(due) == {k: 0 for k in result}, "a second tick entered again"
+    runs = auto.pipeline.platform.scenarios.runs
+    for kind, name in (("segment", "member"), ("date", "born")):
+        (run,) = runs.find({"scenario_id": made[kind]["id"]})
+        assert run["profile_id"] == auto.api.ok("profiles/get", db_id=auto.db["id"], email=mailed[name])["id"]
+    wait_for(lambda: to(sink, mailed["member"]) and to(sink, mailed["born"]), 60, "the entered profiles' mail")
+    assert to(sink, mailed["neither"]) == []
+    for scenario in made.values():
+        auto.api.ok("workflows/deactivate", id=scenario["id"])
