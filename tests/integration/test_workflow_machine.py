@@ -249,7 +249,7 @@ def test_a_wait_for_a_click_looks_again_until_the_timeout(control):
     assert w.run(idle["_id"])["deadline"] is None, "the wait-for's fields were kept after it ended"
 
 
-def test_a_random_split_picks_by_percentage_and_a_replay_picks_the_same(control):
+def test_a_random_split_takes_the_derived_branch_and_a_replay_the_same(control):
     w = World(control, nodes=flow({"id": "ab", "type": "split", "branches": [
         {"percent": 30, "next": "done"}, {"percent": 70, "next": "late"}]}))
     # two profiles for each branch, picked by the derivation (the shares: test_scenario_timing.py)
