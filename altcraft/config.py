@@ -260,6 +260,9 @@ class WorkflowSettings(_Section):
     # Multiplies every wait of a scenario: 0.0001 makes three days last 26 s (for tests;
     # 1 in production).
     TIME_SCALE: Annotated[float, Field(gt=0, le=1)] = 1.0
+    # How often proctask enters new segment members and profiles whose date field is due
+    # into the scenarios entered that way.
+    ENTRY_EVERY_SECONDS: Annotated[int, Field(ge=1, le=86400)] = 300
 
 
 class TaskSettings(_Section):

@@ -51,6 +51,7 @@ CONTROL_INDEXES: tuple[Index, ...] = (
     Index("workflow_versions", (("scenario_id", 1), ("version", 1)), unique=True),
     Index("workflow_runs", (("entry_key", 1),), unique=True),
     Index("workflow_runs", (("state", 1), ("due_at", 1))),
+    Index("workflow_runs", (("profile_id", 1), ("awaiting", 1))),  # procevent's deliver
     Index("workflow_steps", (("scenario_id", 1), ("node", 1))),
 )
 

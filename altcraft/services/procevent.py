@@ -10,7 +10,9 @@ confirmed by the broker; a crash before that gets it delivered again, and the re
 hand-offs carry the same send id (derived from trigger and event id), which proctrigger
 stores once. A custom event an active scenario's entry names starts a run of it
 (domain/scenarios.py `enter`, stored before the acknowledgement; the run id derives from
-the event id, so a redelivery finds the run; procworkflow steps it). A message that is not
+the event id, so a redelivery finds the run; procworkflow steps it); runs of the profile
+waiting for a custom event of that name (a wait_for node) are marked and made due
+(`deliver`, idempotent). A message that is not
 an event is dead-lettered, never dropped.
 """
 
@@ -98,6 +100,9 @@ class Router:
                 log.info("event %s -> scenario %s", event.event_id, scenario["id"])
             except Conflict as exc:  # the re-entry policy, or deactivated since cached
                 log.info("event %s: %s", event.event_id, exc.message)
+        woken = self.platform.scenarios.deliver(event)
+        if woken:
+            log.info("event %s -> %d waiting scenario run(s)", event.event_id, woken)
         self.broker.ack(received.tag)
 
     def close(self) -> None:

@@ -12,6 +12,9 @@ The jobs, registered here in code:
              The distribution's systemd timer (altcraft-backup.timer) is the operator's
              default; this hook is for installs without it. Both take the maintenance flag,
              so a second backup meanwhile fails with a Conflict instead of running alongside.
+  workflow_entries  every WORKFLOWS.ENTRY_EVERY_SECONDS: enters segment members and profiles
+             whose date field (a birthday) is due into the active scenarios entered that way
+             (domain/scenarios.py enter_scheduled; a repeat finds its runs).
 Regular campaigns are launched by the campaign worker's own claim (schedule in the campaign),
 not here; the A/B winner is chosen by that worker when the test's wait is over.
 """
@@ -62,9 +65,31 @@ def backup(config: MainConfig, runner=subprocess.run):
     return run
 
 
-def jobs(config: MainConfig, control: Any, book: RunBook) -> list[Job]:
+def workflow_entries(platform: Any):
+    """Scenarios entered by a segment or a date field (domain/scenarios.py enter_scheduled)."""
+    from altcraft.domain.scenarios import enter_scheduled
+
+    def members(account_id: int, segment_id: int):
+        for batch in platform.segments(account_id).profiles(segment_id):
+            yield from (p["_id"] for p in batch)
+
+    def date_values(account_id: int, db_id: int, field: str):
+        # a scan of the profiles that have the field: month and day are compared here, as
+        # the FerretDB stand-in has no $expr; once per ENTRY_EVERY_SECONDS
+        collection = platform.profiles(account_id, db_id).collection
+        for doc in collection.find({f"data.{field}": {"$exists": True}}, {f"data.{field}": 1}):
+            yield doc["_id"], doc["data"].get(field)
+
+    def run(due: datetime) -> dict[str, int]:
+        return {str(k): v for k, v in enter_scheduled(platform.scenarios, members, date_values, due).items()}
+    return run
+
+
+def jobs(config: MainConfig, control: Any, book: RunBook, platform: Any = None) -> list[Job]:
     tasks = config.TASKS
-    return [
+    scheduled = [] if platform is None else [
+        Job("workflow_entries", timedelta(seconds=config.WORKFLOWS.ENTRY_EVERY_SECONDS), workflow_entries(platform))]
+    return scheduled + [
         Job("retention", timedelta(minutes=tasks.RETENTION_EVERY_MINUTES),
             retention(control, book, timedelta(days=tasks.KEEP_DAYS))),
         Job("backup", timedelta(hours=tasks.BACKUP_EVERY_HOURS or 1), backup(config),
@@ -81,7 +106,7 @@ def _tick_forever(config: MainConfig, stop: threading.Event) -> None:
         platform = Platform(config)
         try:
             book = RunBook(platform.control[COLLECTION], now)
-            scheduler = Scheduler(jobs(config, platform.control, book), book,
+            scheduler = Scheduler(jobs(config, platform.control, book, platform), book,
                                   f"{socket.gethostname()}:{os.getpid()}")
             while not stop.is_set():
                 for run_id in scheduler.tick():

@@ -11,6 +11,11 @@ custom event an active scenario's entry names) insert the run, whose id derives 
 entry, so a repeat finds it. There is no queue of our own: the run document is both the
 hand-off and the timer.
 
+The effects of the node types are wired here (domain/scenarios.py Machine): sends through
+services/mailout.py, opens and clicks from ClickHouse, profile conditions through the
+segment compiler, updates through domain/profiles.py and the static segments' members,
+webhook nodes into prochook's outbox (one HTTP sender for all webhooks).
+
 It is an HTTP process (port 6060, as Altcraft's): /procworkflow/health, /readiness and
 /metrics (steps by node type, runs stepped) are served by gunicorn; each gunicorn worker
 runs the step loop in a thread, claims keep them apart.
@@ -28,7 +33,7 @@ from flask import Flask
 from prometheus_client import Counter
 
 from altcraft.config import MainConfig
-from altcraft.domain import scenarios
+from altcraft.domain import scenarios, webhooks
 from altcraft.domain.errors import DomainError
 from altcraft.http.service import create_service_app, dependency_checker
 from altcraft.registry import Process
@@ -40,6 +45,7 @@ from altcraft.wiring import Platform
 log = logging.getLogger("altcraft.procworkflow")
 SCAN_SECONDS = 0.5
 LEASE_SECONDS = 30.0
+POLL_SECONDS, POLL_FLOOR_SECONDS = 60.0, 0.5  # a wait for an open or a click looks again (x TIME_SCALE)
 STEPS = Counter("altcraft_workflow_steps_total", "Scenario steps done", ["type"])
 FAILED = Counter("altcraft_workflow_step_errors_total", "Scenario steps that failed (retried after the lease)")
 
@@ -53,8 +59,10 @@ class Stepper:
         self.broker = Broker(config, app="procworkflow")
         self.mailer = Mailer(config, self.platform, self.broker)
         self.analytics = Analytics(config.CLICKHOUSE_SYSTEM)
-        self.machine = scenarios.Machine(self.store, self.send, self.activity, self.matches,
-                                         scale=config.WORKFLOWS.TIME_SCALE)
+        scale = config.WORKFLOWS.TIME_SCALE
+        self.machine = scenarios.Machine(self.store, self.send, self.activity, self.matches, scale=scale,
+                                         profile=self.profile, update=self.update, webhook=self.webhook,
+                                         poll_seconds=max(POLL_FLOOR_SECONDS, POLL_SECONDS * scale))
 
     def send(self, run: dict[str, Any], node: dict[str, Any], mid: str) -> None:
         scenario = self.store.get(run["account_id"], run["scenario_id"])
@@ -71,6 +79,51 @@ class Stepper:
             "AND campaign_id = %(c)s AND profile_id = %(p)s",
             {"a": run["account_id"], "k": kinds, "c": campaign_id, "p": run["profile_id"]})
         return rows[0][0] > 0
+
+    def profile(self, run: dict[str, Any]) -> dict[str, Any]:
+        doc = self.platform.profiles(run["account_id"], run["db_id"]).collection.find_one(
+            {"_id": run["profile_id"]}, {"data": 1})
+        return (doc or {}).get("data") or {}
+
+    def update(self, run: dict[str, Any], node: dict[str, Any]) -> None:
+        """An update node's changes; each is idempotent, so a step done again changes nothing
+        more. A change the profile refuses (a value of the wrong type, a hard bounce) is
+        logged and the run goes on, as a send that cannot go."""
+        profiles = self.platform.profiles(run["account_id"], run["db_id"])
+        pid = run["profile_id"]
+        try:
+            if "set" in node:
+                profiles.update(node["set"], profile_id=pid)
+            if "subscription" in node:
+                sub = node["subscription"]
+                profiles.set_subscription(pid, sub["resource_id"], sub["channel"], sub["status"])
+            if "segment" in node:
+                members = self.platform.account_db(run["account_id"]).segment_members
+                key = {"segment_id": node["segment"]["id"], "profile_id": pid}
+                if node["segment"]["action"] == "add":
+                    members.update_one(key, {"$setOnInsert": key}, upsert=True)
+                else:
+                    members.delete_many(key)
+        except DomainError as exc:
+            log.info("run %s node %s: not updated: %s", run["_id"], node["id"], exc.message)
+
+    def webhook(self, run: dict[str, Any], node: dict[str, Any], event_id: str) -> None:
+        """A webhook node's call, into prochook's outbox (signed, retried, logged there); the
+        entry's id derives from (endpoint, event id), so a step done again adds nothing."""
+        try:
+            endpoint = self.platform.webhooks.get_doc(run["account_id"], node["endpoint_id"])
+        except DomainError as exc:
+            log.info("run %s node %s: no webhook: %s", run["_id"], node["id"], exc.message)
+            return
+        if not endpoint.get("enabled"):
+            log.info("run %s node %s: webhook %s is disabled", run["_id"], node["id"], endpoint["id"])
+            return
+        data = {"event_id": event_id, "scenario_id": run["scenario_id"], "version": run["version"],
+                "run_id": run["_id"], "node": node["id"], "db_id": run["db_id"], "profile_id": run["profile_id"],
+                "data": run.get("data") or {}}
+        outbox = self.platform.webhook_outbox
+        body = webhooks.payload(node["event"], self.store.clock(), data)
+        outbox.put([outbox.entry(run["account_id"], endpoint["id"], event_id, node["event"], body)])
 
     def matches(self, run: dict[str, Any], condition: Any) -> bool:
         from altcraft.domain.databases import Databases

@@ -50,7 +50,15 @@ class World:
         self.store = scenarios.Scenarios(control, self.clock)
         self.sent: list[tuple[str, str, str]] = []
         self.opened: set[str] = set()
-        self.machine = scenarios.Machine(self.store, self.send, self.activity, lambda run, c: True)
+        self.clicked: set[str] = set()
+        self.profiles: dict[str, dict] = {}
+        self.updates: list[tuple[str, str]] = []
+        self.calls: list[tuple[str, str, str]] = []
+        self.machine = scenarios.Machine(
+            self.store, self.send, self.activity, lambda run, c: True, profile=lambda run: self.profiles.get(
+                run["profile_id"], {}), update=lambda run, node: self.updates.append((run["profile_id"], node["id"])),
+            webhook=lambda run, node, eid: self.calls.append((run["profile_id"], node["id"], eid)),
+            poll_seconds=600)
         added = self.store.add(1, "welcome", 1, nodes or welcome(), reentry=reentry, max_visits=max_visits)
         self.scenario = self.store.set_active(1, added["id"], True)
         self.scenario = self.store.get(1, added["id"])
@@ -59,9 +67,8 @@ class World:
         self.sent.append((run["profile_id"], node["id"], mid))
 
     def activity(self, run, kinds, campaign_id):
-        assert kinds == ("open",)
         assert campaign_id == self.scenario["nodes"][1]["campaign_id"]
-        return run["profile_id"] in self.opened
+        return run["profile_id"] in {("open",): self.opened, ("click",): self.clicked}[kinds]
 
     def drain(self) -> int:
         """Steps every due run; how many steps."""
@@ -165,3 +172,172 @@ def test_a_cycle_ends_at_the_visit_cap(control):
         w.clock.at += timedelta(days=3)
     assert w.run(run["_id"])["state"] == "capped"
     assert [n for _, n, _ in w.sent].count("reminder") == 3
+
+
+# -- wait-for, split, update, webhook, wait until, scheduled entries ---------------------------
+def flow(*middle: dict, entry: dict | None = None) -> list[dict]:
+    """entry -> send "mail" -> the given nodes -> the exits "done" and "late" they name."""
+    named = repr(middle)
+    return [{"id": "start", "type": "entry", "trigger": entry or {"type": "api"}, "next": "mail"},
+            {"id": "mail", "type": "send", "template_id": 1, "sender_id": 1, "next": middle[0]["id"]},
+            *middle, *({"id": e, "type": "exit"} for e in ("done", "late") if f"'{e}'" in named)]
+
+
+def path(w: World, run_id: str) -> list[str]:
+    return [s["node"] for s in w.store.steps.find({"_id": {"$regex": f"^{run_id}:"}}).sort("at", 1)]
+
+
+def test_a_wait_for_a_custom_event_takes_got_it_or_the_timeout_exit(control):
+    from altcraft.domain import events
+    w = World(control, nodes=flow({"id": "paid?", "type": "wait_for", "event": {"name": "paid"},
+                                   "timeout": 86400, "next": "thanks", "timeout_next": "late"},
+                                  {"id": "thanks", "type": "send", "template_id": 1, "sender_id": 1, "next": "done"}))
+    payer, _ = w.store.enter(w.scenario, "anna", "key:1")
+    idle, _ = w.store.enter(w.scenario, "ivan", "key:2")
+    early = events.custom(1, 1, "ivan", "paid", {})
+    w.drain()
+    assert w.run(payer["_id"])["awaiting"] == "paid" and w.drain() == 0, "a wait-for without its event went on"
+    assert w.store.deliver(events.custom(1, 1, "anna", "other", {})) == 0
+    assert w.store.deliver(events.custom(1, 2, "anna", "paid", {})) == 0, "an event of another database woke a run"
+    assert w.store.deliver(events.custom(1, 1, "anna", "paid", {})) == 1
+    assert w.store.deliver(events.custom(1, 1, "anna", "paid", {})) == 0, "a second event counted again"
+    w.clock.at += timedelta(seconds=1)
+    w.drain()
+    assert w.run(payer["_id"])["state"] == "exited" and path(w, payer["_id"])[-2:] == ["thanks", "done"]
+    assert w.run(idle["_id"])["node"] == "paid?"
+    w.clock.at += timedelta(days=1)
+    w.drain()
+    assert w.run(idle["_id"])["state"] == "exited" and path(w, idle["_id"])[-2:] == ["paid?", "late"]
+    assert w.store.deliver(early) == 0, "an ended run was woken"
+    assert [n for p, n, _ in w.sent if p == "ivan"] == ["mail"]
+    outcomes = {s["outcome"] for s in w.store.steps.find({"node": "paid?", "scenario_id": w.scenario["id"]})}
+    assert outcomes == {"got", "timed_out"}
+
+
+def test_an_event_marked_while_a_step_holds_the_run_is_not_lost(control):
+    from altcraft.domain import events
+    w = World(control, nodes=flow({"id": "paid?", "type": "wait_for", "event": {"name": "paid"},
+                                   "timeout": 86400, "next": "done", "timeout_next": "late"}))
+    run, _ = w.store.enter(w.scenario, "anna", "key:1")
+    w.drain()
+    w.store.runs.update_one({"_id": run["_id"]}, {"$set": {"due_at": w.clock.at}})  # woken (a lease ran out)
+    claimed = w.store.claim("w1")
+    w.store.deliver(events.custom(1, 1, "anna", "paid", {}))  # procevent, while the step runs
+    assert not w.machine.step(claimed), "the stale step re-armed the timer over the event"
+    assert w.store.claim("w2") is not None, "the run was left leased instead of due"
+    w.store.runs.update_one({"_id": run["_id"]}, {"$set": {"lease_until": scenarios._EPOCH}})
+    w.drain()
+    assert path(w, run["_id"])[-2:] == ["paid?", "done"]
+
+
+def test_a_wait_for_a_click_looks_again_until_the_timeout(control):
+    w = World(control, nodes=flow({"id": "clicked?", "type": "wait_for", "event": {"clicked": "mail"},
+                                   "timeout": 3600, "next": "done", "timeout_next": "late"}))
+    clicker, _ = w.store.enter(w.scenario, "anna", "key:1")
+    idle, _ = w.store.enter(w.scenario, "ivan", "key:2")
+    w.drain()
+    assert w.run(clicker["_id"])["due_at"] == T0 + timedelta(seconds=600), "not polled at poll_seconds"
+    w.clock.at += timedelta(seconds=600)
+    assert w.drain() == 2 and w.run(clicker["_id"])["node"] == "clicked?"
+    w.clicked.add("anna")
+    w.clock.at += timedelta(seconds=600)
+    w.drain()
+    assert path(w, clicker["_id"])[-2:] == ["clicked?", "done"]
+    w.clock.at += timedelta(seconds=3600)
+    w.drain()
+    assert path(w, idle["_id"])[-2:] == ["clicked?", "late"]
+    assert w.run(idle["_id"])["deadline"] is None, "the wait-for's fields were kept after it ended"
+
+
+def test_a_random_split_takes_the_derived_branch_and_a_replay_the_same(control):
+    w = World(control, nodes=flow({"id": "ab", "type": "split", "branches": [
+        {"percent": 30, "next": "done"}, {"percent": 70, "next": "late"}]}))
+    # two profiles for each branch, picked by the derivation (the shares: test_scenario_timing.py)
+    picked: dict[int, list[int]] = {0: [], 1: []}
+    for i in range(100):
+        rid = scenarios.run_id(w.scenario["id"], f"p{i}", f"key:{i}")
+        chosen = picked[scenarios.timing.split_branch(rid, "ab", 1, [30, 70])]
+        if len(chosen) < 2:
+            chosen.append(i)
+    runs = [w.store.enter(w.scenario, f"p{i}", f"key:{i}")[0]["_id"] for i in picked[0] + picked[1]]
+    w.drain()
+    ends = {r: path(w, r)[-1] for r in runs}
+    assert [ends[r] for r in runs] == ["done", "done", "late", "late"]
+    counts = w.store.counts(w.scenario["id"])
+    assert counts["done"]["entered"] == counts["late"]["entered"] == 2
+    # a replay: the same step done again from the stored state stores the same branch
+    again = World(control, nodes=flow({"id": "ab", "type": "split", "branches": [
+        {"percent": 30, "next": "done"}, {"percent": 70, "next": "late"}]}))
+    run, _ = again.store.enter(again.scenario, "anna", "key:1")
+    for _ in range(2):
+        again.machine.step(again.store.claim("w1"))
+    at_split = again.store.claim("w1")
+    assert again.machine.step(at_split)
+    first = again.run(run["_id"])["node"]
+    again.store.runs.update_one({"_id": run["_id"]}, {"$set": {k: at_split[k] for k in ("node", "step", "visits")}})
+    again.store.steps.delete_many({"_id": {"$regex": f"^{run['_id']}:"}})
+    assert again.machine.step(at_split) and again.run(run["_id"])["node"] == first
+
+
+def test_update_and_webhook_nodes_call_their_effects_once_per_visit_with_one_event_id(control):
+    w = World(control, nodes=flow({"id": "tag", "type": "update", "set": {"city": "Omsk"}, "next": "call"},
+                                  {"id": "call", "type": "webhook", "endpoint_id": 4, "next": "done"}))
+    run, _ = w.store.enter(w.scenario, "anna", "key:1")
+    for _ in range(3):  # entry, mail, update
+        claimed = w.store.claim("w1")
+        assert w.machine.step(claimed)
+    at_call = w.store.claim("w1")
+    w.machine.step(at_call)
+    w.machine.step(at_call)  # a second worker with the same claim
+    w.drain()
+    assert w.updates == [("anna", "tag")]
+    assert len(w.calls) == 2 and w.calls[0] == w.calls[1], "a repeated webhook step got another event id"
+    assert w.calls[0][2] == scenarios.message_id(w.run(run["_id"]), "call", 1)
+    assert w.run(run["_id"])["state"] == "exited"
+
+
+def test_waits_until_a_time_of_day_in_the_profiles_zone_and_until_a_date_field(control):
+    w = World(control, nodes=flow({"id": "morning", "type": "wait", "next": "renewal",
+                                   "until": {"time": "09:00", "zone": "UTC", "zone_field": "tz"}},
+                                  {"id": "renewal", "type": "wait", "next": "done",
+                                   "until": {"field": "renews", "offset_seconds": -86400}}))
+    w.profiles["anna"] = {"tz": "Europe/Moscow", "renews": "2026-12-20"}
+    w.profiles["ivan"] = {}
+    anna, _ = w.store.enter(w.scenario, "anna", "key:1")
+    ivan, _ = w.store.enter(w.scenario, "ivan", "key:2")
+    w.drain()
+    assert w.run(anna["_id"])["due_at"] == datetime(2026, 12, 1, 6, 0, tzinfo=timezone.utc)  # 09:00 Moscow
+    assert w.run(ivan["_id"])["due_at"] == datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)  # the node's zone
+    w.clock.at = datetime(2026, 12, 1, 6, 0, tzinfo=timezone.utc)
+    w.drain()
+    assert w.run(anna["_id"])["due_at"] == datetime(2026, 12, 19, tzinfo=timezone.utc), "date field - 1 day"
+    assert w.run(ivan["_id"])["node"] == "morning"
+    w.clock.at = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
+    w.drain()
+    assert w.run(ivan["_id"])["state"] == "exited", "a profile without the date field did not go on"
+    w.clock.at = datetime(2026, 12, 19, tzinfo=timezone.utc)
+    w.drain()
+    assert w.run(anna["_id"])["state"] == "exited"
+
+
+def test_segment_and_date_entries_enter_each_profile_once(control):
+    seg = World(control, nodes=flow({"id": "x", "type": "exit"}, entry={"type": "segment", "segment_id": 3}))
+    members = {3: ["anna", "ivan"]}
+    birthdays = [("anna", "1990-12-03"), ("ivan", "1985-06-01"), ("olga", "2000-12-03")]
+    control.workflows.update_many({"id": {"$ne": seg.scenario["id"]}}, {"$set": {"active": False}})
+    date = seg.store.get(1, seg.store.add(1, "birthday", 1, flow(
+        {"id": "x", "type": "exit"}, entry={"type": "date", "field": "birthday", "offset_days": 0}))["id"])
+    seg.store.set_active(1, date["id"], True)
+
+    def enter(at):
+        return scenarios.enter_scheduled(seg.store, lambda a, s: iter(members[s]),
+                                         lambda a, d, f: iter(birthdays), at)
+
+    dec3 = datetime(2026, 12, 3, 10, tzinfo=timezone.utc)
+    assert enter(dec3) == {seg.scenario["id"]: 2, date["id"]: 2}
+    members[3].append("olga")
+    assert enter(dec3 + timedelta(minutes=5)) == {seg.scenario["id"]: 1, date["id"]: 0}, "a repeat entered again"
+    assert enter(dec3 + timedelta(days=1)) == {seg.scenario["id"]: 0, date["id"]: 0}
+    runs = seg.store.runs.find({"scenario_id": date["id"]}, {"profile_id": 1})
+    assert sorted(r["profile_id"] for r in runs) == ["anna", "olga"]
+    control.workflows.update_many({"id": {"$in": [seg.scenario["id"], date["id"]]}}, {"$set": {"active": False}})

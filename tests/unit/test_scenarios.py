@@ -54,8 +54,9 @@ def test_node_fields_are_checked_by_type():
     nodes[1]["seconds"] = 5
     assert error(nodes) == "node 'first'.seconds: not a field of a send node"
     nodes = welcome()
-    nodes[3]["type"] = "split"
-    assert error(nodes).startswith("node 'opened?'.type: one of: entry, send, wait, branch, exit")
+    nodes[3]["type"] = "loop"
+    assert error(nodes).startswith("node 'opened?'.type: one of: entry, send, wait, wait_for, branch, split, "
+                                   "update, webhook, exit")
     nodes = welcome()
     nodes[0]["trigger"] = {"type": "event", "name": "has space"}
     assert error(nodes).startswith("node 'start'.trigger.name:")
@@ -115,3 +116,147 @@ def test_scenario_settings_are_checked():
         scenarios.Scenarios._settings(reentry="twice")
     with pytest.raises(Invalid, match="^name: "):
         scenarios.Scenarios._settings(name=" ")
+
+
+# -- the node types added later: wait-for, split, update, webhook, wait until, entries ----------
+def graph(*middle: dict, entry: dict | None = None) -> list[dict]:
+    """entry -> the given nodes (each `next`ing the following) -> exit."""
+    nodes = [{"id": "start", "type": "entry", "trigger": entry or {"type": "api"}, "next": middle[0]["id"]
+              if middle else "done"}, *middle, {"id": "done", "type": "exit"}]
+    return nodes
+
+
+def test_a_wait_for_names_its_event_timeout_and_both_exits():
+    send = {"id": "mail", "type": "send", "template_id": 1, "sender_id": 1, "next": "clicked?"}
+    ok = {"id": "clicked?", "type": "wait_for", "event": {"clicked": "mail"}, "timeout": 3600,
+          "next": "done", "timeout_next": "done"}
+    scenarios.validate(graph(send, ok))
+    assert error(graph(send, {**ok, "timeout_next": "gone"})) == \
+        "node 'clicked?'.timeout_next: no node 'gone' (dangling edge)"
+    assert error(graph(send, {**ok, "event": {"clicked": "start"}})) == \
+        "node 'clicked?'.event: 'start' is not a send node"
+    assert error(graph(send, {**ok, "event": {"bought": "x"}})).startswith("node 'clicked?'.event: {\"opened\"")
+    assert error(graph(send, {**ok, "event": {"name": "has space"}})).startswith("node 'clicked?'.event.name:")
+    assert error(graph(send, {**ok, "timeout": 0})).startswith("node 'clicked?'.timeout: whole seconds")
+    no_timeout = {k: v for k, v in ok.items() if k != "timeout_next"}
+    assert error(graph(send, no_timeout)) == "node 'clicked?'.timeout_next: missing"
+    paid = {**ok, "event": {"name": "paid"}}
+    assert scenarios.validate(graph(send, paid))[2]["event"] == {"name": "paid"}
+
+
+def test_a_split_needs_percentages_that_sum_to_100_and_reaches_every_branch():
+    split = {"id": "ab", "type": "split", "branches": [{"percent": 30, "next": "a"}, {"percent": 70, "next": "b"}]}
+    a = {"id": "a", "type": "exit"}
+    b = {"id": "b", "type": "exit"}
+    nodes = [{"id": "start", "type": "entry", "trigger": {"type": "api"}, "next": "ab"}, split, a, b]
+    scenarios.validate(copy.deepcopy(nodes))
+    nodes[1]["branches"][1]["percent"] = 60
+    assert error(copy.deepcopy(nodes)) == "node 'ab'.branches: the percentages must sum to 100 (they sum to 90)"
+    nodes[1]["branches"] = [{"percent": 100, "next": "a"}]
+    assert error(copy.deepcopy(nodes)).startswith("node 'ab'.branches: a list of 2..10 branches")
+    nodes[1]["branches"] = [{"percent": 50, "next": "a"}, {"percent": 50, "next": "nowhere"}]
+    assert error(copy.deepcopy(nodes)) == "node 'ab'.branches[1].next: no node 'nowhere' (dangling edge)"
+    nodes[1]["branches"] = [{"percent": 50, "next": "a"}, {"percent": 50, "next": "a", "weight": 1}]
+    assert error(copy.deepcopy(nodes)).startswith("node 'ab'.branches[1].weight: not a field here")
+    nodes[1]["branches"] = [{"percent": 50, "next": "a"}, {"percent": 50, "next": "a"}]
+    assert error(copy.deepcopy(nodes)) == "node 'b': not reachable from the entry"
+
+
+def test_an_update_names_what_is_wrong():
+    up = {"id": "up", "type": "update", "next": "done"}
+    assert error(graph(up)) == "node 'up'.set: give at least one of set, subscription and segment"
+    assert error(graph({**up, "set": {}})).startswith("node 'up'.set: {\"<field>\"")
+    scenarios.validate(graph({**up, "set": {"city": "Omsk"}}))
+    bad = {**up, "subscription": {"resource_id": 1, "status": "maybe"}}
+    assert error(graph(bad)) == "node 'up'.subscription.status: one of: subscribed, unsubscribed"
+    stored = scenarios.validate(graph({**up, "subscription": {"resource_id": 2, "status": "unsubscribed"}}))
+    assert stored[1]["subscription"] == {"resource_id": 2, "channel": "email", "status": "unsubscribed"}
+    assert error(graph({**up, "segment": {"id": 3, "action": "move"}})) == "node 'up'.segment.action: add or remove"
+
+
+def test_a_webhook_names_an_endpoint_and_an_event_type():
+    hook = {"id": "call", "type": "webhook", "endpoint_id": 0, "next": "done"}
+    assert error(graph(hook)).startswith("node 'call'.endpoint_id: a webhook endpoint id")
+    assert scenarios.validate(graph({**hook, "endpoint_id": 4}))[1]["event"] == "workflow.step"
+    assert error(graph({**hook, "endpoint_id": 4, "event": "a b"})).startswith("node 'call'.event:")
+
+
+def test_wait_variants_are_checked():
+    wait = {"id": "w", "type": "wait", "next": "done"}
+    assert error(graph(wait)) == "node 'w'.seconds: give exactly one of seconds and until"
+    assert error(graph({**wait, "seconds": 5, "until": {"time": "09:00"}})) == \
+        "node 'w'.seconds: give exactly one of seconds and until"
+    assert error(graph({**wait, "until": {"time": "9am"}})) == "node 'w'.until.time: a time of day, HH:MM (24 hours)"
+    assert error(graph({**wait, "until": {"time": "09:00", "zone": "Mars/Base"}})).startswith("node 'w'.until.zone:")
+    stored = scenarios.validate(graph({**wait, "until": {"time": "09:00"}}))[1]
+    assert stored["until"] == {"time": "09:00", "zone": "UTC"}
+    stored = scenarios.validate(graph({**wait, "until": {"field": "renewal"}}))[1]
+    assert stored["until"] == {"field": "renewal", "offset_seconds": 0}
+    assert error(graph({**wait, "until": {"field": "renewal", "offset_seconds": 1.5}})).startswith(
+        "node 'w'.until.offset_seconds: whole seconds")
+    assert error(graph({**wait, "until": {"time": "09:00", "field": "x"}})).startswith("node 'w'.until: ")
+
+
+def test_entry_variants_are_checked():
+    assert scenarios.validate(graph(entry={"type": "segment", "segment_id": 3}))[0]["trigger"] == \
+        {"type": "segment", "segment_id": 3}
+    assert error(graph(entry={"type": "segment"})) == "node 'start'.trigger.segment_id: a segment id (a positive integer)"
+    assert scenarios.validate(graph(entry={"type": "date", "field": "birthday"}))[0]["trigger"] == \
+        {"type": "date", "field": "birthday", "offset_days": 0}
+    assert error(graph(entry={"type": "date", "field": "birthday", "offset_days": 400})).startswith(
+        "node 'start'.trigger.offset_days: whole days")
+    assert error(graph(entry={"type": "date", "field": "birthday", "name": "x"})) == \
+        "node 'start'.trigger.name: not a field of a date trigger"
+    assert error(graph(entry={"type": "cron"})).startswith("node 'start'.trigger.type: one of: api, event, segment, date")
+
+
+def checker(segments: dict | None = None):
+    from altcraft.domain.databases import ProfileDatabase
+    from altcraft.domain.errors import NotFound
+    from altcraft.domain.fields import Field
+
+    database = ProfileDatabase(7, "shop", "email", (Field("renewal", "date"), Field("tz", "string")))
+
+    def segment(segment_id):
+        if segment_id not in (segments or {}):
+            raise NotFound(f"segment {segment_id} not found")
+        return segments[segment_id]
+
+    def endpoint(endpoint_id):
+        if endpoint_id != 4:
+            raise NotFound(f"webhook {endpoint_id} not found")
+
+    return scenarios.node_checker(database, segment, endpoint)
+
+
+def test_what_a_node_names_is_checked_against_the_database_and_the_account():
+    from altcraft.domain.errors import NotFound
+    check = checker()
+    up = {"id": "up", "type": "update", "next": "done"}
+    assert error(graph({**up, "set": {"nope": 1}}), check_node=check) == \
+        "node 'up'.set.nope: 'nope' is not a field of database 7"
+    assert error(graph({**up, "set": {"renewal": "soon"}}), check_node=check).startswith("node 'up'.set.renewal: ")
+    assert error(graph({**up, "set": {"email": "a@b.example"}}), check_node=check) == \
+        "node 'up'.set.email: the database's key is not changed by a scenario"
+    scenarios.validate(graph({**up, "set": {"renewal": "2027-01-31", "city": "Omsk"}}), check_node=check)
+    wait = {"id": "w", "type": "wait", "next": "done"}
+    assert error(graph({**wait, "until": {"field": "city"}}), check_node=check) == \
+        "node 'w'.until.field: 'city' is a string field, not date or datetime"
+    assert error(graph({**wait, "until": {"time": "09:00", "zone_field": "renewal"}}), check_node=check) == \
+        "node 'w'.until.zone_field: 'renewal' is a date field, not string"
+    assert error(graph(entry={"type": "date", "field": "tz"}), check_node=check).startswith(
+        "node 'start'.trigger.field: 'tz' is a string field")
+    with pytest.raises(NotFound, match="^node 'call'.endpoint_id: webhook 9 not found"):
+        scenarios.validate(graph({"id": "call", "type": "webhook", "endpoint_id": 9, "next": "done"}),
+                           check_node=check)
+    scenarios.validate(graph({"id": "call", "type": "webhook", "endpoint_id": 4, "next": "done"}), check_node=check)
+    with pytest.raises(NotFound, match="^node 'up'.segment.id: segment 3 not found"):
+        scenarios.validate(graph({**up, "segment": {"id": 3, "action": "add"}}), check_node=check)
+    check = checker({3: {"db_id": 7, "kind": "dynamic"}, 4: {"db_id": 8, "kind": "static"},
+                     5: {"db_id": 7, "kind": "static"}})
+    assert error(graph({**up, "segment": {"id": 3, "action": "add"}}), check_node=check).startswith(
+        "node 'up'.segment.id: segment 3 is dynamic")
+    assert error(graph({**up, "segment": {"id": 4, "action": "add"}}), check_node=check) == \
+        "node 'up'.segment.id: segment 4 is not of database 7"
+    scenarios.validate(graph({**up, "segment": {"id": 5, "action": "remove"}}), check_node=check)
+    scenarios.validate(graph(entry={"type": "segment", "segment_id": 3}), check_node=check)

@@ -12,8 +12,10 @@ from altcraft.http.apiv11 import Params
 from altcraft.services.apiv11 import api
 from altcraft.services.apiv11.triggers import _checked, _profile_id
 
-_NODES = Field(..., description="the graph: nodes with id, type (entry, send, wait, branch, exit) and "
-                                "their fields; edges are next, or a branch's yes and no (docs/api.md)")
+_NODES = Field(..., description="the graph: nodes with id, type (entry, send, wait, wait_for, branch, "
+                                "split, update, webhook, exit) and their fields; edges are next, a "
+                                "branch's yes and no, a wait_for's timeout_next, a split's branches "
+                                "(docs/api.md)")
 _REENTRY = Field(None, description="once, after_exit or always (default once)")
 _VISITS = Field(None, description=f"how often one run may pass one node, 1..{scenarios.MAX_VISITS} "
                                   f"(default {scenarios.DEFAULT_MAX_VISITS}); ends cycles")
@@ -70,6 +72,15 @@ def _check_nodes(ctx, account_id: int, db_id: int, nodes: Any) -> Any:
     return nodes
 
 
+def _node_checker(ctx, account_id: int, db_id: int):
+    """What a node names (fields, segments, webhook endpoints) must be the account's."""
+    from altcraft.domain.databases import Databases
+    database = Databases(ctx.account_db(account_id)).get(db_id)
+    return scenarios.node_checker(database, ctx.segments(account_id).get,
+                                  lambda endpoint_id: ctx.webhooks.get_doc(account_id, endpoint_id),
+                                  ctx.config.DEFAULT_PHONE_REGION)
+
+
 def _public(ctx, doc: dict[str, Any]) -> dict[str, Any]:
     return {**scenarios.public(doc), "counts": ctx.scenarios.counts(doc["id"])}
 
@@ -95,7 +106,8 @@ def workflows_add(ctx, principal, p: WorkflowAdd):
     return ctx.scenarios.add(principal.account_id, p.name, p.db_id, nodes, p.resource_id,
                              "once" if p.reentry is None else p.reentry,
                              scenarios.DEFAULT_MAX_VISITS if p.max_visits is None else p.max_visits,
-                             ctx.condition_checker(principal.account_id, p.db_id))
+                             ctx.condition_checker(principal.account_id, p.db_id),
+                             _node_checker(ctx, principal.account_id, p.db_id))
 
 
 @api.endpoint("workflows/update", WorkflowUpdate, scope="account", tag="workflows", write=True,
@@ -105,6 +117,7 @@ def workflows_update(ctx, principal, p: WorkflowUpdate):
     nodes = _check_nodes(ctx, principal.account_id, current["db_id"], p.nodes)
     return ctx.scenarios.update(principal.account_id, p.id, nodes,
                                 ctx.condition_checker(principal.account_id, current["db_id"]),
+                                _node_checker(ctx, principal.account_id, current["db_id"]),
                                 name=p.name, reentry=p.reentry, max_visits=p.max_visits)
 
 
