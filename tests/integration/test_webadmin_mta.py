@@ -1,7 +1,7 @@
-"""webadmin's MTA pages against the real stores: the rules page refuses a wrong rule naming
-its field and stores nothing, a save is a new version, a save from a stale version is refused;
-the queues page holds, releases and purges a sender's queue in a running akmtad (under akd),
-each action one journal entry."""
+"""webadmin's MTA rules page against the real stores: a wrong rule is refused naming its
+field and nothing is stored, a save is a new version, a save from a stale version is refused.
+(The queue actions against a running akmtad: tests/e2e/test_webadmin_mta_browser.py; with
+akmtad down: test_webadmin_routes.py.)"""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ import pytest
 from altcraft import registry
 from altcraft.domain.audit import Filter
 from altcraft.web.admin import create_app, mta_form
-from tests.lib.mta import Pipeline
-from tests.lib.wait import wait_for
 from tests.lib.webpanel import admin_signin, make_admin
 
 pytestmark = pytest.mark.integration
@@ -83,37 +81,3 @@ def test_rules_page_refuses_wrong_rules_saves_versions_and_refuses_a_stale_save(
     assert stale.status_code == 409 and "Someone else changed the MTA rules" in stale.data.decode()
     assert rules.version() == 1 and journal.head() == 1
 
-
-def test_queue_hold_release_and_purge_in_a_running_akmtad(harness, basedir, sink_port, vhost):
-    pipe = Pipeline(harness, basedir, sink_port, vhost)
-    try:
-        platform = pipe.platform
-        sender = platform.senders.save(name="news", from_email="news@shop.example", dkim_algorithm="none")
-        client = create_app(pipe.config, registry.get("webadmin")).test_client()
-        admin = make_admin(platform)
-        token = admin_signin(client, admin["login"])
-        assert "akmtad is not running" in client.get("/queues").data.decode()
-        pipe.start("akmtad")
-        row = f'data-testid="queue-row-{sender["id"]}"'
-
-        def state() -> str:
-            html = client.get("/queues").data.decode()
-            assert row in html and "akmtad is not running" not in html
-            return re.search(rf'{row}.*?data-testid="queue-state">([^<]*)<', html, re.S).group(1)
-
-        assert state() == "sending"
-        head = platform.journal.head()
-        for action, after in (("hold", "held"), ("release", "sending")):
-            response = client.post(f"/queues/{sender['id']}/{action}", data={"csrf_token": token})
-            assert response.status_code == 302, action
-            wait_for(lambda: state() == after, timeout=10, what=f"the queue {after}")
-        wrong = client.post(f"/queues/{sender['id']}/purge", data={"confirm": "nope", "csrf_token": token})
-        assert wrong.status_code == 400
-        purged = client.post(f"/queues/{sender['id']}/purge", data={"confirm": "news", "csrf_token": token})
-        assert purged.status_code == 302 and "purged=0" in purged.headers["Location"]
-        entries = platform.journal.list(Filter(limit=10))
-        assert [e["action"] for e in reversed(entries)][-3:] == ["admin.queue_hold", "admin.queue_release",
-                                                                 "admin.queue_purge"]
-        assert platform.journal.head() == head + 3
-    finally:
-        pipe.stop()

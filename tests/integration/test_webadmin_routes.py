@@ -246,6 +246,7 @@ def test_admin_changes_with_the_token(app, world):
         assert "csrf_token" not in entry["summary"], entry
         if "account" in endpoint or "assign" in endpoint:  # the account's journal lists it
             assert entry["account_id"], entry
+    assert b"akmtad is not running" in client.get("/queues").data
     for action in ("hold", "release"):  # akmtad is not running here: said, nothing journaled
         head = journal.head()
         response = client.post(f"/queues/{_sender(world)['id']}/{action}", data={"csrf_token": token})

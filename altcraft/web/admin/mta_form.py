@@ -57,8 +57,9 @@ def to_form(settings: MtaSettings) -> dict[str, str]:
 
 
 def row_count(values: Mapping[str, str], kind: str) -> int:
-    """Rows to show: those the values have, and BLANK_ROWS more."""
-    indexes = [int(m.group(2)) for m in map(_ROW.match, values) if m and m.group(1) == kind]
+    """Rows to show: up to the last one holding something, and BLANK_ROWS more."""
+    indexes = [int(m.group(2)) for m in map(_ROW.match, values)
+               if m and m.group(1) == kind and m.group(3) in ("PATTERN", "NAME") and values[m.group(0)].strip()]
     return (max(indexes) + 1 if indexes else 0) + BLANK_ROWS
 
 
