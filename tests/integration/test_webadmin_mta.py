@@ -5,6 +5,7 @@ akmtad down: test_webadmin_routes.py.)"""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -71,6 +72,8 @@ def test_rules_page_refuses_wrong_rules_saves_versions_and_refuses_a_stale_save(
     assert version["rules"]["RETRY"]["INTERVAL_SECONDS"] == 1 and version["rules"]["RETRY"]["TYPE"] == "fixed"
     entry, = journal.list(Filter(limit=5))
     assert (entry["action"], entry["object_kind"], entry["object_id"]) == ("admin.mta_rules", "mta_rules", "1")
+    summary = json.loads(entry["summary"]) if isinstance(entry["summary"], str) else entry["summary"]
+    assert summary == {"base_version": 0, "saved": version["rules"]}  # what was saved, not the whole form
     page = client.get("/mta/rules?saved=1").data.decode()
     assert 'data-testid="rules-version-1"' in page and admin["login"] in page
     assert 'name="RETRY.INTERVAL_SECONDS" value="1"' in page and 'value="user unknown"' in page

@@ -46,6 +46,7 @@ def add_routes(bp: Blueprint) -> None:
                 status = 409
             else:
                 g.audit_object = ("mta_rules", saved["version"])
+                g.audit_changes = {"base_version": base_version, "saved": saved["rules"]}  # not the whole form
                 return redirect(url_for("admin.mta_rules", saved=saved["version"]))
         try:
             in_force = control_client.rules_in_force(ctx.config)
