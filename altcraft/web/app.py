@@ -228,8 +228,8 @@ def journal_change(action: str, *, who: dict | None = None, object_kind: str = "
 def _journal_request(response: Response) -> Response:
     """Every successful state-changing request of a protected blueprint is one audit entry:
     the action is the route's endpoint, the object the most specific id in its path (or what
-    the route put in g.audit_object), the account the path's (or g.audit_account), the summary the form without the CSRF token
-    (or what the route put in g.audit_changes)."""
+    the route put in g.audit_object), the account the path's (or g.audit_account), the
+    summary the form without the CSRF token (or what the route put in g.audit_changes)."""
     from flask import current_app
 
     if request.method in security.SAFE_METHODS or response.status_code >= 400:
