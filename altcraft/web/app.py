@@ -228,7 +228,8 @@ def journal_change(action: str, *, who: dict | None = None, object_kind: str = "
 def _journal_request(response: Response) -> Response:
     """Every successful state-changing request of a protected blueprint is one audit entry:
     the action is the route's endpoint, the object the most specific id in its path (or what
-    the route put in g.audit_object), the summary the form without the CSRF token."""
+    the route put in g.audit_object), the account the path's (or g.audit_account), the
+    summary the form without the CSRF token (or what the route put in g.audit_changes)."""
     from flask import current_app
 
     if request.method in security.SAFE_METHODS or response.status_code >= 400:
@@ -244,9 +245,9 @@ def _journal_request(response: Response) -> Response:
     args = request.view_args or {}
     id_key = next((k for k in reversed(list(args)) if k.endswith("_id")), None)
     kind, object_id = g.get("audit_object") or ((id_key[:-3], args[id_key]) if id_key else ("", None))
-    account_id = (g.get("account") or {}).get("id") or args.get("account_id") or \
+    account_id = g.get("audit_account") or (g.get("account") or {}).get("id") or args.get("account_id") or \
         (object_id if kind == "account" else None)
-    changes: dict = {k: v for k, v in request.form.items() if k != security.CSRF_FIELD}
+    changes: dict = g.get("audit_changes") or {k: v for k, v in request.form.items() if k != security.CSRF_FIELD}
     changes.update({f"file:{k}": f.filename for k, f in request.files.items()})
     journal_change(request.endpoint or request.path, who=who, object_kind=kind, object_id=object_id,
                    account_id=account_id, changes=changes)

@@ -52,6 +52,69 @@ def _flag(action: str) -> Case:
     return Case(lambda w: f"{_acc(w)}/{action}", state=World.account_state)
 
 
+# -- the MTA pages' world: a sender made on first use (an Ed25519 key: quick to generate)
+def _sender(w: World) -> dict:
+    if "sender" not in w.__dict__:
+        w.__dict__["sender"] = w.platform.senders.save(name=f"news-{uuid.uuid4().hex[:6]}",
+                                                       from_email="news@shop.example", dkim_algorithm="ed25519")
+    return w.__dict__["sender"]
+
+
+def _snd(w: World) -> str:
+    return f"/senders/{_sender(w)['id']}"
+
+
+def _sender_state(w: World) -> tuple:
+    doc = w.platform.senders.collection.find_one({"id": _sender(w)["id"]})
+    return doc["from_name"], doc["dkim_dns_record"], tuple(doc["accounts"]), doc["deleted"]
+
+
+def _rules_form(w: World) -> dict:
+    """The rules page's form as a browser posts it: the rules in force with another interval."""
+    from altcraft.web.admin import mta_form
+    values = mta_form.to_form(w.platform.config.MTA)
+    values.update({"base_version": str(w.platform.mta_rules.version()),
+                   "RETRY.INTERVAL_SECONDS": str(60 + w.platform.mta_rules.version()),
+                   "BOUNCE_PATTERNS[0].TYPE": "hard", "BOUNCE_PATTERNS[0].PATTERN": "user unknown"})
+    return values
+
+
+MTA_CASES: dict[tuple[str, str], Case] = {
+    ("admin.senders", "GET"): Case(lambda w: "/senders"),
+    ("admin.sender_new", "GET"): Case(lambda w: "/senders/new"),
+    ("admin.sender_new", "POST"): Case(lambda w: "/senders/new", data=lambda w: {
+        "name": f"s-{uuid.uuid4().hex[:6]}", "from_email": "info@shop.example", "dkim_selector": "ak",
+        "dkim_algorithm": "ed25519"}, state=lambda w: w.platform.senders.collection.count_documents({})),
+    ("admin.sender", "GET"): Case(_snd),
+    ("admin.sender", "POST"): Case(_snd, data=lambda w: {
+        "name": _sender(w)["name"], "from_email": "news@shop.example", "from_name": f"Shop {uuid.uuid4().hex[:6]}",
+        "dkim_selector": "ak", "ips": "127.0.0.1"}, state=_sender_state),
+    ("admin.sender_dkim", "POST"): Case(lambda w: f"{_snd(w)}/dkim", data=lambda w: {"dkim_algorithm": "ed25519"},
+                                        state=_sender_state),
+    ("admin.sender_assign", "POST"): Case(lambda w: f"{_snd(w)}/assign", data=lambda w: {"account": w.account["name"]},
+                                          state=_sender_state),
+    ("admin.sender_unassign", "POST"): Case(lambda w: f"{_snd(w)}/unassign",
+                                            data=lambda w: {"account": str(w.account["id"])}, state=_sender_state),
+    ("admin.sender_delete", "POST"): Case(lambda w: f"{_snd(w)}/delete", state=_sender_state),
+    ("admin.sender_undelete", "POST"): Case(lambda w: f"{_snd(w)}/undelete", state=_sender_state),
+    ("admin.mta_rules", "GET"): Case(lambda w: "/mta/rules"),
+    ("admin.mta_rules", "POST"): Case(lambda w: "/mta/rules", data=_rules_form,
+                                      state=lambda w: w.platform.mta_rules.version()),
+    ("admin.queues", "GET"): Case(lambda w: "/queues"),
+    # with akmtad down (as here) an action changes nothing and says so (503): the probe is
+    # the journal; test_webadmin_mta.py makes them against a running akmtad
+    ("admin.queue_hold", "POST"): Case(lambda w: f"/queues/{_sender(w)['id']}/hold",
+                                       state=lambda w: w.platform.journal.head()),
+    ("admin.queue_release", "POST"): Case(lambda w: f"/queues/{_sender(w)['id']}/release",
+                                          state=lambda w: w.platform.journal.head()),
+    ("admin.queue_purge", "GET"): Case(lambda w: f"/queues/{_sender(w)['id']}/purge"),
+    ("admin.queue_purge", "POST"): Case(lambda w: f"/queues/{_sender(w)['id']}/purge",
+                                        data=lambda w: {"confirm": _sender(w)["name"]},
+                                        state=lambda w: w.platform.journal.head()),
+}
+QUEUE_ACTIONS = {("admin.queue_hold", "POST"), ("admin.queue_release", "POST"), ("admin.queue_purge", "POST")}
+
+
 # (endpoint, method) -> Case; ordered so that each change finds the account in the state it
 # changes (deactivate before activate, freeze before unfreeze, delete last)
 CASES: dict[tuple[str, str], Case] = {
@@ -74,6 +137,7 @@ CASES: dict[tuple[str, str], Case] = {
     ("admin.totp_enrol", "POST"): Case(lambda w: "/totp", data=lambda w: {"code": "000000"},
                                        state=lambda w: w.platform.admins.get(w.admin["id"]).get("totp_secret")),
     ("admin.audit", "GET"): Case(lambda w: f"/audit?account={w.account['id']}&channel=webadmin&since=2020-01-01"),
+    **MTA_CASES,  # before the account is deleted: senders are assigned to it
     ("admin.account_delete", "GET"): Case(lambda w: f"{_acc(w)}/delete"),
     ("admin.account_delete", "POST"): Case(lambda w: f"{_acc(w)}/delete", data=lambda w: {"confirm": w.account["name"]},
                                            state=World.account_state),
@@ -88,7 +152,8 @@ SERVICE = {("health", "GET"), ("ready", "GET"), ("metrics", "GET"), ("web.static
 PAGES = {k: c for k, c in CASES.items() if k[1] == "GET"}
 CHANGES = {k: c for k, c in CASES.items() if k[1] != "GET"}
 # the enrolment POST with a wrong code is refused (400) by design: no change to observe
-MADE = {k: c for k, c in CHANGES.items() if k != ("admin.totp_enrol", "POST")}
+# and akmtad's queue actions, made against a running akmtad in test_webadmin_mta.py
+MADE = {k: c for k, c in CHANGES.items() if k != ("admin.totp_enrol", "POST") and k not in QUEUE_ACTIONS}
 NONCE = re.compile(r"'nonce-([A-Za-z0-9_-]+)'")
 
 
@@ -178,7 +243,15 @@ def test_admin_changes_with_the_token(app, world):
         entry, = journal.list(Filter(limit=1))
         assert (entry["action"], entry["channel"], entry["actor_kind"], entry["actor_name"]) == \
             (endpoint, "webadmin", "admin", world.admin["login"]), entry
-        assert entry["account_id"] and "csrf_token" not in entry["summary"], entry
+        assert "csrf_token" not in entry["summary"], entry
+        if "account" in endpoint or "assign" in endpoint:  # the account's journal lists it
+            assert entry["account_id"], entry
+    assert b"akmtad is not running" in client.get("/queues").data
+    for action in ("hold", "release"):  # akmtad is not running here: said, nothing journaled
+        head = journal.head()
+        response = client.post(f"/queues/{_sender(world)['id']}/{action}", data={"csrf_token": token})
+        assert response.status_code == 503 and b"akmtad is not running" in response.data, action
+        assert journal.head() == head, action
     assert not world.account_state()[3]  # deleted
     page = client.get(f"/audit?actor={world.admin['login']}&channel=webadmin").data.decode()
     assert page.count('data-testid="audit-row-') == len(MADE) and "admin.account_freeze" in page
@@ -210,3 +283,23 @@ def test_csp_on_every_page_with_a_fresh_nonce(app, world):
         assert _check_csp(first, endpoint) != _check_csp(second, endpoint), f"{endpoint}: the nonce repeats"
     missing = client.get("/accounts/999999999")
     assert missing.status_code == 404 and missing.headers.get("Content-Security-Policy")
+
+
+def test_a_viewer_sees_every_page_and_changes_nothing(app, world):
+    """A `viewer` administrator (a directory group mapped to that role) gets every page and a
+    403 for every change, with the CSRF token: nothing changes, nothing is journaled."""
+    viewer = make_admin(world.platform)
+    world.platform.admins.collection.update_one({"id": viewer["id"]}, {"$set": {"role": "viewer"}})
+    client = app.test_client()
+    token = admin_signin(client, viewer["login"])
+    for (endpoint, _), case in PAGES.items():
+        assert client.get(case.url(world)).status_code in (200, 302), endpoint
+    journal = world.platform.journal
+    for (endpoint, method), case in CHANGES.items():
+        if endpoint == "admin.totp_enrol":
+            continue  # a viewer's own second factor, like its own password, is its to set
+        before, head = case.state(world), journal.head()
+        response = client.open(case.url(world), method=method, data={**case.data(world), "csrf_token": token})
+        assert response.status_code == 403, (endpoint, response.status_code)
+        assert case.state(world) == before, f"{endpoint}: a viewer changed data"
+        assert journal.head() == head, f"{endpoint}: a viewer's refused change was journaled"

@@ -27,7 +27,8 @@ TEMPLATE_HTML = ('<html><body><p>Hello {{ first_name | default("friend") }}!</p>
 
 
 class Pipeline:
-    def __init__(self, harness, basedir: Path, sink_port: int, vhost: str, settings: dict | None = None, **mta):
+    def __init__(self, harness, basedir: Path, sink_port: int, vhost: str, settings: dict | None = None,
+                 processes: dict | None = None, **mta):
         self.basedir = basedir
         self.main_json = basedir / "main.json"
         mta = {"ROUTES": {"*": f"127.0.0.1:{sink_port}"}, "TRY_TLS": False,
@@ -35,7 +36,7 @@ class Pipeline:
                "RETRY": {"TYPE": "fixed", "INTERVAL_SECONDS": 2, "MAX_ATTEMPTS": 5}, **mta}
         data = make_config(harness, basedir, MTA=mta, TRACKING_BASE_URL="https://click.example.test",
                            RABBITMQ_VHOST=vhost,
-                           PROCESSES={"akmtad": {"PORT": free_port()}}, **(settings or {}))
+                           PROCESSES={"akmtad": {"PORT": free_port()}, **(processes or {})}, **(settings or {}))
         self.main_json.write_text(json.dumps(data))
         self.config, _ = cfg.load(self.main_json)
         migration.run(self.config)

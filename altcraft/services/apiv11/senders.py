@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from typing import Optional
 
 from pydantic import Field
 
-from altcraft.domain.errors import Unavailable
 from altcraft.domain.senders import public
 from altcraft.http.apiv11 import Paging, Params, page
+from altcraft.mta import control_client
 from altcraft.services.apiv11 import api
 
 TAG = "senders"
@@ -46,17 +43,6 @@ class SenderAssign(Params):
 
 class QueueParams(Params):
     id: int = Field(..., description="sender id")
-
-
-def _akmtad(ctx, method: str, path: str, body: dict | None = None) -> dict:
-    url = ctx.config.listen_address("akmtad").url(path)
-    request = urllib.request.Request(url, method=method, data=json.dumps(body or {}).encode(),
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read())
-    except (urllib.error.URLError, OSError) as exc:
-        raise Unavailable(f"akmtad is not reachable: {exc}") from None
 
 
 @api.endpoint("admin/senders/list/", SenderList, scope="admin", tag=TAG, returns_list=True, summary="Senders")
@@ -96,7 +82,7 @@ def senders_undelete(ctx, principal, p: SenderId):
 @api.endpoint("admin/senders/queue/stats/", QueueParams, scope="admin", tag=TAG, returns_list=True,
               summary="The sender's MTA queue: new, proc, retry, hold per account and campaign")
 def queue_stats(ctx, principal, p: QueueParams):
-    rows = [r for r in _akmtad(ctx, "GET", "/akmtad/queue/stats")["rows"] if r["sender_id"] == p.id]
+    rows = [r for r in control_client.queue_stats(ctx.config)["rows"] if r["sender_id"] == p.id]
     return rows, len(rows)
 
 
@@ -106,7 +92,7 @@ def _queue_action(action: str, summary: str) -> None:
     @api.endpoint(path, QueueParams, scope="admin", tag=TAG, write=True, summary=summary)
     def handler(ctx, principal, p: QueueParams):
         ctx.senders.get(p.id, include_deleted=True)
-        return _akmtad(ctx, "POST", f"/akmtad/queue/{action}", {"sender_id": p.id})
+        return control_client.queue_action(ctx.config, action, p.id)
 
 
 _queue_action("hold", "Hold the sender's queue (nothing is delivered until release)")

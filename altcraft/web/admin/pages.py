@@ -167,6 +167,10 @@ def blueprint() -> Blueprint:
 
     from altcraft.web.admin.journal import add_routes as journal_routes
     journal_routes(bp)
+    from altcraft.web.admin import mta_pages, queue_pages, sender_pages
+    mta_pages.add_routes(bp)
+    sender_pages.add_routes(bp)
+    queue_pages.add_routes(bp)
     return bp
 
 
