@@ -4,11 +4,9 @@ akd and an SMTP peer on loopback."""
 
 from __future__ import annotations
 
-import json
-import urllib.request
-
 import pytest
 
+from altcraft.mta.control_client import rules_in_force
 from tests.lib.mta import Pipeline
 from tests.lib.sink import Sink
 from tests.lib.wait import wait_for
@@ -58,7 +56,7 @@ def test_a_saved_retry_rule_applies_to_a_running_akmtad(harness, basedir, sink_p
             pipe.start("akmtad")
             pid = pipe.pid("akmtad")
             saved = pipe.platform.mta_rules.save({"RETRY": SECOND_RETRY}, 0, "test")
-            wait_for(lambda: _rules_in_force(pipe) == saved["version"], timeout=20, what="akmtad applies version 1")
+            wait_for(lambda: rules_in_force(pipe.config) == saved["version"], timeout=20, what="akmtad applies version 1")
             pipe.platform.campaigns.start(setup["account"]["id"], setup["campaign"]["id"])
             pipe.start("campaign")
             received = sink.wait_for(len(setup["expected"]), timeout=60)
@@ -72,8 +70,3 @@ def test_a_saved_retry_rule_applies_to_a_running_akmtad(harness, basedir, sink_p
     waits = [delivered_at[rcpt] - at for rcpt, _, at in refused]
     assert max(waits) < 30, f"retried after {max(waits):.0f} s: not on the saved 1 s schedule"
 
-
-def _rules_in_force(pipe: Pipeline) -> int:
-    url = pipe.config.listen_address("akmtad").url("/akmtad/rules")
-    with urllib.request.urlopen(url, timeout=5) as answer:
-        return json.loads(answer.read())["version"]
