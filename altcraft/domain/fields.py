@@ -23,7 +23,7 @@ FIELD_TYPES: tuple[str, ...] = FieldType.__args__  # type: ignore[attr-defined]
 STANDARD_FIELDS: dict[str, FieldType] = {
     "email": "email", "phone": "phone", "first_name": "string", "last_name": "string",
     "middle_name": "string", "birthday": "date", "gender": "gender", "city": "string",
-    "country": "string", "ip": "string",
+    "country": "string", "ip": "string", "region": "string", "timezone": "string", "postal_code": "string",
 }
 FIELD_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 MAX_STRING = 1000
@@ -149,3 +149,86 @@ def coerce(field: Field, value: Any, region: str = "RU") -> Any:
         return _coerce(field.type, value, region)
     except ValueError as exc:
         raise Invalid(field.name, str(exc)) from None
+
+
+# -- Altcraft's system field names ---------------------------------------------------------
+# Altcraft names a profile's system fields `_fname`, `_lname`, `_bdate`... and its phones `phones`
+# (the Profile data object: https://guides.altcraft.com/en/developer-guide/objects/Profile-data-object_3116008).
+# Decision (issue #16): profiles stay stored under this platform's names, so every stored profile,
+# segment condition, template and import mapping keeps working with no migration; Altcraft's names
+# are translated here, in one place, on the way in (Profiles.prepare: API, import, panel) and added
+# beside ours on the way out (`to_altcraft`).
+ALTCRAFT_FIELDS: dict[str, str] = {
+    "_fname": "first_name", "_lname": "last_name", "_bdate": "birthday", "_sex": "gender",
+    "_city": "city", "_country": "country", "_region": "region", "_tz": "timezone",
+    "_postal_code": "postal_code", "_ip": "ip", "phones": "phone",
+}
+# Documented, but Altcraft itself sets them (registration data, lead source, global status):
+# accepted in requests and ignored; `_regdate` is answered from the profile's creation time.
+ALTCRAFT_IGNORED: frozenset[str] = frozenset({"_regdate", "_regip", "_regurl", "_regcity", "_regcountry",
+                                              "_browser", "_vendor", "_status"})
+ALTCRAFT_INPUT_NAMES: frozenset[str] = frozenset(ALTCRAFT_FIELDS) | ALTCRAFT_IGNORED
+# `_sex` is an int on Altcraft's page (its example is 0); the page does not list the values, so
+# this is this platform's reading, documented in docs/api-compatibility.md: 0 unknown, 1 m, 2 f.
+_SEX_IN = {0: None, 1: "m", 2: "f"}
+_SEX_OUT = {"m": 1, "f": 2}
+
+
+def _from_altcraft_value(name: str, value: Any) -> Any:
+    if name == "phones":
+        if isinstance(value, list):
+            if len(value) > 1:
+                raise Invalid("phones", "one phone per profile here (the field `phone`)")
+            return value[0] if value else None
+        return value  # a CSV cell: one number as text
+    if name == "_sex" and not isinstance(value, bool):
+        number = value if isinstance(value, int) else int(value) if isinstance(value, str) \
+            and value.strip().isdigit() else None
+        if number is not None:
+            if number not in _SEX_IN:
+                raise Invalid("_sex", "0 (unknown), 1 (male) or 2 (female)")
+            return _SEX_IN[number]
+    if name == "_bdate" and isinstance(value, str) and len(value) > 10 and value[10:11] in ("T", " "):
+        return value[:10]  # RFC 3339 as Altcraft sends it: the date as written
+    if name == "_postal_code" and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def from_altcraft(data: dict[str, Any]) -> dict[str, Any]:
+    """`data` with Altcraft's system field names turned into this platform's (values too:
+    `phones` [one] to `phone`, `_sex` 1/2 to m/f, `_bdate` RFC 3339 to a date). A field given
+    under both names with two different values is Invalid naming Altcraft's."""
+    if not any(name in ALTCRAFT_INPUT_NAMES for name in data):
+        return data
+    out = {name: value for name, value in data.items() if name not in ALTCRAFT_INPUT_NAMES}
+    for name, value in data.items():
+        ours = ALTCRAFT_FIELDS.get(name)
+        if ours is None:
+            continue
+        value = _from_altcraft_value(name, value)
+        if ours in out and out[ours] != value:
+            raise Invalid(name, f"given with {ours!r} too, with another value: send one of them")
+        out[ours] = value
+    return out
+
+
+def to_altcraft(data: dict[str, Any], created_at: Any = None) -> dict[str, Any]:
+    """Altcraft's names for the system fields of stored `data` (to put beside ours in answers)."""
+    out: dict[str, Any] = {}
+    for altcraft, ours in ALTCRAFT_FIELDS.items():
+        value = data.get(ours)
+        if altcraft == "phones":
+            out["phones"] = [value] if value else []
+        elif value is None:
+            continue
+        elif altcraft == "_sex":
+            out["_sex"] = _SEX_OUT.get(value, 0)
+        elif altcraft == "_bdate":
+            out["_bdate"] = f"{value}T00:00:00Z"
+        else:
+            out[altcraft] = value
+    if isinstance(created_at, datetime):
+        stamp = created_at if created_at.tzinfo else created_at.replace(tzinfo=timezone.utc)
+        out["_regdate"] = stamp.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return out

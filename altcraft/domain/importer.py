@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from altcraft.domain.errors import Invalid
+from altcraft.domain.fields import ALTCRAFT_INPUT_NAMES
 from altcraft.domain.profiles import Profiles
 
 Format = Literal["csv", "jsonl"]
@@ -108,7 +109,8 @@ def read_rows(handle: io.TextIOBase, fmt: Format, known_fields: set[str],
               mapping: dict[str, str] | None = None) -> Iterator[tuple[int, Any]]:
     """(line number, row) pairs; a row is a dict, or an Invalid for a line that cannot be parsed.
 
-    Without a mapping the columns must be the database's fields. A mapping renames each
+    Without a mapping the columns must be the database's fields or Altcraft's system field
+    names (`_fname`, `phones`...: Profiles.prepare translates them). A mapping renames each
     column to a field, or drops it when it maps to "" (the panel's column mapping)."""
 
     def renamed(record: dict[str, Any]) -> dict[str, Any]:
@@ -119,8 +121,9 @@ def read_rows(handle: io.TextIOBase, fmt: Format, known_fields: set[str],
     if fmt == "csv":
         reader = _csv_reader(handle)
         header = list(reader.fieldnames or [])
+        known = set(known_fields) | ALTCRAFT_INPUT_NAMES
         unknown = [name for name in header if (mapping.get(name, name) if mapping else name)
-                   and (mapping.get(name, name) if mapping else name) not in known_fields]
+                   and (mapping.get(name, name) if mapping else name) not in known]
         if unknown:
             raise FileError(f"columns that are not fields of the database: {', '.join(unknown)}")
         for record in reader:

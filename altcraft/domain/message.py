@@ -20,6 +20,7 @@ from email.utils import formataddr, formatdate
 from typing import Any
 
 from altcraft.domain import tracking
+from altcraft.domain.fields import to_altcraft
 from altcraft.domain.templates import render_parts
 
 _HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
@@ -98,8 +99,8 @@ def _context(envelope: Envelope, profile: dict[str, Any], issued: int,
     data = profile.get("data", {})
     profile_id = profile["_id"]
     unsubscribe = _link(envelope, profile_id, "unsubscribe", issued=issued)
-    return unsubscribe, {
-        **data, "profile": data, "unsubscribe_url": unsubscribe,
+    return unsubscribe, {  # Altcraft's field names too ({{ _fname }}), ours win
+        **to_altcraft(data), **data, "profile": data, "unsubscribe_url": unsubscribe,
         "manage_url": _link(envelope, profile_id, "manage", issued=issued),
         "webversion_url": _link(envelope, profile_id, "webversion", webversion_link_id(envelope.launch),
                                 issued=issued), **(extra or {})}

@@ -25,7 +25,7 @@ from altcraft.bundled.sexdb import SexDB
 from altcraft.domain.clock import now
 from altcraft.domain.databases import ProfileDatabase
 from altcraft.domain.errors import Conflict, Invalid, NotFound
-from altcraft.domain.fields import coerce
+from altcraft.domain.fields import ALTCRAFT_FIELDS, coerce, from_altcraft
 from altcraft.domain.subscriptions import CHANNELS, STATUSES, change
 
 Outcome = Literal["inserted", "updated", "unchanged"]
@@ -107,6 +107,7 @@ class Profiles:
         """Validated, normalised, enriched field values; raises Invalid on the first bad one."""
         if not isinstance(data, dict):
             raise Invalid("data", "an object of field values")
+        data = from_altcraft(data)  # Altcraft's system field names (`_fname`...) are ours stored
         clean: dict[str, Any] = {}
         for name, raw in data.items():
             definition = self.database.fields.get(name)
@@ -154,7 +155,7 @@ class Profiles:
         if matching == "custom":
             if field_name is None or field_value is None:
                 raise Invalid("field_name" if field_name is None else "field_value", "missing: matching is custom")
-            name, value, where = field_name, field_value, "field_value"
+            name, value, where = ALTCRAFT_FIELDS.get(field_name, field_name), field_value, "field_value"
         elif matching == "key":
             name, value, where = self.database.key, key_value, "key_value"
         else:

@@ -8,7 +8,11 @@ A condition is a tree of JSON objects:
   {"activity": "opened" | "clicked" | "received", "campaign_id": 7 (optional: any), "days": 30}
 Field conditions run in MongoDB; activity conditions in ClickHouse (events), whose answer
 (a set of profile ids) joins the MongoDB query. Dynamic segments are counted on demand;
-static segments store their members when materialised.
+static segments store their members (collection `segment_members`, one document per segment
+and profile). A static segment is filled either from its condition (materialised at creation and
+again by `segments/count`) or, made as Altcraft makes one (`manual`: no condition), by adding and
+removing profiles one by one (`add_member`, `remove_member`: Altcraft's profiles/segstatic/*);
+a manual segment's members are never replaced by a materialisation.
 """
 
 from __future__ import annotations
@@ -18,11 +22,12 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
 
 from altcraft.domain.clock import now
 from altcraft.domain.databases import Databases, ProfileDatabase
 from altcraft.domain.errors import Conflict, Invalid, NotFound
-from altcraft.domain.fields import coerce
+from altcraft.domain.fields import ALTCRAFT_FIELDS, coerce
 from altcraft.domain.ids import next_id
 
 OPS = ("eq", "ne", "in", "nin", "gt", "gte", "lt", "lte", "between", "exists",
@@ -72,6 +77,7 @@ class Compiler:
 
     def _field(self, c: dict[str, Any], where: str) -> dict[str, Any]:
         name, op, value = c.get("field"), c.get("op", "eq"), c.get("value")
+        name = ALTCRAFT_FIELDS.get(name, name) if isinstance(name, str) else name  # `_fname` is first_name
         if name not in self.database.fields:
             raise Invalid(f"{where}.field", f"{name!r} is not a field of database {self.database.id}")
         if op not in OPS:
@@ -129,19 +135,25 @@ class Segments:
         database = self._database(segment["db_id"])
         return Compiler(database, self.account_id, self.activity, self.region).compile(segment["condition"])
 
-    def add(self, name: str, db_id: int, condition: Any, kind: str = "dynamic") -> dict[str, Any]:
+    def add(self, name: str, db_id: int, condition: Any, kind: str = "dynamic",
+            manual: bool = False) -> dict[str, Any]:
+        """A new segment; `manual` (static only, no condition): members are added one by one."""
         if not isinstance(name, str) or not name.strip():
             raise Invalid("name", "missing")
         if kind not in ("dynamic", "static"):
             raise Invalid("kind", "dynamic or static")
+        if manual and (kind != "static" or condition):
+            raise Invalid("condition", "a segment filled by hand is static and has no condition")
         database = self._database(db_id)
         Compiler(database, self.account_id, self.activity, self.region).compile(condition)  # validates
         if self.db.segments.find_one({"name": name}):
             raise Conflict(f"a segment named {name!r} exists")
         doc = {"id": next_id(self.db, "segments"), "name": name.strip(), "db_id": db_id, "kind": kind,
                "condition": condition or {}, "created_at": now(), "materialized_at": None}
+        if manual:
+            doc.update(manual=True, count=0)
         self.db.segments.insert_one(doc)
-        if kind == "static":
+        if kind == "static" and not manual:
             self.materialize(doc["id"])
         return self.get(doc["id"])
 
@@ -160,6 +172,8 @@ class Segments:
         if name is not None:
             changes["name"] = name.strip()
         if condition is not None:
+            if segment.get("manual"):
+                raise Invalid("condition", f"segment {segment_id} is filled by hand: it has no condition")
             Compiler(self._database(segment["db_id"]), self.account_id, self.activity,
                      self.region).compile(condition)
             changes["condition"] = condition
@@ -173,8 +187,11 @@ class Segments:
         self.db.segment_members.delete_many({"segment_id": segment_id})
 
     def materialize(self, segment_id: int) -> int:
-        """Static segments: store the current members (replacing the previous ones)."""
+        """Static segments: store the current members (replacing the previous ones); a manual
+        one keeps its members and answers their number."""
         segment = self.get(segment_id)
+        if segment.get("manual"):
+            return self._recount(segment_id)
         database = self._database(segment["db_id"])
         query = Compiler(database, self.account_id, self.activity, self.region).compile(segment["condition"])
         ids = [d["_id"] for d in self.db[database.collection_name].find(query, {"_id": 1})]
@@ -184,6 +201,43 @@ class Segments:
                 [{"segment_id": segment_id, "profile_id": pid} for pid in ids[start:start + 5000]])
         self.db.segments.update_one({"id": segment_id}, {"$set": {"materialized_at": now(), "count": len(ids)}})
         return len(ids)
+
+    def check_manual(self, segment_id: Any, db_id: Any) -> dict[str, Any]:
+        """The segment, if it is a static segment of database `db_id` filled by hand."""
+        segment = self.get(segment_id)
+        if segment["db_id"] != db_id:
+            raise Invalid("db_id", f"segment {segment_id} is a segment of database {segment['db_id']}")
+        if segment["kind"] != "static":
+            raise Invalid("segment_id", f"segment {segment_id} is dynamic: only a static segment has members")
+        if not segment.get("manual"):
+            raise Conflict(f"segment {segment_id} is filled from its condition: its members are not added by hand")
+        return segment
+
+    def _recount(self, segment_id: int) -> int:
+        count = self.db.segment_members.count_documents({"segment_id": segment_id})
+        self.db.segments.update_one({"id": segment_id}, {"$set": {"count": count, "materialized_at": now()}})
+        return count
+
+    def add_member(self, segment_id: Any, db_id: Any, profile_id: str) -> bool:
+        """Puts a profile of the segment's database into a manual static segment (Altcraft's
+        profiles/segstatic/add); False if it was a member already."""
+        self.check_manual(segment_id, db_id)
+        if self.db[self._database(db_id).collection_name].count_documents({"_id": profile_id}, limit=1) == 0:
+            raise NotFound("profile not found")
+        try:  # the _id makes a membership unique, so two concurrent adds store one
+            self.db.segment_members.insert_one({"_id": f"{segment_id}:{profile_id}", "segment_id": segment_id,
+                                                "profile_id": profile_id})
+        except DuplicateKeyError:
+            return False
+        self._recount(segment_id)
+        return True
+
+    def remove_member(self, segment_id: Any, db_id: Any, profile_id: str) -> bool:
+        """Takes a profile out of a manual static segment; False if it was not a member."""
+        self.check_manual(segment_id, db_id)
+        removed = self.db.segment_members.delete_many({"segment_id": segment_id, "profile_id": profile_id})
+        self._recount(segment_id)
+        return removed.deleted_count > 0
 
     def match(self, db_id: Any, condition: Any, sample: int = 5) -> tuple[int, list[dict[str, Any]]]:
         """How many profiles of a database an unsaved condition selects and the first few in

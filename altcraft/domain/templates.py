@@ -19,6 +19,11 @@ from altcraft.domain.ids import next_id
 
 PARTS = ("subject", "html", "text")
 MAX_PART = 512 * 1024
+# kept with the template and answered back, not used in sending (the campaign's sender decides
+# From and Reply-To): Altcraft's description, draft flag and e-mail channel fields
+EXTRAS: dict[str, type] = {"descr": str, "is_draft": bool, "from_email": str, "from_name": str,
+                           "replyto_email": str, "replyto_name": str, "is_not_inline": bool}
+MAX_EXTRA = 1000
 
 
 def environment(autoescape: bool) -> ImmutableSandboxedEnvironment:
@@ -75,7 +80,21 @@ class Templates:
         compile_parts(clean)
         return clean
 
-    def add(self, name: str, subject: str, html: str = "", text: str = "") -> dict[str, Any]:
+    @staticmethod
+    def _extras(values: dict[str, Any]) -> dict[str, Any]:
+        clean = {}
+        for name, value in values.items():
+            kind = EXTRAS.get(name)
+            if kind is None:
+                raise Invalid(name, "not a template field")
+            if value is None:
+                continue
+            if not isinstance(value, kind) or (kind is str and len(value) > MAX_EXTRA):
+                raise Invalid(name, "a boolean" if kind is bool else f"a string of at most {MAX_EXTRA} characters")
+            clean[name] = value
+        return clean
+
+    def add(self, name: str, subject: str, html: str = "", text: str = "", **extras: Any) -> dict[str, Any]:
         if not isinstance(name, str) or not name.strip():
             raise Invalid("name", "missing")
         if not subject:
@@ -83,9 +102,10 @@ class Templates:
         if not html and not text:
             raise Invalid("html", "a template needs an HTML or a text part")
         parts = self._validate({"subject": subject, "html": html, "text": text})
+        kept = self._extras(extras)
         if self.db.templates.find_one({"name": name}):
             raise Conflict(f"a template named {name!r} exists")
-        doc = {"id": next_id(self.db, "templates"), "name": name.strip(), **parts, "created_at": now()}
+        doc = {"id": next_id(self.db, "templates"), "name": name.strip(), **parts, **kept, "created_at": now()}
         self.db.templates.insert_one(doc)
         return self.get(doc["id"])
 
@@ -101,6 +121,7 @@ class Templates:
     def update(self, template_id: int, **parts: Any) -> dict[str, Any]:
         self.get(template_id)
         changes = self._validate(parts)
+        changes.update(self._extras({k: v for k, v in parts.items() if k not in PARTS and k != "name"}))
         if parts.get("name"):
             changes["name"] = str(parts["name"]).strip()
         if changes:

@@ -55,6 +55,11 @@ def _account_calls(a: dict) -> dict[str, dict]:
                             "data": {"email": "victim@example.com", "city": "Nowhere"}},
         "profiles/import_batch": {"db_id": db_id, "data": [{"email": "victim@example.com", "city": "Nowhere"}]},
         "subscriptions/set": {"db_id": db_id, "profile_id": profile_id, "resource_id": 1, "channel": "email"},
+        "subscriptions/list": {"db_id": db_id, "profile_id": profile_id},
+        "subscriptions/get": {"db_id": db_id, "profile_id": profile_id, "resource_id": 1, "channel": "email"},
+        "profiles/add_batch": {"db_id": db_id, "data": [{"email": "intruder@example.com"}]},
+        "profiles/segstatic/add": {"segment_id": a["segment"], "db_id": db_id, "profile_id": profile_id},
+        "profiles/segstatic/remove": {"segment_id": a["segment"], "db_id": db_id, "profile_id": profile_id},
         "segments/add": {"name": "steal", "db_id": db_id},
         "segments/get": {"id": a["segment"]},
         "segments/update": {"id": a["segment"], "name": "mine"},
@@ -151,7 +156,8 @@ def test_tenant_isolation_on_every_account_endpoint(admin, platform):
     assert beta.ok("campaigns/triggers/list") == []
 
     # beta now has a database with the same id as alpha's: still never alpha's profile
-    for path in ("profiles/get", "profiles/update", "profiles/delete", "subscriptions/set"):
+    for path in ("profiles/get", "profiles/update", "profiles/delete", "subscriptions/set", "subscriptions/list",
+                 "subscriptions/get", "profiles/segstatic/add", "profiles/segstatic/remove"):
         status, body = beta(path, **calls[path])
         assert status == 404 and body["data"] is None, (path, body)
     report = beta.ok("profiles/import_batch", **calls["profiles/import_batch"])

@@ -10,6 +10,8 @@ from altcraft.domain.message import Envelope, render
 from altcraft.domain.templates import MAX_PART, compile_parts
 from altcraft.http.apiv11 import Paging, Params, page
 from altcraft.services.apiv11 import api
+from altcraft.services.apiv11.shapes import (altcraft_segment, altcraft_template, check_segment_update, segment_db,
+                                             segment_kind, template_parts)
 
 
 class NoParams(Params):
@@ -21,7 +23,8 @@ class SegmentsList(Paging):
 
 
 class TemplatesList(Paging):
-    pass
+    channel: Optional[str] = Field(None, description="Altcraft's filter: email lists every template "
+                                                     "(all are e-mail here), another channel none")
 
 
 class CampaignsList(Paging):
@@ -34,30 +37,58 @@ class ById(Params):
 
 class SegmentAdd(Params):
     name: str
-    db_id: int
+    db_id: Optional[int] = Field(None, description="the profile database (or Altcraft's list_id)")
+    list_id: Optional[int] = Field(None, description="Altcraft's name of db_id")
     condition: dict[str, Any] = Field(default_factory=dict, description="see docs/api.md")
-    kind: str = Field("dynamic", description="dynamic or static")
+    kind: Optional[str] = Field(None, description="dynamic (default) or static")
+    is_static: Optional[bool] = Field(None, description="Altcraft's kind: true is static; static without condition: "
+                                                        "filled by profiles/segstatic/add")
+    is_refresh_daily: bool = Field(False, description="Altcraft's updatable segments: only false is served")
+    segment: Optional[list[dict[str, Any]]] = Field(None, description="Altcraft's rule groups: only an empty list "
+                                                                      "is served; give condition")
 
 
 class SegmentUpdate(Params):
     id: int
     name: Optional[str] = None
     condition: Optional[dict[str, Any]] = None
+    list_id: Optional[int] = Field(None, description="Altcraft's: the segment's database (it cannot change)")
+    is_static: Optional[bool] = Field(None, description="Altcraft's: the segment's kind (it cannot change)")
+    is_refresh_daily: bool = Field(False, description="Altcraft's updatable segments: only false is served")
+    segment: Optional[list[dict[str, Any]]] = Field(None, description="Altcraft's rule groups: only an empty list")
 
 
-class TemplateAdd(Params):
+class TemplateFields(Params):
+    """Altcraft's template parameters beside this platform's flat parts (one form or the other)."""
+
+    channels: Optional[list[dict[str, Any]]] = Field(None, max_length=1, description=(
+        "Altcraft's form: [{sid: email, fields: {subject, html, text, from_email, from_name, replyto_email, "
+        "replyto_name, is_not_inline}}] (only the email channel)"))
+    descr: Optional[str] = Field(None, description="a description, kept")
+    is_draft: Optional[bool] = Field(None, description="kept and answered; a draft can still be used")
+    json_url: Optional[str] = Field(None, description="accepted and ignored (no block editor here)")
+    is_confirm: Optional[bool] = Field(None, description="accepted and ignored (no double opt-in templates here)")
+    suppress_id: Optional[int] = Field(None, ge=1, description="accepted and ignored (the stop list is global here)")
+
+
+class TemplateAdd(TemplateFields):
     name: str
-    subject: str
-    html: str = Field("", max_length=MAX_PART)
-    text: str = Field("", max_length=MAX_PART)
+    subject: Optional[str] = None
+    html: Optional[str] = Field(None, max_length=MAX_PART)
+    text: Optional[str] = Field(None, max_length=MAX_PART)
 
 
-class TemplateUpdate(Params):
+class TemplateUpdate(TemplateFields):
     id: int
     name: Optional[str] = None
     subject: Optional[str] = None
     html: Optional[str] = Field(None, max_length=MAX_PART)
     text: Optional[str] = Field(None, max_length=MAX_PART)
+
+
+def _template_values(p: TemplateFields) -> dict[str, Any]:
+    values = template_parts(p.channels, {k: getattr(p, k) for k in ("subject", "html", "text")})
+    return {**values, **{k: v for k in ("descr", "is_draft") if (v := getattr(p, k)) is not None}}
 
 
 class TemplatePreview(Params):
@@ -105,24 +136,34 @@ def _check_refs(ctx, account_id: int, p) -> None:
 # -- segments --------------------------------------------------------------------------
 @api.endpoint("segments/list", SegmentsList, scope="account", tag="segments", returns_list=True, summary="Segments")
 def segments_list(ctx, principal, p):
-    return page(ctx.segments(principal.account_id).list(), p)
+    return page([altcraft_segment(s) for s in ctx.segments(principal.account_id).list()], p)
 
 
 @api.endpoint("segments/add", SegmentAdd, scope="account", tag="segments", write=True,
-              summary="Create a segment (static segments are materialised at once)")
+              summary="Create a segment (static segments are materialised at once; Altcraft's is_static without "
+                      "a condition makes one filled by profiles/segstatic/add); data carries saved_id")
 def segments_add(ctx, principal, p: SegmentAdd):
-    return ctx.segments(principal.account_id).add(p.name, p.db_id, p.condition, p.kind)
+    kind, manual = segment_kind(p.kind, p.is_static, p.is_refresh_daily, p.segment, p.condition)
+    segment = ctx.segments(principal.account_id).add(p.name, segment_db(p.db_id, p.list_id), p.condition,
+                                                     kind, manual=manual)
+    return {**altcraft_segment(segment), "saved_id": segment["id"]}  # Altcraft's answer: data.saved_id
 
 
-@api.endpoint("segments/get", ById, scope="account", tag="segments", summary="A segment")
+@api.endpoint("segments/get", ById, scope="account", tag="segments",
+              summary="A segment, with Altcraft's count, list_id, is_static")
 def segments_get(ctx, principal, p: ById):
-    return ctx.segments(principal.account_id).get(p.id)
+    segments = ctx.segments(principal.account_id)
+    segment = segments.get(p.id)
+    count = segment.get("count", 0) if segment["kind"] == "static" else segments.count(p.id)
+    return {**altcraft_segment(segment), "count": count}
 
 
 @api.endpoint("segments/update", SegmentUpdate, scope="account", tag="segments", write=True,
               summary="Rename a segment or change its condition")
 def segments_update(ctx, principal, p: SegmentUpdate):
-    return ctx.segments(principal.account_id).update(p.id, p.name, p.condition)
+    segments = ctx.segments(principal.account_id)
+    check_segment_update(segments.get(p.id), p.list_id, p.is_static, p.is_refresh_daily, p.segment)
+    return altcraft_segment(segments.update(p.id, p.name, p.condition))
 
 
 @api.endpoint("segments/delete", ById, scope="account", tag="segments", write=True, summary="Delete a segment")
@@ -142,25 +183,33 @@ def segments_count(ctx, principal, p: ById):
 
 # -- templates ---------------------------------------------------------------------------
 @api.endpoint("templates/list", TemplatesList, scope="account", tag="templates", returns_list=True, summary="Templates")
-def templates_list(ctx, principal, p):
-    return page(ctx.templates(principal.account_id).list(), p)
+def templates_list(ctx, principal, p: TemplatesList):
+    templates = ctx.templates(principal.account_id).list() if p.channel in (None, "email") else []
+    return page([altcraft_template(t) for t in templates], p)
 
 
 @api.endpoint("templates/add", TemplateAdd, scope="account", tag="templates", write=True,
-              summary="Create a template (subject, HTML and/or text in sandboxed Jinja)")
+              summary="Create a template (subject, HTML and/or text in sandboxed Jinja, flat or in Altcraft's "
+                      "channels); data carries saved_id")
 def templates_add(ctx, principal, p: TemplateAdd):
-    return ctx.templates(principal.account_id).add(p.name, p.subject, p.html, p.text)
+    values = _template_values(p)
+    template = ctx.templates(principal.account_id).add(
+        p.name, values.pop("subject", ""), values.pop("html", None) or "", values.pop("text", None) or "", **values)
+    return {**altcraft_template(template), "saved_id": template["id"]}  # Altcraft's answer: data.saved_id
 
 
-@api.endpoint("templates/get", ById, scope="account", tag="templates", summary="A template")
+@api.endpoint("templates/get", ById, scope="account", tag="templates", summary="A template (with Altcraft's channels)")
 def templates_get(ctx, principal, p: ById):
-    return ctx.templates(principal.account_id).get(p.id)
+    return altcraft_template(ctx.templates(principal.account_id).get(p.id))
 
 
 @api.endpoint("templates/update", TemplateUpdate, scope="account", tag="templates", write=True,
               summary="Change a template")
 def templates_update(ctx, principal, p: TemplateUpdate):
-    return ctx.templates(principal.account_id).update(p.id, **p.model_dump(exclude={"id"}, exclude_none=True))
+    values = _template_values(p)
+    if p.name is not None:
+        values["name"] = p.name
+    return altcraft_template(ctx.templates(principal.account_id).update(p.id, **values))
 
 
 @api.endpoint("templates/delete", ById, scope="account", tag="templates", write=True, summary="Delete a template")

@@ -10,9 +10,10 @@ from typing import Any, Optional, Union
 from pydantic import Field
 
 from altcraft.domain import events
-from altcraft.domain.errors import Invalid, NotFound
+from altcraft.domain.errors import DomainError, Invalid, NotFound
+from altcraft.domain.fields import from_altcraft, to_altcraft
 from altcraft.domain.importer import import_rows
-from altcraft.http.apiv11 import Beside, Paging, Params, page
+from altcraft.http.apiv11 import OK_TEXT, Beside, Paging, Params, page
 from altcraft.services.apiv11 import api
 from altcraft.services.automation import announce
 
@@ -77,6 +78,8 @@ class ProfileImport(ProfileRef):
     skip_triggers: bool = Field(False, description="the change is not announced: no trigger campaign or webhook reacts")
     skip_invalid_subscriptions: bool = Field(False, description="accepted; an invalid subscription is a 400 here")
     detect_geo: bool = Field(False, description="accepted; the city and country are always filled from the IP here")
+    add_to_segments: Optional[list[int]] = Field(None, description="static segments (filled by hand) to put the profile in")
+    remove_from_segments: Optional[list[int]] = Field(None, description="static segments (filled by hand) to take it out of")
 
 
 class ProfileImportBatch(Params):
@@ -93,6 +96,11 @@ def _lookup(ctx, principal, p: ProfileRef, data: dict[str, Any] | None = None, *
     with `default_email` (import), `data.email` counts even without `matching`, as its default.
     """
     profiles = ctx.profiles(principal.account_id, p.db_id)
+    if data:
+        try:  # the contact may be under Altcraft's name (`phones`)
+            data = from_altcraft(data)
+        except Invalid as exc:
+            raise Invalid(f"data.{exc.field}", exc.reason) from None
     lookups = {"email": p.email, "phone": p.phone}
     named = p.matching is not None or any(v is not None for v in (p.profile_id, p.email, p.phone, p.key_value))
     for name in ("email", "phone"):
@@ -191,8 +199,10 @@ def _announce(ctx, account_id: int, after: dict[str, Any], before: dict[str, Any
 def profiles_get(ctx, principal, p: ProfileRef):
     profiles, profile_id = _lookup(ctx, principal, p)
     profile = profiles.get(profile_id=profile_id)
-    # Altcraft's answer is flat (`data.email`): the field values beside this platform's keys
-    return {**{k: v for k, v in profile["data"].items() if k not in profile}, **profile}
+    # Altcraft's answer is flat (`data.email`): the field values under Altcraft's system names
+    # (`_fname`, `phones`...) and this platform's, beside this platform's keys
+    flat = {**to_altcraft(profile["data"], profile.get("created_at")), **profile["data"]}
+    return {**{k: v for k, v in flat.items() if k not in profile}, **profile}
 
 
 def _update(ctx, principal, profiles, profile_id: str, data: dict[str, Any] | None,
@@ -200,8 +210,9 @@ def _update(ctx, principal, profiles, profile_id: str, data: dict[str, Any] | No
     before = profiles.get(profile_id=profile_id) if subscriptions else None
     with _fields_in_data(params):
         after = profiles.update(data, subscriptions=subscriptions, profile_id=profile_id)
-    changed = tuple(k for k in (data or {}) if (before or {}).get("data", {}).get(k) != after["data"].get(k)) \
-        if before else tuple(data or ())
+    given = from_altcraft(data or {})  # valid by now: the fields under this platform's names
+    changed = tuple(k for k in given if (before or {}).get("data", {}).get(k) != after["data"].get(k)) \
+        if before else tuple(given)
     if not skip_triggers:
         _announce(ctx, principal.account_id, after, before or after, fields=changed)
     return after
@@ -229,6 +240,13 @@ def profiles_delete(ctx, principal, p: ProfileRef):
               summary="Altcraft's import of one profile: found by matching and updated, or else created")
 def profiles_import(ctx, principal, p: ProfileImport):
     data, subscriptions = _split(p.data, None)
+    segments = ctx.segments(principal.account_id)
+    for name in ("add_to_segments", "remove_from_segments"):  # checked before anything is written
+        for index, segment_id in enumerate(getattr(p, name) or []):
+            try:
+                segments.check_manual(segment_id, p.db_id)
+            except DomainError as exc:
+                raise Invalid(f"{name}[{index}]", exc.reason if isinstance(exc, Invalid) else exc.message) from None
     try:
         profiles, profile_id = _lookup(ctx, principal, p, data, default_email=True)
     except NotFound:
@@ -239,6 +257,10 @@ def profiles_import(ctx, principal, p: ProfileImport):
     else:
         profile = _update(ctx, principal, profiles, profile_id, data, subscriptions,
                           skip_triggers=p.skip_triggers, params=ProfileImport)
+    for segment_id in p.add_to_segments or []:
+        segments.add_member(segment_id, p.db_id, profile["id"])
+    for segment_id in p.remove_from_segments or []:
+        segments.remove_member(segment_id, p.db_id, profile["id"])
     return Beside(profile, {"profile_id": profile["id"]})
 
 
@@ -288,3 +310,94 @@ def subscriptions_set(ctx, principal, p: SubscriptionSet):
             "status": next(s["status"] for s in after["subscriptions"]
                            if (s["resource_id"], s["channel"]) == (p.resource_id, p.channel)),
             "outcome": outcome}
+
+
+class SubscriptionsList(Params):
+    """Altcraft's subscriptions/list: a profile's subscriptions."""
+
+    db_id: int
+    profile_id: str
+
+
+class SubscriptionGet(SubscriptionsList):
+    """Altcraft's subscriptions/get: one subscription, by resource and channel."""
+
+    resource_id: int
+    channel: str = Field(..., description="email, sms or push")
+    email: Optional[str] = Field(None, description="accepted; the contact is the profile's own field here")
+    phone: Optional[str] = Field(None, description="accepted; the contact is the profile's own field here")
+
+
+def _altcraft_subscription(profile: dict[str, Any], subscription: dict[str, Any]) -> dict[str, Any]:
+    """A subscription as Altcraft answers it: the contact from the profile's own field."""
+    contact = {"email": ("email", "email"), "sms": ("phone", "phone")}.get(subscription["channel"])
+    extra = {contact[0]: profile["data"].get(contact[1])} if contact else {}
+    return {**subscription, **extra, "priority": 0, "custom_fields": {}}
+
+
+@api.endpoint("subscriptions/list", SubscriptionsList, scope="account", tag="profiles",
+              summary="A profile's subscriptions (Altcraft's subscriptions/list)")
+def subscriptions_list(ctx, principal, p: SubscriptionsList):
+    profile = ctx.profiles(principal.account_id, p.db_id).get(profile_id=p.profile_id)
+    return [_altcraft_subscription(profile, s) for s in profile["subscriptions"]]
+
+
+@api.endpoint("subscriptions/get", SubscriptionGet, scope="account", tag="profiles",
+              summary="One subscription of a profile (Altcraft's subscriptions/get)")
+def subscriptions_get(ctx, principal, p: SubscriptionGet):
+    profile = ctx.profiles(principal.account_id, p.db_id).get(profile_id=p.profile_id)
+    for subscription in profile["subscriptions"]:
+        if (subscription["resource_id"], subscription["channel"]) == (p.resource_id, p.channel):
+            return _altcraft_subscription(profile, subscription)
+    raise NotFound(f"the profile has no {p.channel} subscription to resource {p.resource_id}")
+
+
+class ProfileAddBatch(Params):
+    """Altcraft's profiles/add_batch/: several profiles added at once, each answered on its own."""
+
+    db_id: int
+    data: list[dict[str, Any]] = Field(..., max_length=1000)
+    skip_triggers: bool = Field(False, description="the changes are not announced: no trigger campaign or webhook reacts")
+    skip_invalid_subscriptions: bool = Field(False, description="accepted; an invalid subscription fails its profile")
+
+
+@api.endpoint("profiles/add_batch", ProfileAddBatch, scope="account", tag="profiles", write=True,
+              summary="Add up to 1000 profiles; result: one {error, error_text, profile_id} each (Altcraft's)")
+def profiles_add_batch(ctx, principal, p: ProfileAddBatch):
+    profiles = ctx.profiles(principal.account_id, p.db_id)
+    result = []
+    for index, item in enumerate(p.data):
+        try:
+            data, subscriptions = _split(item, None)
+            profile = _create(ctx, principal, profiles, data, subscriptions,
+                              skip_triggers=p.skip_triggers, params=ProfileAddBatch)
+        except DomainError as exc:  # one bad profile fails alone, as Altcraft answers it
+            text = f"data[{index}].{exc.field.removeprefix('data.')}: {exc.reason}" if isinstance(exc, Invalid) else \
+                f"data[{index}]: {exc.message}"
+            result.append({"error": exc.code, "error_text": text, "profile_id": ""})
+            continue
+        result.append({"error": 0, "error_text": OK_TEXT, "profile_id": profile["id"]})
+    return Beside({"added": sum(1 for r in result if r["profile_id"])}, {"result": result})
+
+
+class SegStatic(ProfileRef):
+    """Altcraft's profiles/segstatic/add and remove: a profile into or out of a static segment."""
+
+    segment_id: int
+    skip_triggers: bool = Field(False, description="accepted; no trigger reacts to segment membership here")
+
+
+@api.endpoint("profiles/segstatic/add", SegStatic, scope="account", tag="segments", write=True,
+              summary="Add a profile (found by matching) to a static segment filled by hand")
+def segstatic_add(ctx, principal, p: SegStatic):
+    _, profile_id = _lookup(ctx, principal, p)
+    ctx.segments(principal.account_id).add_member(p.segment_id, p.db_id, profile_id)
+    return None  # Altcraft answers {error, error_text}
+
+
+@api.endpoint("profiles/segstatic/remove", SegStatic, scope="account", tag="segments", write=True,
+              summary="Remove a profile (found by matching) from a static segment filled by hand")
+def segstatic_remove(ctx, principal, p: SegStatic):
+    _, profile_id = _lookup(ctx, principal, p)
+    ctx.segments(principal.account_id).remove_member(p.segment_id, p.db_id, profile_id)
+    return None
