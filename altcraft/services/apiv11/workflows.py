@@ -10,7 +10,7 @@ from altcraft.domain import events, scenarios
 from altcraft.domain.errors import Conflict, NotFound
 from altcraft.http.apiv11 import Params
 from altcraft.services.apiv11 import api
-from altcraft.services.apiv11.triggers import _checked, _profile_id
+from altcraft.services.apiv11.triggers import Matching, _checked, _profile_id, refuse_unsupported
 
 _NODES = Field(..., description="the graph: nodes with id, type (entry, send, wait, branch, exit) and "
                                 "their fields; edges are next, or a branch's yes and no (docs/api.md)")
@@ -45,11 +45,9 @@ class WorkflowUpdate(Params):
                                                                     "running profiles keep theirs")
 
 
-class WorkflowStart(Params):
+class WorkflowStart(Matching):
     id: int
-    profile_id: Optional[str] = None
-    email: Optional[str] = Field(None, description="find by email (when it is the key)")
-    key_value: Optional[str] = Field(None, description="find by the database's key field")
+    attach: Optional[list[Any]] = Field(None, description="Altcraft's; only empty here (no attachments)")
     content: dict[str, Any] = Field(default_factory=dict, description="available to templates as {{ data.* }} "
                                     "(Altcraft's name)")
     idempotency_key: Optional[str] = Field(None, max_length=200, description="a repeat with the same key "
@@ -123,6 +121,7 @@ def workflows_deactivate(ctx, principal, p: WorkflowId):
 @api.endpoint("workflows/start", WorkflowStart, scope="account", tag="workflows", write=True,
               summary="Enter one profile into a scenario whose entry is an API call")
 def workflows_start(ctx, principal, p: WorkflowStart):
+    refuse_unsupported(p, "attach")
     scenario = ctx.scenarios.get(principal.account_id, p.id)
     trigger = next(n for n in scenario["nodes"] if n["type"] == "entry")["trigger"]
     if trigger["type"] != "api":
