@@ -65,12 +65,14 @@ def test_trigger_start_by_matching_and_clone(ops, letter):
     assert shop.ok("campaigns/triggers/get", {"id": named})["data"]["name"] == "Clone"
 
 
-@covers("workflows/start")
-def test_scenario_start_by_matching(ops, letter):
+@covers("workflows/start", "workflows/activate")
+def test_scenario_start_by_matching_and_reactivation(ops, letter):
     profile_id, template_id = letter
     shop = ops.shop
-    scenario = shop.ok("workflows/add", {"name": "onboarding", "db_id": ops.db_id,
+    scenario = shop.ok("workflows/add", {"name": "onboarding", "db_id": ops.db_id, "reentry": "after_exit",
                                          "nodes": welcome(template_id, ops.sender_id)})["data"]  # ours
+    # https://guides.altcraft.com/en/developer-guide/automation-scenarios/activate-workflow : id,
+    # skip_profiles
     shop.ok("workflows/activate", {"id": scenario["id"]})
     # https://guides.altcraft.com/en/developer-guide/automation-scenarios/2195668 : id, content, attach,
     # matching with email / phone / profile_id / field_name + field_value, format
@@ -79,3 +81,12 @@ def test_scenario_start_by_matching(ops, letter):
                                           "format": "json"})
     assert started["data"]["profile_id"] == profile_id
     assert shop.refused("workflows/start", {"id": scenario["id"], "matching": "phone"}).startswith("phone")
+
+    # the profile is still in the scenario (no worker moves it on this stand): it cannot enter again
+    # ("after_exit"), also not after a plain activation; skip_profiles ends its run, so it can
+    again = {"id": scenario["id"], "matching": "profile_id", "profile_id": profile_id}
+    assert "already in scenario" in shop.refused("workflows/start", again, 409)
+    shop.ok("workflows/activate", {"id": scenario["id"], "skip_profiles": False})
+    assert "already in scenario" in shop.refused("workflows/start", again, 409)
+    shop.ok("workflows/activate", {"id": scenario["id"], "skip_profiles": True})
+    assert shop.ok("workflows/start", again)["data"]["run_id"] != started["data"]["run_id"]

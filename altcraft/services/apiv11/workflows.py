@@ -27,6 +27,12 @@ class WorkflowId(Params):
     id: int
 
 
+class WorkflowActivate(Params):
+    id: int
+    skip_profiles: bool = Field(False, description="end every run still in the scenario first (Altcraft's: "
+                                                   "clear the scenario before reactivating)")
+
+
 class WorkflowAdd(Params):
     name: str
     db_id: int
@@ -106,9 +112,11 @@ def workflows_update(ctx, principal, p: WorkflowUpdate):
                                 name=p.name, reentry=p.reentry, max_visits=p.max_visits)
 
 
-@api.endpoint("workflows/activate", WorkflowId, scope="account", tag="workflows", write=True,
-              summary="Let profiles enter the scenario")
-def workflows_activate(ctx, principal, p: WorkflowId):
+@api.endpoint("workflows/activate", WorkflowActivate, scope="account", tag="workflows", write=True,
+              summary="Let profiles enter the scenario (skip_profiles: end the runs still in it first)")
+def workflows_activate(ctx, principal, p: WorkflowActivate):
+    if p.skip_profiles:
+        ctx.scenarios.clear(principal.account_id, p.id)
     return ctx.scenarios.set_active(principal.account_id, p.id, True)
 
 
