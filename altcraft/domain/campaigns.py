@@ -10,6 +10,12 @@ the next launch of a regular campaign mails everyone again.
 
 Campaigns are kept in the control DB (the scheduler looks across accounts), every query
 by an account carries its account_id.
+
+Altcraft's verbs (API `campaigns/activate`, `deactivate`, `clone`, `get_status`, `log_v2`) are
+compositions of the transitions below, never new ones: activate is start (or resume from a
+pause), deactivate is pause (or cancel when it aborts), each keeping its atomic state guard.
+Every transition, launch and end writes one entry to the campaign's log (`campaign_log`),
+after the guarded update it records has happened.
 """
 
 from __future__ import annotations
@@ -41,8 +47,25 @@ PUBLIC = ("id", "account_id", "name", "db_id", "segment_id", "template_id", "sen
           "created_at", "started_at", "finished_at", "ab")
 
 
+ACTIVE_STATES = ("scheduled", "sending")  # Altcraft's "active": it will send, or is sending
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
 def public(doc: dict[str, Any]) -> dict[str, Any]:
     return {k: doc.get(k) for k in PUBLIC}
+
+
+def kind(doc: dict[str, Any]) -> str:
+    """Altcraft's mailing type: a cron schedule is a regular mailing, anything else a broadcast."""
+    return "regular" if (doc.get("schedule") or {}).get("type") == "regular" else "broadcast"
+
+
+def status(doc: dict[str, Any]) -> dict[str, Any]:
+    """Altcraft's status triple for a campaign, with this platform's state beside it."""
+    state = doc["state"]
+    label = "Active" if state in ACTIVE_STATES else "Completed" if state == "finished" else "Inactive"
+    return {"is_active": state in ACTIVE_STATES, "is_completed": state == "finished",
+            "status": label, "state": state}
 
 
 def _schedule(raw: Any) -> dict[str, Any]:
@@ -170,6 +193,59 @@ class Campaigns:
         if current["state"] in ("sending", "scheduled"):
             raise Conflict(f"campaign {campaign_id} is {current['state']}: cancel it first")
         self.collection.delete_one({"id": campaign_id})
+        self.control.campaign_log.delete_many({"campaign_id": campaign_id})
+
+    def clone(self, account_id: int, campaign_id: int, name: str | None = None) -> dict[str, Any]:
+        """A draft copy of what the campaign sends, to whom, from whom and when; none of its runs."""
+        source = self.get(account_id, campaign_id)
+        if name is not None and (not isinstance(name, str) or not name.strip()):
+            raise Invalid("name", "empty: give a name, or leave it out for \"Clone of ...\"")
+        ab = source.get("ab")
+        if ab:  # the test's settings, not its outcome
+            ab = {**ab, "phase": "test", "decide_at": None, "winner": None, "scores": None}
+        doc = {"id": next_id(self.control, "campaigns"), "account_id": account_id,
+               "name": name.strip() if name is not None else f"Clone of {source['name']}"[:200],
+               **{k: source.get(k) for k in ("db_id", "segment_id", "template_id", "sender_id", "vsender_id",
+                                             "resource_id", "schedule")},
+               "ab": ab, "state": "draft", "launch": 0, "next_run": None, "progress": {}, "error": "",
+               "created_at": now(), "started_at": None, "finished_at": None, "lease": None}
+        self.collection.insert_one(doc)
+        return public(doc)
+
+    # -- Altcraft's verbs over the transitions -------------------------------------------
+    def activate(self, account_id: int, campaign_id: int, run_now: bool = False) -> dict[str, Any]:
+        """Altcraft's activate: a paused campaign resumes; any other startable one starts, at its
+        schedule or, with `run_now`, at once (a regular one then goes on by its cron)."""
+        current = self.get(account_id, campaign_id)
+        if current["state"] in TRANSITIONS["resume"] and not run_now:
+            return self.resume(account_id, campaign_id)
+        return self.start(account_id, campaign_id, run_now=run_now)
+
+    def deactivate(self, account_id: int, campaign_id: int, abort_if_running: bool = False) -> dict[str, Any]:
+        """Altcraft's deactivate: pause (it can be activated again where it stopped), or, with
+        `abort_if_running`, cancel, so that nothing more is sent."""
+        if abort_if_running:
+            return self.cancel(account_id, campaign_id)
+        return self.pause(account_id, campaign_id)
+
+    # -- the campaign log (Altcraft's campaigns/log_v2) ----------------------------------
+    def log(self, campaign_id: int, account_id: int, message: str, *, state: str = "", value: Any = "",
+            level: str = "INFO") -> None:
+        self.control.campaign_log.insert_one({"campaign_id": campaign_id, "account_id": account_id,
+                                              "time": now(), "level": level, "message": message,
+                                              "state": state, "value": str(value)})
+
+    def log_entries(self, account_id: int, campaign_id: int, from_time: datetime | None = None,
+                    limit: int = 1000) -> tuple[list[dict[str, Any]], int]:
+        """The campaign's log from `from_time` on, oldest first, at most `limit` entries; and how
+        many entries there are from `from_time` on."""
+        self.get(account_id, campaign_id)
+        query: dict[str, Any] = {"campaign_id": campaign_id, "account_id": account_id}
+        if from_time is not None:
+            query["time"] = {"$gte": from_time}
+        cursor = self.control.campaign_log.find(query, {"_id": 0, "campaign_id": 0, "account_id": 0})
+        entries = list(cursor.sort([("time", 1), ("_id", 1)]).limit(limit))
+        return entries, self.control.campaign_log.count_documents(query)
 
     def _transition(self, account_id: int, campaign_id: int, allowed_from: tuple[str, ...],
                     changes: dict[str, Any]) -> dict[str, Any]:
@@ -182,29 +258,37 @@ class Campaigns:
                            f"this needs one of: {', '.join(allowed_from)}")
         return public(doc)
 
-    def start(self, account_id: int, campaign_id: int) -> dict[str, Any]:
+    def start(self, account_id: int, campaign_id: int, run_now: bool = False) -> dict[str, Any]:
         current = self.get(account_id, campaign_id)
-        when = next_run(current["schedule"], now())
+        when = now() if run_now else next_run(current["schedule"], now())
         changes: dict[str, Any] = {"state": "scheduled", "next_run": when, "error": ""}
         if current.get("ab"):  # a new start tests again
             changes.update({"ab.phase": "test", "ab.decide_at": None, "ab.winner": None, "ab.scores": None})
-        return self._transition(account_id, campaign_id, TRANSITIONS["start"], changes)
+        started = self._transition(account_id, campaign_id, TRANSITIONS["start"], changes)
+        self.log(campaign_id, account_id, "Campaign activated", value=when.isoformat())
+        return started
 
     def pause(self, account_id: int, campaign_id: int) -> dict[str, Any]:
-        return self._transition(account_id, campaign_id, TRANSITIONS["pause"], {"state": "paused"})
+        paused = self._transition(account_id, campaign_id, TRANSITIONS["pause"], {"state": "paused"})
+        self.log(campaign_id, account_id, "Campaign deactivated")
+        return paused
 
     def resume(self, account_id: int, campaign_id: int) -> dict[str, Any]:
         current = self.get(account_id, campaign_id)
         if (current.get("ab") or {}).get("phase") == "waiting":  # paused during an A/B wait
-            return self._transition(account_id, campaign_id, TRANSITIONS["resume"],
-                                    {"state": "scheduled", "next_run": current["ab"]["decide_at"]})
-        # back to sending with an expired lease: a worker picks it up where it stopped
-        return self._transition(account_id, campaign_id, TRANSITIONS["resume"],
-                                {"state": "sending", "lease": None, "lease_until": now()})
+            resumed = self._transition(account_id, campaign_id, TRANSITIONS["resume"],
+                                       {"state": "scheduled", "next_run": current["ab"]["decide_at"]})
+        else:  # back to sending with an expired lease: a worker picks it up where it stopped
+            resumed = self._transition(account_id, campaign_id, TRANSITIONS["resume"],
+                                       {"state": "sending", "lease": None, "lease_until": now()})
+        self.log(campaign_id, account_id, "Campaign resumed")
+        return resumed
 
     def cancel(self, account_id: int, campaign_id: int) -> dict[str, Any]:
-        return self._transition(account_id, campaign_id, TRANSITIONS["cancel"],
-                                {"state": "cancelled", "finished_at": now()})
+        cancelled = self._transition(account_id, campaign_id, TRANSITIONS["cancel"],
+                                     {"state": "cancelled", "finished_at": now()})
+        self.log(campaign_id, account_id, "Campaign aborted", state="end")
+        return cancelled
 
     # -- the campaign worker's side ----------------------------------------------------
     def claim(self, owner: str, lease_seconds: float = 30.0) -> dict[str, Any] | None:
@@ -217,12 +301,15 @@ class Campaigns:
             {"$set": {"lease": owner, "lease_until": until}}, return_document=ReturnDocument.AFTER)
         if doc is not None:
             return doc
-        return self.collection.find_one_and_update(
+        doc = self.collection.find_one_and_update(
             {"state": "scheduled", "next_run": {"$lte": stamp}},
             {"$set": {"state": "sending", "lease": owner, "lease_until": until, "started_at": stamp,
                       "progress": {"after": None, "published": 0, "skipped": 0, "duplicates": 0}},
              "$inc": {"launch": 1}},
             return_document=ReturnDocument.AFTER)
+        if doc is not None:
+            self.log(doc["id"], doc["account_id"], "Begin campaign", state="start", value=doc["launch"])
+        return doc
 
     def choose_winner(self, campaign_id: int, owner: str, winner: int, scores: list[int]) -> None:
         """Records the A/B winner and moves to the rest of the segment (the leased launch)."""
@@ -267,5 +354,12 @@ class Campaigns:
             changes = {"state": "scheduled", "next_run": next_run(doc["schedule"], stamp), "finished_at": stamp}
         else:
             changes = {"state": "finished", "finished_at": stamp}
-        self.collection.update_one({"id": campaign_id, "lease": owner},
-                                   {"$set": {**changes, "lease": None, "lease_until": None}})
+        done = self.collection.update_one({"id": campaign_id, "lease": owner},
+                                          {"$set": {**changes, "lease": None, "lease_until": None}})
+        if done.modified_count and changes.get("finished_at") is not None:
+            if error:
+                self.log(campaign_id, doc["account_id"], "Campaign failed", state="end", value=error[:500],
+                         level="ERROR")
+            else:
+                self.log(campaign_id, doc["account_id"], "Campaign finished", state="end",
+                         value=doc.get("progress", {}).get("published", 0))

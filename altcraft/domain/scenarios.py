@@ -506,6 +506,22 @@ class Scenarios:
                                    {"$set": {"active": active, "updated_at": self.clock()}})
         return public(self.get(account_id, scenario_id))
 
+    def clear(self, account_id: int, scenario_id: int) -> int:
+        """Ends every run still in the scenario (state `cleared`; Altcraft's `skip_profiles`):
+        their next steps never happen. A worker holding a run's lease finds it no longer active
+        when it stores its step, so the step is dropped. Returns how many runs were ended."""
+        self.get(account_id, scenario_id)
+        scenario = self.collection.find_one({"id": scenario_id}, {"reentry": 1}) or {}
+        cleared = 0
+        for run in self.runs.find({"scenario_id": scenario_id, "account_id": account_id, "state": "active"},
+                                  {"_id": 1, "entry_key": 1, "profile_id": 1}):
+            changes: dict[str, Any] = {"state": "cleared", "ended_at": self.clock(), "owner": None,
+                                       "lease_until": _EPOCH}
+            if scenario.get("reentry") == "after_exit" and run["entry_key"] == f"{scenario_id}:{run['profile_id']}":
+                changes["entry_key"] = f"{run['_id']}:ended"  # as an exit: the profile may enter again
+            cleared += self.runs.update_one({"_id": run["_id"], "state": "active"}, {"$set": changes}).modified_count
+        return cleared
+
     def graph(self, scenario_id: int, version: int) -> dict[str, dict[str, Any]]:
         doc = self.versions.find_one({"scenario_id": scenario_id, "version": version})
         if doc is None:

@@ -168,6 +168,21 @@ class Triggers:
         self.collection.insert_one(doc)
         return public(doc)
 
+    def clone(self, account_id: int, trigger_id: int, name: str | None = None) -> dict[str, Any]:
+        """A copy of the trigger campaign's settings under a new id, inactive: a copy that went off
+        at once would send a second message for every event the source answers."""
+        source = self.get(account_id, trigger_id)
+        if name is not None and (not isinstance(name, str) or not name.strip()):
+            raise Invalid("name", "empty: give a name, or leave it out for \"Clone of ...\"")
+        stamp = self.clock()
+        doc = {**{k: source.get(k) for k in ("account_id", "db_id", "template_id", "sender_id", "vsender_id",
+                                             "resource_id", "trigger", "delay_seconds")},
+               "id": next_id(self.control, "campaigns"), "uid": uuid.uuid4().hex,
+               "name": name.strip() if name is not None else f"Clone of {source['name']}"[:200],
+               "active": False, "created_at": stamp, "updated_at": stamp}
+        self.collection.insert_one(doc)
+        return public(doc)
+
     def get(self, account_id: int, trigger_id: Any) -> dict[str, Any]:
         doc = self.collection.find_one({"id": trigger_id, "account_id": account_id})
         if doc is None:

@@ -188,3 +188,88 @@ class Router:
                 continue
             return Route(index, pick(candidates, profile_id))
         raise AssertionError("unreachable: the default rule matches everything")
+
+
+# -- Altcraft's rule shape ---------------------------------------------------------------
+# Altcraft writes a rule as {"type", "value", "senders": [{"sender_id", "percent", "from_email",
+# "from_name", "replyto_email"}]}: one value per rule, the From per sender. Ours carries a list of
+# values and the From per rule. The translation is exact both ways for what both can say:
+# `percent` is our relative `weight`; a rule's senders must agree on their From overrides (ours is
+# per rule), and `group_id` rules are refused (no object groups here).
+ALTCRAFT_TYPES = ("default", "from_domain", "to_domain")
+_ALTCRAFT_SENDER_KEYS = ("sender_id", "percent", "from_email", "from_name", "replyto_email")
+_OVERRIDES = (("from_email", "from_email"), ("from_name", "from_name"), ("replyto_email", "reply_to"))
+
+
+def _altcraft_rule(where: str, raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise Invalid(where, 'an object {"type", "value", "senders"}')
+    unknown = set(raw) - {"type", "value", "senders"}
+    if unknown:
+        raise Invalid(f"{where}.{sorted(unknown)[0]}", "unknown field")
+    kind, value, senders = raw.get("type"), raw.get("value"), raw.get("senders")
+    if kind == "group_id":
+        raise Invalid(f"{where}.type", "group_id rules are not served here (no object groups)")
+    if kind not in ALTCRAFT_TYPES:
+        raise Invalid(f"{where}.type", f"one of: {', '.join(ALTCRAFT_TYPES)}")
+    if kind == "default" and value not in (None, ""):
+        raise Invalid(f"{where}.value", "the default rule matches everything: leave value empty")
+    if kind != "default" and not (isinstance(value, str) and value.strip()):
+        raise Invalid(f"{where}.value", "a domain name")
+    if not isinstance(senders, list) or not senders:
+        raise Invalid(f"{where}.senders", 'a non-empty list of {"sender_id", "percent"}')
+    ours: list[dict[str, Any]] = []
+    overrides: dict[str, str] | None = None
+    for j, sender in enumerate(senders):
+        place = f"{where}.senders[{j}]"
+        if not isinstance(sender, dict):
+            raise Invalid(place, '{"sender_id", "percent", "from_email", "from_name", "replyto_email"}')
+        unknown = set(sender) - set(_ALTCRAFT_SENDER_KEYS)
+        if unknown:
+            raise Invalid(f"{place}.{sorted(unknown)[0]}", "unknown field")
+        own = {ours_key: sender.get(key) or "" for key, ours_key in _OVERRIDES}
+        if overrides is not None and own != overrides:
+            raise Invalid(f"{place}.from_email", "every sender of a rule must carry the same from_email, "
+                                                 "from_name and replyto_email here (they are per rule)")
+        overrides = own
+        ours.append({"id": sender.get("sender_id"), "weight": sender.get("percent", 1)})
+    return {"match": kind, "values": [] if kind == "default" else [value], "senders": ours, **(overrides or {})}
+
+
+def from_altcraft(email_rules: Any, sms_rules: Any = None) -> list[dict[str, Any]]:
+    """Altcraft's `email_rules` as this platform's rules (validated by parse_rules after this)."""
+    if sms_rules:
+        raise Invalid("sms_rules", "virtual senders route e-mail only here: leave sms_rules empty")
+    if not isinstance(email_rules, list) or not email_rules:
+        raise Invalid("email_rules", "a non-empty list of rules ending with the default rule")
+    if len(email_rules) > MAX_RULES:
+        raise Invalid("email_rules", f"at most {MAX_RULES} rules")
+    rules = [_altcraft_rule(f"email_rules[{i}]", raw) for i, raw in enumerate(email_rules)]
+    try:
+        parse_rules(rules)
+    except Invalid as exc:  # name the field as the caller wrote it
+        raise Invalid(altcraft_field(exc.field), exc.reason) from None
+    return rules
+
+
+def altcraft_field(where: str) -> str:
+    """A place in this platform's rules (`rules[0].senders[1].weight: ...`) as the Altcraft-shaped
+    request named it (`email_rules[0].senders[1].percent: ...`); the translation keeps indexes."""
+    head, sep, tail = where.partition(": ")
+    head = head.replace("rules[", "email_rules[", 1).replace(".values[0]", ".value").replace(".match", ".type") \
+        .replace(".id", ".sender_id").replace(".weight", ".percent")
+    return head + sep + tail
+
+
+def to_altcraft(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """This platform's stored rules in Altcraft's shape: one rule per value, `percent` the
+    sender's share of its rule (weights summed to 100, rounded), the rule's From on each sender."""
+    shaped: list[dict[str, Any]] = []
+    for rule in rules:
+        total = sum(s["weight"] for s in rule["senders"]) or 1
+        senders = [{"sender_id": s["id"], "percent": round(100 * s["weight"] / total),
+                    "from_email": rule.get("from_email", ""), "from_name": rule.get("from_name", ""),
+                    "replyto_email": rule.get("reply_to", "")} for s in rule["senders"]]
+        for value in rule["values"] or [""]:
+            shaped.append({"type": rule["match"], "value": value, "senders": senders})
+    return shaped

@@ -36,6 +36,7 @@ CONTROL_INDEXES: tuple[Index, ...] = (
     Index("vsenders", (("account_id", 1), ("name", 1)), unique=True),
     Index("campaigns", (("vsender_id", 1),)),
     Index("campaigns", (("account_id", 1), ("id", -1))),  # an account's campaigns, newest first, by key
+    Index("campaign_log", (("campaign_id", 1), ("time", 1))),  # a campaign's log_v2, oldest first
     Index("triggers", (("id", 1),), unique=True),  # trigger campaigns (domain/triggers.py)
     Index("triggers", (("account_id", 1), ("active", 1))),
     Index("trigger_sends", (("state", 1), ("due_at", 1))),

@@ -8,77 +8,34 @@ platform's own; the assertions read only the fields that page documents, as a cl
 from it does. The token is sent the two ways Altcraft's guide allows: `token` in the body and
 `Authorization: Bearer`.
 
-One api process under akd (gunicorn) for the module, as in production, on the shared real stores.
+One api process under akd (gunicorn), as in production, on the shared real stores: the session's
+(`compat_api` in conftest.py), with an account of this module's own.
 """
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
-
 import pytest
 
+from tests.lib.altcraft_api import Altcraft
 from tests.lib.api import STRONG
-from tests.lib.cli import run
 from tests.lib.compat import covers
-from tests.lib.harness import make_config
-from tests.lib.ports import free_port
 
 pytestmark = pytest.mark.integration
 
-ENVELOPE = {"error", "error_text"}
-
-
-class Altcraft:
-    """A client as an integrator writes it from the guide: POST JSON, read the envelope."""
-
-    def __init__(self, port: int, token: str, bearer: bool = False):
-        self.port, self.token, self.bearer = port, token, bearer
-
-    def __call__(self, method: str, body: dict) -> tuple[int, dict]:
-        headers = {"Content-Type": "application/json"}
-        if self.bearer:
-            headers["Authorization"] = f"Bearer {self.token}"
-        else:
-            body = {"token": self.token, **body}
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/api/v1.1/{method}",
-                                         data=json.dumps(body).encode(), method="POST", headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
-
-    def ok(self, method: str, body: dict) -> dict:
-        status, answer = self(method, body)
-        assert status == 200 and answer["error"] == 0 and set(answer) >= ENVELOPE, (method, answer)
-        return answer
-
 
 @pytest.fixture(scope="module")
-def altcraft(harness, tmp_path_factory):
+def altcraft(compat_api):
     """(admin client, account client with its Bearer token, the account's database id)."""
-    basedir = tmp_path_factory.mktemp("compat") / "akd"
-    basedir.mkdir()
-    port = free_port()
-    path = basedir / "main.json"
-    path.write_text(json.dumps(make_config(harness, basedir, PROCESSES={"api": {"PORT": port}})))
-    assert run("aktool", "migrate", config=path).returncode == 0
-    started = run("akd", "start", "api", config=path)
-    assert started.returncode == 0, started.stdout + started.stderr
-    try:
-        admin = Altcraft(port, run("aktool", "token", "create", "--admin", config=path).stdout.strip().splitlines()[-1])
-        # set-up through this platform's own methods (Altcraft makes accounts and tokens in its panels)
-        account = admin.ok("admin/accounts/save", {"name": f"compat-{port}", "tz": "Europe/Moscow"})["data"]
-        user = admin.ok("admin/accounts/users/add", {"account_id": account["id"], "login": f"compat-{port}",
-                                                     "password": STRONG})["data"]
-        token = admin.ok("admin/tokens/add", {"account_id": account["id"], "user_id": user["id"]})["data"]["token"]
-        shop = Altcraft(port, token, bearer=True)
-        db = shop.ok("databases/add", {"name": "customers", "fields": [{"name": "card", "type": "string"}]})["data"]
-        yield admin, shop, db["id"], account["id"]
-    finally:
-        run("akd", "stop", config=path)
+    admin = Altcraft(compat_api.port, compat_api.token)
+    port = compat_api.port
+    # set-up through this platform's own methods (Altcraft makes accounts and tokens in its panels)
+    account = admin.ok("admin/accounts/save", {"name": f"compat-{port}", "tz": "Europe/Moscow"})["data"]
+    user = admin.ok("admin/accounts/users/add", {"account_id": account["id"], "login": f"compat-{port}",
+                                                 "password": STRONG})["data"]
+    token = admin.ok("admin/tokens/add", {"account_id": account["id"], "user_id": user["id"]})["data"]["token"]
+    shop = Altcraft(port, token, bearer=True)
+    db = shop.ok("databases/add", {"name": "customers", "fields": [{"name": "card", "type": "string"}]})["data"]
+    yield admin, shop, db["id"], account["id"]
 
 
 @covers("profiles/add", "profiles/get/", "profiles/update", "profiles/delete")

@@ -79,10 +79,23 @@ def _account_calls(a: dict) -> dict[str, dict]:
         "campaigns/resume": {"id": a["campaign"]},
         "campaigns/cancel": {"id": a["campaign"]},
         "campaigns/report": {"id": a["campaign"]},
+        "campaigns/activate/": {"id": a["campaign"], "run_now": True},
+        "campaigns/deactivate": {"id": a["campaign"], "abort_if_running": True},
+        "campaigns/clone": {"id": a["campaign"]},
+        "campaigns/get_status": {"id": a["campaign"]},
+        "campaigns/log_v2": {"id": a["campaign"]},
+        "vsenders/add": {"name": "steal", "sms_rules": [], "email_rules": [
+            {"type": "default", "value": "", "senders": [{"sender_id": a["sender"], "percent": 100}]}]},
+        "vsenders/get": {"id": a["vsender"]},
+        "vsenders/update": {"id": a["vsender"], "name": "mine"},
+        "vsenders/clone": {"id": a["vsender"]},
+        "vsenders/delete": {"id": a["vsender"]},
         "campaigns/triggers/add": {"name": "steal", "db_id": db_id, "template_id": a["template"],
                                    "sender_id": a["sender"]},
         "campaigns/triggers/get": {"id": a["trigger"]},
         "campaigns/triggers/update": {"id": a["trigger"], "name": "mine"},
+        "campaigns/triggers/clone": {"id": a["trigger"]},
+        "campaigns/triggers/start_batch": {"trigger_id": a["trigger"], "data": [{"profile_id": profile_id}]},
         "campaigns/triggers/start": {"id": a["trigger"], "profile_id": profile_id},
         "campaigns/triggers/import_and_start": {"trigger_id": a["trigger"], "data": {"email": "victim@example.com"}},
         "events/post": {"db_id": db_id, "profile_id": profile_id, "name": "steal"},
@@ -104,7 +117,10 @@ def _account_calls(a: dict) -> dict[str, dict]:
         "segments/list": {},
         "templates/list": {},
         "campaigns/list": {},
+        "campaigns/regulars/list/": {},
         "campaigns/triggers/list": {},
+        "senders/list": {},
+        "vsenders/list": {},
         "reports/hourly": {},
         "databases/add": {"name": "intruder"},
         "templates/add": {"name": "own", "subject": "own", "text": "own"},
@@ -115,7 +131,7 @@ def _account_calls(a: dict) -> dict[str, dict]:
 
 
 OWN_DATA = {"databases/list", "segments/list", "templates/list", "campaigns/list", "campaigns/triggers/list",
-            "reports/hourly",
+            "campaigns/regulars/list/", "senders/list", "vsenders/list", "reports/hourly",
             "databases/add", "templates/add", "webhooks/list", "webhooks/add", "workflows/list"}
 
 
@@ -137,7 +153,9 @@ def test_tenant_isolation_on_every_account_endpoint(admin, platform):
     workflow = alpha.ok("workflows/add", name="welcome", db_id=db["id"],
                         nodes=welcome(template_id=template["id"], sender_id=sender["id"]))
     alpha.ok("workflows/activate", id=workflow["id"])
-    ids = {"workflow": workflow["id"], "db": db["id"], "profile": victim["id"], "segment": segment["id"], "template": template["id"],
+    vsender = alpha.ok("vsenders/add", name="route", sms_rules=[], email_rules=[
+        {"type": "default", "value": "", "senders": [{"sender_id": sender["id"], "percent": 100}]}])
+    ids = {"vsender": vsender["saved_id"], "workflow": workflow["id"], "db": db["id"], "profile": victim["id"], "segment": segment["id"], "template": template["id"],
            "sender": sender["id"], "campaign": campaign["id"], "trigger": trigger["id"], "webhook": webhook["id"]}
     calls = _account_calls(ids)
     account_endpoints = {p for p, e in registry_api.endpoints.items() if e.scope == "account"}
@@ -154,6 +172,7 @@ def test_tenant_isolation_on_every_account_endpoint(admin, platform):
     assert [d["name"] for d in beta.ok("databases/list")] == ["intruder"]
     assert beta.ok("campaigns/list") == [] and beta.ok("segments/list") == []
     assert beta.ok("campaigns/triggers/list") == []
+    assert beta.ok("senders/list") == [] and beta.ok("vsenders/list") == []
 
     # beta now has a database with the same id as alpha's: still never alpha's profile
     for path in ("profiles/get", "profiles/update", "profiles/delete", "subscriptions/set", "subscriptions/list",
@@ -172,6 +191,8 @@ def test_tenant_isolation_on_every_account_endpoint(admin, platform):
     assert alpha.ok("templates/get", id=template["id"])["subject"] == "Hi {{ first_name }}"
     assert alpha.ok("campaigns/get", id=campaign["id"])["state"] == "draft"
     assert alpha.ok("campaigns/get", id=campaign["id"])["name"] == "c"
+    assert alpha.ok("campaigns/log_v2", id=campaign["id"]) == [], "beta acted on alpha's campaign"
+    assert [v["name"] for v in alpha.ok("vsenders/list")] == ["route"]
     assert alpha.ok("webhooks/get", id=webhook["id"])["description"] == "alpha's"
     assert [w["url"] for w in beta.ok("webhooks/list")] == ["http://192.0.32.10/own"]
     assert beta.ok("workflows/list") == []

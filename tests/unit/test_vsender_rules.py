@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from altcraft.domain.errors import Invalid
-from altcraft.domain.vsender_rules import Router, parse_rules, pick
+from altcraft.domain.vsender_rules import Router, from_altcraft, parse_rules, pick, to_altcraft
 
 FROM = {1: "news@alpha.example", 2: "news@beta.example", 3: "promo@beta.example"}
 DEFAULT = {"match": "default", "senders": [{"id": 2, "weight": 1}]}
@@ -119,3 +119,42 @@ def test_the_pick_does_not_depend_on_the_process():
     runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={"PYTHONHASHSEED": str(seed)}).stdout for seed in (1, 2)}
     assert runs == {f"{pick(((1, 1), (2, 1), (3, 1)), 'profile-42')}\n"}
+
+
+# -- Altcraft's email_rules shape (#16) --------------------------------------------------
+def _altcraft(kind, value, *senders):
+    return {"type": kind, "value": value, "senders": [
+        {"sender_id": s, "percent": p, "from_email": "", "from_name": "", "replyto_email": ""} for s, p in senders]}
+
+
+def test_altcraft_rules_translate_both_ways():
+    email_rules = [_altcraft("to_domain", "gmail.com", (2, 100)), _altcraft("default", "", (1, 60), (2, 40))]
+    ours = from_altcraft(email_rules, [])
+    assert ours == [{"match": "to_domain", "values": ["gmail.com"], "senders": [{"id": 2, "weight": 100}],
+                     "from_email": "", "from_name": "", "reply_to": ""},
+                    {"match": "default", "values": [], "senders": [{"id": 1, "weight": 60}, {"id": 2, "weight": 40}],
+                     "from_email": "", "from_name": "", "reply_to": ""}]
+    assert to_altcraft([r.as_dict() for r in parse_rules(ours)]) == email_rules
+    # several values of ours: one Altcraft rule each; weights as percentages of the rule
+    shaped = to_altcraft([{"match": "to_domain", "values": ["a.example", "b.example"],
+                           "senders": [{"id": 1, "weight": 1}, {"id": 2, "weight": 3}]}])
+    assert [(r["value"], [s["percent"] for s in r["senders"]]) for r in shaped] == \
+        [("a.example", [25, 75]), ("b.example", [25, 75])]
+
+
+@pytest.mark.parametrize("email_rules, sms_rules, field", [
+    ([_altcraft("group_id", 12, (1, 100)), _altcraft("default", "", (1, 100))], [], "email_rules[0].type"),
+    ([_altcraft("default", "", (1, 100))], [_altcraft("default", "", (1, 100))], "sms_rules"),
+    ([_altcraft("default", "", (1, 0))], [], "email_rules[0].senders[0].percent"),
+    ([_altcraft("to_domain", "not a domain", (1, 100)), _altcraft("default", "", (1, 100))], [],
+     "email_rules[0].value"),
+    ([_altcraft("to_domain", "gmail.com", (1, 100))], [], "email_rules[0].type"),  # no default rule last
+    ([{**_altcraft("default", "", (1, 50), (2, 50)), "senders": [
+        {"sender_id": 1, "percent": 50, "from_email": "a@x.example"}, {"sender_id": 2, "percent": 50}]}], [],
+     "email_rules[0].senders[1].from_email"),
+    ([{**_altcraft("default", "", (1, 100)), "weight": 1}], [], "email_rules[0].weight"),
+])
+def test_altcraft_rules_refused_name_the_field_as_written(email_rules, sms_rules, field):
+    with pytest.raises(Invalid) as caught:
+        from_altcraft(email_rules, sms_rules)
+    assert caught.value.field == field

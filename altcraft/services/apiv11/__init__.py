@@ -12,3 +12,4 @@ from altcraft.services.apiv11 import webhooks  # noqa: E402,F401  (registration,
 from altcraft.services.apiv11 import workflows  # noqa: E402,F401  (registration, #15)
 from altcraft.services.apiv11 import audit  # noqa: E402,F401  (registration, #13)
 from altcraft.services.apiv11 import mta_rules  # noqa: E402,F401  (registration, #13)
+from altcraft.services.apiv11 import campaign_verbs, account_senders  # noqa: E402,F401  (registration, #16)

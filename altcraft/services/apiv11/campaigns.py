@@ -28,7 +28,8 @@ class TemplatesList(Paging):
 
 
 class CampaignsList(Paging):
-    pass
+    type: Optional[str] = Field(None, description="broadcast or regular (trigger mailings: campaigns/triggers/list)")
+    is_active: Optional[bool] = Field(None, description="only active (true) or inactive (false) campaigns")
 
 
 class ById(Params):
@@ -235,8 +236,17 @@ def templates_preview(ctx, principal, p: TemplatePreview):
 
 # -- campaigns ---------------------------------------------------------------------------
 @api.endpoint("campaigns/list", CampaignsList, scope="account", tag="campaigns", returns_list=True, summary="Campaigns")
-def campaigns_list(ctx, principal, p):
-    return page(ctx.campaigns.list(principal.account_id), p)
+def campaigns_list(ctx, principal, p: CampaignsList):
+    from altcraft.domain.errors import Invalid
+    from altcraft.services.apiv11.campaign_verbs import altcraft_item
+    if p.type == "trigger":
+        raise Invalid("type", "trigger mailings are listed by campaigns/triggers/list here")
+    if p.type not in (None, "broadcast", "regular"):
+        raise Invalid("type", "one of: broadcast, regular")
+    items = [altcraft_item(c) for c in ctx.campaigns.list(principal.account_id)]
+    items = [c for c in items if (p.type is None or c["type"] == p.type)
+             and (p.is_active is None or c["is_active"] is p.is_active)]
+    return page(items, p)
 
 
 @api.endpoint("campaigns/add", CampaignAdd, scope="account", tag="campaigns", write=True,
@@ -249,8 +259,8 @@ def campaigns_add(ctx, principal, p: CampaignAdd):
 
 @api.endpoint("campaigns/get", ById, scope="account", tag="campaigns", summary="A campaign with its progress")
 def campaigns_get(ctx, principal, p: ById):
-    from altcraft.domain.campaigns import public
-    return public(ctx.campaigns.get(principal.account_id, p.id))
+    from altcraft.services.apiv11.campaign_verbs import altcraft_item
+    return altcraft_item(ctx.campaigns.get(principal.account_id, p.id))
 
 
 @api.endpoint("campaigns/update", CampaignUpdate, scope="account", tag="campaigns", write=True,

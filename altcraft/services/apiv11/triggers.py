@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from pydantic import Field
 
 from altcraft.domain import events, triggers
 from altcraft.domain.clock import now
-from altcraft.domain.errors import Conflict, Invalid, Unavailable
-from altcraft.http.apiv11 import Params
+from altcraft.domain.errors import Conflict, Invalid, NotFound, Unavailable
+from altcraft.http.apiv11 import Beside, Params
 from altcraft.services import automation
 from altcraft.services.apiv11 import api
 from altcraft.services.apiv11.campaigns import _check_refs
@@ -55,13 +55,61 @@ _KEY = Field(None, max_length=200, description="a repeat with the same key sends
                                                "answers the same (default: every call sends)")
 
 
-class TriggerStart(Params):
-    id: int
+_MATCHING = ("Altcraft's matching: email, phone, profile_id, or custom (field_name + field_value); absent: "
+             "profile_id, else email (the key), else key_value")
+_REFUSED = "not supported here: give an empty value or leave it out"
+
+
+class Matching(Params):
+    """The profile a call names, Altcraft's way (`matching` and its lookup) or this platform's."""
+
+    matching: Optional[str] = Field(None, description=_MATCHING)
     profile_id: Optional[str] = None
-    email: Optional[str] = Field(None, description="find by email (when it is the key)")
-    key_value: Optional[str] = Field(None, description="find by the database's key field")
+    email: Optional[str] = Field(None, description="matching email (without matching: the key, when it is email)")
+    phone: Optional[str] = Field(None, description="matching phone")
+    field_name: Optional[str] = Field(None, description="matching custom: the field")
+    field_value: Optional[Union[str, int, float, bool]] = Field(None, description="matching custom: its value")
+    key_value: Optional[str] = Field(None, description="find by the database's key field (this platform's)")
+    resource_id: Optional[int] = Field(None, description="accepted; the campaign's own resource is used")
+
+
+def refuse_unsupported(p: Params, *names: str) -> None:
+    """Altcraft's documented parameters this platform cannot honour: refused by name when they
+    carry something (an empty value is what a client sends when it has nothing to give)."""
+    for name in names:
+        if getattr(p, name, None):
+            raise Invalid(name, _REFUSED)
+
+
+class TriggerStart(Matching):
+    id: int
     data: dict[str, Any] = Field(default_factory=dict, description="available to the template as {{ data.* }}")
+    content: Optional[dict[str, Any]] = Field(None, description="Altcraft's name for data (give one of the two)")
+    custom_request: Optional[dict[str, Any]] = Field(None, description="Altcraft's; only empty here")
+    subscription_filter: Optional[dict[str, Any]] = Field(None, description="Altcraft's; only empty here")
+    custom_data: Optional[dict[str, Any]] = Field(None, description="Altcraft's; only empty here")
+    attach: Optional[list[Any]] = Field(None, description="Altcraft's; only empty here (no attachments)")
     idempotency_key: Optional[str] = _KEY
+
+
+_LOOKUP_KEYS = ("email", "phone", "profile_id", "field_name", "field_value", "key_value")
+
+
+class TriggerStartBatch(Params):
+    trigger_id: int
+    data: list[dict[str, Any]] = Field(..., description="one lookup per profile, as matching names it: "
+                                       '{"email": ...}, {"phone": ...}, {"profile_id": ...} or '
+                                       '{"field_name": ..., "field_value": ...}')
+    matching: Optional[str] = Field(None, description=_MATCHING)
+    content: Optional[dict[str, Any]] = Field(None, description="available to the template as {{ data.* }}")
+    custom_request: Optional[dict[str, Any]] = Field(None, description="Altcraft's; only empty here")
+    custom_data: Optional[dict[str, Any]] = Field(None, description="Altcraft's; only empty here")
+    attach: Optional[list[Any]] = Field(None, description="Altcraft's; only empty here (no attachments)")
+
+
+class TriggerClone(Params):
+    id: int
+    name: Optional[str] = Field(None, description='the copy\'s name (default "Clone of <name>")')
 
 
 class TriggerImportAndStart(Params):
@@ -83,6 +131,9 @@ class EventPost(Params):
 
 def _profile_id(ctx, account_id: int, db_id: int, p) -> str:
     profiles = ctx.profiles(account_id, db_id)
+    if any(getattr(p, name, None) is not None for name in ("matching", "phone", "field_name")):
+        return profiles.match(p.matching, email=p.email, phone=p.phone, profile_id=p.profile_id,
+                              field_name=p.field_name, field_value=p.field_value, key_value=p.key_value)
     key_value = p.key_value if p.key_value is not None else p.email
     if p.email is not None and profiles.database.key != "email":
         raise Invalid("email", f"the key of database {db_id} is {profiles.database.key!r}")
@@ -146,6 +197,40 @@ def triggers_update(ctx, principal, p: TriggerUpdate):
     return ctx.triggers.update(principal.account_id, p.id, **p.model_dump(exclude={"id"}))
 
 
+def _batch_profiles(profiles, matching: str | None, lookups: list[dict[str, Any]]) -> list[str]:
+    """Every lookup's profile, or an error naming the lookup (data[i]...): nothing is sent unless
+    every profile is found."""
+    found: list[str] = []
+    for i, lookup in enumerate(lookups):
+        unknown = sorted(set(lookup) - set(_LOOKUP_KEYS))
+        if unknown:
+            raise Invalid(f"data[{i}].{unknown[0]}", f"unknown key: one of {', '.join(_LOOKUP_KEYS)}")
+        try:
+            found.append(profiles.match(matching, **{k: lookup.get(k) for k in _LOOKUP_KEYS}))
+        except Invalid as exc:
+            raise Invalid(f"data[{i}].{exc.field}", exc.reason) from None
+        except (NotFound, Conflict) as exc:
+            raise type(exc)(f"data[{i}]: {exc.message}") from None
+    return found
+
+
+@api.endpoint("campaigns/triggers/start_batch", TriggerStartBatch, scope="account", tag="triggers", write=True,
+              summary="Send an API-triggered campaign to several profiles; result: their ids")
+def triggers_start_batch(ctx, principal, p: TriggerStartBatch):
+    refuse_unsupported(p, "custom_request", "custom_data", "attach")
+    trigger = _startable(ctx, principal.account_id, p.trigger_id)
+    content = _checked(p.content or {}, "content")
+    ids = _batch_profiles(ctx.profiles(principal.account_id, trigger["db_id"]), p.matching, p.data)
+    sends = [_send(ctx, trigger, profile_id, content, None) for profile_id in ids]
+    return Beside(sends, {"result": ids})  # Altcraft's answer: result beside error
+
+
+@api.endpoint("campaigns/triggers/clone", TriggerClone, scope="account", tag="triggers", write=True,
+              summary="Copy a trigger campaign (the copy is inactive); data: {saved_id}")
+def triggers_clone(ctx, principal, p: TriggerClone):
+    return {"saved_id": ctx.triggers.clone(principal.account_id, p.id, p.name)["id"]}
+
+
 def _answered(ctx, trigger: dict, idempotency_key: str | None) -> dict | None:
     """The first call's answer when this key was used before with this trigger."""
     if not idempotency_key:
@@ -157,8 +242,11 @@ def _answered(ctx, trigger: dict, idempotency_key: str | None) -> dict | None:
 @api.endpoint("campaigns/triggers/start", TriggerStart, scope="account", tag="triggers", write=True,
               summary="Send an API-triggered campaign to one profile (priority queue)")
 def triggers_start(ctx, principal, p: TriggerStart):
+    refuse_unsupported(p, "custom_request", "subscription_filter", "custom_data", "attach")
+    if p.content and p.data:
+        raise Invalid("content", "give content (Altcraft's name) or data, not both")
     trigger = _startable(ctx, principal.account_id, p.id)
-    data = _checked(p.data, "data")
+    data = _checked(p.content, "content") if p.content else _checked(p.data, "data")
     if (repeat := _answered(ctx, trigger, p.idempotency_key)) is not None:
         return repeat
     return _send(ctx, trigger, _profile_id(ctx, principal.account_id, trigger["db_id"], p), data, p.idempotency_key)

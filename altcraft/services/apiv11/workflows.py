@@ -10,7 +10,7 @@ from altcraft.domain import events, scenarios
 from altcraft.domain.errors import Conflict, NotFound
 from altcraft.http.apiv11 import Params
 from altcraft.services.apiv11 import api
-from altcraft.services.apiv11.triggers import _checked, _profile_id
+from altcraft.services.apiv11.triggers import Matching, _checked, _profile_id, refuse_unsupported
 
 _NODES = Field(..., description="the graph: nodes with id, type (entry, send, wait, wait_for, branch, "
                                 "split, update, webhook, exit) and their fields; edges are next, a "
@@ -27,6 +27,12 @@ class WorkflowsList(Params):
 
 class WorkflowId(Params):
     id: int
+
+
+class WorkflowActivate(Params):
+    id: int
+    skip_profiles: bool = Field(False, description="end every run still in the scenario first (Altcraft's: "
+                                                   "clear the scenario before reactivating)")
 
 
 class WorkflowAdd(Params):
@@ -47,11 +53,9 @@ class WorkflowUpdate(Params):
                                                                     "running profiles keep theirs")
 
 
-class WorkflowStart(Params):
+class WorkflowStart(Matching):
     id: int
-    profile_id: Optional[str] = None
-    email: Optional[str] = Field(None, description="find by email (when it is the key)")
-    key_value: Optional[str] = Field(None, description="find by the database's key field")
+    attach: Optional[list[Any]] = Field(None, description="Altcraft's; only empty here (no attachments)")
     content: dict[str, Any] = Field(default_factory=dict, description="available to templates as {{ data.* }} "
                                     "(Altcraft's name)")
     idempotency_key: Optional[str] = Field(None, max_length=200, description="a repeat with the same key "
@@ -121,9 +125,11 @@ def workflows_update(ctx, principal, p: WorkflowUpdate):
                                 name=p.name, reentry=p.reentry, max_visits=p.max_visits)
 
 
-@api.endpoint("workflows/activate", WorkflowId, scope="account", tag="workflows", write=True,
-              summary="Let profiles enter the scenario")
-def workflows_activate(ctx, principal, p: WorkflowId):
+@api.endpoint("workflows/activate", WorkflowActivate, scope="account", tag="workflows", write=True,
+              summary="Let profiles enter the scenario (skip_profiles: end the runs still in it first)")
+def workflows_activate(ctx, principal, p: WorkflowActivate):
+    if p.skip_profiles:
+        ctx.scenarios.clear(principal.account_id, p.id)
     return ctx.scenarios.set_active(principal.account_id, p.id, True)
 
 
@@ -136,6 +142,7 @@ def workflows_deactivate(ctx, principal, p: WorkflowId):
 @api.endpoint("workflows/start", WorkflowStart, scope="account", tag="workflows", write=True,
               summary="Enter one profile into a scenario whose entry is an API call")
 def workflows_start(ctx, principal, p: WorkflowStart):
+    refuse_unsupported(p, "attach")
     scenario = ctx.scenarios.get(principal.account_id, p.id)
     trigger = next(n for n in scenario["nodes"] if n["type"] == "entry")["trigger"]
     if trigger["type"] != "api":
