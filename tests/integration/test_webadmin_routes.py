@@ -8,6 +8,7 @@ test_every_route_has_a_case, so no route escapes the checks below.
 
 from __future__ import annotations
 
+import io
 import re
 import uuid
 from collections.abc import Callable
@@ -18,7 +19,7 @@ import pytest
 from altcraft import registry
 from altcraft.domain.audit import Filter
 from altcraft.web.admin import create_app
-from tests.lib.webpanel import admin_signin, make_admin, make_tenant, signin, token_of
+from tests.lib.webpanel import PASSWORD, admin_signin, make_admin, make_tenant, signin, token_of
 
 pytestmark = pytest.mark.integration
 
@@ -28,9 +29,29 @@ class World:
     platform: object
     admin: dict
     account: dict  # edited, flagged and at last deleted by the cases
+    user: dict  # a user of the account: edited, its password reset, locked, unlocked
+    token_id: int  # revoked by its case
+    contact: str  # added to the stop list and removed again
+    imported: str  # listed by the import case
 
     def account_count(self) -> int:
         return self.platform.accounts.collection.count_documents({})
+
+    def user_state(self) -> tuple:
+        doc = self.platform.users.collection.find_one({"id": self.user["id"]}) or {}
+        return doc.get("roles"), doc.get("lang"), doc.get("password_hash"), doc.get("active")
+
+    def user_count(self) -> int:
+        return self.platform.users.collection.count_documents({"account_id": self.account["id"]})
+
+    def token_state(self) -> tuple:
+        return self.platform.tokens.collection.count_documents({}), \
+            self.platform.tokens.get(self.token_id)["revoked"]
+
+    def listed(self, contact: str) -> bool:
+        from altcraft.domain.stoplist import StopList
+        from altcraft.stores import kv
+        return StopList(kv.ssdb(self.platform.config, "hbsupp")).contains(contact)
 
     def account_state(self) -> tuple:
         doc = self.platform.accounts.collection.find_one({"id": self.account["id"]}) or {}
@@ -42,10 +63,19 @@ class Case:
     url: Callable[[World], str]
     data: Callable[[World], dict] = lambda w: {}
     state: Callable[[World], object] | None = None  # for changes: what they change
+    of_account: bool = True  # its journal entry names the account (the stop list and tokens are the platform's)
 
 
 def _acc(w: World) -> str:
     return f"/accounts/{w.account['id']}"
+
+
+def _user(w: World) -> str:
+    return f"{_acc(w)}/users/{w.user['id']}"
+
+
+def _import_file(w: World) -> dict:
+    return {"file": (io.BytesIO(f"email\n{w.imported}\n".encode()), "list.csv")}
 
 
 def _flag(action: str) -> Case:
@@ -74,6 +104,30 @@ CASES: dict[tuple[str, str], Case] = {
     ("admin.totp_enrol", "POST"): Case(lambda w: "/totp", data=lambda w: {"code": "000000"},
                                        state=lambda w: w.platform.admins.get(w.admin["id"]).get("totp_secret")),
     ("admin.audit", "GET"): Case(lambda w: f"/audit?account={w.account['id']}&channel=webadmin&since=2020-01-01"),
+    ("admin.account_users", "GET"): Case(lambda w: f"{_acc(w)}/users"),
+    ("admin.account_users", "POST"): Case(lambda w: f"{_acc(w)}/users", state=World.user_count,
+                                          data=lambda w: {"login": f"u-{uuid.uuid4().hex[:8]}", "password": PASSWORD,
+                                                          "roles": ["editor"], "lang": "ru"}),
+    ("admin.account_user", "GET"): Case(_user),
+    ("admin.account_user", "POST"): Case(_user, data=lambda w: {"roles": ["analyst"], "lang": "ru", "name": "N"},
+                                         state=World.user_state),
+    ("admin.account_user_password", "POST"): Case(lambda w: f"{_user(w)}/password", state=World.user_state,
+                                                  data=lambda w: {"password": PASSWORD + "2", "password_repeat": PASSWORD + "2"}),
+    ("admin.account_user_lock", "POST"): Case(lambda w: f"{_user(w)}/lock", state=World.user_state),
+    ("admin.account_user_unlock", "POST"): Case(lambda w: f"{_user(w)}/unlock", state=World.user_state),
+    ("admin.tokens", "GET"): Case(lambda w: "/tokens?prefix=a"),
+    ("admin.token_create", "POST"): Case(lambda w: "/tokens", state=World.token_state, of_account=False,
+                                         data=lambda w: {"scope": "admin", "name": "t"}),
+    ("admin.token_revoke", "GET"): Case(lambda w: f"/tokens/{w.token_id}/revoke"),
+    ("admin.token_revoke", "POST"): Case(lambda w: f"/tokens/{w.token_id}/revoke", state=World.token_state,
+                                         of_account=False),
+    ("admin.stoplist", "GET"): Case(lambda w: f"/stoplist?contact={w.contact}"),
+    ("admin.stoplist_add", "POST"): Case(lambda w: "/stoplist/add", data=lambda w: {"contact": w.contact},
+                                         state=lambda w: w.listed(w.contact), of_account=False),
+    ("admin.stoplist_remove", "POST"): Case(lambda w: "/stoplist/remove", data=lambda w: {"contact": w.contact},
+                                            state=lambda w: w.listed(w.contact), of_account=False),
+    ("admin.stoplist_import", "POST"): Case(lambda w: "/stoplist/import", data=_import_file,
+                                            state=lambda w: w.listed(w.imported), of_account=False),
     ("admin.account_delete", "GET"): Case(lambda w: f"{_acc(w)}/delete"),
     ("admin.account_delete", "POST"): Case(lambda w: f"{_acc(w)}/delete", data=lambda w: {"confirm": w.account["name"]},
                                            state=World.account_state),
@@ -99,7 +153,12 @@ def app(config):
 
 @pytest.fixture
 def world(platform) -> World:
-    return World(platform, make_admin(platform), platform.accounts.save(name=f"acc-{uuid.uuid4().hex[:8]}"))
+    account = platform.accounts.save(name=f"acc-{uuid.uuid4().hex[:8]}")
+    user = platform.users.add(account["id"], f"u-{uuid.uuid4().hex[:8]}", PASSWORD)
+    _, token = platform.tokens.create("account", account["id"])
+    tag = uuid.uuid4().hex[:10]
+    return World(platform, make_admin(platform), account, user, token["id"], f"stop-{tag}@example.com",
+                 f"imported-{tag}@example.com")
 
 
 def test_every_route_has_a_case(app):
@@ -178,10 +237,29 @@ def test_admin_changes_with_the_token(app, world):
         entry, = journal.list(Filter(limit=1))
         assert (entry["action"], entry["channel"], entry["actor_kind"], entry["actor_name"]) == \
             (endpoint, "webadmin", "admin", world.admin["login"]), entry
-        assert entry["account_id"] and "csrf_token" not in entry["summary"], entry
+        assert bool(entry["account_id"]) == case.of_account and "csrf_token" not in entry["summary"], entry
+        assert PASSWORD not in str(entry["summary"]) and world.contact not in str(entry["summary"]), entry
     assert not world.account_state()[3]  # deleted
     page = client.get(f"/audit?actor={world.admin['login']}&channel=webadmin").data.decode()
     assert page.count('data-testid="audit-row-') == len(MADE) and "admin.account_freeze" in page
+
+
+def test_a_viewer_sees_every_page_and_changes_nothing(app, world):
+    """A `viewer` administrator (a directory group mapped to that role) gets every page and a
+    403 for every change, which changes nothing and writes no journal entry (the enrolment of
+    its own second factor aside)."""
+    world.platform.admins.collection.update_one({"id": world.admin["id"]}, {"$set": {"role": "viewer"}})
+    client = app.test_client()
+    token = admin_signin(client, world.admin["login"])
+    for (endpoint, _), case in PAGES.items():
+        assert client.get(case.url(world)).status_code in (200, 302), endpoint
+    head = world.platform.journal.head()
+    for (endpoint, method), case in MADE.items():  # TOTP enrolment is one's own, a viewer's too
+        before = case.state(world)
+        response = client.open(case.url(world), method=method, data={**case.data(world), "csrf_token": token})
+        assert response.status_code == 403, (endpoint, response.status_code)
+        assert case.state(world) == before, f"{endpoint}: a viewer changed data"
+    assert world.platform.journal.head() == head
 
 
 def _check_csp(response, endpoint: str) -> str:

@@ -167,6 +167,12 @@ def blueprint() -> Blueprint:
 
     from altcraft.web.admin.journal import add_routes as journal_routes
     journal_routes(bp)
+    from altcraft.web.admin import stoplist_pages
+    stoplist_pages.add_routes(bp)
+    from altcraft.web.admin import token_pages
+    token_pages.add_routes(bp)
+    from altcraft.web.admin import user_pages
+    user_pages.add_routes(bp)
     return bp
 
 
