@@ -238,7 +238,8 @@ def test_admin_changes_with_the_token(app, world):
         assert (entry["action"], entry["channel"], entry["actor_kind"], entry["actor_name"]) == \
             (endpoint, "webadmin", "admin", world.admin["login"]), entry
         assert bool(entry["account_id"]) == case.of_account and "csrf_token" not in entry["summary"], entry
-        assert PASSWORD not in str(entry["summary"]) and world.contact not in str(entry["summary"]), entry
+        assert PASSWORD not in str(entry["summary"]), entry  # no password, nor its repetition
+        assert world.contact not in str(entry["summary"]), entry  # the stop list's hash only
     assert not world.account_state()[3]  # deleted
     page = client.get(f"/audit?actor={world.admin['login']}&channel=webadmin").data.decode()
     assert page.count('data-testid="audit-row-') == len(MADE) and "admin.account_freeze" in page
