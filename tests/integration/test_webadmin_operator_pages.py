@@ -1,21 +1,44 @@
 """webadmin's stop list, API token and account user pages doing their main action against
-the real stores (their security cases are in test_webadmin_routes.py)."""
+the real stores (their security cases are in test_webadmin_routes.py). One control database
+for the module: the tests touch objects of their own, and one migration saves seconds."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
 
-from altcraft import registry
+from altcraft import config as cfg, registry
 from altcraft.domain.audit import Filter
 from altcraft.domain.errors import Unauthorized
 from altcraft.domain.stoplist import StopList, contact_hash
+from altcraft.schema import migrate as migration
 from altcraft.stores import kv
 from altcraft.web.admin import create_app, stoplist_pages
+from altcraft.wiring import Platform
+from tests.lib.harness import make_config
 from tests.lib.webpanel import PASSWORD, admin_signin, make_admin
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def config(harness, tmp_path_factory):
+    basedir = tmp_path_factory.mktemp("operator") / "akd"
+    basedir.mkdir()
+    path = basedir / "main.json"
+    path.write_text(json.dumps(make_config(harness, basedir)))
+    loaded, _ = cfg.load(path)
+    migration.run(loaded)
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def platform(config):
+    platform = Platform(config)
+    yield platform
+    platform.close()
 
 
 @pytest.fixture
