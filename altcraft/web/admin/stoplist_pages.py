@@ -8,8 +8,8 @@ import io
 
 from flask import Blueprint, render_template, request
 
-from altcraft.domain.stoplist import IMPORT_MAX_BYTES, StopList, contact_hash
 from altcraft.domain.fields import normalize_email
+from altcraft.domain.stoplist import IMPORT_MAX_BYTES, StopList, contact_hash
 from altcraft.stores import kv
 from altcraft.web import i18n
 from altcraft.web.app import journal_change, not_a_change, panel

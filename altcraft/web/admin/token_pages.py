@@ -8,7 +8,6 @@ from flask import Blueprint, g, redirect, render_template, request, url_for
 
 from altcraft.domain.errors import DomainError, Invalid
 from altcraft.web import i18n
-
 from altcraft.web.app import panel
 
 LIST_LIMIT = 100

@@ -44,7 +44,7 @@ def add_routes(bp: Blueprint) -> None:
     def account_user(account_id: int, user_id: int):
         ctx = panel()
         account = ctx.platform.accounts.get(account_id)
-        user = ctx.platform.users.get(user_id, account_id)  # 404 for another account's user
+        ctx.platform.users.get(user_id, account_id)  # 404 for another account's user
         error, status, saved = None, 200, None
         if request.method == "POST":
             try:
