@@ -63,7 +63,11 @@ class StopList:
         new = [h for h, hit in zip(hashes, found) if hit is None]
         result.already += len(contacts) - len(new)
         if new:
-            self.client.hset(KEY, mapping={h: reason for h in new})
+            # one field per HSET (SSDB's HSET takes one), sent together in one round trip
+            pipe = self.client.pipeline(transaction=False)
+            for digest in new:
+                pipe.hset(KEY, digest, reason)
+            pipe.execute()
             result.added += len(new)
 
     def contains(self, contact: str) -> bool:

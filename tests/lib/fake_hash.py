@@ -1,5 +1,6 @@
-"""A dict standing in for one Redis/SSDB hash client (hset, hmget, hexists, hdel), for unit
-tests of code that keeps a hash (the stop list)."""
+"""A dict standing in for one Redis/SSDB hash client (hset, hmget, hexists, hdel, and a
+pipeline that runs each call at once), for unit tests of code that keeps a hash (the stop
+list)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,21 @@ class FakeHashClient:
 
     def hdel(self, key, field):
         return int(self.hashes.get(key, {}).pop(field, None) is not None)
+
+
+    def pipeline(self, transaction: bool = True):
+        return _Pipeline(self)
+
+
+class _Pipeline:
+    def __init__(self, client: FakeHashClient):
+        self.client, self.results = client, []
+
+    def hset(self, *args, **kwargs):
+        self.results.append(self.client.hset(*args, **kwargs))
+
+    def execute(self):
+        return self.results
 
 
 class FakeStore:
