@@ -7,6 +7,7 @@ reversed, so a leaked control database gives no usable token.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -29,6 +30,9 @@ class Principal:
     read_only: bool = False  # a frozen account reads but does not change
 
 
+PREFIX_CHARS = 8  # kept in clear so that an operator can tell tokens apart; 48 of 256 bits
+
+
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -47,11 +51,25 @@ class Tokens:
                     {"id": user_id, "account_id": account_id}) is None:
                 raise NotFound(f"user {user_id} not found in account {account_id}")
         token = secrets.token_urlsafe(32)
-        doc = {"id": next_id(self.control, "tokens"), "token_hash": _digest(token), "scope": scope,
+        doc = {"id": next_id(self.control, "tokens"), "token_hash": _digest(token), "prefix": token[:PREFIX_CHARS],
+               "scope": scope,
                "account_id": account_id if scope == "account" else None, "user_id": user_id,
                "name": name, "revoked": False, "created_at": now()}
         self.collection.insert_one(doc)
-        return token, {k: doc[k] for k in ("id", "scope", "account_id", "user_id", "name", "created_at")}
+        return token, {k: doc[k] for k in ("id", "prefix", "scope", "account_id", "user_id", "name", "created_at")}
+
+    def list(self, prefix: str = "", limit: int = 100) -> list[dict[str, Any]]:
+        """Tokens whose first characters are `prefix`, newest first, without their hash."""
+        query: dict[str, Any] = {}
+        if prefix:
+            query["prefix"] = {"$regex": "^" + re.escape(prefix[:PREFIX_CHARS])}
+        return list(self.collection.find(query, {"_id": 0, "token_hash": 0}).sort("id", -1).limit(limit))
+
+    def get(self, token_id: int) -> dict[str, Any]:
+        doc = self.collection.find_one({"id": token_id}, {"_id": 0, "token_hash": 0})
+        if doc is None:
+            raise NotFound(f"token {token_id} not found")
+        return doc
 
     def revoke(self, token_id: int) -> None:
         if self.collection.update_one({"id": token_id}, {"$set": {"revoked": True}}).matched_count == 0:

@@ -171,6 +171,12 @@ def blueprint() -> Blueprint:
     mta_pages.add_routes(bp)
     sender_pages.add_routes(bp)
     queue_pages.add_routes(bp)
+    from altcraft.web.admin import stoplist_pages
+    stoplist_pages.add_routes(bp)
+    from altcraft.web.admin import token_pages
+    token_pages.add_routes(bp)
+    from altcraft.web.admin import user_pages
+    user_pages.add_routes(bp)
     return bp
 
 

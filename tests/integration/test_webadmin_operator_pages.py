@@ -1,0 +1,131 @@
+"""webadmin's stop list, API token and account user pages doing their main action against
+the real stores (their security cases are in test_webadmin_routes.py). One control database
+for the module: the tests touch objects of their own, and one migration saves seconds."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from altcraft import config as cfg, registry
+from altcraft.domain.audit import Filter
+from altcraft.domain.errors import Unauthorized
+from altcraft.domain.stoplist import StopList, contact_hash
+from altcraft.schema import migrate as migration
+from altcraft.stores import kv
+from altcraft.web.admin import create_app, stoplist_pages
+from altcraft.wiring import Platform
+from tests.lib.harness import make_config
+from tests.lib.webpanel import PASSWORD, admin_signin, make_admin
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def config(harness, tmp_path_factory):
+    basedir = tmp_path_factory.mktemp("operator") / "akd"
+    basedir.mkdir()
+    path = basedir / "main.json"
+    path.write_text(json.dumps(make_config(harness, basedir)))
+    loaded, _ = cfg.load(path)
+    migration.run(loaded)
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def platform(config):
+    platform = Platform(config)
+    yield platform
+    platform.close()
+
+
+@pytest.fixture
+def signed_in(config, platform):
+    client = create_app(config, registry.get("webadmin")).test_client()
+    return client, admin_signin(client, make_admin(platform)["login"])
+
+
+def test_stop_list_import_counts_with_line_numbers_then_lookup(signed_in, platform, monkeypatch):
+    client, token = signed_in
+    tag = uuid.uuid4().hex[:10]
+    known, new, quoted = (f"{n}-{tag}@example.com" for n in ("known", "new", "quoted"))
+    stoplist = StopList(kv.ssdb(platform.config, "hbsupp"))
+    stoplist.add(known)
+    text = f"email\n{new}\n\n{known.upper()}\nnot an address\n\"{quoted}\",Ann\n{new}\n"
+    response = client.post("/stoplist/import", data={"csrf_token": token, "file": (_file(text), "list.csv")})
+    page = response.data.decode()
+    assert response.status_code == 200, page[:500]
+    # line 1 (the header) and 5 are no addresses; the repeated line 7 counts as already there
+    assert "Added: 2." in page and "Already listed: 2." in page and "Not addresses: 2." in page, page
+    assert "Lines that are not addresses: 1, 5" in page
+    assert stoplist.blocked([new, quoted, known]) == {new, quoted, known}
+    entry, = platform.journal.list(Filter(limit=1))
+    assert entry["action"] == "admin.stoplist_import" and new not in str(entry["summary"]), entry
+
+    found = client.get(f"/stoplist?contact={new}").data.decode()
+    assert contact_hash(new) in found and 'data-testid="stoplist-listed"' in found
+    removed = client.post("/stoplist/remove", data={"csrf_token": token, "contact": new}).data.decode()
+    assert 'data-testid="stoplist-not-listed"' in removed and not stoplist.contains(new)
+    entry, = platform.journal.list(Filter(limit=1))
+    assert entry["summary"]["md5"] == contact_hash(new) and new not in str(entry["summary"]), entry
+
+    monkeypatch.setattr(stoplist_pages, "IMPORT_MAX_BYTES", 64)
+    other = f"big-{tag}@example.com"
+    head = platform.journal.head()
+    big = client.post("/stoplist/import", data={"csrf_token": token, "file": (_file(f"{other}\n" + "x" * 100), "b")})
+    assert big.status_code == 413 and not stoplist.contains(other) and platform.journal.head() == head
+
+
+def test_a_token_is_shown_once_then_only_its_prefix(signed_in, platform):
+    client, csrf = signed_in
+    account = platform.accounts.save(name=f"acc-{uuid.uuid4().hex[:8]}")
+    created = client.post("/tokens", data={"csrf_token": csrf, "scope": "account",
+                                           "account_id": str(account["id"]), "name": "crm"})
+    assert created.status_code == 200
+    token = created.data.decode().split('data-testid="token-value">', 1)[1].split("<", 1)[0]
+    principal = platform.tokens.authenticate(token)
+    assert principal.account_id == account["id"]
+    listing = client.get(f"/tokens?prefix={token[:4]}").data.decode()
+    assert f'data-testid="token-row-{principal.token_id}"' in listing and token[:8] in listing
+    assert token not in listing and token[:9] not in listing
+    assert token not in str(platform.journal.list(Filter(limit=1))[0]["summary"])
+    assert f"token-row-{principal.token_id}" not in client.get("/tokens?prefix=" + ("-" if token[0] != "-" else "_")).data.decode()
+
+    assert client.post(f"/tokens/{principal.token_id}/revoke", data={"csrf_token": csrf}).status_code == 302
+    with pytest.raises(Unauthorized):
+        platform.tokens.authenticate(token)
+    missing = client.post("/tokens", data={"csrf_token": csrf, "scope": "account", "account_id": ""})
+    assert missing.status_code == 400 and "account_id: missing" in missing.data.decode()
+
+
+def test_account_user_added_edited_password_reset_locked(signed_in, platform):
+    client, csrf = signed_in
+    account = platform.accounts.save(name=f"acc-{uuid.uuid4().hex[:8]}")
+    login = f"u-{uuid.uuid4().hex[:8]}"
+    weak = client.post(f"/accounts/{account['id']}/users", data={"csrf_token": csrf, "login": login, "password": "abc"})
+    assert weak.status_code == 400 and "password" in weak.data.decode()
+    added = client.post(f"/accounts/{account['id']}/users", data={"csrf_token": csrf, "login": login,
+                                                                   "password": PASSWORD, "roles": ["editor"]})
+    assert added.status_code == 302
+    user = platform.users.verify(login, PASSWORD)
+    assert user["roles"] == ["editor"] and user["account_id"] == account["id"]
+    url = f"/accounts/{account['id']}/users/{user['id']}"
+    client.post(url, data={"csrf_token": csrf, "roles": ["analyst", "viewer"], "lang": "ru", "name": "Ann"})
+    assert (platform.users.get(user["id"])["roles"], platform.users.get(user["id"])["lang"]) == (["analyst", "viewer"], "ru")
+    new = PASSWORD + "-2"
+    assert client.post(f"{url}/password", data={"csrf_token": csrf, "password": new,
+                                                "password_repeat": new}).status_code == 200
+    assert platform.users.verify(login, PASSWORD) is None and platform.users.verify(login, new)
+    assert client.post(f"{url}/lock", data={"csrf_token": csrf}).status_code == 302
+    assert platform.users.verify(login, new) is None
+    assert client.post(f"{url}/unlock", data={"csrf_token": csrf}).status_code == 302
+    assert platform.users.verify(login, new)
+    other = platform.accounts.save(name=f"acc-{uuid.uuid4().hex[:8]}")
+    assert client.get(f"/accounts/{other['id']}/users/{user['id']}").status_code == 404
+
+
+def _file(text: str):
+    import io
+    return io.BytesIO(text.encode())
