@@ -32,8 +32,12 @@ class Altcraft:
             headers["Authorization"] = f"Bearer {self.token}"
         else:
             body = {"token": self.token, **body}
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/api/v1.1/{method}",
-                                         data=json.dumps(body).encode(), method="POST", headers=headers)
+        return self.post(f"/api/v1.1/{method}", json.dumps(body).encode(), headers)
+
+    def post(self, path: str, data: bytes, headers: dict) -> tuple[int, dict]:
+        """The transport: HTTP to the api process (tests/lib/compat_api.py: Flask's client)."""
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, method="POST",
+                                         headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return response.status, json.loads(response.read())

@@ -17,37 +17,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.lib.altcraft_api import Altcraft as HttpAltcraft
 from tests.lib.api import STRONG
 from tests.lib.harness import make_config
 
-ENVELOPE = {"error", "error_text"}
-
-
-class Altcraft:
-    """POST JSON to /api/v1.1/<method>, read the envelope; the token in the body or as Bearer."""
+class Altcraft(HttpAltcraft):
+    """The same client, its requests handed to the api's Flask app in-process."""
 
     def __init__(self, http: Any, token: str, bearer: bool = False):
-        self.http, self.token, self.bearer = http, token, bearer
+        super().__init__(0, token, bearer)
+        self.http = http
 
-    def __call__(self, method: str, body: dict) -> tuple[int, dict]:
-        headers = {"Content-Type": "application/json"}
-        if self.bearer:
-            headers["Authorization"] = f"Bearer {self.token}"
-        else:
-            body = {"token": self.token, **body}
-        response = self.http.post(f"/api/v1.1/{method}", data=json.dumps(body), headers=headers)
+    def post(self, path: str, data: bytes, headers: dict) -> tuple[int, dict]:
+        response = self.http.post(path, data=data, headers=headers)
         return response.status_code, response.get_json()
-
-    def ok(self, method: str, body: dict) -> dict:
-        status, answer = self(method, body)
-        assert status == 200 and answer["error"] == 0 and set(answer) >= ENVELOPE, (method, answer)
-        return answer
-
-    def refused(self, method: str, body: dict, status: int = 400) -> str:
-        """The error_text of a refusal with `status` (Altcraft's number in `error` too)."""
-        got, answer = self(method, body)
-        assert (got, answer["error"]) == (status, status), (method, answer)
-        return answer["error_text"]
 
 
 @dataclass(frozen=True)
