@@ -111,20 +111,34 @@ def timed(call, repeat: int, budget: float) -> list[float]:
     return samples
 
 
-def seed_profiles(profiles, count: int, rng: random.Random) -> float:
+def seed_profiles(profiles, count: int, rng: random.Random) -> tuple[float, list[str]]:
+    """`count` profiles inserted with unordered insert_many in batches of 50,000, in the shape
+    Profiles.upsert_prepared stores (a random hex id, the fields, one subscription, the
+    stamps): upsert_prepared on a fresh database does just this, but makes its ids itself,
+    and reading a million ids back costs the stand-in minutes. Returns the seconds and the
+    ids."""
     started = time.perf_counter()
+    stamp = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+    subscriptions = [{"resource_id": 1, "channel": "email", "status": "subscribed", "changed_at": stamp}]
+    ids: list[str] = []
     batch = []
     for i in range(count):
-        batch.append({"email": f"user{i}.{rng.randrange(10**6)}@example{i % 97}.com",
-                      "first_name": rng.choice(FIRST), "last_name": rng.choice(LAST),
-                      "phone": f"+79{rng.randrange(10**9):09d}", "city": rng.choice(CITIES),
-                      "score": rng.randrange(1000)})
-        if len(batch) == 5000 or i == count - 1:
-            profiles.upsert_prepared(batch, subscribe=(1, "email"))
+        profile_id = uuid.UUID(int=rng.getrandbits(128), version=4).hex
+        ids.append(profile_id)
+        batch.append({"_id": profile_id,
+                      "data": {"email": f"user{i}.{rng.randrange(10**6)}@example{i % 97}.com",
+                               "first_name": rng.choice(FIRST), "last_name": rng.choice(LAST),
+                               "phone": f"+79{rng.randrange(10**9):09d}", "city": rng.choice(CITIES),
+                               "score": rng.randrange(1000)},
+                      "subscriptions": subscriptions, "created_at": stamp, "updated_at": stamp})
+        if len(batch) == 50_000 or i == count - 1:
+            profiles.collection.insert_many(batch, ordered=False)
             batch = []
-            print(f"\r  profiles: {i + 1:,}/{count:,}", end="", flush=True)
+            print(f"\r  profiles: {i + 1:,}/{count:,} ({(i + 1) / (time.perf_counter() - started):,.0f}/s)",
+                  end="", flush=True)
     print()
-    return time.perf_counter() - started
+    profiles.get(profile_id=ids[0])  # the domain reads the shape back
+    return time.perf_counter() - started, ids
 
 
 def seed_events(store, account_id: int, db_id: int, campaign_id: int, sender_id: int,
@@ -161,6 +175,77 @@ def ferretdb_says(explained: dict) -> str:
     return json.dumps(found, default=str) if found else json.dumps(explained, default=str)[:300]
 
 
+def seeded_name(args) -> str:
+    """The account that --reuse seeds into and finds again: one per size."""
+    return f"bench-panel-{args.profiles}-{args.events}"
+
+
+def reused(platform, args) -> dict | None:
+    """The record of a complete earlier seeding of this size (--reuse), or None. An account of
+    that name without the record is an interrupted seeding: dropped, to be seeded anew."""
+    account = platform.accounts.collection.find_one({"name": seeded_name(args)})
+    if account is None:
+        return None
+    record = platform.account_db(account["id"]).bench_panel.find_one({"_id": "seeded"})
+    if record is not None:
+        return record
+    print(f"account {seeded_name(args)} holds an interrupted seeding: dropping its data and seeding anew")
+    forget(platform, None, account["id"], rename=True)
+    return None
+
+
+def forget(platform, store, account_id: int, rename: bool = False) -> None:
+    """Drops what a run seeded: the account's documents database and events. The account and
+    its user stay (nothing deletes accounts); a reused one loses its name so the next
+    --reuse run seeds anew."""
+    platform.account_client.drop_database(platform.account_db(account_id).name)
+    if store is not None:
+        store.execute(f"ALTER TABLE {store.table('events')} DELETE WHERE account_id = %(a)s", {"a": account_id})
+    if rename:
+        platform.accounts.collection.update_one(
+            {"id": account_id}, {"$set": {"name": f"bench-panel-dropped-{uuid.uuid4().hex[:8]}"}})
+
+
+def seed(platform, store, args) -> dict:
+    """A fresh account, profile database, segment, template, sender and campaign, the profiles
+    and the events; with --reuse under a fixed name and recorded (bench_panel.seeded) last,
+    so a later --reuse run of the same size finds it complete."""
+    from altcraft.web.control.segment_pages import condition_from_form
+
+    rng = random.Random(1)
+    tag = uuid.uuid4().hex[:8]
+    name = seeded_name(args) if args.reuse else f"bench-panel-{tag}"
+    account_id = platform.accounts.save(name=name)["id"]
+    login = f"bench-{tag}"
+    platform.users.add(account_id, login, PASSWORD, roles=["editor"], lang="en")
+    database = platform.databases(account_id).add("bench", "email", [{"name": "score", "type": "integer"}])
+    profiles = platform.profiles(account_id, database.id)
+    print(f"seeding {args.profiles:,} profiles (insert_many, batches of 50,000, fresh database)", flush=True)
+    profile_seconds, ids = seed_profiles(profiles, args.profiles, rng)
+    ids.sort()
+    segment = platform.segments(account_id).add("Kazan", database.id, condition_from_form(SEGMENT))
+    template = platform.templates(account_id).add("offer", "Hello {{ first_name }}", "<p>Hello</p>")
+    sender = platform.senders.save(name=f"bench {tag}", from_email=f"news@{tag}.example", dkim_algorithm="none")
+    platform.senders.assign(sender["id"], account_id)
+    campaign = platform.campaigns.add(account_id, "bench offer", database.id, segment["id"], template["id"],
+                                      sender_id=sender["id"], schedule={"type": "once", "at": "2099-01-01T00:00:00Z"})
+    print(f"seeding {args.events:,} events (ClickHouse, batches of 50,000)", flush=True)
+    # the card's profile gets its share too: every len(ids)-th event
+    event_seconds = seed_events(store, account_id, database.id, campaign["id"], sender["id"], ids,
+                                args.events, rng)
+    print(f"seeded: {args.profiles:,} profiles in {profile_seconds:.1f}s "
+          f"({args.profiles / profile_seconds:,.0f}/s), {args.events:,} events in {event_seconds:.1f}s", flush=True)
+    record = {"_id": "seeded", "account_id": account_id, "login": login, "db_id": database.id,
+              "segment_id": segment["id"], "campaign_id": campaign["id"],
+              "deep_after": ids[-101],  # a key near the end: the next page holds the last 100 profiles
+              "card_id": ids[len(ids) // 2], "profiles": args.profiles, "events": args.events,
+              "profile_seconds": profile_seconds, "event_seconds": event_seconds,
+              "seeded_at": datetime.now(timezone.utc).replace(tzinfo=None)}
+    if args.reuse:
+        platform.account_db(account_id).bench_panel.insert_one(record)
+    return record
+
+
 # What real MongoDB does with each shape: the profile collection has the _id index and the
 # unique key index data.<key> (altcraft/domain/databases.py); nothing else.
 MONGODB_PLANS = {
@@ -186,7 +271,16 @@ def main() -> None:
                         help="which pages to measure (comma-separated; default all five)")
     parser.add_argument("--workers", type=int, default=2, help="webcontrol's gunicorn workers")
     parser.add_argument("--config", help="main.json with the stores (default: the test harness)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="seed into the account bench-panel-<profiles>-<events> and keep it; when a "
+                             "complete earlier seeding of that size is there, measure it without seeding")
+    parser.add_argument("--seed-only", action="store_true",
+                        help="with --reuse: seed (unless seeded) and stop, measuring nothing")
+    parser.add_argument("--drop", action="store_true",
+                        help="with --reuse: drop the reused data at the end (default: kept)")
     args = parser.parse_args()
+    if (args.seed_only or args.drop) and not args.reuse:
+        sys.exit("bench/panel.py: --seed-only and --drop go with --reuse")
     if args.profiles < 200 or args.events < 1 or args.requests < 1:
         sys.exit("bench/panel.py: --profiles at least 200, --events and --requests at least 1")
     wanted = [p.strip() for p in args.pages.split(",") if p.strip()]
@@ -199,7 +293,7 @@ def main() -> None:
     from altcraft.domain.reports import Reports, profile_timeline
     from altcraft.schema import migrate as migration
     from altcraft.stores.analytics import Analytics
-    from altcraft.web.control.segment_pages import condition_from_form
+    from altcraft.web.control.segment_pages import LIVE_COUNT_LIMIT, condition_from_form
     from altcraft.wiring import Platform
 
     basedir = Path(tempfile.mkdtemp(prefix="altcraft-bench-panel-"))
@@ -211,33 +305,23 @@ def main() -> None:
     config, _ = cfg.load(main_json)
     migration.run(config)
     platform = Platform(config)
-    rng = random.Random(1)
-    tag = uuid.uuid4().hex[:8]
-    account_id = platform.accounts.save(name=f"bench-panel-{tag}")["id"]
-    login = f"bench-{tag}"
-    platform.users.add(account_id, login, PASSWORD, roles=["editor"], lang="en")
-    database = platform.databases(account_id).add("bench", "email", [{"name": "score", "type": "integer"}])
-    profiles = platform.profiles(account_id, database.id)
     store = Analytics(config.CLICKHOUSE_SYSTEM)
-
-    print(f"seeding {args.profiles:,} profiles (Profiles.upsert_prepared, fresh database)", flush=True)
-    profile_seconds = seed_profiles(profiles, args.profiles, rng)
-    ids = [d["_id"] for d in profiles.collection.find({}, {"_id": 1})]
-    ids.sort()
-    deep_after = ids[-101]  # a key near the end: the next page holds the last 100 profiles
-    card_id = ids[len(ids) // 2]
-    segment = platform.segments(account_id).add("Kazan", database.id, condition_from_form(SEGMENT))
-    template = platform.templates(account_id).add("offer", "Hello {{ first_name }}", "<p>Hello</p>")
-    sender = platform.senders.save(name=f"bench {tag}", from_email=f"news@{tag}.example", dkim_algorithm="none")
-    platform.senders.assign(sender["id"], account_id)
-    campaign = platform.campaigns.add(account_id, "bench offer", database.id, segment["id"], template["id"],
-                                      sender_id=sender["id"], schedule={"type": "once", "at": "2099-01-01T00:00:00Z"})
-    print(f"seeding {args.events:,} events (ClickHouse, batches of 50,000)", flush=True)
-    # the card's profile gets its share too: every len(ids)-th event
-    event_seconds = seed_events(store, account_id, database.id, campaign["id"], sender["id"], ids,
-                                args.events, rng)
-    print(f"seeded: {args.profiles:,} profiles in {profile_seconds:.1f}s "
-          f"({args.profiles / profile_seconds:,.0f}/s), {args.events:,} events in {event_seconds:.1f}s", flush=True)
+    seeded = reused(platform, args) if args.reuse else None
+    if seeded is None:
+        seeded = seed(platform, store, args)
+    else:
+        print(f"reusing the data seeded on {seeded['seeded_at']:%Y-%m-%d %H:%M} UTC into account "
+              f"{seeded['account_id']} ({args.profiles:,} profiles, {args.events:,} events; seeding took "
+              f"{seeded['profile_seconds']:.0f} s + {seeded['event_seconds']:.0f} s)", flush=True)
+    if args.seed_only:
+        print(f"seeded data kept in account {seeded['account_id']} ({seeded_name(args)})")
+        return
+    account_id, login = seeded["account_id"], seeded["login"]
+    database = platform.databases(account_id).get(seeded["db_id"])
+    profiles = platform.profiles(account_id, database.id)
+    deep_after, card_id = seeded["deep_after"], seeded["card_id"]
+    campaign = platform.campaigns.get(account_id, seeded["campaign_id"])
+    segment = platform.segments(account_id).get(seeded["segment_id"])
 
     pages = {
         "list": f"/databases/{database.id}/profiles",
@@ -252,7 +336,7 @@ def main() -> None:
         "list": lambda: profiles.page(limit=50),
         "deep": lambda: profiles.page(after=deep_after, limit=50),
         "card": lambda: (profiles.get(profile_id=card_id), profile_timeline(store, account_id, card_id, limit=50)),
-        "segment": lambda: segments.match(database.id, condition, 5),
+        "segment": lambda: segments.match(database.id, condition, 5, limit=LIVE_COUNT_LIMIT + 1),
         "report": lambda: (platform.campaigns.get(account_id, campaign["id"]),
                            Reports(store).campaign(account_id, campaign["id"])),
     }
@@ -312,8 +396,8 @@ def main() -> None:
         print(f"  {name:8} FerretDB: {said}")
         print(f"  {'':8} MongoDB:  {MONGODB_PLANS[name]}")
 
-    platform.account_client.drop_database(platform.account_db(account_id).name)
-    store.execute(f"ALTER TABLE {store.table('events')} DELETE WHERE account_id = %(a)s", {"a": account_id})
+    if not args.reuse or args.drop:
+        forget(platform, store, account_id, rename=args.reuse)
     store.close()
     platform.close()
     print("p95_ms=" + ",".join(f"{name}:{ours['p95']:.0f}" for name, (ours, _) in results.items()))
