@@ -179,6 +179,45 @@ def ferretdb_says(explained: dict) -> str:
     return json.dumps(found, default=str) if found else json.dumps(explained, default=str)[:300]
 
 
+def profile_pages(config, login: str, pages: dict[str, str], wanted: list[str], requests: int) -> None:
+    """Where a page's time goes inside webcontrol: each page asked `requests` times through
+    Flask's test client in this process under cProfile. Printed per page: the time in socket
+    reads (waiting for a store's answer), the number of store round trips per request, and
+    the functions of ours (altcraft.*) with the most time of their own."""
+    import cProfile
+    import pstats
+
+    from altcraft import registry
+    from altcraft.web.control import create_app
+    from tests.lib.webpanel import signin
+
+    client = create_app(config, registry.get("webcontrol")).test_client()
+    signin(client, login)
+    print("\nwhere the time goes inside webcontrol (cProfile, Flask test client, in this process):")
+    for name in wanted:
+        client.get(pages[name])  # warm-up
+        profiler = cProfile.Profile()
+        started = time.perf_counter()
+        profiler.enable()
+        for _ in range(requests):
+            client.get(pages[name])
+        profiler.disable()
+        wall = (time.perf_counter() - started) * 1000 / requests
+        stats = pstats.Stats(profiler).stats  # {(file, line, function): (cc, nc, tottime, cumtime, callers)}
+        waiting = trips = 0.0
+        ours: list[tuple[float, str]] = []
+        for (path, _, function), (_, calls, own, _, _) in stats.items():
+            if "_socket.socket" in function and "recv" in function:  # a builtin: ('~', 0, "<method ...>")
+                waiting += own
+                trips += calls
+            elif "/altcraft/" in path:
+                ours.append((own, f"{Path(path).name}:{function}"))
+        ours.sort(reverse=True)
+        print(f"  {name:8} {wall:8.1f} ms/request; waiting on store sockets {waiting * 1000 / requests:.1f} ms "
+              f"({trips / requests:.0f} reads); ours (own time): "
+              + ", ".join(f"{label} {own * 1000 / requests:.1f}" for own, label in ours[:4]))
+
+
 def seeded_name(args) -> str:
     """The account that --reuse seeds into and finds again: one per size."""
     return f"bench-panel-{args.profiles}-{args.events}"
@@ -274,6 +313,8 @@ def main() -> None:
                         help="seconds per page and side after which fewer requests are made (at least 3; default 60)")
     parser.add_argument("--min-requests", type=int, default=3,
                         help="requests per page and side at least, whatever the budget (default 3)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile each page inside webcontrol (cProfile, in this process)")
     parser.add_argument("--pages", default="list,deep,card,segment,report",
                         help="which pages to measure (comma-separated; default all five)")
     parser.add_argument("--workers", type=int, default=2, help="webcontrol's gunicorn workers")
@@ -308,6 +349,10 @@ def main() -> None:
     port = free_port()
     settings = json.loads(Path(args.config).read_text()) if args.config else make_config(_config.harness(), basedir)
     settings.update(BASEDIR=str(basedir), PROCESSES={"webcontrol": {"PORT": port, "WORKERS": args.workers}})
+    if args.reuse and not args.config:
+        # the harness's configuration names its databases after a random tag: a run that
+        # reuses data must find the control and account databases of the run that seeded it
+        settings.update(CONTROLDB_NAME="bench_panel_control", ACCOUNTDB_PREFIX="bench_panel_account_")
     main_json = basedir / "main.json"
     main_json.write_text(json.dumps(settings))
     config, _ = cfg.load(main_json)
@@ -401,6 +446,8 @@ def main() -> None:
         print(f"{name:10}{ours['n']:>4}{ours['p50']:>10.1f}{ours['p95']:>9.1f}{ours['max']:>9.1f}   "
               f"{direct['n']:>4}{direct['p50']:>11.1f}{direct['p95']:>9.1f}{direct['max']:>9.1f}   {verdict}")
 
+    if args.profile:
+        profile_pages(config, login, pages, wanted, min(args.requests, 10))
     print("\nindexes of the profile collection (listIndexes):")
     for index_name, spec in collection.index_information().items():
         print(f"  {index_name}: key {spec['key']}{', unique' if spec.get('unique') else ''}")
