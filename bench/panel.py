@@ -60,7 +60,7 @@ class Browser:
     """One keep-alive HTTP connection with a cookie jar of one site (enough for the panel)."""
 
     def __init__(self, port: int):
-        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=3600)  # FerretDB pages take minutes
         self.cookies: dict[str, str] = {}
 
     def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
