@@ -179,8 +179,10 @@ def ferretdb_says(explained: dict) -> str:
     return json.dumps(found, default=str) if found else json.dumps(explained, default=str)[:300]
 
 
-def profile_pages(config, login: str, pages: dict[str, str], wanted: list[str], requests: int) -> None:
-    """Where a page's time goes inside webcontrol: each page asked `requests` times through
+def profile_pages(config, login: str, pages: dict[str, str], wanted: list[str], requests: int,
+                  budget: float) -> None:
+    """Where a page's time goes inside webcontrol: each page asked up to `requests` times (at
+    least once, fewer when `budget` seconds are spent) through
     Flask's test client in this process under cProfile. Printed per page: the time in socket
     reads (waiting for a store's answer), the number of store round trips per request, and
     the functions of ours (altcraft.*) with the most time of their own."""
@@ -195,14 +197,14 @@ def profile_pages(config, login: str, pages: dict[str, str], wanted: list[str], 
     signin(client, login)
     print("\nwhere the time goes inside webcontrol (cProfile, Flask test client, in this process):")
     for name in wanted:
-        client.get(pages[name])  # warm-up
         profiler = cProfile.Profile()
-        started = time.perf_counter()
+        started, done = time.perf_counter(), 0
         profiler.enable()
-        for _ in range(requests):
+        while done < requests and (done == 0 or time.perf_counter() - started < budget):
             client.get(pages[name])
+            done += 1
         profiler.disable()
-        wall = (time.perf_counter() - started) * 1000 / requests
+        wall = (time.perf_counter() - started) * 1000 / done
         stats = pstats.Stats(profiler).stats  # {(file, line, function): (cc, nc, tottime, cumtime, callers)}
         waiting = trips = 0.0
         ours: list[tuple[float, str]] = []
@@ -213,9 +215,9 @@ def profile_pages(config, login: str, pages: dict[str, str], wanted: list[str], 
             elif "/altcraft/" in path:
                 ours.append((own, f"{Path(path).name}:{function}"))
         ours.sort(reverse=True)
-        print(f"  {name:8} {wall:8.1f} ms/request; waiting on store sockets {waiting * 1000 / requests:.1f} ms "
-              f"({trips / requests:.0f} reads); ours (own time): "
-              + ", ".join(f"{label} {own * 1000 / requests:.1f}" for own, label in ours[:4]))
+        print(f"  {name:8} {wall:8.1f} ms/request (n={done}); waiting on store sockets {waiting * 1000 / done:.1f} ms "
+              f"({trips / done:.0f} reads); ours (own time): "
+              + ", ".join(f"{label} {own * 1000 / done:.1f}" for own, label in ours[:4]))
 
 
 def seeded_name(args) -> str:
@@ -447,7 +449,7 @@ def main() -> None:
               f"{direct['n']:>4}{direct['p50']:>11.1f}{direct['p95']:>9.1f}{direct['max']:>9.1f}   {verdict}")
 
     if args.profile:
-        profile_pages(config, login, pages, wanted, min(args.requests, 10))
+        profile_pages(config, login, pages, wanted, min(args.requests, 10), args.budget)
     print("\nindexes of the profile collection (listIndexes):")
     for index_name, spec in collection.index_information().items():
         print(f"  {index_name}: key {spec['key']}{', unique' if spec.get('unique') else ''}")
