@@ -315,6 +315,9 @@ def main() -> None:
                         help="seconds per page and side after which fewer requests are made (at least 3; default 60)")
     parser.add_argument("--min-requests", type=int, default=3,
                         help="requests per page and side at least, whatever the budget (default 3)")
+    parser.add_argument("--http-only", default="", type=lambda text: {p.strip() for p in text.split(",") if p.strip()},
+                        help="pages measured over HTTP only, without the direct reference (comma-separated): "
+                             "for pages that take minutes on the stand-in")
     parser.add_argument("--profile", action="store_true",
                         help="also profile each page inside webcontrol (cProfile, in this process)")
     parser.add_argument("--pages", default="list,deep,card,segment,report",
@@ -425,13 +428,14 @@ def main() -> None:
 
             print(f"  measuring {name} (up to {args.requests} requests each way)", flush=True)
             ours_samples = timed(ask, args.requests, args.budget, args.min_requests)
-            direct_samples = timed(reference[name], args.requests, args.budget, args.min_requests)
+            direct_samples = ([float("nan")] if name in args.http_only
+                              else timed(reference[name], args.requests, args.budget, args.min_requests))
             results[name] = (percentiles(ours_samples) | {"n": len(ours_samples)},
-                             percentiles(direct_samples) | {"n": len(direct_samples)})
+                             percentiles(direct_samples) | {"n": 0 if name in args.http_only else len(direct_samples)})
             ours, direct = results[name]  # as it comes: a long run leaves what it measured
             print(f"    HTTP p95 {ours['p95']:.1f} ms (n={ours['n']}), direct p95 {direct['p95']:.1f} ms "
                   f"(n={direct['n']})", flush=True)
-            for step, call in steps.get(name, {}).items():  # where the direct time goes
+            for step, call in (steps.get(name, {}) if name not in args.http_only else {}).items():  # where the direct time goes
                 samples = timed(call, min(args.requests, 10), args.budget / 3, args.min_requests)
                 breakdown[name][step] = percentiles(samples)["p50"]
                 print(f"      {step}: p50 {breakdown[name][step]:.1f} ms (n={len(samples)})", flush=True)
