@@ -206,17 +206,20 @@ def profile_pages(config, login: str, pages: dict[str, str], wanted: list[str], 
         profiler.disable()
         wall = (time.perf_counter() - started) * 1000 / done
         stats = pstats.Stats(profiler).stats  # {(file, line, function): (cc, nc, tottime, cumtime, callers)}
-        waiting = trips = 0.0
+        waiting = trips = clickhouse = 0.0
         ours: list[tuple[float, str]] = []
-        for (path, _, function), (_, calls, own, _, _) in stats.items():
+        for (path, _, function), (_, calls, own, cumulative, _) in stats.items():
             if "_socket.socket" in function and "recv" in function:  # a builtin: ('~', 0, "<method ...>")
-                waiting += own
+                waiting += own  # pymongo reads its sockets from Python: the documents store
                 trips += calls
+            elif path.endswith("clickhouse_driver/client.py") and function == "execute":
+                clickhouse += cumulative  # clickhouse-driver reads in compiled code: its whole call
             elif "/altcraft/" in path:
                 ours.append((own, f"{Path(path).name}:{function}"))
         ours.sort(reverse=True)
-        print(f"  {name:8} {wall:8.1f} ms/request (n={done}); waiting on store sockets {waiting * 1000 / done:.1f} ms "
-              f"({trips / done:.0f} reads); ours (own time): "
+        print(f"  {name:8} {wall:8.1f} ms/request (n={done}); documents store (socket reads) "
+              f"{waiting * 1000 / done:.1f} ms ({trips / done:.0f} reads); ClickHouse (execute) "
+              f"{clickhouse * 1000 / done:.1f} ms; ours (own time): "
               + ", ".join(f"{label} {own * 1000 / done:.1f}" for own, label in ours[:4]))
 
 
