@@ -3,22 +3,26 @@ store queries made directly as the reference.
 
     .venv/bin/python -m bench.panel [--profiles 1000000] [--events 1000000] [--requests 50]
                                     [--budget 60] [--pages list,deep,card,segment,report]
+                                    [--reuse [--seed-only] [--drop]] [--profile] [--http-only PAGES]
 
-1. A fresh account and profile database (key: email) with --profiles profiles, seeded through
-   the importer's prepared upsert (Profiles.upsert_prepared: on a fresh database one
-   unordered insert_many per 5,000 rows, every profile subscribed). The rows are generated
-   already normalised, so the importer's prepare() (validation, normalisation) is skipped.
+1. A fresh account and profile database (key: email) with --profiles profiles, inserted with
+   unordered insert_many in batches of 50,000 in the shape Profiles.upsert_prepared stores
+   (every profile subscribed). With --reuse the data goes to the account
+   bench-panel-<profiles>-<events> and is kept: a later --reuse run of the same size
+   measures it without seeding (--seed-only seeds and stops; --drop removes it at the end).
 2. A campaign (segment, template, sender: the domain's own add()) and --events events of it
    inserted into ClickHouse in batches: deliveries, opens and clicks (3 links, 5% bots) spread
    over the last 30 days across the seeded profiles.
 3. webcontrol under akd (gunicorn, as production) on a loopback port; one editor signs in
-   through /signin and one keep-alive connection asks each page --requests times: the profile
-   list's first page, a deep page (after a key 100 profiles from the end), the profile card,
-   a segment's live count and the campaign report.
+   through /signin and one keep-alive connection asks each page up to --requests times: the
+   profile list's first page, a deep page (after a key 100 profiles from the end), the
+   profile card, the segment builder's live count (bounded) and the campaign report.
 4. Reference, in the same run: the queries each page makes, made directly (pymongo and
    clickhouse-driver through the domain's own calls, no HTTP, Flask or templates), so the
-   panel's own overhead shows. Then the plan of each profile query: what FerretDB's explain()
-   says it does, and what real MongoDB would do from the indexes the schema defines.
+   panel's own overhead shows, and each of a page's store calls timed alone. --profile: each
+   page under cProfile inside webcontrol (in this process). Then the profile collection's
+   indexes and the plan of each profile query: what FerretDB's explain() says it does, and
+   what real MongoDB would do with those indexes.
 
 Loopback only. The last line is `p95_ms=list:<..>,deep:<..>,card:<..>,segment:<..>,report:<..>`.
 """
