@@ -456,8 +456,8 @@ def main() -> None:
           f"{'max':>9}   goal")
     for name, (ours, direct) in results.items():
         verdict = "ok" if ours["p95"] < GOAL_MS else f"MISSES {GOAL_MS} ms"
-        print(f"{name:10}{ours['n']:>4}{ours['p50']:>10.1f}{ours['p95']:>9.1f}{ours['max']:>9.1f}   "
-              f"{direct['n']:>4}{direct['p50']:>11.1f}{direct['p95']:>9.1f}{direct['max']:>9.1f}   {verdict}")
+        print(f"{name:10}{ours['n']:>4}{ours['p50']:>10.1f} {ours['p95']:>8.1f} {ours['max']:>8.1f}   "
+              f"{direct['n']:>4}{direct['p50']:>11.1f} {direct['p95']:>8.1f} {direct['max']:>8.1f}   {verdict}")
 
     if args.profile:
         profile_pages(config, login, pages, wanted, min(args.requests, 10), args.budget)
