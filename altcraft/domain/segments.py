@@ -239,14 +239,20 @@ class Segments:
         self._recount(segment_id)
         return removed.deleted_count > 0
 
-    def match(self, db_id: Any, condition: Any, sample: int = 5) -> tuple[int, list[dict[str, Any]]]:
-        """How many profiles of a database an unsaved condition selects and the first few in
-        _id order: what a segment with this condition will count once saved (the panel's
-        live count while the marketer builds it). Invalid as add() for a bad condition."""
+    def match(self, db_id: Any, condition: Any, sample: int = 5,
+              limit: int | None = None) -> tuple[int, list[dict[str, Any]]]:
+        """How many profiles of a database an unsaved condition selects, and a few of them:
+        what a segment with this condition will count once saved (the panel's live count
+        while the marketer builds it). With `limit` the count stops there: a count equal to
+        `limit` means "at least", and the store stops reading at that match instead of
+        reading the whole database. The sample is the first matches in the store's order,
+        not sorted: a sort would make a store that cannot sort by an index (FerretDB) read
+        every matching profile for five of them. Invalid as add() for a bad condition."""
         database = self._database(db_id)
         query = Compiler(database, self.account_id, self.activity, self.region).compile(condition)
         collection = self.db[database.collection_name]
-        return collection.count_documents(query), list(collection.find(query).sort("_id", 1).limit(sample))
+        bounded = {"limit": limit} if limit else {}
+        return collection.count_documents(query, **bounded), list(collection.find(query).limit(sample))
 
     def count(self, segment_id: int) -> int:
         segment = self.get(segment_id)

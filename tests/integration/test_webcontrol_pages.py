@@ -142,6 +142,38 @@ def test_the_segment_builders_live_count_is_the_domains_and_the_api_counts_the_s
     assert refused.status_code == 403 and len(segments.list()) == 1
 
 
+def test_the_live_count_stops_at_its_limit_and_says_so_while_the_api_counts_exactly(config, platform, monkeypatch):
+    from altcraft.domain.segments import Segments
+    from altcraft.web.control import segment_pages
+
+    tenant = make_tenant(platform, profiles=0)
+    db_id = tenant.db_ids[0]
+    people = platform.profiles(tenant.account_id, db_id)
+    people.upsert_prepared([people.prepare({"email": f"k{i:02d}@example.com", "city": "Kazan"}, require_key=True)
+                            for i in range(12)])
+    client = create_app(config, registry.get("webcontrol")).test_client()
+    signin(client, tenant.writer)
+    kazan = {"field_0": "city", "op_0": "eq", "value_0": "Kazan"}
+
+    monkeypatch.setattr(segment_pages, "LIVE_COUNT_LIMIT", 12)  # exactly at the limit: still exact
+    html = client.get(f"/databases/{db_id}/segments/count", query_string=kazan).data.decode()
+    assert COUNT.search(html).group(1) == "12" and 'data-testid="segment-count-bound"' not in html
+
+    monkeypatch.setattr(segment_pages, "LIVE_COUNT_LIMIT", 10)  # past it: "more than", and why
+    asked = []
+    match = Segments.match
+    monkeypatch.setattr(Segments, "match", lambda self, *a, **kw: asked.append(kw.get("limit")) or match(self, *a, **kw))
+    html = client.get(f"/databases/{db_id}/segments/count", query_string=kazan).data.decode()
+    assert asked == [11]  # the store is asked to stop counting one past the limit
+    assert re.search(r'data-testid="segment-count" data-over="1">more than 10<', html)
+    assert 'data-testid="segment-count-bound"' in html and html.count('href="/databases/') == 5
+    # the domain stopped counting at the limit it was given; the API's count is exact
+    segments = platform.segments(tenant.account_id)
+    assert segments.match(db_id, condition_from_form(kazan), 5, limit=11)[0] == 11
+    segment = segments.add("Kazan", db_id, condition_from_form(kazan))
+    assert segments.count(segment["id"]) == 12
+
+
 def test_the_builders_not_and_activity_rows_count_as_the_domain_does(config, platform):
     import uuid
     from datetime import datetime, timedelta, timezone

@@ -19,6 +19,7 @@ from altcraft.web.app import panel
 
 ROWS = 5       # condition rows in the builder; empty ones are ignored
 SAMPLE = 5     # matching profiles shown under the live count
+LIVE_COUNT_LIMIT = 10_000  # the live count stops here and says "more than"
 LIST_OPS = ("in", "nin")
 DAY_OPS = ("within_days", "older_than_days")
 ACTIVITY = "activity:"  # a builder row's "field" for an activity condition: activity:opened
@@ -107,17 +108,21 @@ def register(bp: Blueprint, account_id) -> None:
 
     @bp.get("/databases/<int:db_id>/segments/count")
     def segment_count(db_id: int):
-        """The live count: the builder's form, counted by the domain as it is now."""
+        """The live count: the builder's form, counted by the domain as it is now, up to
+        LIVE_COUNT_LIMIT: asked again on every change, it must not read a whole large
+        database each time. Past the limit the page says "more than"; the saved segment's
+        page and the API's segments/count give the exact number."""
         service = panel().platform.segments(account_id())
         database = panel().platform.databases(account_id()).get(db_id)
         try:
-            count, sample = service.match(db_id, condition_from_form(request.args), SAMPLE)
+            count, sample = service.match(db_id, condition_from_form(request.args), SAMPLE,
+                                          limit=LIVE_COUNT_LIMIT + 1)
         except DomainError as exc:
             if exc.status == 404:
                 raise
             return render_template("control/_segment_count.html", error=exc.message, database=database)
-        return render_template("control/_segment_count.html", count=count, sample=sample,
-                               database=database, error=None)
+        return render_template("control/_segment_count.html", count=min(count, LIVE_COUNT_LIMIT),
+                               over=count > LIVE_COUNT_LIMIT, sample=sample, database=database, error=None)
 
     @bp.get("/segments/<int:segment_id>")
     def segment(segment_id: int):
