@@ -1,8 +1,8 @@
 """The `procworkflow` process: runs the steps of scenarios (domain/scenarios.py).
 
 Runs are their own timers in the control database: every run whose step is due is claimed
-under a lease (LEASE_SECONDS), stepped once and released by the step's single update. A
-worker killed at any point leaves its lease to run out; the run is claimed again and the
+under a lease (main.json WORKFLOWS.LEASE_SECONDS), stepped once and released by the step's
+single update. A worker killed at any point leaves its lease to run out; the run is claimed again and the
 step done again with the same outcome (a send with the same derived message id, which
 akmtad drops). Nothing is kept in memory between steps, so a restart resumes every wait.
 
@@ -39,7 +39,6 @@ from altcraft.wiring import Platform
 
 log = logging.getLogger("altcraft.procworkflow")
 SCAN_SECONDS = 0.5
-LEASE_SECONDS = 30.0
 STEPS = Counter("altcraft_workflow_steps_total", "Scenario steps done", ["type"])
 FAILED = Counter("altcraft_workflow_step_errors_total", "Scenario steps that failed (retried after the lease)")
 
@@ -83,7 +82,7 @@ class Stepper:
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            run = self.store.claim(self.owner, None, LEASE_SECONDS)
+            run = self.store.claim(self.owner, None, self.config.WORKFLOWS.LEASE_SECONDS)
             if run is None:
                 self.broker.poll(SCAN_SECONDS)  # keeps the connection's heartbeats going
                 continue
@@ -128,6 +127,10 @@ def create_app(config: MainConfig, process: Process) -> Flask:
     """akd runs this under gunicorn (preloaded): each forked worker starts its step loop."""
     app = create_service_app(process.name, dependency_checker(config, process.requires))
     stop = threading.Event()
+
+    if config.WORKFLOWS.TIME_SCALE != 1:
+        log.warning("WORKFLOWS.TIME_SCALE is %g: every scenario wait lasts that share of its length "
+                    "(a setting for tests)", config.WORKFLOWS.TIME_SCALE)
 
     def start() -> None:
         threading.Thread(target=loop, args=(config, stop), name="procworkflow-steps", daemon=True).start()
