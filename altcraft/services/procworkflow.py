@@ -22,6 +22,8 @@ import logging
 import os
 import socket
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
@@ -39,8 +41,39 @@ from altcraft.wiring import Platform
 
 log = logging.getLogger("altcraft.procworkflow")
 SCAN_SECONDS = 0.5
+SCENARIO_TTL = 5.0
+CACHED = 1000  # graphs and scenarios kept; the lot is dropped when full
 STEPS = Counter("altcraft_workflow_steps_total", "Scenario steps done", ["type"])
 FAILED = Counter("altcraft_workflow_step_errors_total", "Scenario steps that failed (retried after the lease)")
+
+
+class ReadOnce(scenarios.Scenarios):
+    """The store as the step loop reads it, with fewer round trips: a version's graph never
+    changes, so it is read once; a scenario (its resource, for sends) is read again after
+    SCENARIO_TTL seconds, as procevent's cache of what listens."""
+
+    def __init__(self, control, ttl: float = SCENARIO_TTL, clock: Callable[[], float] = time.monotonic):
+        super().__init__(control)
+        self.ttl, self.monotonic = ttl, clock
+        self._graphs: dict[tuple[int, int], dict[str, dict[str, Any]]] = {}
+        self._scenarios: dict[tuple[int, Any], tuple[float, dict[str, Any]]] = {}
+
+    def graph(self, scenario_id: int, version: int) -> dict[str, dict[str, Any]]:
+        key = (scenario_id, version)
+        if key not in self._graphs:
+            if len(self._graphs) >= CACHED:
+                self._graphs.clear()
+            self._graphs[key] = super().graph(scenario_id, version)
+        return self._graphs[key]
+
+    def get(self, account_id: int, scenario_id: Any) -> dict[str, Any]:
+        key, now = (account_id, scenario_id), self.monotonic()
+        cached = self._scenarios.get(key)
+        if cached is None or now - cached[0] >= self.ttl:
+            if len(self._scenarios) >= CACHED:
+                self._scenarios.clear()
+            cached = self._scenarios[key] = (now, super().get(account_id, scenario_id))
+        return cached[1]
 
 
 class Stepper:
@@ -48,7 +81,7 @@ class Stepper:
         self.config = config
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
         self.platform = Platform(config)
-        self.store = self.platform.scenarios
+        self.store = ReadOnce(self.platform.control)
         self.broker = Broker(config, app="procworkflow")
         self.mailer = Mailer(config, self.platform, self.broker)
         self.analytics = Analytics(config.CLICKHOUSE_SYSTEM)
