@@ -113,8 +113,9 @@ def api_call(url: str, token: str, path: str, **params) -> dict:
     return body["data"]
 
 
-def paced(count: int, rate: float, send) -> dict[str, float]:
-    """Calls send(i) -> message id `count` times at `rate` per second; id -> when called."""
+def paced(count: int, rate: float, send, answers: list[float] | None = None) -> dict[str, float]:
+    """Calls send(i) -> message id `count` times at `rate` per second; id -> when called.
+    `answers` gets how long each call took to answer (ms)."""
     called, started = {}, time.monotonic()
     for i in range(count):
         delay = started + i / rate - time.monotonic()
@@ -122,6 +123,8 @@ def paced(count: int, rate: float, send) -> dict[str, float]:
             time.sleep(delay)
         at = time.time()
         called[send(i)] = at
+        if answers is not None:
+            answers.append((time.time() - at) * 1000)
     return called
 
 
@@ -140,7 +143,7 @@ def latencies(sink, called: dict[str, float], label: str) -> list[float]:
     return [(arrived[mid] - at) * 1000 for mid, at in called.items()]
 
 
-def run_triggers(pipeline, setup, calls: int, rate: float) -> tuple[list[float], list[float]]:
+def run_triggers(pipeline, setup, calls: int, rate: float) -> tuple[list[float], list[float], list[float]]:
     from altcraft.services.mailout import Mailer
     from altcraft.stores.broker import Broker
 
@@ -151,9 +154,10 @@ def run_triggers(pipeline, setup, calls: int, rate: float) -> tuple[list[float],
     url = pipeline.config.listen_address("api").url()
     profiles = setup["profile_ids"]
     run = uuid.uuid4().hex[:8]
+    answers: list[float] = []
     ours = latencies(setup["sink"], paced(calls, rate, lambda i: api_call(
         url, token, "campaigns/triggers/start", id=trigger["id"], profile_id=profiles[i % len(profiles)],
-        data={"order": f"T-{i}"}, idempotency_key=f"{run}:{i}")["message_id"]), "trigger calls at the sink")
+        data={"order": f"T-{i}"}, idempotency_key=f"{run}:{i}")["message_id"], answers), "trigger calls at the sink")
     source = p.triggers.get(account_id, trigger["id"])
     broker = Broker(pipeline.config, app="bench")
     mailer = Mailer(pipeline.config, p, broker)
@@ -167,7 +171,7 @@ def run_triggers(pipeline, setup, calls: int, rate: float) -> tuple[list[float],
         reference = latencies(setup["sink"], paced(calls, rate, direct), "reference at the sink")
     finally:
         broker.close()
-    return ours, reference
+    return ours, reference, answers
 
 
 def setup_account(pipeline, n: int, sink) -> dict:
@@ -211,7 +215,7 @@ def main() -> None:
                 setup = setup_account(pipeline, max(args.profiles, 1), sink)
                 pipeline.start("akmtad")
                 rate, lateness, seconds = run_steps(pipeline, setup, args.profiles, args.wait)
-                ours, reference = run_triggers(pipeline, setup, args.calls, args.rate)
+                ours, reference, answers = run_triggers(pipeline, setup, args.calls, args.rate)
         finally:
             pipeline.stop()
             test_broker.delete_vhost(vhost)
@@ -221,6 +225,8 @@ def main() -> None:
           f"{percentile(lateness, 95):>10,.0f}{percentile(lateness, 99):>10,.0f}")
     print(f"{'ours: triggers/start -> proctrigger -> sink':44}{len(ours):>8,}{percentile(ours, 50):>10,.0f}"
           f"{percentile(ours, 95):>10,.0f}{percentile(ours, 99):>10,.0f}")
+    print(f"{'  of which the API call answering':44}{len(answers):>8,}{percentile(answers, 50):>10,.0f}"
+          f"{percentile(answers, 95):>10,.0f}{percentile(answers, 99):>10,.0f}")
     print(f"{'reference: Mailer.send -> akmtad -> sink':44}{len(reference):>8,}{percentile(reference, 50):>10,.0f}"
           f"{percentile(reference, 95):>10,.0f}{percentile(reference, 99):>10,.0f}")
     print(f"profile-steps: {4 * n:,} in {seconds:.1f} s = {rate:,.0f}/s ({n:,} profiles, entry -> wait -> send -> exit)")

@@ -5,8 +5,8 @@ again during the wait; one custom event reaching a trigger campaign, a scenario 
 webhook; and the workflows/* API.
 
 The welcome scenario's size comes from the environment (docs/benchmarks.md, README):
-  ALTCRAFT_WELCOME_PROFILES      profiles entered (default 40: the default run stays lean)
-  ALTCRAFT_WELCOME_WAIT_SECONDS  how long its three days last (default 25 s; the kill during
+  ALTCRAFT_WELCOME_PROFILES      profiles entered (default 30: the default run stays lean)
+  ALTCRAFT_WELCOME_WAIT_SECONDS  how long its three days last (default 30 s; the kill during
                                  the wait needs every run in the wait before the first is due)
 """
 
@@ -33,9 +33,9 @@ from tests.lib.workflows import welcome
 
 pytestmark = pytest.mark.integration
 THREE_DAYS = 3 * 86400
-PROFILES = int(os.environ.get("ALTCRAFT_WELCOME_PROFILES", "40"))
+PROFILES = int(os.environ.get("ALTCRAFT_WELCOME_PROFILES", "30"))
 OPENERS = PROFILES // 3  # the known subset whose first message is opened
-WAIT = float(os.environ.get("ALTCRAFT_WELCOME_WAIT_SECONDS", "25"))
+WAIT = float(os.environ.get("ALTCRAFT_WELCOME_WAIT_SECONDS", "30"))
 SCALE = WAIT / THREE_DAYS  # WORKFLOWS.TIME_SCALE
 LEASE = 3.0  # WORKFLOWS.LEASE_SECONDS: a run a killed worker held is stepped again this soon
 SLOW = max(60.0, PROFILES * 0.2)  # how long a phase that grows with the profiles may take

@@ -122,3 +122,14 @@ def test_webadmin_totp_required_is_a_boolean_off_by_default():
     assert report.ok and config.WEBADMIN_TOTP_REQUIRED is True
     errors = errors_of(minimal(WEBADMIN_TOTP_REQUIRED="yes"))
     assert errors == {"WEBADMIN_TOTP_REQUIRED": "wrong type: expected boolean, got string"}
+
+
+def test_the_scenario_test_clock_is_checked_and_a_test_value_is_a_warning():
+    config, report = cfg.validate(minimal(WORKFLOWS={"TIME_SCALE": 0.0001, "LEASE_SECONDS": 5}))
+    assert report.ok and config.WORKFLOWS.TIME_SCALE == 0.0001 and config.WORKFLOWS.LEASE_SECONDS == 5
+    assert [str(w) for w in report.warnings] == [
+        "WORKFLOWS.TIME_SCALE: scenario waits last 0.0001 of their length: a setting for tests, 1 in production"]
+    assert cfg.validate(minimal(WORKFLOWS={"TIME_SCALE": 1}))[1].warnings == []
+    assert set(errors_of(minimal(WORKFLOWS={"TIME_SCALE": 0, "LEASE_SECONDS": 1}))) == {
+        "WORKFLOWS.TIME_SCALE", "WORKFLOWS.LEASE_SECONDS"}
+    assert "WORKFLOWS.TIME_SCALE" in errors_of(minimal(WORKFLOWS={"TIME_SCALE": 2}))
