@@ -145,17 +145,21 @@ def test_the_welcome_scenario_counts_survive_kill_9_during_the_sends_and_the_wai
     restarted(auto, victim)
 
     wait_for(lambda: runs.count_documents({**mine, "state": "exited"}) == PROFILES, WAIT + SLOW, "every run to exit")
-    wait_for(lambda: all(len(to(sink, r)) == 2 for r in others), SLOW, "the reminders")
+    wait_for(lambda: all(len(to(sink, r)) >= 2 for r in others), SLOW, "the reminders")
+
+    def exactly_what_is_expected_at_the_sink():  # a repeat published by a killed step would be here
+        for rcpt in rcpts:
+            subjects = sorted(m["Subject"] for m in to(sink, rcpt))
+            expected = ["Order W-1"] + ([] if rcpt in openers else [f"Still there, P{rcpts.index(rcpt)}?"])
+            assert subjects == sorted(expected), (rcpt, rcpt in openers, subjects)
+
+    exactly_what_is_expected_at_the_sink()
     first, reminder = campaign["first"], campaign["reminder"]
     expected_first = Counter({ids[r]: 1 for r in rcpts})
     expected_reminder = Counter({ids[r]: 1 for r in others})
     wait_for(lambda: delivered(auto, first) == expected_first and delivered(auto, reminder) == expected_reminder,
              60, "ClickHouse: one first message per profile, one reminder per non-opener")
-    # what reached the sink, and nothing more: a repeat published by a killed step would be here
-    for rcpt in rcpts:
-        subjects = sorted(m["Subject"] for m in to(sink, rcpt))
-        expected = ["Order W-1"] + ([] if rcpt in openers else [f"Still there, P{rcpts.index(rcpt)}?"])
-        assert subjects == sorted(expected), (rcpt, rcpt in openers, subjects)
+    exactly_what_is_expected_at_the_sink()  # and no late copy arrived meanwhile
     counts = auto.api.ok("workflows/get", id=scenario["id"])["counts"]
     assert counts["first"] == {"entered": PROFILES, "left": PROFILES}
     assert counts["opened?"] == {"entered": PROFILES, "left": PROFILES}
