@@ -8,6 +8,7 @@ The welcome scenario's size comes from the environment (docs/benchmarks.md, READ
   ALTCRAFT_WELCOME_PROFILES      profiles entered (default 30: the default run stays lean)
   ALTCRAFT_WELCOME_WAIT_SECONDS  how long its three days last (default 30 s; the kill during
                                  the wait needs every run in the wait before the first is due)
+A larger run needs pytest's per-test limit lifted: `--timeout 0`.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ OPENERS = PROFILES // 3  # the known subset whose first message is opened
 WAIT = float(os.environ.get("ALTCRAFT_WELCOME_WAIT_SECONDS", "30"))
 SCALE = WAIT / THREE_DAYS  # WORKFLOWS.TIME_SCALE
 LEASE = 3.0  # WORKFLOWS.LEASE_SECONDS: a run a killed worker held is stepped again this soon
-SLOW = max(60.0, PROFILES * 0.2)  # how long a phase that grows with the profiles may take
+SLOW = max(60.0, PROFILES * 1.5)  # how long a phase that grows with the profiles may take (a cap)
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +138,7 @@ def test_the_welcome_scenario_counts_survive_kill_9_during_the_sends_and_the_wai
 
     # kill -9 during the wait: every run waiting, none due yet
     in_wait = {**mine, "node": "wait", "waiting": {"$ne": None}}
-    wait_for(lambda: runs.count_documents(in_wait) == PROFILES, 60, "every run in the wait")
+    wait_for(lambda: runs.count_documents(in_wait) == PROFILES, SLOW, "every run in the wait")
     victim = kill_procworkflow(auto)
     waiting = list(runs.find(in_wait, {"due_at": 1}))
     assert len(waiting) == PROFILES and min(r["due_at"] for r in waiting) > datetime.now(timezone.utc), \
