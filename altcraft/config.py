@@ -257,12 +257,16 @@ class WebhookSettings(_Section):
 class WorkflowSettings(_Section):
     """procworkflow, scenarios. Platform addition."""
 
-    # Multiplies every wait of a scenario: 0.0001 makes three days last 26 s (for tests;
-    # 1 in production).
+    # The one test clock of scenarios: multiplies every wait, 0.0001 makes three days last
+    # 26 s. For tests only: any other value than 1 is reported by `aktool config check` and
+    # logged by procworkflow at start (the distribution never writes it).
     TIME_SCALE: Annotated[float, Field(gt=0, le=1)] = 1.0
     # How often proctask enters new segment members and profiles whose date field is due
     # into the scenarios entered that way.
     ENTRY_EVERY_SECONDS: Annotated[int, Field(ge=1, le=86400)] = 300
+    # How long a claimed run is procworkflow's; a run whose worker died is stepped again by
+    # another when it ends. Longer than a step ever takes.
+    LEASE_SECONDS: Annotated[float, Field(ge=2, le=600)] = 30.0
 
 
 class TaskSettings(_Section):
@@ -653,6 +657,9 @@ def validate(data: Any, known_processes: frozenset[str] | None = None) -> tuple[
         return None, report
     report.warnings += _unknown_keys(config)
     report.errors += [Issue(f"WEBADMIN_LDAP.{key}", message) for key, message in config.WEBADMIN_LDAP.problems()]
+    if config.WORKFLOWS.TIME_SCALE != 1:
+        report.warnings.append(Issue("WORKFLOWS.TIME_SCALE", f"scenario waits last {config.WORKFLOWS.TIME_SCALE:g} "
+                                     "of their length: a setting for tests, 1 in production"))
     if known_processes is not None:
         for name in config.PROCESSES:
             if name not in known_processes:

@@ -585,8 +585,9 @@ class Scenarios:
         logged once)."""
         if log is not None:
             try:
+                # `due`: when the step was due (a wait's timer), so a timer's lateness is at - due
                 self.steps.insert_one({"_id": f"{run['_id']}:{run['step']}", "scenario_id": run["scenario_id"],
-                                       "version": run["version"], **log, "at": self.clock()})
+                                       "version": run["version"], **log, "due": run["due_at"], "at": self.clock()})
             except DuplicateKeyError:
                 pass
         result = self.runs.update_one({"_id": run["_id"], "step": run["step"], "state": "active", **(guard or {})},

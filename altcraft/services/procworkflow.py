@@ -1,8 +1,8 @@
 """The `procworkflow` process: runs the steps of scenarios (domain/scenarios.py).
 
 Runs are their own timers in the control database: every run whose step is due is claimed
-under a lease (LEASE_SECONDS), stepped once and released by the step's single update. A
-worker killed at any point leaves its lease to run out; the run is claimed again and the
+under a lease (main.json WORKFLOWS.LEASE_SECONDS), stepped once and released by the step's
+single update. A worker killed at any point leaves its lease to run out; the run is claimed again and the
 step done again with the same outcome (a send with the same derived message id, which
 akmtad drops). Nothing is kept in memory between steps, so a restart resumes every wait.
 
@@ -27,6 +27,8 @@ import logging
 import os
 import socket
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
@@ -44,10 +46,40 @@ from altcraft.wiring import Platform
 
 log = logging.getLogger("altcraft.procworkflow")
 SCAN_SECONDS = 0.5
-LEASE_SECONDS = 30.0
 POLL_SECONDS, POLL_FLOOR_SECONDS = 60.0, 0.5  # a wait for an open or a click looks again (x TIME_SCALE)
+SCENARIO_TTL = 5.0
+CACHED = 1000  # graphs and scenarios kept; the lot is dropped when full
 STEPS = Counter("altcraft_workflow_steps_total", "Scenario steps done", ["type"])
 FAILED = Counter("altcraft_workflow_step_errors_total", "Scenario steps that failed (retried after the lease)")
+
+
+class ReadOnce(scenarios.Scenarios):
+    """The store as the step loop reads it, with fewer round trips: a version's graph never
+    changes, so it is read once; a scenario (its resource, for sends) is read again after
+    SCENARIO_TTL seconds, as procevent's cache of what listens."""
+
+    def __init__(self, control, ttl: float = SCENARIO_TTL, clock: Callable[[], float] = time.monotonic):
+        super().__init__(control)
+        self.ttl, self.monotonic = ttl, clock
+        self._graphs: dict[tuple[int, int], dict[str, dict[str, Any]]] = {}
+        self._scenarios: dict[tuple[int, Any], tuple[float, dict[str, Any]]] = {}
+
+    def graph(self, scenario_id: int, version: int) -> dict[str, dict[str, Any]]:
+        key = (scenario_id, version)
+        if key not in self._graphs:
+            if len(self._graphs) >= CACHED:
+                self._graphs.clear()
+            self._graphs[key] = super().graph(scenario_id, version)
+        return self._graphs[key]
+
+    def get(self, account_id: int, scenario_id: Any) -> dict[str, Any]:
+        key, now = (account_id, scenario_id), self.monotonic()
+        cached = self._scenarios.get(key)
+        if cached is None or now - cached[0] >= self.ttl:
+            if len(self._scenarios) >= CACHED:
+                self._scenarios.clear()
+            cached = self._scenarios[key] = (now, super().get(account_id, scenario_id))
+        return cached[1]
 
 
 class Stepper:
@@ -55,7 +87,7 @@ class Stepper:
         self.config = config
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
         self.platform = Platform(config)
-        self.store = self.platform.scenarios
+        self.store = ReadOnce(self.platform.control)
         self.broker = Broker(config, app="procworkflow")
         self.mailer = Mailer(config, self.platform, self.broker)
         self.analytics = Analytics(config.CLICKHOUSE_SYSTEM)
@@ -136,7 +168,7 @@ class Stepper:
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            run = self.store.claim(self.owner, None, LEASE_SECONDS)
+            run = self.store.claim(self.owner, None, self.config.WORKFLOWS.LEASE_SECONDS)
             if run is None:
                 self.broker.poll(SCAN_SECONDS)  # keeps the connection's heartbeats going
                 continue
@@ -181,6 +213,10 @@ def create_app(config: MainConfig, process: Process) -> Flask:
     """akd runs this under gunicorn (preloaded): each forked worker starts its step loop."""
     app = create_service_app(process.name, dependency_checker(config, process.requires))
     stop = threading.Event()
+
+    if config.WORKFLOWS.TIME_SCALE != 1:
+        log.warning("WORKFLOWS.TIME_SCALE is %g: every scenario wait lasts that share of its length "
+                    "(a setting for tests)", config.WORKFLOWS.TIME_SCALE)
 
     def start() -> None:
         threading.Thread(target=loop, args=(config, stop), name="procworkflow-steps", daemon=True).start()

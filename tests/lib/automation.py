@@ -5,6 +5,7 @@ Flask's client with an account token, and the sink's messages picked out by reci
 from __future__ import annotations
 
 import email
+import re
 import uuid
 from email.message import Message
 
@@ -52,3 +53,30 @@ def to(sink, rcpt: str) -> list[Message]:
 def html_of(message: Message) -> str:
     part = next(p for p in message.walk() if p.get_content_type() == "text/html")
     return part.get_payload(decode=True).decode()
+
+
+def kill9(pid: int) -> list[int]:
+    """kill -9 of a process and its children (an HTTP process is gunicorn's arbiter and its
+    workers: killing the arbiter alone would leave its workers stepping until they notice).
+    The pids killed."""
+    import psutil
+
+    try:
+        parent = psutil.Process(pid)
+        victims = [parent, *parent.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+    for victim in victims:
+        try:
+            victim.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(victims, timeout=10)
+    return [v.pid for v in victims]
+
+
+def pixel_url(message: Message) -> str:
+    """The open pixel's signed URL in a sent message (as a mail client would load it)."""
+    found = re.findall(r'src="([^"]+/o/[^"]+\.gif)"', html_of(message))
+    assert len(found) == 1, f"{len(found)} open pixels in the message"
+    return found[0].replace("&amp;", "&")

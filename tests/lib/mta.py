@@ -34,9 +34,10 @@ class Pipeline:
         mta = {"ROUTES": {"*": f"127.0.0.1:{sink_port}"}, "TRY_TLS": False,
                "SPOOL_DIR": str(basedir / "spool"),
                "RETRY": {"TYPE": "fixed", "INTERVAL_SECONDS": 2, "MAX_ATTEMPTS": 5}, **mta}
-        data = make_config(harness, basedir, MTA=mta, TRACKING_BASE_URL="https://click.example.test",
-                           RABBITMQ_VHOST=vhost,
-                           PROCESSES={"akmtad": {"PORT": free_port()}, **(processes or {})}, **(settings or {}))
+        settings = dict(settings or {})  # may name a TRACKING_BASE_URL and other processes' settings
+        settings.setdefault("TRACKING_BASE_URL", "https://click.example.test")
+        settings["PROCESSES"] = {"akmtad": {"PORT": free_port()}, **(processes or {}), **settings.get("PROCESSES", {})}
+        data = make_config(harness, basedir, MTA=mta, RABBITMQ_VHOST=vhost, **settings)
         self.main_json.write_text(json.dumps(data))
         self.config, _ = cfg.load(self.main_json)
         migration.run(self.config)

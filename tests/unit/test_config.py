@@ -164,3 +164,14 @@ def test_webadmin_ldap_problems_name_their_keys_and_never_echo_the_password():
     assert errors == {"WEBADMIN_LDAP.BIND_DN": "missing: BIND_PASSWORD is set"}
     errors = errors_of(_ldap(SERVERS=["ldap://u:svc-secret-value@h"]))
     assert errors == {"WEBADMIN_LDAP.SERVERS[0]": "no user or password in the URL: they are BIND_DN and BIND_PASSWORD"}
+
+
+def test_the_scenario_test_clock_is_checked_and_a_test_value_is_a_warning():
+    config, report = cfg.validate(minimal(WORKFLOWS={"TIME_SCALE": 0.0001, "LEASE_SECONDS": 5}))
+    assert report.ok and config.WORKFLOWS.TIME_SCALE == 0.0001 and config.WORKFLOWS.LEASE_SECONDS == 5
+    assert [str(w) for w in report.warnings] == [
+        "WORKFLOWS.TIME_SCALE: scenario waits last 0.0001 of their length: a setting for tests, 1 in production"]
+    assert cfg.validate(minimal(WORKFLOWS={"TIME_SCALE": 1}))[1].warnings == []
+    assert set(errors_of(minimal(WORKFLOWS={"TIME_SCALE": 0, "LEASE_SECONDS": 1}))) == {
+        "WORKFLOWS.TIME_SCALE", "WORKFLOWS.LEASE_SECONDS"}
+    assert "WORKFLOWS.TIME_SCALE" in errors_of(minimal(WORKFLOWS={"TIME_SCALE": 2}))

@@ -1,0 +1,39 @@
+"""procworkflow's reads of scenarios: a version's graph once, a scenario again after its TTL."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from altcraft.services.procworkflow import ReadOnce
+
+
+class Counting:
+    def __init__(self, doc):
+        self.doc, self.reads = doc, 0
+
+    def find_one(self, query, *args, **kwargs):
+        self.reads += 1
+        return dict(self.doc)
+
+
+def store(now):
+    control = SimpleNamespace(
+        workflows=Counting({"id": 7, "account_id": 1, "resource_id": 1}),
+        workflow_versions=Counting({"scenario_id": 7, "version": 2, "nodes": [{"id": "a", "type": "exit"}]}),
+        workflow_runs=None, workflow_steps=None)
+    return ReadOnce(control, ttl=5.0, clock=lambda: now[0]), control
+
+
+def test_a_version_is_read_once_a_scenario_again_after_its_ttl():
+    now = [100.0]
+    reads, control = store(now)
+    for _ in range(3):
+        assert reads.graph(7, 2) == {"a": {"id": "a", "type": "exit"}}
+        assert reads.get(1, 7)["resource_id"] == 1
+    assert control.workflow_versions.reads == 1
+    assert control.workflows.reads == 1
+    now[0] += 5.0
+    reads.get(1, 7)
+    reads.graph(7, 2)
+    assert control.workflows.reads == 2, "a scenario was not read again after its TTL"
+    assert control.workflow_versions.reads == 1, "an immutable version was read again"
