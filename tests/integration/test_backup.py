@@ -61,7 +61,7 @@ pytestmark = pytest.mark.integration
 PROFILES = int(os.environ.get("ALTCRAFT_BACKUP_PROFILES", "2000"))  # both accounts together
 SECOND = PROFILES * 2 // 5  # the second account's; the paused campaign mails them
 FIRST = PROFILES - SECOND
-FINISHED_AUDIENCE = 300  # the finished campaign's segment: score below this
+FINISHED_AUDIENCE = 50  # the finished campaign's segment: score below this
 SENDING = max(300, SECOND // 50)  # seconds allowed to mail or write half the second account
 AKTOOL = max(300, PROFILES // 50)  # seconds allowed to one backup or restore of them all
 
@@ -115,6 +115,7 @@ def bk_config(harness, basedir, vhost, private_redis, private_pg, sink_port):
     for role in ("ACTIONS", "HBSUPP", "NOTIFY", "STATS"):
         data[f"SSDB_{role}_PORT"] = private_redis
     data["POSTGRESQL"]["DATABASE"] = private_pg
+    data["AKD"]["START_SECONDS"] = 1  # akd start returns once a process has lived 1 s
     documents_elsewhere(data)
     path = basedir / "main.json"
     path.write_text(json.dumps(data, indent=2))
