@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from pathlib import Path
 from typing import Optional
 
@@ -47,7 +48,7 @@ class _Live:
                                  TimeElapsedColumn(), console=Console(stderr=True), disable=quiet or self.plain)
         self.tasks: dict[str, int] = {}
         self.records: dict[str, int] = {}
-        self.current: str | None = None
+        self._local = threading.local()  # restore runs its stores on threads: each ticks its own
 
     def say(self, text: str) -> None:
         if self.plain:
@@ -65,13 +66,14 @@ class _Live:
     def begin(self, store: str) -> None:
         if self.plain:
             self.say(f"{store}: {self.verb}")
-        self.current = store
+        self._local.current = store
         self.tasks[store] = self.progress.add_task(store, total=None, what="", records=0)
 
     def tick(self, label: str, n: int) -> None:
-        if self.current and n:
-            self.records[self.current] = self.records.get(self.current, 0) + n
-            self.progress.update(self.tasks[self.current], records=self.records[self.current], what=label)
+        current = getattr(self._local, "current", None)
+        if current and n:
+            self.records[current] = self.records.get(current, 0) + n
+            self.progress.update(self.tasks[current], records=self.records[current], what=label)
 
     def end(self, store: str) -> None:
         if self.plain:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import functools
 import json
 import re
 import uuid
@@ -73,49 +74,95 @@ def supported(kind: str) -> bool:
                 or kind.startswith("Decimal"))
 
 
-def to_text(kind: str, value: Any) -> str:
-    inner = _inner(kind, "Nullable")
-    if inner is not None:
-        return "\\N" if value is None else to_text(inner, value)
-    inner = _inner(kind, "LowCardinality")
-    if inner is not None:
-        return to_text(inner, value)
+def _base(kind: str) -> tuple[str, bool]:
+    """The type inside LowCardinality/Nullable, and whether it is Nullable."""
+    nullable = False
+    while True:
+        inner = _inner(kind, "Nullable")
+        if inner is not None:
+            kind, nullable = inner, True
+            continue
+        inner = _inner(kind, "LowCardinality")
+        if inner is None:
+            return kind, nullable
+        kind = inner
+
+
+def _text(value: Any) -> str:
     if isinstance(value, bytes):
         value = value.decode("utf-8", "surrogateescape")
-    if kind == "DateTime":
-        return value.strftime("%Y-%m-%d %H:%M:%S")
-    if kind == "Date":
-        return value.isoformat()
-    if kind.startswith("Float"):
-        return repr(float(value))
-    if isinstance(value, str):
-        return _escape(value)
-    return str(value)
+    return _escape(value) if isinstance(value, str) else str(value)
+
+
+@functools.lru_cache(maxsize=None)
+def formatter(kind: str) -> Callable[[Any], str]:
+    """The function writing one value of `kind` as TabSeparated text; built once per type,
+    since a dump calls it for every field of every row."""
+    base, nullable = _base(kind)
+    if base == "DateTime":
+        fmt: Callable[[Any], str] = lambda value: value.strftime("%Y-%m-%d %H:%M:%S")  # noqa: E731
+    elif base == "Date":
+        fmt = lambda value: value.isoformat()  # noqa: E731
+    elif base.startswith("Float"):
+        fmt = lambda value: repr(float(value))  # noqa: E731
+    elif _INT.match(base):
+        fmt = str
+    else:
+        fmt = _text
+    if nullable:
+        return lambda value: "\\N" if value is None else fmt(value)
+    return fmt
+
+
+def _datetime(text: str) -> dt.datetime:
+    # fromisoformat is several times faster than strptime; the length check keeps it as
+    # strict as the one format the dump writes (no fractions, no zone)
+    if len(text) != 19 or text[10] != " ":
+        raise ValueError(f"not a DateTime: {text!r}")
+    return dt.datetime.fromisoformat(text)
+
+
+def _date(text: str) -> dt.date:
+    if len(text) != 10:
+        raise ValueError(f"not a Date: {text!r}")
+    return dt.date.fromisoformat(text)
+
+
+def _bytes(text: str) -> bytes:
+    return _unescape(text).encode("utf-8", "surrogateescape")
+
+
+@functools.lru_cache(maxsize=None)
+def parser(kind: str) -> Callable[[str], Any]:
+    """The function reading one TabSeparated field of `kind` back; built once per type."""
+    base, nullable = _base(kind)
+    if _INT.match(base):
+        parse: Callable[[str], Any] = int
+    elif base.startswith("Float"):
+        parse = float
+    elif base == "UUID":
+        parse = uuid.UUID
+    elif base == "Date":
+        parse = _date
+    elif base == "DateTime":
+        parse = _datetime
+    elif base.startswith("Decimal"):
+        parse = decimal.Decimal
+    elif base == "String" or base.startswith("FixedString("):
+        parse = _bytes
+    else:
+        parse = _unescape  # Enum: its name
+    if nullable:
+        return lambda text: None if text == "\\N" else parse(text)
+    return parse
+
+
+def to_text(kind: str, value: Any) -> str:
+    return formatter(kind)(value)
 
 
 def from_text(kind: str, text: str) -> Any:
-    inner = _inner(kind, "Nullable")
-    if inner is not None:
-        return None if text == "\\N" else from_text(inner, text)
-    inner = _inner(kind, "LowCardinality")
-    if inner is not None:
-        return from_text(inner, text)
-    if _INT.match(kind):
-        return int(text)
-    if kind.startswith("Float"):
-        return float(text)
-    if kind == "UUID":
-        return uuid.UUID(text)
-    if kind == "Date":
-        return dt.date.fromisoformat(text)
-    if kind == "DateTime":
-        return dt.datetime.strptime(text, "%Y-%m-%d %H:%M:%S")
-    if kind.startswith("Decimal"):
-        return decimal.Decimal(text)
-    value = _unescape(text)
-    if kind == "String" or kind.startswith("FixedString("):
-        return value.encode("utf-8", "surrogateescape")
-    return value  # Enum: its name
+    return parser(kind)(text)
 
 
 # -- tables ---------------------------------------------------------------------------------
@@ -147,8 +194,8 @@ def _rows(store: Analytics, sql: str) -> Iterator[tuple]:
     yield from store._client.execute_iter(sql, settings={"strings_as_bytes": True, "max_block_size": BATCH})
 
 
-def _line(columns: list[tuple[str, str]], row: tuple) -> str:
-    return "\t".join(to_text(kind, value) for (_, kind), value in zip(columns, row)) + "\n"
+def _line(formats: list[Callable[[Any], str]], row: tuple) -> str:
+    return "\t".join([f(value) for f, value in zip(formats, row)]) + "\n"
 
 
 def _tables(store: Analytics) -> list[tuple[str, str]]:
@@ -188,6 +235,7 @@ def _dump(store: Analytics, outdir: Path, tick: Tick) -> dict[str, Any]:
                 "SELECT DISTINCT partition FROM system.parts WHERE database = %(db)s AND table = %(t)s "
                 "AND active ORDER BY partition", {"db": store.database, "t": table})]
         (outdir / table).mkdir(exist_ok=True)
+        formats = [formatter(kind) for _, kind in columns]
         total = SumDigest()
         parts: dict[str, Any] = {}
         for index, partition in enumerate(partitions):
@@ -197,7 +245,7 @@ def _dump(store: Analytics, outdir: Path, tick: Tick) -> dict[str, Any]:
             name = f"{index:05d}.tsv"
             with open(outdir / table / name, "w", encoding="utf-8", errors="surrogateescape") as f:
                 for row in _rows(store, _select(store, table, engine, columns, where)):
-                    line = _line(columns, row)
+                    line = _line(formats, row)
                     f.write(line)
                     encoded = line.encode("utf-8", "surrogateescape")
                     digest.add(encoded)
@@ -221,6 +269,7 @@ def check_readable(outdir: Path, section: dict[str, Any]) -> list[tuple[Path, st
         if not entry.get("data"):
             continue
         columns = json.loads((outdir / f"{table}.columns.json").read_text())
+        parse = [parser(kind) for _, kind in columns]
         for name, expected in entry["partitions"].items():
             path = outdir / table / name
             digest = SumDigest()
@@ -230,8 +279,8 @@ def check_readable(outdir: Path, section: dict[str, Any]) -> list[tuple[Path, st
                         fields = line.rstrip("\n").split("\t")
                         if len(fields) != len(columns) or not line.endswith("\n"):
                             raise ValueError(f"line {number}: {len(fields)} fields, {len(columns)} columns")
-                        for (column, kind), text in zip(columns, fields):
-                            from_text(kind, text)
+                        for read, text in zip(parse, fields):
+                            read(text)
                         digest.add(line.encode("utf-8", "surrogateescape"))
             except Exception as exc:  # noqa: BLE001 - any parse failure is a damaged dump
                 problems.append((path, f"not readable: {exc}"))
@@ -259,12 +308,10 @@ def _zone_shift(source: str | None, target: str) -> Callable[[Any], Any] | None:
 
 def _converters(columns: list[tuple[str, str]], shift: Callable[[Any], Any] | None) -> list[Callable[[str], Any]]:
     def make(kind: str) -> Callable[[str], Any]:
-        base = kind
-        for wrapper in ("Nullable", "LowCardinality"):
-            base = _inner(base, wrapper) or base
-        if shift is not None and base == "DateTime":
-            return lambda text: None if text == "\\N" else shift(from_text(kind, text))
-        return lambda text: from_text(kind, text)
+        parse = parser(kind)
+        if shift is not None and _base(kind)[0] == "DateTime":
+            return lambda text: None if text == "\\N" else shift(parse(text))
+        return parse
     return [make(kind) for _, kind in columns]
 
 
@@ -327,9 +374,10 @@ def digest_tables(settings: ClickHouseSystem) -> dict[str, Any]:
             if not any(engine.endswith(e) for e in _DATA_ENGINES):
                 continue
             columns = _columns(store, table)
+            formats = [formatter(kind) for _, kind in columns]
             digest = SumDigest()
             for row in _rows(store, _select(store, table, engine, columns)):
-                digest.add(_line(columns, row).encode("utf-8", "surrogateescape"))
+                digest.add(_line(formats, row).encode("utf-8", "surrogateescape"))
             result[table] = digest.as_dict()
         return result
     finally:

@@ -24,6 +24,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ EVENT_QUEUES = ("events.actions", "events.delivery")
 SCHEMA_NOTE = ("schema_versions: per store the highest numbered migration applied, from the ledger "
                "(control database, schema_migrations); the schema itself travels in each dump")
 Tick = Callable[[str, int], None]
+PARALLEL = 8  # threads of one restore or comparison: each mostly waits on a server
 
 
 class StoreFailed(Exception):
@@ -535,19 +537,26 @@ def _restore_store(store: str, config: MainConfig, root: Path, section: dict[str
     if store == "secrets":
         return  # compared, never written over the running main.json (see docs/operations.md)
     if store == "mongodb":
-        for role, part in section.items():
-            client = documents.connect(config, role, timeout=10.0)
-            try:
-                names = list(part["databases"])
+        # every database on a thread of its own (FerretDB and MongoDB write databases side by
+        # side), and beside them the search for account databases the backup does not have
+        clients = {role: documents.connect(config, role, timeout=10.0) for role in section}
+        try:
+            jobs: list[tuple[str, Callable[[], None]]] = []
+            for role, part in section.items():
+                client = clients[role]
                 if role == "account":
-                    wanted = {live_db_name(config, role, part, n) for n in names}
-                    for extra in set(account_databases(client, config)) - wanted:
-                        client.drop_database(extra)
-                for name in names:
-                    target = live_db_name(config, role, part, name)
-                    mongo.restore_database(client, target, root / "mongodb" / role / name,
-                                           part["databases"][name], tick)
-            finally:
+                    wanted = {live_db_name(config, role, part, n) for n in part["databases"]}
+
+                    def drop_extra(client=client, wanted=wanted) -> None:
+                        for extra in set(account_databases(client, config)) - wanted:
+                            client.drop_database(extra)
+                    jobs.append(("extra account databases", drop_extra))
+                for name in part["databases"]:
+                    jobs.append((name, lambda c=client, r=role, pt=part, n=name: mongo.restore_database(
+                        c, live_db_name(config, r, pt, n), root / "mongodb" / r / n, pt["databases"][n], tick)))
+            in_parallel(jobs)
+        finally:
+            for client in clients.values():
                 client.close()
     elif store == "clickhouse":
         clickhouse.restore(config.CLICKHOUSE_SYSTEM, root / "clickhouse", section, tick)
@@ -568,6 +577,39 @@ def _restore_store(store: str, config: MainConfig, root: Path, section: dict[str
         postgresql.restore(config.POSTGRESQL, root / "postgresql" / "database.dump")
     elif store == "spool":
         files.restore_spool(root / "spool" / "akmta.tar", spool_dir(config))
+
+
+def in_parallel(jobs: list[tuple[str, Callable[[], Any]]]) -> list[Any]:
+    """Runs independent jobs on threads of their own and returns their results in order.
+    Each store's part waits mostly on its own server (FerretDB, ClickHouse, Redis...), so
+    they overlap instead of adding up. Every job ends before the first failure (in the
+    jobs' order) is raised."""
+    if len(jobs) <= 1:
+        return [job() for _, job in jobs]
+    with ThreadPoolExecutor(max_workers=min(len(jobs), PARALLEL), thread_name_prefix="backup") as pool:
+        futures = [pool.submit(job) for _, job in jobs]
+        wait(futures)
+    for future in futures:
+        if (exc := future.exception()) is not None:
+            raise exc
+    return [future.result() for future in futures]
+
+
+def _restore_stores(config: MainConfig, root: Path, stores: dict[str, Any], report: Reporter) -> None:
+    """Every store of the backup restored at once, each on its own thread."""
+    def one(store: str) -> Callable[[], None]:
+        def run() -> None:
+            report.begin(store)
+            try:
+                _restore_store(store, config, root, stores[store], report.tick)
+            except Refused:
+                raise
+            except Exception as exc:
+                raise StoreFailed(store, exc) from exc
+            report.end(store)
+        return run
+
+    in_parallel([(store, one(store)) for store in STORES if store in stores])
 
 
 def secrets_match(config: MainConfig, root: Path, key: bytes | None = None) -> list[str]:
@@ -603,17 +645,7 @@ def restore(config: MainConfig, root: Path, *, allow_other_version: bool = False
                       f"with platform {data['platform_version']}")
     if check_processes and (up := running_processes(config)):
         raise Refused(f"platform processes are running here: {', '.join(up)}; stop them first (akd stop)")
-    for store in STORES:
-        if store not in data["stores"]:
-            continue
-        report.begin(store)
-        try:
-            _restore_store(store, config, root, data["stores"][store], report.tick)
-        except Refused:
-            raise
-        except Exception as exc:
-            raise StoreFailed(store, exc) from exc
-        report.end(store)
+    _restore_stores(config, root, data["stores"], report)
     mismatches = compare(config, root, data)
     report.begin("migrate")
     try:
@@ -626,58 +658,82 @@ def restore(config: MainConfig, root: Path, *, allow_other_version: bool = False
     return mismatches
 
 
-def compare(config: MainConfig, root: Path, data: dict[str, Any]) -> list[str]:
-    """Counts and checksums of the live stores against the manifest; one line per mismatch."""
+def _check(what: str, expected: dict, actual: dict | None) -> list[str]:
+    if actual is None:
+        return [f"{what}: missing"]
+    if (expected["count"], expected["checksum"]) != (actual["count"], actual["checksum"]):
+        return [f"{what}: {actual['count']} records / {actual['checksum'][:12]}, "
+                f"the manifest says {expected['count']} / {expected['checksum'][:12]}"]
+    return []
+
+
+def _compare_database(config: MainConfig, root: Path, role: str, section: dict[str, Any], name: str) -> list[str]:
     mismatches: list[str] = []
-
-    def check(what: str, expected: dict, actual: dict | None) -> None:
-        if actual is None:
-            mismatches.append(f"{what}: missing")
-        elif (expected["count"], expected["checksum"]) != (actual["count"], actual["checksum"]):
-            mismatches.append(f"{what}: {actual['count']} records / {actual['checksum'][:12]}, "
-                              f"the manifest says {expected['count']} / {expected['checksum'][:12]}")
-
-    stores = data["stores"]
-    for role, section in stores.get("mongodb", {}).items():
-        client = documents.connect(config, role)
-        try:
-            for name, collections in section["databases"].items():
-                live_name = live_db_name(config, role, section, name)
-                live = mongo.digest_database(client, live_name)
-                indexes = mongo.index_names(client, live_name)
-                for coll, expected in collections.items():
-                    check(f"mongodb {live_name}.{coll}", expected, live.get(coll))
-                    wanted = mongo.dumped_index_names(root / "mongodb" / role / name, coll)
-                    if sorted(indexes.get(coll, [])) != wanted:
-                        mismatches.append(f"mongodb {live_name}.{coll} indexes: {indexes.get(coll, [])}, "
-                                          f"the backup has {wanted}")
-        finally:
-            client.close()
-    if "clickhouse" in stores:
-        live = clickhouse.digest_tables(config.CLICKHOUSE_SYSTEM)
-        for table, entry in stores["clickhouse"]["tables"].items():
-            if entry.get("data"):
-                check(f"clickhouse {table}", entry, live.get(table))
-    if "kv" in stores:
-        by_name = {e.name: e for e in kv.endpoints(config)}
-        for name, ks in stores["kv"]["keyspaces"].items():
-            endpoint = by_name.get(name) or next(
-                (e for e in by_name.values() if set(ks["roles"]) & set(e.roles)), None)
-            check(f"kv {ks['target']}", ks, kv.digest_endpoint(endpoint) if endpoint else None)
-    if "rabbitmq" in stores:
-        with Broker(config, app="aktool-restore") as broker:
-            live = rabbitmq.present(broker, root / "rabbitmq" / "definitions.json")
-        expected = stores["rabbitmq"]
-        for key in ("exchanges", "queues"):
-            if live[key] != expected[key]:
-                mismatches.append(f"rabbitmq {key}: {live[key]} present, the backup declares {expected[key]}")
-    if "postgresql" in stores:
-        live = postgresql.digest_tables(config.POSTGRESQL)
-        for table, expected in stores["postgresql"]["tables"].items():
-            check(f"postgresql {table}", expected, live.get(table))
-    if "spool" in stores:
-        check(f"spool {spool_dir(config)}", stores["spool"], files.digest_dir(spool_dir(config)))
+    client = documents.connect(config, role)
+    try:
+        live_name = live_db_name(config, role, section, name)
+        live = mongo.digest_database(client, live_name)
+        indexes = mongo.index_names(client, live_name)
+    finally:
+        client.close()
+    for coll, expected in section["databases"][name].items():
+        mismatches += _check(f"mongodb {live_name}.{coll}", expected, live.get(coll))
+        wanted = mongo.dumped_index_names(root / "mongodb" / role / name, coll)
+        if sorted(indexes.get(coll, [])) != wanted:
+            mismatches.append(f"mongodb {live_name}.{coll} indexes: {indexes.get(coll, [])}, "
+                              f"the backup has {wanted}")
     return mismatches
+
+
+def _compare_clickhouse(config: MainConfig, section: dict[str, Any]) -> list[str]:
+    live = clickhouse.digest_tables(config.CLICKHOUSE_SYSTEM)
+    return [m for table, entry in section["tables"].items() if entry.get("data")
+            for m in _check(f"clickhouse {table}", entry, live.get(table))]
+
+
+def _compare_kv(config: MainConfig, section: dict[str, Any]) -> list[str]:
+    by_name = {e.name: e for e in kv.endpoints(config)}
+    mismatches: list[str] = []
+    for name, ks in section["keyspaces"].items():
+        endpoint = by_name.get(name) or next(
+            (e for e in by_name.values() if set(ks["roles"]) & set(e.roles)), None)
+        mismatches += _check(f"kv {ks['target']}", ks, kv.digest_endpoint(endpoint) if endpoint else None)
+    return mismatches
+
+
+def _compare_rabbitmq(config: MainConfig, root: Path, expected: dict[str, Any]) -> list[str]:
+    with Broker(config, app="aktool-restore") as broker:
+        live = rabbitmq.present(broker, root / "rabbitmq" / "definitions.json")
+    return [f"rabbitmq {key}: {live[key]} present, the backup declares {expected[key]}"
+            for key in ("exchanges", "queues") if live[key] != expected[key]]
+
+
+def _compare_postgresql(config: MainConfig, section: dict[str, Any]) -> list[str]:
+    live = postgresql.digest_tables(config.POSTGRESQL)
+    return [m for table, expected in section["tables"].items()
+            for m in _check(f"postgresql {table}", expected, live.get(table))]
+
+
+def compare(config: MainConfig, root: Path, data: dict[str, Any]) -> list[str]:
+    """Counts and checksums of the live stores against the manifest; one line per mismatch.
+    Every database and store is read back on a thread of its own (see in_parallel)."""
+    stores = data["stores"]
+    jobs: list[tuple[str, Callable[[], list[str]]]] = []
+    for role, section in stores.get("mongodb", {}).items():
+        for name in section["databases"]:
+            jobs.append((f"mongodb {name}", lambda r=role, s=section, n=name: _compare_database(config, root, r, s, n)))
+    if "clickhouse" in stores:
+        jobs.append(("clickhouse", lambda: _compare_clickhouse(config, stores["clickhouse"])))
+    if "kv" in stores:
+        jobs.append(("kv", lambda: _compare_kv(config, stores["kv"])))
+    if "rabbitmq" in stores:
+        jobs.append(("rabbitmq", lambda: _compare_rabbitmq(config, root, stores["rabbitmq"])))
+    if "postgresql" in stores:
+        jobs.append(("postgresql", lambda: _compare_postgresql(config, stores["postgresql"])))
+    if "spool" in stores:
+        jobs.append(("spool", lambda: _check(f"spool {spool_dir(config)}", stores["spool"],
+                                             files.digest_dir(spool_dir(config)))))
+    return [m for found in in_parallel(jobs) for m in found]
 
 
 # -- verify --restore-test ------------------------------------------------------------------
@@ -728,13 +784,7 @@ def restore_test(config: MainConfig, root: Path, report: Reporter | None = None,
     basedir = Path(tempfile.mkdtemp(prefix="akbackup-restore-test-"))
     scratch = scratch_config(config, secrets.token_hex(4), basedir)
     try:
-        for store, section in subset["stores"].items():
-            report.begin(store)
-            try:
-                _restore_store(store, scratch, root, section, report.tick)
-            except Exception as exc:
-                raise StoreFailed(store, exc) from exc
-            report.end(store)
+        _restore_stores(scratch, root, subset["stores"], report)
         return compare(scratch, root, subset)
     finally:
         _drop_scratch(scratch, basedir)

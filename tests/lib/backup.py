@@ -1,9 +1,11 @@
 """What the backup tests and bench/backup.py share: `aktool backup create` as a running
 process whose progress lines a test waits on (without a terminal it prints `backup: <store>:
-dumping`, `backup: quiet: ...`), and wiping a configuration's documents and events."""
+dumping`, `backup: quiet: ...`), wiping a configuration's documents and events, and a
+campaign's deliveries per profile as ClickHouse holds them."""
 
 from __future__ import annotations
 
+import os
 import queue
 import subprocess
 import threading
@@ -68,3 +70,31 @@ def drop_documents_and_events(config) -> None:
     store = analytics.Analytics(config.CLICKHOUSE_SYSTEM)
     store.execute(f"DROP DATABASE IF EXISTS `{store.database}`")
     store.close()
+
+
+def deliveries(config, campaign_id: int) -> dict[str, int]:
+    """{profile id: delivered events} of one campaign (FINAL: a redelivered copy of the
+    same event counts once, a second message to the same profile counts twice)."""
+    from altcraft.stores import analytics
+
+    store = analytics.Analytics(config.CLICKHOUSE_SYSTEM)
+    try:
+        return dict(store.execute(
+            f"SELECT toString(profile_id), count() FROM {store.table('events')} FINAL "
+            "WHERE campaign_id = %(c)s AND kind = 'delivered' GROUP BY profile_id", {"c": campaign_id}))
+    finally:
+        store.close()
+
+
+MONGODB_URI_ENV = "ALTCRAFT_BACKUP_MONGODB_URI"
+
+
+def documents_elsewhere(data: dict) -> dict:
+    """main.json `data` with the documents on the MongoDB/FerretDB of ALTCRAFT_BACKUP_MONGODB_URI
+    when it is set: for the heavy runs (100,000 profiles, the benchmark), a server holding
+    only their own databases, not the harness FerretDB that every test run shares (its
+    listDatabases walks every database any test left there). Unset: the harness's."""
+    uri = os.environ.get(MONGODB_URI_ENV)
+    if uri:
+        data.update({"CONTROLDB_URI": uri, "ACCOUNTDB_URI": uri})
+    return data

@@ -167,3 +167,14 @@ def test_datetimes_follow_the_target_servers_time_zone():
     assert convert[1]("\\N") is None and convert[1]("2026-11-30 04:00:00") == dt.datetime(2026, 11, 30, 1)
     assert convert[2]("2026-11-30 04:00:00") == b"2026-11-30 04:00:00"
     assert clickhouse._zone_shift("Etc/UTC", "Etc/UTC") is None and clickhouse._zone_shift(None, "Etc/UTC") is None
+
+
+@pytest.mark.parametrize("kind, text", [
+    ("DateTime", "2026-11-30T04:00:00"), ("DateTime", "2026-11-30 04:00:00+03:00"), ("DateTime", "2026-11-30"),
+    ("Date", "20261130"), ("Nullable(DateTime)", "2026-11-30 04:00"), ("UInt8", "x"), ("UUID", "not-a-uuid"),
+])
+def test_a_field_the_dump_never_writes_is_not_read(kind, text):
+    """The per-type parsers built once (clickhouse.parser) stay as strict as the one text
+    form the dump writes: verify must find a damaged field."""
+    with pytest.raises(ValueError):
+        clickhouse.from_text(kind, text)
