@@ -354,8 +354,10 @@ def node_checker(database: Any, segment: Callable[[int], dict[str, Any]],
             raise NotFound(f"{where}: {exc.message}") from None
         if found.get("db_id") != database.id:
             raise Invalid(where, f"segment {segment_id} is not of database {database.id}")
-        if static and found.get("kind") != "static":
-            raise Invalid(where, f"segment {segment_id} is dynamic: profiles are added to static segments only")
+        if static and (found.get("kind") != "static" or not found.get("manual")):
+            # the one rule of who may add members by hand: Segments.add_member (segstatic)
+            raise Invalid(where, f"segment {segment_id} is not filled by hand: an update node adds profiles to a "
+                                 "static segment made without a condition (Altcraft's is_static) only")
 
     def check(node: dict[str, Any], where: str) -> None:
         kind = node["type"]

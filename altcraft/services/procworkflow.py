@@ -129,13 +129,10 @@ class Stepper:
             if "subscription" in node:
                 sub = node["subscription"]
                 profiles.set_subscription(pid, sub["resource_id"], sub["channel"], sub["status"])
-            if "segment" in node:
-                members = self.platform.account_db(run["account_id"]).segment_members
-                key = {"segment_id": node["segment"]["id"], "profile_id": pid}
-                if node["segment"]["action"] == "add":
-                    members.update_one(key, {"$setOnInsert": key}, upsert=True)
-                else:
-                    members.delete_many(key)
+            if "segment" in node:  # the members' one rule (unique per profile, the count kept)
+                segments = self.platform.segments(run["account_id"])
+                change = segments.add_member if node["segment"]["action"] == "add" else segments.remove_member
+                change(node["segment"]["id"], run["db_id"], pid)
         except DomainError as exc:
             log.info("run %s node %s: not updated: %s", run["_id"], node["id"], exc.message)
 

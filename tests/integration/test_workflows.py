@@ -244,13 +244,15 @@ def test_update_split_webhook_and_wait_for_through_procworkflow(stand):
     verified by the receiver); a wait-for "paid" takes its got-it edge for those who pay and
     its timeout exit for the others."""
     auto, sink = stand
+    auto = Automation(auto.pipeline)  # an account of its own: procevent caches what listens per account
     auto.pipeline.start("procworkflow", "procevent", "akmtad", "prochook")
     receiver = Receiver().start()
     try:
         hook = auto.api.ok("webhooks/add", url=receiver.base + "/flow", events=["workflow.none"])
         receiver.secrets["/flow"] = [hook["secret"]]
-        segment = auto.api.ok("segments/add", name="flow buyers", db_id=auto.db["id"], kind="static",
-                              condition={"field": "city", "op": "eq", "value": "Nowhere"})
+        segment = auto.api.ok("segments/add", name="flow buyers", db_id=auto.db["id"], is_static=True)  # by hand
+        filled = auto.api.ok("segments/add", name="from a condition", db_id=auto.db["id"], kind="static",
+                             condition={"field": "city", "op": "eq", "value": "Nowhere"})
         nodes = [
             {"id": "start", "type": "entry", "trigger": {"type": "event", "name": "checkout"}, "next": "tag"},
             {"id": "tag", "type": "update", "set": {"city": "Flowtown"}, "segment": {"id": segment["id"],
@@ -268,6 +270,11 @@ def test_update_split_webhook_and_wait_for_through_procworkflow(stand):
         status, body = auto.api("workflows/add", name="bad", db_id=auto.db["id"], nodes=bad)
         assert status == 400 and body["error_text"] == \
             f"node 'tag'.set.nope: 'nope' is not a field of database {auto.db['id']}", body
+        by_condition = [dict(n, segment={"id": filled["id"], "action": "add"}) if n["id"] == "tag" else n
+                        for n in nodes]
+        status, body = auto.api("workflows/add", name="bad", db_id=auto.db["id"], nodes=by_condition)
+        assert status == 400 and body["error_text"].startswith(
+            f"node 'tag'.segment.id: segment {filled['id']} is not filled by hand"), body
         scenario = auto.api.ok("workflows/add", name="checkout", db_id=auto.db["id"], nodes=nodes)
         auto.api.ok("workflows/activate", id=scenario["id"])
         rcpts = [auto.profile(name=f"F{i}") for i in range(4)]

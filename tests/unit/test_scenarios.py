@@ -252,10 +252,12 @@ def test_what_a_node_names_is_checked_against_the_database_and_the_account():
     scenarios.validate(graph({"id": "call", "type": "webhook", "endpoint_id": 4, "next": "done"}), check_node=check)
     with pytest.raises(NotFound, match="^node 'up'.segment.id: segment 3 not found"):
         scenarios.validate(graph({**up, "segment": {"id": 3, "action": "add"}}), check_node=check)
-    check = checker({3: {"db_id": 7, "kind": "dynamic"}, 4: {"db_id": 8, "kind": "static"},
-                     5: {"db_id": 7, "kind": "static"}})
+    check = checker({3: {"db_id": 7, "kind": "dynamic"}, 4: {"db_id": 8, "kind": "static", "manual": True},
+                     5: {"db_id": 7, "kind": "static", "manual": True}, 6: {"db_id": 7, "kind": "static"}})
     assert error(graph({**up, "segment": {"id": 3, "action": "add"}}), check_node=check).startswith(
-        "node 'up'.segment.id: segment 3 is dynamic")
+        "node 'up'.segment.id: segment 3 is not filled by hand")
+    assert error(graph({**up, "segment": {"id": 6, "action": "add"}}), check_node=check).startswith(
+        "node 'up'.segment.id: segment 6 is not filled by hand")  # static, but from its condition
     assert error(graph({**up, "segment": {"id": 4, "action": "add"}}), check_node=check) == \
         "node 'up'.segment.id: segment 4 is not of database 7"
     scenarios.validate(graph({**up, "segment": {"id": 5, "action": "remove"}}), check_node=check)
