@@ -56,13 +56,28 @@ def check_spool(tar_path: Path, expected: dict[str, Any]) -> str | None:
     return None
 
 
+def keep_owner(path: Path, like: os.stat_result, recursive: bool = False) -> None:
+    """Gives `path` (and with `recursive` all below it) the owner of `like`, when root runs
+    this: an operator's `aktool backup restore` as root must leave main.json and the spool to
+    the platform's user, whose processes read and write them."""
+    if os.geteuid() != 0:
+        return
+    paths = [path, *(path.rglob("*") if recursive else ())]
+    for each in paths:
+        os.chown(each, like.st_uid, like.st_gid, follow_symlinks=False)
+
+
 def restore_spool(tar_path: Path, spool: Path) -> None:
-    """Replaces the spool's contents with the backup's (akmtad must not be running)."""
+    """Replaces the spool's contents with the backup's (akmtad must not be running); the
+    spool keeps the owner it had (or its parent's, where there was none)."""
+    spool.parent.mkdir(parents=True, exist_ok=True)
+    owner = (spool if spool.exists() else spool.parent).stat()
     if spool.exists():
         shutil.rmtree(spool)
-    spool.mkdir(parents=True, mode=0o700)
+    spool.mkdir(mode=0o700)
     with tarfile.open(tar_path) as tar:
         tar.extractall(spool, filter="data")
+    keep_owner(spool, owner, recursive=True)
 
 
 def dump_secrets(main_json: Path, tls_files: list[Path], outdir: Path, key: bytes | None = None) -> dict[str, Any]:

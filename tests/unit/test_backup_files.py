@@ -1,0 +1,53 @@
+"""altcraft.backup.files: a spool restored by root stays its owner's (akmtad, running as the
+platform's user, writes and removes its files); as another user nothing is chowned."""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from pathlib import Path
+
+from altcraft.backup import files
+
+PLATFORM_USER = (65534, 65534)  # nobody:nogroup, an owner other than root
+
+
+def _spool_tar(tmp_path: Path) -> Path:
+    source = tmp_path / "source"
+    (source / "ab").mkdir(parents=True)
+    (source / "ab" / "message.eml").write_text("Subject: hi\r\n\r\nbody\r\n")
+    tar_path = tmp_path / "akmta.tar"
+    with tarfile.open(tar_path, "w") as tar:
+        for path in sorted(source.rglob("*")):
+            tar.add(path, arcname=path.relative_to(source).as_posix(), recursive=False)
+    return tar_path
+
+
+def test_a_restored_spool_keeps_the_owner_of_the_spool_it_replaces(tmp_path):
+    tar_path = _spool_tar(tmp_path)
+    spool = tmp_path / "spool" / "akmta"
+    spool.mkdir(parents=True)
+    (spool / "stale.eml").write_text("gone after the restore")
+    if os.geteuid() == 0:
+        os.chown(spool, *PLATFORM_USER)
+    owner = (spool.stat().st_uid, spool.stat().st_gid)
+
+    files.restore_spool(tar_path, spool)
+
+    restored = sorted(p.relative_to(spool).as_posix() for p in spool.rglob("*"))
+    assert restored == ["ab", "ab/message.eml"]
+    assert {(p.stat().st_uid, p.stat().st_gid) for p in [spool, *spool.rglob("*")]} == {owner}
+    assert (spool.stat().st_mode & 0o777) == 0o700
+
+
+def test_without_a_spool_the_restore_takes_its_parents_owner(tmp_path):
+    tar_path = _spool_tar(tmp_path)
+    parent = tmp_path / "spool"
+    parent.mkdir()
+    if os.geteuid() == 0:
+        os.chown(parent, *PLATFORM_USER)
+    owner = (parent.stat().st_uid, parent.stat().st_gid)
+
+    files.restore_spool(tar_path, parent / "akmta")
+
+    assert {(p.stat().st_uid, p.stat().st_gid) for p in [parent / "akmta", *(parent / "akmta").rglob("*")]} == {owner}
