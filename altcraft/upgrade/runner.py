@@ -183,8 +183,9 @@ def stop_running(config: MainConfig, wait: float = 60.0) -> list[registry.Proces
 
 
 def start_groups(config: MainConfig, config_path: Path, processes: list[registry.Process], events: Events,
-                 wait: float = 60.0) -> list[dict[str, Any]]:
-    """Starts the given processes group by group, each HTTP one waited for until ready."""
+                 wait: float = 60.0, akd: bool = True) -> list[dict[str, Any]]:
+    """Starts the given processes group by group, under akd or (`akd` false) as systemd
+    units, each HTTP one waited for until ready."""
     from altcraft.akd import control
 
     done: list[dict[str, Any]] = []
@@ -194,7 +195,7 @@ def start_groups(config: MainConfig, config_path: Path, processes: list[registry
     for group, members in groups.items():
         events.begin(f"start {group}")
         for process in members:
-            if _systemd(config, process):
+            if not akd:
                 _systemctl("start", process, wait)
                 how = "started (systemd)"
             else:
@@ -207,6 +208,20 @@ def start_groups(config: MainConfig, config_path: Path, processes: list[registry
             events.note(f"{process.name} {how}")
         events.end(f"start {group}", ", ".join(p.name for p in members))
     return done
+
+
+def under_akd(config: MainConfig) -> bool:
+    """Whether the platform here runs under akd's supervisors (not systemd units)."""
+    return any(not _systemd(config, p) for _, processes in running_groups(config) for p in processes)
+
+
+def not_running(config: MainConfig) -> list[registry.Process]:
+    """The implemented, enabled processes not running here: after an upgrade, what the new
+    version adds (an install runs every one of them)."""
+    from altcraft.akd import control
+
+    return [p for p in registry.select()
+            if config.process_settings(p.name).ENABLE and not control.status(config, p).up]
 
 
 def _restart(config: MainConfig, config_path: Path, process: registry.Process, wait: float) -> str:
