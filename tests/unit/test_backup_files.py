@@ -3,9 +3,12 @@ platform's user, writes and removes its files); as another user nothing is chown
 
 from __future__ import annotations
 
+import io
 import os
 import tarfile
 from pathlib import Path
+
+import pytest
 
 from altcraft.backup import files
 
@@ -51,3 +54,33 @@ def test_without_a_spool_the_restore_takes_its_parents_owner(tmp_path):
     files.restore_spool(tar_path, parent / "akmta")
 
     assert {(p.stat().st_uid, p.stat().st_gid) for p in [parent / "akmta", *(parent / "akmta").rglob("*")]} == {owner}
+
+
+@pytest.mark.parametrize("data_filter", [True, False], ids=["python-data-filter", "debian12-python-3.11.2"])
+def test_extract_data_refuses_links_and_names_outside(tmp_path, monkeypatch, data_filter):
+    if not data_filter:  # Debian 12's Python has no tarfile.data_filter (nor extractall's filter=)
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+        real = tarfile.TarFile.extractall
+        monkeypatch.setattr(tarfile.TarFile, "extractall",
+                            lambda self, path=".", members=None, *, numeric_owner=False: real(
+                                self, path, members, numeric_owner=numeric_owner))
+    good = _spool_tar(tmp_path)
+    with tarfile.open(good) as tar:
+        files.extract_data(tar, tmp_path / "out")
+    assert (tmp_path / "out" / "ab" / "message.eml").read_text().startswith("Subject: hi")
+
+    for name, kind in (("../escape.eml", tarfile.REGTYPE), ("/abs.eml", tarfile.REGTYPE), ("link", tarfile.SYMTYPE)):
+        bad = tmp_path / f"bad-{kind!r}-{len(name)}.tar"
+        with tarfile.open(bad, "w") as tar:
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            if kind == tarfile.SYMTYPE:
+                info.linkname = "/etc/passwd"
+            tar.addfile(info, io.BytesIO(b"") if kind == tarfile.REGTYPE else None)
+        with tarfile.open(bad) as tar:
+            try:  # refused, or (an absolute name, by Python's filter) put inside: never outside
+                files.extract_data(tar, tmp_path / "out2")
+            except (ValueError, tarfile.TarError):
+                pass
+        assert not (tmp_path / "escape.eml").exists() and not Path("/abs.eml").exists()
+        assert not (tmp_path / "out2" / "link").is_symlink()
