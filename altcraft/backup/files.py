@@ -69,9 +69,10 @@ def keep_owner(path: Path, like: os.stat_result, recursive: bool = False) -> Non
 
 def restore_spool(tar_path: Path, spool: Path) -> None:
     """Replaces the spool's contents with the backup's (akmtad must not be running); the
-    spool keeps the owner it had (or its parent's, where there was none)."""
+    spool gets the owner of the directory it is in ({BASEDIR}/spool: the platform's user),
+    also where an interrupted restore by root left it root's."""
     spool.parent.mkdir(parents=True, exist_ok=True)
-    owner = (spool if spool.exists() else spool.parent).stat()
+    owner = spool.parent.stat()
     if spool.exists():
         shutil.rmtree(spool)
     spool.mkdir(mode=0o700)

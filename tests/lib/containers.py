@@ -42,6 +42,15 @@ def sh(container: str, script: str, timeout: float = 120) -> tuple[int, str]:
     return result.returncode, (result.stdout + result.stderr).decode("utf-8", "replace")
 
 
+def sh_out(container: str, script: str, timeout: float = 120) -> str:
+    """Runs a bash script that must succeed; returns its stdout alone (stderr only in the
+    error: aktool says things there after what a caller reads)."""
+    result = docker("exec", container, "bash", "-c", script, timeout=timeout)
+    out, err = result.stdout.decode("utf-8", "replace"), result.stderr.decode("utf-8", "replace")
+    assert result.returncode == 0, f"{script}: exit {result.returncode}:\n{out}\n{err}"
+    return out
+
+
 def sh_json(container: str, script: str, timeout: float = 120) -> tuple[int, object]:
     """Runs a --json command: (exit code, parsed stdout); no JSON is an AssertionError
     carrying both streams."""
