@@ -25,6 +25,9 @@ def upgrade_command(
                                                     "(repeatable; as `aktool backup create --only`)."),
     restart: bool = typer.Option(True, "--restart/--no-restart", help="Restart the running processes "
                                  "group by group afterwards."),
+    start_all: bool = typer.Option(False, "--start-all", help="Then start every implemented, enabled process "
+                                   "not running here under akd (what an install runs: the processes a new "
+                                   "version adds); upgrade.yml passes it on hosts without systemd."),
     min_free_mb: int = typer.Option(1024, "--min-free-mb", min=0, help="Free disk the backup needs."),
     wait: float = typer.Option(60.0, "--wait", min=1.0, help="Seconds to wait for each process to be ready."),
     preflight_only: bool = typer.Option(False, "--preflight-only", help="Only the checks; change nothing."),
@@ -49,7 +52,7 @@ def upgrade_command(
     def finish(code: int, message: str | None = None) -> typer.Exit:
         result["ok"] = code == EXIT_OK
         migrated = next((s["result"] for s in result["steps"] if s["step"] == "migrate"), {})
-        result["changed"] = bool(any(s["step"] in ("backup", "restart") for s in result["steps"])
+        result["changed"] = bool(any(s["step"] in ("stop", "backup", "restart", "start") for s in result["steps"])
                                  or migrated.get("changes") or migrated.get("migrations_applied"))
         if as_json:
             if message:
@@ -79,33 +82,64 @@ def upgrade_command(
             if preflight_only:
                 raise finish(EXIT_OK)
 
+            events = runner.Events(begin=lambda s: status.update(f"{s}: waiting for readiness"),
+                                   note=lambda text: console.print(f"       {text}"),
+                                   end=lambda s, summary: console.print(f"[green]ok[/green]   {s}: {summary}"))
+            stopped: list = []
+            akd_host = runner.under_akd(conf)
             if backup:
-                current = "backup"
-                status.update("backup: every store (aktool backup create)")
-                path, data = backups.create(conf, conf_path, to=backup_to, only=backup_only)
-                step("backup", {"path": str(path), "seconds": data["seconds"]})
-                console.print(f"[green]ok[/green]   backup: {path} ({data['seconds']:.1f} s)")
+                # writers of a version from before the quiet point cannot be paused for the
+                # backup: the processes here are stopped for it instead
+                silent = runner.outside_quiet_point(conf)
+                if silent:
+                    current = "stop"
+                    status.update("stop: the processes here, for the backup")
+                    stopped = runner.stop_running(conf, wait)
+                    step("stop", {"processes": [p.name for p in stopped], "not_answering_quiet_point": silent})
+                    console.print(f"[green]ok[/green]   stop: {', '.join(silent)} do not answer the backup's "
+                                  f"quiet point (an older version): stopped {len(stopped)} process(es) for the backup")
+            try:
+                if backup:
+                    current = "backup"
+                    status.update("backup: every store (aktool backup create)")
+                    # stopped, nothing here writes: no quiet point to wait for (queued events
+                    # stay in RabbitMQ for the new procactions; their depths are in the manifest)
+                    path, data = backups.create(conf, conf_path, to=backup_to, only=backup_only, quiet=not stopped)
+                    step("backup", {"path": str(path), "seconds": data["seconds"]})
+                    console.print(f"[green]ok[/green]   backup: {path} ({data['seconds']:.1f} s)")
 
-            current = "migrate"
-            status.update("migrate: desired state, then the numbered migrations")
-            outcome = migration.apply(conf)
-            step("migrate", outcome.as_dict())
-            for m in outcome.applied:
-                console.print(f"       applied migration {m['store']} {m['version']} {m['name']}")
-            console.print(f"[green]ok[/green]   migrate: {len(outcome.changes)} change(s), "
-                          f"{len(outcome.applied)} migration(s) applied")
+                current = "migrate"
+                status.update("migrate: desired state, then the numbered migrations")
+                outcome = migration.apply(conf)
+                step("migrate", outcome.as_dict())
+                for m in outcome.applied:
+                    console.print(f"       applied migration {m['store']} {m['version']} {m['name']}")
+                console.print(f"[green]ok[/green]   migrate: {len(outcome.changes)} change(s), "
+                              f"{len(outcome.applied)} migration(s) applied")
+            except BaseException:
+                if stopped:  # never leave the platform stopped by a failed upgrade
+                    runner.start_groups(conf, conf_path, stopped, runner.Events(), wait=wait, akd=akd_host)
+                raise
 
-            restarted: list[dict] = []
-            result["restarted"] = restarted
-            if restart:
+            result["restarted"] = []
+            if stopped:
                 current = "restart"
-                events = runner.Events(begin=lambda s: status.update(f"{s}: restarting, waiting for readiness"),
-                                       note=lambda text: console.print(f"       {text}"),
-                                       end=lambda s, summary: console.print(f"[green]ok[/green]   {s}: {summary}"))
+                result["restarted"] = runner.start_groups(conf, conf_path, stopped, events, wait=wait, akd=akd_host)
+                step("restart", {"processes": len(stopped), "started_after_stop": True})
+            elif restart:
+                current = "restart"
                 done = runner.restart_groups(conf, conf_path, events, wait=wait)
                 result["restarted"] = done
                 if done:
                     step("restart", {"processes": len(done)})
+            if start_all:
+                # what the new version adds runs as after an install (a systemd host gets
+                # the new units from ./install.sh)
+                current = "start"
+                added = runner.start_groups(conf, conf_path, runner.not_running(conf), events, wait=wait)
+                result["started"] = added
+                if added:
+                    step("start", {"processes": [a["process"] for a in added]})
     except typer.Exit:
         raise
     except KeyboardInterrupt:

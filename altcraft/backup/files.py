@@ -56,13 +56,45 @@ def check_spool(tar_path: Path, expected: dict[str, Any]) -> str | None:
     return None
 
 
+def keep_owner(path: Path, like: os.stat_result, recursive: bool = False) -> None:
+    """Gives `path` (and with `recursive` all below it) the owner of `like`, when root runs
+    this: an operator's `aktool backup restore` as root must leave main.json and the spool to
+    the platform's user, whose processes read and write them."""
+    if os.geteuid() != 0:
+        return
+    paths = [path, *(path.rglob("*") if recursive else ())]
+    for each in paths:
+        os.chown(each, like.st_uid, like.st_gid, follow_symlinks=False)
+
+
 def restore_spool(tar_path: Path, spool: Path) -> None:
-    """Replaces the spool's contents with the backup's (akmtad must not be running)."""
+    """Replaces the spool's contents with the backup's (akmtad must not be running); the
+    spool gets the owner of the directory it is in ({BASEDIR}/spool: the platform's user),
+    also where an interrupted restore by root left it root's."""
+    spool.parent.mkdir(parents=True, exist_ok=True)
+    owner = spool.parent.stat()
     if spool.exists():
         shutil.rmtree(spool)
-    spool.mkdir(parents=True, mode=0o700)
+    spool.mkdir(mode=0o700)
     with tarfile.open(tar_path) as tar:
-        tar.extractall(spool, filter="data")
+        extract_data(tar, spool)
+    keep_owner(spool, owner, recursive=True)
+
+
+def extract_data(tar: tarfile.TarFile, dest: Path) -> None:
+    """Extracts plain files and directories under `dest` only. Python's "data" filter does
+    that where it exists (3.11.4+); Debian 12's Python 3.11.2 has none, so the same refusals
+    are made here first: a link, a device, an absolute name or one leading outside."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(dest, filter="data")
+        return
+    root = dest.resolve()
+    for member in tar.getmembers():
+        target = (root / member.name).resolve()
+        if not (member.isfile() or member.isdir()) or os.path.isabs(member.name) or not target.is_relative_to(root):
+            raise ValueError(f"{tar.name}: refused member {member.name!r} (only files and directories inside)")
+        member.mode &= 0o755 if member.isdir() else 0o644
+    tar.extractall(dest)
 
 
 def dump_secrets(main_json: Path, tls_files: list[Path], outdir: Path, key: bytes | None = None) -> dict[str, Any]:

@@ -6,7 +6,8 @@ addresses and passwords, BASEDIR - and takes from the backup what links, tokens 
 signatures made before the move were made with: PRIVATE_KEY, WEBAPI_PRIVATE_KEY and
 TRACKING_CRYPT_KEY. `KEY=VALUE` settings (dotted paths into main.json, JSON values or plain
 strings) then rewrite hostnames and addresses. The result is validated before it replaces
-main.json (atomically, 0600); the file it replaces is kept beside it as main.json.before-move.
+main.json (atomically, 0600, the same owner: run by root it stays the platform user's); the
+file it replaces is kept beside it as main.json.before-move.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ def take_secrets(config_path: Path, backup: Path, pairs: list[str], key: bytes |
     section = mf.load(backup)["stores"]["secrets"]
     saved = json.loads(files.read_secrets(backup / "secrets", section, key)["main.json"])
     original = config_path.read_text(encoding="utf-8")
+    owner = config_path.stat()
     document = json.loads(original)
     changed = [k for k in GENERATED if saved.get(k) and document.get(k) != saved[k]]
     for key in changed:
@@ -85,5 +87,7 @@ def take_secrets(config_path: Path, backup: Path, pairs: list[str], key: bytes |
     fd = os.open(before, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write(original)
+    for path in (candidate, before):  # root's move leaves them to the platform's user
+        files.keep_owner(path, owner)
     os.replace(candidate, config_path)
     return changed

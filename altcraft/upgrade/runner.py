@@ -5,11 +5,17 @@ the readiness of each HTTP process waited for.
 Until the restarts, the processes still run the old code they loaded; nothing the old code
 relies on is removed by desired state, and numbered migrations must keep to that too
 (docs/operations.md, "Upgrade").
+
+A backup is taken at a quiet point that the background writers (campaign, akmtad,
+procactions) answer. Processes of a version from before the quiet point do not answer its
+roll call, so the upgrade from such a version (`outside_quiet_point`) stops the processes
+running here before its backup and starts them, with the new code, after the migrations.
 """
 
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import time
 import urllib.error
@@ -123,16 +129,106 @@ def running_groups(config: MainConfig) -> list[tuple[str, list[registry.Process]
     return list(groups.items())
 
 
-def _restart(config: MainConfig, config_path: Path, process: registry.Process, wait: float) -> str:
+# the background writers a backup's quiet point waits for (altcraft.backup.runner)
+QUIET_ROLES = ("campaign", "akmtad", "procactions")
+
+
+def outside_quiet_point(config: MainConfig) -> list[str]:
+    """The writers running here that have not answered the quiet point's roll call in the
+    last STALE_SECONDS: code from before it, which a backup could not pause."""
     from altcraft.akd import control
+    from altcraft.domain.maintenance import Maintenance
+    from altcraft.stores import documents
+
+    running = [p.name for p in registry.select() if p.name in QUIET_ROLES and control.status(config, p).up]
+    if not running:
+        return []
+    client = documents.connect(config, "control")
+    try:
+        members = Maintenance(documents.control_db(client, config)).members()
+    finally:
+        client.close()
+    here = f"{socket.gethostname()}:"
+    answering = {m["role"] for m in members if str(m.get("owner", "")).startswith(here)}
+    return [name for name in running if name not in answering]
+
+
+def _systemd(config: MainConfig, process: registry.Process) -> bool:
+    """A unit under systemd (akd run NAME), not a process under akd's supervisor."""
     from altcraft.akd.supervisor import supervisor_pidfile
 
-    if supervisor_pidfile(config, process.name).process() is None:
-        # a unit under systemd (akd run NAME): systemd owns it
-        unit = f"altcraft-{process.name}.service"
-        done = subprocess.run(["systemctl", "restart", unit], capture_output=True, text=True, timeout=wait)
-        if done.returncode != 0:
-            raise StepFailed(f"restart {process.name}", f"systemctl restart {unit}: {done.stderr.strip()}")
+    return supervisor_pidfile(config, process.name).process() is None
+
+
+def _systemctl(verb: str, process: registry.Process, wait: float) -> None:
+    unit = f"altcraft-{process.name}.service"
+    done = subprocess.run(["systemctl", verb, unit], capture_output=True, text=True, timeout=wait)
+    if done.returncode != 0:
+        raise StepFailed(f"{verb} {process.name}", f"systemctl {verb} {unit}: {done.stderr.strip()}")
+
+
+def stop_running(config: MainConfig, wait: float = 60.0) -> list[registry.Process]:
+    """Stops every platform process running here; returns them, in the registry's order."""
+    from altcraft.akd import control
+
+    stopped = []
+    for _, processes in running_groups(config):
+        for process in processes:
+            if _systemd(config, process):
+                _systemctl("stop", process, wait)
+            else:
+                control.stop(config, process)
+            stopped.append(process)
+    return stopped
+
+
+def start_groups(config: MainConfig, config_path: Path, processes: list[registry.Process], events: Events,
+                 wait: float = 60.0, akd: bool = True) -> list[dict[str, Any]]:
+    """Starts the given processes group by group, under akd or (`akd` false) as systemd
+    units, each HTTP one waited for until ready."""
+    from altcraft.akd import control
+
+    done: list[dict[str, Any]] = []
+    groups: dict[str, list[registry.Process]] = {}
+    for process in processes:
+        groups.setdefault(process.group, []).append(process)
+    for group, members in groups.items():
+        events.begin(f"start {group}")
+        for process in members:
+            if not akd:
+                _systemctl("start", process, wait)
+                how = "started (systemd)"
+            else:
+                status = control.start(config, config_path, process, wait=wait)
+                if status.state != "RUNNING":
+                    raise StepFailed(f"start {process.name}", f"{status.state} after start: {status.detail}")
+                how = "started (akd)"
+            wait_ready(config, process, wait)
+            done.append({"group": group, "process": process.name, "how": how, "ready": process.kind == "http"})
+            events.note(f"{process.name} {how}")
+        events.end(f"start {group}", ", ".join(p.name for p in members))
+    return done
+
+
+def under_akd(config: MainConfig) -> bool:
+    """Whether the platform here runs under akd's supervisors (not systemd units)."""
+    return any(not _systemd(config, p) for _, processes in running_groups(config) for p in processes)
+
+
+def not_running(config: MainConfig) -> list[registry.Process]:
+    """The implemented, enabled processes not running here: after an upgrade, what the new
+    version adds (an install runs every one of them)."""
+    from altcraft.akd import control
+
+    return [p for p in registry.select()
+            if config.process_settings(p.name).ENABLE and not control.status(config, p).up]
+
+
+def _restart(config: MainConfig, config_path: Path, process: registry.Process, wait: float) -> str:
+    from altcraft.akd import control
+
+    if _systemd(config, process):
+        _systemctl("restart", process, wait)
         return "restarted (systemd)"
     control.stop(config, process)
     try:

@@ -9,6 +9,7 @@ backup lacks."""
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import stat
 import time
@@ -30,6 +31,7 @@ from tests.lib.wait import wait_for
 
 pytestmark = pytest.mark.integration
 KEYS = ("PRIVATE_KEY", "WEBAPI_PRIVATE_KEY", "TRACKING_CRYPT_KEY")
+PLATFORM_USER = (65534, 65534)  # nobody:nogroup, an owner other than root
 
 
 def _install(harness, basedir, **overrides):
@@ -58,6 +60,9 @@ def test_a_moved_copy_serves_a_link_signed_before_the_move(harness, tmp_path, vh
                              PROCESSES={"trkaction": {"PORT": port}})
     with pytest.raises(tracking.InvalidToken):  # the new host's own key does not open the old links
         tracking.verify(signed, new.TRACKING_CRYPT_KEY)
+    if os.geteuid() == 0:  # main.json belongs to the platform's user; root runs the restore
+        os.chown(new_path, *PLATFORM_USER)
+    owner = (new_path.stat().st_uid, new_path.stat().st_gid)
     try:
         code, out = run_json("aktool", "backup", "restore", str(backup), "--yes", "--move",
                              "--set", f"TRACKING_BASE_URL=http://127.0.0.1:{port}", config=new_path)
@@ -70,7 +75,9 @@ def test_a_moved_copy_serves_a_link_signed_before_the_move(harness, tmp_path, vh
             str(tmp_path / "new"), new.CONTROLDB_NAME, vhost)
         assert moved["TRACKING_BASE_URL"] == f"http://127.0.0.1:{port}"
         assert stat.S_IMODE(new_path.stat().st_mode) == 0o600
-        kept = json.loads((tmp_path / "new" / "main.json.before-move").read_text())
+        before_move = tmp_path / "new" / "main.json.before-move"
+        assert {(p.stat().st_uid, p.stat().st_gid) for p in (new_path, before_move)} == {owner}
+        kept = json.loads(before_move.read_text())
         assert kept["TRACKING_CRYPT_KEY"] == new.TRACKING_CRYPT_KEY
         assert [(m["store"], m["version"]) for m in out["migrations_applied"]] == [("rabbitmq", 1)]
         assert out["schema_versions"] == {"mongodb": 1, "clickhouse": 1, "rabbitmq": 1}

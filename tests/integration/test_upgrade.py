@@ -41,3 +41,31 @@ def test_upgrade_backs_up_migrates_once_and_restarts_group_by_group(stand, based
     again = second["steps"][1]["result"]
     assert (again["changes"], again["migrations_applied"]) == ([], [])
     assert second["restarted"] == [] and stand.status("trkaction")["pid"] == after["pid"]
+
+
+def test_writers_that_do_not_answer_the_quiet_point_are_found(stand, monkeypatch):
+    """An upgrade from a version older than the backup's quiet point: its campaign worker,
+    akmtad and procactions run but never write a member document, so the upgrade must stop
+    them for its backup. Which of them run is akd's answer (set here); who answered the
+    roll call is the real control database's."""
+    import socket
+    import types
+
+    from altcraft.akd import control
+    from altcraft.domain.maintenance import QuietMember
+    from altcraft.stores import documents
+    from altcraft.upgrade import runner
+
+    running = {"campaign", "akmtad", "procactions", "trkaction"}
+    monkeypatch.setattr(control, "status", lambda config, process: types.SimpleNamespace(up=process.name in running))
+    client = documents.connect(stand.config, "control")
+    try:
+        db = documents.control_db(client, stand.config)
+        assert sorted(runner.outside_quiet_point(stand.config)) == ["akmtad", "campaign", "procactions"]
+        QuietMember(db, "procactions", f"{socket.gethostname()}:4242").report()
+        QuietMember(db, "akmtad", "another-host:4242").report()  # another host's akmtad answers for itself only
+        assert sorted(runner.outside_quiet_point(stand.config)) == ["akmtad", "campaign"]
+        running.clear()
+        assert runner.outside_quiet_point(stand.config) == []
+    finally:
+        client.close()

@@ -11,6 +11,7 @@ distribution) and by bench/. conftest.py files hold fixtures only; they call in 
     stand      the tracking stand: trkaction under akd, ClickHouse rows, event publishing
     mta        the campaign -> RabbitMQ -> akmtad -> sink pipeline, DKIM verification
     packages   Debian packages needed as tools: installed when possible, else a clear message
+    containers fresh containers of the project's image for the distribution's heavy tests
 
 bench/ imports these as a package, so its scripts run as modules from the repository root
 (`python -m bench.send`); see docs/benchmarks.md.

@@ -10,7 +10,8 @@ template with a link, a campaign started now. It waits for the message in the si
 checks it: addressed to the profile, personalised, its DKIM signature verifies against the
 DNS record the API returned, the link was rewritten into a tracking link. Then it waits for
 campaigns/report to count the delivery (akmtad -> RabbitMQ -> procactions -> ClickHouse).
-Prints one JSON line; exit 0 when everything held, 1 otherwise (the line says what failed).
+Prints one JSON line, with the message's tracking link (tests/distribution/move_container.py
+clicks it on another host); exit 0 when everything held, 1 otherwise (the line says what failed).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import email
 import json
+import re
 import socketserver
 import sys
 import threading
@@ -25,6 +27,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from html import unescape
 
 import dkim
 
@@ -122,7 +125,8 @@ def run(args: argparse.Namespace) -> dict:
         failures.append(f"Subject is {message['Subject']!r}")
     if not dkim.verify(raw, dnsfunc=lambda name, timeout=5: record):
         failures.append("the DKIM signature does not verify")
-    if "https://shop.example/sale" in html or "/c/" not in html:
+    links = [unescape(u) for u in re.findall(r'href=["\']([^"\']+/c/[^"\']+)', html)]
+    if "https://shop.example/sale" in html or not links:
         failures.append("the link was not rewritten into a tracking link")
     if failures:
         raise RuntimeError("; ".join(failures))
@@ -130,7 +134,8 @@ def run(args: argparse.Namespace) -> dict:
     report = wait_for("campaigns/report to count the delivery",
                       lambda: (r := api("campaigns/report", token=token, id=campaign["id"]))["delivered"] == 1 and r,
                       args.timeout)
-    return {"ok": True, "campaign_id": campaign["id"], "rcpt": rcpt, "dkim": "pass",
+    return {"ok": True, "account_id": account["id"], "db_id": db["id"], "campaign_id": campaign["id"],
+            "link": links[0], "rcpt": rcpt, "dkim": "pass",
             "delivered": report["delivered"], "messages_in_sink": len(RECEIVED)}
 
 
