@@ -586,9 +586,17 @@ def in_parallel(jobs: list[tuple[str, Callable[[], Any]]]) -> list[Any]:
     jobs' order) is raised."""
     if len(jobs) <= 1:
         return [job() for _, job in jobs]
-    with ThreadPoolExecutor(max_workers=min(len(jobs), PARALLEL), thread_name_prefix="backup") as pool:
-        futures = [pool.submit(job) for _, job in jobs]
-        wait(futures)
+    pool = ThreadPoolExecutor(max_workers=min(len(jobs), PARALLEL), thread_name_prefix="backup")
+    futures = [pool.submit(job) for _, job in jobs]
+    try:
+        # short waits: a Ctrl-C taken by one of the job threads still reaches this (main)
+        # thread within a fraction of a second, as KeyboardInterrupt, not after every job
+        while wait(futures, timeout=0.2).not_done:
+            pass
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)  # jobs not started never start
+        raise
+    pool.shutdown(wait=True)
     for future in futures:
         if (exc := future.exception()) is not None:
             raise exc
