@@ -612,8 +612,11 @@ def test_kill_9_in_the_middle_leaves_nothing_complete(bk_config, tmp_path):
 
     # Ctrl-C: exit 130, an incomplete directory, the flag cleared at once (not left to lapse)
     interrupted = root / "interrupted"
+    # as typed in a terminal: a runner started in the background (job control off) passes
+    # SIGINT on ignored, and an ignored SIGINT stays ignored in the child
     proc = subprocess.Popen([str(BIN / "aktool"), "backup", "create", "--to", str(interrupted),
-                             "--config", str(main_json)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--config", str(main_json)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     wait_for(lambda: (interrupted / "mongodb" / "account").exists() or proc.poll() is not None,
              timeout=60, every=0.005, what="the backup to reach the account databases")
     os.kill(proc.pid, signal.SIGSTOP)
