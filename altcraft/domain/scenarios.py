@@ -64,6 +64,7 @@ from pymongo.errors import DuplicateKeyError
 
 from altcraft.domain import events
 from altcraft.domain import scenario_timing as timing
+from altcraft.domain.automation_stamp import AutomationStamps
 from altcraft.domain.clock import now as clock_now
 from altcraft.domain.errors import Conflict, Invalid, NotFound
 from altcraft.domain.ids import next_id
@@ -426,6 +427,7 @@ class Scenarios:
         self.versions = control.workflow_versions
         self.runs = control.workflow_runs
         self.steps = control.workflow_steps
+        self.stamps = AutomationStamps(control)
         self.clock = clock
 
     # -- scenarios -----------------------------------------------------------------------
@@ -450,6 +452,7 @@ class Scenarios:
                "created_at": stamp, "updated_at": stamp}
         self.versions.insert_one({"scenario_id": doc["id"], "version": 1, "nodes": graph, "saved_at": stamp})
         self.collection.insert_one(doc)
+        self.stamps.bump(account_id)
         return public(doc)
 
     @staticmethod
@@ -500,12 +503,14 @@ class Scenarios:
             fields.update(nodes=graph, version=version)
         fields["updated_at"] = self.clock()
         self.collection.update_one({"id": scenario_id, "account_id": account_id}, {"$set": fields})
+        self.stamps.bump(account_id)
         return public(self.get(account_id, scenario_id))
 
     def set_active(self, account_id: int, scenario_id: int, active: bool) -> dict[str, Any]:
         self.get(account_id, scenario_id)
         self.collection.update_one({"id": scenario_id, "account_id": account_id},
                                    {"$set": {"active": active, "updated_at": self.clock()}})
+        self.stamps.bump(account_id)
         return public(self.get(account_id, scenario_id))
 
     def clear(self, account_id: int, scenario_id: int) -> int:

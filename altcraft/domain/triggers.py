@@ -33,6 +33,7 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from altcraft.domain import events
+from altcraft.domain.automation_stamp import AutomationStamps
 from altcraft.domain.clock import now as clock_now
 from altcraft.domain.errors import Invalid, NotFound
 from altcraft.domain.ids import next_id
@@ -148,6 +149,7 @@ class Triggers:
         self.control = control
         self.collection = control.triggers
         self.sends = control.trigger_sends
+        self.stamps = AutomationStamps(control)
         self.clock = clock
 
     # -- trigger campaigns ---------------------------------------------------------------
@@ -166,6 +168,7 @@ class Triggers:
                "delay_seconds": _delay(delay_seconds), "active": bool(active),
                "created_at": stamp, "updated_at": stamp}
         self.collection.insert_one(doc)
+        self.stamps.bump(account_id)
         return public(doc)
 
     def clone(self, account_id: int, trigger_id: int, name: str | None = None) -> dict[str, Any]:
@@ -181,6 +184,7 @@ class Triggers:
                "name": name.strip() if name is not None else f"Clone of {source['name']}"[:200],
                "active": False, "created_at": stamp, "updated_at": stamp}
         self.collection.insert_one(doc)
+        self.stamps.bump(account_id)
         return public(doc)
 
     def get(self, account_id: int, trigger_id: Any) -> dict[str, Any]:
@@ -212,6 +216,7 @@ class Triggers:
             fields["sender_id"] = None
         fields["updated_at"] = self.clock()
         self.collection.update_one({"id": current["id"], "account_id": account_id}, {"$set": fields})
+        self.stamps.bump(account_id)
         return public(self.get(account_id, trigger_id))
 
     # -- sends ---------------------------------------------------------------------------

@@ -29,7 +29,7 @@ def stand(harness, tmp_path_factory):
     sink_port = int(pipeline.config.MTA.ROUTES["*"].rsplit(":", 1)[1])
     with Sink(sink_port) as sink:
         automation = Automation(pipeline)
-        # made before procevent starts: it caches an account's triggers for a few seconds
+        # made before procevent starts; later ones reach it through the account's automation stamp
         automation.listening = {name: automation.trigger(trigger={"type": "event", "name": name})
                                 for name in ("order_paid", "order_shipped")}
         automation.listening["news"] = automation.trigger(
@@ -75,6 +75,25 @@ def test_a_custom_event_reaches_its_trigger_campaign_with_its_data_rendered(stan
     # bad input is named
     status, body = auto.api("events/post", db_id=auto.db["id"], email=rcpt, name="has space")
     assert status == 400 and body["error_text"].startswith("name:")
+
+
+def test_a_trigger_made_while_procevent_runs_answers_the_next_event(stand):
+    """procevent keeps an account's definitions in memory; the account's automation stamp
+    makes it read them again, so an event posted right after the trigger was saved meets it."""
+    auto, sink = stand
+    warm = auto.profile()  # an event of this account, handled: the account's list is now held
+    posted = auto.api.ok("events/post", db_id=auto.db["id"], email=warm, name="order_paid", data={"order": "W"})
+    wait_for(lambda: auto.sends(event_id=posted["event_id"]), 60, "procevent to handle the first event")
+    trigger = auto.trigger(trigger={"type": "event", "name": "cart_left"})
+    rcpt = auto.profile()
+    posted = auto.api.ok("events/post", db_id=auto.db["id"], email=rcpt, name="cart_left", data={"order": "L-1"})
+    [send] = wait_for(lambda: auto.sends(event_id=posted["event_id"]), 30, "the new trigger's send")
+    assert send["trigger_id"] == trigger["id"]
+    auto.api.ok("campaigns/triggers/update", id=trigger["id"], active=False)
+    posted = auto.api.ok("events/post", db_id=auto.db["id"], email=rcpt, name="cart_left", data={"order": "L-2"})
+    marker = auto.api.ok("events/post", db_id=auto.db["id"], email=warm, name="order_paid", data={"order": "M"})
+    wait_for(lambda: auto.sends(event_id=marker["event_id"]), 30, "the marker event's send")
+    assert auto.sends(event_id=posted["event_id"]) == [], "an event after deactivation set off the trigger"
 
 
 def test_a_delayed_trigger_survives_kill_9_of_proctrigger(stand):

@@ -178,7 +178,7 @@ def test_the_welcome_scenario_counts_survive_kill_9_during_the_sends_and_the_wai
 
 def test_one_custom_event_reaches_a_trigger_campaign_a_scenario_and_a_webhook(stand):
     auto, sink = stand
-    auto = Automation(auto.pipeline)  # an account of its own: procevent caches what listens per account
+    auto = Automation(auto.pipeline)  # an account of its own: its sends and runs are counted apart from the other tests'
     trigger = auto.trigger(trigger={"type": "event", "name": "signed_up"})
     nodes = [{"id": "start", "type": "entry", "trigger": {"type": "event", "name": "signed_up"}, "next": "hello"},
              {"id": "hello", "type": "send", "template_id": auto.template["id"], "sender_id": auto.sender_id, "next": "end"},
@@ -244,7 +244,7 @@ def test_update_split_webhook_and_wait_for_through_procworkflow(stand):
     verified by the receiver); a wait-for "paid" takes its got-it edge for those who pay and
     its timeout exit for the others."""
     auto, sink = stand
-    auto = Automation(auto.pipeline)  # an account of its own: procevent caches what listens per account
+    auto = Automation(auto.pipeline)  # an account of its own: its sends and runs are counted apart from the other tests'
     auto.pipeline.start("procworkflow", "procevent", "akmtad", "prochook")
     receiver = Receiver().start()
     try:

@@ -20,7 +20,7 @@ def store(now):
     control = SimpleNamespace(
         workflows=Counting({"id": 7, "account_id": 1, "resource_id": 1}),
         workflow_versions=Counting({"scenario_id": 7, "version": 2, "nodes": [{"id": "a", "type": "exit"}]}),
-        workflow_runs=None, workflow_steps=None)
+        workflow_runs=None, workflow_steps=None, automation_stamps=None)
     return ReadOnce(control, ttl=5.0, clock=lambda: now[0]), control
 
 

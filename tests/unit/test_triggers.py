@@ -139,3 +139,12 @@ def test_the_trigger_cache_reads_again_after_its_time():
     assert loads == [1]
     now[0] = 5.0
     assert cache.active(1) == [1] and loads == [1, 1]
+
+
+def test_the_trigger_cache_reads_again_when_the_stamp_changes():
+    loads = []
+    cache = TriggerCache(lambda a: loads.append(a) or [len(loads)], ttl=60, clock=lambda: 0.0)
+    assert cache.active(7, stamp=3) == [1]
+    assert cache.active(7, stamp=3) == [1] and loads == [7]
+    assert cache.active(7, stamp=4) == [2] and loads == [7, 7]
+    assert cache.active(8, stamp=4) == [3]  # accounts are kept apart
