@@ -155,6 +155,43 @@ def test_buttons_follow_the_guard_and_a_refusal_is_shown(platform, setup):
     assert BUTTON.findall(reader.get(f"/campaigns/{scheduled}").data.decode()) == []
 
 
+def test_edit_clone_and_delete_follow_the_domains_rules(platform, setup):
+    """Edit shows the stored campaign in the wizard (its time in the account's zone) and saves
+    through Campaigns.update; a scheduled campaign is refused with the reason and kept as it
+    was; clone opens a draft copy; delete asks first and refuses a scheduled campaign."""
+    tenant, client, token = setup
+    draft, scheduled, paused = tenant.campaign_ids
+    form = client.get(f"/campaigns/{draft}/edit").data.decode()
+    assert 'value="camp draft"' in form and 'data-testid="campaign-save"' in form
+    assert 'value="2099-01-01T03:00"' in form  # 00:00 UTC in Moscow
+    good = {"csrf_token": token, "name": "Renamed", "segment_id": tenant.segment_ids[-1],
+            "template_id": tenant.template_ids[-1], "sender": f"s:{tenant.sender_id}", "resource_id": "1",
+            "schedule": "cron", "cron": "every day"}
+    response = client.post(f"/campaigns/{draft}/edit", data=good)
+    assert response.status_code == 400 and _field_error(response.data.decode(), "cron").startswith("a valid cron")
+    assert platform.campaigns.get(tenant.account_id, draft)["name"] == "camp draft", "a refused edit stored a change"
+    assert client.post(f"/campaigns/{draft}/edit", data={**good, "cron": "0 9 * * 1"}).status_code == 302
+    stored = platform.campaigns.get(tenant.account_id, draft)
+    assert (stored["name"], stored["schedule"]) == ("Renamed", {"type": "regular", "cron": "0 9 * * 1"})
+
+    page = client.get(f"/campaigns/{scheduled}").data.decode()
+    assert 'data-testid="campaign-edit"' not in page and 'data-testid="campaign-delete"' not in page
+    response = client.post(f"/campaigns/{scheduled}/edit", data={**good, "cron": "0 9 * * 1"})
+    assert response.status_code == 409 and f"campaign {scheduled} is scheduled: pause it first" in response.data.decode()
+    assert platform.campaigns.get(tenant.account_id, scheduled)["name"] == "camp scheduled"
+
+    response = client.post(f"/campaigns/{paused}/clone", data={"csrf_token": token})
+    copy = platform.campaigns.get(tenant.account_id, int(response.headers["Location"].rsplit("/", 1)[1]))
+    assert (copy["name"], copy["state"], copy["segment_id"]) == ("Clone of camp paused", "draft", tenant.segment_ids[-1])
+
+    response = client.post(f"/campaigns/{scheduled}/delete", data={"csrf_token": token})
+    assert response.status_code == 409 and b'data-testid="delete-error"' in response.data
+    assert 'data-testid="confirm-delete"' in client.get(f"/campaigns/{copy['id']}/delete").data.decode()
+    assert client.post(f"/campaigns/{copy['id']}/delete", data={"csrf_token": token}).status_code == 302
+    assert client.get(f"/campaigns/{copy['id']}").status_code == 404
+    assert platform.campaigns.get(tenant.account_id, scheduled)["state"] == "scheduled"
+
+
 def test_the_list_refreshes_itself_only_while_a_campaign_runs(config, platform):
     tenant, client, token = _signed_in(config, platform)  # an account whose campaigns are all here
     platform.campaigns.collection.update_one({"id": tenant.campaign_ids[1]},

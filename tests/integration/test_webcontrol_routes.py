@@ -70,6 +70,9 @@ class World:
     def campaign_state(self, tenant: Tenant, index: int) -> str:
         return self.platform.campaigns.get(tenant.account_id, tenant.campaign_ids[index])["state"]
 
+    def campaign_name(self, tenant: Tenant, index: int) -> str:
+        return self.platform.campaigns.get(tenant.account_id, tenant.campaign_ids[index])["name"]
+
 
 Url = Callable[[World, Tenant], str]
 
@@ -147,9 +150,10 @@ def _new_campaign(w: World) -> dict:
             "schedule": "at", "at": "2099-01-01T09:00"}
 
 
-# the campaigns of make_tenant, by the transition each is in a state for
-CAMPAIGN_STATES = ("draft", "scheduled", "paused", "scheduled")
-START, PAUSE, RESUME, CANCEL = range(4)
+# the campaigns of make_tenant, by the transition each is in a state for (and a draft that
+# is edited, cloned and, last, deleted)
+CAMPAIGN_STATES = ("draft", "scheduled", "paused", "scheduled", "draft")
+START, PAUSE, RESUME, CANCEL, SPARE = range(5)
 
 
 def _transition(index: int, action: str) -> Case:
@@ -219,6 +223,15 @@ CASES: dict[tuple[str, str], Case] = {
     ("control.campaign_pause", "POST"): _transition(PAUSE, "pause"),
     ("control.campaign_resume", "POST"): _transition(RESUME, "resume"),
     ("control.campaign_cancel", "POST"): _transition(CANCEL, "cancel"),
+    ("control.campaign_edit", "GET"): Case(lambda w, t: f"{_campaign(w, t, SPARE)}/edit", foreign=True),
+    ("control.campaign_edit", "POST"): Case(lambda w, t: f"{_campaign(w, t, SPARE)}/edit", foreign=True,
+                                            data=_new_campaign, state=lambda w, t: w.campaign_name(t, SPARE)),
+    ("control.campaign_clone", "POST"): Case(lambda w, t: f"{_campaign(w, t, SPARE)}/clone", foreign=True,
+                                             state=lambda w, t: w.campaign_count(t)),
+    ("control.campaign_delete_confirm", "GET"): Case(lambda w, t: f"{_campaign(w, t, SPARE)}/delete", foreign=True),
+    # after every other case that uses the spare draft
+    ("control.campaign_delete", "POST"): Case(lambda w, t: f"{_campaign(w, t, SPARE)}/delete", foreign=True,
+                                              state=lambda w, t: w.campaign_count(t)),
     ("control.campaign_report", "GET"): Case(lambda w, t: f"{_campaign(w, t)}/report", foreign=True),
     ("control.campaign_report_csv", "GET"): Case(lambda w, t: f"{_campaign(w, t)}/report.csv", foreign=True),
     ("control.template_test_send", "POST"): Case(lambda w, t: f"{_template(w, t)}/test-send", foreign=True,

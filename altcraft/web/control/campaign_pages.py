@@ -1,6 +1,6 @@
-"""webcontrol's campaign pages: the list (live while a campaign runs), the wizard, a
-campaign's page with its transitions, and its report (funnel, hourly chart, clicks per link,
-CSV).
+"""webcontrol's campaign pages: the list (live while a campaign runs), the wizard (which also
+edits a campaign), a campaign's page with its transitions, clone and delete, and its report
+(funnel, hourly chart, clicks per link, CSV).
 
 The rules are the domain's (altcraft.domain.campaigns): the wizard's values go to
 Campaigns.add, the references are checked by Platform.check_campaign_refs as the API checks
@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, g, redirect, render_template, request, url_for
 
-from altcraft.domain.campaigns import TRANSITIONS, allowed_transitions
+from altcraft.domain.campaigns import EDITABLE, TRANSITIONS, allowed_transitions
 from altcraft.domain.errors import DomainError, Invalid
 from altcraft.domain.reports import Reports
 from altcraft.web.app import panel
@@ -73,6 +73,24 @@ def campaign_args(form, tz: str | None) -> dict[str, Any]:
     else:
         args["schedule"] = {"type": "once", "at": None}
     return args
+
+
+def campaign_form(doc: dict[str, Any], tz: str | None) -> dict[str, str]:
+    """A stored campaign as the wizard's fields (the inverse of campaign_args)."""
+    form = {"name": doc["name"], "segment_id": str(doc.get("segment_id") or ""),
+            "template_id": str(doc.get("template_id") or ""), "resource_id": str(doc.get("resource_id", 1)),
+            "sender": f"v:{doc['vsender_id']}" if doc.get("vsender_id") else f"s:{doc.get('sender_id') or ''}",
+            "schedule": "now", "at": "", "cron": ""}
+    schedule = doc.get("schedule") or {}
+    if schedule.get("type") == "regular":
+        form.update(schedule="cron", cron=schedule.get("cron", ""))
+    elif schedule.get("at"):
+        moment = datetime.fromisoformat(str(schedule["at"]).replace("Z", "+00:00"))
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        # datetime-local shows the account's wall-clock time, without seconds or zone
+        form.update(schedule="at", at=moment.astimezone(ZoneInfo(tz or "UTC")).strftime("%Y-%m-%dT%H:%M"))
+    return form
 
 
 def _hour_epoch(iso: str) -> int:
@@ -156,6 +174,14 @@ def register(bp: Blueprint, account_id) -> None:
             "senders": senders,
         }
 
+    def _refused(exc: DomainError, field_errors: dict[str, str]) -> str | None:
+        """Puts a refusal under its field; returns the message for the form's top otherwise."""
+        field = FIELD_OF.get(exc.field) if isinstance(exc, Invalid) else None
+        if field:
+            field_errors[field] = exc.reason
+            return None
+        return exc.message
+
     @bp.route("/campaigns/new", methods=["GET", "POST"])
     def campaign_new():
         """Step 1 chooses the database (?db_id=); step 2 the rest, its segments among them."""
@@ -174,20 +200,66 @@ def register(bp: Blueprint, account_id) -> None:
                 platform.check_campaign_refs(account, **{k: args[k] for k in (
                     "db_id", "segment_id", "template_id", "sender_id", "vsender_id")})
                 doc = platform.campaigns.add(account, **args)
-            except Invalid as exc:
-                field = FIELD_OF.get(exc.field)
-                if field:
-                    field_errors[field] = exc.reason
-                else:
-                    form_error = exc.message
-                status = exc.status
-            except DomainError as exc:  # a reference not found (or not the account's)
-                form_error, status = exc.message, exc.status
+            except DomainError as exc:  # a field refused, or a reference not found (or not the account's)
+                form_error, status = _refused(exc, field_errors), exc.status
             else:
                 return redirect(url_for("control.campaign", campaign_id=doc["id"]))
         return render_template("control/campaign_new.html", database=database, form=form,
                                field_errors=field_errors, form_error=form_error,
                                **_choices(account, db_id)), status
+
+    @bp.route("/campaigns/<int:campaign_id>/edit", methods=["GET", "POST"])
+    def campaign_edit(campaign_id: int):
+        """The wizard's second step over a stored campaign; the domain refuses a campaign that
+        is scheduled or sending (pause it first), and the form says so."""
+        account = account_id()
+        platform = panel().platform
+        doc = platform.campaigns.get(account, campaign_id)  # another account's: 404
+        tz = (g.account or {}).get("tz")
+        database = platform.databases(account).get(doc["db_id"])
+        form = campaign_form(doc, tz)
+        field_errors: dict[str, str] = {}
+        form_error, status = None, 200
+        if doc["state"] not in EDITABLE:
+            form_error = gettext_("The campaign is %(state)s: pause it to edit it.", state=doc["state"])
+        if request.method == "POST":
+            form.update({k: v for k, v in request.form.items() if k != "csrf_token"})
+            try:
+                args = campaign_args({**request.form.to_dict(), "db_id": str(doc["db_id"])}, tz)
+                platform.check_campaign_refs(account, **{k: args[k] for k in (
+                    "db_id", "segment_id", "template_id", "sender_id", "vsender_id")})
+                platform.campaigns.update(account, campaign_id, **args)
+            except DomainError as exc:
+                form_error, status = _refused(exc, field_errors), exc.status
+            else:
+                return redirect(url_for("control.campaign", campaign_id=campaign_id))
+        return render_template("control/campaign_new.html", database=database, form=form, editing=doc,
+                               field_errors=field_errors, form_error=form_error,
+                               **_choices(account, doc["db_id"])), status
+
+    @bp.post("/campaigns/<int:campaign_id>/clone")
+    def campaign_clone(campaign_id: int):
+        """A draft copy (the domain's clone: settings, none of the runs), opened at once."""
+        copy = panel().platform.campaigns.clone(account_id(), campaign_id)
+        g.audit_changes = {"clone": copy["id"]}
+        return redirect(url_for("control.campaign", campaign_id=copy["id"]))
+
+    @bp.get("/campaigns/<int:campaign_id>/delete")
+    def campaign_delete_confirm(campaign_id: int):
+        doc = panel().platform.campaigns.get(account_id(), campaign_id)
+        return render_template("control/campaign_delete.html", campaign=doc, error=None)
+
+    @bp.post("/campaigns/<int:campaign_id>/delete")
+    def campaign_delete(campaign_id: int):
+        platform = panel().platform
+        try:
+            platform.campaigns.delete(account_id(), campaign_id)
+        except DomainError as exc:  # sending or scheduled: cancel it first (not found: 404)
+            if exc.status == 404:
+                raise
+            doc = platform.campaigns.get(account_id(), campaign_id)
+            return render_template("control/campaign_delete.html", campaign=doc, error=exc.message), exc.status
+        return redirect(url_for("control.campaigns"))
 
     def _names(doc: dict[str, Any]) -> dict[str, str]:
         """What the campaign names, by name (a deleted one keeps its number)."""
@@ -212,6 +284,7 @@ def register(bp: Blueprint, account_id) -> None:
         partial = _htmx() and error is None
         template = "control/_campaign_state.html" if partial else "control/campaign.html"
         return render_template(template, campaign=doc, actions=allowed_transitions(doc["state"]),
+                               editable=doc["state"] in EDITABLE, deletable=doc["state"] not in RUNNING,
                                names={} if partial else _names(doc), live=doc["state"] in RUNNING,
                                refresh=REFRESH_SECONDS, error=error), status
 
