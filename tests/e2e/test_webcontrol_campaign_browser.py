@@ -155,6 +155,24 @@ def test_wizard_start_send_open_click_and_the_report_shows_exactly_that(journey,
                 page.click("[data-testid=report-csv]")
             exported = open(download.value.path()).read()
             assert re.search(r"^opened_total,5,5$", exported, re.M) and re.search(r"^clicked_unique,2,2$", exported, re.M)
+
+            # the next campaign starts as a copy: clone, rename it in the wizard, then delete it
+            page.goto(f"{base}/campaigns/{campaign_id}")
+            page.click("[data-testid=campaign-clone]")
+            expect(page.get_by_test_id("campaign-title")).to_have_text(f"Clone of Autumn {tag}")
+            expect(page.get_by_test_id("campaign-state")).to_have_text("draft")
+            page.click("[data-testid=campaign-edit]")
+            expect(page.locator("[data-testid=campaign-segment] option:checked")).to_have_text(f"Readers {tag}")
+            page.fill("[data-testid=campaign-name]", f"Winter {tag}")
+            shot("campaign-edit")
+            page.click("[data-testid=campaign-save]")
+            expect(page.get_by_test_id("campaign-title")).to_have_text(f"Winter {tag}")
+            page.click("[data-testid=campaign-delete]")
+            shot("campaign-delete")
+            page.click("[data-testid=confirm-delete]")
+            expect(page.get_by_test_id("nav-campaigns")).to_be_visible()
+            expect(page.get_by_text(f"Winter {tag}")).to_have_count(0)
+            expect(page.get_by_test_id(f"state-{campaign_id}")).to_have_text("finished")
     finally:
         platform.close()
     assert not problems, problems
