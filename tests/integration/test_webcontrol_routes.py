@@ -29,6 +29,8 @@ class World:
     b: Tenant
     config: object = None
     senders: dict = None  # account id -> its sender's id
+    triggers: dict = None  # account id -> its (inactive) trigger campaign's id
+    webhooks: dict = None  # account id -> its webhook's id (with one failed message)
 
     def profile_count(self, tenant: Tenant) -> int:
         return self.platform.profiles(tenant.account_id, tenant.db_ids[-1]).collection.count_documents({})
@@ -69,6 +71,22 @@ class World:
 
     def campaign_state(self, tenant: Tenant, index: int) -> str:
         return self.platform.campaigns.get(tenant.account_id, tenant.campaign_ids[index])["state"]
+
+    def trigger_active(self, tenant: Tenant) -> bool:
+        return self.platform.triggers.get(tenant.account_id, self.triggers[tenant.account_id])["active"]
+
+    def trigger_count(self, tenant: Tenant) -> int:
+        return len(self.platform.triggers.list(tenant.account_id))
+
+    def webhook_count(self, tenant: Tenant) -> int:
+        return len(self.platform.webhooks.list(tenant.account_id))
+
+    def webhook_enabled(self, tenant: Tenant) -> bool:
+        return self.platform.webhooks.get(tenant.account_id, self.webhooks[tenant.account_id])["enabled"]
+
+    def webhook_entry_state(self, tenant: Tenant) -> str:
+        return self.platform.webhook_outbox.collection.find_one(
+            {"endpoint_id": self.webhooks[tenant.account_id]})["state"]
 
     def campaign_name(self, tenant: Tenant, index: int) -> str:
         return self.platform.campaigns.get(tenant.account_id, tenant.campaign_ids[index])["name"]
@@ -161,6 +179,20 @@ def _transition(index: int, action: str) -> Case:
                 state=lambda w, t: w.campaign_state(t, index))
 
 
+def _new_trigger(w: World) -> dict:
+    t = w.a
+    return {"name": "on paid", "kind": "event", "event": "order_paid", "db_id": t.db_ids[-1],
+            "template_id": t.template_ids[-1], "sender": f"s:{t.sender_id}", "resource_id": "1", "delay": "0"}
+
+
+def _trigger(w: World, t: Tenant) -> str:
+    return f"/triggers/{w.triggers[t.account_id]}"
+
+
+def _webhook(w: World, t: Tenant) -> str:
+    return f"/webhooks/{w.webhooks[t.account_id]}"
+
+
 def _test_send(w: World) -> dict:
     return {"address": "qa@example.com", "sender_id": w.senders[w.a.account_id], "db_id": w.a.db_ids[-1],
             "profile": w.a.profile_ids[-1]}  # [0] is deleted by the profile_delete case
@@ -236,6 +268,29 @@ CASES: dict[tuple[str, str], Case] = {
     ("control.campaign_report_csv", "GET"): Case(lambda w, t: f"{_campaign(w, t)}/report.csv", foreign=True),
     ("control.template_test_send", "POST"): Case(lambda w, t: f"{_template(w, t)}/test-send", foreign=True,
                                                  data=_test_send, state=lambda w, t: w.test_sends(t)),
+    ("control.triggers", "GET"): Case(lambda w, t: "/triggers"),
+    ("control.trigger_new", "GET"): Case(lambda w, t: "/triggers/new"),
+    ("control.trigger_new", "POST"): Case(lambda w, t: "/triggers/new", data=_new_trigger,
+                                          state=lambda w, t: w.trigger_count(t)),
+    ("control.trigger", "GET"): Case(_trigger, foreign=True),
+    ("control.trigger_activate", "POST"): Case(lambda w, t: f"{_trigger(w, t)}/activate", foreign=True,
+                                               state=lambda w, t: w.trigger_active(t)),
+    ("control.trigger_deactivate", "POST"): Case(lambda w, t: f"{_trigger(w, t)}/deactivate", foreign=True,
+                                                 state=lambda w, t: w.trigger_active(t)),
+    ("control.webhooks", "GET"): Case(lambda w, t: "/webhooks"),
+    ("control.webhook_new", "GET"): Case(lambda w, t: "/webhooks/new"),
+    ("control.webhook_new", "POST"): Case(lambda w, t: "/webhooks/new", data=lambda w: {"url": "http://192.0.32.10/hook"},
+                                          state=lambda w, t: w.webhook_count(t)),
+    ("control.webhook", "GET"): Case(_webhook, foreign=True),
+    ("control.webhook_disable", "POST"): Case(lambda w, t: f"{_webhook(w, t)}/disable", foreign=True,
+                                              state=lambda w, t: w.webhook_enabled(t)),
+    ("control.webhook_enable", "POST"): Case(lambda w, t: f"{_webhook(w, t)}/enable", foreign=True,
+                                             state=lambda w, t: w.webhook_enabled(t)),
+    ("control.webhook_replay", "POST"): Case(lambda w, t: f"{_webhook(w, t)}/replay", foreign=True,
+                                             state=lambda w, t: w.webhook_entry_state(t)),
+    ("control.webhook_delete_confirm", "GET"): Case(lambda w, t: f"{_webhook(w, t)}/delete", foreign=True),
+    ("control.webhook_delete", "POST"): Case(lambda w, t: f"{_webhook(w, t)}/delete", foreign=True,
+                                             state=lambda w, t: w.webhook_count(t)),
     ("control.template_preview_frame", "GET"): Case(
         lambda w, t: f"{_template(w, t)}/preview/frame?db_id={t.db_ids[-1]}&profile={t.profile_ids[0]}",
         foreign=True),
@@ -271,6 +326,7 @@ def world(platform, config) -> World:
     # B has more databases than A ever gets here, so B's last db id does not exist in A
     # and more segments and templates, so B's last ids do not exist in A either
     import random
+    import uuid
 
     from altcraft.mta import envelope as mta_envelope
     from altcraft.stores.broker import Broker
@@ -278,7 +334,7 @@ def world(platform, config) -> World:
     world = World(platform, make_tenant(platform, databases=1, segments=1, templates=1, campaigns=CAMPAIGN_STATES,
                               imports=1),
                   make_tenant(platform, databases=6, segments=3, templates=3, campaigns=CAMPAIGN_STATES,
-                              imports=1), config, {})
+                              imports=1), config, {}, {}, {})
     # senders with ids no other test uses: their queues, in the harness's shared vhost, are
     # this test's alone (a vhost of its own costs seconds per test)
     queues = []
@@ -291,6 +347,13 @@ def world(platform, config) -> World:
                                        from_email="news@shop.example", dkim_algorithm="none")
         platform.senders.assign(sender["id"], tenant.account_id)
         world.senders[tenant.account_id] = sender["id"]
+        world.triggers[tenant.account_id] = platform.triggers.add(
+            tenant.account_id, "t", tenant.db_ids[-1], tenant.template_ids[-1], sender_id=sender["id"],
+            trigger={"type": "event", "name": "order_paid"}, active=False)["id"]
+        hook = platform.webhooks.add(tenant.account_id, "http://192.0.32.10/hook", events=["custom.#"])
+        world.webhooks[tenant.account_id] = hook["id"]
+        entry = platform.webhook_outbox.entry(tenant.account_id, hook["id"], uuid.uuid4().hex, "custom.event", b"{}")
+        platform.webhook_outbox.put([{**entry, "state": "failed"}])
         queues.append(mta_envelope.queue(sender["id"], priority=True))
     with Broker(config) as broker:
         for queue in queues:
