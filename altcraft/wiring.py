@@ -7,6 +7,7 @@ once per process and shared.
 from __future__ import annotations
 
 from functools import cached_property
+from typing import Any
 
 from pymongo import MongoClient
 from pymongo.database import Database
@@ -153,6 +154,29 @@ class Platform:
         database = Databases(self.account_db(account_id)).get(db_id)
         compiler = Compiler(database, account_id, self.activity_lookup, self.config.DEFAULT_PHONE_REGION)
         return lambda condition, where: compiler.compile(condition, where)
+
+    def check_scenario_refs(self, account_id: int, db_id: int, nodes: Any) -> Any:
+        """Every template and sender a send node names must be the account's (named by node)."""
+        from altcraft.domain.errors import NotFound
+        if isinstance(nodes, list):
+            for node in nodes:
+                if isinstance(node, dict) and node.get("type") == "send":
+                    refs = {k: node.get(k) for k in ("template_id", "sender_id", "vsender_id")
+                            if isinstance(node.get(k), int)}
+                    try:
+                        self.check_campaign_refs(account_id, db_id=db_id, **refs)
+                    except NotFound as exc:
+                        raise NotFound(f"node {node.get('id')!r}: {exc.message}") from None
+        return nodes
+
+    def scenario_node_checker(self, account_id: int, db_id: int):
+        """What a scenario's nodes name (fields, segments, webhook endpoints) must be the account's."""
+        from altcraft.domain import scenarios
+        from altcraft.domain.databases import Databases
+        database = Databases(self.account_db(account_id)).get(db_id)
+        return scenarios.node_checker(database, self.segments(account_id).get,
+                                      lambda endpoint_id: self.webhooks.get_doc(account_id, endpoint_id),
+                                      self.config.DEFAULT_PHONE_REGION)
 
     @cached_property
     def publisher(self):

@@ -137,6 +137,26 @@ def test_wizard_start_send_open_click_and_the_report_shows_exactly_that(journey,
             shot("webhook")
             page.get_by_test_id("nav-webhooks").click()
             shot("webhooks")
+
+            # a scenario: its steps as JSON, drawn on its page with the counts per step
+            [template] = platform.templates(tenant.account_id).list()
+            [sender] = platform.senders.usable_by(tenant.account_id)
+            graph = [{"id": "start", "type": "entry", "trigger": {"type": "api"}, "next": "hello"},
+                     {"id": "hello", "type": "send", "template_id": template["id"], "sender_id": sender["id"],
+                      "next": "seen"},
+                     {"id": "seen", "type": "branch", "condition": {"opened": "hello"}, "yes": "end", "no": "end"},
+                     {"id": "end", "type": "exit"}]
+            page.get_by_test_id("nav-scenarios").click()
+            shot("scenarios")
+            page.click("[data-testid=scenario-new]")
+            page.fill("[data-testid=scenario-name]", f"Welcome {tag}")
+            page.select_option("[data-testid=scenario-db]", str(tenant.db_ids[0]))
+            page.fill("[data-testid=scenario-nodes]", json.dumps(graph, indent=2))
+            shot("scenario-new")
+            page.click("[data-testid=scenario-create]")
+            expect(page.get_by_test_id("scenario-title")).to_have_text(f"Welcome {tag}")
+            expect(page.locator("[data-testid=scenario-diagram] rect")).to_have_count(4)
+            shot("scenario")
             shot("campaigns")
 
             received = sink.wait_for(AUDIENCE, timeout=90)

@@ -31,6 +31,7 @@ class World:
     senders: dict = None  # account id -> its sender's id
     triggers: dict = None  # account id -> its (inactive) trigger campaign's id
     webhooks: dict = None  # account id -> its webhook's id (with one failed message)
+    scenarios: dict = None  # account id -> its (inactive) scenario's id
 
     def profile_count(self, tenant: Tenant) -> int:
         return self.platform.profiles(tenant.account_id, tenant.db_ids[-1]).collection.count_documents({})
@@ -83,6 +84,13 @@ class World:
 
     def webhook_enabled(self, tenant: Tenant) -> bool:
         return self.platform.webhooks.get(tenant.account_id, self.webhooks[tenant.account_id])["enabled"]
+
+    def scenario_state(self, tenant: Tenant) -> tuple:
+        doc = self.platform.scenarios.get(tenant.account_id, self.scenarios[tenant.account_id])
+        return doc["active"], doc["version"]
+
+    def scenario_count(self, tenant: Tenant) -> int:
+        return len(self.platform.scenarios.list(tenant.account_id))
 
     def webhook_entry_state(self, tenant: Tenant) -> str:
         return self.platform.webhook_outbox.collection.find_one(
@@ -189,6 +197,22 @@ def _trigger(w: World, t: Tenant) -> str:
     return f"/triggers/{w.triggers[t.account_id]}"
 
 
+def _graph(w: World, t: Tenant) -> list:
+    return [{"id": "start", "type": "entry", "trigger": {"type": "api"}, "next": "hello"},
+            {"id": "hello", "type": "send", "template_id": t.template_ids[-1], "sender_id": w.senders[t.account_id],
+             "next": "end"},
+            {"id": "end", "type": "exit"}]
+
+
+def _new_scenario(w: World) -> dict:
+    import json
+    return {"name": "welcome", "db_id": w.a.db_ids[-1], "reentry": "once", "nodes": json.dumps(_graph(w, w.a))}
+
+
+def _scenario(w: World, t: Tenant) -> str:
+    return f"/scenarios/{w.scenarios[t.account_id]}"
+
+
 def _webhook(w: World, t: Tenant) -> str:
     return f"/webhooks/{w.webhooks[t.account_id]}"
 
@@ -277,6 +301,17 @@ CASES: dict[tuple[str, str], Case] = {
                                                state=lambda w, t: w.trigger_active(t)),
     ("control.trigger_deactivate", "POST"): Case(lambda w, t: f"{_trigger(w, t)}/deactivate", foreign=True,
                                                  state=lambda w, t: w.trigger_active(t)),
+    ("control.scenarios", "GET"): Case(lambda w, t: "/scenarios"),
+    ("control.scenario_new", "GET"): Case(lambda w, t: "/scenarios/new"),
+    ("control.scenario_new", "POST"): Case(lambda w, t: "/scenarios/new", data=_new_scenario,
+                                           state=lambda w, t: w.scenario_count(t)),
+    ("control.scenario", "GET"): Case(_scenario, foreign=True),
+    ("control.scenario", "POST"): Case(_scenario, foreign=True, data=_new_scenario,
+                                       state=lambda w, t: w.scenario_state(t)),
+    ("control.scenario_activate", "POST"): Case(lambda w, t: f"{_scenario(w, t)}/activate", foreign=True,
+                                                state=lambda w, t: w.scenario_state(t)),
+    ("control.scenario_deactivate", "POST"): Case(lambda w, t: f"{_scenario(w, t)}/deactivate", foreign=True,
+                                                  state=lambda w, t: w.scenario_state(t)),
     ("control.webhooks", "GET"): Case(lambda w, t: "/webhooks"),
     ("control.webhook_new", "GET"): Case(lambda w, t: "/webhooks/new"),
     ("control.webhook_new", "POST"): Case(lambda w, t: "/webhooks/new", data=lambda w: {"url": "http://192.0.32.10/hook"},
@@ -334,7 +369,7 @@ def world(platform, config) -> World:
     world = World(platform, make_tenant(platform, databases=1, segments=1, templates=1, campaigns=CAMPAIGN_STATES,
                               imports=1),
                   make_tenant(platform, databases=6, segments=3, templates=3, campaigns=CAMPAIGN_STATES,
-                              imports=1), config, {}, {}, {})
+                              imports=1), config, {}, {}, {}, {})
     # senders with ids no other test uses: their queues, in the harness's shared vhost, are
     # this test's alone (a vhost of its own costs seconds per test)
     queues = []
@@ -354,6 +389,8 @@ def world(platform, config) -> World:
         world.webhooks[tenant.account_id] = hook["id"]
         entry = platform.webhook_outbox.entry(tenant.account_id, hook["id"], uuid.uuid4().hex, "custom.event", b"{}")
         platform.webhook_outbox.put([{**entry, "state": "failed"}])
+        world.scenarios[tenant.account_id] = platform.scenarios.add(
+            tenant.account_id, "s", tenant.db_ids[-1], _graph(world, tenant))["id"]
         queues.append(mta_envelope.queue(sender["id"], priority=True))
     with Broker(config) as broker:
         for queue in queues:

@@ -7,7 +7,7 @@ from typing import Any, Optional
 from pydantic import Field
 
 from altcraft.domain import events, scenarios
-from altcraft.domain.errors import Conflict, NotFound
+from altcraft.domain.errors import Conflict
 from altcraft.http.apiv11 import Params
 from altcraft.services.apiv11 import api
 from altcraft.services.apiv11.triggers import Matching, _checked, _profile_id, refuse_unsupported
@@ -62,29 +62,6 @@ class WorkflowStart(Matching):
                                            "enters nothing more and answers the same")
 
 
-def _check_nodes(ctx, account_id: int, db_id: int, nodes: Any) -> Any:
-    """Every template and sender a send node names must be the account's (named by node)."""
-    if isinstance(nodes, list):
-        for node in nodes:
-            if isinstance(node, dict) and node.get("type") == "send":
-                refs = {k: node.get(k) for k in ("template_id", "sender_id", "vsender_id")
-                        if isinstance(node.get(k), int)}
-                try:
-                    ctx.check_campaign_refs(account_id, db_id=db_id, **refs)
-                except NotFound as exc:
-                    raise NotFound(f"node {node.get('id')!r}: {exc.message}") from None
-    return nodes
-
-
-def _node_checker(ctx, account_id: int, db_id: int):
-    """What a node names (fields, segments, webhook endpoints) must be the account's."""
-    from altcraft.domain.databases import Databases
-    database = Databases(ctx.account_db(account_id)).get(db_id)
-    return scenarios.node_checker(database, ctx.segments(account_id).get,
-                                  lambda endpoint_id: ctx.webhooks.get_doc(account_id, endpoint_id),
-                                  ctx.config.DEFAULT_PHONE_REGION)
-
-
 def _public(ctx, doc: dict[str, Any]) -> dict[str, Any]:
     return {**scenarios.public(doc), "counts": ctx.scenarios.counts(doc["id"])}
 
@@ -106,22 +83,22 @@ def workflows_get(ctx, principal, p: WorkflowId):
               summary="Create a scenario (inactive; validated: one entry, every node reachable)")
 def workflows_add(ctx, principal, p: WorkflowAdd):
     ctx.check_campaign_refs(principal.account_id, db_id=p.db_id)
-    nodes = _check_nodes(ctx, principal.account_id, p.db_id, p.nodes)
+    nodes = ctx.check_scenario_refs(principal.account_id, p.db_id, p.nodes)
     return ctx.scenarios.add(principal.account_id, p.name, p.db_id, nodes, p.resource_id,
                              "once" if p.reentry is None else p.reentry,
                              scenarios.DEFAULT_MAX_VISITS if p.max_visits is None else p.max_visits,
                              ctx.condition_checker(principal.account_id, p.db_id),
-                             _node_checker(ctx, principal.account_id, p.db_id))
+                             ctx.scenario_node_checker(principal.account_id, p.db_id))
 
 
 @api.endpoint("workflows/update", WorkflowUpdate, scope="account", tag="workflows", write=True,
               summary="Change a scenario; a new graph is a new version")
 def workflows_update(ctx, principal, p: WorkflowUpdate):
     current = ctx.scenarios.get(principal.account_id, p.id)
-    nodes = _check_nodes(ctx, principal.account_id, current["db_id"], p.nodes)
+    nodes = ctx.check_scenario_refs(principal.account_id, current["db_id"], p.nodes)
     return ctx.scenarios.update(principal.account_id, p.id, nodes,
                                 ctx.condition_checker(principal.account_id, current["db_id"]),
-                                _node_checker(ctx, principal.account_id, current["db_id"]),
+                                ctx.scenario_node_checker(principal.account_id, current["db_id"]),
                                 name=p.name, reentry=p.reentry, max_visits=p.max_visits)
 
 
