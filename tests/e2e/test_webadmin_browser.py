@@ -8,7 +8,8 @@ to it, create an API token for it; create a sender and see its DKIM TXT record, 
 account to use it; on the MTA rules page a wrong bounce pattern is refused next to its field,
 then the retry rule is changed and the running akmtad applies it; hold the sender's queue,
 run a campaign of it and see its messages counted as held, release them and the sink
-receives them; purge (typed confirmation); add an address to the global stop list and find
+receives them; purge (typed confirmation); the account's virtual senders are listed on its
+page; add an address to the global stop list and find
 it there; the System page shows the processes and the stores; the journal lists each change
 once, under the admin's name.
 
@@ -167,6 +168,13 @@ def test_operator_walk(operator_stand, chromium, sink_port):
         page.get_by_test_id("sender-assign").click()
         expect(page.get_by_test_id(f"sender-account-{account['id']}")).to_contain_text(account["name"])
         shot("sender")
+        # the account's virtual senders (made through the admin API) are listed on its page
+        routing = platform.vsenders.add(account["id"], "promo routing", [
+            {"match": "to_domain", "values": ["gmail.com"], "senders": [{"id": sender["id"], "weight": 2}]},
+            {"match": "default", "senders": [{"id": sender["id"], "weight": 1}]}])
+        page.get_by_test_id(f"sender-account-{account['id']}").get_by_role("link", name=account["name"]).click()
+        expect(page.get_by_test_id(f"vsender-{routing['id']}")).to_contain_text(f"gmail.com → {name} (weight 2)")
+        shot("account-vsenders")
 
         # -- MTA rules: a wrong pattern is refused next to its field; then a new retry rule
         page.get_by_test_id("nav-mta-rules").click()
@@ -229,6 +237,13 @@ def test_operator_walk(operator_stand, chromium, sink_port):
         expect(page.get_by_test_id("stoplist-md5")).to_have_text(hashlib.md5(stopped.encode()).hexdigest())
         shot("stoplist")
 
+        # -- the System page: akd's processes and the stores' checks
+        page.get_by_test_id("nav-system").click()
+        for process in ("webadmin", "akmtad", "campaign"):
+            expect(page.get_by_test_id(f"process-{process}").get_by_test_id("process-state")).to_have_text("RUNNING")
+        expect(page.get_by_test_id("checks-summary")).to_have_text("Every store answers.")
+        shot("system")
+
         page.get_by_test_id("nav-totp").click()
         expect(page.get_by_test_id("totp-qr")).to_be_visible()
         shot("totp-enrol")
@@ -243,7 +258,7 @@ def test_operator_walk(operator_stand, chromium, sink_port):
         actions = [cells[5] for cells in entries]
         for action in CHANGES:  # the refused save wrote nothing
             assert actions.count(action) == 1, f"{action}: {actions.count(action)} times in the journal: {actions}"
-        assert {cells[2] for cells in entries} == {f"admin: {admin['login']}"}, entries
+        assert {cells[2] for cells in entries} == {f"{admin['login']} (administrator)"}, entries
         shot("audit")
     # the one refused save is the only 400 (the browser logs it on its console too)
     refused = [f"400 {base}/mta/rules",
