@@ -259,6 +259,8 @@ def test_operator_walk(operator_stand, chromium, sink_port):
         for action in CHANGES:  # the refused save wrote nothing
             assert actions.count(action) == 1, f"{action}: {actions.count(action)} times in the journal: {actions}"
         assert {cells[2] for cells in entries} == {f"{admin['login']} (administrator)"}, entries
+        added = next(json.loads(cells[8]) for cells in entries if cells[5] == "admin.account_users")
+        assert (added["login"], added["roles"], added["password"]) == (clerk, ["editor", "viewer"], "[redacted]")
         shot("audit")
     # the one refused save is the only 400 (the browser logs it on its console too)
     refused = [f"400 {base}/mta/rules",
