@@ -247,7 +247,9 @@ def _journal_request(response: Response) -> Response:
     kind, object_id = g.get("audit_object") or ((id_key[:-3], args[id_key]) if id_key else ("", None))
     account_id = g.get("audit_account") or (g.get("account") or {}).get("id") or args.get("account_id") or \
         (object_id if kind == "account" else None)
-    changes: dict = g.get("audit_changes") or {k: v for k, v in request.form.items() if k != security.CSRF_FIELD}
+    # a field sent more than once (checkboxes: a user's roles) is kept whole, as a list
+    changes: dict = g.get("audit_changes") or {k: v if len(v) > 1 else v[0] for k, v in request.form.lists()
+                                               if k != security.CSRF_FIELD}
     changes.update({f"file:{k}": f.filename for k, f in request.files.items()})
     journal_change(request.endpoint or request.path, who=who, object_kind=kind, object_id=object_id,
                    account_id=account_id, changes=changes)

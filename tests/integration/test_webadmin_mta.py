@@ -1,6 +1,6 @@
 """webadmin's MTA rules page against the real stores: a wrong rule is refused naming its
 field and nothing is stored, a save is a new version, a save from a stale version is refused.
-(The queue actions against a running akmtad: tests/e2e/test_webadmin_mta_browser.py; with
+(The queue actions against a running akmtad: tests/e2e/test_webadmin_browser.py; with
 akmtad down: test_webadmin_routes.py.)"""
 
 from __future__ import annotations

@@ -4,17 +4,20 @@ for the module: the tests touch objects of their own, and one migration saves se
 
 from __future__ import annotations
 
+import html as html_lib
 import json
+import re
 import uuid
 
 import pytest
 
+import altcraft
 from altcraft import config as cfg, registry
 from altcraft.domain.audit import Filter
 from altcraft.domain.errors import Unauthorized
 from altcraft.domain.stoplist import StopList, contact_hash
 from altcraft.schema import migrate as migration
-from altcraft.stores import kv
+from altcraft.stores import checks, kv
 from altcraft.web.admin import create_app, stoplist_pages
 from altcraft.wiring import Platform
 from tests.lib.harness import make_config
@@ -129,3 +132,54 @@ def test_account_user_added_edited_password_reset_locked(signed_in, platform):
 def _file(text: str):
     import io
     return io.BytesIO(text.encode())
+
+
+def test_system_page_reports_processes_stores_and_disk_in_english_and_russian(signed_in, platform):
+    client, _ = signed_in
+    head = platform.journal.head()
+    answer = client.get("/system", headers={"Accept-Language": "en"})
+    html = answer.data.decode()
+    assert answer.status_code == 200, html[:500]
+    # akd's processes of this host, and each store `aktool check` checks, one row each
+    assert re.findall(r'<tr data-testid="process-([a-z_0-9]+)"', html) == [p.name for p in registry.select()]
+    assert re.findall(r'<tr data-testid="check-([a-z_0-9]+)"', html) == list(checks.configured(platform.config))
+    assert "Every store answers." in html and ">FAIL<" not in html
+    assert f"<dd>{altcraft.__version__}</dd>" in html and "MTA spool" in html
+    ru = client.get("/system", headers={"Accept-Language": "ru"}).data.decode()
+    for text in ("<h1>Система</h1>", "Процессы", "Все хранилища отвечают.", "Очередь MTA на диске", "Свободно"):
+        assert text in ru, text
+    assert platform.journal.head() == head  # reading is no change
+
+
+def test_system_page_names_a_store_that_does_not_answer(config, platform):
+    from tests.lib.ports import free_port
+    broken = config.model_copy(update={"SSDB_STATS_PORT": free_port()})  # nothing listens there
+    client = create_app(broken, registry.get("webadmin")).test_client()
+    admin_signin(client, make_admin(platform)["login"])
+    html = client.get("/system").data.decode()
+    row = re.search(r'<tr data-testid="check-ssdb_stats">.*?</tr>', html, re.S).group(0)
+    assert ">FAIL<" in row and str(broken.SSDB_STATS_PORT) in row
+    assert "A store does not answer" in html
+    assert '<tr data-testid="check-controldb"><td>controldb</td>\n    <td data-testid="check-result">ok' in html
+
+
+def test_account_page_lists_its_virtual_senders(signed_in, platform):
+    client, _ = signed_in
+    account = platform.accounts.save(name=f"vs-{uuid.uuid4().hex[:8]}")
+    other = platform.accounts.save(name=f"vs-{uuid.uuid4().hex[:8]}")
+    sender = platform.senders.save(name=f"news-{uuid.uuid4().hex[:6]}", from_email="news@shop.example",
+                                   dkim_algorithm="none")
+    for acc in (account, other):
+        platform.senders.assign(sender["id"], acc["id"])
+    ours = platform.vsenders.add(account["id"], "by domain", [
+        {"match": "to_domain", "values": ["gmail.com"], "senders": [{"id": sender["id"], "weight": 3}]},
+        {"match": "default", "senders": [{"id": sender["id"], "weight": 1}]}])
+    theirs = platform.vsenders.add(other["id"], "not ours", [{"match": "default", "senders": [{"id": sender["id"], "weight": 1}]}])
+    html = client.get(f"/accounts/{account['id']}", headers={"Accept-Language": "en"}).data.decode()
+    row = re.search(rf'<tr data-testid="vsender-{ours["id"]}">.*?</tr>', html, re.S).group(0)
+    text = re.sub(r"\s+", " ", html_lib.unescape(re.sub(r"<[^>]+>", "", row)))
+    assert "by domain" in text and "recipient's domain: gmail.com" in text
+    assert f"{sender['name']} (weight 3)" in text and f"otherwise → {sender['name']} (weight 1)" in text
+    assert f'vsender-{theirs["id"]}"' not in html  # another account's are not shown
+    empty = client.get(f"/accounts/{platform.accounts.save(name=f'vs-{uuid.uuid4().hex[:8]}')['id']}").data.decode()
+    assert 'data-testid="no-vsenders"' in empty

@@ -167,6 +167,7 @@ CASES: dict[tuple[str, str], Case] = {
     ("admin.totp_enrol", "POST"): Case(lambda w: "/totp", data=lambda w: {"code": "000000"},
                                        state=lambda w: w.platform.admins.get(w.admin["id"]).get("totp_secret")),
     ("admin.audit", "GET"): Case(lambda w: f"/audit?account={w.account['id']}&channel=webadmin&since=2020-01-01"),
+    ("admin.system", "GET"): Case(lambda w: "/system"),
     **MTA_CASES,  # before the account is deleted: senders are assigned to it
     ("admin.account_users", "GET"): Case(lambda w: f"{_acc(w)}/users"),
     ("admin.account_users", "POST"): Case(lambda w: f"{_acc(w)}/users", state=World.user_count,

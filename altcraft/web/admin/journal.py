@@ -38,5 +38,7 @@ def add_routes(bp: Blueprint) -> None:
         entries = panel().platform.journal.list(flt)
         next_after = entries[-1]["seq"] if len(entries) == PAGE_SIZE else None
         options = [("", i18n.gettext_("Any"))] + [(c, c) for c in CHANNELS]
+        kinds = {"admin": i18n.gettext_("administrator"), "user": i18n.gettext_("user"),
+                 "token": i18n.gettext_("token"), "system": i18n.gettext_("system")}
         return render_template("admin/audit.html", entries=entries, args=args, channel_options=options,
-                               next_after=next_after)
+                               next_after=next_after, kinds=kinds)

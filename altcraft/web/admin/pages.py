@@ -128,7 +128,7 @@ def blueprint() -> Blueprint:
             else:
                 saved = True
         return render_template("admin/account.html", account=service.get(account_id), form=form,
-                               error=error, saved=saved), status
+                               error=error, saved=saved, **_virtual_senders(account_id)), status
 
     def _flag(account_id: int, flag: str, value: bool):
         panel().platform.accounts.set_flag(account_id, flag, value)
@@ -177,7 +177,22 @@ def blueprint() -> Blueprint:
     token_pages.add_routes(bp)
     from altcraft.web.admin import user_pages
     user_pages.add_routes(bp)
+    from altcraft.web.admin import system_pages
+    system_pages.add_routes(bp)
     return bp
+
+
+def _virtual_senders(account_id: int) -> dict:
+    """The account's virtual senders (read-only here: the admin API's admin/vsenders edits them)
+    and the names of the senders their rules name."""
+    platform = panel().platform
+    vsenders = platform.vsenders.list(account_id)
+    ids = {s["id"] for v in vsenders for rule in v["rules"] for s in rule["senders"]}
+    names = {d["id"]: d["name"] for d in platform.senders.collection.find({"id": {"$in": sorted(ids)}},
+                                                                        {"id": 1, "name": 1})}
+    matches = {"from_domain": i18n.gettext_("sender's domain"), "to_domain": i18n.gettext_("recipient's domain"),
+               "from_email": i18n.gettext_("sender's address"), "default": i18n.gettext_("otherwise")}
+    return {"vsenders": vsenders, "sender_names": names, "matches": matches}
 
 
 def _form() -> dict[str, str]:

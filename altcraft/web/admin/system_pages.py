@@ -1,0 +1,82 @@
+"""webadmin's System page, read-only: the processes akd supervises on this host with their
+state (what `akd status --json` says), every configured store's check (what `aktool check
+--json` says), the free disk where the spool, logs and data live, and the versions running.
+Nothing here changes anything: starting and stopping stay with akd on the host."""
+
+from __future__ import annotations
+
+import platform as host
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import Blueprint, render_template
+
+import altcraft
+from altcraft import registry
+from altcraft.cliutil import format_duration
+from altcraft.config import MainConfig
+from altcraft.web import i18n
+from altcraft.web.app import panel
+
+CHECK_TIMEOUT = 2.0  # seconds per store; the checks run in parallel
+
+
+@dataclass(frozen=True)
+class Disk:
+    label: str
+    path: str
+    free: int | None  # bytes; None when no parent of the path exists
+    total: int | None
+
+
+def _disk(label: str, path: Path) -> Disk:
+    probe = path
+    while not probe.exists() and probe != probe.parent:  # a directory not made yet: its volume
+        probe = probe.parent
+    try:
+        usage = shutil.disk_usage(probe)
+    except OSError:
+        return Disk(label, str(path), None, None)
+    return Disk(label, str(path), usage.free, usage.total)
+
+
+def _disks(config: MainConfig) -> list[Disk]:
+    spool = Path(config.MTA.SPOOL_DIR) if config.MTA.SPOOL_DIR else config.basedir / "spool" / "akmta"
+    return [_disk(i18n.gettext_("MTA spool"), spool), _disk(i18n.gettext_("Logs"), config.logs_dir),
+            _disk(i18n.gettext_("Data and run files"), config.basedir)]
+
+
+def _processes(config: MainConfig) -> list[dict]:
+    from altcraft.akd import control
+    rows = []
+    for process in registry.select():
+        status = control.status(config, process).as_dict()
+        status["enabled"] = config.process_settings(process.name).ENABLE
+        status["uptime_text"] = format_duration(status["uptime"])
+        rows.append(status)
+    return rows
+
+
+def size(value: int | None) -> str:
+    if value is None:
+        return "—"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024  # type: ignore[assignment]
+    return ""
+
+
+def add_routes(bp: Blueprint) -> None:
+    @bp.get("/system")
+    def system():
+        from altcraft.stores import checks
+        config = panel().config
+        results = [r.as_dict() for r in checks.run(config, timeout=CHECK_TIMEOUT)]
+        versions = [("Altcraft", altcraft.__version__), ("Python", sys.version.split()[0]),
+                    (i18n.gettext_("Host"), f"{host.node()} ({host.system()} {host.release()})")]
+        return render_template("admin/system.html", processes=_processes(config), checks=results,
+                               checks_ok=all(r["ok"] for r in results), disks=_disks(config), size=size,
+                               versions=versions)
