@@ -97,7 +97,10 @@ class _Server:
 class Pushgateway(_Server):
     def __init__(self, workdir: Path):
         port = free_port()
-        super().__init__([tool("prometheus-pushgateway"), f"--web.listen-address=127.0.0.1:{port}"],
+        # Debian's build persists to /var/lib/prometheus/pushgateway.data by default: this one
+        # keeps its metrics in memory, so no run sees another's
+        super().__init__([tool("prometheus-pushgateway"), f"--web.listen-address=127.0.0.1:{port}",
+                          "--persistence.file="],
                          port, workdir / "pushgateway.log", "/-/ready")
 
     @property

@@ -138,3 +138,26 @@ def test_a_run_counts_its_outcome_and_survives_a_dead_gateway():
     assert campaign.FAILURES._value.get() == failures + 1
     assert campaign.RUNS._value.get() == runs + 2
     assert campaign.RUNNING._value.get() == 0
+
+
+class _FailingStore:
+    def insert(self, table, columns, rows):
+        raise ConnectionError("ClickHouse away")
+
+    def table(self, name):
+        return name
+
+
+def test_procactions_counts_failed_inserts():
+    from altcraft.services import procactions
+
+    store = procactions.CountedInserts(_FailingStore())
+    before = procactions.INSERT_ERRORS._value.get()
+    try:
+        store.insert("events", ["a"], [[1]])
+    except ConnectionError:
+        pass
+    else:
+        raise AssertionError("the insert's error must reach the writer")
+    assert procactions.INSERT_ERRORS._value.get() == before + 1
+    assert store.table("events") == "events"  # everything else is the store's own
