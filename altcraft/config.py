@@ -381,6 +381,60 @@ class LdapSettings(_Section):
         return out
 
 
+def _http_url(value: str) -> str:
+    # the value is not echoed: a URL may carry a password (which is refused here)
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise ValueError("not an http(s)://host[:port] URL") from None
+    if parts.username or parts.password:
+        raise ValueError("no user or password in the URL")
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError("not an http(s)://host[:port] URL")
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError("not a TCP port in the URL")
+    return value
+
+
+def _metric_processes(value: list[str]) -> list[str]:
+    from altcraft.registry import PROCESS_NAMES  # the registry knows nothing of config
+
+    unknown = [name for name in value if name not in PROCESS_NAMES]
+    if unknown:
+        raise ValueError(f"no such process: {', '.join(unknown)} (see akd --processes)")
+    return value
+
+
+def _metric_ports(value: dict[str, int]) -> dict[str, int]:
+    _metric_processes(list(value))
+    return value
+
+
+class PrometheusMetrics(_Section):
+    """Altcraft's PROMETHEUS_METRICS {ENABLE, PROCESSES}, with the platform's push settings.
+    ENABLE and PROCESSES choose which processes' metrics are exported: what the campaign
+    worker pushes to the Pushgateway and what the distribution's prometheus role scrapes
+    (altcraft/metrics). PUSHGATEWAY_URL .. INSTANCE are platform additions."""
+
+    ENABLE: bool = True
+    PROCESSES: Annotated[list[str], AfterValidator(_metric_processes)] = Field(default_factory=list)  # []: all
+    PUSHGATEWAY_URL: Annotated[str, AfterValidator(_http_url)] = "http://127.0.0.1:9091"
+    PUSH_INTERVAL_SECONDS: Annotated[float, Field(ge=1, le=3600)] = 15.0  # while a run is on
+    PUSH_TIMEOUT_SECONDS: Annotated[float, Field(gt=0, le=60)] = 5.0
+    INSTANCE: str = ""  # the grouping key's instance label; "": the host name
+    # Workers without a port of their own serve GET /metrics on this one (PROCESSES.<name>.IP
+    # or 127.0.0.1); Altcraft has WF_METRIC_PORT, PROC_TRIGGER_METRIC_PORT the same way.
+    WORKER_PORTS: Annotated[dict[str, Port], AfterValidator(_metric_ports)] = \
+        Field(default_factory=lambda: {"procactions": 8913})
+
+    def exports(self, name: str) -> bool:
+        """Whether process `name`'s metrics are exported (pushed or scraped)."""
+        return self.ENABLE and (not self.PROCESSES or name in self.PROCESSES)
+
+
 class MainConfig(_Section):
     BASEDIR: str = "/opt/akd"
     PRODUCT_NAME: str = "Altcraft"
@@ -489,6 +543,7 @@ class MainConfig(_Section):
     WORKFLOWS: WorkflowSettings = Field(default_factory=WorkflowSettings)
     TASKS: TaskSettings = Field(default_factory=TaskSettings)
 
+    PROMETHEUS_METRICS: PrometheusMetrics = Field(default_factory=PrometheusMetrics)
     PROCESSES: dict[str, ProcessSettings] = Field(default_factory=dict)
     AKD: AkdSettings = Field(default_factory=AkdSettings)
 
@@ -521,6 +576,10 @@ class MainConfig(_Section):
         """Where process `name` listens under this main.json (see `listen_address`)."""
         return listen_address(name, self.process_settings(name))
 
+    def metrics_address(self, name: str) -> Address | None:
+        """Where process `name` serves GET /metrics under this main.json (see `metrics_address`)."""
+        return metrics_address(name, self.PROMETHEUS_METRICS, self.process_settings(name))
+
 
 def listen_address(name: str, overrides: ProcessSettings | None = None) -> Address | None:
     """Where process `name` listens: main.json's PROCESSES.<name>.IP/PORT (`overrides`) over
@@ -536,6 +595,26 @@ def listen_address(name: str, overrides: ProcessSettings | None = None) -> Addre
     if port is None:
         return None
     return Address(overrides.IP or process.host, port)
+
+
+def metrics_address(name: str, settings: PrometheusMetrics | None = None,
+                    overrides: ProcessSettings | None = None) -> Address | None:
+    """Where process `name` serves GET /metrics, if it exports metrics: its own port (every
+    HTTP process, akmtad's control port) or PROMETHEUS_METRICS.WORKER_PORTS. None for a
+    planned process, one with no metrics port, or one PROMETHEUS_METRICS leaves out."""
+    from altcraft.registry import get
+
+    settings = settings or PrometheusMetrics()
+    process = get(name)
+    if not process.runnable or not settings.exports(name):
+        return None
+    listen = listen_address(name, overrides)
+    if listen is not None:
+        return listen
+    port = settings.WORKER_PORTS.get(name)
+    if port is None:
+        return None
+    return Address((overrides.IP if overrides else None) or process.host, port)
 
 
 class Address(NamedTuple):

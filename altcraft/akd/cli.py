@@ -46,6 +46,10 @@ def _process_table_config(config: Optional[Path], quiet: bool) -> Optional[cfg.M
     return load_config(config, quiet=quiet)[0]
 
 
+def _address_json(address: Optional[cfg.Address]) -> Optional[dict]:
+    return {"host": address.host, "port": address.port} if address else None
+
+
 def _print_processes(as_json: bool, config: Optional[Path]) -> None:
     conf = _process_table_config(config, quiet=as_json)
 
@@ -59,7 +63,10 @@ def _print_processes(as_json: bool, config: Optional[Path]) -> None:
             rows.append({"name": p.name, "kind": p.kind, "host": listen.host if listen else p.host,
                          "port": listen.port if listen else None,
                          "address": str(listen) if listen else None, "status": p.status,
-                         "remote": p.remote, "description": p.description, "notes": p.notes})
+                         "remote": p.remote, "description": p.description, "notes": p.notes,
+                         # where GET /metrics is served (the prometheus role scrapes it), or null
+                         "metrics": _address_json(conf.metrics_address(p.name) if conf
+                                                  else cfg.metrics_address(p.name))})
         print_json(rows)
         return
     table = Table(title=f"{len(registry.PROCESSES)} processes", show_lines=False)

@@ -4,7 +4,8 @@ Every HTTP process answers
   GET /<name>/health     200 "OK" while the process serves
   GET /<name>/readiness  200 {"status": "OK"}, or 503 {"status": "FAIL", "failed": [...]}
                          naming each dependency (store or broker) that did not answer
-  GET /metrics           Prometheus metrics (all gunicorn workers together)
+  GET /metrics           Prometheus metrics (all gunicorn workers together), with
+                         altcraft_readiness{service} 1/0: the readiness above, for the alert rules
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from flask import Flask, Response, g, jsonify, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess,
 )
+from prometheus_client.core import GaugeMetricFamily
 
 from altcraft.config import MainConfig
 from altcraft.stores import checks
@@ -59,6 +61,20 @@ def _metrics_registry() -> CollectorRegistry | None:
     return None  # single process: the default registry
 
 
+class _Readiness:
+    """altcraft_readiness, computed when scraped (the checker's short cache keeps it cheap):
+    no file of the multiprocess mode is involved, every worker answers the same."""
+
+    def __init__(self, name: str, readiness: Checker):
+        self.name, self.readiness = name, readiness
+
+    def collect(self):
+        gauge = GaugeMetricFamily("altcraft_readiness", "1 when every dependency answers "
+                                  "(GET /<service>/readiness is 200), else 0", labels=["service"])
+        gauge.add_metric([self.name], 0.0 if self.readiness() else 1.0)
+        yield gauge
+
+
 def create_service_app(name: str, readiness: Checker) -> Flask:
     # no static route: a Flask app named after no module would serve ./static of the working directory
     app = Flask(f"altcraft.{name}", static_folder=None)
@@ -86,10 +102,13 @@ def create_service_app(name: str, readiness: Checker) -> Flask:
             return jsonify(status="FAIL", failed=failed), 503
         return jsonify(status="OK"), 200
 
+    ready_metric = CollectorRegistry()
+    ready_metric.register(_Readiness(name, readiness))
+
     @app.get("/metrics")
     def metrics() -> Response:
         registry = _metrics_registry()
         body = generate_latest(registry) if registry else generate_latest()
-        return Response(body, mimetype=CONTENT_TYPE_LATEST)
+        return Response(body + generate_latest(ready_metric), mimetype=CONTENT_TYPE_LATEST)
 
     return app

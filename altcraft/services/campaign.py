@@ -43,12 +43,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
 from altcraft.config import MainConfig
 from altcraft.domain import abtest, audience, message as messages
 from altcraft.domain.campaign_senders import CampaignSenders
 from altcraft.domain.maintenance import QuietMember
 from altcraft.domain.stoplist import StopList
 from altcraft.domain.templates import compile_parts
+from altcraft.metrics.push import Pusher
 from altcraft.mta import envelope as mta_envelope
 from altcraft.stores import kv
 from altcraft.stores.broker import Broker, Message
@@ -57,6 +60,48 @@ from altcraft.wiring import Platform
 log = logging.getLogger("altcraft.campaign")
 BATCH = 500
 DEDUP_TTL = 30 * 86400
+
+# Pushed to the Pushgateway (job altcraft_campaign, instance: the host) while a launch runs and
+# at its end: a registry of their own, so the push carries these and nothing else.
+PUSH_JOB = "altcraft_campaign"
+METRICS = CollectorRegistry()
+PUBLISHED = Counter("altcraft_campaign_messages_published_total",
+                    "Messages published to the MTA queues (committed broker transactions)", registry=METRICS)
+FAILURES = Counter("altcraft_campaign_failures_total", "Launch runs that ended in an error", registry=METRICS)
+RUNS = Counter("altcraft_campaign_runs_total", "Launch runs ended, failed or not", registry=METRICS)
+RUN_SECONDS = Gauge("altcraft_campaign_run_duration_seconds",
+                    "How long the current launch run has taken (the last one's, between runs)", registry=METRICS)
+LAST_SUCCESS = Gauge("altcraft_campaign_last_success_timestamp_seconds",
+                     "When a launch run last ended without an error (Unix time)", registry=METRICS)
+RUNNING = Gauge("altcraft_campaign_running", "1 while this worker runs a launch", registry=METRICS)
+
+
+class RunMetrics:
+    """The metrics of one launch run, pushed while it runs and when it ends."""
+
+    def __init__(self, pusher: Pusher):
+        self.pusher = pusher
+
+    def run(self, work) -> bool:
+        """Runs `work()`; True when it ended without an error. The error itself is the caller's."""
+        started = time.monotonic()
+        RUN_SECONDS.set_function(lambda: time.monotonic() - started)  # read at each push
+        RUNNING.set(1)
+        ok = False
+        with self.pusher.while_running():  # its last push comes after the outcome is counted
+            try:
+                work()
+                ok = True
+            finally:
+                took = time.monotonic() - started
+                RUN_SECONDS.set_function(lambda: took)
+                RUNNING.set(0)
+                RUNS.inc()
+                if ok:
+                    LAST_SUCCESS.set(time.time())
+                else:
+                    FAILURES.inc()
+        return ok
 
 
 class LaunchRecord:
@@ -114,6 +159,7 @@ class CampaignRunner:
         self.dedup = kv.from_cluster("camp_duplicatesdb", config.CAMP_DUPLICATESDB)
         self.stoplist = StopList(kv.ssdb(config, "hbsupp"))
         self.member = QuietMember(self.platform.control, "campaign", self.owner)
+        self.metrics = RunMetrics(Pusher(config.PROMETHEUS_METRICS, "campaign", PUSH_JOB, METRICS))
 
     def run_forever(self) -> None:
         campaigns = self.platform.campaigns
@@ -129,7 +175,7 @@ class CampaignRunner:
                 continue
             log.info("campaign %s launch %s: claimed", campaign["id"], campaign["launch"])
             try:
-                self.run(campaign)
+                self.metrics.run(lambda: self.run(campaign))
             except Exception as exc:
                 log.exception("campaign %s failed", campaign["id"])
                 campaigns.finish(campaign["id"], self.owner, error=f"{type(exc).__name__}: {exc}")
@@ -289,6 +335,7 @@ class CampaignRunner:
         if not outgoing:
             return
         self.broker.publish_transaction(outgoing)
+        PUBLISHED.inc(len(outgoing))
         launch.record.mark([p["_id"] for p in chosen.profiles])
 
     def stopped(self, launch: Launch, state: str) -> None:

@@ -29,6 +29,8 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from prometheus_client import Counter, start_http_server
+
 from altcraft.services.reconnect import run_until_stopped
 from altcraft.config import MainConfig
 from altcraft.domain.events import BadEvent, decode
@@ -46,6 +48,30 @@ QUEUES = ("events.actions", "events.delivery")
 PREFETCH = 2000  # unacknowledged messages per queue; a write starts at half of it
 FLUSH_SECONDS = 1.0  # a batch is written at the latest this long after its first message
 REPORT_EVERY = 60.0
+
+# Served on PROMETHEUS_METRICS.WORKER_PORTS.procactions; the ClickHouse insert-errors alert reads them.
+INSERTS = Counter("altcraft_procactions_clickhouse_inserts_total", "Batches of events inserted into ClickHouse")
+INSERT_ERRORS = Counter("altcraft_procactions_clickhouse_insert_errors_total",
+                        "INSERTs into ClickHouse that failed (the batch is not acknowledged and comes again)")
+
+
+class CountedInserts:
+    """The analytics store with its INSERTs counted, for everything else the store itself."""
+
+    def __init__(self, store: analytics.Analytics):
+        self._store = store
+
+    def __getattr__(self, name: str):
+        return getattr(self._store, name)
+
+    def insert(self, *args, **kwargs) -> int:
+        try:
+            done = self._store.insert(*args, **kwargs)
+        except Exception:
+            INSERT_ERRORS.inc()
+            raise
+        INSERTS.inc()
+        return done
 
 
 class Consumer:
@@ -177,12 +203,25 @@ class Consumer:
         self.acked_tag = last
 
 
+def serve_metrics(config: MainConfig):
+    """GET /metrics on PROMETHEUS_METRICS.WORKER_PORTS.procactions; a port that is taken costs
+    the metrics (the process-down alert then fires), never the events."""
+    address = config.metrics_address("procactions")
+    if address is None:
+        return None
+    try:
+        return start_http_server(address.port, address.host)[0]
+    except OSError as exc:
+        log.warning("metrics not served on %s (%s); events are written all the same", address, exc.strerror)
+        return None
+
+
 def make_writer(config: MainConfig) -> EventWriter:
     from altcraft.wiring import Platform
 
     platform = Platform(config)
     return EventWriter(
-        analytics.Analytics(config.CLICKHOUSE_SYSTEM),
+        CountedInserts(analytics.Analytics(config.CLICKHOUSE_SYSTEM)),
         platform.profiles,
         StopList(kv.ssdb(config, "hbsupp")),
         HourlyStats(kv.ssdb(config, "stats")),
@@ -194,6 +233,7 @@ def main(config: MainConfig, stop: threading.Event) -> None:
 
     writer = make_writer(config)
     platform = Platform(config)
+    server = serve_metrics(config)
     member = QuietMember(platform.control, "procactions", f"{socket.gethostname()}:{os.getpid()}")
     try:
         writer.catch_up()
@@ -211,4 +251,6 @@ def main(config: MainConfig, stop: threading.Event) -> None:
         member.leave()
     finally:
         platform.close()
+        if server is not None:
+            server.shutdown()
     log.info("stopped; %d events written", writer.written)

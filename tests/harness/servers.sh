@@ -184,6 +184,8 @@ packages_for() {
         postgresql) echo postgresql ;;
         ferretdb) ;;
         slapd) echo slapd ldap-utils ;;
+        # no server kept running: promtool and the binaries tests/lib/prometheus.py starts
+        monitoring) echo prometheus prometheus-pushgateway ;;
     esac
 }
 
@@ -209,6 +211,11 @@ install_packages() {
     "${apt[@]}" update >&2 || die "apt-get update failed"
     "${apt[@]}" install --no-install-recommends "${missing[@]}" </dev/null >&2 \
         || die "apt-get install ${missing[*]} failed"
+    # the monitoring packages' own services (ports 9090, 9091 on every address) are not the
+    # tests': those start their own on loopback ports
+    if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null; then
+        systemctl disable --now prometheus prometheus-pushgateway >&2 2>/dev/null || true
+    fi
 }
 
 find_go() {
@@ -262,7 +269,7 @@ build_ferretdb() {
 }
 
 do_install() {
-    install_packages "$@"
+    install_packages "$@" monitoring
     local name
     for name in "$@"; do
         if [[ $name == ferretdb && -z $MONGODB_URI ]]; then
