@@ -61,7 +61,10 @@ def _kv_cluster(key: str) -> Probe:
         store = kv.from_cluster(key.lower(), getattr(config, key), timeout=timeout)
         try:
             store.ping()
-            return f"{store.engine}, {getattr(config, key).MODE}"
+            settings = getattr(config, key)
+            if settings.MODE == "sentinel":  # which node the sentinels make the primary now
+                return f"{store.engine}, sentinel, primary {store.primary()}"
+            return f"{store.engine}, {settings.MODE}"
         finally:
             store.close()
     return probe
@@ -93,7 +96,10 @@ def _mongo_target(config: MainConfig, role: documents.Role) -> str:
 
 
 def _kv_target(config: MainConfig, key: str) -> str:
-    return ",".join(f"{n.HOST}:{n.PORT}" for n in getattr(config, key).NODES)
+    settings = getattr(config, key)
+    if settings.MODE == "sentinel":
+        return kv.sentinel_target(settings)
+    return ",".join(f"{n.HOST}:{n.PORT}" for n in settings.NODES)
 
 
 def configured(config: MainConfig) -> dict[str, tuple[str, Probe]]:

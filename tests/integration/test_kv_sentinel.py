@@ -1,0 +1,177 @@
+"""The key-value store in MODE sentinel follows a failover (issue 17, fail-safe scheme).
+
+Real Redis 7.0: a primary (kv1), its replica (kv2) and three Sentinels (quorum 2) on loopback
+(tests/lib/redis_sentinel.py). The platform's own wiring writes: the campaign worker's
+de-duplication keys (campaign.LaunchRecord on kv.from_cluster of CAMP_DUPLICATESDB) and
+akmtad's done keys (akmtad.KvDoneKeys on kv.async_from_cluster). kv1 is killed with SIGKILL
+while both write. The contract: the caller sees no error - a command that meets the dead
+primary is retried by the client (kv._FailoverRetry) until the sentinels have promoted kv2,
+and the same client objects then write to and read from kv2. Every write acknowledged to the
+caller is on the new primary. kv1, restarted with its old configuration (it says "primary"),
+is turned into kv2's replica by the sentinels and receives what was written meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+import redis
+
+from altcraft import config as cfg
+from altcraft.mta import envelope as mta_envelope
+from altcraft.services.akmtad import KvDoneKeys
+from altcraft.services.campaign import LaunchRecord
+from altcraft.stores import checks, kv
+from tests.lib.harness import make_config
+from tests.lib.redis_sentinel import SentinelSet, start_sentinel_set
+from tests.lib.wait import wait_for
+
+pytestmark = pytest.mark.integration
+BATCH = 50
+
+
+@pytest.fixture(scope="module")
+def sentinel_set():
+    set_ = start_sentinel_set()
+    yield set_
+    set_.stop()
+
+
+@pytest.fixture
+def main_config(harness, basedir, sentinel_set: SentinelSet):
+    data = make_config(harness, basedir, CAMP_DUPLICATESDB=sentinel_set.settings(FAILOVER_WAIT_SECONDS=20.0))
+    config, report = cfg.validate(data)
+    assert config is not None, report.as_dict()
+    return config
+
+
+class AsyncDoneWriter(threading.Thread):
+    """akmtad's done keys written on an asyncio loop without pause, counting what the caller sees."""
+
+    def __init__(self, config):
+        super().__init__(name="done-keys", daemon=True)
+        self.config = config
+        self.stop = threading.Event()
+        self.acknowledged: list[str] = []
+        self.errors: list[BaseException] = []
+
+    def run(self) -> None:
+        asyncio.run(self._write())
+
+    async def _write(self) -> None:
+        done = KvDoneKeys(self.config)
+        try:
+            n = 0
+            while not self.stop.is_set():
+                message_id = f"sentinel-test-{n}"
+                try:
+                    await done.mark_done(message_id)
+                    self.acknowledged.append(message_id)
+                except Exception as exc:  # counted: the contract is that there are none
+                    self.errors.append(exc)
+                n += 1
+                await asyncio.sleep(0.01)
+        finally:
+            await done.aclose()
+
+
+def _profiles(batch: int) -> list[str]:
+    return [f"p{batch:04d}{i:03d}" for i in range(BATCH)]
+
+
+def test_the_store_follows_a_failover_and_the_old_primary_rejoins(main_config, sentinel_set: SentinelSet):
+    started = time.monotonic()
+    settings = main_config.CAMP_DUPLICATESDB
+    store = kv.from_cluster("camp_duplicatesdb", settings)
+    record = LaunchRecord(store.client, campaign_id=17, launch=1)
+    checked = checks.run(main_config, only=["camp_duplicatesdb"])[0]
+    assert checked.ok and checked.target.startswith("sentinel altcraft-kv@127.0.0.1:")
+    assert checked.detail == f"redis, sentinel, primary 127.0.0.1:{sentinel_set.servers['kv1'].port}"
+
+    writer = AsyncDoneWriter(main_config)
+    writer.start()
+    errors: list[BaseException] = []
+    marked: list[int] = []
+    batch = 0
+
+    def mark_next() -> None:
+        nonlocal batch
+        try:
+            record.mark(_profiles(batch))
+            assert record.handled(_profiles(batch)) == [True] * BATCH
+            marked.append(batch)
+        except (redis.RedisError, OSError) as exc:  # counted: the contract is that there are none
+            errors.append(exc)
+        batch += 1
+
+    for _ in range(3):
+        mark_next()
+    wait_for(lambda: len(writer.acknowledged) >= 5, timeout=10, what="the asyncio writer writing")
+    # what the primary acknowledged so far has reached the replica (replication is
+    # asynchronous: only what has arrived there survives the kill; see docs/operations.md)
+    with sentinel_set.client("kv1") as c:
+        assert c.execute_command("WAIT", 1, 5000) == 1
+    acknowledged_before_kill = len(writer.acknowledged)
+
+    sentinel_set.kill("kv1")
+    killed = time.monotonic()
+    # the same client objects go on writing while the sentinels fail over
+    while sentinel_set.primary() != "kv2":
+        assert time.monotonic() - killed < 30, "no failover to kv2 within 30 s"
+        mark_next()
+    failover_seconds = time.monotonic() - killed
+    for _ in range(3):
+        mark_next()
+    wait_for(lambda: len(writer.acknowledged) >= acknowledged_before_kill + 20, timeout=20,
+             what="the asyncio writer writing to the new primary")
+    writer.stop.set()
+    writer.join(30)
+
+    assert errors == [] and writer.errors == [], (errors, writer.errors)
+    assert marked == list(range(batch))
+    assert store.primary() == f"127.0.0.1:{sentinel_set.servers['kv2'].port}"
+    assert sentinel_set.role("kv2") == "master"
+    # every write acknowledged to the caller, before and after the kill, is on the new primary
+    with sentinel_set.client("kv2") as kv2:
+        for b in marked:
+            keys = [mta_envelope.launch_dedup_key(17, 1, p) for p in _profiles(b)]
+            assert all(v is not None for v in kv2.mget(keys)), f"batch {b} lost"
+        done = [mta_envelope.done_key(m) for m in writer.acknowledged]
+        assert all(v is not None for v in kv2.mget(done))
+    checked = checks.run(main_config, only=["camp_duplicatesdb"])[0]
+    assert checked.ok and checked.detail.endswith(f"primary 127.0.0.1:{sentinel_set.servers['kv2'].port}")
+
+    # kv1 comes back with its old file (no replicaof): the sentinels make it kv2's replica
+    sentinel_set.start("kv1")
+    wait_for(lambda: _replica_of(sentinel_set, "kv1", "kv2"), timeout=20, what="kv1 replicating kv2")
+    record.mark(_profiles(batch))
+    with sentinel_set.client("kv2") as kv2:
+        assert kv2.execute_command("WAIT", 1, 5000) == 1
+    with sentinel_set.client("kv1") as kv1:
+        assert kv1.get(mta_envelope.launch_dedup_key(17, 1, _profiles(batch)[0])) is not None
+        assert kv1.get(mta_envelope.launch_dedup_key(17, 1, _profiles(marked[-1])[-1])) is not None
+    store.close()
+    print(f"\nfailover seen by the caller in {failover_seconds:.1f} s; whole test {time.monotonic() - started:.1f} s; "
+          f"{len(marked)} batches and {len(writer.acknowledged)} done keys written, 0 errors")
+
+
+def test_a_plain_client_of_the_first_node_is_refused_after_the_failover(main_config, sentinel_set: SentinelSet):
+    """Without the sentinels in between, the first node is written to whatever it is now: after
+    the failover above it is a replica and refuses writes (READONLY)."""
+    if sentinel_set.primary() != "kv2":
+        pytest.fail("runs after the failover test (module order): kv2 must be the primary")
+    plain = kv.from_cluster("plain", main_config.CAMP_DUPLICATESDB.model_copy(
+        update={"MODE": "standalone", "SENTINELS": [], "SENTINEL_MASTER": ""}))
+    with pytest.raises(redis.ReadOnlyError):
+        LaunchRecord(plain.client, campaign_id=17, launch=2).mark(_profiles(0))
+    plain.close()
+
+
+def _replica_of(set_: SentinelSet, name: str, primary: str) -> bool:
+    with set_.client(name) as c:
+        info = c.info("replication")
+    return (info.get("role") == "slave" and info.get("master_port") == set_.servers[primary].port
+            and info.get("master_link_status") == "up")
