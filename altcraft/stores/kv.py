@@ -128,6 +128,26 @@ class _AsyncFailoverRetry(redis.asyncio.retry.Retry):
                 await asyncio.sleep(self._backoff.compute(failures))
 
 
+# A connection that breaks in the middle of a command is reconnected by send_packed_command
+# through connect_check_health, which (redis-py 8.1) goes back to the address the connection
+# had - the dead primary - instead of asking the sentinels: a command in flight when the
+# primary died failed after the whole wait (seen in test_kv_sentinel). These connections
+# take that reconnection through connect(), which asks the sentinels at each attempt.
+class _FollowingConnection(redis.sentinel.SentinelManagedConnection):
+    def connect_check_health(self, check_health: bool = True, retry_socket_connect: bool = True):
+        if retry_socket_connect and not self._sock:
+            return self.connect()
+        return super().connect_check_health(check_health=check_health, retry_socket_connect=retry_socket_connect)
+
+
+class _AsyncFollowingConnection(redis.asyncio.sentinel.SentinelManagedConnection):
+    async def connect_check_health(self, check_health: bool = True, retry_socket_connect: bool = True):
+        if retry_socket_connect and not self.is_connected:
+            return await self.connect()
+        return await super().connect_check_health(check_health=check_health,
+                                                  retry_socket_connect=retry_socket_connect)
+
+
 def sentinel_target(settings: KVCluster) -> str:
     """What checks and logs name for a MODE sentinel store (no password)."""
     return f"sentinel {settings.SENTINEL_MASTER}@" + ",".join(f"{n.HOST}:{n.PORT}" for n in settings.SENTINELS)
@@ -144,7 +164,8 @@ def _sentinel_client(settings: KVCluster, timeout: float, flavour) -> tuple[Any,
     client = manager.master_for(
         settings.SENTINEL_MASTER, redis_class=aioredis.Redis if asynchronous else redis.Redis,
         password=settings.PASSWORD or None, db=settings.DB, socket_timeout=timeout,
-        socket_connect_timeout=timeout, retry=retry)
+        socket_connect_timeout=timeout, retry=retry,
+        connection_class=_AsyncFollowingConnection if asynchronous else _FollowingConnection)
     return client, manager
 
 

@@ -108,6 +108,16 @@ class SentinelSet:
             raise RuntimeError(f"{name} exited with {server.process.returncode}: "
                                f"{(server.conf.parent / 'server.log').read_text()[-2000:]}")
 
+    def freeze(self, name: str) -> None:
+        """SIGSTOP: the server takes no more bytes off its sockets (commands stay in flight)."""
+        self.servers[name].process.send_signal(signal.SIGSTOP)
+
+    def pending_requests(self, name: str) -> int:
+        """Connections to the server with bytes it has not read (commands in flight)."""
+        out = subprocess.run(["ss", "-Htn", "state", "established", f"( sport = :{self.servers[name].port} )"],
+                             capture_output=True, text=True, check=True).stdout
+        return sum(1 for line in out.splitlines() if line.split() and int(line.split()[0]) > 0)
+
     def kill(self, name: str) -> None:
         """kill -9: no shutdown, no goodbye to the replicas or the sentinels."""
         server = self.servers[name]
