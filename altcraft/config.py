@@ -114,6 +114,41 @@ class KVCluster(_Section):
         return out
 
 
+SsdbRoleKey = Literal["ACTIONS", "HBSUPP", "NOTIFY", "STATS"]
+
+
+class SsdbSentinel(_Section):
+    """Platform addition: SSDB roles served by the redis engine (SSDB_ENGINE "redis"), each a
+    primary with replicas under Redis Sentinel. A role named in MASTERS is reached through the
+    SENTINELS as the primary they monitor under that name (SSDB_<ROLE>_IP/PORT then only
+    record its first node); the others stay on their IP/PORT."""
+
+    SENTINELS: list[SentinelNode] = Field(default_factory=list)
+    SENTINEL_PASSWORD: str = ""
+    MASTERS: dict[SsdbRoleKey, str] = Field(default_factory=dict)
+    FAILOVER_WAIT_SECONDS: Annotated[float, Field(gt=0, le=300)] = 30.0
+
+    def problems(self, engine: str) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        if not self.MASTERS and not self.SENTINELS:
+            return out
+        if engine != "redis":
+            out.append(("MASTERS", "Sentinel serves the redis engine only: SSDB_ENGINE is "
+                                   f"{engine!r} (SSDB replicates with its own slaveof)"))
+        if not self.SENTINELS:
+            out.append(("SENTINELS", "missing: at least one sentinel {HOST, PORT} when MASTERS is set"))
+        if not self.MASTERS:
+            out.append(("MASTERS", "missing: the monitored name of each role to reach through the "
+                                   "SENTINELS, e.g. {\"HBSUPP\": \"altcraft-ssdb-hbsupp\"}"))
+        for role, name in self.MASTERS.items():
+            if not name.strip() or any(c.isspace() for c in name):
+                out.append((f"MASTERS.{role}", "the name the sentinels monitor the role under, without spaces"))
+        seen = [(n.HOST, n.PORT) for n in self.SENTINELS]
+        if len(set(seen)) != len(seen):
+            out.append(("SENTINELS", "the same HOST:PORT is listed twice"))
+        return out
+
+
 class ClickHouseSystem(_Section):
     HOST: Host = "127.0.0.1"
     PORT: Port = 9000
@@ -472,6 +507,7 @@ class MainConfig(_Section):
     SSDB_STATS_PORT: Port = 4440
     SSDB_STATS_PASS: str = ""
     SSDB_ENGINE: Literal["ssdb", "redis"] = "ssdb"  # platform addition
+    SSDB_SENTINEL: SsdbSentinel = Field(default_factory=SsdbSentinel)  # platform addition
 
     RABBITMQ_HOST: Host = "127.0.0.1"
     RABBITMQ_PORT: Port = 5672
@@ -549,6 +585,19 @@ class MainConfig(_Section):
     def imports_dir(self) -> Path:
         """Uploaded import files (0600), read by procleadsaver on the same host."""
         return self.run_dir / "imports"
+
+    def ssdb_settings(self, role: str) -> KVCluster:
+        """SSDB role `role` (actions, hbsupp, notify, stats) described as a KVCluster: MODE
+        sentinel when SSDB_SENTINEL.MASTERS names it, else standalone on its IP/PORT."""
+        key = role.upper()
+        node = KVNode(HOST=getattr(self, f"SSDB_{key}_IP"), PORT=getattr(self, f"SSDB_{key}_PORT"))
+        common = {"PASSWORD": getattr(self, f"SSDB_{key}_PASS"), "NODES": [node], "ENGINE": "redis"}
+        sentinel = self.SSDB_SENTINEL
+        if key not in sentinel.MASTERS:
+            return KVCluster(MODE="standalone", **common)
+        return KVCluster(MODE="sentinel", SENTINELS=sentinel.SENTINELS, SENTINEL_MASTER=sentinel.MASTERS[key],
+                         SENTINEL_PASSWORD=sentinel.SENTINEL_PASSWORD,
+                         FAILOVER_WAIT_SECONDS=sentinel.FAILOVER_WAIT_SECONDS, **common)
 
     def process_settings(self, name: str) -> ProcessSettings:
         return self.PROCESSES.get(name, ProcessSettings())
@@ -693,6 +742,8 @@ def validate(data: Any, known_processes: frozenset[str] | None = None) -> tuple[
         return None, report
     report.warnings += _unknown_keys(config)
     report.errors += [Issue(f"WEBADMIN_LDAP.{key}", message) for key, message in config.WEBADMIN_LDAP.problems()]
+    report.errors += [Issue(f"SSDB_SENTINEL.{key}", message)
+                      for key, message in config.SSDB_SENTINEL.problems(config.SSDB_ENGINE)]
     for section in ("CAMP_DUPLICATESDB", "PROCWORKFLOW_DISTRIBUTED_CACHE_DB"):
         report.errors += [Issue(f"{section}.{key}", message)
                           for key, message in getattr(config, section).problems()]

@@ -80,9 +80,9 @@ def endpoints(config: MainConfig) -> list[Endpoint]:
         if config.SSDB_ENGINE == "ssdb":
             raise Unsupported(f"ssdb_{role}: the SSDB engine has no SCAN/TYPE; back it up with "
                               "ssdb-dump on its host (not automated yet), or run the redis engine")
-        key = role.upper()
-        add(f"ssdb_{role}", getattr(config, f"SSDB_{key}_IP"), getattr(config, f"SSDB_{key}_PORT"),
-            getattr(config, f"SSDB_{key}_PASS"), 0)
+        settings = config.ssdb_settings(role)
+        host, port = kv.primary_address(settings)  # SSDB_SENTINEL: the primary now
+        add(f"ssdb_{role}", host, port, settings.PASSWORD, 0)
     return list(found.values())
 
 

@@ -75,6 +75,8 @@ def _ssdb(role: kv.SsdbRole) -> Probe:
         store = kv.ssdb(config, role, timeout=timeout)
         try:
             store.ping()
+            if store.sentinel is not None:  # which node the sentinels make the primary now
+                return f"{store.engine}, sentinel, primary {store.primary()}"
             return store.engine
         finally:
             store.close()
@@ -117,8 +119,9 @@ def configured(config: MainConfig) -> dict[str, tuple[str, Probe]]:
         name = "camp_duplicatesdb" if key == "CAMP_DUPLICATESDB" else "procworkflow_cache"
         checks[name] = (_kv_target(config, key), _kv_cluster(key))
     for role in kv.SSDB_ROLES:
-        key = role.upper()
-        target = f"{getattr(config, f'SSDB_{key}_IP')}:{getattr(config, f'SSDB_{key}_PORT')}"
+        settings = config.ssdb_settings(role)
+        node = settings.NODES[0]
+        target = kv.sentinel_target(settings) if settings.MODE == "sentinel" else f"{node.HOST}:{node.PORT}"
         checks[f"ssdb_{role}"] = (target, _ssdb(role))
     if config.POSTGRESQL.ENABLE:
         pg = config.POSTGRESQL

@@ -215,10 +215,7 @@ def async_from_cluster(settings: KVCluster, timeout: float = 5.0) -> aioredis.Re
 
 
 def ssdb(config: MainConfig, role: SsdbRole, timeout: float = 5.0) -> KVStore:
-    key = role.upper()
-    host = getattr(config, f"SSDB_{key}_IP")
-    port = getattr(config, f"SSDB_{key}_PORT")
-    password = getattr(config, f"SSDB_{key}_PASS") or None
-    client = redis.Redis(host=host, port=port, password=password,
-                         socket_timeout=timeout, socket_connect_timeout=timeout)
-    return KVStore(f"ssdb_{role}", config.SSDB_ENGINE, client, f"{host}:{port}")
+    """SSDB role `role` (or the Redis in its place; under Sentinel when SSDB_SENTINEL names it)."""
+    store = from_cluster(f"ssdb_{role}", config.ssdb_settings(role), timeout=timeout)
+    store.engine = config.SSDB_ENGINE
+    return store

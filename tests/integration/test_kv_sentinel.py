@@ -3,8 +3,9 @@
 Real Redis 7.0: a primary (kv1), its replica (kv2) and three Sentinels (quorum 2) on loopback
 (tests/lib/redis_sentinel.py). The platform's own wiring writes: the campaign worker's
 de-duplication keys (campaign.LaunchRecord on kv.from_cluster of CAMP_DUPLICATESDB) and
-akmtad's done keys (akmtad.KvDoneKeys on kv.async_from_cluster). kv1 is killed with SIGKILL
-while both write. The contract: the caller sees no error - a command that meets the dead
+akmtad's done keys (akmtad.KvDoneKeys on kv.async_from_cluster), and the stop list (SSDB hbsupp
+on the redis engine, kv.ssdb under SSDB_SENTINEL). kv1 is frozen and killed with SIGKILL while
+all three write. The contract: the caller sees no error - a command that meets the dead
 primary is retried by the client (kv._FailoverRetry) until the sentinels have promoted kv2,
 and the same client objects then write to and read from kv2. Every write acknowledged to the
 caller is on the new primary. kv1, restarted with its old configuration (it says "primary"),
@@ -24,6 +25,7 @@ from altcraft import config as cfg
 from altcraft.backup import kv as kv_backup
 from altcraft.mta import envelope as mta_envelope
 from altcraft.services.akmtad import KvDoneKeys
+from altcraft.domain.stoplist import KEY as STOPLIST_KEY, StopList, contact_hash
 from altcraft.services.campaign import LaunchRecord
 from altcraft.stores import checks, kv
 from tests.lib.harness import make_config
@@ -43,7 +45,15 @@ def sentinel_set():
 
 @pytest.fixture
 def main_config(harness, basedir, sentinel_set: SentinelSet):
-    data = make_config(harness, basedir, CAMP_DUPLICATESDB=sentinel_set.settings(FAILOVER_WAIT_SECONDS=20.0))
+    # the Kvrocks store and, as the redis engine serves it, the SSDB stop list (hbsupp) under
+    # the same sentinels
+    sentinels = sentinel_set.settings()
+    data = make_config(harness, basedir, CAMP_DUPLICATESDB=sentinel_set.settings(FAILOVER_WAIT_SECONDS=20.0),
+                       SSDB_ENGINE="redis", SSDB_HBSUPP_PASS=sentinel_set.password,
+                       SSDB_SENTINEL={"SENTINELS": sentinels["SENTINELS"],
+                                      "SENTINEL_PASSWORD": sentinels["SENTINEL_PASSWORD"],
+                                      "MASTERS": {"HBSUPP": sentinels["SENTINEL_MASTER"]},
+                                      "FAILOVER_WAIT_SECONDS": 20.0})
     config, report = cfg.validate(data)
     assert config is not None, report.as_dict()
     return config
@@ -83,6 +93,26 @@ class DedupWriter(Writer):
             except (redis.RedisError, OSError) as exc:  # counted: the contract is that there are none
                 self.errors.append(exc)
             batch += 1
+
+
+class StopListWriter(Writer):
+    """The stop list (SSDB hbsupp on the redis engine): StopList on kv.ssdb's client."""
+
+    def __init__(self, config):
+        super().__init__("stop-list")
+        self.stoplist = StopList(kv.ssdb(config, "hbsupp"))
+
+    def run(self) -> None:
+        n = 0
+        while self.go.wait() and not self.stop.is_set():
+            contact = f"listed-{n}@example.test"
+            try:
+                self.stoplist.add(contact)
+                assert self.stoplist.contains(contact)
+                self.acknowledged.append(contact)
+            except (redis.RedisError, OSError) as exc:  # counted: the contract is that there are none
+                self.errors.append(exc)
+            n += 1
 
 
 class DoneWriter(Writer):
@@ -127,11 +157,12 @@ def test_the_store_follows_a_failover_and_the_old_primary_rejoins(main_config, s
     assert checked.ok and checked.target.startswith("sentinel altcraft-kv@127.0.0.1:")
     assert checked.detail == f"redis, sentinel, primary 127.0.0.1:{kv1_port}"
 
-    writers = [DedupWriter(LaunchRecord(store.client, campaign_id=17, launch=1)), DoneWriter(main_config)]
+    writers = [DedupWriter(LaunchRecord(store.client, campaign_id=17, launch=1)), DoneWriter(main_config),
+               StopListWriter(main_config)]
     for w in writers:
         w.start()
         w.go.set()
-    wait_for(lambda: all(len(w.acknowledged) >= 3 for w in writers), timeout=10, what="both writers writing")
+    wait_for(lambda: all(len(w.acknowledged) >= 3 for w in writers), timeout=10, what="the writers writing")
     for w in writers:
         w.go.clear()
     # Replication is asynchronous (docs/operations.md): what the primary acknowledged survives
@@ -145,7 +176,7 @@ def test_the_store_follows_a_failover_and_the_old_primary_rejoins(main_config, s
     sentinel_set.freeze("kv1")
     for w in writers:
         w.go.set()
-    wait_for(lambda: sentinel_set.pending_requests("kv1") >= 2, timeout=10, what="both writers' commands in flight")
+    wait_for(lambda: sentinel_set.pending_requests("kv1") >= 3, timeout=10, what="each writer's command in flight")
     before_kill = [len(w.acknowledged) for w in writers]
     sentinel_set.kill("kv1")
     killed = time.monotonic()
@@ -156,8 +187,8 @@ def test_the_store_follows_a_failover_and_the_old_primary_rejoins(main_config, s
     for w in writers:
         w.halt()
 
-    assert [w.errors for w in writers] == [[], []]
-    dedup, done = writers
+    assert [w.errors for w in writers] == [[], [], []]
+    dedup, done, listed = writers
     assert dedup.acknowledged == list(range(len(dedup.acknowledged)))
     assert store.primary() == f"127.0.0.1:{kv2_port}"
     assert sentinel_set.role("kv2") == "master"
@@ -167,9 +198,12 @@ def test_the_store_follows_a_failover_and_the_old_primary_rejoins(main_config, s
             keys = [mta_envelope.launch_dedup_key(17, 1, p) for p in _profiles(b)]
             assert all(v is not None for v in kv2.mget(keys)), f"batch {b} lost"
         assert all(v is not None for v in kv2.mget([mta_envelope.done_key(m) for m in done.acknowledged]))
+        assert all(kv2.hexists(STOPLIST_KEY, contact_hash(c)) for c in listed.acknowledged)
     # the backup reads the key space from the primary the sentinels name now
     endpoint = next(e for e in kv_backup.endpoints(main_config) if "camp_duplicatesdb" in e.roles)
-    assert endpoint.port == kv2_port
+    assert endpoint.port == kv2_port and "ssdb_hbsupp" in endpoint.roles
+    for checked in checks.run(main_config, only=["camp_duplicatesdb", "ssdb_hbsupp"]):
+        assert checked.ok and checked.detail.endswith(f"primary 127.0.0.1:{kv2_port}"), checked
     checked = checks.run(main_config, only=["camp_duplicatesdb"])[0]
     assert checked.ok and checked.detail.endswith(f"primary 127.0.0.1:{kv2_port}")
 
@@ -186,7 +220,8 @@ def test_the_store_follows_a_failover_and_the_old_primary_rejoins(main_config, s
         assert kv1.get(mta_envelope.launch_dedup_key(17, 1, _profiles(dedup.acknowledged[-1])[-1])) is not None
     store.close()
     print(f"\nfailover seen by the callers in {failover_seconds:.1f} s; whole test {time.monotonic() - started:.1f} s; "
-          f"{len(dedup.acknowledged)} batches and {len(done.acknowledged)} done keys written, 0 errors")
+          f"{len(dedup.acknowledged)} batches, {len(done.acknowledged)} done keys and {len(listed.acknowledged)} "
+          "stop-list entries written, 0 errors")
 
 
 def test_a_plain_client_of_the_first_node_is_refused_after_the_failover(main_config, sentinel_set: SentinelSet):

@@ -104,3 +104,25 @@ def test_async_failover_retry_repeats_a_command_until_it_succeeds():
 
     assert asyncio.run(kv._AsyncFailoverRetry(5.0).call_with_retry(do, fail)) == "OK"
     assert len(attempts) == 3
+
+
+def test_ssdb_roles_under_sentinel_need_the_redis_engine_and_names():
+    sentinel = {"SENTINELS": SENTINELS, "MASTERS": {"HBSUPP": "altcraft-ssdb-hbsupp"}}
+    assert errors_of(SSDB_ENGINE="redis", SSDB_SENTINEL=sentinel) == {}
+    assert list(errors_of(SSDB_SENTINEL=sentinel)) == ["SSDB_SENTINEL.MASTERS"]  # engine ssdb
+    errors = errors_of(SSDB_ENGINE="redis", SSDB_SENTINEL={"MASTERS": {"HBSUPP": "a b", "BOUNCES": "x"}})
+    assert set(errors) == {"SSDB_SENTINEL.MASTERS.BOUNCES.[key]"}  # an unknown role is refused first
+    errors = errors_of(SSDB_ENGINE="redis", SSDB_SENTINEL={"MASTERS": {"HBSUPP": "a b"}})
+    assert set(errors) == {"SSDB_SENTINEL.SENTINELS", "SSDB_SENTINEL.MASTERS.HBSUPP"}
+
+
+def test_an_ssdb_role_named_in_masters_is_a_sentinel_store_the_others_stay_put():
+    config, _ = cfg.validate({"PRIVATE_KEY": SECRET, "WEBAPI_PRIVATE_KEY": SECRET, "TRACKING_CRYPT_KEY": SECRET,
+                              "SSDB_ENGINE": "redis", "SSDB_HBSUPP_PASS": "pw",
+                              "SSDB_SENTINEL": {"SENTINELS": SENTINELS, "SENTINEL_PASSWORD": "spw",
+                                                "MASTERS": {"HBSUPP": "altcraft-ssdb-hbsupp"}}})
+    hbsupp = config.ssdb_settings("hbsupp")
+    assert (hbsupp.MODE, hbsupp.SENTINEL_MASTER, hbsupp.PASSWORD, hbsupp.SENTINEL_PASSWORD) == \
+        ("sentinel", "altcraft-ssdb-hbsupp", "pw", "spw")
+    stats = config.ssdb_settings("stats")
+    assert (stats.MODE, stats.NODES[0].HOST, stats.NODES[0].PORT) == ("standalone", "127.0.0.1", 4440)
