@@ -209,7 +209,16 @@ def test_the_store_follows_a_failover_and_the_old_primary_rejoins(main_config, s
 
     # kv1 comes back with its old file (no replicaof): the sentinels make it kv2's replica
     sentinel_set.start("kv1")
-    wait_for(lambda: _replica_of(sentinel_set, "kv1", "kv2"), timeout=30, what="kv1 replicating kv2")
+    try:
+        # the sentinels wait 8 s (4 hello periods) after the old primary reappears before they
+        # convert it; the bound is generous for a loaded machine
+        wait_for(lambda: _replica_of(sentinel_set, "kv1", "kv2"), timeout=60, what="kv1 replicating kv2")
+    except AssertionError:
+        with sentinel_set.client("kv1") as kv1:
+            print("kv1:", kv1.info("replication"))
+        for name in ("s1", "s2", "s3", "kv1"):
+            print(name, sentinel_set.log(name)[-3000:])
+        raise
     record = LaunchRecord(store.client, campaign_id=17, launch=1)
     record.mark(_profiles(9999))
     with sentinel_set.client("kv2") as kv2:
