@@ -68,14 +68,85 @@ class KVNode(_Section):
     PORT: Port = 6666
 
 
-class KVCluster(_Section):
-    """A Redis-protocol store (Kvrocks in production; Redis is a selectable engine)."""
+class SentinelNode(_Section):
+    HOST: Host
+    PORT: Port = 26379
 
-    MODE: Literal["standalone", "cluster"] = "standalone"
+
+class KVCluster(_Section):
+    """A Redis-protocol store (Kvrocks in production; Redis is a selectable engine).
+
+    MODE "sentinel" (platform addition): a primary and its replicas watched by Redis
+    Sentinels, which Kvrocks supports as Redis does. Clients ask the SENTINELS where the
+    primary named SENTINEL_MASTER is and ask again after a failover; NODES then lists the
+    data nodes for the record (the sentinels, not NODES, say which one is the primary)."""
+
+    MODE: Literal["standalone", "cluster", "sentinel"] = "standalone"
     PASSWORD: str = ""
     NODES: list[KVNode] = Field(default_factory=lambda: [KVNode(HOST="127.0.0.1")], min_length=1)
     ENGINE: Literal["kvrocks", "redis"] = "kvrocks"  # platform addition
     DB: int = 0  # platform addition: logical database (Redis engine only)
+    # Platform additions, MODE "sentinel" only.
+    SENTINELS: list[SentinelNode] = Field(default_factory=list)
+    SENTINEL_MASTER: str = ""  # the name the sentinels monitor the primary under
+    SENTINEL_PASSWORD: str = ""  # the sentinels' own requirepass (empty: none)
+    # How long a command keeps being retried while the sentinels notice a dead primary and
+    # promote a replica: more than the sentinels' down-after-milliseconds plus a failover.
+    FAILOVER_WAIT_SECONDS: Annotated[float, Field(gt=0, le=300)] = 30.0
+
+    def problems(self) -> list[tuple[str, str]]:
+        """What the keys say together (each problem with the key it is about)."""
+        out: list[tuple[str, str]] = []
+        if self.MODE != "sentinel":
+            if self.SENTINELS or self.SENTINEL_MASTER:
+                out.append(("MODE", f"is {self.MODE!r} but SENTINELS/SENTINEL_MASTER are set "
+                                    "(they are read in MODE \"sentinel\" only)"))
+            return out
+        if len(self.SENTINELS) < 1:
+            out.append(("SENTINELS", "missing: at least one sentinel {HOST, PORT} when MODE is "
+                                     "\"sentinel\" (three on three hosts for a quorum of 2)"))
+        if not self.SENTINEL_MASTER.strip() or any(c.isspace() for c in self.SENTINEL_MASTER):
+            out.append(("SENTINEL_MASTER", "missing: the name the sentinels monitor the primary "
+                                           "under (sentinel monitor <name> ...), without spaces"))
+        seen = [(n.HOST, n.PORT) for n in self.SENTINELS]
+        if len(set(seen)) != len(seen):
+            out.append(("SENTINELS", "the same HOST:PORT is listed twice"))
+        return out
+
+
+SsdbRoleKey = Literal["ACTIONS", "HBSUPP", "NOTIFY", "STATS"]
+
+
+class SsdbSentinel(_Section):
+    """Platform addition: SSDB roles served by the redis engine (SSDB_ENGINE "redis"), each a
+    primary with replicas under Redis Sentinel. A role named in MASTERS is reached through the
+    SENTINELS as the primary they monitor under that name (SSDB_<ROLE>_IP/PORT then only
+    record its first node); the others stay on their IP/PORT."""
+
+    SENTINELS: list[SentinelNode] = Field(default_factory=list)
+    SENTINEL_PASSWORD: str = ""
+    MASTERS: dict[SsdbRoleKey, str] = Field(default_factory=dict)
+    FAILOVER_WAIT_SECONDS: Annotated[float, Field(gt=0, le=300)] = 30.0
+
+    def problems(self, engine: str) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        if not self.MASTERS and not self.SENTINELS:
+            return out
+        if engine != "redis":
+            out.append(("MASTERS", "Sentinel serves the redis engine only: SSDB_ENGINE is "
+                                   f"{engine!r} (SSDB replicates with its own slaveof)"))
+        if not self.SENTINELS:
+            out.append(("SENTINELS", "missing: at least one sentinel {HOST, PORT} when MASTERS is set"))
+        if not self.MASTERS:
+            out.append(("MASTERS", "missing: the monitored name of each role to reach through the "
+                                   "SENTINELS, e.g. {\"HBSUPP\": \"altcraft-ssdb-hbsupp\"}"))
+        for role, name in self.MASTERS.items():
+            if not name.strip() or any(c.isspace() for c in name):
+                out.append((f"MASTERS.{role}", "the name the sentinels monitor the role under, without spaces"))
+        seen = [(n.HOST, n.PORT) for n in self.SENTINELS]
+        if len(set(seen)) != len(seen):
+            out.append(("SENTINELS", "the same HOST:PORT is listed twice"))
+        return out
 
 
 class ClickHouseSystem(_Section):
@@ -490,6 +561,7 @@ class MainConfig(_Section):
     SSDB_STATS_PORT: Port = 4440
     SSDB_STATS_PASS: str = ""
     SSDB_ENGINE: Literal["ssdb", "redis"] = "ssdb"  # platform addition
+    SSDB_SENTINEL: SsdbSentinel = Field(default_factory=SsdbSentinel)  # platform addition
 
     RABBITMQ_HOST: Host = "127.0.0.1"
     RABBITMQ_PORT: Port = 5672
@@ -568,6 +640,19 @@ class MainConfig(_Section):
     def imports_dir(self) -> Path:
         """Uploaded import files (0600), read by procleadsaver on the same host."""
         return self.run_dir / "imports"
+
+    def ssdb_settings(self, role: str) -> KVCluster:
+        """SSDB role `role` (actions, hbsupp, notify, stats) described as a KVCluster: MODE
+        sentinel when SSDB_SENTINEL.MASTERS names it, else standalone on its IP/PORT."""
+        key = role.upper()
+        node = KVNode(HOST=getattr(self, f"SSDB_{key}_IP"), PORT=getattr(self, f"SSDB_{key}_PORT"))
+        common = {"PASSWORD": getattr(self, f"SSDB_{key}_PASS"), "NODES": [node], "ENGINE": "redis"}
+        sentinel = self.SSDB_SENTINEL
+        if key not in sentinel.MASTERS:
+            return KVCluster(MODE="standalone", **common)
+        return KVCluster(MODE="sentinel", SENTINELS=sentinel.SENTINELS, SENTINEL_MASTER=sentinel.MASTERS[key],
+                         SENTINEL_PASSWORD=sentinel.SENTINEL_PASSWORD,
+                         FAILOVER_WAIT_SECONDS=sentinel.FAILOVER_WAIT_SECONDS, **common)
 
     def process_settings(self, name: str) -> ProcessSettings:
         return self.PROCESSES.get(name, ProcessSettings())
@@ -736,6 +821,11 @@ def validate(data: Any, known_processes: frozenset[str] | None = None) -> tuple[
         return None, report
     report.warnings += _unknown_keys(config)
     report.errors += [Issue(f"WEBADMIN_LDAP.{key}", message) for key, message in config.WEBADMIN_LDAP.problems()]
+    report.errors += [Issue(f"SSDB_SENTINEL.{key}", message)
+                      for key, message in config.SSDB_SENTINEL.problems(config.SSDB_ENGINE)]
+    for section in ("CAMP_DUPLICATESDB", "PROCWORKFLOW_DISTRIBUTED_CACHE_DB"):
+        report.errors += [Issue(f"{section}.{key}", message)
+                          for key, message in getattr(config, section).problems()]
     if config.WORKFLOWS.TIME_SCALE != 1:
         report.warnings.append(Issue("WORKFLOWS.TIME_SCALE", f"scenario waits last {config.WORKFLOWS.TIME_SCALE:g} "
                                      "of their length: a setting for tests, 1 in production"))

@@ -26,6 +26,7 @@ import redis
 
 from altcraft.backup.digest import SumDigest
 from altcraft.config import MainConfig
+from altcraft.stores import kv
 
 PREFIX = "ak:"
 PATTERN = PREFIX + "*"
@@ -72,15 +73,16 @@ def endpoints(config: MainConfig) -> list[Endpoint]:
         if cluster.MODE == "cluster":
             raise Unsupported(f"{role}: cluster mode is not backed up yet (use the engine's own "
                               "snapshot on each node)")
-        node = cluster.NODES[0]
-        add(role, node.HOST, node.PORT, cluster.PASSWORD, cluster.DB)
+        # MODE sentinel: the primary the sentinels name now (a replica may lag behind it)
+        host, port = kv.primary_address(cluster)
+        add(role, host, port, cluster.PASSWORD, cluster.DB)
     for role in ("actions", "hbsupp", "notify", "stats"):
         if config.SSDB_ENGINE == "ssdb":
             raise Unsupported(f"ssdb_{role}: the SSDB engine has no SCAN/TYPE; back it up with "
                               "ssdb-dump on its host (not automated yet), or run the redis engine")
-        key = role.upper()
-        add(f"ssdb_{role}", getattr(config, f"SSDB_{key}_IP"), getattr(config, f"SSDB_{key}_PORT"),
-            getattr(config, f"SSDB_{key}_PASS"), 0)
+        settings = config.ssdb_settings(role)
+        host, port = kv.primary_address(settings)  # SSDB_SENTINEL: the primary now
+        add(f"ssdb_{role}", host, port, settings.PASSWORD, 0)
     return list(found.values())
 
 

@@ -61,7 +61,10 @@ def _kv_cluster(key: str) -> Probe:
         store = kv.from_cluster(key.lower(), getattr(config, key), timeout=timeout)
         try:
             store.ping()
-            return f"{store.engine}, {getattr(config, key).MODE}"
+            settings = getattr(config, key)
+            if settings.MODE == "sentinel":  # which node the sentinels make the primary now
+                return f"{store.engine}, sentinel, primary {store.primary()}"
+            return f"{store.engine}, {settings.MODE}"
         finally:
             store.close()
     return probe
@@ -72,6 +75,8 @@ def _ssdb(role: kv.SsdbRole) -> Probe:
         store = kv.ssdb(config, role, timeout=timeout)
         try:
             store.ping()
+            if store.sentinel is not None:  # which node the sentinels make the primary now
+                return f"{store.engine}, sentinel, primary {store.primary()}"
             return store.engine
         finally:
             store.close()
@@ -93,7 +98,10 @@ def _mongo_target(config: MainConfig, role: documents.Role) -> str:
 
 
 def _kv_target(config: MainConfig, key: str) -> str:
-    return ",".join(f"{n.HOST}:{n.PORT}" for n in getattr(config, key).NODES)
+    settings = getattr(config, key)
+    if settings.MODE == "sentinel":
+        return kv.sentinel_target(settings)
+    return ",".join(f"{n.HOST}:{n.PORT}" for n in settings.NODES)
 
 
 def configured(config: MainConfig) -> dict[str, tuple[str, Probe]]:
@@ -111,8 +119,9 @@ def configured(config: MainConfig) -> dict[str, tuple[str, Probe]]:
         name = "camp_duplicatesdb" if key == "CAMP_DUPLICATESDB" else "procworkflow_cache"
         checks[name] = (_kv_target(config, key), _kv_cluster(key))
     for role in kv.SSDB_ROLES:
-        key = role.upper()
-        target = f"{getattr(config, f'SSDB_{key}_IP')}:{getattr(config, f'SSDB_{key}_PORT')}"
+        settings = config.ssdb_settings(role)
+        node = settings.NODES[0]
+        target = kv.sentinel_target(settings) if settings.MODE == "sentinel" else f"{node.HOST}:{node.PORT}"
         checks[f"ssdb_{role}"] = (target, _ssdb(role))
     if config.POSTGRESQL.ENABLE:
         pg = config.POSTGRESQL

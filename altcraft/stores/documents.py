@@ -34,7 +34,9 @@ def mongo_uri(config: MainConfig, role: Role = "control") -> str:
         options.append(f"authSource={quote_plus(config.MONGO_AUTH_DB)}")
     replica_set = getattr(config, f"{prefix}_REPL_SET_NAME")
     if replica_set:
-        options.append(f"replicaSet={quote_plus(replica_set)}")
+        # A write is acknowledged once a majority of the set has it: a primary that dies
+        # right after cannot take it with it (the fail-safe scheme's rs0 on three hosts).
+        options += [f"replicaSet={quote_plus(replica_set)}", "w=majority"]
     query = "?" + "&".join(options) if options else ""
     return f"mongodb://{auth}{hosts}/{query}"
 

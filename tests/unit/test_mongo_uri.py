@@ -11,5 +11,5 @@ def test_mongo_uri_from_altcraft_keys():
         "CONTROLDB": [{"IP": "db1", "PORT": 27017}, {"IP": "db2"}],
     })
     assert documents.mongo_uri(config, "control") == \
-        "mongodb://ak:p%40ss+word@db1:27017,db2:27017/?authSource=admin&replicaSet=rs0"
+        "mongodb://ak:p%40ss+word@db1:27017,db2:27017/?authSource=admin&replicaSet=rs0&w=majority"
     assert documents.mongo_uri(config, "account") == "mongodb://127.0.0.1:27018/"
