@@ -30,7 +30,9 @@ from tests.lib.wait import wait_for
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 BACKEND = "trk_app"
-CHECK_INTERVAL = "300ms"  # the test's; production keeps the role's default (2s), fall 2 rise 2 as shipped
+# the test's (production: the role's 2s), fall 2 rise 2 as shipped: a dead server stays in the
+# pool for 2-3 s, longer than the retries on it would take (2 x the 1 s turn-around) without redispatch
+CHECK_INTERVAL = "1s"
 CLIENTS = 4
 # clicks per phase of the load: before the kill, and after the dead server was taken out
 PHASE = 400
@@ -60,15 +62,15 @@ def balanced(harness, stand, vhost, tmp_path):
         balancer_check_interval=CHECK_INTERVAL, balancer_maxconn=2000,
         balancer_stats_socket=str(tmp_path / "haproxy.sock"))
     try:
-        app1.start()
-        app2.start()
+        app1.launch(), app2.launch()
+        app1.ready(), app2.ready()
         with haproxy.HAProxy(tmp_path, text, listen) as balancer:
             for server in ("app1", "app2"):
                 wait_for(lambda: balancer.status(BACKEND, server) == "UP", timeout=20, what=f"{server} UP")
             yield balancer, app1, app2, user
     finally:
-        app1.stop()
-        app2.stop()
+        app1.stop(), app2.stop()
+        app1.stopped(), app2.stopped()
         haproxy.delete_rabbitmq_user(user)
 
 
@@ -79,7 +81,7 @@ class Load:
     def __init__(self, port: int, account_id: int, campaign: int):
         self.port, self.account_id, self.campaign = port, account_id, campaign
         self.answered: list[tuple[float, str]] = []  # (when, profile) of each 302
-        self.failed: list[tuple[float, str]] = []  # (when, what) of everything else
+        self.failed: list[tuple[float, str, str]] = []  # (when, what, profile) of everything else
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.threads = [threading.Thread(target=self._click, daemon=True) for _ in range(CLIENTS)]
@@ -100,7 +102,7 @@ class Load:
             if outcome is None:
                 self.answered.append((time.monotonic(), profile))
             else:
-                self.failed.append((time.monotonic(), outcome))
+                self.failed.append((time.monotonic(), outcome, profile))
 
     def _click(self) -> None:
         while not self.stop.is_set():
@@ -131,15 +133,21 @@ def test_killed_and_unready_app_servers_leave_the_pool(balanced, stand, vhost):
         killed_at = time.monotonic()
         app2.kill()
         killed = time.monotonic()
-        wait_for(lambda: balancer.status(BACKEND, "app2") == "DOWN", timeout=20, what="app2 DOWN after the kill")
+        wait_for(lambda: balancer.status(BACKEND, "app2") == "DOWN", timeout=20, what="app2 DOWN after the kill",
+                 every=0.05)
+        out_after = time.monotonic() - killed_at
         after = load.total()
         wait_for(lambda: load.total() >= after + PHASE, timeout=60, what=f"{PHASE} clicks after app2 went DOWN")
     finally:
         load.finish()
     total = len(load.answered) + len(load.failed)
-    print(f"\nclicks: {total}, failed: {len(load.failed)} {Counter(what for _, what in load.failed)}, "
-          f"app2 DOWN {time.monotonic() - killed_at:.1f}s after the kill (before the load ended)")
-    assert len(load.failed) < total / 100, Counter(what for _, what in load.failed)
+    app2_row = balancer.stat(BACKEND, "app2")
+    print(f"\nclicks: {total}, failed: {len(load.failed)} {Counter(what for _, what, _ in load.failed)}, "
+          f"app2 DOWN {out_after:.2f}s after the kill; "
+          f"app2 retries {app2_row['wretr']}, redispatches {app2_row['wredis']}")
+    assert len(load.failed) < total / 100, Counter(what for _, what, _ in load.failed)
+    # redispatched, not failed: only the clicks in flight on app2 when it died (one per client at most)
+    assert len(load.failed) <= CLIENTS, Counter(what for _, what, _ in load.failed)
 
     # the killed server comes back into the pool once it runs again
     app2.start()
@@ -171,4 +179,5 @@ def test_killed_and_unready_app_servers_leave_the_pool(balanced, stand, vhost):
     print(f"events: {len(events)} messages, {len(ids)} clicks, answered {len(load.answered)}; "
           f"lost in the SIGKILL window: {len(lost)}")
     assert len(missing) == len(lost), f"{len(missing) - len(lost)} answered clicks have no event"
-    assert set(ids) <= {profile for _, profile in load.answered}
+    # a click whose answer died with app2 may have been recorded before: an event, no answer
+    assert set(ids) <= {profile for _, profile in load.answered} | {profile for *_, profile in load.failed}

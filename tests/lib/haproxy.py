@@ -121,15 +121,22 @@ class AppServer:
     def https_port(self) -> int:
         return self.nginx.instance["https_port"]
 
-    def start(self) -> AppServer:
+    def launch(self) -> AppServer:
+        """Starts trkaction; `ready` waits for it and starts nginx."""
         with self.log.open("ab") as log:
             self.trkaction = subprocess.Popen([str(BIN / "akd"), "run", "trkaction", "--config", str(self.main_json)],
                                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def ready(self) -> AppServer:
         wait_for(lambda: self.trkaction.poll() is not None or _ready(self.port), timeout=60,
                  what=f"trkaction on port {self.port} ready")
         assert self.trkaction.poll() is None, self.log.read_text()[-3000:]
         self.nginx.__enter__()
         return self
+
+    def start(self) -> AppServer:
+        return self.launch().ready()
 
     def kill(self) -> None:
         """SIGKILL to everything the app server runs, as when the machine dies."""
@@ -143,10 +150,16 @@ class AppServer:
         wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids), timeout=10, what="nginx gone")
 
     def stop(self) -> None:
+        """Quick shutdown (SIGINT) of what still runs; `stopped` waits for it."""
         if self.nginx.process is not None and self.nginx.process.poll() is None:
-            self.nginx.__exit__(None, None, None)
+            self.nginx.process.terminate()
         if self.trkaction is not None and self.trkaction.poll() is None:
-            self.trkaction.terminate()
+            self.trkaction.send_signal(signal.SIGINT)
+
+    def stopped(self) -> None:
+        if self.nginx.process is not None:
+            self.nginx.process.wait(timeout=20)
+        if self.trkaction is not None:
             try:
                 self.trkaction.wait(timeout=20)
             except subprocess.TimeoutExpired:
