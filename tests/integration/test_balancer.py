@@ -55,7 +55,7 @@ def balanced(harness, stand, vhost, tmp_path):
     app2 = haproxy.AppServer(haproxy.second_server_config(stand.path, tmp_path / "app2", user), tmp_path / "app2-web")
     listen = free_port()
     text = haproxy.render(
-        [{"name": "trk", "bind": f"127.0.0.1:{listen}", "backend_port": 443, "check_path": "/trkaction/readiness"}],
+        [haproxy.frontend("trk", bind=f"127.0.0.1:{listen}")],
         {name: {"ansible_host": "127.0.0.1", "balancer_backend_ports": {"trk": app.https_port}}
          for name, app in (("app1", app1), ("app2", app2))},
         # maxconn: the role's 20000 needs about 40000 descriptors, above this machine's hard limit

@@ -43,6 +43,12 @@ def defaults() -> dict:
     return yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
 
 
+def frontend(name: str, **overrides) -> dict:
+    """One of the role's frontends (check path, backend port) as its defaults define it."""
+    (found,) = [dict(fe) for fe in defaults()["balancer_frontends"] if fe["name"] == name]
+    return {**found, **overrides}
+
+
 def render(frontends: list[dict], hostvars: dict[str, dict], **overrides) -> str:
     """The role's haproxy.cfg for `frontends` and the app servers `hostvars` (inventory name ->
     host variables: ansible_host, balancer_backend_ports)."""
