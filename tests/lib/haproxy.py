@@ -20,6 +20,8 @@ import signal
 import socket
 import ssl
 import subprocess
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import jinja2
@@ -30,7 +32,6 @@ from altcraft import config as cfg
 from altcraft.stores import broker
 from tests.lib import ROOT
 from tests.lib.cli import BIN
-from tests.lib.harness import servers
 from tests.lib.nginx import Nginx
 from tests.lib.packages import command
 from tests.lib.ports import free_port, port_open
@@ -120,8 +121,14 @@ class AppServer:
         self.port = self.config.process_settings("trkaction").PORT
         workdir.mkdir(parents=True, exist_ok=True)
         self.log = workdir / "trkaction.log"
+        self.access_log = workdir / "trk-access.log"  # nginx's (nginx_log_dir is the workdir)
         self.nginx = Nginx("trk", workdir, process_ports={"trkaction": self.port})
         self.trkaction: subprocess.Popen | None = None
+
+    def answered(self, paths: set[str]) -> set[str]:
+        """Those of `paths` this server's nginx answered (its access log has the request)."""
+        text = self.access_log.read_text() if self.access_log.exists() else ""
+        return {path for path in paths if path in text}
 
     @property
     def https_port(self) -> int:
@@ -193,36 +200,85 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def second_server_config(main_json: Path, basedir: Path, rabbitmq_user: str) -> Path:
+def second_server_config(main_json: Path, basedir: Path, rabbitmq_port: int) -> Path:
     """main.json of another app server of the same platform: the same stores, vhost and
-    secrets; its own directory (spool, pids), trkaction port and RabbitMQ user."""
+    secrets; its own directory (spool, pids) and trkaction port, and RabbitMQ reached on
+    `rabbitmq_port` (a Relay, so that the test can cut this server's way to the broker)."""
     settings = json.loads(main_json.read_text())
     basedir.mkdir(parents=True, exist_ok=True)
     settings["BASEDIR"] = str(basedir)
     settings["PROCESSES"]["trkaction"] = {**settings["PROCESSES"]["trkaction"], "PORT": free_port()}
-    settings["RABBITMQ_USER"] = rabbitmq_user
+    settings["RABBITMQ_PORT"] = rabbitmq_port
     path = basedir / "main.json"
     path.write_text(json.dumps(settings, indent=2))
     return path
 
 
-# -- a RabbitMQ user of one app server's own: its readiness fails while the user may not use the vhost
+class Relay:
+    """A TCP relay from a loopback port of its own to `target`: one app server's way to a store,
+    which the test can cut (nothing listens, every relayed connection is closed: a network
+    partition for that server only) and restore on the same port."""
 
-def add_rabbitmq_user(name: str, password: str, vhost: str) -> None:
-    servers("rabbitmqctl", "-q", "add_user", name, password, check=True)
-    grant(name, vhost)
+    def __init__(self, target: tuple[str, int]):
+        self.target = target
+        self.port = free_port()
+        self._server: socket.socket | None = None
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+
+    def restore(self) -> Relay:
+        self._server = socket.create_server(("127.0.0.1", self.port))
+        self._server.settimeout(0.2)
+        threading.Thread(target=self._accept, args=(self._server,), daemon=True).start()
+        return self
+
+    def cut(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        with self._lock:
+            for sock in self._open:
+                _close(sock)
+            self._open.clear()
+
+    def _accept(self, server: socket.socket) -> None:
+        while self._server is server:
+            try:
+                client, _ = server.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                _close(client)
+                continue
+            client.settimeout(None)
+            upstream.settimeout(None)
+            with self._lock:
+                self._open.update((client, upstream))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        with self._lock:
+            self._open.difference_update((source, sink))
+        _close(source)
+        _close(sink)
 
 
-def grant(name: str, vhost: str) -> None:
-    servers("rabbitmqctl", "-q", "set_permissions", "-p", vhost, name, ".*", ".*", ".*", check=True)
-
-
-def revoke(name: str, vhost: str) -> None:
-    servers("rabbitmqctl", "-q", "clear_permissions", "-p", vhost, name, check=True)
-
-
-def delete_rabbitmq_user(name: str) -> None:
-    servers("rabbitmqctl", "-q", "delete_user", name)
+def _close(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
 
 
 def https_get(port: int, path: str, timeout: float = 10) -> int:
@@ -238,23 +294,23 @@ def https_get(port: int, path: str, timeout: float = 10) -> int:
         connection.close()
 
 
-def take_events(config, queue: str, until: int, timeout: float = 30) -> list[dict]:
-    """Takes (and acks) every event in `queue` of config's vhost: waits until at least `until`
-    were taken or `timeout` passed, then takes what is still there."""
+def take_events(config, queue: str, complete: Callable[[list[dict]], bool], timeout: float = 30) -> list[dict]:
+    """Takes (and acks) every event in `queue` of config's vhost: waits until `complete(events)`
+    or `timeout`, then takes what is still there (the caller says what is missing)."""
     events: list[dict] = []
     with pika.BlockingConnection(broker.parameters(config, app="altcraft-test")) as connection:
         channel = connection.channel()
 
-        def drain() -> int:
+        def drain() -> list[dict]:
             while True:
                 method, _, body = channel.basic_get(queue, auto_ack=True)
                 if method is None:
-                    return len(events)
+                    return events
                 events.append(json.loads(body))
 
         try:
-            wait_for(lambda: drain() >= until, timeout=timeout, what=f"{until} events in {queue}")
+            wait_for(lambda: complete(drain()), timeout=timeout, what=f"the events in {queue}")
         except AssertionError:
-            pass  # the caller compares what arrived with what was expected, and says which are missing
+            pass
         drain()
     return events
