@@ -31,15 +31,18 @@ def defaults() -> dict:
     return yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
 
 
-def render(instance_name: str, workdir: Path, **overrides) -> tuple[str, dict]:
+def render(instance_name: str, workdir: Path, process_ports: dict[str, int] | None = None,
+           **overrides) -> tuple[str, dict]:
     """The role's nginx.conf for one instance (ports and paths moved under workdir);
-    returns the text and the instance as rendered."""
+    returns the text and the instance as rendered. `process_ports`: the ports of processes
+    that really run (the others get closed ports)."""
     facts = defaults()
     (instance,) = [dict(i) for i in facts["nginx_instances"] if i["name"] == instance_name]
     instance.update(listen_ip="127.0.0.1", http_port=free_port(), https_port=free_port())
     facts.update(nginx_instance=instance, nginx_config_root=str(workdir), nginx_log_dir=str(workdir),
                  ansible_managed="rendered by tests/lib/nginx.py", nginx_backend_hosts=["127.0.0.1"],
-                 nginx_process_ports={p: free_port() for p in instance["processes"] + [instance["default"]]},
+                 nginx_process_ports={**{p: free_port() for p in instance["processes"] + [instance["default"]]},
+                                      **(process_ports or {})},
                  **overrides)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(ROLE / "templates")),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
