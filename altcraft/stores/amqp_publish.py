@@ -15,13 +15,14 @@ import struct
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Generic, TypeVar
 
 import pika
 import pika.exceptions
 import pika.spec
 
-Parameters = pika.ConnectionParameters  # what stores.broker.parameters makes
+Parameters = Sequence[pika.ConnectionParameters]  # what stores.broker.parameters makes: one per node
 
 
 class ConfirmTimeout(pika.exceptions.AMQPError):
