@@ -159,6 +159,14 @@ class Broker:
             self._channel.confirm_delivery()
         return self._channel
 
+    def _drop_channel(self) -> None:
+        channel, self._channel = self._channel, None
+        try:
+            if channel is not None and channel.is_open:
+                channel.close()
+        except (pika.exceptions.AMQPError, OSError):
+            pass
+
     def server_version(self) -> str:
         props = self.connection._impl.server_properties  # pika exposes them only here
         version = props.get("version", b"?")
@@ -171,6 +179,10 @@ class Broker:
             self.channel.basic_publish(message.exchange, message.routing_key, message.body,
                                        _properties(message), mandatory=True)
         except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as exc:
+            if isinstance(exc, pika.exceptions.NackError):
+                # RabbitMQ 3.10 goes on nacking a channel that quorum queues nacked during a
+                # leader election (a node died); the next publish takes a new channel
+                self._drop_channel()
             raise PublishError(f"{message.exchange}/{message.routing_key}: {type(exc).__name__}") from exc
 
     def publish_transaction(self, messages: Iterable[Message]) -> None:

@@ -27,7 +27,7 @@ from tests.lib.wait import wait_for
 
 pytestmark = pytest.mark.integration
 
-EVENTS = 20_000
+EVENTS = 5_000
 QUEUE = "events.actions"  # bound to action.# (and events.webhooks takes a copy of everything)
 
 
@@ -66,27 +66,32 @@ def test_quorum_queues_keep_every_event_when_the_publishers_node_is_killed(clust
     confirmed = _counter("confirmed")
     publisher = trk_publisher.EventPublisher(
         lambda: broker.parameters(config, app="altcraft-test-publisher"), topology.EVENTS_EXCHANGE,
-        tmp_path / "spool", batch=200, window=1000, flush_timeout=60)
+        tmp_path / "spool", batch=100, window=500, flush_timeout=60)
     ids = [uuid.uuid4().hex for _ in range(EVENTS)]
     started = time.monotonic()
-    for event_id in ids:
-        publisher.submit("action.open", b'{"event_id": "%s", "type": "open"}' % event_id.encode(), event_id)
-    # the publisher is on the first node (the first it tries) and has work in flight: kill that node
-    wait_for(lambda: _counter("confirmed") - confirmed >= EVENTS // 5, timeout=30,
-             what="a fifth of the events confirmed", every=0.01)
-    assert _counter("confirmed") - confirmed < EVENTS, "every event was confirmed before the kill"
-    cluster.kill(0)
-    killed_at = time.monotonic() - started
+    try:
+        for event_id in ids:
+            publisher.submit("action.open", b'{"event_id": "%s", "type": "open"}' % event_id.encode(), event_id)
+        # the publisher is on the first node (the first it tries) with work in flight: kill that node
+        wait_for(lambda: _counter("confirmed") - confirmed >= EVENTS // 5, timeout=30,
+                 what="a fifth of the events confirmed", every=0.01)
+        assert _counter("confirmed") - confirmed < EVENTS, "every event was confirmed before the kill"
+        cluster.kill(0)
+        killed_at = time.monotonic() - started
 
-    def settled() -> bool:
-        # nothing buffered, in flight or spooled (messages nacked while a queue elected its
-        # new leader are spooled and replayed by the publisher: its own way of losing none)
-        spool = tmp_path / "spool"
-        return (_counter("confirmed") - confirmed >= EVENTS and trk_publisher.BUFFERED._value.get() == 0
-                and not (spool.is_dir() and any(spool.iterdir())))
-    wait_for(settled, timeout=60, what="every event confirmed, none left in the spool", every=0.05)
-    took = time.monotonic() - started
-    publisher.close()
+        def settled() -> bool:
+            # nothing buffered, in flight or spooled (messages nacked while a queue elected its
+            # new leader are spooled and replayed by the publisher: its own way of losing none)
+            spool = tmp_path / "spool"
+            return (_counter("confirmed") - confirmed >= EVENTS and trk_publisher.BUFFERED._value.get() == 0
+                    and not (spool.is_dir() and any(spool.iterdir())))
+        try:
+            wait_for(settled, timeout=45, what="every event confirmed, none left in the spool", every=0.05)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{cluster.log_tails()}") from None
+        took = time.monotonic() - started
+    finally:
+        publisher.close(timeout=5)
 
     again, respooled = _counter("retried") - retried, _counter("spooled") - spooled
     assert again > 0, "the kill did not cut the publisher's connection (it was not on the killed node)"

@@ -205,6 +205,19 @@ class RabbitCluster:
         self._launch(node)
         self._await(node)
 
+    def log_tails(self, lines: int = 40) -> str:
+        """The warnings and errors each node logged (for a failing test's message)."""
+        out = []
+        for node in self.nodes:
+            log = node.directory / "log" / f"{node.name}.log"
+            text = log.read_text(errors="replace").splitlines() if log.exists() else []
+            worth = [line for line in text if "[info]" not in line or "Running boot step" not in line][-lines:]
+            state = "running" if node.beam_pid() else "not running"
+            if node.process is not None and node.process.poll() is not None:
+                state += f", its launcher exited with {node.process.returncode}"
+            out.append(f"---- {node.name} ({state}) ----\n" + "\n".join(worth))
+        return "\n".join(out)
+
     def stop(self) -> None:
         for node in self.nodes:
             pid = node.beam_pid()
@@ -221,7 +234,8 @@ class RabbitCluster:
                 node.process.wait(timeout=30)
         env = {**os.environ, "ERL_EPMD_PORT": str(self.epmd_port)}
         subprocess.run(["epmd", "-kill"], env=env, capture_output=True, timeout=10)
-        shutil.rmtree(self.base, ignore_errors=True)
+        if not os.environ.get("ALTCRAFT_KEEP_RABBIT_CLUSTER"):  # set it to read a failed run's logs
+            shutil.rmtree(self.base, ignore_errors=True)
 
     def __enter__(self) -> RabbitCluster:
         return self.start()
