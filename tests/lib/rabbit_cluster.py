@@ -4,13 +4,15 @@ Each node is Debian's rabbitmq-server run as whoever runs the test (the scripts 
 /usr/lib/rabbitmq/bin, as tests/harness/servers.sh does), with its own node name, AMQP port
 and distribution port, all sharing one epmd on a port of their own (never the system's 4369)
 and one Erlang cookie, with data, logs and config under a temporary directory that `stop`
-removes. The first node is started alone (its default vhost and user made at first boot,
-no CLI call); the others join it at boot through classic peer discovery, which is what
-`rabbitmqctl join_cluster` does by hand (the Ansible role uses that).
+removes. The three start together: the first forms the cluster (its default vhost and user
+made at first boot, no CLI call), the others join it at boot through classic peer discovery
+(retrying until it is up), which is what `rabbitmqctl join_cluster` does by hand (the
+Ansible role uses that).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -128,8 +130,11 @@ class RabbitCluster:
             "default_permissions.write = .*",
         ]
         if join is not None:
+            # started together with the first node: they retry until it can take them
             lines += ["cluster_formation.peer_discovery_backend = classic_config",
-                      f"cluster_formation.classic_config.nodes.1 = {join.name}"]
+                      f"cluster_formation.classic_config.nodes.1 = {join.name}",
+                      "cluster_formation.discovery_retry_limit = 120",
+                      "cluster_formation.discovery_retry_interval = 500"]
         (node.directory / "rabbitmq.conf").write_text("\n".join(lines) + "\n")
 
     def _launch(self, node: Node) -> None:
@@ -168,11 +173,9 @@ class RabbitCluster:
         for node in others:
             self._write_config(node, first)
         try:
-            self._launch(first)
-            self._await(first)
-            for node in others:
+            for node in self.nodes:
                 self._launch(node)
-            for node in others:
+            for node in self.nodes:
                 self._await(node)
             wait_for(lambda: len(self.running()) == len(self.nodes), timeout=self.timeout,
                      what="every node running in one cluster", every=0.5)
@@ -183,8 +186,6 @@ class RabbitCluster:
 
     def running(self, via: Node | None = None) -> list[str]:
         """Names of the running nodes, as the cluster itself reports them."""
-        import json
-
         via = via or next(n for n in self.nodes if n.beam_pid() and port_open(HOST, n.port, 0.5))
         status = json.loads(self.ctl(via, "cluster_status", "--formatter", "json"))
         return sorted(status.get("running_nodes", []))
