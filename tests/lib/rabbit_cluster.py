@@ -233,10 +233,30 @@ class RabbitCluster:
                 except ProcessLookupError:
                     pass
                 node.process.wait(timeout=30)
-        env = {**os.environ, "ERL_EPMD_PORT": str(self.epmd_port)}
-        subprocess.run(["epmd", "-kill"], env=env, capture_output=True, timeout=10)
+        # our epmd (started by the first node, as a daemon): the one whose HOME is ours
+        # (`epmd -kill` refuses while the killed nodes are still registered)
+        for pid in self._epmd_pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if not os.environ.get("ALTCRAFT_KEEP_RABBIT_CLUSTER"):  # set it to read a failed run's logs
             shutil.rmtree(self.base, ignore_errors=True)
+
+    def _epmd_pids(self) -> list[int]:
+        found = []
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                if (proc / "comm").read_text().strip() != "epmd":
+                    continue
+                environ = (proc / "environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if f"HOME={self.home}".encode() in environ:
+                found.append(int(proc.name))
+        return found
 
     def __enter__(self) -> RabbitCluster:
         return self.start()
