@@ -90,8 +90,9 @@ def test_quorum_queues_keep_every_event_when_the_publishers_node_is_killed(clust
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{cluster.log_tails()}") from None
         took = time.monotonic() - started
-    finally:
+    except BaseException:
         publisher.close(timeout=5)
+        raise
 
     again, respooled = _counter("retried") - retried, _counter("spooled") - spooled
     assert again > 0, "the kill did not cut the publisher's connection (it was not on the killed node)"
@@ -127,6 +128,29 @@ def test_quorum_queues_keep_every_event_when_the_publishers_node_is_killed(clust
     assert not rejoin.is_alive()
     wait_for(lambda: cluster.running() == sorted(n.name for n in cluster.nodes), timeout=60,
              what="the killed node running in the cluster again", every=0.5)
+
+    # The publisher, idle after its last event, is on one node: kill that one too (the others
+    # hold two of three members of every quorum); the next event must go through another.
+    try:
+        assert publisher.publish_and_wait("action.open", b'{"type": "open"}', uuid.uuid4().hex, timeout=30)
+        idle_on = cluster.connected_node()
+        assert idle_on is not None, "the publisher holds no connection to the cluster"
+        cluster.kill(idle_on)
+        late = uuid.uuid4().hex
+        publisher.submit("action.open", b'{"type": "open"}', late)  # confirmed, or nacked and replayed
+        seen: list[str] = []
+        consumer = amqp_consume.BatchConsumer(config, (QUEUE,), lambda r: seen.append(r.message_id),
+                                              prefetch=100, app="altcraft-test-consumer")
+        try:
+            def arrived() -> bool:
+                consumer.poll(0.1)
+                return late in seen
+            wait_for(arrived, timeout=40, every=0,
+                     what=f"an event sent after the idle publisher's node ({cluster.nodes[idle_on].name}) died")
+        finally:
+            consumer.close()
+    finally:
+        publisher.close(timeout=5)
 
 
 def test_migrate_refuses_to_mix_queue_types(cluster):

@@ -190,6 +190,17 @@ class RabbitCluster:
         status = json.loads(self.ctl(via, "cluster_status", "--formatter", "json"))
         return sorted(status.get("running_nodes", []))
 
+    def connected_node(self) -> int | None:
+        """Index of the node that has an AMQP client connection open (the only clients are
+        the test's own), read from the kernel's table of TCP sockets; None when none has."""
+        ports = {node.port: index for index, node in enumerate(self.nodes)}
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            remote_port, state = int(fields[2].split(":")[1], 16), fields[3]
+            if state == "01" and remote_port in ports:  # ESTABLISHED, we are the client
+                return ports[remote_port]
+        return None
+
     def kill(self, index: int) -> None:
         """kill -9 of the node's Erlang VM: no goodbye to its clients or its peers."""
         node = self.nodes[index]
