@@ -1,7 +1,8 @@
 """The fail-safe scheme's broker on a real three-node RabbitMQ cluster (tests/lib/rabbit_cluster.py,
 loopback only): the platform's topology declared as quorum queues by `aktool migrate`'s code,
 events published by the tracking publisher while the node it is connected to is killed
-(kill -9), every event consumed afterwards, and the killed node back in the cluster.
+(kill -9), every event consumed afterwards, the killed node back in the cluster; then the
+node the idle publisher is on is killed too and an event sent afterwards still arrives.
 
 Delivery is at least once: the publisher sends again what was unconfirmed when its connection
 died, so an event may arrive twice. The platform de-duplicates downstream by event id
