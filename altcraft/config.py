@@ -73,6 +73,11 @@ class SentinelNode(_Section):
     PORT: Port = 26379
 
 
+class BrokerNode(_Section):
+    HOST: Host
+    PORT: Port = 5672
+
+
 class KVCluster(_Section):
     """A Redis-protocol store (Kvrocks in production; Redis is a selectable engine).
 
@@ -568,6 +573,12 @@ class MainConfig(_Section):
     RABBITMQ_VHOST: str = "altcraft"
     RABBITMQ_USER: str = "altcraft"
     RABBITMQ_PASS: str = ""
+    # Platform additions. RABBITMQ_NODES: the cluster's nodes, tried in order on every
+    # (re)connection; when empty, RABBITMQ_HOST/PORT is the one node. RABBITMQ_QUEUE_TYPE:
+    # what every platform queue is declared as (`x-queue-type`; RabbitMQ 3.10 cannot set it
+    # by policy): `quorum` for the fail-safe scheme's three-node cluster.
+    RABBITMQ_NODES: list[BrokerNode] = Field(default_factory=list)
+    RABBITMQ_QUEUE_TYPE: Literal["classic", "quorum"] = "classic"
 
     CAMP_DUPLICATESDB: KVCluster = Field(default_factory=KVCluster)
     # The campaign worker publishes while the sender's MTA queue holds fewer messages than
@@ -653,6 +664,13 @@ class MainConfig(_Section):
         return KVCluster(MODE="sentinel", SENTINELS=sentinel.SENTINELS, SENTINEL_MASTER=sentinel.MASTERS[key],
                          SENTINEL_PASSWORD=sentinel.SENTINEL_PASSWORD,
                          FAILOVER_WAIT_SECONDS=sentinel.FAILOVER_WAIT_SECONDS, **common)
+
+    @property
+    def broker_nodes(self) -> list[tuple[str, int]]:
+        """The RabbitMQ nodes to try, in order: RABBITMQ_NODES, else RABBITMQ_HOST/PORT."""
+        if self.RABBITMQ_NODES:
+            return [(node.HOST, node.PORT) for node in self.RABBITMQ_NODES]
+        return [(self.RABBITMQ_HOST, self.RABBITMQ_PORT)]
 
     def process_settings(self, name: str) -> ProcessSettings:
         return self.PROCESSES.get(name, ProcessSettings())
@@ -826,6 +844,12 @@ def validate(data: Any, known_processes: frozenset[str] | None = None) -> tuple[
     for section in ("CAMP_DUPLICATESDB", "PROCWORKFLOW_DISTRIBUTED_CACHE_DB"):
         report.errors += [Issue(f"{section}.{key}", message)
                           for key, message in getattr(config, section).problems()]
+    nodes = config.broker_nodes
+    if len(set(nodes)) != len(nodes):
+        report.errors.append(Issue("RABBITMQ_NODES", "a node is listed twice"))
+    if config.RABBITMQ_QUEUE_TYPE == "quorum" and len(nodes) < 3:
+        report.warnings.append(Issue("RABBITMQ_QUEUE_TYPE", f"quorum queues on {len(nodes)} node(s): "
+                                     "a quorum survives a node's loss only with 3 or more nodes"))
     if config.WORKFLOWS.TIME_SCALE != 1:
         report.warnings.append(Issue("WORKFLOWS.TIME_SCALE", f"scenario waits last {config.WORKFLOWS.TIME_SCALE:g} "
                                      "of their length: a setting for tests, 1 in production"))

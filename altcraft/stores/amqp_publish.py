@@ -15,13 +15,14 @@ import struct
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Generic, TypeVar
 
 import pika
 import pika.exceptions
 import pika.spec
 
-Parameters = pika.ConnectionParameters  # what stores.broker.parameters makes
+Parameters = Sequence[pika.ConnectionParameters]  # what stores.broker.parameters makes: one per node
 
 
 class ConfirmTimeout(pika.exceptions.AMQPError):
@@ -58,6 +59,10 @@ class ConfirmWindow(Generic[P]):
         self._by_id: dict[str, P] = {}
         self._finished: list[P] = []
         self._tag = 0
+        # Nacks seen. On RabbitMQ 3.10 a channel that quorum queues nacked while they elected a
+        # new leader (a node died) goes on being nacked, where a new channel is not: its
+        # owner opens a new window when this is non-zero.
+        self.nacked = 0
         selected: list[bool] = []
         self._impl.add_on_return_callback(self._on_return)
         self._impl.confirm_delivery(ack_nack_callback=self._on_confirm,
@@ -94,6 +99,8 @@ class ConfirmWindow(Generic[P]):
                 tags.append(tag)
         else:
             tags = [method.delivery_tag]
+        if not ack:
+            self.nacked += len(tags)
         for tag in tags:
             item = self._outstanding.pop(tag, None)
             if item is None:

@@ -8,6 +8,7 @@ publisher) and amqp_consume.py (a batch consumer of several queues, for procacti
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,54 @@ from altcraft.config import MainConfig
 
 class PublishError(RuntimeError):
     """The broker did not take responsibility for a message (nack or unroutable)."""
+
+
+class QueueTypeMismatch(RuntimeError):
+    """A queue exists as the other type than main.json's RABBITMQ_QUEUE_TYPE asks for: the
+    broker cannot convert it, and the platform never mixes types silently."""
+
+    def __init__(self, queue: str, current: str, wanted: str):
+        self.queue, self.current, self.wanted = queue, current, wanted
+        super().__init__(
+            f"queue {queue!r} exists as a {current} queue, RABBITMQ_QUEUE_TYPE wants {wanted}: "
+            f"stop its producers, let its consumers drain it (or move its messages), delete it "
+            f"(rabbitmqctl delete_queue {queue} -p <vhost>) and run `aktool migrate` again")
+
+
+class UnsupportedQueueArguments(ValueError):
+    """Arguments a queue of the configured type cannot have (quorum queues lack some)."""
+
+
+# What quorum queues of RabbitMQ 3.10 refuse or ignore (their documented feature matrix).
+_NOT_FOR_QUORUM = {
+    "x-max-priority": "priorities",
+    "x-queue-mode": "lazy mode (quorum queues keep their own log)",
+    "x-queue-master-locator": "classic mirroring's master locator (use x-queue-leader-locator)",
+    "x-queue-version": "classic queue storage versions",
+}
+_NOT_FOR_QUORUM_VALUES = {("x-overflow", "reject-publish-dlx"): "x-overflow reject-publish-dlx"}
+# RabbitMQ 3.10's refusal of a declare with another type, in its three wordings:
+#   received the value 'quorum' of type 'longstr' but current is none    (a classic queue)
+#   received 'classic' but current is 'quorum'
+#   received none but current is the value 'quorum' of type 'longstr'
+_QUEUE_TYPE_DIFFERS = re.compile(r"inequivalent arg 'x-queue-type'.* but current is "
+                                 r"(?:none|'(\w+)'|the value '(\w+)')")
+
+
+def queue_arguments(queue_type: str, name: str, arguments: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The declare arguments of a platform queue: its own plus `x-queue-type` (RabbitMQ 3.10
+    takes the type only at declaration, never from a policy). Every queue the platform
+    declares goes through here. Raises UnsupportedQueueArguments naming what a quorum
+    queue cannot have."""
+    arguments = dict(arguments or {})
+    if queue_type == "quorum":
+        problems = [why for key, why in _NOT_FOR_QUORUM.items() if key in arguments]
+        problems += [why for (key, value), why in _NOT_FOR_QUORUM_VALUES.items() if arguments.get(key) == value]
+        if problems:
+            raise UnsupportedQueueArguments(f"queue {name!r} cannot be a quorum queue: it uses "
+                                            + ", ".join(problems))
+    arguments["x-queue-type"] = queue_type
+    return arguments
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +114,12 @@ class Queue:
     arguments: dict[str, Any] = field(default_factory=dict)
 
 
-def parameters(config: MainConfig, timeout: float = 5.0, app: str = "altcraft") -> pika.ConnectionParameters:
-    return pika.ConnectionParameters(
-        host=config.RABBITMQ_HOST,
-        port=config.RABBITMQ_PORT,
+def parameters(config: MainConfig, timeout: float = 5.0, app: str = "altcraft") -> list[pika.ConnectionParameters]:
+    """One entry per broker node (MainConfig.broker_nodes), in order: pika's BlockingConnection
+    tries each in turn, so a connection made again after a node died lands on a live one."""
+    return [pika.ConnectionParameters(
+        host=host,
+        port=port,
         virtual_host=config.RABBITMQ_VHOST,
         credentials=pika.PlainCredentials(config.RABBITMQ_USER, config.RABBITMQ_PASS),
         socket_timeout=timeout,
@@ -76,12 +127,13 @@ def parameters(config: MainConfig, timeout: float = 5.0, app: str = "altcraft") 
         connection_attempts=1,
         heartbeat=60,
         client_properties={"connection_name": app},
-    )
+    ) for host, port in config.broker_nodes]
 
 
 class Broker:
     def __init__(self, config: MainConfig, timeout: float = 5.0, app: str = "altcraft"):
         self._params = parameters(config, timeout, app)
+        self.queue_type = config.RABBITMQ_QUEUE_TYPE
         self._connection: pika.BlockingConnection | None = None
         self._channel: BlockingChannel | None = None
         self._tx_channel: BlockingChannel | None = None
@@ -107,6 +159,14 @@ class Broker:
             self._channel.confirm_delivery()
         return self._channel
 
+    def _drop_channel(self) -> None:
+        channel, self._channel = self._channel, None
+        try:
+            if channel is not None and channel.is_open:
+                channel.close()
+        except (pika.exceptions.AMQPError, OSError):
+            pass
+
     def server_version(self) -> str:
         props = self.connection._impl.server_properties  # pika exposes them only here
         version = props.get("version", b"?")
@@ -119,6 +179,10 @@ class Broker:
             self.channel.basic_publish(message.exchange, message.routing_key, message.body,
                                        _properties(message), mandatory=True)
         except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as exc:
+            if isinstance(exc, pika.exceptions.NackError):
+                # RabbitMQ 3.10 goes on nacking a channel that quorum queues nacked during a
+                # leader election (a node died); the next publish takes a new channel
+                self._drop_channel()
             raise PublishError(f"{message.exchange}/{message.routing_key}: {type(exc).__name__}") from exc
 
     def publish_transaction(self, messages: Iterable[Message]) -> None:
@@ -155,8 +219,18 @@ class Broker:
         """Handles the connection's traffic (deliveries, heartbeats) for up to `seconds`."""
         self.connection.process_data_events(time_limit=seconds)
 
-    def declare_durable_queue(self, name: str, arguments: dict[str, Any] | None = None) -> None:
-        self.channel.queue_declare(name, durable=True, arguments=arguments)
+    def declare_durable_queue(self, name: str, arguments: Mapping[str, Any] | None = None) -> None:
+        """Declares a platform queue as RABBITMQ_QUEUE_TYPE says (a no-op when it exists as
+        such); raises QueueTypeMismatch when it exists as the other type."""
+        wanted = queue_arguments(self.queue_type, name, arguments)
+        try:
+            self.channel.queue_declare(name, durable=True, arguments=wanted)
+        except ChannelClosedByBroker as exc:
+            found = _QUEUE_TYPE_DIFFERS.search(str(exc.reply_text))
+            if exc.reply_code == 406 and found:
+                current = found.group(1) or found.group(2) or "classic"  # none: made before types
+                raise QueueTypeMismatch(name, current, self.queue_type) from None
+            raise
 
     def queue_depth(self, name: str) -> int:
         """Messages ready in a queue that exists (a passive declare)."""
@@ -182,7 +256,7 @@ class Broker:
                                       arguments=exchange.arguments or None)
 
     def declare_queue(self, queue: Queue) -> None:
-        self.channel.queue_declare(queue.name, durable=True, arguments=queue.arguments or None)
+        self.declare_durable_queue(queue.name, queue.arguments)
         self.bind_queue(queue)
 
     def bind_queue(self, queue: Queue) -> None:

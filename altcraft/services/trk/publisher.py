@@ -318,6 +318,14 @@ class EventPublisher:
                 backoff = min(backoff * 2, 5.0)
                 continue
             self._finish(finished, replaying)
+            if channel.nacked:
+                # the nacked ones are spooled (replayed later); this channel would go on being
+                # nacked (ConfirmWindow.nacked): what is in flight is sent again on a new one
+                again = channel.take_outstanding()
+                retry.extendleft(reversed(again))
+                EVENTS.labels("retried").inc(len(again))
+                channel.close()
+                channel, self.connected = None, False
         # leaving: what is not confirmed goes to the spool
         left = list(retry) + (channel.take_outstanding() if channel else [])
         while buffer:
