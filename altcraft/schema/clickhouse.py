@@ -189,7 +189,9 @@ VIEWS: tuple[View, ...] = (
 # (backup/clickhouse.py); AggregateFunction states have no portable text form.
 DERIVED: frozenset[str] = frozenset(v.name for v in VIEWS) | frozenset(v.target.name for v in VIEWS)
 
-TABLES: tuple[Table, ...] = (EVENTS, AUDIT, CAMPAIGN_HOURLY, CAMPAIGN_PEOPLE)
+# The views come last, after their tables: whatever creates TABLES in order gets working
+# views (migrate() leaves them to migrate_views(), which back-fills).
+TABLES: tuple[Table | View, ...] = (EVENTS, AUDIT, CAMPAIGN_HOURLY, CAMPAIGN_PEOPLE, *VIEWS)
 
 
 def migrate(store: Analytics, dry_run: bool = False) -> list[tuple[str, str]]:
@@ -201,6 +203,8 @@ def migrate(store: Analytics, dry_run: bool = False) -> list[tuple[str, str]]:
         if not dry_run:
             store.execute(f"CREATE DATABASE IF NOT EXISTS `{store.database}`")
     for table in TABLES:
+        if isinstance(table, View):
+            continue  # migrate_views, below
         existing = {
             row[0] for row in store.execute(
                 "SELECT name FROM system.columns WHERE database = %(db)s AND table = %(t)s",
