@@ -4,6 +4,7 @@ store queries made directly as the reference.
     .venv/bin/python -m bench.panel [--profiles 1000000] [--events 1000000] [--requests 50]
                                     [--budget 60] [--pages list,deep,card,segment,report]
                                     [--reuse [--seed-only] [--drop]] [--profile] [--http-only PAGES]
+                                    [--events-only]
 
 1. A fresh account and profile database (key: email) with --profiles profiles, inserted with
    unordered insert_many in batches of 50,000 in the shape Profiles.upsert_prepared stores
@@ -23,6 +24,11 @@ store queries made directly as the reference.
    page under cProfile inside webcontrol (in this process). Then the profile collection's
    indexes and the plan of each profile query: what FerretDB's explain() says it does, and
    what real MongoDB would do with those indexes.
+
+--events-only: the profiles are not stored (their ids are made and the events name them),
+for the report page alone, which reads no profile: it saves the documents store the million
+inserts. With it the reference also times the report's figures counted over the raw events
+(tests/lib/report_reference.py: the queries Reports.campaign made before the aggregates).
 
 Loopback only. The last line is `p95_ms=list:<..>,deep:<..>,card:<..>,segment:<..>,report:<..>`.
 """
@@ -149,6 +155,11 @@ def seed_profiles(profiles, count: int, rng: random.Random) -> tuple[float, list
     return time.perf_counter() - started, ids
 
 
+def profile_ids(count: int, rng: random.Random) -> list[str]:
+    """The ids seed_profiles would store, without storing them (--events-only)."""
+    return [uuid.UUID(int=rng.getrandbits(128), version=4).hex for _ in range(count)]
+
+
 def seed_events(store, account_id: int, db_id: int, campaign_id: int, sender_id: int,
                 profile_ids: list[str], count: int, rng: random.Random) -> float:
     now = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
@@ -229,7 +240,7 @@ def profile_pages(config, login: str, pages: dict[str, str], wanted: list[str], 
 
 def seeded_name(args) -> str:
     """The account that --reuse seeds into and finds again: one per size."""
-    return f"bench-panel-{args.profiles}-{args.events}"
+    return f"bench-panel-{args.profiles}-{args.events}" + ("-events-only" if args.events_only else "")
 
 
 def reused(platform, args) -> dict | None:
@@ -252,7 +263,11 @@ def forget(platform, store, account_id: int, rename: bool = False) -> None:
     --reuse run seeds anew."""
     platform.account_client.drop_database(platform.account_db(account_id).name)
     if store is not None:
-        store.execute(f"ALTER TABLE {store.table('events')} DELETE WHERE account_id = %(a)s", {"a": account_id})
+        present = {r[0] for r in store.execute("SELECT name FROM system.tables WHERE database = %(db)s",
+                                               {"db": store.database})}
+        for table in ("events", "campaign_hourly", "campaign_people"):  # and the report aggregates
+            if table in present:  # (a run of a version before them has none)
+                store.execute(f"ALTER TABLE {store.table(table)} DELETE WHERE account_id = %(a)s", {"a": account_id})
     if rename:
         platform.accounts.collection.update_one(
             {"id": account_id}, {"$set": {"name": f"bench-panel-dropped-{uuid.uuid4().hex[:8]}"}})
@@ -272,8 +287,14 @@ def seed(platform, store, args) -> dict:
     platform.users.add(account_id, login, PASSWORD, roles=["editor"], lang="en")
     database = platform.databases(account_id).add("bench", "email", [{"name": "score", "type": "integer"}])
     profiles = platform.profiles(account_id, database.id)
-    print(f"seeding {args.profiles:,} profiles (insert_many, batches of 50,000, fresh database)", flush=True)
-    profile_seconds, ids = seed_profiles(profiles, args.profiles, rng)
+    if args.events_only:
+        print(f"making {args.profiles:,} profile ids (--events-only: no profile is stored)", flush=True)
+        started = time.perf_counter()
+        ids = profile_ids(args.profiles, rng)
+        profile_seconds = time.perf_counter() - started
+    else:
+        print(f"seeding {args.profiles:,} profiles (insert_many, batches of 50,000, fresh database)", flush=True)
+        profile_seconds, ids = seed_profiles(profiles, args.profiles, rng)
     ids.sort()
     segment = platform.segments(account_id).add("Kazan", database.id, condition_from_form(SEGMENT))
     template = platform.templates(account_id).add("offer", "Hello {{ first_name }}", "<p>Hello</p>")
@@ -338,6 +359,8 @@ def main() -> None:
                         help="with --reuse: seed (unless seeded) and stop, measuring nothing")
     parser.add_argument("--drop", action="store_true",
                         help="with --reuse: drop the reused data at the end (default: kept)")
+    parser.add_argument("--events-only", action="store_true",
+                        help="store the events but not the profiles (their ids only): for --pages report")
     args = parser.parse_args()
     if (args.seed_only or args.drop) and not args.reuse:
         sys.exit("bench/panel.py: --seed-only and --drop go with --reuse")
@@ -345,6 +368,8 @@ def main() -> None:
         sys.exit("bench/panel.py: --profiles at least 200, --events and --requests at least 1, "
                  "--min-requests 1 to --requests")
     wanted = [p.strip() for p in args.pages.split(",") if p.strip()]
+    if args.events_only and wanted != ["report"]:
+        sys.exit("bench/panel.py: --events-only stores no profiles: it goes with --pages report")
     unknown = set(wanted) - set(MONGODB_PLANS) - {"report"}
     if unknown or not wanted:
         sys.exit(f"bench/panel.py: --pages: unknown {', '.join(sorted(unknown)) or '(none given)'}; "
@@ -356,6 +381,7 @@ def main() -> None:
     from altcraft.stores.analytics import Analytics
     from altcraft.web.control.segment_pages import LIVE_COUNT_LIMIT, condition_from_form
     from altcraft.wiring import Platform
+    from tests.lib.report_reference import expected, raw_figures, report_figures
 
     basedir = Path(tempfile.mkdtemp(prefix="altcraft-bench-panel-"))
     port = free_port()
@@ -415,9 +441,18 @@ def main() -> None:
                         lambda: collection.count_documents(live_query, limit=LIVE_COUNT_LIMIT + 1),
                     "sample: find(...).limit(5)": lambda: list(collection.find(live_query).limit(5))},
         "report": {"campaign (documents store)": lambda: platform.campaigns.get(account_id, campaign["id"]),
-                   "Reports.campaign (ClickHouse)": lambda: Reports(store).campaign(account_id, campaign["id"])},
+                   "Reports.campaign (ClickHouse, the aggregates)":
+                       lambda: Reports(store).campaign(account_id, campaign["id"]),
+                   "before the aggregates: the same figures over the raw events":
+                       lambda: raw_figures(store, account_id, campaign["id"])},
     }
     breakdown: dict[str, dict[str, float]] = {name: {} for name in steps}
+    if "report" in wanted:  # the page's figures are the raw counts', or the run measures nothing
+        same = report_figures(Reports(store).campaign(account_id, campaign["id"])) == expected(
+            raw_figures(store, account_id, campaign["id"]))
+        print(f"the report (aggregates) equals the raw uniqExact counts over events: {'yes' if same else 'NO'}")
+        if not same:
+            sys.exit("bench/panel.py: the report's aggregates disagree with the events")
     results: dict[str, tuple[dict, dict]] = {}
     try:
         started = run("akd", "start", "webcontrol", config=main_json, timeout=180)
