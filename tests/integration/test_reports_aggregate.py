@@ -148,3 +148,19 @@ def test_upgrade_backfill_interrupted_backfill_and_rebuild_count_each_event_once
     # after a restore: emptied and refilled from events
     clickhouse.rebuild(store)
     assert report(store) == truth == expected(raw_figures(store, ACCOUNT, CAMPAIGN))
+
+
+def test_a_backup_leaves_the_aggregates_out_and_a_restore_rebuilds_them(store, config, tmp_path):
+    from altcraft.backup import clickhouse as backup
+
+    rng = random.Random(14)
+    rows = generated(400, rng)
+    store.insert("events", COLUMNS, rows)
+    section = backup.dump(config.CLICKHOUSE_SYSTEM, tmp_path / "ch", lambda *_: None)
+    assert set(section["tables"]) == {"events", "audit"}  # states have no portable text form
+    store.insert("events", COLUMNS, generated(100, rng))  # after the backup: gone after the restore
+
+    backup.restore(config.CLICKHOUSE_SYSTEM, tmp_path / "ch", section, lambda *_: None)
+    assert store.execute(f"SELECT uniqExact(event_id) FROM {store.table('events')}")[0][0] == 400
+    assert report(store) == figures_of(rows) == expected(raw_figures(store, ACCOUNT, CAMPAIGN))
+    assert clickhouse.migrate(store) == []  # the views are back as migrate makes them
