@@ -30,6 +30,11 @@ for the report page alone, which reads no profile: it saves the documents store 
 inserts. With it the reference also times the report's figures counted over the raw events
 (tests/lib/report_reference.py: the queries Reports.campaign made before the aggregates).
 
+Pages: report is the campaign's report asked again and again with no new event (a process
+answers it from the report it computed for that version of the campaign's events);
+report-live inserts one new event of the campaign before each request (inside the timing),
+as while a campaign runs, so every answer is counted anew.
+
 Loopback only. The last line is `p95_ms=list:<..>,deep:<..>,card:<..>,segment:<..>,report:<..>`.
 """
 
@@ -161,7 +166,7 @@ def profile_ids(count: int, rng: random.Random) -> list[str]:
 
 
 def seed_events(store, account_id: int, db_id: int, campaign_id: int, sender_id: int,
-                profile_ids: list[str], count: int, rng: random.Random) -> float:
+                profile_ids: list[str], count: int, rng: random.Random, quiet: bool = False) -> float:
     now = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
     kinds, weights = zip(*KINDS)
     started = time.perf_counter()
@@ -177,8 +182,10 @@ def seed_events(store, account_id: int, db_id: int, campaign_id: int, sender_id:
         if len(rows) == 50_000 or i == count - 1:
             store.insert("events", EVENT_COLUMNS, rows)
             rows = []
-            print(f"\r  events: {i + 1:,}/{count:,}", end="", flush=True)
-    print()
+            if not quiet:
+                print(f"\r  events: {i + 1:,}/{count:,}", end="", flush=True)
+    if not quiet:
+        print()
     return time.perf_counter() - started
 
 
@@ -368,12 +375,12 @@ def main() -> None:
         sys.exit("bench/panel.py: --profiles at least 200, --events and --requests at least 1, "
                  "--min-requests 1 to --requests")
     wanted = [p.strip() for p in args.pages.split(",") if p.strip()]
-    if args.events_only and wanted != ["report"]:
-        sys.exit("bench/panel.py: --events-only stores no profiles: it goes with --pages report")
-    unknown = set(wanted) - set(MONGODB_PLANS) - {"report"}
+    if args.events_only and set(wanted) - {"report", "report-live"}:
+        sys.exit("bench/panel.py: --events-only stores no profiles: it goes with --pages report,report-live")
+    unknown = set(wanted) - set(MONGODB_PLANS) - {"report", "report-live"}
     if unknown or not wanted:
         sys.exit(f"bench/panel.py: --pages: unknown {', '.join(sorted(unknown)) or '(none given)'}; "
-                 "choose from list, deep, card, segment, report")
+                 "choose from list, deep, card, segment, report, report-live")
 
     from altcraft import config as cfg
     from altcraft.domain.reports import Reports, profile_timeline
@@ -420,7 +427,15 @@ def main() -> None:
         "card": f"/databases/{database.id}/profiles/{card_id}",
         "segment": f"/databases/{database.id}/segments/count?{urllib.parse.urlencode(SEGMENT)}",
         "report": f"/campaigns/{campaign['id']}/report",
+        "report-live": f"/campaigns/{campaign['id']}/report",
     }
+    live_rng = random.Random(2)
+
+    def one_more_event() -> None:
+        """report-live: a new event of the campaign before each request, as while it runs,
+        so the report is counted anew every time (the insert is inside the timing)."""
+        seed_events(store, account_id, database.id, campaign["id"], campaign.get("sender_id") or 0,
+                    [card_id], 1, live_rng, quiet=True)
     condition = condition_from_form(SEGMENT)
     segments = platform.segments(account_id)
     reference = {
@@ -430,6 +445,8 @@ def main() -> None:
         "segment": lambda: segments.match(database.id, condition, 5, limit=LIVE_COUNT_LIMIT + 1),
         "report": lambda: (platform.campaigns.get(account_id, campaign["id"]),
                            Reports(store).campaign(account_id, campaign["id"])),
+        "report-live": lambda: (one_more_event(), platform.campaigns.get(account_id, campaign["id"]),
+                                Reports(store).campaign(account_id, campaign["id"])),
     }
     collection = profiles.collection
     live_query = segments.query({**segment, "condition": condition})
@@ -441,8 +458,8 @@ def main() -> None:
                         lambda: collection.count_documents(live_query, limit=LIVE_COUNT_LIMIT + 1),
                     "sample: find(...).limit(5)": lambda: list(collection.find(live_query).limit(5))},
         "report": {"campaign (documents store)": lambda: platform.campaigns.get(account_id, campaign["id"]),
-                   "Reports.campaign (ClickHouse, the aggregates)":
-                       lambda: Reports(store).campaign(account_id, campaign["id"]),
+                   "Reports.campaign, computed (ClickHouse, the aggregates)":
+                       lambda: Reports(store, reuse=False).campaign(account_id, campaign["id"]),
                    "before the aggregates: the same figures over the raw events":
                        lambda: raw_figures(store, account_id, campaign["id"])},
     }
@@ -463,7 +480,9 @@ def main() -> None:
         for name in wanted:
             path = pages[name]
 
-            def ask(path=path):
+            def ask(path=path, name=name):
+                if name == "report-live":
+                    one_more_event()
                 status, body = browser.request("GET", path)
                 if status != 200:
                     sys.exit(f"bench/panel.py: {path} answered {status}: {body[:300]!r}")

@@ -6,7 +6,10 @@ away (ReplacingMergeTree on event_id), so every count here is a distinct count o
 aggregates `campaign_hourly` and `campaign_people` (schema/clickhouse.py: sets of ids kept
 by materialised views, merged with uniqExactMerge), not from `events`: the same figures
 without reading every event. Human counts leave out events flagged `is_bot` (see
-botfilter.py). The SQL runs on ClickHouse 18.16 and on current servers.
+botfilter.py). The SQL runs on ClickHouse 18.16 and on current servers. A process keeps the
+reports it computed by the campaign's version (a number that every INSERT of its events
+changes and no merge does): asked again with nothing inserted since, it answers the same
+report without counting again - never an older one.
 
 Definitions (per campaign):
   sent          profiles the MTA reported any outcome for (delivered, deferred, bounced,
@@ -22,7 +25,10 @@ Definitions (per campaign):
 
 from __future__ import annotations
 
+import copy
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
@@ -46,11 +52,63 @@ def _both(all_: int, human: int) -> dict[str, int]:
     return {"all": int(all_), "human": int(human)}
 
 
+class _Computed:
+    """The reports computed last, by (database, account, campaign, version); bounded."""
+
+    SIZE = 256
+
+    def __init__(self) -> None:
+        self._items: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> dict[str, Any] | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return copy.deepcopy(found)
+
+    def put(self, key: tuple, report: dict[str, Any]) -> None:
+        with self._lock:
+            self._items[key] = copy.deepcopy(report)
+            self._items.move_to_end(key)
+            while len(self._items) > self.SIZE:
+                self._items.popitem(last=False)
+
+
+_COMPUTED = _Computed()
+
+
 class Reports:
-    def __init__(self, store: Analytics):
+    def __init__(self, store: Analytics, reuse: bool = True):
         self.store = store
+        self.reuse = reuse
+
+    def version(self, account_id: int, campaign_id: int) -> int:
+        """Changes with every INSERT of events of the campaign, never with a merge: the sum
+        of a random number per insert (campaign_people.nonce). 0: no events."""
+        return int(self.store.execute(
+            f"SELECT sumMerge(nonce) FROM {self.store.table('campaign_people')} "
+            f"WHERE account_id = %(a)s AND campaign_id = %(c)s", {"a": account_id, "c": campaign_id})[0][0] or 0)
 
     def campaign(self, account_id: int, campaign_id: int) -> dict[str, Any]:
+        """The report; the one computed for the same version of the campaign's events when
+        this process has it (a report of a campaign nothing was inserted into since is
+        the same report, exactly), else computed (and kept)."""
+        if not self.reuse:
+            return self.compute(account_id, campaign_id)
+        version = self.version(account_id, campaign_id)
+        key = (self.store.database, account_id, campaign_id, version)
+        if version and (found := _COMPUTED.get(key)) is not None:
+            return found
+        # read before computing: an insert during the computation moves the version on,
+        # so what was computed is never served for events it may not hold
+        report = self.compute(account_id, campaign_id)
+        if version:
+            _COMPUTED.put(key, report)
+        return report
+
+    def compute(self, account_id: int, campaign_id: int) -> dict[str, Any]:
         """Two queries over the campaign's aggregates (schema/clickhouse.py), whatever the
         number of its events: the event-id sets per hour and group, the profile-id sets
         per group merged into the unions the funnel needs."""

@@ -168,6 +168,9 @@ CAMPAIGN_PEOPLE = Aggregate(
         Column("link_id", "UInt32"),
         Column("is_bot", "UInt8"),
         Column("profiles", "AggregateFunction(uniqExact, String)"),
+        # a random number per insert, summed: changes with every INSERT that touches the
+        # campaign, never with a merge - the report's version (domain/reports.py)
+        Column("nonce", "AggregateFunction(sum, UInt64)"),
     ),
     engine="AggregatingMergeTree()",
     partition_by="tuple()",
@@ -181,8 +184,8 @@ VIEWS: tuple[View, ...] = (
          "kind, link_id, is_bot, uniqExactState(event_id) AS events, anyState(url) AS url "
          "FROM {source}{where} GROUP BY account_id, campaign_id, hour, kind, link_id, is_bot"),
     View("campaign_people_mv", CAMPAIGN_PEOPLE,
-         "SELECT account_id, campaign_id, kind, link_id, is_bot, uniqExactState(profile_id) AS profiles "
-         "FROM {source}{where} GROUP BY account_id, campaign_id, kind, link_id, is_bot"),
+         "SELECT account_id, campaign_id, kind, link_id, is_bot, uniqExactState(profile_id) AS profiles, "
+         "sumState(rand64()) AS nonce FROM {source}{where} GROUP BY account_id, campaign_id, kind, link_id, is_bot"),
 )
 
 # Rebuilt from `events`, never dumped: a backup leaves them out and a restore refills them

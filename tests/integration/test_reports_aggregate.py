@@ -164,3 +164,26 @@ def test_a_backup_leaves_the_aggregates_out_and_a_restore_rebuilds_them(store, c
     assert store.execute(f"SELECT uniqExact(event_id) FROM {store.table('events')}")[0][0] == 400
     assert report(store) == figures_of(rows) == expected(raw_figures(store, ACCOUNT, CAMPAIGN))
     assert clickhouse.migrate(store) == []  # the views are back as migrate makes them
+
+
+def test_a_report_is_reused_only_while_no_event_of_its_campaign_was_inserted(store, monkeypatch):
+    rng = random.Random(15)
+    rows = generated(300, rng)
+    store.insert("events", COLUMNS, rows)
+    computed = []
+    compute = Reports.compute
+    monkeypatch.setattr(Reports, "compute", lambda self, a, c: computed.append(c) or compute(self, a, c))
+
+    first = Reports(store).campaign(ACCOUNT, CAMPAIGN)
+    assert Reports(store).campaign(ACCOUNT, CAMPAIGN) == first and computed == [CAMPAIGN]  # reused
+    store.execute(f"OPTIMIZE TABLE {store.table('campaign_people')} FINAL")  # a merge: same version
+    assert Reports(store).campaign(ACCOUNT, CAMPAIGN) == first and computed == [CAMPAIGN]
+
+    store.insert("events", COLUMNS, rows[:20])  # a redelivered batch: counted anew, the same figures
+    assert Reports(store).campaign(ACCOUNT, CAMPAIGN) == first and len(computed) == 2
+    more = [r for r in generated(40, rng) if r[COLUMNS.index("campaign_id")] == CAMPAIGN]
+    store.insert("events", COLUMNS, more)  # new events: never the older report
+    assert report(store) == figures_of(rows + more) != report_figures(first) and len(computed) == 3
+    other = [r[:6] + (OTHER,) + r[7:] for r in generated(5, rng)]
+    store.insert("events", COLUMNS, other)  # another campaign's events: this one's version stays
+    assert report(store) == figures_of(rows + more) and len(computed) == 3
