@@ -265,7 +265,7 @@ def migrate_views(store: Analytics, dry_run: bool = False, exists: bool = True) 
                 if not dry_run:
                     store.execute(f"DROP TABLE IF EXISTS {store.table(pending)}")
             continue
-        changes.append((f"view {view.name}", "create, back-fill {}".format(view.target.name)))
+        changes.append((f"view {view.name}", f"create, back-fill {view.target.name}"))
         if dry_run:
             continue
         store.execute(view.create_sql(store, name=pending))
