@@ -4,6 +4,7 @@ store queries made directly as the reference.
     .venv/bin/python -m bench.panel [--profiles 1000000] [--events 1000000] [--requests 50]
                                     [--budget 60] [--pages list,deep,card,segment,report]
                                     [--reuse [--seed-only] [--drop]] [--profile] [--http-only PAGES]
+                                    [--events-only]
 
 1. A fresh account and profile database (key: email) with --profiles profiles, inserted with
    unordered insert_many in batches of 50,000 in the shape Profiles.upsert_prepared stores
@@ -23,6 +24,16 @@ store queries made directly as the reference.
    page under cProfile inside webcontrol (in this process). Then the profile collection's
    indexes and the plan of each profile query: what FerretDB's explain() says it does, and
    what real MongoDB would do with those indexes.
+
+--events-only: the profiles are not stored (their ids are made and the events name them),
+for the report page alone, which reads no profile: it saves the documents store the million
+inserts. With it the reference also times the report's figures counted over the raw events
+(tests/lib/report_reference.py: the queries Reports.campaign made before the aggregates).
+
+Pages: report is the campaign's report asked again and again with no new event (a process
+answers it from the report it computed for that version of the campaign's events);
+report-live inserts one new event of the campaign before each request (inside the timing),
+as while a campaign runs, so every answer is counted anew.
 
 Loopback only. The last line is `p95_ms=list:<..>,deep:<..>,card:<..>,segment:<..>,report:<..>`.
 """
@@ -149,8 +160,13 @@ def seed_profiles(profiles, count: int, rng: random.Random) -> tuple[float, list
     return time.perf_counter() - started, ids
 
 
+def profile_ids(count: int, rng: random.Random) -> list[str]:
+    """The ids seed_profiles would store, without storing them (--events-only)."""
+    return [uuid.UUID(int=rng.getrandbits(128), version=4).hex for _ in range(count)]
+
+
 def seed_events(store, account_id: int, db_id: int, campaign_id: int, sender_id: int,
-                profile_ids: list[str], count: int, rng: random.Random) -> float:
+                profile_ids: list[str], count: int, rng: random.Random, quiet: bool = False) -> float:
     now = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
     kinds, weights = zip(*KINDS)
     started = time.perf_counter()
@@ -166,8 +182,10 @@ def seed_events(store, account_id: int, db_id: int, campaign_id: int, sender_id:
         if len(rows) == 50_000 or i == count - 1:
             store.insert("events", EVENT_COLUMNS, rows)
             rows = []
-            print(f"\r  events: {i + 1:,}/{count:,}", end="", flush=True)
-    print()
+            if not quiet:
+                print(f"\r  events: {i + 1:,}/{count:,}", end="", flush=True)
+    if not quiet:
+        print()
     return time.perf_counter() - started
 
 
@@ -229,7 +247,7 @@ def profile_pages(config, login: str, pages: dict[str, str], wanted: list[str], 
 
 def seeded_name(args) -> str:
     """The account that --reuse seeds into and finds again: one per size."""
-    return f"bench-panel-{args.profiles}-{args.events}"
+    return f"bench-panel-{args.profiles}-{args.events}" + ("-events-only" if args.events_only else "")
 
 
 def reused(platform, args) -> dict | None:
@@ -252,7 +270,11 @@ def forget(platform, store, account_id: int, rename: bool = False) -> None:
     --reuse run seeds anew."""
     platform.account_client.drop_database(platform.account_db(account_id).name)
     if store is not None:
-        store.execute(f"ALTER TABLE {store.table('events')} DELETE WHERE account_id = %(a)s", {"a": account_id})
+        present = {r[0] for r in store.execute("SELECT name FROM system.tables WHERE database = %(db)s",
+                                               {"db": store.database})}
+        for table in ("events", "campaign_hourly", "campaign_people"):  # and the report aggregates
+            if table in present:  # (a run of a version before them has none)
+                store.execute(f"ALTER TABLE {store.table(table)} DELETE WHERE account_id = %(a)s", {"a": account_id})
     if rename:
         platform.accounts.collection.update_one(
             {"id": account_id}, {"$set": {"name": f"bench-panel-dropped-{uuid.uuid4().hex[:8]}"}})
@@ -272,8 +294,14 @@ def seed(platform, store, args) -> dict:
     platform.users.add(account_id, login, PASSWORD, roles=["editor"], lang="en")
     database = platform.databases(account_id).add("bench", "email", [{"name": "score", "type": "integer"}])
     profiles = platform.profiles(account_id, database.id)
-    print(f"seeding {args.profiles:,} profiles (insert_many, batches of 50,000, fresh database)", flush=True)
-    profile_seconds, ids = seed_profiles(profiles, args.profiles, rng)
+    if args.events_only:
+        print(f"making {args.profiles:,} profile ids (--events-only: no profile is stored)", flush=True)
+        started = time.perf_counter()
+        ids = profile_ids(args.profiles, rng)
+        profile_seconds = time.perf_counter() - started
+    else:
+        print(f"seeding {args.profiles:,} profiles (insert_many, batches of 50,000, fresh database)", flush=True)
+        profile_seconds, ids = seed_profiles(profiles, args.profiles, rng)
     ids.sort()
     segment = platform.segments(account_id).add("Kazan", database.id, condition_from_form(SEGMENT))
     template = platform.templates(account_id).add("offer", "Hello {{ first_name }}", "<p>Hello</p>")
@@ -338,6 +366,8 @@ def main() -> None:
                         help="with --reuse: seed (unless seeded) and stop, measuring nothing")
     parser.add_argument("--drop", action="store_true",
                         help="with --reuse: drop the reused data at the end (default: kept)")
+    parser.add_argument("--events-only", action="store_true",
+                        help="store the events but not the profiles (their ids only): for --pages report")
     args = parser.parse_args()
     if (args.seed_only or args.drop) and not args.reuse:
         sys.exit("bench/panel.py: --seed-only and --drop go with --reuse")
@@ -345,10 +375,12 @@ def main() -> None:
         sys.exit("bench/panel.py: --profiles at least 200, --events and --requests at least 1, "
                  "--min-requests 1 to --requests")
     wanted = [p.strip() for p in args.pages.split(",") if p.strip()]
-    unknown = set(wanted) - set(MONGODB_PLANS) - {"report"}
+    if args.events_only and set(wanted) - {"report", "report-live"}:
+        sys.exit("bench/panel.py: --events-only stores no profiles: it goes with --pages report,report-live")
+    unknown = set(wanted) - set(MONGODB_PLANS) - {"report", "report-live"}
     if unknown or not wanted:
         sys.exit(f"bench/panel.py: --pages: unknown {', '.join(sorted(unknown)) or '(none given)'}; "
-                 "choose from list, deep, card, segment, report")
+                 "choose from list, deep, card, segment, report, report-live")
 
     from altcraft import config as cfg
     from altcraft.domain.reports import Reports, profile_timeline
@@ -356,6 +388,7 @@ def main() -> None:
     from altcraft.stores.analytics import Analytics
     from altcraft.web.control.segment_pages import LIVE_COUNT_LIMIT, condition_from_form
     from altcraft.wiring import Platform
+    from tests.lib.report_reference import expected, raw_figures, report_figures
 
     basedir = Path(tempfile.mkdtemp(prefix="altcraft-bench-panel-"))
     port = free_port()
@@ -394,7 +427,15 @@ def main() -> None:
         "card": f"/databases/{database.id}/profiles/{card_id}",
         "segment": f"/databases/{database.id}/segments/count?{urllib.parse.urlencode(SEGMENT)}",
         "report": f"/campaigns/{campaign['id']}/report",
+        "report-live": f"/campaigns/{campaign['id']}/report",
     }
+    live_rng = random.Random(2)
+
+    def one_more_event() -> None:
+        """report-live: a new event of the campaign before each request, as while it runs,
+        so the report is counted anew every time (the insert is inside the timing)."""
+        seed_events(store, account_id, database.id, campaign["id"], campaign.get("sender_id") or 0,
+                    [card_id], 1, live_rng, quiet=True)
     condition = condition_from_form(SEGMENT)
     segments = platform.segments(account_id)
     reference = {
@@ -404,6 +445,8 @@ def main() -> None:
         "segment": lambda: segments.match(database.id, condition, 5, limit=LIVE_COUNT_LIMIT + 1),
         "report": lambda: (platform.campaigns.get(account_id, campaign["id"]),
                            Reports(store).campaign(account_id, campaign["id"])),
+        "report-live": lambda: (one_more_event(), platform.campaigns.get(account_id, campaign["id"]),
+                                Reports(store).campaign(account_id, campaign["id"])),
     }
     collection = profiles.collection
     live_query = segments.query({**segment, "condition": condition})
@@ -415,9 +458,18 @@ def main() -> None:
                         lambda: collection.count_documents(live_query, limit=LIVE_COUNT_LIMIT + 1),
                     "sample: find(...).limit(5)": lambda: list(collection.find(live_query).limit(5))},
         "report": {"campaign (documents store)": lambda: platform.campaigns.get(account_id, campaign["id"]),
-                   "Reports.campaign (ClickHouse)": lambda: Reports(store).campaign(account_id, campaign["id"])},
+                   "Reports.campaign, computed (ClickHouse, the aggregates)":
+                       lambda: Reports(store, reuse=False).campaign(account_id, campaign["id"]),
+                   "before the aggregates: the same figures over the raw events":
+                       lambda: raw_figures(store, account_id, campaign["id"])},
     }
     breakdown: dict[str, dict[str, float]] = {name: {} for name in steps}
+    if "report" in wanted:  # the page's figures are the raw counts', or the run measures nothing
+        same = report_figures(Reports(store).campaign(account_id, campaign["id"])) == expected(
+            raw_figures(store, account_id, campaign["id"]))
+        print(f"the report (aggregates) equals the raw uniqExact counts over events: {'yes' if same else 'NO'}")
+        if not same:
+            sys.exit("bench/panel.py: the report's aggregates disagree with the events")
     results: dict[str, tuple[dict, dict]] = {}
     try:
         started = run("akd", "start", "webcontrol", config=main_json, timeout=180)
@@ -428,7 +480,9 @@ def main() -> None:
         for name in wanted:
             path = pages[name]
 
-            def ask(path=path):
+            def ask(path=path, name=name):
+                if name == "report-live":
+                    one_more_event()
                 status, body = browser.request("GET", path)
                 if status != 200:
                     sys.exit(f"bench/panel.py: {path} answered {status}: {body[:300]!r}")

@@ -23,6 +23,7 @@ from typing import Any
 
 from altcraft.backup.digest import SumDigest
 from altcraft.config import ClickHouseSystem
+from altcraft.schema.clickhouse import DERIVED, PENDING, rebuild
 from altcraft.stores.analytics import Analytics
 
 Tick = Callable[[str, int], None]
@@ -199,8 +200,11 @@ def _line(formats: list[Callable[[Any], str]], row: tuple) -> str:
 
 
 def _tables(store: Analytics) -> list[tuple[str, str]]:
+    """The tables and views a backup holds: not the report aggregates and their views,
+    which are rebuilt from `events` after a restore (schema/clickhouse.py, DERIVED)."""
     return [(r[0], r[1]) for r in store.execute(
-        "SELECT name, engine FROM system.tables WHERE database = %(db)s ORDER BY name", {"db": store.database})]
+        "SELECT name, engine FROM system.tables WHERE database = %(db)s ORDER BY name", {"db": store.database})
+        if r[0] not in DERIVED and not r[0].endswith(PENDING)]
 
 
 def dump(settings: ClickHouseSystem, outdir: Path, tick: Tick) -> dict[str, Any]:
@@ -361,6 +365,7 @@ def restore(settings: ClickHouseSystem, outdir: Path, section: dict[str, Any], t
                     store.insert(staging, names, batch)
                     tick(f"clickhouse {table}", len(batch))
             _swap(store, table, staging)
+        rebuild(store)  # the report aggregates, from the restored events
     finally:
         store.close()
 

@@ -1,9 +1,15 @@
 """Campaign reports from ClickHouse, and hourly account statistics in the SSDB stats store.
 
 Counting: a redelivered event may sit in `events` twice until ClickHouse merges the copies
-away (ReplacingMergeTree on event_id), so every count here is uniqExact(event_id) (events)
-or uniqExact(profile_id) (people), never count(). Human counts leave out events flagged
-`is_bot` (see botfilter.py). The SQL runs on ClickHouse 18.16 and on current servers.
+away (ReplacingMergeTree on event_id), so every count here is a distinct count of event ids
+(events) or profile ids (people), never count(). The campaign report reads them from the
+aggregates `campaign_hourly` and `campaign_people` (schema/clickhouse.py: sets of ids kept
+by materialised views, merged with uniqExactMerge), not from `events`: the same figures
+without reading every event. Human counts leave out events flagged `is_bot` (see
+botfilter.py). The SQL runs on ClickHouse 18.16 and on current servers. A process keeps the
+reports it computed by the campaign's version (a number that every INSERT of its events
+changes and no merge does): asked again with nothing inserted since, it answers the same
+report without counting again - never an older one.
 
 Definitions (per campaign):
   sent          profiles the MTA reported any outcome for (delivered, deferred, bounced,
@@ -19,7 +25,10 @@ Definitions (per campaign):
 
 from __future__ import annotations
 
+import copy
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
@@ -31,6 +40,10 @@ from altcraft.stores.kv import KVStore
 COMPLAINTS_NOTE = "complaints need an ARF feedback-loop feed, which is not consumed yet: always 0"
 
 
+_SENT = "_sent"    # the ARRAY JOIN's group labels besides the kinds (which never start with _)
+_LINK = "_link:"
+
+
 def _hour_iso(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:00:00Z")
 
@@ -39,25 +52,107 @@ def _both(all_: int, human: int) -> dict[str, int]:
     return {"all": int(all_), "human": int(human)}
 
 
+class _Computed:
+    """The reports computed last, by (database, account, campaign, version); bounded."""
+
+    SIZE = 256
+
+    def __init__(self) -> None:
+        self._items: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> dict[str, Any] | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return copy.deepcopy(found)
+
+    def put(self, key: tuple, report: dict[str, Any]) -> None:
+        with self._lock:
+            self._items[key] = copy.deepcopy(report)
+            self._items.move_to_end(key)
+            while len(self._items) > self.SIZE:
+                self._items.popitem(last=False)
+
+
+_COMPUTED = _Computed()
+
+
 class Reports:
-    def __init__(self, store: Analytics):
+    def __init__(self, store: Analytics, reuse: bool = True):
         self.store = store
+        self.reuse = reuse
+
+    def version(self, account_id: int, campaign_id: int) -> int:
+        """Changes with every INSERT of events of the campaign, never with a merge: the sum
+        of a random number per insert (campaign_people.nonce). 0: no events."""
+        return int(self.store.execute(
+            f"SELECT sumMerge(nonce) FROM {self.store.table('campaign_people')} "
+            f"WHERE account_id = %(a)s AND campaign_id = %(c)s", {"a": account_id, "c": campaign_id})[0][0] or 0)
 
     def campaign(self, account_id: int, campaign_id: int) -> dict[str, Any]:
-        table = self.store.table("events")
-        where = "account_id = %(a)s AND campaign_id = %(c)s"
+        """The report; the one computed for the same version of the campaign's events when
+        this process has it (a report of a campaign nothing was inserted into since is
+        the same report, exactly), else computed (and kept)."""
+        if not self.reuse:
+            return self.compute(account_id, campaign_id)
+        version = self.version(account_id, campaign_id)
+        key = (self.store.database, account_id, campaign_id, version)
+        if version and (found := _COMPUTED.get(key)) is not None:
+            return found
+        # read before computing: an insert during the computation moves the version on,
+        # so what was computed is never served for events it may not hold
+        report = self.compute(account_id, campaign_id)
+        if version:
+            _COMPUTED.put(key, report)
+        return report
+
+    def compute(self, account_id: int, campaign_id: int) -> dict[str, Any]:
+        """Two queries over the campaign's aggregates (schema/clickhouse.py), whatever the
+        number of its events: the event-id sets per hour and group, the profile-id sets
+        per group merged into the unions the funnel needs."""
         params = {"a": account_id, "c": campaign_id}
-        by_kind: dict[str, tuple[int, int, int, int]] = {
-            kind: (total, total_human, uniq, uniq_human)
-            for kind, total, total_human, uniq, uniq_human in self.store.execute(
-                f"SELECT kind, uniqExact(event_id), uniqExactIf(event_id, is_bot = 0), "
-                f"uniqExact(profile_id), uniqExactIf(profile_id, is_bot = 0) "
-                f"FROM {table} WHERE {where} GROUP BY kind", params)
-        }
-        zero = (0, 0, 0, 0)
-        sent = self.store.execute(
-            f"SELECT uniqExact(profile_id) FROM {table} WHERE {where} AND kind IN %(kinds)s",
-            {**params, "kinds": tuple(DELIVERY_KINDS)})[0][0]
+        where = "account_id = %(a)s AND campaign_id = %(c)s"
+        # kind -> [total, total_human, unique, unique_human]; link_id -> the same and a url
+        by_kind: dict[str, list[int]] = {}
+        by_link: dict[int, list[Any]] = {}
+        hours: dict[int, dict[str, Any]] = {}
+        for hour, kind, link_id, is_bot, count, url in self.store.execute(
+                f"SELECT toUInt32(hour), kind, link_id, is_bot, uniqExactMerge(events), anyMerge(url) "
+                f"FROM {self.store.table('campaign_hourly')} WHERE {where} "
+                f"GROUP BY hour, kind, link_id, is_bot", params):
+            # an event id lies in one group only: the groups' counts add up exactly
+            human = 0 if is_bot else int(count)
+            totals = by_kind.setdefault(kind, [0, 0, 0, 0])
+            totals[0] += count
+            totals[1] += human
+            slot = hours.setdefault(int(hour), {"hour": _hour_iso(int(hour))}).setdefault(kind, [0, 0])
+            slot[0] += count
+            slot[1] += human
+            if kind == "click":
+                link = by_link.setdefault(int(link_id), [0, 0, 0, 0, ""])
+                link[0] += count
+                link[1] += human
+                link[4] = link[4] or url
+        # profiles are counted in unions: per kind, per link of a click, and `sent` across
+        # the delivery kinds; each state row feeds the groups it belongs to
+        sent = 0
+        for group, uniq, uniq_human in self.store.execute(
+                f"SELECT g, uniqExactMerge(profiles), uniqExactMergeIf(profiles, is_bot = 0) "
+                f"FROM {self.store.table('campaign_people')} "
+                f"ARRAY JOIN [kind, if(kind IN %(delivery)s, '{_SENT}', ''), "
+                f"if(kind = 'click', concat('{_LINK}', toString(link_id)), '')] AS g "
+                f"WHERE {where} AND g != '' GROUP BY g", {**params, "delivery": tuple(DELIVERY_KINDS)}):
+            if group == _SENT:
+                sent = int(uniq)
+            elif group.startswith(_LINK):
+                link = by_link.setdefault(int(group[len(_LINK):]), [0, 0, 0, 0, ""])
+                link[2], link[3] = int(uniq), int(uniq_human)
+            else:
+                totals = by_kind.setdefault(group, [0, 0, 0, 0])
+                totals[2], totals[3] = int(uniq), int(uniq_human)
+        zero = [0, 0, 0, 0]
 
         def people(kind: str) -> int:
             return int(by_kind.get(kind, zero)[2])
@@ -69,18 +164,13 @@ class Reports:
         links = [
             {"link_id": link_id, "url": url,
              "clicks": {"unique": _both(uniq, uniq_human), "total": _both(total, total_human)}}
-            for link_id, url, total, total_human, uniq, uniq_human in self.store.execute(
-                f"SELECT link_id, any(url), uniqExact(event_id), uniqExactIf(event_id, is_bot = 0), "
-                f"uniqExact(profile_id), uniqExactIf(profile_id, is_bot = 0) "
-                f"FROM {table} WHERE {where} AND kind = 'click' GROUP BY link_id ORDER BY link_id", params)
+            for link_id, (total, total_human, uniq, uniq_human, url) in sorted(by_link.items())
         ]
-        hours: dict[int, dict[str, Any]] = {}
-        for hour, kind, total, total_human in self.store.execute(
-                f"SELECT intDiv(toUInt32(event_time), 3600) * 3600 AS hour, kind, uniqExact(event_id), "
-                f"uniqExactIf(event_id, is_bot = 0) FROM {table} WHERE {where} "
-                f"GROUP BY hour, kind ORDER BY hour, kind", params):
-            slot = hours.setdefault(int(hour), {"hour": _hour_iso(int(hour))})
-            slot[kind] = _both(total, total_human)
+        timeline = []
+        for hour in sorted(hours):
+            slot = hours[hour]
+            timeline.append({key: (value if key == "hour" else _both(*value)) for key, value in sorted(
+                slot.items(), key=lambda item: (item[0] != "hour", item[0]))})
         return {
             "account_id": account_id,
             "campaign_id": campaign_id,
@@ -96,7 +186,7 @@ class Reports:
             "complaints": 0,
             "notes": [COMPLAINTS_NOTE],
             "links": links,
-            "timeline": [hours[h] for h in sorted(hours)],
+            "timeline": timeline,
         }
 
 
