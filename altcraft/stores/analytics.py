@@ -40,7 +40,7 @@ _RETRYABLE_CODES = {
     ch_errors.ErrorCodes.KEEPER_EXCEPTION,
     ch_errors.ErrorCodes.TIMEOUT_EXCEEDED,
     ch_errors.ErrorCodes.ALL_CONNECTION_TRIES_FAILED,
-    ch_errors.ErrorCodes.READONLY,  # a replica without a ZooKeeper session is read-only
+    ch_errors.ErrorCodes.TABLE_IS_READ_ONLY,  # a replica without a ZooKeeper session
 }
 
 
