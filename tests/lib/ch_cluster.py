@@ -4,9 +4,10 @@ One standalone ZooKeeper (Debian's `zookeeper` package, installed with apt-get w
 see tests/lib/packages.py): a single ZooKeeper is enough to prove replication and
 de-duplication, which only need the coordination service to be up; production runs three
 (the zookeeper role) or ClickHouse Keeper with the same client section. Two
-clickhouse-server processes (the installed 18.16) with their own directories, macros
-({shard}, {replica}), remote_servers with internal_replication, interserver ports and the
-distributed_ddl queue, so that `ON CLUSTER` DDL runs on both. Everything lives under one
+clickhouse-server processes (the installed 18.16) with their own directories and ports; their
+cluster drop-in (macros {shard}/{replica}, remote_servers with internal_replication, the
+ZooKeeper client section, the distributed_ddl queue that `ON CLUSTER` DDL uses) is rendered
+from the clickhouse role's template, so the role's output is what runs here. Everything lives under one
 temporary directory, removed by `stop()`; each process is ours (started here, killed by its
 pid, never by name).
 """
@@ -27,6 +28,8 @@ from tests.lib import packages
 from tests.lib.ports import free_port, port_open
 from tests.lib.wait import wait_for
 
+ROLE_TEMPLATES = Path(__file__).resolve().parents[2] / "roles" / "clickhouse" / "templates"
+CLUSTER_TEMPLATE = "etc/clickhouse-server/config.d/cluster.xml.j2"
 ZOOKEEPER_JAR = Path("/usr/share/java/zookeeper.jar")
 ZOOKEEPER_MAIN = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
 USER = "altcraft"
@@ -184,13 +187,29 @@ class ChCluster:
                 [binary, f"--config-file={node.root / 'config.xml'}"], cwd=node.root,
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
 
+    def _cluster_dropin(self, node: Node) -> str:
+        """config.d/cluster.xml rendered from the clickhouse role's own template (macros,
+        remote_servers with internal_replication, the ZooKeeper client section, the
+        distributed_ddl queue), with this machine's loopback addresses and ports."""
+        import jinja2
+
+        env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(ROLE_TEMPLATES)), trim_blocks=True,
+                                 undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+        return env.get_template(CLUSTER_TEMPLATE).render(
+            ansible_managed="rendered by tests/lib/ch_cluster.py", clickhouse_config_root="yandex",
+            clickhouse_cluster_name=self.cluster, clickhouse_shard="01", clickhouse_replica=node.name,
+            clickhouse_interserver_host="127.0.0.1", clickhouse_cluster_hosts=[n.name for n in self.nodes],
+            hostvars={n.name: {"ansible_host": "127.0.0.1", "clickhouse_tcp_port": n.tcp_port} for n in self.nodes},
+            clickhouse_tcp_port=9000, clickhouse_user=USER, clickhouse_password=PASSWORD,
+            clickhouse_zookeeper_nodes=[{"host": "127.0.0.1", "port": self.zookeeper.port}],
+            # short: a killed replica's session (and its is_active node) goes within 2 s
+            clickhouse_zookeeper_session_timeout_ms=2000)
+
     def _write_config(self, node: Node) -> None:
         for sub in ("data", "tmp", "user_files", "format_schemas", "log"):
             (node.root / sub).mkdir(parents=True, exist_ok=True)
-        replicas = "".join(
-            f"<replica><host>127.0.0.1</host><port>{n.tcp_port}</port>"
-            f"<user>{USER}</user><password>{escape(PASSWORD)}</password></replica>"
-            for n in self.nodes)
+        (node.root / "config.d").mkdir(exist_ok=True)
+        (node.root / "config.d" / "cluster.xml").write_text(self._cluster_dropin(node))
         (node.root / "config.xml").write_text(f"""<?xml version="1.0"?>
 <!-- written by tests/lib/ch_cluster.py: test replica {node.name}, loopback only -->
 <yandex>
@@ -201,7 +220,6 @@ class ChCluster:
     <tcp_port>{node.tcp_port}</tcp_port>
     <http_port>{node.http_port}</http_port>
     <interserver_http_port>{node.interserver_port}</interserver_http_port>
-    <interserver_http_host>127.0.0.1</interserver_http_host>
     <max_concurrent_queries>100</max_concurrent_queries>
     <uncompressed_cache_size>67108864</uncompressed_cache_size>
     <mark_cache_size>67108864</mark_cache_size>
@@ -214,15 +232,6 @@ class ChCluster:
     <default_database>default</default_database>
     <timezone>UTC</timezone>
     <mlock_executable>false</mlock_executable>
-    <macros><shard>01</shard><replica>{node.name}</replica></macros>
-    <remote_servers>
-        <{self.cluster}><shard><internal_replication>true</internal_replication>{replicas}</shard></{self.cluster}>
-    </remote_servers>
-    <zookeeper>
-        <node><host>127.0.0.1</host><port>{self.zookeeper.port}</port></node>
-        <session_timeout_ms>2000</session_timeout_ms>
-    </zookeeper>
-    <distributed_ddl><path>/clickhouse/task_queue/ddl</path></distributed_ddl>
     <max_table_size_to_drop>0</max_table_size_to_drop>
     <max_partition_size_to_drop>0</max_partition_size_to_drop>
 </yandex>
