@@ -3,7 +3,7 @@ and two clickhouse-server processes (tests/lib/ch_cluster.py), the platform's ow
 with CLICKHOUSE_SYSTEM.CLUSTER and its own event writer (domain/ingest.EventWriter over
 stores/analytics.Analytics).
 
-The steps share one cluster and run in order (each builds on what the last one wrote)."""
+The tests share one cluster and its migrated tables; each writes its own account's events."""
 
 from __future__ import annotations
 
@@ -26,9 +26,24 @@ pytestmark = pytest.mark.timeout(180)
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    with ChCluster(replicas=2, cluster=CLUSTER) as running:
-        yield running
+def running():
+    with ChCluster(replicas=2, cluster=CLUSTER) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def migrated(running) -> tuple[list, list]:
+    """The platform's migration with the cluster setting, run twice: (first, second)."""
+    store = _store(running, 0)
+    try:
+        return schema.migrate(store), schema.migrate(store)
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def cluster(running, migrated) -> ChCluster:
+    return running
 
 
 def _store(cluster: ChCluster, index: int, alt: bool = False) -> Analytics:
@@ -62,14 +77,10 @@ def _sync(cluster: ChCluster) -> None:
         cluster.query(node, f"SYSTEM SYNC REPLICA `{DB}`.`events{schema.LOCAL_SUFFIX}`")
 
 
-def test_migration_on_cluster_creates_tables_on_both_replicas(cluster):
-    store = _store(cluster, 0)
-    try:
-        changes = schema.migrate(store)
-        assert ("table events_local", "create") in changes and ("table events", "create") in changes
-        assert schema.migrate(store) == []  # a second run has nothing to do
-    finally:
-        store.close()
+def test_migration_on_cluster_creates_tables_on_both_replicas(cluster, migrated):
+    first, second = migrated
+    assert ("table events_local", "create") in first and ("table events", "create") in first
+    assert second == []  # a second run has nothing to do
     for node in cluster.nodes:
         engines = dict(cluster.query(node, f"SELECT name, engine FROM system.tables WHERE database = '{DB}'"))
         assert engines == {"events": "Distributed", "events_local": "ReplicatedReplacingMergeTree",
