@@ -86,8 +86,7 @@ class Analytics:
                 settings: dict[str, Any] | None = None) -> list[tuple]:
         return self._client.execute(sql, params, settings=settings)
 
-    def insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]],
-               attempts: int = INSERT_ATTEMPTS) -> int:
+    def insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
         """One INSERT of many rows (ClickHouse wants few, large inserts).
 
         After an error that may be passing (connection lost, server killed, ZooKeeper away)
@@ -104,11 +103,17 @@ class Analytics:
         there ReplacingMergeTree on event_id with uniqExact/FINAL in reports is what keeps
         counts right. With alt_hosts the retry reconnects to the next server of the cluster,
         where the Distributed table forwards the block to that server's replica (the checksums
-        live in ZooKeeper, shared by the replicas of a shard)."""
+        live in ZooKeeper, shared by the replicas of a shard).
+
+        Only replicated tables are retried here: a plain MergeTree (one server; 18.16 has no
+        non-replicated de-duplication) would keep both copies, so there the error goes to
+        the caller at once, as before (procactions then gets the batch again from the broker,
+        the audit journal marks the entries pending)."""
         cols = ", ".join(f"`{c}`" for c in columns)
         block = list(rows)  # materialised once: every attempt sends exactly this
         sql = f"INSERT INTO {self.table(table)} ({cols}) VALUES"
         delay = INSERT_BACKOFF
+        attempts = INSERT_ATTEMPTS if self.cluster is not None and self.cluster.REPLICATED else 1
         for attempt in range(1, attempts + 1):
             try:
                 return self._client.execute(sql, block)

@@ -131,7 +131,7 @@ def test_a_killed_replica_catches_up(cluster):
         cluster.kill(ch1_node)
         during = [_events(20, account=3) for _ in range(3)]
         for batch in during:
-            writer.write(batch)  # the first one meets the dead connection and is retried on ch2
+            writer.write(batch)  # the client finds ch1 gone and goes on with ALT_HOSTS (ch2)
         # while ch1 is down ch2 holds every event written since; the first 30 may still be
         # on ch1's disk only (replication is asynchronous: no insert_quorum, so that one
         # replica down does not stop the writes), to be fetched when ch1 is back

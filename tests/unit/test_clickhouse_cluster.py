@@ -97,9 +97,10 @@ class FlakyClient:
         self.disconnects += 1
 
 
-def _store_with(client: FlakyClient) -> analytics.Analytics:
+def _store_with(client: FlakyClient, cluster: ClickHouseCluster | None = ClickHouseCluster(NAME="c")
+                ) -> analytics.Analytics:
     store = analytics.Analytics.__new__(analytics.Analytics)
-    store.database, store.cluster, store._client = "db", None, client
+    store.database, store.cluster, store._client = "db", cluster, client
     return store
 
 
@@ -123,3 +124,14 @@ def test_insert_gives_up_and_does_not_retry_what_cannot_pass(monkeypatch):
     with pytest.raises(EOFError):
         _store_with(client).insert("events", ("n",), [(1,)])
     assert len(client.sent) == analytics.INSERT_ATTEMPTS
+
+
+def test_insert_is_not_retried_where_nothing_drops_a_copy(monkeypatch):
+    """One server, or a cluster of plain MergeTree: a retry whose first attempt landed would
+    be kept twice, so the error goes to the caller (the broker redelivers the batch)."""
+    monkeypatch.setattr(analytics.time, "sleep", lambda s: None)
+    for cluster in (None, ClickHouseCluster(NAME="c", REPLICATED=False)):
+        client = FlakyClient([EOFError()])
+        with pytest.raises(EOFError):
+            _store_with(client, cluster).insert("events", ("n",), [(1,)])
+        assert len(client.sent) == 1
