@@ -154,6 +154,41 @@ class SsdbSentinel(_Section):
         return out
 
 
+def _check_identifier(value: str) -> str:
+    if not _IDENTIFIER.match(value):
+        raise ValueError("not an identifier (letters, digits and _, not starting with a digit)")
+    return value
+
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+Identifier = Annotated[str, AfterValidator(_check_identifier)]
+
+
+def _check_host_port(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError("not host:port")
+    _check_host(host)
+    _check_port(int(port))
+    return value
+
+
+HostPort = Annotated[str, AfterValidator(_check_host_port)]
+
+
+class ClickHouseCluster(_Section):
+    """Platform addition: the tables live on a ClickHouse cluster (remote_servers' NAME).
+    REPLICATED: Replicated*MergeTree local tables coordinated by ZooKeeper/ClickHouse Keeper
+    (each shard's replicas hold the same rows); off: plain *MergeTree per shard. Either way
+    the migrations run ON CLUSTER and the platform reads and writes a Distributed table."""
+
+    NAME: Identifier
+    REPLICATED: bool = True
+    # The cluster's other servers ("host:port", native protocol): the client goes on with the
+    # next one when HOST does not answer (each holds the Distributed table).
+    ALT_HOSTS: list[HostPort] = Field(default_factory=list)
+
+
 class ClickHouseSystem(_Section):
     HOST: Host = "127.0.0.1"
     PORT: Port = 9000
@@ -162,6 +197,7 @@ class ClickHouseSystem(_Section):
     DATABASE_NAME: str = "altcraft_system"
     IS_DEBUG: bool = False
     SECURE: bool = False  # platform addition: TLS on the native protocol
+    CLUSTER: ClickHouseCluster | None = None  # platform addition: one server when unset
 
 
 class PostgreSQL(_Section):

@@ -27,16 +27,60 @@ class Column:
 class Table:
     name: str
     columns: tuple[Column, ...]
-    engine: str
+    engine: str  # a MergeTree family member; "Replicated" is put in front on a replicated cluster
     partition_by: str
     order_by: str
+    # Where the Distributed table sends a row on a cluster of several shards. Deterministic,
+    # so that a retried block is split into the same sub-blocks (each de-duplicated by its
+    # shard); for events it is event_id, so that ReplacingMergeTree/FINAL see every copy of
+    # an event on one shard.
+    sharding_key: str
+
+    def local_name(self) -> str:
+        """On a cluster: the table on each server that holds the rows."""
+        return f"{self.name}{LOCAL_SUFFIX}"
+
+    def engine_sql(self, store: Analytics) -> str:
+        if store.cluster is None or not store.cluster.REPLICATED:
+            return f"{self.engine}()"
+        # {shard} and {replica} are the server's macros (roles/clickhouse renders them); the
+        # replicas of one shard share the ZooKeeper path and so the rows.
+        path = f"/clickhouse/tables/{{shard}}/{store.database}.{self.local_name()}"
+        return f"Replicated{self.engine}('{path}', '{{replica}}')"
+
+    def _columns_sql(self, store: Analytics) -> str:
+        return ",\n  ".join(c.ddl(store) for c in self.columns)
 
     def create_sql(self, store: Analytics) -> str:
-        columns = ",\n  ".join(c.ddl(store) for c in self.columns)
+        """The table the rows are stored in: the only one on one server, the local one on a
+        cluster."""
+        name = self.name if store.cluster is None else self.local_name()
         return (
-            f"CREATE TABLE IF NOT EXISTS {store.table(self.name)} (\n  {columns}\n)\n"
-            f"ENGINE = {self.engine}\nPARTITION BY {self.partition_by}\nORDER BY {self.order_by}"
+            f"CREATE TABLE IF NOT EXISTS {store.table(name)}{on_cluster(store)} (\n  {self._columns_sql(store)}\n)\n"
+            f"ENGINE = {self.engine_sql(store)}\nPARTITION BY {self.partition_by}\nORDER BY {self.order_by}"
         )
+
+    def distributed_sql(self, store: Analytics) -> str:
+        """On a cluster: the table the platform reads and writes, under the plain name."""
+        return (
+            f"CREATE TABLE IF NOT EXISTS {store.table(self.name)}{on_cluster(store)} (\n  {self._columns_sql(store)}\n)\n"
+            f"ENGINE = Distributed({store.cluster.NAME}, '{store.database}', '{self.local_name()}', "
+            f"{self.sharding_key})"
+        )
+
+
+LOCAL_SUFFIX = "_local"
+# ON CLUSTER DDL waits for every server; a server that is down makes it fail after this many
+# seconds, naming the servers that did not answer (below the client's 30 s socket timeout).
+DDL_TIMEOUT = 25
+
+
+def on_cluster(store: Analytics) -> str:
+    return f" ON CLUSTER {store.cluster.NAME}" if store.cluster is not None else ""
+
+
+class ClusterMismatch(RuntimeError):
+    """The database holds a table of another layout than the configured one."""
 
 
 # Every tracked and delivery event. ReplacingMergeTree keyed on event_id drops a redelivered
@@ -64,9 +108,10 @@ EVENTS = Table(
         Column("user_agent", "String"),
         Column("detail", "String"),
     ),
-    engine="ReplacingMergeTree()",
+    engine="ReplacingMergeTree",
     partition_by="toYYYYMM(event_date)",
     order_by="(account_id, campaign_id, kind, event_id)",
+    sharding_key="cityHash64(event_id)",
 )
 
 # The audit journal (domain/audit.py): append-only, one row per change, a hash chain over seq.
@@ -90,9 +135,10 @@ AUDIT = Table(
         Column("prev_hash", "String"),
         Column("hash", "String"),
     ),
-    engine="MergeTree()",
+    engine="MergeTree",
     partition_by="toYYYYMM(at)",
     order_by="seq",
+    sharding_key="seq",
 )
 
 
@@ -127,12 +173,19 @@ class View:
     target: Aggregate
     select: str
 
-    def query(self, store: Analytics, where: str = "") -> str:
-        return self.select.format(source=store.table(EVENTS.name), where=where)
+    def query(self, store: Analytics, where: str = "", source: str | None = None) -> str:
+        return self.select.format(source=store.table(source or EVENTS.name), where=where)
 
     def create_sql(self, store: Analytics, name: str | None = None) -> str:
-        return (f"CREATE MATERIALIZED VIEW IF NOT EXISTS {store.table(name or self.name)} "
-                f"TO {store.table(self.target.name)} AS {self.query(store)}")
+        """On a cluster the view watches each server's local `events` (an INSERT through the
+        Distributed table lands in a local one) and fills the local aggregate table, which
+        is Replicated too: a view does not fire for parts a replica fetches, so the
+        aggregate's own replication carries them."""
+        if store.cluster is None:
+            return (f"CREATE MATERIALIZED VIEW IF NOT EXISTS {store.table(name or self.name)} "
+                    f"TO {store.table(self.target.name)} AS {self.query(store)}")
+        return (f"CREATE MATERIALIZED VIEW IF NOT EXISTS {store.table(name or self.name)}{on_cluster(store)} "
+                f"TO {store.table(self.target.local_name())} AS {self.query(store, source=EVENTS.local_name())}")
 
 
 # Per campaign and UTC hour (the report's timeline): the event ids of each (kind, link,
@@ -151,9 +204,10 @@ CAMPAIGN_HOURLY = Aggregate(
         Column("events", "AggregateFunction(uniqExact, UUID)"),
         Column("url", "AggregateFunction(any, String)"),
     ),
-    engine="AggregatingMergeTree()",
+    engine="AggregatingMergeTree",
     partition_by="toYYYYMM(hour)",
     order_by="(account_id, campaign_id, hour, kind, link_id, is_bot)",
+    sharding_key="cityHash64(campaign_id)",
     settings="index_granularity = 256",
 )
 
@@ -172,9 +226,10 @@ CAMPAIGN_PEOPLE = Aggregate(
         # campaign, never with a merge - the report's version (domain/reports.py)
         Column("nonce", "AggregateFunction(sum, UInt64)"),
     ),
-    engine="AggregatingMergeTree()",
+    engine="AggregatingMergeTree",
     partition_by="tuple()",
     order_by="(account_id, campaign_id, kind, link_id, is_bot)",
+    sharding_key="cityHash64(campaign_id)",
     settings="index_granularity = 16",
 )
 
@@ -190,7 +245,8 @@ VIEWS: tuple[View, ...] = (
 
 # Rebuilt from `events`, never dumped: a backup leaves them out and a restore refills them
 # (backup/clickhouse.py); AggregateFunction states have no portable text form.
-DERIVED: frozenset[str] = frozenset(v.name for v in VIEWS) | frozenset(v.target.name for v in VIEWS)
+DERIVED: frozenset[str] = (frozenset(v.name for v in VIEWS) | frozenset(v.target.name for v in VIEWS)
+                            | frozenset(v.target.local_name() for v in VIEWS))
 
 # The views come last, after their tables: whatever creates TABLES in order gets working
 # views (migrate() leaves them to migrate_views(), which back-fills).
@@ -198,38 +254,77 @@ TABLES: tuple[Table | View, ...] = (EVENTS, AUDIT, CAMPAIGN_HOURLY, CAMPAIGN_PEO
 
 
 def migrate(store: Analytics, dry_run: bool = False) -> list[tuple[str, str]]:
-    """Create missing database and tables, add missing columns. Returns (object, action)."""
+    """Create missing database and tables, add missing columns. Returns (object, action).
+
+    On a cluster (CLICKHOUSE_SYSTEM.CLUSTER) every statement runs ON CLUSTER: each table is a
+    local table (`<name>_local`, Replicated*MergeTree when REPLICATED) on every server and a
+    Distributed table under the plain name. What exists is read from the server we talk to;
+    the statements are IF NOT EXISTS on every server, so a server added later gets its
+    tables from the next migrate."""
     changes: list[tuple[str, str]] = []
+    ddl = {"distributed_ddl_task_timeout": DDL_TIMEOUT} if store.cluster is not None else None
     databases = {row[0] for row in store.execute("SELECT name FROM system.databases")}
     if store.database not in databases:
         changes.append((f"database {store.database}", "create"))
         if not dry_run:
-            store.execute(f"CREATE DATABASE IF NOT EXISTS `{store.database}`")
+            store.execute(f"CREATE DATABASE IF NOT EXISTS `{store.database}`{on_cluster(store)}", settings=ddl)
+    engines = dict(store.execute(
+        "SELECT name, engine FROM system.tables WHERE database = %(db)s", {"db": store.database}
+    )) if store.database in databases else {}
     for table in TABLES:
         if isinstance(table, View):
             continue  # migrate_views, below
-        existing = {
-            row[0] for row in store.execute(
-                "SELECT name FROM system.columns WHERE database = %(db)s AND table = %(t)s",
-                {"db": store.database, "t": table.name},
-            )
-        } if store.database in databases else set()
-        if not existing:
-            changes.append((f"table {table.name}", "create"))
-            if not dry_run:
-                store.execute(table.create_sql(store))
-            continue
-        for column in table.columns:
-            if column.name not in existing:
-                changes.append((f"column {table.name}.{column.name}", "add"))
+        layout = [(table.name, table.create_sql)] if store.cluster is None else [
+            (table.local_name(), table.create_sql), (table.name, table.distributed_sql)]
+        for name, create in layout:
+            _check_layout(store, table, name, engines.get(name))
+            existing = {
+                row[0] for row in store.execute(
+                    "SELECT name FROM system.columns WHERE database = %(db)s AND table = %(t)s",
+                    {"db": store.database, "t": name},
+                )
+            } if name in engines else set()
+            if not existing:
+                changes.append((f"table {name}", "create"))
                 if not dry_run:
-                    store.execute(f"ALTER TABLE {store.table(table.name)} ADD COLUMN {column.ddl(store)}")
+                    store.execute(create(store), settings=ddl)
+                continue
+            for column in table.columns:
+                if column.name not in existing:
+                    changes.append((f"column {name}.{column.name}", "add"))
+                    if not dry_run:
+                        store.execute(f"ALTER TABLE {store.table(name)}{on_cluster(store)} "
+                                      f"ADD COLUMN {column.ddl(store)}", settings=ddl)
     changes += migrate_views(store, dry_run, exists=store.database in databases)
     return changes
 
 
+def _check_layout(store: Analytics, table: Table, name: str, engine: str | None) -> None:
+    """An existing table of another layout is not converted: that needs the data moved
+    (docs/operations.md), and a migration that guessed could lose or double it."""
+    if engine is None:
+        return
+    if store.cluster is None:
+        wanted, ok = f"{table.engine} (one server)", engine == table.engine
+    elif name == table.name:
+        wanted, ok = "Distributed", engine == "Distributed"
+    elif store.cluster.REPLICATED:
+        wanted, ok = f"Replicated{table.engine}", engine == f"Replicated{table.engine}"
+    else:
+        wanted, ok = table.engine, engine == table.engine
+    if not ok:
+        raise ClusterMismatch(
+            f"ClickHouse table {store.database}.{name} is {engine}, but CLICKHOUSE_SYSTEM "
+            f"{'has no CLUSTER' if store.cluster is None else f'CLUSTER {store.cluster.NAME}'} wants {wanted}: "
+            "converting existing tables is not automated (see docs/operations.md)")
+
+
 # -- the views, and the back-fill of their tables ---------------------------------------------
 PENDING = "__pending"  # suffix of a view that fills its table while the back-fill runs
+
+
+def _ddl(store: Analytics) -> dict | None:
+    return {"distributed_ddl_task_timeout": DDL_TIMEOUT} if store.cluster is not None else None
 
 
 def _existing(store: Analytics) -> set[str]:
@@ -263,15 +358,15 @@ def migrate_views(store: Analytics, dry_run: bool = False, exists: bool = True) 
             if pending in present:  # killed between creating the view and dropping this one
                 changes.append((f"view {pending}", "drop"))
                 if not dry_run:
-                    store.execute(f"DROP TABLE IF EXISTS {store.table(pending)}")
+                    store.execute(f"DROP TABLE IF EXISTS {store.table(pending)}{on_cluster(store)}", settings=_ddl(store))
             continue
         changes.append((f"view {view.name}", f"create, back-fill {view.target.name}"))
         if dry_run:
             continue
-        store.execute(view.create_sql(store, name=pending))
+        store.execute(view.create_sql(store, name=pending), settings=_ddl(store))
         backfill(store, view)
-        store.execute(view.create_sql(store))
-        store.execute(f"DROP TABLE IF EXISTS {store.table(pending)}")
+        store.execute(view.create_sql(store), settings=_ddl(store))
+        store.execute(f"DROP TABLE IF EXISTS {store.table(pending)}{on_cluster(store)}", settings=_ddl(store))
     return changes
 
 
@@ -281,14 +376,15 @@ def rebuild(store: Analytics) -> None:
     present = _existing(store)
     if EVENTS.name not in present:
         return  # nothing to build from: migrate makes the tables and views with `events`
+    if any(view.target.name not in present for view in VIEWS):
+        migrate(store)  # the missing ones made (both layouts on a cluster) and back-filled
+        present = _existing(store)
     for view in VIEWS:
-        if view.target.name not in present:
-            store.execute(view.target.create_sql(store))
-        else:
-            store.execute(f"TRUNCATE TABLE {store.table(view.target.name)}")
+        target = view.target.name if store.cluster is None else view.target.local_name()
+        store.execute(f"TRUNCATE TABLE {store.table(target)}{on_cluster(store)}", settings=_ddl(store))
     for name in present:
         if name.endswith(PENDING):
-            store.execute(f"DROP TABLE IF EXISTS {store.table(name)}")
+            store.execute(f"DROP TABLE IF EXISTS {store.table(name)}{on_cluster(store)}", settings=_ddl(store))
     migrate_views(store)  # a view that is missing: created and back-filled
     for view in VIEWS:
         if view.name in present:

@@ -14,6 +14,7 @@ class ModernServer:
     """Stands in for Analytics with a current server version (for DDL rendering only)."""
 
     database = "altcraft_system"
+    cluster = None  # one server
 
     def table(self, name: str) -> str:
         return f"`{self.database}`.`{name}`"

@@ -63,11 +63,11 @@ def test_booleans_are_not_numbers_and_enums_are_checked():
 
 
 def test_unknown_keys_are_warnings_not_errors():
-    config, report = cfg.validate(minimal(WEBLOYALTY_ENABLE=True, CLICKHOUSE_SYSTEM={"CLUSTER": "c1"}))
+    config, report = cfg.validate(minimal(WEBLOYALTY_ENABLE=True, CLICKHOUSE_SYSTEM={"SHARDS": "c1"}))
     assert config is not None and report.ok
     assert {str(w) for w in report.warnings} == {
         "WEBLOYALTY_ENABLE: unknown key (ignored)",
-        "CLICKHOUSE_SYSTEM.CLUSTER: unknown key (ignored)",
+        "CLICKHOUSE_SYSTEM.SHARDS: unknown key (ignored)",
     }
 
 

@@ -23,6 +23,7 @@ class ChdbStore:
     """Stands in for Analytics: same table naming and parameter substitution, chdb underneath."""
 
     database = "altcraft_system"
+    cluster = None  # one server
 
     def __init__(self, path):
         from chdb import session
