@@ -74,9 +74,14 @@ def test_cluster_ddl_parses_on_a_current_clickhouse(tmp_path):
     sess = session.Session(str(tmp_path / "chdb"))
     try:
         for table in schema.TABLES:
-            for sql in (table.create_sql(store), table.distributed_sql(store)):
+            statements = ((table.create_sql(store),) if isinstance(table, schema.View)
+                          else (table.create_sql(store), table.distributed_sql(store)))
+            for sql in statements:
                 ast = str(sess.query(f"EXPLAIN AST {sql}", "TSV"))
                 assert "CreateQuery" in ast, sql
+        view = schema.VIEWS[0].create_sql(store)  # on the local tables, on every server
+        assert "ON CLUSTER altcraft TO `altcraft_system`.`campaign_hourly_local`" in view
+        assert "FROM `altcraft_system`.`events_local`" in view
     finally:
         sess.close()
 
