@@ -74,7 +74,8 @@ def _held(cluster: ChCluster, account: int) -> list[tuple[int, int]]:
 
 def _sync(cluster: ChCluster) -> None:
     for node in cluster.nodes:
-        cluster.query(node, f"SYSTEM SYNC REPLICA `{DB}`.`events{schema.LOCAL_SUFFIX}`")
+        for table in ("events", "campaign_hourly"):
+            cluster.query(node, f"SYSTEM SYNC REPLICA `{DB}`.`{table}{schema.LOCAL_SUFFIX}`")
 
 
 def test_migration_on_cluster_creates_tables_on_both_replicas(cluster, migrated):
@@ -84,7 +85,12 @@ def test_migration_on_cluster_creates_tables_on_both_replicas(cluster, migrated)
     for node in cluster.nodes:
         engines = dict(cluster.query(node, f"SELECT name, engine FROM system.tables WHERE database = '{DB}'"))
         assert engines == {"events": "Distributed", "events_local": "ReplicatedReplacingMergeTree",
-                           "audit": "Distributed", "audit_local": "ReplicatedMergeTree"}, node.name
+                           "audit": "Distributed", "audit_local": "ReplicatedMergeTree",
+                           # the report aggregates: views on the local events into local tables
+                           "campaign_hourly": "Distributed", "campaign_hourly_local": "ReplicatedAggregatingMergeTree",
+                           "campaign_people": "Distributed", "campaign_people_local": "ReplicatedAggregatingMergeTree",
+                           "campaign_hourly_mv": "MaterializedView",
+                           "campaign_people_mv": "MaterializedView"}, node.name
 
 
 def test_written_on_ch1_read_on_ch2(cluster):
@@ -96,6 +102,9 @@ def test_written_on_ch1_read_on_ch2(cluster):
                            "WHERE account_id = 1") == [(50, 50)]
         # FINAL through the Distributed table: one shard, so every copy of an event is on it
         assert ch2.execute(f"SELECT count() FROM {ch2.table('events')} FINAL WHERE account_id = 1") == [(50,)]
+        # the report aggregate, filled by the view on ch1's local table, replicated to ch2
+        assert ch2.execute(f"SELECT uniqExactMerge(events) FROM {ch2.table('campaign_hourly')} "
+                           "WHERE account_id = 1") == [(50,)]
     finally:
         ch1.close(), ch2.close()
 
