@@ -319,10 +319,12 @@ class Delivery:
 
     # -- queue control -------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
-        rows: dict[tuple[int, int, int], dict[str, int]] = defaultdict(
+        """What the spool holds per sender, account, campaign and ISP (the strategy's name for
+        the recipient's domain, as the dispatcher groups it), by state."""
+        rows: dict[tuple[int, int, int, str], dict[str, int]] = defaultdict(
             lambda: {"new": 0, "retry": 0, "hold": 0, "proc": 0})
         for message_id, meta in list(self.meta.items()):
-            row = rows[(meta.sender_id, meta.account_id, meta.campaign_id)]
+            row = rows[(meta.sender_id, meta.account_id, meta.campaign_id, self.strategy_of(meta)[0])]
             if message_id in self.in_flight:
                 row["proc"] += 1
             elif meta.sender_id in self.held:
@@ -331,8 +333,8 @@ class Delivery:
                 row["retry"] += 1
             else:
                 row["new"] += 1
-        return {"rows": [{"sender_id": s, "account_id": a, "campaign_id": c, **v,
-                          "total": sum(v.values())} for (s, a, c), v in sorted(rows.items())],
+        return {"rows": [{"sender_id": s, "account_id": a, "campaign_id": c, "isp": isp, **v,
+                          "total": sum(v.values())} for (s, a, c, isp), v in sorted(rows.items())],
                 "held_senders": sorted(self.held)}
 
     def purge(self, sender_id: int) -> int:

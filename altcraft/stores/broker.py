@@ -236,6 +236,19 @@ class Broker:
         """Messages ready in a queue that exists (a passive declare)."""
         return self.channel.queue_declare(name, passive=True).method.message_count
 
+    def depth(self, name: str) -> tuple[int, int] | None:
+        """(messages ready, consumers) of a queue, or None when it does not exist; on a
+        channel of its own, since a miss closes the channel."""
+        channel = self.connection.channel()
+        try:
+            method = channel.queue_declare(name, passive=True).method
+        except ChannelClosedByBroker as exc:
+            if exc.reply_code == 404:
+                return None
+            raise
+        channel.close()
+        return method.message_count, method.consumer_count
+
     def exists(self, kind: str, name: str) -> bool:
         """Passive declare: True if the exchange or queue exists. A miss closes the channel."""
         channel = self.connection.channel()

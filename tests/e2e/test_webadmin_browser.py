@@ -210,6 +210,8 @@ def test_operator_walk(operator_stand, chromium, sink_port):
         wait_for(lambda: reloaded(lambda: row.get_by_test_id("queue-hold").inner_text() == str(MESSAGES)),
                  timeout=60, what=f"{MESSAGES} messages held")
         assert not sink.messages  # held: nothing delivered
+        page.get_by_text("By account, campaign and ISP").first.click()  # the counts by ISP
+        expect(page.get_by_test_id("queue-isp").first).to_have_text("default")  # no ISP rule names sink.test
         shot("queues")
         row.get_by_test_id(f"queue-release-{sender['id']}").click()
         expect(page.get_by_test_id("done")).to_contain_text("its queue is released")

@@ -145,6 +145,10 @@ def test_system_page_reports_processes_stores_and_disk_in_english_and_russian(si
     assert re.findall(r'<tr data-testid="check-([a-z_0-9]+)"', html) == list(checks.configured(platform.config))
     assert "Every store answers." in html and ">FAIL<" not in html
     assert f"<dd>{altcraft.__version__}</dd>" in html and "MTA spool" in html
+    # RabbitMQ's queues with their depths: the platform's (migrated) are all listed
+    from altcraft.schema.rabbitmq import QUEUES
+    listed = re.findall(r'<tr data-testid="queue-([a-z_.0-9]+)">', html)
+    assert set(q.name for q in QUEUES) <= set(listed), listed
     ru = client.get("/system", headers={"Accept-Language": "ru"}).data.decode()
     for text in ("<h1>Система</h1>", "Процессы", "Все хранилища отвечают.", "Очередь MTA на диске", "Свободно"):
         assert text in ru, text
@@ -161,6 +165,10 @@ def test_system_page_names_a_store_that_does_not_answer(config, platform):
     assert ">FAIL<" in row and str(broken.SSDB_STATS_PORT) in row
     assert "A store does not answer" in html
     assert '<tr data-testid="check-controldb"><td>controldb</td>\n    <td data-testid="check-result">ok' in html
+    down = config.model_copy(update={"RABBITMQ_PORT": free_port()})  # the broker's queues cannot be read
+    client = create_app(down, registry.get("webadmin")).test_client()
+    admin_signin(client, make_admin(platform)["login"])
+    assert 'data-testid="queues-error">RabbitMQ does not answer' in client.get("/system").data.decode()
 
 
 def test_account_page_lists_its_virtual_senders(signed_in, platform):

@@ -465,7 +465,9 @@ def test_a_held_sender_sends_nothing_its_session_ends_and_release_resumes_in_ord
     assert stand.peer.rcpts() == ["r0@b.example", "other@b.example"]
     session = stand.peer.sent[0]["session"]
     assert session.closed
-    assert stand.delivery.stats()["held_senders"] == [1]
+    stats = stand.delivery.stats()
+    assert stats["held_senders"] == [1]
+    assert [(r["sender_id"], r["isp"], r["hold"]) for r in stats["rows"]] == [(1, "default", 5)]
 
     stand.clock.advance(3600)
     stand.drive()

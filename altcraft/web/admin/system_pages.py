@@ -1,6 +1,7 @@
 """webadmin's System page, read-only: the processes akd supervises on this host with their
 state (what `akd status --json` says), every configured store's check (what `aktool check
---json` says), the free disk where the spool, logs and data live, and the versions running.
+--json` says), RabbitMQ's queues with their depths, the free disk where the spool, logs and
+data live, and the versions running.
 Nothing here changes anything: starting and stopping stay with akd on the host."""
 
 from __future__ import annotations
@@ -59,6 +60,25 @@ def _processes(config: MainConfig) -> list[dict]:
     return rows
 
 
+def _queues(config: MainConfig, sender_ids: list[int]) -> tuple[list[dict], str | None]:
+    """The platform's queues and each sender's MTA queues that exist, with what waits in
+    them and how many consumers read them; or why the broker could not say."""
+    from altcraft.mta import envelope
+    from altcraft.schema.rabbitmq import QUEUES
+    from altcraft.stores.broker import Broker
+    names = [q.name for q in QUEUES] + [name for i in sender_ids for name, _ in envelope.queues(i)]
+    try:
+        with Broker(config, timeout=CHECK_TIMEOUT, app="altcraft-webadmin") as broker:
+            rows = []
+            for name in names:
+                found = broker.depth(name)
+                if found is not None:
+                    rows.append({"name": name, "messages": found[0], "consumers": found[1]})
+            return rows, None
+    except Exception as exc:  # noqa: BLE001 - the page shows any failure of the broker by name
+        return [], f"{type(exc).__name__}: {exc}"
+
+
 def size(value: int | None) -> str:
     if value is None:
         return "—"
@@ -77,6 +97,7 @@ def add_routes(bp: Blueprint) -> None:
         results = [r.as_dict() for r in checks.run(config, timeout=CHECK_TIMEOUT)]
         versions = [("Altcraft", altcraft.__version__), ("Python", sys.version.split()[0]),
                     (i18n.gettext_("Host"), f"{host.node()} ({host.system()} {host.release()})")]
+        queues, queues_error = _queues(config, [s["id"] for s in panel().platform.senders.list()])
         return render_template("admin/system.html", processes=_processes(config), checks=results,
                                checks_ok=all(r["ok"] for r in results), disks=_disks(config), size=size,
-                               versions=versions)
+                               versions=versions, queues=queues, queues_error=queues_error)
