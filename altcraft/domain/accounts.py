@@ -64,7 +64,9 @@ class Accounts:
         if tz is not None:
             changes["tz"] = check_timezone(tz)
         if tariff is not None:
-            changes["tariff"] = tariff
+            if not isinstance(tariff, str) or not 1 <= len(tariff.strip()) <= 63:
+                raise Invalid("tariff", "the tariff's name, 1-63 characters")
+            changes["tariff"] = tariff.strip()
         stamp = now()
         if id is None:
             if "name" not in changes:

@@ -171,6 +171,17 @@ def test_system_page_names_a_store_that_does_not_answer(config, platform):
     assert 'data-testid="queues-error">RabbitMQ does not answer' in client.get("/system").data.decode()
 
 
+def test_an_accounts_tariff_is_edited_and_a_blank_one_refused(signed_in, platform):
+    client, token = signed_in
+    account = platform.accounts.save(name=f"tf-{uuid.uuid4().hex[:8]}")
+    form = {"csrf_token": token, "name": account["name"], "title": "Shop", "tz": "UTC"}
+    answer = client.post(f"/accounts/{account['id']}", data={**form, "tariff": " "})
+    assert answer.status_code == 400 and "tariff: the tariff&#39;s name, 1-63 characters" in answer.data.decode()
+    assert platform.accounts.get(account["id"])["tariff"] == "default"
+    assert client.post(f"/accounts/{account['id']}", data={**form, "tariff": "pro"}).status_code == 200
+    assert platform.accounts.get(account["id"])["tariff"] == "pro"
+
+
 def test_account_page_lists_its_virtual_senders(signed_in, platform):
     client, _ = signed_in
     account = platform.accounts.save(name=f"vs-{uuid.uuid4().hex[:8]}")

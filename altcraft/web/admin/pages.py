@@ -99,12 +99,13 @@ def blueprint() -> Blueprint:
 
     @bp.route("/accounts/new", methods=["GET", "POST"])
     def account_new():
-        form, error, status = {"name": "", "title": "", "tz": "UTC"}, None, 200
+        form, error, status = {"name": "", "title": "", "tz": "UTC", "tariff": "default"}, None, 200
         if request.method == "POST":
             form = _form()
             try:
                 account = panel().platform.accounts.save(
-                    name=form["name"], title=form["title"] or None, tz=form["tz"] or None)
+                    name=form["name"], title=form["title"] or None, tz=form["tz"] or None,
+                    tariff=form["tariff"] or None)
             except DomainError as exc:
                 error, status = exc.message, exc.status
             else:
@@ -116,13 +117,14 @@ def blueprint() -> Blueprint:
     def account(account_id: int):
         service = panel().platform.accounts
         current = service.get(account_id)  # 404 when missing
-        form = {"name": current["name"], "title": current.get("title") or "", "tz": current.get("tz") or "UTC"}
+        form = {"name": current["name"], "title": current.get("title") or "", "tz": current.get("tz") or "UTC",
+                "tariff": current.get("tariff") or "default"}
         error, status, saved = None, 200, False
         if request.method == "POST":
             form = _form()
             try:
                 current = service.save(id=account_id, name=form["name"] or None, title=form["title"],
-                                       tz=form["tz"] or None)
+                                       tz=form["tz"] or None, tariff=form["tariff"])
             except DomainError as exc:
                 error, status = exc.message, exc.status
             else:
@@ -196,7 +198,7 @@ def _virtual_senders(account_id: int) -> dict:
 
 
 def _form() -> dict[str, str]:
-    return {k: request.form.get(k, "").strip() for k in ("name", "title", "tz")}
+    return {k: request.form.get(k, "").strip() for k in ("name", "title", "tz", "tariff")}
 
 
 
