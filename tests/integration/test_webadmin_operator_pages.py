@@ -182,6 +182,33 @@ def test_an_accounts_tariff_is_edited_and_a_blank_one_refused(signed_in, platfor
     assert platform.accounts.get(account["id"])["tariff"] == "pro"
 
 
+def test_a_virtual_sender_is_made_refused_by_field_and_deleted(signed_in, platform):
+    client, token = signed_in
+    account = platform.accounts.save(name=f"vm-{uuid.uuid4().hex[:8]}")
+    sender = platform.senders.save(name=f"vm-{uuid.uuid4().hex[:6]}", from_email="news@shop.example",
+                                   dkim_algorithm="none")
+    platform.senders.assign(sender["id"], account["id"])
+    url = f"/accounts/{account['id']}/vsenders"
+    default = {"match": "default", "senders": [{"id": sender["id"], "weight": 1}]}
+    for rules, reason in (("[{", "rules: not JSON"),
+                          (json.dumps([default, {**default, "match": "to_domain", "values": ["a.example"]}]),
+                           "the default rule must be the last"),
+                          (json.dumps([{"match": "default", "senders": [{"id": 999999, "weight": 1}]}]),
+                           "999999")):
+        answer = client.post(url, data={"csrf_token": token, "vsender_name": "by domain", "vsender_rules": rules})
+        shown = html_lib.unescape(answer.data.decode())
+        assert answer.status_code in (400, 404) and 'data-testid="vsender-error"' in shown, rules
+        assert reason in re.search(r'data-testid="vsender-error">([^<]*)<', shown).group(1), (reason, rules)
+    assert platform.vsenders.list(account["id"]) == [], "a refused form stored a virtual sender"
+    rules = [{"match": "to_domain", "values": ["gmail.com"], "senders": [{"id": sender["id"], "weight": 2}]}, default]
+    answer = client.post(url, data={"csrf_token": token, "vsender_name": "by domain", "vsender_rules": json.dumps(rules)})
+    assert answer.status_code == 302
+    [made] = platform.vsenders.list(account["id"])
+    assert made["name"] == "by domain" and [r["match"] for r in made["rules"]] == ["to_domain", "default"]
+    assert client.post(f"{url}/{made['id']}/delete", data={"csrf_token": token}).status_code == 302
+    assert platform.vsenders.list(account["id"]) == []
+
+
 def test_account_page_lists_its_virtual_senders(signed_in, platform):
     client, _ = signed_in
     account = platform.accounts.save(name=f"vs-{uuid.uuid4().hex[:8]}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import re
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import pytest
 from altcraft import registry
 from altcraft.domain.audit import Filter
 from altcraft.web.admin import create_app
-from tests.lib.webpanel import PASSWORD, admin_signin, make_admin, make_tenant, signin, token_of
+from tests.lib.webpanel import PASSWORD, admin_signin, make_admin, make_tenant, other_first, signin, token_of
 
 pytestmark = pytest.mark.integration
 
@@ -33,6 +34,11 @@ class World:
     token_id: int  # revoked by its case
     contact: str  # added to the stop list and removed again
     imported: str  # listed by the import case
+    sender_id: int = 0  # assigned to the account: its virtual senders name it
+    vsender_id: int = 0  # deleted by its case
+
+    def vsender_count(self) -> int:
+        return len(self.platform.vsenders.list(self.account["id"]))
 
     def account_count(self) -> int:
         return self.platform.accounts.collection.count_documents({})
@@ -159,6 +165,13 @@ CASES: dict[tuple[str, str], Case] = {
                                                           "title": f"T {uuid.uuid4().hex[:6]}", "tz": "UTC",
                                                           "tariff": "pro"},
                                     state=World.account_state),
+    ("admin.vsender_add", "POST"): Case(lambda w: f"/accounts/{w.account['id']}/vsenders",
+                                        data=lambda w: {"vsender_name": f"vs-{uuid.uuid4().hex[:6]}",
+                                                        "vsender_rules": json.dumps([{"match": "default", "senders": [
+                                                            {"id": w.sender_id, "weight": 1}]}])},
+                                        state=World.vsender_count),
+    ("admin.vsender_delete", "POST"): Case(lambda w: f"/accounts/{w.account['id']}/vsenders/{w.vsender_id}/delete",
+                                           state=World.vsender_count),
     ("admin.account_deactivate", "POST"): _flag("deactivate"),
     ("admin.account_activate", "POST"): _flag("activate"),
     ("admin.account_freeze", "POST"): _flag("freeze"),
@@ -224,8 +237,11 @@ def world(platform) -> World:
     user = platform.users.add(account["id"], f"u-{uuid.uuid4().hex[:8]}", PASSWORD)
     _, token = platform.tokens.create("account", account["id"])
     tag = uuid.uuid4().hex[:10]
+    sender = platform.senders.save(name=f"vs-{tag}", from_email="news@shop.example", dkim_algorithm="none")
+    platform.senders.assign(sender["id"], account["id"])
+    vsender = platform.vsenders.add(account["id"], "gone", [{"match": "default", "senders": [{"id": sender["id"], "weight": 1}]}])
     return World(platform, make_admin(platform), account, user, token["id"], f"stop-{tag}@example.com",
-                 f"imported-{tag}@example.com")
+                 f"imported-{tag}@example.com", sender["id"], vsender["id"])
 
 
 def test_every_route_has_a_case(app):
@@ -276,8 +292,8 @@ def test_change_without_csrf_token_is_refused_and_changes_nothing(app, world):
     good = admin_signin(client, world.admin["login"])
     for (endpoint, method), case in CHANGES.items():
         for label, extra, headers in (("no token", {}, {}),
-                                      ("wrong token", {"csrf_token": "x" + good[1:]}, {}),
-                                      ("wrong header", {}, {"X-CSRF-Token": good[:-1] + "x"})):
+                                      ("wrong token", {"csrf_token": other_first(good)}, {}),
+                                      ("wrong header", {}, {"X-CSRF-Token": other_first(good[::-1])[::-1]})):
             before = case.state(world)
             response = client.open(case.url(world), method=method, data={**case.data(world), **extra},
                                    headers=headers)

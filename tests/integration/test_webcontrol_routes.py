@@ -17,7 +17,7 @@ import pytest
 from altcraft import registry
 from altcraft.domain.audit import Filter
 from altcraft.web.control import create_app
-from tests.lib.webpanel import Tenant, make_tenant, signin, token_of
+from tests.lib.webpanel import Tenant, make_tenant, other_first, signin, token_of
 
 pytestmark = pytest.mark.integration
 
@@ -427,8 +427,8 @@ def test_change_without_csrf_token_is_refused_and_changes_nothing(app, world):
     good = signin(client, world.a.writer)
     for (endpoint, method), case in CHANGES.items():
         for label, extra, headers in (("no token", {}, {}),
-                                      ("wrong token", {"csrf_token": "x" + good[1:]}, {}),
-                                      ("wrong header", {}, {"X-CSRF-Token": good[:-1] + "x"})):
+                                      ("wrong token", {"csrf_token": other_first(good)}, {}),
+                                      ("wrong header", {}, {"X-CSRF-Token": other_first(good[::-1])[::-1]})):
             before = case.state(world, world.a)
             response = client.open(case.url(world, world.a), method=method,
                                    data={**case.data(world), **extra}, headers=headers)

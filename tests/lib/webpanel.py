@@ -87,6 +87,12 @@ def upload(platform, account_id: int, db_id: int, text: str, name: str = "people
     return platform.import_jobs(account_id).create(database, path, name, size, lines, columns, user)
 
 
+def other_first(token: str) -> str:
+    """The token with its first character changed: always a wrong token ("x" + token[1:] is
+    the right one whenever the token starts with "x")."""
+    return ("y" if token[0] == "x" else "x") + token[1:]
+
+
 def token_of(html: bytes | str) -> str:
     text = html.decode() if isinstance(html, bytes) else html
     match = _TOKEN.search(text)

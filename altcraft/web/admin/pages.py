@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 
 from flask import Blueprint, g, redirect, render_template, request, url_for
 
 from altcraft.domain import totp as otp
-from altcraft.domain.errors import DomainError
+from altcraft.domain.errors import DomainError, Invalid
 from altcraft.web import i18n
 from altcraft.web.app import after_sign_in, not_a_change, locked_message, open_session, panel, pending_principal, protect
 
@@ -129,8 +130,36 @@ def blueprint() -> Blueprint:
                 error, status = exc.message, exc.status
             else:
                 saved = True
-        return render_template("admin/account.html", account=service.get(account_id), form=form,
-                               error=error, saved=saved, **_virtual_senders(account_id)), status
+        return _account_page(account_id, form, error=error, saved=saved, status=status)
+
+    @bp.post("/accounts/<int:account_id>/vsenders")
+    def vsender_add(account_id: int):
+        """A virtual sender from a name and its rules as the admin API takes them (JSON),
+        checked by the domain: each refusal names the rule and field."""
+        platform = panel().platform
+        platform.accounts.get(account_id)  # 404 when missing
+        name, text = request.form.get("vsender_name", ""), request.form.get("vsender_rules", "")
+        try:
+            try:
+                rules = json.loads(text)
+            except ValueError as exc:
+                raise Invalid("rules", f"not JSON: {exc}") from None
+            doc = platform.vsenders.add(account_id, name, rules)
+        except DomainError as exc:
+            return _account_page(account_id, vsender_error=exc.message, status=exc.status,
+                                 vsender_form={"name": name, "rules": text})
+        g.audit_object = ("vsender", doc["id"])
+        return redirect(url_for("admin.account", account_id=account_id))
+
+    @bp.post("/accounts/<int:account_id>/vsenders/<int:vsender_id>/delete")
+    def vsender_delete(account_id: int, vsender_id: int):
+        try:
+            panel().platform.vsenders.delete(account_id, vsender_id)
+        except DomainError as exc:  # used by a campaign under way (not found: 404)
+            if exc.status == 404:
+                raise
+            return _account_page(account_id, vsender_error=exc.message, status=exc.status)
+        return redirect(url_for("admin.account", account_id=account_id))
 
     def _flag(account_id: int, flag: str, value: bool):
         panel().platform.accounts.set_flag(account_id, flag, value)
@@ -184,9 +213,24 @@ def blueprint() -> Blueprint:
     return bp
 
 
+VSENDER_EXAMPLE = '[{"match": "to_domain", "values": ["gmail.com"], "senders": [{"id": 1, "weight": 1}]},\n' \
+                  ' {"match": "default", "senders": [{"id": 1, "weight": 1}]}]'
+
+
+def _account_page(account_id: int, form: dict | None = None, error: str | None = None, saved: bool = False,
+                  status: int = 200, vsender_error: str | None = None, vsender_form: dict | None = None):
+    account = panel().platform.accounts.get(account_id)
+    if form is None:
+        form = {"name": account["name"], "title": account.get("title") or "", "tz": account.get("tz") or "UTC",
+                "tariff": account.get("tariff") or "default"}
+    return render_template("admin/account.html", account=account, form=form, error=error, saved=saved,
+                           vsender_error=vsender_error,
+                           vsender_form=vsender_form or {"name": "", "rules": VSENDER_EXAMPLE},
+                           **_virtual_senders(account_id)), status
+
+
 def _virtual_senders(account_id: int) -> dict:
-    """The account's virtual senders (read-only here: the admin API's admin/vsenders edits them)
-    and the names of the senders their rules name."""
+    """The account's virtual senders and the names of the senders their rules name."""
     platform = panel().platform
     vsenders = platform.vsenders.list(account_id)
     ids = {s["id"] for v in vsenders for rule in v["rules"] for s in rule["senders"]}
