@@ -24,10 +24,19 @@ func main() {
 	sqliteURL := flag.String("sqlite-url", "file:./data/", "SQLite directory URI (handler sqlite)")
 	pgURL := flag.String("postgresql-url", os.Getenv("FERRETDB_POSTGRESQL_URL"),
 		"PostgreSQL URL (handler postgresql; default $FERRETDB_POSTGRESQL_URL)")
+	// A second listener for other hosts: TLS, and with a CA file every client must show a
+	// certificate it signed (FerretDB on SQLite has no passwords of its own).
+	listenTLS := flag.String("listen-tls", "", "TLS address to listen on (empty: none)")
+	tlsCert := flag.String("listen-tls-cert-file", "", "server certificate (PEM) of the TLS listener")
+	tlsKey := flag.String("listen-tls-key-file", "", "server key (PEM) of the TLS listener")
+	tlsCA := flag.String("listen-tls-ca-file", "", "CA (PEM) that signs the clients' certificates")
 	flag.Parse()
 
 	f, err := ferretdb.New(&ferretdb.Config{
-		Listener:      ferretdb.ListenerConfig{TCP: *listen},
+		Listener: ferretdb.ListenerConfig{
+			TCP: *listen, TLS: *listenTLS,
+			TLSCertFile: *tlsCert, TLSKeyFile: *tlsKey, TLSCAFile: *tlsCA,
+		},
 		Handler:       *handler,
 		SQLiteURL:     *sqliteURL,
 		PostgreSQLURL: *pgURL,
@@ -39,7 +48,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	log.Printf("ferretdb listening on %s (handler %s)", *listen, *handler)
+	log.Printf("ferretdb listening on %s, TLS on %q (handler %s)", *listen, *listenTLS, *handler)
 	f.Run(ctx)
 	log.Print("ferretdb stopped")
 }

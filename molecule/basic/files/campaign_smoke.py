@@ -3,8 +3,10 @@
 Run inside the host with the platform's own Python (it has dkimpy):
     /opt/akd/ak/bin/python campaign_smoke.py --api-port 8801 --admin-token TOKEN --sink-port 2525
 
-It starts an SMTP sink on 127.0.0.1:<sink-port> (main.json routes the domain sink.test
-there: MTA.ROUTES), then, through the HTTP API only: an account and its token, a sender with
+It starts an SMTP sink on <sink-host>:<sink-port> (main.json routes the domain sink.test
+there: MTA.ROUTES; on two hosts the sending server's akmtad connects to it from one of the
+sender's IPs, --sender-ips, and the sink checks the connection's source address is one of
+them), then, through the HTTP API only: an account and its token, a sender with
 an RSA DKIM key assigned to it, a profile database with one subscribed profile, a segment, a
 template with a link, a campaign started now. It waits for the message in the sink and
 checks it: addressed to the profile, personalised, its DKIM signature verifies against the
@@ -32,6 +34,7 @@ from html import unescape
 import dkim
 
 RECEIVED: list[bytes] = []
+PEERS: list[str] = []  # the source address of each message's connection
 
 
 class SinkHandler(socketserver.StreamRequestHandler):
@@ -57,6 +60,7 @@ class SinkHandler(socketserver.StreamRequestHandler):
                 lines = []
                 while (chunk := self.rfile.readline()) not in (b".\r\n", b""):
                     lines.append(chunk[1:] if chunk.startswith(b"..") else chunk)
+                PEERS.append(self.client_address[0])
                 RECEIVED.append(b"".join(lines))
                 self.reply("250 queued")
             elif verb == b"QUIT":
@@ -98,8 +102,9 @@ def run(args: argparse.Namespace) -> dict:
     suffix = uuid.uuid4().hex[:8]
     account = api("admin/accounts/save", token=args.admin_token, name=f"smoke-{suffix}")
     token = api("admin/tokens/add", token=args.admin_token, account_id=account["id"])["token"]
+    sender_ips = [ip for ip in args.sender_ips.split(",") if ip]
     sender = api("admin/senders/save", token=args.admin_token, name=f"smoke-{suffix}",
-                 from_email="news@smoke.example", dkim_algorithm="rsa")
+                 from_email="news@smoke.example", dkim_algorithm="rsa", ips=sender_ips)
     api("admin/senders/assign", token=args.admin_token, id=sender["id"], account_id=account["id"])
     db = api("databases/add", token=token, name="smoke")
     rcpt = f"anna-{suffix}@sink.test"
@@ -125,6 +130,8 @@ def run(args: argparse.Namespace) -> dict:
         failures.append(f"Subject is {message['Subject']!r}")
     if not dkim.verify(raw, dnsfunc=lambda name, timeout=5: record):
         failures.append("the DKIM signature does not verify")
+    if sender_ips and PEERS[0] not in sender_ips:
+        failures.append(f"the message came from {PEERS[0]}, not from a sending IP ({', '.join(sender_ips)})")
     links = [unescape(u) for u in re.findall(r'href=["\']([^"\']+/c/[^"\']+)', html)]
     if "https://shop.example/sale" in html or not links:
         failures.append("the link was not rewritten into a tracking link")
@@ -135,7 +142,7 @@ def run(args: argparse.Namespace) -> dict:
                       lambda: (r := api("campaigns/report", token=token, id=campaign["id"]))["delivered"] == 1 and r,
                       args.timeout)
     return {"ok": True, "account_id": account["id"], "db_id": db["id"], "campaign_id": campaign["id"],
-            "link": links[0], "rcpt": rcpt, "dkim": "pass",
+            "link": links[0], "rcpt": rcpt, "dkim": "pass", "from_ip": PEERS[0],
             "delivered": report["delivered"], "messages_in_sink": len(RECEIVED)}
 
 
@@ -143,11 +150,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--api-port", type=int, default=8801)
     parser.add_argument("--admin-token", required=True)
+    parser.add_argument("--sink-host", default="127.0.0.1", help="address the SMTP sink listens on")
     parser.add_argument("--sink-port", type=int, default=2525)
+    parser.add_argument("--sender-ips", default="",
+                        help="the test sender's sending IPs, comma-separated; the message must come from one")
     parser.add_argument("--timeout", type=float, default=120)
     args = parser.parse_args()
     socketserver.ThreadingTCPServer.allow_reuse_address = True
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", args.sink_port), SinkHandler)
+    server = socketserver.ThreadingTCPServer((args.sink_host, args.sink_port), SinkHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         result = run(args)
