@@ -188,7 +188,7 @@ def move_and_click(old: str, new: str) -> None:
 
     # 1. the old host sends a campaign and keeps more profiles
     admin = sh_out(old, f"{AKTOOL} token create --admin --name move-test").strip().splitlines()[-1]
-    sent = run_py(old, f"{SRC}/molecule/basic/files/campaign_smoke.py", "--admin-token", admin,
+    sent = run_py(old, f"{SRC}/molecule/basic/files/campaign_smoke.py", f"--admin-token={admin}",
                   "--sink-port", "2525", timeout=600)
     assert sent["ok"] and sent["delivered"] == 1, sent
     link, campaign = sent["link"], sent["campaign_id"]
