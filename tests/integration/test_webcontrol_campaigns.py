@@ -16,13 +16,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from altcraft import config as cfg, registry
+from altcraft import registry
 from altcraft.domain.events import COLUMNS, Event, row
-from altcraft.schema import migrate as migration
 from altcraft.stores.analytics import Analytics
 from altcraft.web.control import campaign_pages, create_app
 from altcraft.wiring import Platform
-from tests.lib.harness import make_config
+from tests.lib.harness import migrated_config
 from tests.lib.webpanel import make_tenant, signin
 
 pytestmark = pytest.mark.integration
@@ -32,11 +31,7 @@ BUTTON = re.compile(r'data-testid="campaign-(start|pause|resume|cancel)"')
 @pytest.fixture(scope="module")
 def stores(harness, tmp_path_factory):
     """One set of stores (migrated once) for the module; each test has an account of its own."""
-    basedir = tmp_path_factory.mktemp("akd")
-    path = basedir / "main.json"
-    path.write_text(json.dumps(make_config(harness, basedir)))
-    config, _ = cfg.load(path)
-    migration.run(config)
+    config = migrated_config(harness, tmp_path_factory.mktemp("akd"))
     platform = Platform(config)
     yield config, platform
     platform.close()

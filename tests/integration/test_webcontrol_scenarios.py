@@ -10,11 +10,10 @@ import re
 
 import pytest
 
-from altcraft import config as cfg, registry
-from altcraft.schema import migrate as migration
+from altcraft import registry
 from altcraft.web.control import create_app
 from altcraft.wiring import Platform
-from tests.lib.harness import make_config
+from tests.lib.harness import migrated_config
 from tests.lib.webpanel import make_tenant, signin
 
 pytestmark = pytest.mark.integration
@@ -22,14 +21,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def signed_in(harness, tmp_path_factory):
-    basedir = tmp_path_factory.mktemp("akd")
-    path = basedir / "main.json"
-    path.write_text(json.dumps(make_config(harness, basedir)))
-    config, _ = cfg.load(path)
-    migration.run(config)
-    platform = Platform(config)
+    platform = Platform(migrated_config(harness, tmp_path_factory.mktemp("akd")))
     tenant = make_tenant(platform, profiles=1, segments=1, templates=1, campaigns=("draft",))  # and a sender
-    client = create_app(config, registry.get("webcontrol")).test_client()
+    client = create_app(platform.config, registry.get("webcontrol")).test_client()
     yield platform, tenant, client, signin(client, tenant.writer)
     platform.close()
 

@@ -82,3 +82,14 @@ def make_config(harness: dict, basedir: Path, **overrides) -> dict:
     config["PROCESSES"] = processes
     config.update(overrides)
     return config
+
+
+def migrated_config(harness: dict, basedir: Path, **overrides):
+    """make_config written as basedir/main.json, loaded and migrated: the MainConfig."""
+    from altcraft import config as cfg
+    from altcraft.schema import migrate as migration
+    path = basedir / "main.json"
+    path.write_text(json.dumps(make_config(harness, basedir, **overrides)))
+    config, _ = cfg.load(path)
+    migration.run(config)
+    return config
