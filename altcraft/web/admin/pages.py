@@ -117,15 +117,13 @@ def blueprint() -> Blueprint:
     @bp.route("/accounts/<int:account_id>", methods=["GET", "POST"])
     def account(account_id: int):
         service = panel().platform.accounts
-        current = service.get(account_id)  # 404 when missing
-        form = {"name": current["name"], "title": current.get("title") or "", "tz": current.get("tz") or "UTC",
-                "tariff": current.get("tariff") or "default"}
-        error, status, saved = None, 200, False
+        service.get(account_id)  # 404 when missing
+        form, error, status, saved = None, None, 200, False  # None: the stored account (_account_page)
         if request.method == "POST":
             form = _form()
             try:
-                current = service.save(id=account_id, name=form["name"] or None, title=form["title"],
-                                       tz=form["tz"] or None, tariff=form["tariff"])
+                service.save(id=account_id, name=form["name"] or None, title=form["title"],
+                             tz=form["tz"] or None, tariff=form["tariff"])
             except DomainError as exc:
                 error, status = exc.message, exc.status
             else:
