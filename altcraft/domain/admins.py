@@ -10,8 +10,11 @@ directory, and a directory record has no password to check here.
 
 TOTP: `begin_totp` keeps a new secret as pending; `confirm_totp` makes it the admin's once a
 code of it is typed (so a mistyped enrolment never locks anyone out). `check_totp` accepts a
-code once: the matched time step is stored with a compare-and-set, so the same code (or an
-older one) is refused afterwards, in every worker at once.
+code once. Two guards: the first use of a (admin, time step) is claimed by inserting
+`totp_uses._id = "<admin>:<step>"`, so of two requests carrying the same code at the same
+moment exactly one wins (a unique key is atomic on MongoDB and on FerretDB alike, where a
+conditional update is not); the admin's `totp_step` then only moves forward, so an older
+code of the drift window is refused afterwards.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class Admins:
     def __init__(self, control: Database, policy: PasswordPolicy):
         self.control = control
         self.collection = control.admins
+        self.totp_uses = control.totp_uses
         self.policy = policy
 
     def ensure(self, login: str, password: str) -> tuple[dict[str, Any], bool]:
@@ -143,10 +147,15 @@ class Admins:
         doc = self.get(admin_id)
         secret = doc.get("totp_secret")
         step = totp.matching_step(secret, code) if secret else None
-        if step is None:
+        if step is None or step <= doc.get("totp_step", -1):
             return False
-        result = self.collection.update_one(
-            {"id": admin_id, "totp_secret": secret,
-             "$or": [{"totp_step": {"$lt": step}}, {"totp_step": {"$exists": False}}]},
-            {"$set": {"totp_step": step}})
-        return result.modified_count == 1
+        try:
+            self.totp_uses.insert_one({"_id": f"{admin_id}:{step}", "admin": admin_id, "step": step,
+                                       "at": now()})
+        except DuplicateKeyError:  # the same code, used a moment ago (perhaps in another worker)
+            return False
+        self.collection.update_one({"id": admin_id, "$or": [{"totp_step": {"$lt": step}},
+                                                            {"totp_step": {"$exists": False}}]},
+                                   {"$set": {"totp_step": step}})
+        self.totp_uses.delete_many({"admin": admin_id, "step": {"$lt": step - 2 * totp.DRIFT - 1}})
+        return True

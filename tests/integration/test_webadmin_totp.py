@@ -90,3 +90,29 @@ def test_an_older_code_is_refused_after_a_newer_one(platform):
     assert platform.admins.check_totp(admin["id"], otp.generate_otp(step + 1))
     assert not platform.admins.check_totp(admin["id"], otp.generate_otp(step + 1))
     assert not platform.admins.check_totp(admin["id"], otp.generate_otp(step))
+
+
+def test_one_code_signs_in_once_when_sent_in_parallel(platform):
+    """Eight requests with the same right code at the same moment (a double-clicked form, or a
+    replayed request racing the real one): exactly one is accepted, in every round."""
+    import threading
+    import time
+
+    import pyotp
+    admin = make_admin(platform, totp=True)
+    otp = pyotp.TOTP(admin["totp_secret"])
+    base = int(time.time() // 30)
+    for offset in (0, 1):  # two rounds, each with a fresh step inside the drift window
+        code = otp.generate_otp(base + offset)
+        start, results = threading.Barrier(8), []
+
+        def attempt():
+            start.wait()
+            results.append(platform.admins.check_totp(admin["id"], code))
+
+        threads = [threading.Thread(target=attempt) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert results.count(True) == 1, results
