@@ -71,3 +71,59 @@ def test_verbs_compose_the_guarded_transitions_and_the_worker_logs_its_runs(plat
         campaigns.log_entries(account_id + 1, c)
     campaigns.delete(account_id, c)
     assert platform.control.campaign_log.count_documents({"campaign_id": c}) == 0
+
+
+def test_eight_workers_claiming_at_once_get_one_launch(platform):
+    """Eight campaign workers ask for work at the same moment (two app servers' workers after a
+    start): exactly one gets the launch, and it is launch 1 - a second winner would carry its
+    own launch number, and so its own de-duplication keys, and mail everyone again. The same
+    for the takeover of a lease that ran out."""
+    import threading
+    from datetime import timedelta
+
+    from altcraft.domain.clock import now
+
+    campaigns = platform.campaigns
+    account_id = 7002
+    c = campaigns.add(account_id, "race", db_id=1, segment_id=1, template_id=1, sender_id=1)["id"]
+    campaigns.activate(account_id, c, run_now=True)
+
+    def race(prefix: str) -> list:
+        start, won = threading.Barrier(8), []
+
+        def worker(n: int) -> None:
+            start.wait()
+            won.append(campaigns.claim(f"{prefix}-{n}"))
+
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return [doc for doc in won if doc is not None]
+
+    winners = race("first")
+    assert len(winners) == 1 and winners[0]["launch"] == 1, winners
+    # the winner dies: its lease runs out, and again exactly one worker takes it over
+    campaigns.collection.update_one({"id": c}, {"$set": {"lease_until": now() - timedelta(seconds=1)}})
+    takers = race("second")
+    assert len(takers) == 1 and takers[0]["launch"] == 1 and takers[0]["lease"].startswith("second-"), takers
+    assert campaigns.get(account_id, c)["launch"] == 1
+
+
+def test_a_claim_left_by_a_worker_that_died_does_not_block_the_campaign(platform):
+    """A worker that inserted its claim and died before taking the campaign leaves the claim
+    behind; once it is older than a lease the next worker claims the launch all the same."""
+    from datetime import timedelta
+
+    from altcraft.domain.clock import now
+
+    campaigns = platform.campaigns
+    account_id = 7003
+    c = campaigns.add(account_id, "orphan", db_id=1, segment_id=1, template_id=1, sender_id=1)["id"]
+    campaigns.activate(account_id, c, run_now=True)
+    campaigns.claims.insert_one({"_id": f"{c}:1", "owner": "dead", "at": now()})
+    assert campaigns.claim("worker-1") is None  # a live claim: not yet
+    campaigns.claims.update_one({"_id": f"{c}:1"}, {"$set": {"at": now() - timedelta(seconds=31)}})
+    claimed = campaigns.claim("worker-1")
+    assert claimed is not None and claimed["launch"] == 1 and claimed["lease"] == "worker-1"
