@@ -26,9 +26,8 @@ from typing import Any
 from croniter import croniter
 from pymongo import ReturnDocument
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
 
-from altcraft.domain import abtest
+from altcraft.domain import abtest, claims
 from altcraft.domain.clock import now
 from altcraft.domain.errors import Conflict, Invalid, NotFound
 from altcraft.domain.ids import next_id
@@ -297,17 +296,15 @@ class Campaigns:
         """A due campaign, leased to `owner`: a new launch of a scheduled one, or a sending
         one whose previous worker stopped renewing its lease.
 
-        Each claim is first won by inserting its own `campaign_claims._id`: the next launch
-        number, or the expired lease being taken over. A unique key is atomic on MongoDB and on
-        the FerretDB stand-in alike, while a conditional update is not atomic on FerretDB (two
-        workers could both "win" it, each with its own launch number and so its own
-        de-duplication keys: everyone mailed twice)."""
+        Each is first won in `campaign_claims` (domain/claims.py): the next launch number, or
+        the expired lease being taken over. Two winners would each take their own launch
+        number, so their own de-duplication keys: everyone mailed twice."""
         stamp = now()
         until = stamp + timedelta(seconds=lease_seconds)
         for stale in self.collection.find({"state": "sending", "lease_until": {"$lt": stamp}},
                                           {"id": 1, "launch": 1, "lease": 1, "lease_until": 1}).limit(5):
             taken = f"{stale['id']}:{stale.get('launch', 0)}:takeover:{stale['lease_until'].isoformat()}"
-            if not self._won(taken, owner, lease_seconds):
+            if not claims.win(self.claims, taken, owner, lease_seconds):
                 continue
             doc = self.collection.find_one_and_update(
                 {"id": stale["id"], "state": "sending", "lease": stale.get("lease"),
@@ -318,7 +315,7 @@ class Campaigns:
         for due in self.collection.find({"state": "scheduled", "next_run": {"$lte": stamp}},
                                         {"id": 1, "launch": 1}).sort("next_run", 1).limit(5):
             launch = due.get("launch", 0) + 1
-            if not self._won(f"{due['id']}:{launch}", owner, lease_seconds):
+            if not claims.win(self.claims, f"{due['id']}:{launch}", owner, lease_seconds):
                 continue
             doc = self.collection.find_one_and_update(
                 {"id": due["id"], "state": "scheduled", "launch": due.get("launch", 0)},
@@ -330,21 +327,6 @@ class Campaigns:
                 self.log(doc["id"], doc["account_id"], "Begin campaign", state="start", value=doc["launch"])
                 return doc
         return None
-
-    def _won(self, key: str, owner: str, lease_seconds: float) -> bool:
-        """True when this worker inserted the claim `key`. A claim older than a lease whose
-        campaign is still unclaimed belongs to a worker that died between its insert and its
-        update; the next generation (`key:1`, `key:2`, ...) is claimed the same way."""
-        stale_before = now() - timedelta(seconds=lease_seconds)
-        for generation in range(100):
-            claim_id = f"{key}:{generation}" if generation else key
-            try:
-                self.claims.insert_one({"_id": claim_id, "owner": owner, "at": now()})
-                return True
-            except DuplicateKeyError:
-                if self.claims.find_one({"_id": claim_id, "at": {"$lt": stale_before}}) is None:
-                    return False  # held by a live claim (or just won by another worker)
-        return False
 
     def choose_winner(self, campaign_id: int, owner: str, winner: int, scores: list[int]) -> None:
         """Records the A/B winner and moves to the rest of the segment (the leased launch)."""

@@ -32,6 +32,7 @@ from typing import Any, BinaryIO
 from pymongo import ReturnDocument
 from pymongo.database import Database
 
+from altcraft.domain import claims
 from altcraft.domain.clock import now
 from altcraft.domain.databases import ProfileDatabase
 from altcraft.domain.errors import Conflict, Invalid, NotFound
@@ -124,6 +125,7 @@ class ImportJobs:
         self.collection = account_db.import_jobs
         self.errors = account_db.import_errors
         self.pending = control.import_pending
+        self.claims = account_db.import_claims
 
     # -- the panel's side ----------------------------------------------------------------
     def create(self, database: ProfileDatabase, path: Path, filename: str, size: int, lines: int,
@@ -174,18 +176,25 @@ class ImportJobs:
 
     # -- the worker's side -------------------------------------------------------------
     def claim(self, owner: str, lease_seconds: float) -> dict[str, Any] | None:
-        """A queued job, or a running one whose worker stopped renewing its lease."""
+        """A queued job, or a running one whose worker stopped renewing its lease. Each is
+        first won in `import_claims` (domain/claims.py) under its next claim number, so two
+        workers never run one job side by side on the FerretDB stand-in either."""
         stamp = now()
         lease = {"lease": owner, "lease_until": stamp + timedelta(seconds=lease_seconds)}
-        doc = self.collection.find_one_and_update(
-            {"state": "running", "lease_until": {"$lt": stamp}},
-            {"$set": lease, "$inc": {"claims": 1}}, return_document=ReturnDocument.AFTER)
-        if doc is not None:
-            return doc
-        return self.collection.find_one_and_update(
-            {"state": "queued"}, {"$set": {"state": "running", "started_at": stamp, **lease},
-                                  "$inc": {"claims": 1}},
-            sort=[("queued_at", 1)], return_document=ReturnDocument.AFTER)
+        stale = self.collection.find({"state": "running", "lease_until": {"$lt": stamp}}, {"claims": 1}).limit(5)
+        queued = self.collection.find({"state": "queued"}, {"claims": 1}).sort("queued_at", 1).limit(5)
+        for state, candidates, changes in (("running", stale, lease),
+                                           ("queued", queued, {"state": "running", "started_at": stamp, **lease})):
+            for job in candidates:
+                number = job.get("claims", 0)
+                if not claims.win(self.claims, f"{job['_id']}:{number + 1}", owner, lease_seconds):
+                    continue
+                doc = self.collection.find_one_and_update(
+                    {"_id": job["_id"], "state": state, "claims": number},
+                    {"$set": changes, "$inc": {"claims": 1}}, return_document=ReturnDocument.AFTER)
+                if doc is not None:
+                    return doc
+        return None
 
     def resume_point(self, job: dict[str, Any]) -> tuple[int, dict[str, int]]:
         """Where a claimed job goes on: after its checkpoint's line, with its counts. Bad rows

@@ -167,6 +167,46 @@ def test_a_worker_killed_mid_job_is_taken_over_after_its_lease(harness, basedir)
         platform.close()
 
 
+def test_workers_asking_at_once_run_a_job_once(harness, basedir):
+    """Eight procleadsaver workers ask for work at the same moment: one gets the queued job
+    (claim 1); when its lease has run out, one of eight takes it over (claim 2)."""
+    import threading
+    from datetime import timedelta
+
+    from altcraft.domain.clock import now
+
+    _, config = _stand(harness, basedir)
+    platform = Platform(config)
+    try:
+        tenant = make_tenant(platform, profiles=0)
+        job = upload(platform, tenant.account_id, tenant.db_ids[-1], people_csv(10, broken=0)[0])
+        jobs = platform.import_jobs(tenant.account_id)
+        database = platform.databases(tenant.account_id).get(tenant.db_ids[-1])
+        jobs.queue(database.id, job["_id"], "import", database)
+
+        def race(prefix: str) -> list:
+            start, won = threading.Barrier(8), []
+
+            def worker(n: int) -> None:
+                start.wait()
+                won.append(jobs.claim(f"{prefix}-{n}", lease_seconds=30))
+
+            threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            return [doc for doc in won if doc is not None]
+
+        first = race("first")
+        assert len(first) == 1 and first[0]["claims"] == 1, first
+        jobs.collection.update_one({"_id": job["_id"]}, {"$set": {"lease_until": now() - timedelta(seconds=1)}})
+        second = race("second")
+        assert len(second) == 1 and second[0]["claims"] == 2 and second[0]["lease"].startswith("second-"), second
+    finally:
+        platform.close()
+
+
 class _never:
     def is_set(self) -> bool:
         return False
