@@ -119,9 +119,9 @@ class Platform:
 
     def check_campaign_refs(self, account_id: int, db_id: int | None = None, segment_id: int | None = None,
                             template_id: int | None = None, sender_id: int | None = None,
-                            vsender_id: int | None = None) -> None:
-        """Everything a campaign names must belong to the account (NotFound otherwise); the
-        API and the panel both check through here."""
+                            vsender_id: int | None = None, ab: Any = None) -> None:
+        """Everything a campaign names must belong to the account (NotFound otherwise), an
+        A/B test's variant templates included; the API and the panel both check through here."""
         if db_id is not None:
             self.databases(account_id).get(db_id)
         if segment_id is not None:
@@ -132,6 +132,10 @@ class Platform:
             self.senders.for_account(sender_id, account_id)
         if vsender_id is not None:
             self.vsenders.get(account_id, vsender_id)
+        if isinstance(ab, dict) and isinstance(ab.get("variants"), list):
+            for variant in ab["variants"]:  # a variant's template must be the account's too
+                if isinstance(variant, dict) and isinstance(variant.get("template_id"), int):
+                    self.templates(account_id).get(variant["template_id"])
 
     def import_jobs(self, account_id: int):
         from altcraft.domain.import_jobs import ImportJobs

@@ -155,10 +155,12 @@ class Campaigns:
         return [public(d) for d in cursor]
 
     def page(self, account_id: int, after: int | None = None,
-             limit: int = 50) -> tuple[list[dict[str, Any]], int | None]:
-        """A page of the account's campaigns, newest first, after the campaign id `after`
-        (a key, never an offset); and the key of the next page, or None."""
+             limit: int = 50, ab_only: bool = False) -> tuple[list[dict[str, Any]], int | None]:
+        """A page of the account's campaigns (`ab_only`: its A/B tests), newest first, after
+        the campaign id `after` (a key, never an offset); and the key of the next page, or None."""
         query: dict[str, Any] = {"account_id": account_id}
+        if ab_only:
+            query["ab"] = {"$ne": None}
         if after is not None:
             query["id"] = {"$lt": after}
         docs = list(self.collection.find(query).sort("id", -1).limit(limit + 1))

@@ -203,6 +203,34 @@ def test_marketer_signs_in_creates_a_database_and_finds_a_profile(panel, chromiu
         expect(page.get_by_test_id("segment-count")).to_have_text("1")
         shot("segment")
 
+        # nested groups: the segment opens in the builder, a group goes inside the top one
+        # (negated), is removed, comes again and is saved; the live count follows each change
+        page.click("[data-testid=segment-edit]")
+        page.wait_for_load_state("load")
+        count = page.get_by_test_id("segment-count")
+        expect(count).to_have_text("1")
+        page.click("[data-testid=add-group-top]")
+        page.select_option("[data-testid=g1_field-0]", "first_name")
+        page.fill("[data-testid=g1_value-0]", "Anna")
+        expect(count).to_have_text("1")
+        page.check("[data-testid=not-g1_]")
+        expect(count).to_have_text("0")  # Anna and not Anna
+        shot("segment-edit")
+        page.click("[data-testid=remove-g1_]")
+        expect(page.get_by_test_id("g1_field-0")).to_have_count(0)
+        expect(count).to_have_text("1")
+        page.click("[data-testid=add-group-top]")
+        page.select_option("[data-testid=g1_field-0]", "first_name")
+        page.fill("[data-testid=g1_value-0]", "Boris")
+        page.check("[data-testid=not-g1_]")
+        expect(count).to_have_text("1")
+        page.click("[data-testid=segment-create]")
+        expect(page.get_by_test_id("segment-title")).to_have_text(f"Annas {tag}")
+        assert platform.segments(tenant.account_id).get(segment_id)["condition"] == {"and": [
+            {"field": "first_name", "op": "eq", "value": "Anna"},
+            {"not": {"and": [{"field": "first_name", "op": "eq", "value": "Boris"}]}}]}
+        assert api.ok("segments/count", id=segment_id)["count"] == 1
+
         # a template whose script and onerror must run nowhere; its preview names the profile
         dialogs: list[str] = []
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
@@ -248,7 +276,7 @@ def test_marketer_signs_in_creates_a_database_and_finds_a_profile(panel, chromiu
         expect(page.get_by_test_id("signin-form")).to_be_visible()
     assert not problems, problems
     assert {"dashboard.png", "databases.png", "profile.png", "profiles.png", "signin.png", "segment-new.png",
-            "segment.png", "template.png"} <= {p.name for p in SCREENSHOTS.glob("*.png")}
+            "segment.png", "segment-edit.png", "template.png"} <= {p.name for p in SCREENSHOTS.glob("*.png")}
 
 
 def test_marketer_imports_a_file_sees_its_bad_rows_and_the_result(import_panel, chromium):

@@ -32,6 +32,7 @@ class World:
     triggers: dict = None  # account id -> its (inactive) trigger campaign's id
     webhooks: dict = None  # account id -> its webhook's id (with one failed message)
     scenarios: dict = None  # account id -> its (inactive) scenario's id
+    abtests: dict = None  # account id -> its draft A/B campaign's id
 
     def profile_count(self, tenant: Tenant) -> int:
         return self.platform.profiles(tenant.account_id, tenant.db_ids[-1]).collection.count_documents({})
@@ -41,6 +42,10 @@ class World:
 
     def segment_count(self, tenant: Tenant) -> int:
         return len(self.platform.segments(tenant.account_id).list())
+
+    def segment_state(self, tenant: Tenant) -> tuple:
+        doc = self.platform.segments(tenant.account_id).get(tenant.segment_ids[-1])
+        return doc["name"], doc["condition"]
 
     def template_count(self, tenant: Tenant) -> int:
         return len(self.platform.templates(tenant.account_id).list())
@@ -142,6 +147,17 @@ def _new_segment(w: World) -> dict:
     import uuid
     return {"name": f"seg {uuid.uuid4().hex[:8]}", "kind": "dynamic", "join": "and",
             "field_0": "first_name", "op_0": "eq", "value_0": "Anna"}
+
+
+def _edit_segment(w: World) -> dict:
+    import uuid
+    return {"name": f"seg {uuid.uuid4().hex[:8]}", "join": "and", "field_0": "first_name", "op_0": "ne",
+            "value_0": "Boris"}
+
+
+def _new_abtest(w: World) -> dict:
+    return {**_new_campaign(w), "variant_0_subject": "A", "variant_1_subject": "B", "test_share": "0.2",
+            "wait_seconds": "3600", "metric": "opens"}
 
 
 def _new_template(w: World) -> dict:
@@ -248,6 +264,17 @@ CASES: dict[tuple[str, str], Case] = {
     ("control.segment_count", "GET"): Case(
         lambda w, t: f"{_db(w, t)}/segments/count?field_0=first_name&op_0=eq&value_0=Anna", foreign=True),
     ("control.segment", "GET"): Case(lambda w, t: f"/segments/{t.segment_ids[-1]}", foreign=True),
+    ("control.segment_builder", "GET"): Case(lambda w, t: f"{_db(w, t)}/segments/builder?edit=add_group:",
+                                             foreign=True),
+    ("control.segment_edit", "GET"): Case(lambda w, t: f"/segments/{t.segment_ids[-1]}/edit", foreign=True),
+    ("control.segment_edit", "POST"): Case(lambda w, t: f"/segments/{t.segment_ids[-1]}/edit", foreign=True,
+                                           data=_edit_segment, state=lambda w, t: w.segment_state(t)),
+    ("control.abtests", "GET"): Case(lambda w, t: "/abtests"),
+    ("control.abtest_new", "GET"): Case(lambda w, t: f"/abtests/new?db_id={t.db_ids[-1]}", foreign=True),
+    ("control.abtest_new", "POST"): Case(lambda w, t: "/abtests/new", data=_new_abtest,
+                                         state=lambda w, t: w.campaign_count(t)),
+    ("control.abtest", "GET"): Case(lambda w, t: f"/abtests/{w.abtests[t.account_id]}", foreign=True),
+    ("control.abtest_report", "GET"): Case(lambda w, t: f"/abtests/{w.abtests[t.account_id]}/report", foreign=True),
     ("control.templates", "GET"): Case(lambda w, t: "/templates"),
     ("control.template_new", "GET"): Case(lambda w, t: "/templates/new"),
     ("control.template_new", "POST"): Case(lambda w, t: "/templates/new", data=_new_template,
@@ -369,7 +396,7 @@ def world(platform, config) -> World:
     world = World(platform, make_tenant(platform, databases=1, segments=1, templates=1, campaigns=CAMPAIGN_STATES,
                               imports=1),
                   make_tenant(platform, databases=6, segments=3, templates=3, campaigns=CAMPAIGN_STATES,
-                              imports=1), config, {}, {}, {}, {})
+                              imports=1), config, {}, {}, {}, {}, {})
     # senders with ids no other test uses: their queues, in the harness's shared vhost, are
     # this test's alone (a vhost of its own costs seconds per test)
     queues = []
@@ -391,6 +418,10 @@ def world(platform, config) -> World:
         platform.webhook_outbox.put([{**entry, "state": "failed"}])
         world.scenarios[tenant.account_id] = platform.scenarios.add(
             tenant.account_id, "s", tenant.db_ids[-1], _graph(world, tenant))["id"]
+        world.abtests[tenant.account_id] = platform.campaigns.add(
+            tenant.account_id, "ab", tenant.db_ids[-1], tenant.segment_ids[-1], tenant.template_ids[-1],
+            sender_id=sender["id"], schedule={"type": "once", "at": "2099-01-01T00:00:00Z"},
+            ab={"variants": [{"subject": "A"}, {"subject": "B"}], "test_share": 0.2, "wait_seconds": 3600})["id"]
         queues.append(mta_envelope.queue(sender["id"], priority=True))
     with Broker(config) as broker:
         for queue in queues:

@@ -157,3 +157,52 @@ def admin_signin(client, login: str, password: str = PASSWORD, secret: str | Non
         response = client.post("/signin/code", data={"code": totp_code(secret), "csrf_token": token_of(page.data)})
         assert response.status_code == 302, (response.status_code, response.data[:400])
     return token_of(client.get("/accounts").data)
+
+
+def form_fields(html: bytes | str, testid: str) -> dict[str, str]:
+    """What a browser would send for the form with data-testid=`testid` as the page gives it:
+    inputs (checkboxes only when checked), the selected option of each select (the first when
+    none is selected); buttons send nothing."""
+    from html.parser import HTMLParser
+
+    text = html.decode() if isinstance(html, bytes) else html
+
+    class Reader(HTMLParser):
+        def __init__(self):
+            super().__init__(convert_charrefs=True)
+            self.depth, self.fields, self.select, self.first = 0, {}, None, None
+
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            if tag == "form" and a.get("data-testid") == testid:
+                self.depth = 1
+            elif not self.depth:
+                return
+            elif tag == "form":
+                self.depth += 1
+            elif tag == "input" and a.get("name"):
+                if a.get("type") in ("checkbox", "radio") and "checked" not in a:
+                    return
+                self.fields[a["name"]] = a.get("value", "on" if a.get("type") == "checkbox" else "")
+            elif tag == "select" and a.get("name"):
+                self.select, self.first = a["name"], None
+            elif tag == "option" and self.select:
+                value = a.get("value", "")
+                if self.first is None:
+                    self.first = value
+                    self.fields.setdefault(self.select, value)
+                if "selected" in a:
+                    self.fields[self.select] = value
+
+        def handle_endtag(self, tag):
+            if not self.depth:
+                return
+            if tag == "select":
+                self.select = None
+            elif tag == "form":
+                self.depth -= 1
+
+    reader = Reader()
+    reader.feed(text)
+    assert reader.fields, f"no form {testid!r} on the page"
+    return reader.fields

@@ -126,12 +126,7 @@ class CampaignUpdate(Params):
 def _check_refs(ctx, account_id: int, p) -> None:
     """Everything a campaign names must belong to the account (NotFound otherwise)."""
     ctx.check_campaign_refs(account_id, **{k: getattr(p, k, None) for k in
-                                           ("db_id", "segment_id", "template_id", "sender_id", "vsender_id")})
-    ab = getattr(p, "ab", None)
-    if isinstance(ab, dict) and isinstance(ab.get("variants"), list):
-        for variant in ab["variants"]:  # a variant's template must be the account's too
-            if isinstance(variant, dict) and isinstance(variant.get("template_id"), int):
-                ctx.check_campaign_refs(account_id, template_id=variant["template_id"])
+                                           ("db_id", "segment_id", "template_id", "sender_id", "vsender_id", "ab")})
 
 
 # -- segments --------------------------------------------------------------------------

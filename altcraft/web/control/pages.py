@@ -182,14 +182,15 @@ def blueprint() -> Blueprint:
         panel().platform.profiles(_account_id(), db_id).delete(profile_id=profile_id)
         return redirect(url_for("control.profiles", db_id=db_id))
 
-    from altcraft.web.control import (automation_pages, campaign_pages, import_pages, scenario_pages, segment_pages,
-                                      template_pages)
+    from altcraft.web.control import (abtest_pages, automation_pages, campaign_pages, import_pages, scenario_pages,
+                                      segment_pages, template_pages)
     segment_pages.register(bp, _account_id)
     template_pages.register(bp, _account_id)
     campaign_pages.register(bp, _account_id)
     import_pages.register(bp, _account_id)
     automation_pages.register(bp, _account_id)
     scenario_pages.register(bp, _account_id)
+    abtest_pages.register(bp, _account_id)
     return bp
 
 

@@ -1,10 +1,11 @@
 """webcontrol's segment pages: the list, a condition builder with a live count and a sample
 of matching profiles, a segment's page.
 
-The builder's rows (field or activity, operator, value, "not") joined by "all" (and) or
-"any" (or) become the domain's condition tree (altcraft.domain.segments); the domain validates and counts it, the
-same as the API's segments/add and segments/count. Only the turning of form text into that
-tree lives here.
+The builder's rows (field or activity, operator, value, "not") and nested groups, each joined
+by "all" (and) or "any" (or) and negatable, become the domain's condition tree
+(altcraft.domain.segments; the form's encoding is segment_builder.py); the domain validates and
+counts it, the same as the API's segments/add, segments/update and segments/count. A stored
+segment opens in the same builder (its edit page) and saves back through Segments.update.
 """
 
 from __future__ import annotations
@@ -16,62 +17,14 @@ from flask import Blueprint, redirect, render_template, request, url_for
 from altcraft.domain.errors import DomainError
 from altcraft.domain.segments import ACTIVITIES, OPS
 from altcraft.web.app import panel
+from altcraft.web.i18n import gettext_
+from altcraft.web.control.segment_builder import (ACTIVITY, Unrepresentable, apply_edit, condition_from_form,
+                                                  condition_from_tree, tree_from_condition, tree_from_form)
 
-ROWS = 5       # condition rows in the builder; empty ones are ignored
+__all__ = ["condition_from_form", "register"]
+
 SAMPLE = 5     # matching profiles shown under the live count
 LIVE_COUNT_LIMIT = 10_000  # the live count stops here and says "more than"
-LIST_OPS = ("in", "nin")
-DAY_OPS = ("within_days", "older_than_days")
-ACTIVITY = "activity:"  # a builder row's "field" for an activity condition: activity:opened
-
-
-def _number(text: str) -> Any:
-    return int(text) if text.isdigit() else text  # not a number: the domain names it
-
-
-def _activity(kind: str, raw: str) -> dict[str, Any]:
-    """An activity row: its value is "days" or "days, campaign id" (30 days when empty)."""
-    numbers = [v.strip() for v in raw.split(",")] if raw else []
-    condition: dict[str, Any] = {"activity": kind, "days": _number(numbers[0]) if numbers and numbers[0] else 30}
-    if len(numbers) > 1 and numbers[1]:
-        condition["campaign_id"] = _number(numbers[1])
-    return condition
-
-
-def condition_from_form(form) -> dict[str, Any]:
-    """The builder's rows as the domain's condition ({} when no row names a field). A row's
-    "field" is a profile field or ACTIVITY + the domain's activity (opened, clicked,
-    received); a row with "not" ticked is negated."""
-    parts = []
-    for i in range(ROWS):
-        name = form.get(f"field_{i}", "").strip()
-        if not name:
-            continue
-        op, raw = form.get(f"op_{i}", "eq"), form.get(f"value_{i}", "").strip()
-        if name.startswith(ACTIVITY):
-            part = _activity(name[len(ACTIVITY):], raw)
-        else:
-            value: Any = raw
-            if op in LIST_OPS:
-                value = [v.strip() for v in raw.split(",") if v.strip()]
-            elif op == "between":
-                value = [v.strip() for v in raw.split(",")] if raw else []
-            elif op == "exists":
-                value = raw.lower() not in ("no", "false", "0", "нет")
-            elif op in DAY_OPS:
-                value = _number(raw)
-            part = {"field": name, "op": op, "value": value}
-        parts.append({"not": part} if form.get(f"not_{i}") else part)
-    if not parts:
-        return {}
-    if len(parts) == 1:
-        return parts[0]
-    return {"or" if form.get("join") == "or" else "and": parts}
-
-
-def _rows(form) -> list[dict[str, str]]:
-    return [{"field": form.get(f"field_{i}", ""), "op": form.get(f"op_{i}", "eq"),
-             "value": form.get(f"value_{i}", ""), "not": bool(form.get(f"not_{i}"))} for i in range(ROWS)]
 
 
 def register(bp: Blueprint, account_id) -> None:
@@ -82,29 +35,71 @@ def register(bp: Blueprint, account_id) -> None:
         return render_template("control/segments.html", segments=ctx.platform.segments(account_id()).list(),
                                databases=databases)
 
-    def _builder(db_id: int, form, error: str | None = None, status: int = 200):
+    def _builder(db_id: int, form, tree: dict[str, Any], error: str | None = None, status: int = 200,
+                 editing: dict[str, Any] | None = None):
         ctx = panel()
         database = ctx.platform.databases(account_id()).get(db_id)  # another account's: 404
-        return render_template("control/segment_new.html", database=database, rows=_rows(form),
-                               name=form.get("name", ""), join=form.get("join", "and"),
-                               kind=form.get("kind", "dynamic"), ops=OPS, activities=ACTIVITIES,
-                               activity_prefix=ACTIVITY, form_error=error), status
+        return render_template("control/segment_new.html", database=database, tree=tree,
+                               name=form.get("name", ""), kind=form.get("kind", "dynamic"), editing=editing,
+                               ops=OPS, activities=ACTIVITIES, activity_prefix=ACTIVITY,
+                               form_error=error), status
 
     @bp.get("/databases/<int:db_id>/segments/new")
     def segment_new(db_id: int):
-        return _builder(db_id, request.args)
+        return _builder(db_id, request.args, tree_from_form(request.args))
 
     @bp.post("/databases/<int:db_id>/segments/new")
     def segment_add(db_id: int):
         service = panel().platform.segments(account_id())
+        tree = tree_from_form(request.form)
         try:
             segment = service.add(request.form.get("name", "").strip(), db_id,
-                                  condition_from_form(request.form), request.form.get("kind", "dynamic"))
+                                  condition_from_tree(tree), request.form.get("kind", "dynamic"))
         except DomainError as exc:
             if exc.status == 404:
                 raise
-            return _builder(db_id, request.form, exc.message, exc.status)
+            return _builder(db_id, request.form, tree, exc.message, exc.status)
         return redirect(url_for("control.segment", segment_id=segment["id"]))
+
+    @bp.get("/databases/<int:db_id>/segments/builder")
+    def segment_builder(db_id: int):
+        """The builder's groups after a change of their shape (a row or a group added, a
+        group removed: ?edit=), from the form as it is; changes nothing stored."""
+        ctx = panel()
+        database = ctx.platform.databases(account_id()).get(db_id)  # another account's: 404
+        tree = apply_edit(tree_from_form(request.args), request.args.get("edit", ""))
+        return render_template("control/_segment_builder.html", database=database, tree=tree, ops=OPS,
+                               activities=ACTIVITIES, activity_prefix=ACTIVITY)
+
+    @bp.route("/segments/<int:segment_id>/edit", methods=["GET", "POST"])
+    def segment_edit(segment_id: int):
+        """A stored segment in the builder; saved through Segments.update as the API's
+        segments/update (a static segment filled from its condition is filled again)."""
+        service = panel().platform.segments(account_id())
+        doc = service.get(segment_id)  # another account's: 404
+        if doc.get("manual"):
+            return _builder(doc["db_id"], {"name": doc["name"], "kind": doc["kind"]}, tree_from_condition({}),
+                            gettext_("This segment is filled by hand: it has no condition to edit."), 409,
+                            editing=doc)
+        if request.method == "GET":
+            try:
+                tree = tree_from_condition(doc["condition"])
+            except Unrepresentable as exc:
+                return _builder(doc["db_id"], {"name": doc["name"], "kind": doc["kind"]}, tree_from_condition({}),
+                                gettext_("The builder cannot show this condition (%(why)s); change it through the API.",
+                                         why=str(exc)), 200, editing={**doc, "unrepresentable": True})
+            return _builder(doc["db_id"], {"name": doc["name"], "kind": doc["kind"]}, tree, editing=doc)
+        tree = tree_from_form(request.form)
+        try:
+            service.update(segment_id, request.form.get("name", "").strip() or doc["name"], condition_from_tree(tree))
+            if doc["kind"] == "static":
+                service.materialize(segment_id)
+        except DomainError as exc:
+            if exc.status == 404:
+                raise
+            return _builder(doc["db_id"], {**request.form.to_dict(), "kind": doc["kind"]}, tree, exc.message,
+                            exc.status, editing=doc)
+        return redirect(url_for("control.segment", segment_id=segment_id))
 
     @bp.get("/databases/<int:db_id>/segments/count")
     def segment_count(db_id: int):
