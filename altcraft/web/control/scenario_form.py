@@ -44,7 +44,7 @@ _TYPED = ("int", "integer", "float", "number", "bool", "boolean")
 KEPT = ("campaign_id",)
 
 
-def _duration(seconds: Any) -> tuple[str, str]:
+def duration(seconds: Any) -> tuple[str, str]:
     if type(seconds) is not int or seconds == 0:
         return (str(seconds) if seconds is not None else "", "hours")
     for unit, size in UNITS:
@@ -78,18 +78,18 @@ def to_form(node: dict[str, Any]) -> dict[str, str]:
     elif kind == "wait":
         until = node.get("until") or {}
         out["s_wait"] = "seconds" if "seconds" in node else ("time" if "time" in until else "field")
-        out["s_amount"], out["s_unit"] = _duration(node.get("seconds"))
+        out["s_amount"], out["s_unit"] = duration(node.get("seconds"))
         out["s_time"], out["s_zone"] = until.get("time", ""), until.get("zone", "UTC")
         out["s_zone_field"] = until.get("zone_field", "")
         out["s_field"] = until.get("field", "")
-        out["s_offset_amount"], out["s_offset_unit"] = _duration(until.get("offset_seconds", 0))
+        out["s_offset_amount"], out["s_offset_unit"] = duration(until.get("offset_seconds", 0))
         if out["s_offset_amount"] == "0":
             out["s_offset_unit"] = "days"
     elif kind == "wait_for":
         event = node.get("event") or {}
         out["s_event"] = next(iter(event), "opened")
         out["s_event_send" if out["s_event"] != "name" else "s_event_name"] = str(next(iter(event.values()), ""))
-        out["s_amount"], out["s_unit"] = _duration(node.get("timeout"))
+        out["s_amount"], out["s_unit"] = duration(node.get("timeout"))
     elif kind == "branch":
         condition = node.get("condition") or {}
         key = next(iter(condition), "opened")

@@ -20,7 +20,7 @@ from altcraft.domain.errors import DomainError, Invalid
 from altcraft.web.app import not_a_change, panel
 from altcraft.web.control import scenario_editor as editor
 from altcraft.web.control.scenario_diagram import BOX_H, BOX_W, layout
-from altcraft.web.control.scenario_form import MAX_BRANCHES, RULE_OPS, SET_ROWS, UNITS
+from altcraft.web.control.scenario_form import MAX_BRANCHES, RULE_OPS, SET_ROWS, UNITS, duration
 from altcraft.web.i18n import gettext_
 
 # a first graph that saves as it is: the entry by API call and the exit; steps are added
@@ -39,6 +39,12 @@ def type_names() -> dict[str, str]:
 def unit_names() -> dict[str, str]:
     return {"days": gettext_("days"), "hours": gettext_("hours"), "minutes": gettext_("minutes"),
             "seconds": gettext_("seconds")}
+
+
+def span_text(seconds: Any) -> str:
+    """A step's duration in the largest whole unit: "3 days"."""
+    amount, unit = duration(seconds)
+    return f"{amount} {unit_names()[unit]}"
 
 
 def nodes_of(text: str) -> Any:
@@ -107,7 +113,7 @@ def register(bp: Blueprint, account_id) -> None:
         names = type_names()
         number = {n["id"]: i + 1 for i, n in enumerate(edit.nodes)}
         choices = _choices(doc)
-        return {"type_names": names, "unit_names": unit_names(),
+        return {"type_names": names, "span_text": span_text,
                 "exit_options": [(n["id"], f"{number[n['id']]}. {n['id']} ({names[n['type']]})")
                                  for n in edit.nodes if n["type"] != "entry"],
                 "send_options": [(n["id"], f"{number[n['id']]}. {n['id']}") for n in edit.nodes if n["type"] == "send"],
