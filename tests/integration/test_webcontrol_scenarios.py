@@ -109,6 +109,9 @@ def test_the_step_editor_changes_a_draft_checks_it_as_a_save_does_and_saves_a_ve
     draft = _draft(refused)
     assert [(n["id"], n.get("next")) for n in draft] == [("start", "send_1"), ("end", None), ("send_1", "end")]
     assert _step_errors(refused, "send_1") == ["Step 3: node 'send_1': template 999999 not found"]
+    # and its form opens again with the refusal under the field it concerns
+    assert re.search(r'data-testid="field-error-s_template_id">node &#39;send_1&#39;: template 999999 not found',
+                     refused.data.decode())
     assert 'data-testid="node-send_1"' in refused.data.decode()  # drawn at once
     fixed = act(draft, op="apply", **{**send, "s_was": "send_1", "s_next": "end", "s_template_id": str(tenant.template_ids[-1])})
     draft = _draft(fixed)

@@ -87,3 +87,50 @@ def test_an_unreadable_value_is_refused_naming_the_field(form, field):
     with pytest.raises(Invalid) as refused:
         from_form(form, TYPES)
     assert refused.value.field == field
+
+
+# -- the editor's actions on a draft and where a refusal is placed (scenario_editor) --------
+
+from altcraft.domain.errors import NotFound  # noqa: E402
+from altcraft.web.control import scenario_editor as editor  # noqa: E402
+
+CHAIN = [{"id": "start", "type": "entry", "trigger": {"type": "api"}, "next": "hello"},
+         {"id": "hello", "type": "send", "template_id": 3, "sender_id": 5, "next": "end"},
+         {"id": "end", "type": "exit"}]
+
+
+def test_a_refusal_is_placed_under_its_step_and_field():
+    assert editor.place(Invalid("node 'hello'.next", "no node 'x' (dangling edge)"), CHAIN) == \
+        editor.Problem("hello", "s_next", "node 'hello'.next: no node 'x' (dangling edge)")
+    assert editor.place(NotFound("node 'hello': template 9 not found"), CHAIN).input == "s_template_id"
+    assert editor.place(Invalid("nodes[2].id", "a node id"), CHAIN).node_id == "end"
+    assert editor.place(Invalid("nodes", "exactly one entry node (found 0)"), CHAIN).node_id is None
+    wait_for = [{"id": "w", "type": "wait_for"}, {"id": "h", "type": "webhook"}]
+    assert editor.place(Invalid("node 'w'.event", "x"), wait_for).input == "s_event"
+    assert editor.place(Invalid("node 'h'.event", "x"), wait_for).input == "s_hook_event"
+
+
+def test_a_step_put_after_another_takes_its_place_in_the_chain():
+    edit = editor.act(CHAIN, {"op": "apply", "s_id": "pause", "s_type": "wait", "s_wait": "seconds",
+                              "s_amount": "2", "s_unit": "hours", "s_after": "hello"}, {})
+    assert [(n["id"], n.get("next")) for n in edit.nodes] == \
+        [("start", "hello"), ("hello", "pause"), ("end", None), ("pause", "end")]
+    assert edit.changed and edit.applied == "pause" and CHAIN[1]["next"] == "end"  # the draft given is kept
+
+
+def test_a_renamed_step_takes_its_edges_and_references_along():
+    graph = [*CHAIN[:2], {"id": "seen", "type": "branch", "condition": {"opened": "hello"}, "yes": "end",
+                          "no": "end"}, CHAIN[2]]
+    graph[1] = {**graph[1], "next": "seen"}
+    edit = editor.act(graph, {"op": "apply", **to_form(graph[1]), "s_id": "welcome", "s_was": "hello"}, {})
+    assert edit.nodes[0]["next"] == "welcome" and edit.nodes[2]["condition"] == {"opened": "welcome"}
+    assert scenarios.validate(edit.nodes)  # still a whole graph
+
+
+def test_delete_and_open_and_a_draft_that_is_not_one():
+    assert [n["id"] for n in editor.act(CHAIN, {"op": "delete:end"}, {}).nodes] == ["start", "hello"]
+    assert editor.act(CHAIN, {"op": "edit:hello"}, {}).form["s_template_id"] == "3"
+    assert editor.act(CHAIN, {"op": "add", "new_type": "split"}, {}).form["s_id"] == "split_1"
+    for text in ("{", "{}", '[{"id": "a", "type": "teleport"}]', '[{"id": "s", "type": "split", "branches": 1}]'):
+        with pytest.raises(Invalid):
+            editor.draft_of(text)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from altcraft.domain import scenarios as domain
@@ -32,6 +32,8 @@ _INPUT = {"template_id": "s_template_id", "sender_id": "s_sender", "vsender_id":
           "subscription": "s_sub_resource", "subscription.resource_id": "s_sub_resource",
           "subscription.status": "s_sub_status", "segment": "s_seg_id", "segment.id": "s_seg_id",
           "segment.action": "s_seg_action", "endpoint_id": "s_endpoint_id", "id": "s_id", "type": "s_type"}
+
+_REFS = (("template ", "template_id"), ("sender ", "sender_id"), ("virtual sender ", "vsender_id"))
 
 
 @dataclass
@@ -63,7 +65,9 @@ def place(exc: DomainError, nodes: list[dict[str, Any]]) -> Problem:
     by_id = {n.get("id"): n for n in nodes if isinstance(n, dict)}
     found = _AT_NODE.match(message)
     if found and found["id"] in by_id:
-        return Problem(found["id"], input_of(by_id[found["id"]]["type"], found["field"]), message)
+        # check_scenario_refs names the node only: what it did not find says which field
+        named = found["field"] or next((f for word, f in _REFS if found["reason"].startswith(word)), None)
+        return Problem(found["id"], input_of(by_id[found["id"]]["type"], named), message)
     found = _AT_INDEX.match(message)
     if found and int(found["index"]) < len(nodes):
         node = nodes[int(found["index"])]
@@ -122,7 +126,13 @@ class Edit:
     form: dict[str, str] | None = None
     form_problem: Problem | None = None
     changed: bool = False
-    notes: list[str] = field(default_factory=list)
+    applied: str | None = None  # the step a form was applied to
+
+    def reopen(self, problem: Problem | None) -> None:
+        """A refusal about the step just applied: its form opens again, the refusal under its field."""
+        if problem is not None and problem.node_id is not None and problem.node_id == self.applied:
+            node = next(n for n in self.nodes if n["id"] == self.applied)
+            self.form = {**to_form(node), "s_was": node["id"]}
 
 
 def _step_fields(form) -> dict[str, str]:
@@ -170,4 +180,4 @@ def act(nodes: list[dict[str, Any]], form, field_types: dict[str, str]) -> Edit:
                 node["next"] = after.get("next")
             out = [dict(n, next=node["id"]) if n["id"] == after["id"] else n for n in out]
         out.append(node)
-    return Edit(out, changed=True)
+    return Edit(out, changed=True, applied=node["id"])

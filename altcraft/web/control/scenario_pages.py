@@ -163,11 +163,11 @@ def register(bp: Blueprint, account_id) -> None:
         else:
             edit = editor.act(nodes, request.form, _choices(doc)["field_types"])
             problem = None
-            if edit.changed:
-                try:
-                    editor.check_draft(platform, account_id(), doc["db_id"], edit.nodes)
-                except DomainError as exc:
-                    problem = editor.place(exc, edit.nodes)
+            try:  # after any action, so a step opened for editing shows its refusal under its field
+                editor.check_draft(platform, account_id(), doc["db_id"], edit.nodes)
+            except DomainError as exc:
+                problem = editor.place(exc, edit.nodes)
+                edit.reopen(problem)
         if request.headers.get("HX-Request") == "true":
             return Response(render_template("control/_scenario_editor.html", **_editor_args(doc, edit, problem)))
         return _page(doc, edit=edit, problem=problem)
