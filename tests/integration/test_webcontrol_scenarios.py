@@ -117,6 +117,12 @@ def test_the_step_editor_changes_a_draft_checks_it_as_a_save_does_and_saves_a_ve
     draft = _draft(fixed)
     assert 'class="error' not in fixed.data.decode() and fixed.data.decode().count("<line ") == 2
 
+    # a choice inside a step form (how a profile enters) brings that choice's fields
+    entry = act(draft, op="edit:start").data.decode()
+    assert 'name="s_trigger"' in entry and 'hx-vals=\'{"op": "refresh"}\'' in entry and 'name="s_segment_id"' not in entry
+    refreshed = act(draft, op="refresh", **{**to_form(draft[0]), "s_was": "start", "s_trigger": "segment"}).data.decode()
+    assert 'name="s_segment_id"' in refreshed and f'<option value="{tenant.segment_ids[-1]}">' in refreshed
+
     # a dangling edge and an unreachable step, each under its step
     dangling = act(draft, op="delete:end")
     assert _step_errors(dangling, "send_1") == ["Step 2: node 'send_1'.next: no node 'end' (dangling edge)"]
