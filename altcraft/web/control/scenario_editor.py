@@ -75,11 +75,17 @@ def place(exc: DomainError, nodes: list[dict[str, Any]]) -> Problem:
     return Problem(None, None, message)
 
 
+def checkers(platform, account_id: int, db_id: int, nodes: Any) -> tuple[Any, Any]:
+    """The account's checks of a graph, as workflows/add|update run them: the templates and
+    senders it names (raised here), then validate's condition and node checkers (returned,
+    for Scenarios.add/update or check_draft to run)."""
+    platform.check_scenario_refs(account_id, db_id, nodes)
+    return platform.condition_checker(account_id, db_id), platform.scenario_node_checker(account_id, db_id)
+
+
 def check_draft(platform, account_id: int, db_id: int, nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """What saving would check, without saving: the graph as it would be stored, or a DomainError."""
-    platform.check_scenario_refs(account_id, db_id, nodes)
-    return domain.validate(nodes, platform.condition_checker(account_id, db_id),
-                           platform.scenario_node_checker(account_id, db_id))
+    return domain.validate(nodes, *checkers(platform, account_id, db_id, nodes))
 
 
 def draft_of(text: str) -> list[dict[str, Any]]:

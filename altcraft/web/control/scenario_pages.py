@@ -62,8 +62,7 @@ def register(bp: Blueprint, account_id) -> None:
         db_id = doc["db_id"] if doc else int(form.get("db_id") or 0)
         if doc is None:
             platform.check_campaign_refs(account, db_id=db_id)
-        platform.check_scenario_refs(account, db_id, nodes)
-        checks = (platform.condition_checker(account, db_id), platform.scenario_node_checker(account, db_id))
+        checks = editor.checkers(platform, account, db_id, nodes)
         if doc is None:
             return platform.scenarios.add(account, form.get("name"), db_id, nodes, 1,
                                           form.get("reentry") or "once", domain.DEFAULT_MAX_VISITS, *checks)
