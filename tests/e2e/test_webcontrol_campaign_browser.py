@@ -157,6 +157,34 @@ def test_wizard_start_send_open_click_and_the_report_shows_exactly_that(journey,
             expect(page.get_by_test_id("scenario-title")).to_have_text(f"Welcome {tag}")
             expect(page.locator("[data-testid=scenario-diagram] rect")).to_have_count(4)
             shot("scenario")
+            # the same scenario changed through the step forms: a wait of 3 days put after
+            # the send, a stray exit refused under its step and deleted, then saved
+            page.wait_for_load_state("load")
+            scenario_url = page.url
+            page.select_option("[data-testid=new-step-type]", "wait")
+            page.click("[data-testid=add-step]")
+            expect(page.get_by_test_id("step-form")).to_be_visible()
+            page.fill("[data-testid=s_amount]", "3")
+            page.select_option("[data-testid=s_unit]", "days")
+            page.select_option("[data-testid=s_after]", "hello")
+            shot("scenario-step-form")
+            page.click("[data-testid=step-apply]")
+            expect(page.locator("[data-testid=scenario-diagram] rect")).to_have_count(5)  # drawn at once
+            page.select_option("[data-testid=new-step-type]", "exit")
+            page.click("[data-testid=add-step]")
+            page.click("[data-testid=step-apply]")
+            expect(page.get_by_test_id("step-error-exit_1")).to_contain_text("not reachable from the entry")
+            shot("scenario-step-error")
+            page.click("[data-testid=delete-exit_1]")
+            expect(page.get_by_test_id("step-exit_1")).to_have_count(0)
+            expect(page.get_by_test_id("draft-note")).to_be_visible()
+            assert page.url == scenario_url  # swapped in place by htmx
+            page.click("[data-testid=steps-save]")
+            expect(page.get_by_test_id("scenario-version")).to_have_text("2")
+            [saved] = platform.scenarios.list(tenant.account_id)
+            assert [(n["id"], n.get("next"), n.get("seconds")) for n in saved["nodes"]][1:4] == \
+                [("hello", "wait_1", None), ("seen", None, None), ("end", None, None)]
+            assert saved["nodes"][4] == {"id": "wait_1", "type": "wait", "seconds": 3 * 86400, "next": "seen"}
             shot("campaigns")
 
             received = sink.wait_for(AUDIENCE, timeout=90)

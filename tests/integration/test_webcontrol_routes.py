@@ -114,6 +114,7 @@ class Case:
     foreign: bool = False                       # the URL carries ids (so B's ids must give 404)
     data: Callable[[World], dict] = lambda w: {}
     state: Callable[[World, Tenant], object] | None = None  # for changes: what they change
+    draft: bool = False  # a POST that computes a draft and stores nothing (the scenario step editor)
 
 
 def _db(w: World, t: Tenant) -> str:
@@ -229,6 +230,11 @@ def _scenario(w: World, t: Tenant) -> str:
     return f"/scenarios/{w.scenarios[t.account_id]}"
 
 
+def _scenario_step(w: World) -> dict:
+    import json
+    return {"nodes": json.dumps(_graph(w, w.a)), "op": "apply", "s_id": "spare", "s_type": "exit", "s_was": ""}
+
+
 def _webhook(w: World, t: Tenant) -> str:
     return f"/webhooks/{w.webhooks[t.account_id]}"
 
@@ -335,6 +341,8 @@ CASES: dict[tuple[str, str], Case] = {
     ("control.scenario", "GET"): Case(_scenario, foreign=True),
     ("control.scenario", "POST"): Case(_scenario, foreign=True, data=_new_scenario,
                                        state=lambda w, t: w.scenario_state(t)),
+    ("control.scenario_steps", "POST"): Case(lambda w, t: f"{_scenario(w, t)}/steps", foreign=True,
+                                             data=_scenario_step, state=lambda w, t: w.scenario_state(t), draft=True),
     ("control.scenario_activate", "POST"): Case(lambda w, t: f"{_scenario(w, t)}/activate", foreign=True,
                                                 state=lambda w, t: w.scenario_state(t)),
     ("control.scenario_deactivate", "POST"): Case(lambda w, t: f"{_scenario(w, t)}/deactivate", foreign=True,
@@ -479,6 +487,10 @@ def test_writer_changes_with_token_in_form_or_header(app, world):
         response = client.open(case.url(world, world.a), method=method,
                                data=case.data(world) if as_header else {**case.data(world), "csrf_token": token},
                                headers={"X-CSRF-Token": token, "HX-Request": "true"} if as_header else {})
+        if case.draft:  # computed and shown: nothing stored, nothing journaled
+            assert response.status_code == 200 and 'data-testid="step-spare"' in response.data.decode(), endpoint
+            assert case.state(world, world.a) == before and journal.head() == head, endpoint
+            continue
         assert response.status_code in (200, 302), (endpoint, response.status_code, re.findall(r"class=\"error[^>]*>([^<]*)", response.data.decode()))
         assert case.state(world, world.a) != before, f"{endpoint}: the change was not made"
         # each change is exactly one audit entry, in the user's account, under the user's login
