@@ -58,6 +58,27 @@ def test_standby_streams_through_its_slot_and_every_commit_waits_for_it(pair):
     assert standby["replay_behind_bytes"] is not None
 
 
+def test_replication_state_is_exposed_to_prometheus(pair):
+    """What the role's timer writes for the node exporter's textfile collector (the metrics
+    the PostgresReplicaLagging and PostgresStandbyDisconnected alerts read)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def samples(server) -> dict:
+        done = pair.promote_script(server, "metrics")
+        assert done.returncode == 0, done.stderr
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(done.stdout) for s in family.samples}
+
+    primary = samples(pair.primary)
+    assert primary[("altcraft_postgresql_up", ())] == 1
+    assert primary[("altcraft_postgresql_in_recovery", ())] == 0
+    assert ("altcraft_postgresql_replica_lag_bytes", (("application_name", "pg2"),)) in primary
+    assert primary[("altcraft_postgresql_replication_slot_active", (("slot_name", "standby_pg2"),))] == 1
+    standby = samples(pair.standby)
+    assert standby[("altcraft_postgresql_in_recovery", ())] == 1
+    assert standby[("altcraft_postgresql_standby_receiving", ())] == 1
+
+
 def test_promotion_is_refused_while_the_old_primary_takes_writes(pair):
     done = pair.promote_script(pair.standby, "promote")
     assert done.returncode == 3, (done.stdout, done.stderr)
