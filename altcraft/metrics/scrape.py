@@ -107,7 +107,8 @@ def scrape_config(table: Sequence[Mapping[str, Any]], groups: Mapping[str, Seque
             jobs.append({"job_name": job_name(name), "metrics_path": "/metrics", "static_configs": targets})
 
     def per_host(job: str, hosts: Sequence[str], port: int, path: str = "/metrics") -> None:
-        if hosts:
+        # port 0: the store has no such endpoint (ClickHouse 18.16 has no <prometheus> section)
+        if hosts and int(port) > 0:
             jobs.append({"job_name": job, "metrics_path": path, "static_configs": [
                 {"targets": [_join(address_of(h), port)], "labels": {"host": h}} for h in hosts]})
 

@@ -41,6 +41,7 @@ class Node:
     dist_port: int
     directory: Path
     process: subprocess.Popen | None = field(default=None, repr=False)
+    prometheus_port: int = field(default_factory=free_port)  # used when the plugin is on
 
     @property
     def pid_file(self) -> Path:
@@ -64,13 +65,30 @@ class Node:
         return "\n".join(out)
 
 
+def _role_prometheus_lines(port: int) -> list[str]:
+    """The plugin's lines of the rabbitmq role's rabbitmq.conf, rendered for a loopback port."""
+    import jinja2
+
+    templates = Path(__file__).resolve().parents[2] / "roles" / "rabbitmq" / "templates"
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates)), trim_blocks=True,
+                             undefined=jinja2.StrictUndefined)
+    env.filters["bool"] = bool
+    text = env.get_template("etc/rabbitmq/rabbitmq.conf.j2").render(
+        ansible_managed="", rabbitmq_listen_address=HOST, rabbitmq_port=5672, rabbitmq_extra_listen_addresses=[],
+        rabbitmq_vm_memory_high_watermark=0.4, rabbitmq_disk_free_limit="2GB", rabbitmq_clustered=False,
+        rabbitmq_prometheus_port=port, rabbitmq_prometheus_address=HOST)
+    return [line for line in text.splitlines() if line.startswith("prometheus.")]
+
+
 class RabbitCluster:
     """Three nodes a, b, c. `start` forms the cluster; `kill(i)` is a kill -9 of node i's
     Erlang VM; `restart(i)` starts it again on the same data (it rejoins by itself);
     `stop` kills every node and the epmd, and removes the directory."""
 
-    def __init__(self, size: int = 3, timeout: float = 60.0):
+    def __init__(self, size: int = 3, timeout: float = 60.0, prometheus: bool = False):
         self.timeout = timeout
+        # the rabbitmq_prometheus plugin on each node, with the rabbitmq role's settings
+        self.prometheus = prometheus
         self.base = Path(tempfile.mkdtemp(prefix="altcraft-rmq-cluster-"))
         self.home = self.base / "home"
         self.epmd_port = free_port()
@@ -112,7 +130,8 @@ class RabbitCluster:
         for sub in ("mnesia", "log"):
             (node.directory / sub).mkdir(parents=True, exist_ok=True)
         (node.directory / "rabbitmq-env.conf").write_text("")
-        (node.directory / "enabled_plugins").write_text("[].\n")
+        (node.directory / "enabled_plugins").write_text(
+            "[rabbitmq_prometheus].\n" if self.prometheus else "[].\n")
         (node.directory / "advanced.config").write_text("[].\n")
         lines = [
             "# written by tests/lib/rabbit_cluster.py",
@@ -135,6 +154,8 @@ class RabbitCluster:
                       f"cluster_formation.classic_config.nodes.1 = {join.name}",
                       "cluster_formation.discovery_retry_limit = 120",
                       "cluster_formation.discovery_retry_interval = 500"]
+        if self.prometheus:
+            lines += _role_prometheus_lines(node.prometheus_port)
         (node.directory / "rabbitmq.conf").write_text("\n".join(lines) + "\n")
 
     def _launch(self, node: Node) -> None:

@@ -98,6 +98,15 @@ def test_scrape_config_from_the_table_and_the_inventory():
     assert config["rule_files"] == ["/r.yml"]
 
 
+def test_a_store_without_a_metrics_endpoint_is_not_scraped():
+    """Port 0 (site.yml's choice for Debian's ClickHouse 18.16, which has no <prometheus>):
+    no target that could only be down."""
+    config, _ = scrape.scrape_config(TABLE, GROUPS, ADDRESSES, prometheus_host="app1",
+                                     ports={"clickhouse": "0", "rabbitmq": "15692"})
+    assert not [j for j in config["scrape_configs"] if j["job_name"] == "clickhouse"]
+    assert targets(config, "rabbitmq") == [("10.0.2.11:15692", "db1")]
+
+
 def test_scrape_script_runs_on_the_standard_library_alone(tmp_path):
     """The role runs the file with the controller's Python: no package of ours is importable."""
     given = {"table": TABLE, "groups": GROUPS, "addresses": ADDRESSES, "prometheus_host": "app1"}

@@ -27,7 +27,8 @@ def test_every_alert_has_a_unit_test():
               for case in test.get("alert_rule_test", [])}
     assert alerts == tested
     wanted = {"AltcraftProcessDown", "AltcraftReadinessFailing", "RabbitMQQueueGrowing", "DiskOver80Percent",
-              "BounceRateHigh", "ClickHouseInsertErrors", "ClickHouseReplicaLag"}
+              "BounceRateHigh", "ClickHouseInsertErrors", "ClickHouseReplicaLag",
+              "PostgresStandbyDisconnected", "PostgresReplicaLagging"}
     assert wanted <= alerts
 
 
