@@ -331,6 +331,10 @@ class MtaSettings(_Section):
     # How often akmtad looks for a newer rule set saved in the control database
     # (domain/mta_rules.py): a saved change applies within this many seconds.
     RULES_POLL_SECONDS: Annotated[float, Field(ge=0.2, le=3600)] = 3.0
+    # The bearer token of akmtad's control port (queue stats, hold, release, purge, rules).
+    # Required when that port listens on another address than loopback (a sending server
+    # the control server's panel asks across the network); empty: loopback only, no token.
+    CONTROL_TOKEN: Annotated[str, AfterValidator(lambda v: _check_secret(v) if v else v)] = ""
 
 
 class ImportSettings(_Section):
@@ -889,6 +893,10 @@ def validate(data: Any, known_processes: frozenset[str] | None = None) -> tuple[
     if config.WORKFLOWS.TIME_SCALE != 1:
         report.warnings.append(Issue("WORKFLOWS.TIME_SCALE", f"scenario waits last {config.WORKFLOWS.TIME_SCALE:g} "
                                      "of their length: a setting for tests, 1 in production"))
+    akmtad = config.listen_address("akmtad")
+    if akmtad is not None and not config.MTA.CONTROL_TOKEN and not _loopback(akmtad.host):
+        report.errors.append(Issue("MTA.CONTROL_TOKEN", f"required: akmtad's control port listens on {akmtad.host}, "
+                                   "not loopback, and would take hold, release and purge from anyone reaching it"))
     if known_processes is not None:
         for name in config.PROCESSES:
             if name not in known_processes:
@@ -896,6 +904,17 @@ def validate(data: Any, known_processes: frozenset[str] | None = None) -> tuple[
     if report.errors:
         return None, report
     return config, report
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
 
 
 def resolve_path(explicit: str | os.PathLike[str] | None = None) -> Path:

@@ -17,11 +17,18 @@ QUEUE_ACTIONS = ("hold", "release", "purge")
 
 def call(config: MainConfig, method: str, path: str, body: dict | None = None, timeout: float = 10) -> Any:
     url = config.listen_address("akmtad").url(path)
-    request = urllib.request.Request(url, method=method, data=json.dumps(body or {}).encode(),
-                                     headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if config.MTA.CONTROL_TOKEN:
+        headers["Authorization"] = f"Bearer {config.MTA.CONTROL_TOKEN}"
+    request = urllib.request.Request(url, method=method, data=json.dumps(body or {}).encode(), headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        if exc.code == 401:  # a wrong token is the operator's to fix, not akmtad being down
+            raise Unavailable("akmtad refused the control token: MTA.CONTROL_TOKEN differs between "
+                              "this host's main.json and the sending server's") from None
+        raise Unavailable(f"akmtad answered {exc.code} to {method} {path}") from None
     except (urllib.error.URLError, OSError) as exc:
         raise Unavailable(f"akmtad is not reachable: {exc}") from None
 

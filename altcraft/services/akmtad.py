@@ -34,6 +34,7 @@ message again after restart; SMTP itself cannot close it (RFC 1047).
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import os
 import queue
@@ -345,6 +346,16 @@ class Akmtad:
     def control_app(self):
         app = create_service_app("akmtad", dependency_checker(self.config, registry_get("akmtad").requires))
         delivery, engine = self.delivery, self.engine
+        token = self.config.MTA.CONTROL_TOKEN
+
+        @app.before_request
+        def bearer_token():
+            # the probes and /metrics stay open like every process's; the queue and rules are not
+            if token and request.path.startswith("/akmtad/") and request.path.split("/")[2] in ("queue", "rules"):
+                given = request.headers.get("Authorization", "")
+                if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                    return jsonify(error="a valid Authorization: Bearer token is required (MTA.CONTROL_TOKEN)"), 401
+            return None
 
         @app.get("/akmtad/rules")
         def rules_in_force():

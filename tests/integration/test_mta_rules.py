@@ -4,7 +4,12 @@ akd and an SMTP peer on loopback."""
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
+
 import pytest
+
+from altcraft.domain.errors import Unavailable
 
 from altcraft.mta.control_client import rules_in_force
 from tests.lib.mta import Pipeline
@@ -13,6 +18,7 @@ from tests.lib.wait import wait_for
 
 pytestmark = pytest.mark.integration
 
+CONTROL_TOKEN = "t" * 40
 HOUR_RETRY = {"TYPE": "fixed", "INTERVAL_SECONDS": 3600, "MAX_ATTEMPTS": 5}
 SECOND_RETRY = {"TYPE": "fixed", "INTERVAL_SECONDS": 1, "MAX_ATTEMPTS": 5}
 
@@ -47,14 +53,17 @@ def test_rules_are_checked_versioned_and_a_stale_save_is_refused(admin):
 
 def test_a_saved_retry_rule_applies_to_a_running_akmtad(harness, basedir, sink_port, vhost):
     """main.json retries after an hour; the saved rule after a second. akmtad, started before
-    the save and never restarted, retries the sink's deferrals on the saved schedule."""
-    pipe = Pipeline(harness, basedir, sink_port, vhost, RETRY=HOUR_RETRY, RULES_POLL_SECONDS=0.5)
+    the save and never restarted, retries the sink's deferrals on the saved schedule. Its
+    control port takes MTA.CONTROL_TOKEN: a caller without it gets 401, its probes stay open."""
+    pipe = Pipeline(harness, basedir, sink_port, vhost, RETRY=HOUR_RETRY, RULES_POLL_SECONDS=0.5,
+                    CONTROL_TOKEN=CONTROL_TOKEN)
     try:
         setup = pipe.setup_campaign(10)
         deferred_once = {rcpt: ["451 4.7.1 Greylisted, try again later", "250 OK"] for rcpt in setup["expected"]}
         with Sink(sink_port, rules=deferred_once) as sink:
             pipe.start("akmtad")
             pid = pipe.pid("akmtad")
+            _refused_without_the_token(pipe.config)
             saved = pipe.platform.mta_rules.save({"RETRY": SECOND_RETRY}, 0, "test")
             wait_for(lambda: rules_in_force(pipe.config) == saved["version"], timeout=20, what="akmtad applies version 1")
             pipe.platform.campaigns.start(setup["account"]["id"], setup["campaign"]["id"])
@@ -70,3 +79,17 @@ def test_a_saved_retry_rule_applies_to_a_running_akmtad(harness, basedir, sink_p
     waits = [delivered_at[rcpt] - at for rcpt, _, at in refused]
     assert max(waits) < 30, f"retried after {max(waits):.0f} s: not on the saved 1 s schedule"
 
+
+
+def _refused_without_the_token(config) -> None:
+    address = config.listen_address("akmtad")
+    for path in ("/akmtad/queue/stats", "/akmtad/rules"):
+        for header in ({}, {"Authorization": "Bearer " + "x" * 40}):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(urllib.request.Request(address.url(path), headers=header), timeout=5)
+            assert refused.value.code == 401, path
+    with urllib.request.urlopen(address.url("/akmtad/health"), timeout=5) as probe:
+        assert probe.status == 200
+    without = config.model_copy(update={"MTA": config.MTA.model_copy(update={"CONTROL_TOKEN": ""})})
+    with pytest.raises(Unavailable, match="MTA.CONTROL_TOKEN"):
+        rules_in_force(without)

@@ -175,3 +175,15 @@ def test_the_scenario_test_clock_is_checked_and_a_test_value_is_a_warning():
     assert set(errors_of(minimal(WORKFLOWS={"TIME_SCALE": 0, "LEASE_SECONDS": 1}))) == {
         "WORKFLOWS.TIME_SCALE", "WORKFLOWS.LEASE_SECONDS"}
     assert "WORKFLOWS.TIME_SCALE" in errors_of(minimal(WORKFLOWS={"TIME_SCALE": 2}))
+
+
+def test_akmtad_off_loopback_needs_a_control_token():
+    """Hold, release and purge answer whoever reaches akmtad's control port: off loopback it
+    takes a bearer token, and main.json without one is refused naming the key."""
+    errors = errors_of(minimal(PROCESSES={"akmtad": {"IP": "10.0.0.21"}}))
+    assert list(errors) == ["MTA.CONTROL_TOKEN"] and "10.0.0.21" in errors["MTA.CONTROL_TOKEN"]
+    for host in ("127.0.0.1", "::1", "localhost"):
+        assert cfg.validate(minimal(PROCESSES={"akmtad": {"IP": host}}), PROCESS_NAMES)[1].ok, host
+    config, report = cfg.validate(minimal(PROCESSES={"akmtad": {"IP": "10.0.0.21"}}, MTA={"CONTROL_TOKEN": SECRET}))
+    assert report.ok and config.MTA.CONTROL_TOKEN == SECRET
+    assert "secret too short" in errors_of(minimal(MTA={"CONTROL_TOKEN": "short"}))["MTA.CONTROL_TOKEN"]
