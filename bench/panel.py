@@ -33,7 +33,10 @@ inserts. With it the reference also times the report's figures counted over the 
 Pages: report is the campaign's report asked again and again with no new event (a process
 answers it from the report it computed for that version of the campaign's events);
 report-live inserts one new event of the campaign before each request (inside the timing),
-as while a campaign runs, so every answer is counted anew.
+as while a campaign runs: the page shows the figures of the last count with its time and
+recounts in the background (Reports.live); the run reports how old the figures shown were
+(age: the response's time minus their "as of") and, after the last request, waits for the
+recount and checks that its figures equal the raw counts.
 
 Loopback only. The last line is `p95_ms=list:<..>,deep:<..>,card:<..>,segment:<..>,report:<..>`.
 """
@@ -45,6 +48,7 @@ import http.client
 import json
 import os
 import random
+import re
 import statistics
 import sys
 import tempfile
@@ -430,6 +434,8 @@ def main() -> None:
         "report-live": f"/campaigns/{campaign['id']}/report",
     }
     live_rng = random.Random(2)
+    live_reports = Reports(store, opener=lambda: Analytics(config.CLICKHOUSE_SYSTEM))
+    ages: list[float] = []  # report-live over HTTP: seconds between a page's "as of" and its answer
 
     def one_more_event() -> None:
         """report-live: a new event of the campaign before each request, as while it runs,
@@ -446,7 +452,7 @@ def main() -> None:
         "report": lambda: (platform.campaigns.get(account_id, campaign["id"]),
                            Reports(store).campaign(account_id, campaign["id"])),
         "report-live": lambda: (one_more_event(), platform.campaigns.get(account_id, campaign["id"]),
-                                Reports(store).campaign(account_id, campaign["id"])),
+                                live_reports.live(account_id, campaign["id"])),
     }
     collection = profiles.collection
     live_query = segments.query({**segment, "condition": condition})
@@ -486,6 +492,9 @@ def main() -> None:
                 status, body = browser.request("GET", path)
                 if status != 200:
                     sys.exit(f"bench/panel.py: {path} answered {status}: {body[:300]!r}")
+                if name == "report-live":
+                    as_of = re.search(rb'data-as-of="(\d+)"', body)
+                    ages.append(time.time() - int(as_of.group(1)) if as_of else float("nan"))
 
             print(f"  measuring {name} (up to {args.requests} requests each way)", flush=True)
             ours_samples = timed(ask, args.requests, args.budget, args.min_requests)
@@ -496,6 +505,18 @@ def main() -> None:
             ours, direct = results[name]  # as it comes: a long run leaves what it measured
             print(f"    HTTP p95 {ours['p95']:.1f} ms (n={ours['n']}), direct p95 {direct['p95']:.1f} ms "
                   f"(n={direct['n']})", flush=True)
+            if name == "report-live":
+                age = percentiles(ages)
+                print(f"    age of the figures shown over HTTP: p50 {age['p50'] / 1000:.1f} s, p95 "
+                      f"{age['p95'] / 1000:.1f} s, max {age['max'] / 1000:.1f} s (n={len(ages)})", flush=True)
+                waited = time.perf_counter()
+                while (shown := live_reports.live(account_id, campaign["id"])).recounting:
+                    time.sleep(0.2)
+                exact = report_figures(shown.report) == expected(raw_figures(store, account_id, campaign["id"]))
+                print(f"    recount done {time.perf_counter() - waited:.1f} s after the last request; its "
+                      f"figures equal the raw uniqExact counts: {'yes' if exact else 'NO'}", flush=True)
+                if not exact:
+                    sys.exit("bench/panel.py: the recounted report disagrees with the events")
             for step, call in (steps.get(name, {}) if name not in args.http_only else {}).items():  # where the direct time goes
                 samples = timed(call, min(args.requests, 10), args.budget / 3, args.min_requests)
                 breakdown[name][step] = percentiles(samples)["p50"]
