@@ -9,7 +9,10 @@ without reading every event. Human counts leave out events flagged `is_bot` (see
 botfilter.py). The SQL runs on ClickHouse 18.16 and on current servers. A process keeps the
 reports it computed by the campaign's version (a number that every INSERT of its events
 changes and no merge does): asked again with nothing inserted since, it answers the same
-report without counting again - never an older one.
+report without counting again - never an older one. Counting anew merges every event id and
+profile id of the campaign (seconds at a million events), so the report page does not wait
+for it (Reports.live): after new events it shows the last count with its time and recounts
+in the background.
 
 Definitions (per campaign):
   sent          profiles the MTA reported any outcome for (delivered, deferred, bounced,
@@ -115,10 +118,6 @@ class _Kept:
     def release(self, key: tuple) -> None:
         with self._lock:
             self._running.discard(key)
-
-    def running(self, key: tuple) -> bool:
-        with self._lock:
-            return key in self._running
 
 
 _KEPT = _Kept()
