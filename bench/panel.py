@@ -33,7 +33,11 @@ inserts. With it the reference also times the report's figures counted over the 
 Pages: report is the campaign's report asked again and again with no new event (a process
 answers it from the report it computed for that version of the campaign's events);
 report-live inserts one new event of the campaign before each request (inside the timing),
-as while a campaign runs, so every answer is counted anew.
+as while a campaign runs: the page shows the figures of the last count with its time and
+recounts in the background (Reports.live); the run reports how old the figures shown were
+(age: the response's time minus their "as of"), the insert and the page's GET apart (the
+insert is procactions' work in production), and, after the last request, waits for the
+recount and checks that its figures equal the raw counts.
 
 Loopback only. The last line is `p95_ms=list:<..>,deep:<..>,card:<..>,segment:<..>,report:<..>`.
 """
@@ -45,6 +49,7 @@ import http.client
 import json
 import os
 import random
+import re
 import statistics
 import sys
 import tempfile
@@ -398,6 +403,8 @@ def main() -> None:
         # the harness's configuration names its databases after a random tag: a run that
         # reuses data must find the control and account databases of the run that seeded it
         settings.update(CONTROLDB_NAME="bench_panel_control", ACCOUNTDB_PREFIX="bench_panel_account_")
+        # and its ClickHouse database: in a random one a reused run would find no events
+        settings["CLICKHOUSE_SYSTEM"]["DATABASE_NAME"] = "bench_panel"
     main_json = basedir / "main.json"
     main_json.write_text(json.dumps(settings))
     config, _ = cfg.load(main_json)
@@ -430,12 +437,21 @@ def main() -> None:
         "report-live": f"/campaigns/{campaign['id']}/report",
     }
     live_rng = random.Random(2)
+    live_reports = Reports(store, opener=lambda: Analytics(config.CLICKHOUSE_SYSTEM))
+    # the report page's call; a checkout before Reports.live (a "before" run) counts instead
+    live_report = getattr(live_reports, "live", live_reports.campaign)
+    inserts: list[float] = []  # report-live over HTTP: the insert and the GET of each request apart
+    gets: list[float] = []
+    ages: list[float] = []  # seconds between a recounting page's "as of" and its answer
+    shown_recounting = [0]
 
     def one_more_event() -> None:
         """report-live: a new event of the campaign before each request, as while it runs,
         so the report is counted anew every time (the insert is inside the timing)."""
+        started = time.perf_counter()
         seed_events(store, account_id, database.id, campaign["id"], campaign.get("sender_id") or 0,
                     [card_id], 1, live_rng, quiet=True)
+        inserts.append(time.perf_counter() - started)
     condition = condition_from_form(SEGMENT)
     segments = platform.segments(account_id)
     reference = {
@@ -446,7 +462,7 @@ def main() -> None:
         "report": lambda: (platform.campaigns.get(account_id, campaign["id"]),
                            Reports(store).campaign(account_id, campaign["id"])),
         "report-live": lambda: (one_more_event(), platform.campaigns.get(account_id, campaign["id"]),
-                                Reports(store).campaign(account_id, campaign["id"])),
+                                live_report(account_id, campaign["id"])),
     }
     collection = profiles.collection
     live_query = segments.query({**segment, "condition": condition})
@@ -471,6 +487,7 @@ def main() -> None:
         if not same:
             sys.exit("bench/panel.py: the report's aggregates disagree with the events")
     results: dict[str, tuple[dict, dict]] = {}
+    report_live_get: list = []  # the page's GET alone of report-live: percentiles, n
     try:
         started = run("akd", "start", "webcontrol", config=main_json, timeout=180)
         if started.returncode != 0:
@@ -483,9 +500,16 @@ def main() -> None:
             def ask(path=path, name=name):
                 if name == "report-live":
                     one_more_event()
+                started = time.perf_counter()
                 status, body = browser.request("GET", path)
                 if status != 200:
                     sys.exit(f"bench/panel.py: {path} answered {status}: {body[:300]!r}")
+                if name == "report-live":
+                    gets.append(time.perf_counter() - started)
+                    as_of = re.search(rb'data-as-of="(\d+)"', body)
+                    if as_of and b'data-recounting="1"' in body:
+                        shown_recounting[0] += 1
+                        ages.append(time.time() - int(as_of.group(1)))
 
             print(f"  measuring {name} (up to {args.requests} requests each way)", flush=True)
             ours_samples = timed(ask, args.requests, args.budget, args.min_requests)
@@ -496,6 +520,26 @@ def main() -> None:
             ours, direct = results[name]  # as it comes: a long run leaves what it measured
             print(f"    HTTP p95 {ours['p95']:.1f} ms (n={ours['n']}), direct p95 {direct['p95']:.1f} ms "
                   f"(n={direct['n']})", flush=True)
+            if name == "report-live":
+                insert, get = percentiles(inserts[:len(gets)]), percentiles(gets)
+                print(f"    over HTTP, apart: the insert p50 {insert['p50']:.1f} ms, p95 {insert['p95']:.1f} ms; "
+                      f"the page's GET p50 {get['p50']:.1f} ms, p95 {get['p95']:.1f} ms, max {get['max']:.1f} ms "
+                      f"(n={len(gets)}, the warm-up included)", flush=True)
+                report_live_get[:] = [get, len(gets)]
+                if ages:
+                    age = percentiles(ages)
+                    print(f"    {shown_recounting[0]} of {len(gets)} pages showed an earlier count (recounting): "
+                          f"its age p50 {age['p50'] / 1000:.1f} s, p95 {age['p95'] / 1000:.1f} s, "
+                          f"max {age['max'] / 1000:.1f} s", flush=True)
+            if name == "report-live" and hasattr(live_reports, "live"):
+                waited = time.perf_counter()
+                while (shown := live_reports.live(account_id, campaign["id"])).recounting:
+                    time.sleep(0.2)
+                exact = report_figures(shown.report) == expected(raw_figures(store, account_id, campaign["id"]))
+                print(f"    recount done {time.perf_counter() - waited:.1f} s after the last request; its "
+                      f"figures equal the raw uniqExact counts: {'yes' if exact else 'NO'}", flush=True)
+                if not exact:
+                    sys.exit("bench/panel.py: the recounted report disagrees with the events")
             for step, call in (steps.get(name, {}) if name not in args.http_only else {}).items():  # where the direct time goes
                 samples = timed(call, min(args.requests, 10), args.budget / 3, args.min_requests)
                 breakdown[name][step] = percentiles(samples)["p50"]
@@ -512,6 +556,10 @@ def main() -> None:
         verdict = "ok" if ours["p95"] < GOAL_MS else f"MISSES {GOAL_MS} ms"
         print(f"{name:10}{ours['n']:>4}{ours['p50']:>10.1f} {ours['p95']:>8.1f} {ours['max']:>8.1f}   "
               f"{direct['n']:>4}{direct['p50']:>11.1f} {direct['p95']:>8.1f} {direct['max']:>8.1f}   {verdict}")
+    if report_live_get:  # report-live without the insert before it (procactions' work, not the page's)
+        get, n = report_live_get
+        print(f"{'  its GET':10}{n:>4}{get['p50']:>10.1f} {get['p95']:>8.1f} {get['max']:>8.1f}   "
+              f"{'':>4}{'':>11} {'':>8} {'':>8}   {'ok' if get['p95'] < GOAL_MS else f'MISSES {GOAL_MS} ms'}")
 
     if args.profile:
         profile_pages(config, login, pages, wanted, min(args.requests, 10), args.budget)
@@ -543,7 +591,8 @@ def main() -> None:
         forget(platform, store, account_id, rename=args.reuse)
     store.close()
     platform.close()
-    print("p95_ms=" + ",".join(f"{name}:{ours['p95']:.0f}" for name, (ours, _) in results.items()))
+    live_get = [f"report-live-get:{report_live_get[0]['p95']:.0f}"] if report_live_get else []
+    print("p95_ms=" + ",".join([f"{name}:{ours['p95']:.0f}" for name, (ours, _) in results.items()] + live_get))
 
 
 if __name__ == "__main__":

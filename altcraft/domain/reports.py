@@ -9,7 +9,10 @@ without reading every event. Human counts leave out events flagged `is_bot` (see
 botfilter.py). The SQL runs on ClickHouse 18.16 and on current servers. A process keeps the
 reports it computed by the campaign's version (a number that every INSERT of its events
 changes and no merge does): asked again with nothing inserted since, it answers the same
-report without counting again - never an older one.
+report without counting again - never an older one. Counting anew merges every event id and
+profile id of the campaign (seconds at a million events), so the report page does not wait
+for it (Reports.live): after new events it shows the last count with its time and recounts
+in the background.
 
 Definitions (per campaign):
   sent          profiles the MTA reported any outcome for (delivered, deferred, bounced,
@@ -26,10 +29,12 @@ Definitions (per campaign):
 from __future__ import annotations
 
 import copy
+import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -52,37 +57,82 @@ def _both(all_: int, human: int) -> dict[str, int]:
     return {"all": int(all_), "human": int(human)}
 
 
-class _Computed:
-    """The reports computed last, by (database, account, campaign, version); bounded."""
+@dataclass(frozen=True)
+class Counted:
+    """A report and what it counts: the campaign's events of `version` (read before counting),
+    that is every insert finished by `as_of` (epoch seconds)."""
+
+    version: int
+    as_of: float
+    report: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Live:
+    """What the report page shows: the figures counted `as_of` (epoch seconds), exact for
+    the events inserted by then; `recounting` when events arrived since and a count of them
+    is under way in this process (the page says so and asks again)."""
+
+    report: dict[str, Any]
+    as_of: float
+    recounting: bool
+
+
+class _Kept:
+    """The report counted last per (database, account, campaign), bounded; and which of them
+    this process is recounting in the background (one count per campaign at a time)."""
 
     SIZE = 256
 
     def __init__(self) -> None:
-        self._items: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
+        self._items: OrderedDict[tuple, Counted] = OrderedDict()
+        self._running: set[tuple] = set()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple) -> dict[str, Any] | None:
+    def get(self, key: tuple) -> Counted | None:
         with self._lock:
             found = self._items.get(key)
             if found is not None:
                 self._items.move_to_end(key)
-            return copy.deepcopy(found)
+            return None if found is None else Counted(found.version, found.as_of, copy.deepcopy(found.report))
 
-    def put(self, key: tuple, report: dict[str, Any]) -> None:
+    def put(self, key: tuple, counted: Counted) -> None:
+        """Keeps `counted` unless a count started later is kept already (two counts of one
+        campaign may finish in either order; the later start holds more events)."""
         with self._lock:
-            self._items[key] = copy.deepcopy(report)
+            found = self._items.get(key)
+            if found is None or found.as_of <= counted.as_of:
+                self._items[key] = Counted(counted.version, counted.as_of, copy.deepcopy(counted.report))
             self._items.move_to_end(key)
             while len(self._items) > self.SIZE:
                 self._items.popitem(last=False)
 
+    def claim(self, key: tuple) -> bool:
+        """True for the one caller that may start a recount of `key` now."""
+        with self._lock:
+            if key in self._running:
+                return False
+            self._running.add(key)
+            return True
 
-_COMPUTED = _Computed()
+    def release(self, key: tuple) -> None:
+        with self._lock:
+            self._running.discard(key)
+
+
+_KEPT = _Kept()
+log = logging.getLogger("altcraft.reports")
 
 
 class Reports:
-    def __init__(self, store: Analytics, reuse: bool = True):
+    """`store`: this thread's ClickHouse client. `opener`: makes a client of its own for a
+    background recount (the driver's client is not thread-safe); without it `live` counts
+    in the caller's thread like `campaign`."""
+
+    def __init__(self, store: Analytics, reuse: bool = True, opener: Callable[[], Analytics] | None = None):
         self.store = store
         self.reuse = reuse
+        self.opener = opener
 
     def version(self, account_id: int, campaign_id: int) -> int:
         """Changes with every INSERT of events of the campaign, never with a merge: the sum
@@ -91,22 +141,63 @@ class Reports:
             f"SELECT sumMerge(nonce) FROM {self.store.table('campaign_people')} "
             f"WHERE account_id = %(a)s AND campaign_id = %(c)s", {"a": account_id, "c": campaign_id})[0][0] or 0)
 
+    def _key(self, account_id: int, campaign_id: int) -> tuple:
+        return (self.store.database, account_id, campaign_id)
+
+    def _count(self, account_id: int, campaign_id: int) -> Counted:
+        """Counts the campaign now and keeps the count. The version and time are read before
+        counting: an insert during the count moves the version on, so the count is never
+        taken for events it may not hold."""
+        as_of = time.time()
+        version = self.version(account_id, campaign_id)
+        counted = Counted(version, as_of, self.compute(account_id, campaign_id))
+        if version:
+            _KEPT.put(self._key(account_id, campaign_id), counted)
+        return counted
+
     def campaign(self, account_id: int, campaign_id: int) -> dict[str, Any]:
-        """The report; the one computed for the same version of the campaign's events when
-        this process has it (a report of a campaign nothing was inserted into since is
-        the same report, exactly), else computed (and kept)."""
+        """The report of every event inserted so far (the API, aktool, the CSV export): the
+        one kept for the same version of the campaign's events when this process has it (a
+        report of a campaign nothing was inserted into since is the same report, exactly),
+        else counted now (and kept)."""
         if not self.reuse:
             return self.compute(account_id, campaign_id)
         version = self.version(account_id, campaign_id)
-        key = (self.store.database, account_id, campaign_id, version)
-        if version and (found := _COMPUTED.get(key)) is not None:
-            return found
-        # read before computing: an insert during the computation moves the version on,
-        # so what was computed is never served for events it may not hold
-        report = self.compute(account_id, campaign_id)
-        if version:
-            _COMPUTED.put(key, report)
-        return report
+        kept = _KEPT.get(self._key(account_id, campaign_id))
+        if version and kept is not None and kept.version == version:
+            return kept.report
+        return self._count(account_id, campaign_id).report
+
+    def live(self, account_id: int, campaign_id: int) -> Live:
+        """The report page's figures without waiting for a count of a large campaign: the
+        kept report when nothing was inserted since; when events arrived since, the kept
+        report with its time and a recount started in the background (`recounting`), whose
+        result the next view shows; counted here when nothing is kept (a first view)."""
+        key = self._key(account_id, campaign_id)
+        version = self.version(account_id, campaign_id)
+        kept = _KEPT.get(key)
+        if kept is None or not version or self.opener is None:
+            counted = (kept if kept is not None and version and kept.version == version
+                       else self._count(account_id, campaign_id))
+            return Live(counted.report, counted.as_of, False)
+        if kept.version == version:
+            return Live(kept.report, kept.as_of, False)
+        if _KEPT.claim(key):
+            threading.Thread(target=self._recount, args=(account_id, campaign_id, key),
+                             name=f"report-recount-{campaign_id}", daemon=True).start()
+        return Live(kept.report, kept.as_of, True)
+
+    def _recount(self, account_id: int, campaign_id: int, key: tuple) -> None:
+        try:
+            store = self.opener()
+            try:
+                Reports(store)._count(account_id, campaign_id)
+            finally:
+                store.close()
+        except Exception:  # noqa: BLE001 - the page keeps the older figures and the next view tries again
+            log.exception("recounting the report of campaign %s of account %s failed", campaign_id, account_id)
+        finally:
+            _KEPT.release(key)
 
     def compute(self, account_id: int, campaign_id: int) -> dict[str, Any]:
         """Two queries over the campaign's aggregates (schema/clickhouse.py), whatever the

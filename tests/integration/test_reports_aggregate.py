@@ -8,6 +8,7 @@ second migrate changes nothing."""
 from __future__ import annotations
 
 import random
+import threading
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -18,6 +19,7 @@ from altcraft.domain.reports import Reports
 from altcraft.schema import clickhouse
 from altcraft.stores.analytics import Analytics
 from tests.lib.report_reference import expected, raw_figures, report_figures
+from tests.lib.wait import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -187,3 +189,53 @@ def test_a_report_is_reused_only_while_no_event_of_its_campaign_was_inserted(sto
     other = [r[:6] + (OTHER,) + r[7:] for r in generated(5, rng)]
     store.insert("events", COLUMNS, other)  # another campaign's events: this one's version stays
     assert report(store) == figures_of(rows + more) and len(computed) == 3
+
+
+def finished(reports: Reports):
+    """The page's figures once no recount is under way, else None."""
+    live = reports.live(ACCOUNT, CAMPAIGN)
+    return None if live.recounting else live
+
+
+def test_the_page_shows_the_last_count_with_its_time_while_one_recount_runs_in_the_background(
+        store, config, monkeypatch):
+    """Reports.live (the report page): after new events it answers the last count, saying
+    its time and that a recount runs; one recount per campaign however often it is asked;
+    the recount's figures are exact (a redelivered batch adds nothing, new events count)."""
+    rng = random.Random(16)
+    rows = generated(300, rng)
+    store.insert("events", COLUMNS, rows)
+    reports = Reports(store, opener=lambda: Analytics(config.CLICKHOUSE_SYSTEM))
+    first = reports.live(ACCOUNT, CAMPAIGN)  # nothing kept yet: counted in the caller's thread
+    assert not first.recounting and report_figures(first.report) == figures_of(rows)
+    assert reports.live(ACCOUNT, CAMPAIGN) == first  # nothing new: the same count, not recounting
+
+    release = threading.Event()
+    recounts = []
+    compute = Reports.compute
+
+    def held(self, a, c):  # a background recount waits for the test; the caller's thread does not
+        if threading.current_thread() is not threading.main_thread():
+            recounts.append(c)
+            assert release.wait(30)
+        return compute(self, a, c)
+    monkeypatch.setattr(Reports, "compute", held)
+
+    more = [r for r in generated(60, rng) if r[COLUMNS.index("campaign_id")] == CAMPAIGN]
+    store.insert("events", COLUMNS, rows[:30] + more)  # a redelivered batch and new events
+    for _ in range(3):
+        shown = reports.live(ACCOUNT, CAMPAIGN)
+        assert shown.recounting and (shown.as_of, shown.report) == (first.as_of, first.report)
+    threads = [t for t in threading.enumerate() if t.name == f"report-recount-{CAMPAIGN}"]
+    assert len(threads) == 1  # one recount, however often the page asks (held until released)
+    wait_for(lambda: recounts, what="the background recount to start")
+    release.set()
+    done = wait_for(lambda: finished(reports), what="the recount to finish")
+    assert report_figures(done.report) == figures_of(rows + more) != report_figures(first.report)
+    assert done.as_of > first.as_of and len(recounts) == 1
+    assert report(store) == figures_of(rows + more)  # the API's report is the same count
+
+    store.insert("events", COLUMNS, rows[:10])  # only copies: recounted, the same figures
+    assert reports.live(ACCOUNT, CAMPAIGN).recounting
+    again = wait_for(lambda: finished(reports), what="the second recount to finish")
+    assert report_figures(again.report) == figures_of(rows + more) and again.as_of > done.as_of

@@ -22,6 +22,7 @@ from altcraft.stores.analytics import Analytics
 from altcraft.web.control import campaign_pages, create_app
 from altcraft.wiring import Platform
 from tests.lib.harness import migrated_config
+from tests.lib.wait import wait_for
 from tests.lib.webpanel import make_tenant, signin
 
 pytestmark = pytest.mark.integration
@@ -268,3 +269,20 @@ def test_report_counts_each_event_once_and_exports_the_same(config, platform, se
     rows = list(csv.reader(io.StringIO(response.data.decode())))
     assert ["opened_total", "4", "3"] in rows and ["sent", "7", ""] in rows
     assert ["2", "'=HYPERLINK(\"x\")", "1", "1", "1", "1"] in rows  # a formula is not run by a spreadsheet
+
+    # events after the count: the page shows that count with its time and recounts in the
+    # background; its status line, asked again by htmx, reloads the page once that is done
+    assert 'data-testid="report-status"' in page and "data-recounting" not in page
+    later = [Event(uuid.uuid4(), "delivered", datetime.now(timezone.utc), tenant.account_id, db_id=tenant.db_ids[-1],
+                   campaign_id=campaign_id, profile_id=uuid.uuid4().hex) for _ in range(2)]
+    store = Analytics(config.CLICKHOUSE_SYSTEM)
+    try:
+        store.insert("events", COLUMNS, [row(e) for e in later])
+    finally:
+        store.close()
+    page = client.get(f"/campaigns/{campaign_id}/report").data.decode()
+    assert 'data-recounting="1"' in page and 'hx-trigger="every' in page and cell("sent") == 7
+    wait_for(lambda: client.get(f"/campaigns/{campaign_id}/report", headers={"HX-Request": "true"})
+             .headers.get("HX-Refresh") == "true", what="the recount to finish")
+    page = client.get(f"/campaigns/{campaign_id}/report").data.decode()
+    assert "data-recounting" not in page and (cell("sent"), cell("delivered")) == (9, 7)

@@ -17,11 +17,14 @@ from datetime import datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from babel.dates import format_datetime
 from flask import Blueprint, Response, g, redirect, render_template, request, url_for
 
 from altcraft.domain.campaigns import EDITABLE, TRANSITIONS, allowed_transitions
 from altcraft.domain.errors import DomainError, Invalid
 from altcraft.domain.reports import Reports
+from altcraft.stores.analytics import Analytics
+from altcraft.web import i18n
 from altcraft.web.app import panel
 from altcraft.web.i18n import gettext_
 
@@ -312,12 +315,30 @@ def register(bp: Blueprint, account_id) -> None:
         doc = ctx.platform.campaigns.get(account_id(), campaign_id)  # another account's: 404, not zeros
         return doc, Reports(ctx.analytics()).campaign(account_id(), campaign_id)
 
+    def _as_of(epoch: float) -> str:
+        """The time the figures were counted, to the second, in the account's time zone."""
+        tz = (g.account or {}).get("tz") if g.get("account") else None
+        return format_datetime(datetime.fromtimestamp(epoch, timezone.utc), "medium",
+                               tzinfo=ZoneInfo(tz or "UTC"), locale=i18n.current())
+
     @bp.get("/campaigns/<int:campaign_id>/report")
     def campaign_report(campaign_id: int):
-        doc, report = _report(campaign_id)
-        x, values = chart_data(report["timeline"])
-        return render_template("control/campaign_report.html", campaign=doc, report=report, x=x,
-                               values=values, series=CHART)
+        """The figures of the campaign's last count (domain/reports.py, Reports.live): when
+        events arrived since, the page says when they were counted and that a recount is
+        under way, and htmx asks again until it is done, then reloads the page."""
+        ctx = panel()
+        doc = ctx.platform.campaigns.get(account_id(), campaign_id)  # another account's: 404, not zeros
+        settings = ctx.config.CLICKHOUSE_SYSTEM
+        live = Reports(ctx.analytics(), opener=lambda: Analytics(settings)).live(account_id(), campaign_id)
+        status = {"as_of": _as_of(live.as_of), "as_of_epoch": int(live.as_of), "recounting": live.recounting,
+                  "refresh": REFRESH_SECONDS}
+        if _htmx():  # the status line asking again: the whole page once the recount is done
+            if not live.recounting:
+                return Response("", headers={"HX-Refresh": "true"})
+            return render_template("control/_report_status.html", campaign=doc, status=status)
+        x, values = chart_data(live.report["timeline"])
+        return render_template("control/campaign_report.html", campaign=doc, report=live.report, x=x,
+                               values=values, series=CHART, status=status)
 
     @bp.get("/campaigns/<int:campaign_id>/report.csv")
     def campaign_report_csv(campaign_id: int):
