@@ -205,7 +205,7 @@ def test_the_page_shows_the_last_count_with_its_time_while_one_recount_runs_in_t
     rng = random.Random(16)
     rows = generated(300, rng)
     store.insert("events", COLUMNS, rows)
-    reports = Reports(store, opener=lambda: Analytics(config.CLICKHOUSE_SYSTEM))
+    reports = Reports(store, opener=lambda: Analytics(config.CLICKHOUSE_SYSTEM), recount_every=0)
     first = reports.live(ACCOUNT, CAMPAIGN)  # nothing kept yet: counted in the caller's thread
     assert not first.recounting and report_figures(first.report) == figures_of(rows)
     assert reports.live(ACCOUNT, CAMPAIGN) == first  # nothing new: the same count, not recounting
@@ -223,6 +223,9 @@ def test_the_page_shows_the_last_count_with_its_time_while_one_recount_runs_in_t
 
     more = [r for r in generated(60, rng) if r[COLUMNS.index("campaign_id")] == CAMPAIGN]
     store.insert("events", COLUMNS, rows[:30] + more)  # a redelivered batch and new events
+    # not before the last count is recount_every old: the page says recounting, none runs yet
+    patient = Reports(store, opener=lambda: Analytics(config.CLICKHOUSE_SYSTEM), recount_every=3600)
+    assert patient.live(ACCOUNT, CAMPAIGN).recounting and not recounts
     for _ in range(3):
         shown = reports.live(ACCOUNT, CAMPAIGN)
         assert shown.recounting and (shown.as_of, shown.report) == (first.as_of, first.report)

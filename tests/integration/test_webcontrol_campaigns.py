@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from altcraft import registry
+from altcraft.domain import reports
 from altcraft.domain.events import COLUMNS, Event, row
 from altcraft.stores.analytics import Analytics
 from altcraft.web.control import campaign_pages, create_app
@@ -241,7 +242,7 @@ def _events(account_id: int, db_id: int, campaign_id: int) -> list[Event]:
     return events
 
 
-def test_report_counts_each_event_once_and_exports_the_same(config, platform, setup):
+def test_report_counts_each_event_once_and_exports_the_same(config, platform, setup, monkeypatch):
     tenant, client, _ = setup
     campaign_id = tenant.campaign_ids[0]
     store = Analytics(config.CLICKHOUSE_SYSTEM)
@@ -280,6 +281,7 @@ def test_report_counts_each_event_once_and_exports_the_same(config, platform, se
         store.insert("events", COLUMNS, [row(e) for e in later])
     finally:
         store.close()
+    monkeypatch.setattr(reports, "RECOUNT_EVERY_SECONDS", 0)  # recount at once, not 10 s after the count
     page = client.get(f"/campaigns/{campaign_id}/report").data.decode()
     assert 'data-recounting="1"' in page and 'hx-trigger="every' in page and cell("sent") == 7
     wait_for(lambda: client.get(f"/campaigns/{campaign_id}/report", headers={"HX-Request": "true"})
