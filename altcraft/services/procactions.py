@@ -7,8 +7,8 @@ polls, gathers it into a batch and hands it to domain.ingest.EventWriter, on a w
 thread, when the batch holds PREFETCH/2 messages or its oldest message is FLUSH_SECONDS old;
 meanwhile the rest of the prefetch window keeps arriving and being decoded (the writer's
 turn is then ClickHouse's round trips, not JSON, which costs about as much CPU per event
-as pika's reading of the frames). Only after the writer returned (the ClickHouse INSERT and the profile effects
-done) is the batch acknowledged, with one `multiple` ack. A crash before that (kill -9)
+as pika's reading of the frames). Only after the writer returned (the ClickHouse INSERT and
+the profile effects done) is the batch acknowledged, with one `multiple` ack. A crash before that (kill -9)
 leaves the batch unacknowledged: RabbitMQ delivers it again and ClickHouse keeps one row per
 event_id (ReplacingMergeTree; reports count uniqExact(event_id)).
 
