@@ -41,6 +41,7 @@ if __name__ == "__main__" and not __package__:
     sys.exit("run the benchmarks as modules from the repository root: .venv/bin/python -m bench.track")
 
 from bench import _config  # noqa: E402
+from tests.lib import broker as test_broker  # noqa: E402
 from tests.lib.cli import run  # noqa: E402
 from tests.lib.harness import make_config  # noqa: E402
 from tests.lib.packages import require  # noqa: E402
@@ -125,10 +126,15 @@ def main() -> None:
 
     basedir = Path(tempfile.mkdtemp(prefix="altcraft-bench-track-"))
     port = free_port()
+    vhost = None
     if args.config:
         settings = json.loads(Path(args.config).read_text())
     else:
-        settings = make_config(_config.harness(), basedir)
+        # a vhost of its own: in the harness's shared one, events.actions may hold other
+        # runs' events or have other procactions consuming it, and the rate would be theirs too
+        harness = _config.harness()
+        vhost = test_broker.add_vhost(harness, prefix="bench-")
+        settings = make_config(harness, basedir, RABBITMQ_VHOST=vhost)
     settings.update(BASEDIR=str(basedir), TRACKING_BASE_URL=f"http://127.0.0.1:{port}",
                     PROCESSES={"trkaction": {"PORT": port, "WORKERS": args.workers}})
     main_json = basedir / "main.json"
@@ -240,6 +246,8 @@ http {{
                 connection.channel().queue_delete(raw_queue)
         except pika.exceptions.AMQPError:
             pass  # x-expires removes it within the hour
+        if vhost is not None:
+            test_broker.delete_vhost(vhost)
         pid_file = nginx_dir / "nginx.pid"
         if pid_file.exists():
             try:

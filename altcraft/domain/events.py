@@ -204,9 +204,12 @@ _KNOWN = frozenset({
 })
 
 
+_json_decode = json.JSONDecoder().decode  # on text: json.loads would sniff the bytes' encoding first
+
+
 def _json_object(body: bytes) -> dict[str, Any]:
     try:
-        data = json.loads(body)
+        data = _json_decode(body.decode("utf-8"))
     except (ValueError, UnicodeDecodeError):
         raise BadEvent("not JSON") from None
     if not isinstance(data, dict):
@@ -215,36 +218,38 @@ def _json_object(body: bytes) -> dict[str, Any]:
 
 
 def decode(body: bytes, routing: str | None = None) -> Event:
-    """Parses and checks one message; raises BadEvent naming the first problem."""
+    """Parses and checks one message; raises BadEvent naming the first problem.
+
+    procactions decodes every event with this on the thread that reads the broker, so the
+    common case is kept cheap: a key that is absent or holds the right type is read inline,
+    anything else goes through _int/_str, which accept or name the problem."""
     data = _json_object(body)
-    kind = data.get("kind")
+    get = data.get
+    kind = get("kind")
     if kind not in KINDS:
         raise BadEvent("kind: unknown")
-    if routing is not None and routing != routing_key(kind):
+    if routing is not None and routing != _ROUTING_KEYS[kind]:
         raise BadEvent("kind does not match the routing key")
     try:
-        event_id = uuid.UUID(str(data.get("event_id")))
+        event_id = uuid.UUID(str(get("event_id")))
     except ValueError:
         raise BadEvent("event_id: not a UUID") from None
     account_id = _int(data, "account_id", _U32)
     if not account_id:
         raise BadEvent("account_id: missing")
-    time = parse_time(data.get("time"))
+    time = parse_time(get("time"))
     profile_id = _str(data, "profile_id")
-    detail = data.get("detail") or ""
+    detail = get("detail") or ""
     if not isinstance(detail, str):
         detail = json.dumps(detail, separators=(",", ":"))[:_MAX_TEXT]
     return Event(
-        event_id=event_id, kind=kind, time=time, account_id=account_id,
-        db_id=_int(data, "db_id", _U32), resource_id=_int(data, "resource_id"),
-        campaign_id=_int(data, "campaign_id"), profile_id=profile_id,
-        channel=_str(data, "channel") or "email", link_id=_int(data, "link_id", _U32),
-        url=_str(data, "url"), ip=_str(data, "ip")[:64], user_agent=_str(data, "user_agent"),
-        sender_id=_int(data, "sender_id"), email=_str(data, "email"), detail=detail[:_MAX_TEXT],
-        is_bot=bool(data.get("is_bot")), bot_reason=_str(data, "bot_reason")[:64],
-        issued=_int(data, "issued"), launch=_int(data, "launch", _U32),
-        message_id=_str(data, "message_id"),
-        extra={k: data[k] for k in data.keys() - _KNOWN},
+        event_id, kind, time, account_id, _int(data, "db_id", _U32), _int(data, "resource_id"),
+        _int(data, "campaign_id"), profile_id, _str(data, "channel") or "email",
+        _int(data, "link_id", _U32), _str(data, "url"), _str(data, "ip")[:64], _str(data, "user_agent"),
+        _int(data, "sender_id"), _str(data, "email"), detail[:_MAX_TEXT], bool(get("is_bot")),
+        _str(data, "bot_reason")[:64], _int(data, "issued"), _int(data, "launch", _U32),
+        _str(data, "message_id"),
+        {} if data.keys() <= _KNOWN else {k: data[k] for k in data.keys() - _KNOWN},
     )
 
 

@@ -66,6 +66,13 @@ def normalize_phone(value: str, region: str) -> str:
 
 
 def _parse_date(text: str) -> str:
+    # YYYY-MM-DD, the usual case, without strptime (a fifth of an import's validation time);
+    # anything else, or a failure here, takes the formats below, which decide
+    if len(text) == 10 and text[4] == "-" and text[7] == "-" and text.isascii():
+        try:
+            return date.fromisoformat(text).isoformat()
+        except ValueError:
+            pass
     for fmt in ("%Y-%m-%d", "%d.%m.%Y"):
         try:
             return datetime.strptime(text, fmt).date().isoformat()

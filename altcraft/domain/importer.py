@@ -12,13 +12,14 @@ import csv
 import io
 import json
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from altcraft.domain.errors import Invalid
 from altcraft.domain.fields import ALTCRAFT_INPUT_NAMES
-from altcraft.domain.profiles import Profiles
+from altcraft.domain.profiles import Outcome, Profiles
 
 Format = Literal["csv", "jsonl"]
 
@@ -154,20 +155,54 @@ def import_rows(profiles: Profiles, rows: Iterable[tuple[int, Any]], *, dry_run:
                 skip_through: int = 0) -> ImportReport:
     """Validates and upserts the rows. Rows at or before line `skip_through` (a resumed job's
     checkpoint) are only validated, so that a later duplicate of their key is still found:
-    they are neither written nor counted nor reported again."""
+    they are neither written nor counted nor reported again.
+
+    One batch is written on a writer thread while the next one is read and validated (the
+    store's answer and our parsing overlap; validation is most of our own time). Batches are
+    written one at a time, in file order. `progress` is called on the calling thread after
+    each batch is written, with the report as it stood when that batch was cut (rows, last
+    line, bad rows up to it) and the outcomes written so far: a checkpoint taken from it never
+    covers a row that is not written yet."""
     report = ImportReport(dry_run=dry_run)
     batch_size = batch_size or profiles.preferred_batch
     key = profiles.database.key
     first_seen: dict[Any, int] = {}
     batch: list[dict[str, Any]] = []
+    writer = ThreadPoolExecutor(1, thread_name_prefix="import-writer") if not dry_run else None
+    # the batch being written and the report's (rows, last_line, bad rows) when it was cut
+    writing: tuple[Future[list[Outcome]], tuple[int, int, int]] | None = None
+
+    reported = [(0, 0, 0)]  # the state the last progress call was given
+
+    def count(outcomes: list[Outcome]) -> None:
+        for outcome in outcomes:
+            setattr(report, outcome, getattr(report, outcome) + 1)
+
+    def written() -> None:
+        """Waits for the batch in flight; counts its outcomes and reports progress."""
+        nonlocal writing
+        if writing is None:
+            return
+        future, (rows_then, line_then, errors_then) = writing
+        outcomes = future.result()  # a failed write raises here; no later batch is sent
+        writing = None
+        count(outcomes)
+        if progress:
+            progress(replace(report, rows=rows_then, last_line=line_then, errors=report.errors[:errors_then]))
+            reported[0] = (rows_then, line_then, errors_then)
 
     def flush() -> None:
-        if batch and not dry_run:
-            for outcome in profiles.upsert_prepared(batch, subscribe):
-                setattr(report, outcome, getattr(report, outcome) + 1)
-        batch.clear()
-        if progress:
-            progress(report)
+        nonlocal batch, writing
+        if writer is None:  # dry run: nothing is written
+            batch.clear()
+            if progress:
+                progress(report)
+            return
+        written()
+        if batch:
+            writing = (writer.submit(profiles.upsert_prepared, batch, subscribe),
+                       (report.rows, report.last_line, len(report.errors)))
+            batch = []
 
     try:
         for line, row in rows:
@@ -192,9 +227,19 @@ def import_rows(profiles: Profiles, rows: Iterable[tuple[int, Any]], *, dry_run:
             if len(batch) >= batch_size:
                 flush()
         flush()
+        written()
+        if progress and writer is not None and reported[0] != (report.rows, report.last_line, len(report.errors)):
+            progress(report)  # bad rows after the last batch: the end is a checkpoint too
     except KeyboardInterrupt:
-        # rows of the batch in hand are dropped whole; what was written stays consistent
+        # rows of the batch in hand are dropped whole; the batch in flight is waited for and
+        # counted, so what was written stays consistent and reported
         report.interrupted = True
+        if writing is not None:
+            count(writing[0].result())
+            writing = None
+    finally:
+        if writer is not None:
+            writer.shutdown(wait=True)  # never return (or raise) with a write still running
     return report
 
 
