@@ -294,6 +294,7 @@ class EventPublisher:
                 self._wakeup.clear()
                 self._idle = False
                 continue
+            finished: list[Outgoing] = []
             try:
                 if channel is None:
                     channel = ConfirmWindow(self._params(), self.exchange)
@@ -314,6 +315,9 @@ class EventPublisher:
                 EVENTS.labels("retried").inc(len(again))
                 log.warning("publishing failed (%s: %s); %d event(s) to send again in %.1f s",
                             type(exc).__name__, exc, len(retry), backoff)
+                # what the broker answered before the failure (a confirm timeout comes right
+                # after a poll): confirmed, or nacked and spooled; never dropped
+                self._finish(finished, replaying)
                 down_until = time.monotonic() + backoff
                 backoff = min(backoff * 2, 5.0)
                 continue
