@@ -40,6 +40,9 @@ class Process:
     remote: bool = False  # may be moved to another host (Altcraft marks these)
     notes: str = ""
     group: str = field(default="core", compare=False)
+    # the HTTP server of an http process (altcraft/http/server.py): gunicorn (WSGI, gthread),
+    # or granian (RSGI) where a hot path needs it: the click and open answers of tracking
+    server: Literal["gunicorn", "granian"] = "gunicorn"
 
     @property
     def title(self) -> str:
@@ -76,12 +79,12 @@ PROCESSES: tuple[Process, ...] = (
     # -- tracking: external requests ------------------------------------------------------
     Process("trkaction", "http", "Tracking redirects, unsubscribe, subscription manager", 8095,
             status="partial", entry="altcraft.services.trk.app:create_app",
-            requires=(RABBITMQ, ACCOUNTDB), remote=True, group="tracking",
+            requires=(RABBITMQ, ACCOUNTDB), remote=True, group="tracking", server="granian",
             notes="clicks /c, opens /o, unsubscribe /u (+ RFC 8058 one-click), subscription "
                   "manager /m, web version /w; readiness checks RabbitMQ only"),
     Process("trkimage", "http", "Pixel and image requests", 8096, status="partial",
             entry="altcraft.services.trk.app:create_app", requires=_TRK_DEPS,
-            remote=True, group="tracking",
+            remote=True, group="tracking", server="granian",
             notes="the open pixel /o (same app as trkaction); hosted images not yet"),
     Process("trkread", "http", "Email read events (deprecated upstream)", 8097,
             requires=_TRK_DEPS, remote=True, group="tracking"),

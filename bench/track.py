@@ -3,7 +3,7 @@ pipeline's rate from RabbitMQ into ClickHouse.
 
     .venv/bin/python -m bench.track [--seconds 8] [--connections 64]     (from the repository root)
 
-1. trkaction under akd (gunicorn, gthread, WORKERS workers) on a loopback port; wrk (Debian,
+1. trkaction under akd (its server: registry.Process.server, granian RSGI; WORKERS workers) on a loopback port; wrk (Debian,
    installed if missing and root, else the script stops naming it) drives GET /c/<signed
    token> for SECONDS with CONNECTIONS connections; every request is a real click: token
    verified, bot check, event into the publisher, 302. Afterwards: how many events the
@@ -259,7 +259,10 @@ http {{
     print(f"\nmachine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
           f"wrk: {ours['command']}; loopback only")
     print(f"{'':50}{'requests/s':>12}{'requests':>11}{'p50':>9}{'p99':>9}")
-    print(f"{'ours: trkaction /c/<token> (gunicorn, ' + str(args.workers) + ' workers)':50}"
+    from altcraft import registry
+
+    server = registry.get("trkaction").server
+    print(f"{'ours: trkaction /c/<token> (' + server + ', ' + str(args.workers) + ' workers)':50}"
           f"{ours['rate']:>12,.0f}{ours['requests']:>11,}{ours['p50']:>9}{ours['p99']:>9}")
     print(f"{'reference: nginx return 302 (' + str(args.workers) + ' workers)':50}"
           f"{reference['rate']:>12,.0f}{reference['requests']:>11,}{reference['p50']:>9}{reference['p99']:>9}")

@@ -56,7 +56,7 @@ def _run_http(config: MainConfig, process: Process) -> None:
         raise NotRunnable(f"{process.name} is an HTTP process without a port (PROCESSES.{process.name}.PORT)")
     server.prepare_metrics_dir(config.run_dir / "metrics" / process.name)
     server.serve(
-        process.name,
+        process.server, process.name,
         partial(_load(process.entry), config, process),
         address.host, address.port,
         workers=config.process_settings(process.name).WORKERS,

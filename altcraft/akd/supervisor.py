@@ -34,14 +34,22 @@ def supervisor_pidfile(config: MainConfig, name: str) -> pidfile.PidFile:
 
 
 def _listens(pid: int, port: int) -> bool:
-    """True once the process itself holds a listening socket on the port. A bare connect
-    test would be fooled by another program squatting on the port."""
+    """True once the process itself, or one of its workers, holds a listening socket on the
+    port (granian's master holds none: each worker listens). A bare connect test would be
+    fooled by another program squatting on the port."""
     try:
-        connections = psutil.Process(pid).net_connections(kind="inet")
+        process = psutil.Process(pid)
+        family = [process] + process.children(recursive=True)
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
-    return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
-               for c in connections)
+    for member in family:
+        try:
+            connections = member.net_connections(kind="inet")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port for c in connections):
+            return True
+    return False
 
 
 def _describe_exit(code: int) -> str:

@@ -1,4 +1,16 @@
-"""Runs one HTTP process under gunicorn, in the foreground (akd or systemd supervise it)."""
+"""Runs one HTTP process in the foreground (akd or systemd supervise it), under the server
+its registry entry names (Process.server):
+
+  gunicorn   gthread workers, the WSGI app; every panel and the API
+  granian    Rust HTTP with Python workers over RSGI (altcraft/http/rsgi.py); the tracking
+             processes, whose click and open answers are the platform's hottest path. An
+             app with `__rsgi__` answers those itself; the rest goes through WSGIBridge.
+
+Both preload the app in the master and fork WORKERS workers from it; each worker is titled
+AK:<name>:worker; a worker's exit marks its Prometheus files dead; SIGTERM stops the
+workers gracefully within the stop timeout (an app's shutdown hook, `__rsgi_del__`, runs
+before a granian worker exits: the tracking publisher flushes there).
+"""
 
 from __future__ import annotations
 
@@ -33,8 +45,17 @@ def prepare_metrics_dir(path: Path) -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
 
 
-def serve(name: str, app_factory, host: str, port: int, workers: int,
+def serve(server: str, name: str, app_factory, host: str, port: int, workers: int,
           graceful_timeout: float, log_level: str) -> None:
+    """Blocks until the server stops."""
+    serve_with = {"gunicorn": serve_gunicorn, "granian": serve_granian}.get(server)
+    if serve_with is None:
+        raise ValueError(f"unknown HTTP server {server!r} (gunicorn or granian)")
+    serve_with(name, app_factory, host, port, workers, graceful_timeout, log_level)
+
+
+def serve_gunicorn(name: str, app_factory, host: str, port: int, workers: int,
+                   graceful_timeout: float, log_level: str) -> None:
     """Blocks until gunicorn stops. The title is AK:<name> for the master and
     AK:<name>:worker for its workers, so `pidof AK:<name>` finds the one to signal."""
     from prometheus_client import multiprocess
@@ -68,3 +89,54 @@ def serve(name: str, app_factory, host: str, port: int, workers: int,
         "child_exit": child_exit,
     }
     _Gunicorn(app_factory(), options).run()
+
+
+class _GranianWorker:
+    """What a granian worker serves: the app's own RSGI callable, or its WSGI app bridged;
+    the worker's start and exit hooks (title, the app's hooks, Prometheus files)."""
+
+    def __init__(self, name: str, app):
+        from altcraft.http.rsgi import WSGIBridge
+
+        self.name = name
+        self.app = app
+        self.bridge = None if hasattr(app, "__rsgi__") else WSGIBridge(app)
+        self.__rsgi__ = app.__rsgi__ if self.bridge is None else self.bridge
+
+    def __rsgi_init__(self, loop) -> None:
+        setproctitle(f"AK:{self.name}:worker")
+        if hasattr(self.app, "__rsgi_init__"):
+            self.app.__rsgi_init__(loop)
+
+    def __rsgi_del__(self, loop) -> None:
+        from prometheus_client import multiprocess
+
+        try:
+            if hasattr(self.app, "__rsgi_del__"):
+                self.app.__rsgi_del__(loop)
+            if self.bridge is not None:
+                self.bridge.close()
+        finally:
+            if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+                multiprocess.mark_process_dead(os.getpid())
+
+
+def serve_granian(name: str, app_factory, host: str, port: int, workers: int,
+                  graceful_timeout: float, log_level: str) -> None:
+    import sys
+
+    from granian.constants import Interfaces, TaskImpl
+    from granian.log import LogLevels
+    from granian.server import Server
+
+    worker = _GranianWorker(name, app_factory())  # preloaded: the workers are forked from here
+    server = Server(
+        name, address=host, port=port, interface=Interfaces.RSGI, workers=workers,
+        # the Rust task runner steps a request's coroutine itself: a request that never
+        # awaits (a click) costs no asyncio Task; granian uses asyncio on Python >= 3.12
+        task_impl=TaskImpl.rust if sys.version_info < (3, 12) else TaskImpl.asyncio,
+        # a worker that missed SIGTERM (e.g. while it was starting) is killed, not waited for
+        workers_kill_timeout=max(1, round(graceful_timeout)),
+        process_name=f"AK:{name}", log_level=LogLevels(log_level.lower()), log_access=False, websockets=False,
+    )
+    server.serve(target_loader=lambda _target: worker)

@@ -15,9 +15,9 @@ The trade-off, decided:
     the unconfirmed messages again (a copy may reach the broker twice: event ids make that
     harmless downstream); a nack or an unroutable return (topology missing) spools the
     message. A full buffer (MAX_BUFFER events: the broker is down or slower than the
-    traffic) spills to a spool file instead of refusing the request. On shutdown (SIGTERM,
-    gunicorn worker exit) the buffer is flushed for up to the flush timeout, and what is
-    still unconfirmed is spooled (fsync). Spool files are published again when the broker
+    traffic) spills to a spool file instead of refusing the request. On shutdown (SIGTERM:
+    a granian worker's __rsgi_del__, a gunicorn worker's exit) the buffer is flushed for
+    up to the flush timeout, and what is still unconfirmed is spooled (fsync). Spool files are published again when the broker
     is back, by any process using the same spool directory once the writer is gone.
   * What can be lost: events accepted in the last ~100 ms before a SIGKILL or a power loss
     of the process, and overflow spooled without fsync if the machine itself dies. That
@@ -294,6 +294,7 @@ class EventPublisher:
                 self._wakeup.clear()
                 self._idle = False
                 continue
+            finished: list[Outgoing] = []
             try:
                 if channel is None:
                     channel = ConfirmWindow(self._params(), self.exchange)
@@ -314,6 +315,9 @@ class EventPublisher:
                 EVENTS.labels("retried").inc(len(again))
                 log.warning("publishing failed (%s: %s); %d event(s) to send again in %.1f s",
                             type(exc).__name__, exc, len(retry), backoff)
+                # what the broker answered before the failure (a confirm timeout comes right
+                # after a poll): confirmed, or nacked and spooled; never dropped
+                self._finish(finished, replaying)
                 down_until = time.monotonic() + backoff
                 backoff = min(backoff * 2, 5.0)
                 continue
