@@ -14,7 +14,9 @@ SECRET = "x" * 32
 
 
 def main_json(processes: dict | None = None) -> dict:
-    data = {"PRIVATE_KEY": SECRET, "WEBAPI_PRIVATE_KEY": SECRET, "TRACKING_CRYPT_KEY": SECRET}
+    # akmtad's control port off loopback needs its token (config.py): these tests move it
+    data = {"PRIVATE_KEY": SECRET, "WEBAPI_PRIVATE_KEY": SECRET, "TRACKING_CRYPT_KEY": SECRET,
+            "MTA": {"CONTROL_TOKEN": SECRET}}
     if processes is not None:
         data["PROCESSES"] = processes
     return data
