@@ -60,7 +60,7 @@ from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from altcraft.domain import events
 from altcraft.domain import scenario_timing as timing
@@ -74,6 +74,7 @@ MAX_NODES = 200
 MAX_WAIT = 365 * 86400
 DEFAULT_MAX_VISITS = 5
 MAX_VISITS = 100
+MOST_STEPS = 50  # steps of one run in one claim (a cycle of zero-length waits ends here)
 MAX_BRANCHES = 10
 MAX_SET_FIELDS = 20
 ACTIVITY = {"opened": ("open",), "clicked": ("click",)}
@@ -585,6 +586,16 @@ class Scenarios:
             query, {"$set": {"owner": owner, "lease_until": stamp + timedelta(seconds=lease_seconds)}},
             sort=[("due_at", ASCENDING)], return_document=ReturnDocument.AFTER)
 
+    def claim_batch(self, owner: str, limit: int, lease_seconds: float = 30.0) -> list[dict[str, Any]]:
+        """Up to `limit` due, unleased active runs (earliest first), each leased with its own
+        single-document claim. Not one update_many: on the FerretDB stand-in (SQLite) two
+        workers' concurrent multi-document updates of the same runs deadlocked (every reader
+        of the collection then waited too; docs/benchmarks.md, "Automation")."""
+        claimed = []
+        while len(claimed) < limit and (run := self.claim(owner, None, lease_seconds)) is not None:
+            claimed.append(run)
+        return claimed
+
     def store(self, run: dict[str, Any], outcome: dict[str, Any], log: dict[str, Any] | None,
               guard: dict[str, Any] | None = None) -> bool:
         """Stores a step's outcome on the run (one update, only if the run is still at that
@@ -669,6 +680,7 @@ class Step:
     graph: dict[str, dict[str, Any]]
     visit: int
     now: datetime
+    out: Any = None  # where the step is stored: the Scenarios (at once) or a Batch
 
     @property
     def arriving(self) -> bool:
@@ -704,15 +716,39 @@ class Machine:
         self.profile, self.update, self.webhook = profile, update, webhook
         self.poll_seconds = poll_seconds  # how often a wait for an open or a click looks again
 
-    def step(self, run: dict[str, Any]) -> bool:
-        """Does the run's current step and stores it; False if another worker stored it first."""
+    def step(self, run: dict[str, Any], out: Any = None) -> bool:
+        """Does the run's current step and stores it (through `out`, a Batch, or at once);
+        False if another worker stored it first."""
         graph = self.scenarios.graph(run["scenario_id"], run["version"])
-        scenario = self.scenarios.collection.find_one({"id": run["scenario_id"]}, {"max_visits": 1}) or {}
+        scenario = self._scenario(run)
         node = graph[run["node"]]
-        s = Step(run, node, graph, run["visits"].get(node["id"], 0) + 1, self.scenarios.clock())
+        s = Step(run, node, graph, run["visits"].get(node["id"], 0) + 1, self.scenarios.clock(),
+                 out if out is not None else self.scenarios)
         if s.visit > scenario.get("max_visits", DEFAULT_MAX_VISITS):
             return self._end(s, "capped")
         return getattr(self, f"_{node['type']}")(s)
+
+    def advance(self, run: dict[str, Any], batch: Batch, most: int = MOST_STEPS) -> int:
+        """Steps a claimed run as far as it goes now (until a timer, its end, or `most` steps),
+        into `batch`: nothing is stored until the batch is. How many steps were taken."""
+        taken = 0
+        while taken < most:
+            node_type = self.scenarios.graph(run["scenario_id"], run["version"])[run["node"]]["type"]
+            before = run["step"]
+            self.step(run, batch)
+            taken += 1
+            batch.taken.append(node_type)
+            if run["state"] != "active" or run["step"] == before or run["due_at"] > self.scenarios.clock():
+                break
+        return taken
+
+    def _scenario(self, run: dict[str, Any]) -> dict[str, Any]:
+        """The run's scenario (its visit cap and re-entry policy), through the store's get, which
+        procworkflow caches; a scenario deleted meanwhile has neither."""
+        try:
+            return self.scenarios.get(run["account_id"], run["scenario_id"])
+        except NotFound:
+            return {}
 
     # -- the node types --------------------------------------------------------------------
     def _entry(self, s: Step) -> bool:
@@ -792,21 +828,89 @@ class Machine:
         change = {"node": target, "step": s.run["step"] + 1, f"visits.{s.node['id']}": s.visit,
                   "due_at": s.now, **_NOT_WAITING}
         log = {"node": s.node["id"], "next": target, **({"outcome": outcome} if outcome else {})}
-        return self.scenarios.store(s.run, change, log)
+        return s.out.store(s.run, change, log)
 
     def _hold(self, s: Step, due: datetime, guard: dict[str, Any] | None = None, **fields: Any) -> bool:
         """The node's timer, stored: a restart resumes it; the step is taken again when due.
         A guarded hold that finds the run changed (procevent marked its event) lets it go."""
-        stored = self.scenarios.store(s.run, {"waiting": s.run["step"], "due_at": due, **fields}, None, guard)
+        stored = s.out.store(s.run, {"waiting": s.run["step"], "due_at": due, **fields}, None, guard)
         if not stored and guard:
-            self.scenarios.release(s.run)
+            s.out.release(s.run)
         return stored
 
     def _end(self, s: Step, state: str) -> bool:
         run = s.run
         out = {"state": state, "step": run["step"] + 1, "ended_at": s.now, **_NOT_WAITING}
         if run["entry_key"] == f"{run['scenario_id']}:{run['profile_id']}":
-            scenario = self.scenarios.collection.find_one({"id": run["scenario_id"]}, {"reentry": 1}) or {}
-            if scenario.get("reentry") == "after_exit":
+            if self._scenario(run).get("reentry") == "after_exit":
                 out["entry_key"] = f"{run['_id']}:ended"  # releases the key for the next entry
-        return self.scenarios.store(run, out, {"node": s.node["id"], "next": None, "outcome": state})
+        return s.out.store(run, out, {"node": s.node["id"], "next": None, "outcome": state})
+
+
+class Batch:
+    """The steps of a claimed batch of runs, stored together: the caller first makes the
+    batch's effects durable (procworkflow publishes its messages in one broker transaction),
+    then `flush` inserts the step log with one unordered insert_many and updates each run
+    once. Each run's update is the one a single step would make,
+    its outcomes merged, and only if the run is still at the step it was claimed at: a
+    batch that lost its lease (or a cleared run) changes nothing, and the steps done again
+    by the next claim get the same message ids and the same step-log ids.
+
+    A guarded hold (a wait-for woken by a lease, not by its event) is stored at once, as a
+    single step: it is a run's first step in a claim, so nothing of it is pending."""
+
+    def __init__(self, scenarios: Scenarios):
+        self.scenarios = scenarios
+        self.logs: list[dict[str, Any]] = []
+        self.claimed: dict[str, int] = {}  # run id -> the step it was claimed at
+        self.sets: dict[str, dict[str, Any]] = {}
+        self.taken: list[str] = []  # node types stepped (procworkflow's counts)
+
+    def store(self, run: dict[str, Any], outcome: dict[str, Any], log: dict[str, Any] | None,
+              guard: dict[str, Any] | None = None) -> bool:
+        rid = run["_id"]
+        if guard:
+            if rid in self.sets:
+                raise RuntimeError(f"run {rid}: a guarded hold after other steps in one batch")
+            return self.scenarios.store(run, outcome, log, guard)
+        self.claimed.setdefault(rid, run["step"])
+        if log is not None:
+            self.logs.append({"_id": f"{rid}:{run['step']}", "scenario_id": run["scenario_id"],
+                              "version": run["version"], **log, "due": run["due_at"], "at": self.scenarios.clock()})
+        self.sets.setdefault(rid, {}).update(outcome)
+        _apply(run, outcome)
+        return True
+
+    def release(self, run: dict[str, Any]) -> None:
+        self.scenarios.release(run)
+
+    def drop(self, run_id_: str) -> None:
+        """Forgets a run's steps (one failed): it stays at its claimed step until its lease ends."""
+        self.sets.pop(run_id_, None)
+        self.claimed.pop(run_id_, None)
+        self.logs = [entry for entry in self.logs if not entry["_id"].startswith(f"{run_id_}:")]
+
+    def flush(self) -> int:
+        """Stores the batch (log first, as a single step does); how many runs were updated."""
+        if self.logs:
+            try:
+                self.scenarios.steps.insert_many(self.logs, ordered=False)
+            except BulkWriteError as exc:  # steps logged by an earlier claim of the same runs
+                if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                    raise
+        # one single-document update a run, not one bulk_write: see claim_batch
+        modified = sum(self.scenarios.runs.update_one(
+            {"_id": rid, "step": self.claimed[rid], "state": "active"},
+            {"$set": {**changes, "owner": None, "lease_until": _EPOCH}}).modified_count
+            for rid, changes in self.sets.items())
+        self.logs, self.claimed, self.sets = [], {}, {}
+        return modified
+
+
+def _apply(run: dict[str, Any], outcome: dict[str, Any]) -> None:
+    """A step's $set applied to the run in memory, so the next step of the batch sees it."""
+    for key, value in outcome.items():
+        if key.startswith("visits."):
+            run["visits"] = {**run["visits"], key.split(".", 1)[1]: value}
+        else:
+            run[key] = value

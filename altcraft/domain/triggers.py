@@ -223,16 +223,22 @@ class Triggers:
     def find_send(self, send_id: str) -> dict[str, Any] | None:
         return self.sends.find_one({"_id": send_id})
 
-    def enqueue(self, send: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-        """Stores a send unless one with its id exists; (the stored send, whether it is new)."""
-        doc = {**send, "state": "waiting", "lease_until": _EPOCH, "owner": None, "created_at": self.clock()}
+    def enqueue(self, send: dict[str, Any], owner: str | None = None,
+                lease_seconds: float = 30.0) -> tuple[dict[str, Any], bool]:
+        """Stores a send unless one with its id exists; (the stored send, whether it is new).
+        With `owner`, a new send that is due is stored already leased to it (its claim and
+        its insert are one write)."""
+        stamp = self.clock()
+        doc = {**send, "state": "waiting", "lease_until": _EPOCH, "owner": None, "created_at": stamp}
+        if owner is not None and send["due_at"] <= stamp:
+            doc.update(owner=owner, lease_until=stamp + timedelta(seconds=lease_seconds), attempts=1)
         try:
             self.sends.insert_one(doc)
             return doc, True
         except DuplicateKeyError:
             stored = self.sends.find_one({"_id": send["_id"]})
             if stored is None:  # deleted in between: store again
-                return self.enqueue(send)
+                return self.enqueue(send, owner, lease_seconds)
             return stored, False
 
     def claim(self, owner: str, send_id: str | None = None, lease_seconds: float = 30.0) -> dict[str, Any] | None:

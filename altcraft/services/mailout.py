@@ -37,10 +37,11 @@ class Mailer:
         self.declared: set[str] = set()
 
     def send(self, account_id: int, source: dict[str, Any], profile_id: str, mid: str,
-             data: dict[str, Any]) -> None:
+             data: dict[str, Any], out: list[Message] | None = None) -> None:
         """`source`: what sends, shaped as a trigger campaign (id = its campaign id, db_id,
         resource_id, template_id, sender_id or vsender_id). Raises Skip, or DomainError when
-        the template or sender is gone."""
+        the template or sender is gone. With `out`, the message is added to it instead of
+        published (the caller publishes a batch in one broker transaction)."""
         profile = self.platform.profiles(account_id, source["db_id"]).collection.find_one({"_id": profile_id})
         if profile is None:
             raise Skip("the profile no longer exists")
@@ -62,5 +63,9 @@ class Mailer:
         if queue not in self.declared:
             self.broker.declare_durable_queue(queue)
             self.declared.add(queue)
-        self.broker.publish(Message("", queue, rendered.data, rendered.message_id, addressed.headers(),
-                                    mta_envelope.CONTENT_TYPE))
+        message = Message("", queue, rendered.data, rendered.message_id, addressed.headers(),
+                          mta_envelope.CONTENT_TYPE)
+        if out is None:
+            self.broker.publish(message)
+        else:
+            out.append(message)

@@ -52,22 +52,27 @@ class TriggerSender:
             due = []
             while self.arrived:
                 due.extend(self.store(self.arrived.pop(0)))
-            for send_id in due:  # new sends due now: at once, not at the next scan
-                self.attempt(self.triggers.claim(self.owner, send_id, LEASE_SECONDS))
+            for send in due:  # new sends due now: at once, not at the next scan
+                self.attempt(send)
             while not stop.is_set() and self.attempt(self.triggers.claim(self.owner, None, LEASE_SECONDS)):
                 pass
 
-    def store(self, received: Received) -> list[str]:
-        """Stores a job's send, then acknowledges it; the id of a new send."""
+    def store(self, received: Received) -> list[dict[str, Any]]:
+        """Stores a job's send, then acknowledges it; the send, leased to this worker, if it is
+        due now. One write either way: the API stored its sends already, so the claim comes
+        first; a send not stored yet (procevent's) is inserted already leased."""
         try:
             send = triggers.decode_job(received.body)
         except ValueError as exc:
             log.error("job %s dead-lettered: %s", received.message_id, exc)
             self.broker.reject(received.tag)
             return []
-        stored, new = self.triggers.enqueue(send)
+        claimed = self.triggers.claim(self.owner, send["_id"], LEASE_SECONDS)
+        if claimed is None:
+            stored, new = self.triggers.enqueue(send, self.owner, LEASE_SECONDS)
+            claimed = stored if new and stored["owner"] == self.owner else None
         self.broker.ack(received.tag)
-        return [stored["_id"]] if new or stored["state"] == "waiting" else []
+        return [claimed] if claimed is not None else []
 
     def attempt(self, send: dict[str, Any] | None) -> bool:
         if send is None:

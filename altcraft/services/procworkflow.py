@@ -1,10 +1,12 @@
 """The `procworkflow` process: runs the steps of scenarios (domain/scenarios.py).
 
-Runs are their own timers in the control database: every run whose step is due is claimed
-under a lease (main.json WORKFLOWS.LEASE_SECONDS), stepped once and released by the step's
-single update. A worker killed at any point leaves its lease to run out; the run is claimed again and the
-step done again with the same outcome (a send with the same derived message id, which
-akmtad drops). Nothing is kept in memory between steps, so a restart resumes every wait.
+Runs are their own timers in the control database: due runs are claimed in batches under a
+lease (main.json WORKFLOWS.LEASE_SECONDS), each stepped as far as it goes now, the batch's
+messages published in one broker transaction, then its steps stored (one log insert, one
+bulk update, each run's update conditioned on the step it was claimed at). A worker killed
+at any point leaves its leases to run out; the runs are claimed again and the steps done
+again with the same outcome (a send with the same derived message id, which akmtad drops).
+Nothing is kept in memory between batches, so a restart resumes every wait.
 
 Entries reach the runs collection directly: the API (workflows/start) and procevent (a
 custom event an active scenario's entry names) insert the run, whose id derives from the
@@ -41,11 +43,12 @@ from altcraft.http.service import create_service_app, dependency_checker
 from altcraft.registry import Process
 from altcraft.services.mailout import Mailer, Skip
 from altcraft.stores.analytics import Analytics
-from altcraft.stores.broker import Broker
+from altcraft.stores.broker import Broker, Message
 from altcraft.wiring import Platform
 
 log = logging.getLogger("altcraft.procworkflow")
 SCAN_SECONDS = 0.5
+BATCH = 200  # runs stepped together: one broker transaction and one step-log insert a batch
 POLL_SECONDS, POLL_FLOOR_SECONDS = 60.0, 0.5  # a wait for an open or a click looks again (x TIME_SCALE)
 SCENARIO_TTL = 5.0
 CACHED = 1000  # graphs and scenarios kept; the lot is dropped when full
@@ -91,6 +94,7 @@ class Stepper:
         self.broker = Broker(config, app="procworkflow")
         self.mailer = Mailer(config, self.platform, self.broker)
         self.analytics = Analytics(config.CLICKHOUSE_SYSTEM)
+        self.outgoing: list[Message] | None = None  # a batch's messages, published before its steps are stored
         scale = config.WORKFLOWS.TIME_SCALE
         self.machine = scenarios.Machine(self.store, self.send, self.activity, self.matches, scale=scale,
                                          profile=self.profile, update=self.update, webhook=self.webhook,
@@ -101,7 +105,8 @@ class Stepper:
         source = {**node, "id": node["campaign_id"], "account_id": run["account_id"], "db_id": run["db_id"],
                   "resource_id": scenario["resource_id"]}
         try:
-            self.mailer.send(run["account_id"], source, run["profile_id"], mid, run.get("data") or {})
+            self.mailer.send(run["account_id"], source, run["profile_id"], mid, run.get("data") or {},
+                             self.outgoing)
         except (Skip, DomainError) as exc:  # the run goes on, as a campaign goes on past one profile
             log.info("run %s node %s: not sent: %s", run["_id"], node["id"], getattr(exc, "message", exc))
 
@@ -165,21 +170,36 @@ class Stepper:
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            run = self.store.claim(self.owner, None, self.config.WORKFLOWS.LEASE_SECONDS)
-            if run is None:
+            if not self.step_batch():
                 self.broker.poll(SCAN_SECONDS)  # keeps the connection's heartbeats going
-                continue
+
+    def step_batch(self) -> int:
+        """Claims up to BATCH due runs, steps each as far as it goes now, publishes the batch's
+        messages in one broker transaction, then stores the steps (scenarios.Batch). A crash
+        anywhere leaves the runs at their claimed step: their leases run out and they are
+        stepped again, sending the same message ids, which akmtad drops. How many runs."""
+        runs = self.store.claim_batch(self.owner, BATCH, self.config.WORKFLOWS.LEASE_SECONDS)
+        batch = scenarios.Batch(self.store)
+        self.outgoing = []
+        for run in runs:
             try:
-                node_type = self.store.graph(run["scenario_id"], run["version"])[run["node"]]["type"]
-                self.machine.step(run)
-                STEPS.labels(node_type).inc()
+                self.machine.advance(run, batch)
             except DomainError as exc:  # a version gone: the lease runs out and it is retried
+                batch.drop(run["_id"])
                 FAILED.inc()
                 log.warning("run %s at %s: %s", run["_id"], run["node"], exc.message)
             except (KeyError, TypeError, ValueError) as exc:  # a bug or a bad document: this run only
+                batch.drop(run["_id"])
                 FAILED.inc()
                 log.exception("run %s at %s failed (%s); retried when its lease ends", run["_id"], run["node"],
                               type(exc).__name__)
+        outgoing, self.outgoing = self.outgoing, None
+        if outgoing:
+            self.broker.publish_transaction(outgoing)
+        batch.flush()
+        for node_type in batch.taken:
+            STEPS.labels(node_type).inc()
+        return len(runs)
 
     def close(self) -> None:
         for close in (self.broker.close, self.analytics.close, self.platform.close):

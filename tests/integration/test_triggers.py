@@ -160,3 +160,23 @@ def test_subscribing_through_the_api_sets_off_a_subscription_trigger(stand):
     [send] = auto.sends(trigger_id=auto.listening["news"]["id"], profile_id=profile_id)
     assert send["event_id"] and not send["idempotency_key"]  # set off by the profile.subscribed event
     assert message["X-AK-Campaign"].split(".")[1] == str(auto.listening["news"]["id"])
+
+
+def test_a_send_stored_by_its_worker_is_stored_leased_when_due_and_free_when_not(platform):
+    from datetime import timedelta
+
+    from altcraft.domain import triggers as domain
+    clock = [datetime(2031, 1, 1, tzinfo=timezone.utc)]
+    store = domain.Triggers(platform.control, clock=lambda: clock[0])
+    now = {"id": 2 * 10**9 + os.getpid(), "account_id": 1, "db_id": 1, "delay_seconds": 0}
+    later = {**now, "id": now["id"] + 1, "delay_seconds": 60}
+    due = domain.job(now, "p1", {}, event_id="e1", at=clock[0])
+    delayed = domain.job(later, "p2", {}, event_id="e2", at=clock[0])
+    stored, new = store.enqueue(due, "a", lease_seconds=30)
+    assert new and stored["owner"] == "a" and stored["attempts"] == 1
+    assert store.claim("b", due["_id"]) is None, "a send stored leased was claimed by another worker"
+    assert not store.enqueue(due, "b")[1], "a send was stored twice"
+    assert store.enqueue(delayed, "a")[0]["owner"] is None, "a send not due yet was leased"
+    clock[0] += timedelta(seconds=31)  # "a" died after storing it: its lease ran out
+    assert store.claim("b", due["_id"])["attempts"] == 2
+    assert store.finish(due["_id"], "b", "sent") and not store.finish(due["_id"], "a", "sent")

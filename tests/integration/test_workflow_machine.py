@@ -81,6 +81,17 @@ class World:
     def run(self, run_id):
         return self.store.runs.find_one({"_id": run_id})
 
+    def step_batch(self, owner: str = "w1", limit: int = 100, flush: bool = True) -> int:
+        """procworkflow's loop once: claims a batch, steps each run as far as it goes, stores
+        the batch (or, flush=False, a worker killed before it stored anything)."""
+        batch = scenarios.Batch(self.store)
+        runs = self.store.claim_batch(owner, limit)
+        for run in runs:
+            self.machine.advance(run, batch)
+        if flush:
+            batch.flush()
+        return len(runs)
+
 
 def test_the_welcome_scenario_on_the_test_clock(control):
     w = World(control)
@@ -125,6 +136,40 @@ def test_a_claimed_timer_comes_back_when_its_worker_dies(control):
     w.drain()
     assert w.run(run["_id"])["state"] == "exited"
     assert [n for _, n, _ in w.sent] == ["first", "reminder"]
+
+
+def test_a_batch_steps_each_run_as_far_as_it_goes_and_a_lost_batch_is_stepped_again_alike(control):
+    w = World(control)
+    runs = [w.store.enter(w.scenario, p, f"key:{p}")[0]["_id"] for p in ("anna", "ivan", "olga")]
+    w.opened.add("anna")
+    assert w.step_batch("dead", flush=False) == 3  # entry and first send taken, then killed
+    first = sorted(w.sent)
+    assert len(first) == 3
+    assert w.step_batch("w1") == 0, "a leased run was claimed again"
+    assert {w.run(r)["step"] for r in runs} == {0}, "a batch that was never stored moved a run"
+    w.clock.at += timedelta(seconds=31)
+    assert w.step_batch("w1") == 3
+    assert sorted(w.sent[3:]) == first, "a batch stepped again sent other message ids"
+    assert {(w.run(r)["node"], w.run(r)["step"]) for r in runs} == {("wait", 2)}
+    assert w.step_batch("w1") == 0, "a wait that is not due ran"
+    w.clock.at += timedelta(days=3)
+    assert w.step_batch("w1") == 3
+    assert {w.run(r)["state"] for r in runs} == {"exited"}
+    assert sorted(n for p, n, _ in w.sent if n == "reminder") == ["reminder", "reminder"]
+    counts = w.store.counts(w.scenario["id"])
+    assert counts["first"] == {"entered": 3, "left": 3}, "a step stepped twice was logged twice"
+    assert counts["reminder"] == {"entered": 2, "left": 2}
+    assert counts["done"] == {"entered": 3, "left": 3}
+
+
+def test_a_batch_claim_never_takes_a_run_another_claim_holds(control):
+    w = World(control)
+    for p in ("anna", "ivan", "olga", "petr"):
+        w.store.enter(w.scenario, p, f"key:{p}")
+    a = w.store.claim_batch("a", 3)
+    b = w.store.claim_batch("b", 10)
+    assert len(a) == 3 and len(b) == 1
+    assert not {r["_id"] for r in a} & {r["_id"] for r in b}, "two workers claimed one run"
 
 
 @pytest.mark.parametrize("policy, again_while_active, again_after_exit", [
