@@ -893,8 +893,10 @@ def validate(data: Any, known_processes: frozenset[str] | None = None) -> tuple[
     if config.WORKFLOWS.TIME_SCALE != 1:
         report.warnings.append(Issue("WORKFLOWS.TIME_SCALE", f"scenario waits last {config.WORKFLOWS.TIME_SCALE:g} "
                                      "of their length: a setting for tests, 1 in production"))
+    from altcraft.metrics.scrape import is_loopback  # standard library only, like this module
+
     akmtad = config.listen_address("akmtad")
-    if akmtad is not None and not config.MTA.CONTROL_TOKEN and not _loopback(akmtad.host):
+    if akmtad is not None and not config.MTA.CONTROL_TOKEN and not is_loopback(akmtad.host):
         report.errors.append(Issue("MTA.CONTROL_TOKEN", f"required: akmtad's control port listens on {akmtad.host}, "
                                    "not loopback, and would take hold, release and purge from anyone reaching it"))
     if known_processes is not None:
@@ -904,17 +906,6 @@ def validate(data: Any, known_processes: frozenset[str] | None = None) -> tuple[
     if report.errors:
         return None, report
     return config, report
-
-
-def _loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve to anything
 
 
 def resolve_path(explicit: str | os.PathLike[str] | None = None) -> Path:

@@ -40,7 +40,8 @@ def job_name(process: str) -> str:
     return f"{JOB_PREFIX}{process}"
 
 
-def _loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """True for "localhost" and a loopback IP; a host name may resolve to anything: False."""
     if host == "localhost":
         return True
     try:
@@ -93,7 +94,7 @@ def scrape_config(table: Sequence[Mapping[str, Any]], groups: Mapping[str, Seque
         name, port, listen = row["name"], int(row["metrics"]["port"]), str(row["metrics"]["host"])
         targets = []
         for host in hosts_of(groups, placement.get(name, placement["*"])):
-            if _loopback(listen):
+            if is_loopback(listen):
                 if host != prometheus_host:
                     problems.append(f"{name} on {host} listens on {listen}: Prometheus (on "
                                     f"{prometheus_host or 'another host'}) cannot reach it; set "

@@ -8,6 +8,7 @@ import pytest
 
 from altcraft.domain.campaigns import status
 from altcraft.domain.errors import Conflict
+from tests.lib.race import at_once
 
 pytestmark = pytest.mark.integration
 
@@ -78,7 +79,6 @@ def test_eight_workers_claiming_at_once_get_one_launch(platform):
     start): exactly one gets the launch, and it is launch 1 - a second winner would carry its
     own launch number, and so its own de-duplication keys, and mail everyone again. The same
     for the takeover of a lease that ran out."""
-    import threading
     from datetime import timedelta
 
     from altcraft.domain.clock import now
@@ -89,18 +89,7 @@ def test_eight_workers_claiming_at_once_get_one_launch(platform):
     campaigns.activate(account_id, c, run_now=True)
 
     def race(prefix: str) -> list:
-        start, won = threading.Barrier(8), []
-
-        def worker(n: int) -> None:
-            start.wait()
-            won.append(campaigns.claim(f"{prefix}-{n}"))
-
-        threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        return [doc for doc in won if doc is not None]
+        return [doc for doc in at_once(8, lambda n: campaigns.claim(f"{prefix}-{n}")) if doc is not None]
 
     winners = race("first")
     assert len(winners) == 1 and winners[0]["launch"] == 1, winners

@@ -21,6 +21,7 @@ from altcraft.web.control import create_app
 from altcraft.wiring import Platform
 from tests.lib.cli import run
 from tests.lib.harness import make_config
+from tests.lib.race import at_once
 from tests.lib.wait import wait_for
 from tests.lib.webpanel import make_tenant, people_csv, signin, upload
 
@@ -170,7 +171,6 @@ def test_a_worker_killed_mid_job_is_taken_over_after_its_lease(harness, basedir)
 def test_workers_asking_at_once_run_a_job_once(harness, basedir):
     """Eight procleadsaver workers ask for work at the same moment: one gets the queued job
     (claim 1); when its lease has run out, one of eight takes it over (claim 2)."""
-    import threading
     from datetime import timedelta
 
     from altcraft.domain.clock import now
@@ -185,18 +185,8 @@ def test_workers_asking_at_once_run_a_job_once(harness, basedir):
         jobs.queue(database.id, job["_id"], "import", database)
 
         def race(prefix: str) -> list:
-            start, won = threading.Barrier(8), []
-
-            def worker(n: int) -> None:
-                start.wait()
-                won.append(jobs.claim(f"{prefix}-{n}", lease_seconds=30))
-
-            threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            return [doc for doc in won if doc is not None]
+            return [doc for doc in at_once(8, lambda n: jobs.claim(f"{prefix}-{n}", lease_seconds=30))
+                    if doc is not None]
 
         first = race("first")
         assert len(first) == 1 and first[0]["claims"] == 1, first

@@ -8,6 +8,7 @@ import pytest
 
 from altcraft import registry
 from altcraft.web.admin import create_app
+from tests.lib.race import at_once
 from tests.lib.webpanel import PASSWORD, make_admin, token_of, totp_code
 
 pytestmark = pytest.mark.integration
@@ -95,7 +96,6 @@ def test_an_older_code_is_refused_after_a_newer_one(platform):
 def test_one_code_signs_in_once_when_sent_in_parallel(platform):
     """Eight requests with the same right code at the same moment (a double-clicked form, or a
     replayed request racing the real one): exactly one is accepted, in every round."""
-    import threading
     import time
 
     import pyotp
@@ -104,15 +104,5 @@ def test_one_code_signs_in_once_when_sent_in_parallel(platform):
     base = int(time.time() // 30)
     for offset in (0, 1):  # two rounds, each with a fresh step inside the drift window
         code = otp.generate_otp(base + offset)
-        start, results = threading.Barrier(8), []
-
-        def attempt():
-            start.wait()
-            results.append(platform.admins.check_totp(admin["id"], code))
-
-        threads = [threading.Thread(target=attempt) for _ in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        results = at_once(8, lambda _: platform.admins.check_totp(admin["id"], code))
         assert results.count(True) == 1, results
