@@ -107,14 +107,19 @@ def scrape_config(table: Sequence[Mapping[str, Any]], groups: Mapping[str, Seque
         if targets:
             jobs.append({"job_name": job_name(name), "metrics_path": "/metrics", "static_configs": targets})
 
-    def per_host(job: str, hosts: Sequence[str], port: int, path: str = "/metrics") -> None:
+    def per_host(job: str, hosts: Sequence[str], port: int, path: str = "/metrics",
+                 loopback_here: bool = False) -> None:
+        def where(h: str) -> str:
+            return "127.0.0.1" if loopback_here and h == prometheus_host else address_of(h)
         # port 0: the store has no such endpoint (ClickHouse 18.16 has no <prometheus> section)
         if hosts and int(port) > 0:
             jobs.append({"job_name": job, "metrics_path": path, "static_configs": [
-                {"targets": [_join(address_of(h), port)], "labels": {"host": h}} for h in hosts]})
+                {"targets": [_join(where(h), port)], "labels": {"host": h}} for h in hosts]})
 
     if node_exporter:
-        per_host(NODE_JOB, hosts_of(groups, sorted(groups)), ports["node"])
+        # the monitoring host's own exporter listens on loopback (the prometheus role's
+        # prometheus_node_exporter_listen), every other host's on its address
+        per_host(NODE_JOB, hosts_of(groups, sorted(groups)), ports["node"], loopback_here=True)
     # per queue: the queue-depth alert needs each queue's own series
     per_host(RABBITMQ_JOB, list(groups.get("rabbitmq", ())), ports["rabbitmq"], "/metrics/per-object")
     per_host(CLICKHOUSE_JOB, list(groups.get("clickhouse", ())), ports["clickhouse"])

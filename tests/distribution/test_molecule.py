@@ -17,16 +17,7 @@ import subprocess
 import pytest
 
 from tests.lib import ROOT
-
-
-def molecule(env, *args, timeout):
-    """Runs molecule; returns its exit code and its output as one line of words (molecule
-    frames and wraps Ansible's output to the terminal's width)."""
-    env = {**env, "NO_COLOR": "1", "ANSIBLE_NOCOLOR": "1", "COLUMNS": "400"}
-    result = subprocess.run(["molecule", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=timeout)
-    output = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr)
-    return result.returncode, " ".join(output.replace("\u2502", " ").split())
+from tests.lib.molecule import molecule
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ distribution) and by bench/. conftest.py files hold fixtures only; they call in 
     packages   Debian packages needed as tools: installed when possible, else a clear message
     containers fresh containers of the project's image for the distribution's heavy tests
     haproxy    the balancer role's haproxy.cfg run in front of two app servers (nginx trk + trkaction)
+    molecule   a Molecule scenario run with the distribution venv (exit code, flattened output)
 
 bench/ imports these as a package, so its scripts run as modules from the repository root
 (`python -m bench.send`); see docs/benchmarks.md.

@@ -91,6 +91,9 @@ def test_scrape_config_from_the_table_and_the_inventory():
                                                   ("10.0.5.21:13444", "mta1")]
     assert not [j for j in config["scrape_configs"] if j["job_name"] == "altcraft_campaign"]
     assert {h for _, h in targets(config, "node")} == {"app1", "app2", "mta1", "db1", "ch1"}
+    # the monitoring host's own node exporter listens on loopback (the prometheus role)
+    assert ("127.0.0.1:9100", "app1") in targets(config, "node")
+    assert ("10.0.1.12:9100", "app2") in targets(config, "node")
     assert targets(config, "rabbitmq") == [("10.0.2.11:15692", "db1")]
     assert targets(config, "clickhouse") == [("10.0.3.11:9363", "ch1")]
     [gateway] = [j for j in config["scrape_configs"] if j["job_name"] == "pushgateway"]
