@@ -12,6 +12,7 @@ from altcraft.schema import migrate as migration
 from altcraft.services.api import create_app
 from altcraft.wiring import Platform
 from tests.lib.api import Client
+from tests.lib.harness import migrated_config
 from tests.lib.mta import VERIFIER, Pipeline
 from tests.lib.packages import MissingPackage, ensure
 from tests.lib.ports import free_port
@@ -51,3 +52,13 @@ def dkim_verifier() -> Path:
     except MissingPackage as exc:
         pytest.fail(f"the test needs it: {exc}", pytrace=False)
     return VERIFIER
+
+
+@pytest.fixture(scope="module")
+def stores(harness, tmp_path_factory):
+    """One set of stores, migrated once, for a module whose tests each make an account of
+    their own (the webcontrol page tests): (config, Platform)."""
+    config = migrated_config(harness, tmp_path_factory.mktemp("akd"))
+    platform = Platform(config)
+    yield config, platform
+    platform.close()

@@ -22,21 +22,11 @@ from altcraft.domain.events import COLUMNS, Event, row
 from altcraft.stores.analytics import Analytics
 from altcraft.web.control import campaign_pages, create_app
 from altcraft.wiring import Platform
-from tests.lib.harness import migrated_config
 from tests.lib.wait import wait_for
 from tests.lib.webpanel import make_tenant, signin
 
 pytestmark = pytest.mark.integration
 BUTTON = re.compile(r'data-testid="campaign-(start|pause|resume|cancel)"')
-
-
-@pytest.fixture(scope="module")
-def stores(harness, tmp_path_factory):
-    """One set of stores (migrated once) for the module; each test has an account of its own."""
-    config = migrated_config(harness, tmp_path_factory.mktemp("akd"))
-    platform = Platform(config)
-    yield config, platform
-    platform.close()
 
 
 @pytest.fixture

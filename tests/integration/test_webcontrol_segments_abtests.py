@@ -17,7 +17,6 @@ from altcraft import registry
 from altcraft.services.api import create_app as create_api
 from altcraft.web.control import create_app
 from tests.lib.api import Client
-from tests.lib.harness import migrated_config
 from tests.lib.webpanel import form_fields, make_tenant, signin
 
 pytestmark = pytest.mark.integration
@@ -32,16 +31,6 @@ NESTED = {"or": [
     {"and": [{"field": "city", "op": "eq", "value": "Omsk"}, {"field": "first_name", "op": "ne", "value": "Anna"}]}]}
 PEOPLE = [("Kazan", "Anna", "Petrov"), ("Kazan", "Boris", "Sidorov"), ("Kazan", "Vera", "Sidorov"),
           ("Kazan", "Olga", "Ivanov"), ("Omsk", "Anna", "Orlov"), ("Omsk", "Gleb", "Orlov"), (None, "Ivan", "Popov")]
-
-
-@pytest.fixture(scope="module")
-def stores(harness, tmp_path_factory):
-    """One set of stores (migrated once) for the module; each fixture has an account of its own."""
-    from altcraft.wiring import Platform
-    config = migrated_config(harness, tmp_path_factory.mktemp("akd"))
-    platform = Platform(config)
-    yield config, platform
-    platform.close()
 
 
 def _api(config, platform, account_id: int) -> Client:
