@@ -21,7 +21,8 @@ from altcraft.domain.campaigns import allowed_transitions
 from altcraft.domain.errors import DomainError, Invalid, NotFound
 from altcraft.domain.reports import ab_variants
 from altcraft.web.app import panel
-from altcraft.web.control.campaign_pages import FIELD_OF, PAGE_SIZE, REFRESH_SECONDS, RUNNING, campaign_args
+from altcraft.web.control.campaign_pages import (FIELD_OF, PAGE_SIZE, REFRESH_SECONDS, RUNNING, campaign_args,
+                                                 wizard_choices)
 
 SLOTS = ab_rules.MAX_VARIANTS  # variant rows on the form; empty ones are ignored
 AB_FIELDS = {"ab.test_share": "test_share", "ab.wait_seconds": "wait_seconds", "ab.metric": "metric",
@@ -107,17 +108,9 @@ def register(bp: Blueprint, account_id) -> None:
                 status = exc.status
             else:
                 return redirect(url_for("control.abtest", campaign_id=doc["id"]))
-        choices = {"databases": [(d.id, d.name) for d in platform.databases(account).list()], "segments": [],
-                   "templates": [(t["id"], t["name"]) for t in platform.templates(account).list()], "senders": []}
-        if database is not None:
-            choices["segments"] = [(s["id"], s["name"]) for s in platform.segments(account).list()
-                                   if s["db_id"] == db_id]
-            choices["senders"] = [(f"s:{s['id']}", f"{s['name']} <{s['from_email']}>")
-                                  for s in platform.senders.usable_by(account)]
-            choices["senders"] += [(f"v:{v['id']}", v["name"]) for v in platform.vsenders.list(account)]
         return render_template("control/abtest_new.html", database=database, form=form, slots=range(SLOTS),
                                field_errors=field_errors, form_error=form_error, label=ab_rules.label,
-                               metrics=ab_rules.METRICS, **choices), status
+                               metrics=ab_rules.METRICS, **wizard_choices(account, db_id)), status
 
     def _campaign(campaign_id: int) -> dict[str, Any]:
         doc = panel().platform.campaigns.get(account_id(), campaign_id)  # another account's: 404

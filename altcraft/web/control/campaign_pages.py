@@ -149,6 +149,22 @@ def report_csv(campaign: dict[str, Any], report: dict[str, Any]) -> str:
     return out.getvalue()
 
 
+def wizard_choices(account: int, db_id: int | None) -> dict[str, list[tuple[Any, str]]]:
+    """The campaign wizards' options as (value, label) (campaigns and A/B tests): a sender is
+    "s:<id>", a virtual one "v:<id>"; the segments of database `db_id` (none without one)."""
+    platform = panel().platform
+    senders = [(f"s:{s['id']}", f"{gettext_('sender')}: {s['name']} <{s['from_email']}>")
+               for s in platform.senders.usable_by(account)]
+    senders += [(f"v:{v['id']}", f"{gettext_('virtual sender')}: {v['name']}")
+                for v in platform.vsenders.list(account)]
+    return {
+        "databases": [(d.id, d.name) for d in platform.databases(account).list()],
+        "segments": [(s["id"], s["name"]) for s in platform.segments(account).list() if s["db_id"] == db_id],
+        "templates": [(t["id"], t["name"]) for t in platform.templates(account).list()],
+        "senders": senders,
+    }
+
+
 def register(bp: Blueprint, account_id) -> None:
     def _htmx() -> bool:
         return request.headers.get("HX-Request") == "true"
@@ -162,20 +178,6 @@ def register(bp: Blueprint, account_id) -> None:
         template = "control/_campaigns.html" if _htmx() else "control/campaigns.html"
         return render_template(template, campaigns=items, next_after=next_after, args={"after": after},
                                live=live, refresh=REFRESH_SECONDS)
-
-    def _choices(account: int, db_id: int | None) -> dict[str, list[tuple[Any, str]]]:
-        """The wizard's options as (value, label): a sender is "s:<id>", a virtual one "v:<id>"."""
-        platform = panel().platform
-        senders = [(f"s:{s['id']}", f"{gettext_('sender')}: {s['name']} <{s['from_email']}>")
-                   for s in platform.senders.usable_by(account)]
-        senders += [(f"v:{v['id']}", f"{gettext_('virtual sender')}: {v['name']}")
-                    for v in platform.vsenders.list(account)]
-        return {
-            "databases": [(d.id, d.name) for d in platform.databases(account).list()],
-            "segments": [(s["id"], s["name"]) for s in platform.segments(account).list() if s["db_id"] == db_id],
-            "templates": [(t["id"], t["name"]) for t in platform.templates(account).list()],
-            "senders": senders,
-        }
 
     def _refused(exc: DomainError, field_errors: dict[str, str]) -> str | None:
         """Puts a refusal under its field; returns the message for the form's top otherwise."""
@@ -209,7 +211,7 @@ def register(bp: Blueprint, account_id) -> None:
                 return redirect(url_for("control.campaign", campaign_id=doc["id"]))
         return render_template("control/campaign_new.html", database=database, form=form,
                                field_errors=field_errors, form_error=form_error,
-                               **_choices(account, db_id)), status
+                               **wizard_choices(account, db_id)), status
 
     @bp.route("/campaigns/<int:campaign_id>/edit", methods=["GET", "POST"])
     def campaign_edit(campaign_id: int):
@@ -238,7 +240,7 @@ def register(bp: Blueprint, account_id) -> None:
                 return redirect(url_for("control.campaign", campaign_id=campaign_id))
         return render_template("control/campaign_new.html", database=database, form=form, editing=doc,
                                field_errors=field_errors, form_error=form_error,
-                               **_choices(account, doc["db_id"])), status
+                               **wizard_choices(account, doc["db_id"])), status
 
     @bp.post("/campaigns/<int:campaign_id>/clone")
     def campaign_clone(campaign_id: int):
