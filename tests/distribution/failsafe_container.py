@@ -16,13 +16,11 @@ altcraft-fs-db1`; `molecule destroy -s failsafe` to end).
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 
 import pytest
 
-from tests.lib import ROOT
-from tests.lib.molecule import molecule
+from tests.lib.molecule import fresh_scenario, molecule
 
 STAGES = [("create", 900), ("converge", 3600), ("idempotence", 2400), ("verify", 900)]
 
@@ -30,10 +28,7 @@ STAGES = [("create", 900), ("converge", 3600), ("idempotence", 2400), ("verify",
 @pytest.mark.slow
 @pytest.mark.timeout(8000)
 def test_molecule_failsafe_scenario(dist_env):
-    image = subprocess.run([str(ROOT / "scripts" / "molecule-image.sh")], capture_output=True,
-                           text=True, timeout=900)
-    assert image.returncode == 0, image.stdout + image.stderr
-    molecule(dist_env, "destroy", "-s", "failsafe", timeout=600)
+    fresh_scenario(dist_env, "failsafe")
     times: dict[str, float] = {}
     try:
         for stage, timeout in STAGES:

@@ -12,24 +12,17 @@ destroyed at the end."""
 from __future__ import annotations
 
 import re
-import subprocess
 
 import pytest
 
-from tests.lib import ROOT
-from tests.lib.molecule import molecule
+from tests.lib.molecule import fresh_scenario, molecule
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(2400)
 def test_molecule_basic_scenario_and_a_stopped_store(dist_env):
-    image = subprocess.run([str(ROOT / "scripts" / "molecule-image.sh")], capture_output=True,
-                           text=True, timeout=900)
-    assert image.returncode == 0, image.stdout + image.stderr
     # The wheel is built from this checkout, unless ALTCRAFT_WHEEL names one (a release).
-    # `test --destroy never` skips its first destroy too: an interrupted earlier run would
-    # leave molecule believing the instance exists, so start from a clean slate here.
-    molecule(dist_env, "destroy", "-s", "basic", timeout=600)
+    fresh_scenario(dist_env, "basic")
     try:
         code, output = molecule(dist_env, "test", "-s", "basic", "--destroy", "never", timeout=1800)
         assert code == 0, output[-20000:]

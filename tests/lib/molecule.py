@@ -16,3 +16,13 @@ def molecule(env, *args, timeout):
                             timeout=timeout)
     output = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr)
     return result.returncode, " ".join(output.replace("\u2502", " ").split())
+
+
+def fresh_scenario(env, scenario: str) -> None:
+    """The project's systemd image built (scripts/molecule-image.sh) and any instance an
+    interrupted earlier run left of `scenario` destroyed: `molecule test --destroy never`
+    skips its first destroy too, so each run starts from a clean slate here."""
+    image = subprocess.run([str(ROOT / "scripts" / "molecule-image.sh")], capture_output=True,
+                           text=True, timeout=900)
+    assert image.returncode == 0, image.stdout + image.stderr
+    molecule(env, "destroy", "-s", scenario, timeout=600)
