@@ -12,6 +12,8 @@ template with a link, a campaign started now. It waits for the message in the si
 checks it: addressed to the profile, personalised, its DKIM signature verifies against the
 DNS record the API returned, the link was rewritten into a tracking link. Then it waits for
 campaigns/report to count the delivery (akmtad -> RabbitMQ -> procactions -> ClickHouse).
+Last, the admin API's queue counts (`admin/senders/queue/stats/`) must answer: the control
+server reaches the sending server's akmtad control port on its private address, with the token.
 Prints one JSON line, with the message's tracking link (tests/distribution/move_container.py
 clicks it on another host); exit 0 when everything held, 1 otherwise (the line says what failed).
 """
@@ -142,9 +144,13 @@ def run(args: argparse.Namespace) -> dict:
     report = wait_for("campaigns/report to count the delivery",
                       lambda: (r := api("campaigns/report", token=token, id=campaign["id"]))["delivered"] == 1 and r,
                       args.timeout)
+    # the control server reaches the sending server's akmtad control port (its private
+    # address, the bearer token): an "unavailable" here raises
+    queue = api("admin/senders/queue/stats/", token=args.admin_token, id=sender["id"])
     return {"ok": True, "account_id": account["id"], "db_id": db["id"], "campaign_id": campaign["id"],
             "link": links[0], "rcpt": rcpt, "dkim": "pass", "from_ip": PEERS[0],
-            "delivered": report["delivered"], "messages_in_sink": len(RECEIVED)}
+            "delivered": report["delivered"], "messages_in_sink": len(RECEIVED),
+            "sending_queue_rows": len(queue)}
 
 
 def main() -> int:
