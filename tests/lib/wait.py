@@ -22,14 +22,18 @@ def wait_for(predicate, timeout: float = 30.0, what: str = "condition", every: f
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
-def wait_started(process: subprocess.Popen, ready: Callable[[], bool], what: str, log: Path | None = None,
-                 timeout: float = 30.0, every: float = 0.2) -> None:
+def wait_started(process: subprocess.Popen, ready: Callable[[], bool], what: str,
+                 log: Path | Callable[[], str] | None = None, timeout: float = 30.0, every: float = 0.2) -> None:
     """Polls a process just started until ready() is true. A process that exits first fails
-    at once (not at the timeout), naming `what`, its exit code and the end of its `log`."""
+    at once (not at the timeout), naming `what`, its exit code and the end of its `log` (a
+    file, or a function returning the text: what a pipe holds)."""
     wait_for(lambda: process.poll() is not None or ready(), timeout=timeout, what=what, every=every)
     if process.poll() is not None:
-        tail = log.read_text(errors="replace")[-2000:] if log is not None and log.exists() else ""
-        raise RuntimeError(f"{what} exited with {process.returncode}: {tail}")
+        if callable(log):
+            text = log()
+        else:
+            text = log.read_text(errors="replace") if log is not None and log.exists() else ""
+        raise RuntimeError(f"{what}: exited with {process.returncode}: {text[-2000:]}")
 
 
 def stop_processes(*processes: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
