@@ -1,6 +1,7 @@
 """webadmin's global stop list page: look a contact up (by its MD5, which is all the list
-holds; the address goes in a POST body, never in a URL), add, remove, import a file. The journal gets the contact's hash, never the address:
-the list keeps no addresses and neither does its history."""
+holds; the address goes in a POST body, never in a URL), add, remove, import a file. The
+journal gets the contact's hash, never the address: the list keeps no addresses and neither
+does its history."""
 
 from __future__ import annotations
 
