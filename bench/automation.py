@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -39,15 +38,11 @@ if __name__ == "__main__" and not __package__:
     sys.exit("run the benchmarks as modules from the repository root: .venv/bin/python -m bench.automation")
 
 from bench import _config  # noqa: E402
+from bench._stats import latency_header, latency_row, percentile  # noqa: E402
 from tests.lib import broker as test_broker  # noqa: E402
 from tests.lib.ports import free_port  # noqa: E402
 
 HTML = "<html><body><p>Hello {{ first_name }}, order {{ data.order }}</p></body></html>"
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))] if ordered else float("nan")
 
 
 def progress(label: str, done: int, total: int, started: float) -> None:
@@ -220,15 +215,12 @@ def main() -> None:
             pipeline.stop()
             test_broker.delete_vhost(vhost)
     n = args.profiles
-    print(f"{'':44}{'count':>8}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}")
-    print(f"{'timer lateness (wait steps)':44}{len(lateness):>8,}{percentile(lateness, 50):>10,.0f}"
-          f"{percentile(lateness, 95):>10,.0f}{percentile(lateness, 99):>10,.0f}")
-    print(f"{'ours: triggers/start -> proctrigger -> sink':44}{len(ours):>8,}{percentile(ours, 50):>10,.0f}"
-          f"{percentile(ours, 95):>10,.0f}{percentile(ours, 99):>10,.0f}")
-    print(f"{'  of which the API call answering':44}{len(answers):>8,}{percentile(answers, 50):>10,.0f}"
-          f"{percentile(answers, 95):>10,.0f}{percentile(answers, 99):>10,.0f}")
-    print(f"{'reference: Mailer.send -> akmtad -> sink':44}{len(reference):>8,}{percentile(reference, 50):>10,.0f}"
-          f"{percentile(reference, 95):>10,.0f}{percentile(reference, 99):>10,.0f}")
+    print(latency_header(44))
+    for label, values in (("timer lateness (wait steps)", lateness),
+                          ("ours: triggers/start -> proctrigger -> sink", ours),
+                          ("  of which the API call answering", answers),
+                          ("reference: Mailer.send -> akmtad -> sink", reference)):
+        print(latency_row(label, values, 44))
     print(f"profile-steps: {4 * n:,} in {seconds:.1f} s = {rate:,.0f}/s ({n:,} profiles, entry -> wait -> send -> exit)")
     print(f"steps_per_s={rate:.0f} lateness_p50_ms={percentile(lateness, 50):.0f} "
           f"lateness_p99_ms={percentile(lateness, 99):.0f} trigger_p50_ms={percentile(ours, 50):.0f} "

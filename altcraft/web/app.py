@@ -213,6 +213,15 @@ def not_a_change(view: Callable) -> Callable:
     return view
 
 
+def reads_only(view: Callable) -> Callable:
+    """Marks a POST route that only reads: a lookup whose input (an e-mail address) must stay
+    out of URLs, and so out of access logs and browser history. The CSRF token is checked as
+    for every POST, but a read-only user (webadmin's viewer, webcontrol's analyst and viewer)
+    may call it, as it may GET a page; nothing is journaled."""
+    view.reads_only = True  # type: ignore[attr-defined]
+    return not_a_change(view)
+
+
 def journal_change(action: str, *, who: dict | None = None, object_kind: str = "", object_id=None,
                    account_id: int | None = None, changes: dict | None = None) -> None:
     """One audit entry for a change made through this panel (domain/audit.py redacts)."""
@@ -256,9 +265,16 @@ def _journal_request(response: Response) -> Response:
     return response
 
 
+def _reads_only() -> bool:
+    from flask import current_app
+
+    return getattr(current_app.view_functions.get(request.endpoint or ""), "reads_only", False)
+
+
 def protect(blueprint: Blueprint, open_endpoints: frozenset[str] = frozenset()) -> Blueprint:
     """Every route of the blueprint needs a signed-in user; every change needs a changing
-    role (read-only users get 403). CSRF is checked before this, for the whole app.
+    role (read-only users get 403: they may GET, and POST only to a route marked
+    `reads_only`). CSRF is checked before this, for the whole app.
     `open_endpoints` check their visitor themselves (webadmin's second sign-in step)."""
 
     @blueprint.before_request
@@ -270,7 +286,7 @@ def protect(blueprint: Blueprint, open_endpoints: frozenset[str] = frozenset()) 
                 # a fetch would follow a 302 and swap the sign-in page into a fragment
                 return Response(status=204, headers={"HX-Redirect": url_for("web.signin")})
             return redirect(url_for("web.signin", next=request.full_path.rstrip("?")))
-        if request.method not in security.SAFE_METHODS and not g.can_change:
+        if request.method not in security.SAFE_METHODS and not g.can_change and not _reads_only():
             abort(403)
         return None
 

@@ -28,14 +28,13 @@ when named): tests/run tests/distribution/move_container.py
 from __future__ import annotations
 
 import json
-import re
 import shlex
 import threading
 
 import pytest
 
-from tests.lib import containers
-from tests.lib.containers import py_json, sh, sh_json, sh_out
+from tests.lib import containers, store_counts
+from tests.lib.containers import sh, sh_json, sh_out
 from tests.lib.wait import wait_for
 
 SRC = "/srv/altcraft"
@@ -43,29 +42,6 @@ AKTOOL = "/usr/local/bin/aktool"
 NEW_TRACKING = "https://trk.new-host.example"
 # the sink route both hosts get (a file beside inventories/local/group_vars/all/main.yml)
 SINK_VARS = "altcraft_main_json_extra:\n  MTA:\n    ROUTES:\n      sink.test: 127.0.0.1:2525\n"
-# what the platform holds: every collection of the control and account databases, and the
-# ClickHouse events by kind (schema_migrations, platform_version, platform_state are the
-# installation's own, not data that moves)
-COUNT = r"""
-import json
-from altcraft import config as cfg
-from altcraft.stores import analytics, documents
-conf = cfg.load('/opt/akd/config/main.json')[0]
-out = {}
-for role in ('control', 'account'):
-    client = documents.connect(conf, role)
-    for name in sorted(client.list_database_names()):
-        if name == conf.CONTROLDB_NAME or name.startswith(conf.ACCOUNTDB_PREFIX):
-            label = 'control' if name == conf.CONTROLDB_NAME else 'account' + name[len(conf.ACCOUNTDB_PREFIX):]
-            for coll in sorted(client[name].list_collection_names()):
-                if coll not in ('schema_migrations', 'platform_version', 'platform_state'):
-                    out[f'{label}.{coll}'] = client[name][coll].count_documents({})
-    client.close()
-store = analytics.Analytics(conf.CLICKHOUSE_SYSTEM)
-for kind, n in store.execute(f"SELECT kind, uniqExact(event_id) FROM {store.table('events')} GROUP BY kind"):
-    out[f'clickhouse.events.{kind}'] = n
-print(json.dumps(out))
-"""
 MORE_PROFILES = r"""
 import json, sys, urllib.request
 token, db_id = sys.argv[1], int(sys.argv[2])
@@ -126,12 +102,12 @@ def script(container: str, source: str, *args: str, timeout: float = 300):
 
 
 def settled(container: str) -> dict:
-    """COUNT once two reads a second apart agree (the import and the campaign's events are
-    written by background processes)."""
+    """The platform's counts (tests/lib/store_counts.py) once two reads a second apart agree
+    (the import and the campaign's events are written by background processes)."""
     last: dict = {}
 
     def same():
-        now, last["read"] = py_json(container, COUNT), last.get("now")
+        now, last["read"] = store_counts.counts(container), last.get("now")
         last["now"] = now
         return now if now == last["read"] else None
 

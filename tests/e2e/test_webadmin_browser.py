@@ -230,6 +230,7 @@ def test_operator_walk(operator_stand, chromium, sink_port):
         lookup.locator("input[name=contact]").fill(stopped)
         page.get_by_test_id("stoplist-find").click()
         expect(page.get_by_test_id("stoplist-not-listed")).to_be_visible()
+        assert stopped not in page.url and "contact" not in page.url, page.url  # posted, not in the URL
         page.get_by_test_id("stoplist-add").click()
         expect(page.get_by_test_id("stoplist-done")).to_have_text("Added to the stop list.")
         page.get_by_test_id("nav-stoplist").click()

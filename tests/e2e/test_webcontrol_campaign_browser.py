@@ -247,14 +247,15 @@ def test_wizard_start_send_open_click_and_the_report_shows_exactly_that(journey,
             page.select_option("[data-testid=abtest-sender]", index=1)
             page.fill("[data-testid=variant-0-subject]", "Autumn sale")
             page.fill("[data-testid=variant-1-subject]", "The last days of autumn")
-            page.fill("[data-testid=abtest-share]", "20")
+            page.fill("[data-testid=abtest-share]", "0.2")  # a fraction: the field takes a percent
             page.click("[data-testid=abtest-create]")
-            expect(page.locator("#test_share-error")).to_contain_text("between 0 and 1")
+            expect(page.locator("#test_share-error")).to_contain_text("in percent of the segment")
             shot("abtest-new")
             # that refusal (400) is the point: its response and console line are not faults
             problems[:] = [p for p in problems if not p.startswith("400 ") and "status of 400" not in p]
-            page.fill("[data-testid=abtest-share]", "0.2")
+            page.fill("[data-testid=abtest-share]", "20")
             page.click("[data-testid=abtest-create]")
+            expect(page.get_by_test_id("abtest-test-share")).to_have_text("20%")
             expect(page.get_by_test_id("abtest-title")).to_have_text(f"Subjects {tag}")
             expect(page.get_by_test_id("campaign-state")).to_have_text("draft")
             expect(page.get_by_test_id("abtest-winner")).to_have_text("not chosen yet")

@@ -70,6 +70,7 @@ class Case:
     data: Callable[[World], dict] = lambda w: {}
     state: Callable[[World], object] | None = None  # for changes: what they change
     of_account: bool = True  # its journal entry names the account (the stop list and tokens are the platform's)
+    reads: bool = False  # a POST that only reads (its input kept out of the URL): CSRF, but a viewer may
 
 
 def _acc(w: World) -> str:
@@ -200,7 +201,9 @@ CASES: dict[tuple[str, str], Case] = {
     ("admin.token_revoke", "GET"): Case(lambda w: f"/tokens/{w.token_id}/revoke"),
     ("admin.token_revoke", "POST"): Case(lambda w: f"/tokens/{w.token_id}/revoke", state=World.token_state,
                                          of_account=False),
-    ("admin.stoplist", "GET"): Case(lambda w: f"/stoplist?contact={w.contact}"),
+    ("admin.stoplist", "GET"): Case(lambda w: "/stoplist"),
+    ("admin.stoplist_lookup", "POST"): Case(lambda w: "/stoplist", data=lambda w: {"contact": w.contact},
+                                            state=lambda w: w.platform.journal.head(), of_account=False, reads=True),
     ("admin.stoplist_add", "POST"): Case(lambda w: "/stoplist/add", data=lambda w: {"contact": w.contact},
                                          state=lambda w: w.listed(w.contact), of_account=False),
     ("admin.stoplist_remove", "POST"): Case(lambda w: "/stoplist/remove", data=lambda w: {"contact": w.contact},
@@ -219,7 +222,9 @@ SERVICE = {("health", "GET"), ("ready", "GET"), ("metrics", "GET"), ("web.static
            ("web.password", "GET"), ("web.password", "POST"),
            ("admin.totp", "GET"), ("admin.totp", "POST")}
 PAGES = {k: c for k, c in CASES.items() if k[1] == "GET"}
-CHANGES = {k: c for k, c in CASES.items() if k[1] != "GET"}
+POSTS = {k: c for k, c in CASES.items() if k[1] != "GET"}  # each needs the CSRF token
+READS = {k: c for k, c in POSTS.items() if c.reads}
+CHANGES = {k: c for k, c in POSTS.items() if not c.reads}
 # the enrolment POST with a wrong code is refused (400) by design: no change to observe
 # and akmtad's queue actions, made against a running akmtad in test_webadmin_mta.py
 MADE = {k: c for k, c in CHANGES.items() if k != ("admin.totp_enrol", "POST") and k not in QUEUE_ACTIONS}
@@ -290,7 +295,7 @@ def test_a_webcontrol_session_opens_nothing_here(app, world, config, platform):
 def test_change_without_csrf_token_is_refused_and_changes_nothing(app, world):
     client = app.test_client()
     good = admin_signin(client, world.admin["login"])
-    for (endpoint, method), case in CHANGES.items():
+    for (endpoint, method), case in POSTS.items():
         for label, extra, headers in (("no token", {}, {}),
                                       ("wrong token", {"csrf_token": other_first(good)}, {}),
                                       ("wrong header", {}, {"X-CSRF-Token": other_first(good[::-1])[::-1]})):
@@ -362,13 +367,17 @@ def test_csp_on_every_page_with_a_fresh_nonce(app, world):
     assert missing.status_code == 404 and missing.headers.get("Content-Security-Policy")
 
 
+def _viewer(world: World) -> dict:
+    viewer = make_admin(world.platform)
+    world.platform.admins.collection.update_one({"id": viewer["id"]}, {"$set": {"role": "viewer"}})
+    return viewer
+
+
 def test_a_viewer_sees_every_page_and_changes_nothing(app, world):
     """A `viewer` administrator (a directory group mapped to that role) gets every page and a
     403 for every change, with the CSRF token: nothing changes, nothing is journaled."""
-    viewer = make_admin(world.platform)
-    world.platform.admins.collection.update_one({"id": viewer["id"]}, {"$set": {"role": "viewer"}})
     client = app.test_client()
-    token = admin_signin(client, viewer["login"])
+    token = admin_signin(client, _viewer(world)["login"])
     for (endpoint, _), case in PAGES.items():
         assert client.get(case.url(world)).status_code in (200, 302), endpoint
     journal = world.platform.journal
@@ -380,3 +389,19 @@ def test_a_viewer_sees_every_page_and_changes_nothing(app, world):
         assert response.status_code == 403, (endpoint, response.status_code)
         assert case.state(world) == before, f"{endpoint}: a viewer changed data"
         assert journal.head() == head, f"{endpoint}: a viewer's refused change was journaled"
+
+
+def test_a_read_by_post_answers_an_admin_and_a_viewer_and_journals_nothing(app, world):
+    """The POSTs that only read (`reads_only`: the stop list's lookup, whose address must not
+    be in a URL) need the CSRF token (test_change_without_csrf_token_...), and with it answer
+    an admin and a viewer alike, as a page would; no journal entry either way."""
+    assert READS, "no read-only POST route left to check"
+    journal = world.platform.journal
+    for login in (world.admin["login"], _viewer(world)["login"]):
+        client = app.test_client()
+        token = admin_signin(client, login)
+        for (endpoint, method), case in READS.items():
+            head = journal.head()
+            response = client.open(case.url(world), method=method, data={**case.data(world), "csrf_token": token})
+            assert response.status_code == 200, (login, endpoint, response.status_code)
+            assert journal.head() == head, f"{endpoint}: a read was journaled"

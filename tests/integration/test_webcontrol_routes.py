@@ -157,7 +157,7 @@ def _edit_segment(w: World) -> dict:
 
 
 def _new_abtest(w: World) -> dict:
-    return {**_new_campaign(w), "variant_0_subject": "A", "variant_1_subject": "B", "test_share": "0.2",
+    return {**_new_campaign(w), "variant_0_subject": "A", "variant_1_subject": "B", "test_share": "20",
             "wait_seconds": "3600", "metric": "opens"}
 
 

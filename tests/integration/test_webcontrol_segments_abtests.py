@@ -149,7 +149,7 @@ def _ab_form(tenant, **changes) -> dict:
     return {"name": "subject test", "db_id": str(tenant.db_ids[-1]), "segment_id": str(tenant.segment_ids[-1]),
             "template_id": str(tenant.template_ids[0]), "sender": f"s:{tenant.sender_id}", "resource_id": "1",
             "schedule": "now", "variant_0_subject": "Spring sale", "variant_1_template": str(tenant.template_ids[1]),
-            "test_share": "0.5", "wait_seconds": "3600", "metric": "opens", **changes}
+            "test_share": "50", "wait_seconds": "3600", "metric": "opens", **changes}
 
 
 def test_the_ab_form_shows_each_refusal_under_its_field_and_stores_nothing(ab_shop):
@@ -160,8 +160,10 @@ def test_the_ab_form_shows_each_refusal_under_its_field_and_stores_nothing(ab_sh
             ({"variant_1_subject": "Also"}, "variant_1", 'exactly one of'),
             ({"variant_2_subject": "Spring sale"}, "variants", "the variants must differ"),
             ({"variant_3_subject": " " * 3 + "x" * 999}, "variant_3", "at most 998"),  # the third given, in row 4
-            ({"test_share": "20"}, "test_share", "between 0 and 1"),
-            ({"test_share": "a fifth"}, "test_share", "between 0 and 1"),
+            # the share is typed in percent: a fraction, all of the segment or words are refused
+            ({"test_share": "0.2"}, "test_share", "in percent of the segment: a number from 1 to 99"),
+            ({"test_share": "100"}, "test_share", "in percent of the segment: a number from 1 to 99"),
+            ({"test_share": "a fifth"}, "test_share", "in percent of the segment: a number from 1 to 99"),
             ({"wait_seconds": "10"}, "wait_seconds", "60 to"),
             ({"metric": "replies"}, "metric", "one of opens, clicks"),
             ({"segment_id": ""}, "segment_id", "choose a segment")):
@@ -202,6 +204,7 @@ def test_an_ab_test_made_in_the_panel_is_the_apis_and_its_report_shows_each_vari
     assert through_api["ab"] == {k: doc["ab"][k] for k in through_api["ab"]}
     page = panel.get(f"/abtests/{cid}").data.decode()
     assert 'data-testid="campaign-state">draft<' in page and "not chosen yet" in page
+    assert 'data-testid="abtest-test-share">50%<' in page  # typed as 50 (percent), stored as 0.5
     assert f"/abtests/{cid}" in panel.get("/abtests").data.decode()
     # a campaign without a test has no A/B page
     assert panel.get(f"/abtests/{tenant.campaign_ids[0]}").status_code == 404

@@ -26,7 +26,7 @@ from xml.sax.saxutils import escape
 
 from tests.lib import packages
 from tests.lib.ports import free_port, port_open
-from tests.lib.wait import wait_for
+from tests.lib.wait import stop_processes, wait_started
 
 ROLE_TEMPLATES = Path(__file__).resolve().parents[2] / "roles" / "clickhouse" / "templates"
 CLUSTER_TEMPLATE = "etc/clickhouse-server/config.d/cluster.xml.j2"
@@ -70,12 +70,11 @@ class ZooKeeper:
                 [java, "-Xmx128m", "-cp", f"/etc/zookeeper/conf:{ZOOKEEPER_JAR}", ZOOKEEPER_MAIN, str(cfg)],
                 cwd=self.root, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True)
-        wait_for(self._ok, timeout=60, what=f"ZooKeeper on 127.0.0.1:{self.port}")
+        wait_started(self.process, self._ok, f"ZooKeeper on 127.0.0.1:{self.port}", self.root / "zookeeper.log",
+                     timeout=60)
 
     def _ok(self) -> bool:
         """A session handshake answered (ruok answers before sessions are taken)."""
-        if self.process.poll() is not None:
-            raise RuntimeError(f"ZooKeeper exited ({self.process.returncode}); see {self.root / 'zookeeper.log'}")
         # ConnectRequest: protocol 0, last zxid 0, timeout 6000 ms, session 0, 16-byte password
         body = struct.pack(">iqiqi", 0, 0, 6000, 0, 16) + bytes(16)
         try:
@@ -86,18 +85,7 @@ class ZooKeeper:
             return False
 
     def stop(self) -> None:
-        _end(self.process)
-
-
-def _end(process: subprocess.Popen | None, sig: int = signal.SIGTERM) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.send_signal(sig)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
+        stop_processes(self.process)
 
 
 class ChCluster:
@@ -124,8 +112,7 @@ class ChCluster:
         return self
 
     def stop(self) -> None:
-        for node in self.nodes:
-            _end(node.process)
+        stop_processes(*(node.process for node in self.nodes))
         self.zookeeper.stop()
         shutil.rmtree(self.root, ignore_errors=True)
 
@@ -164,9 +151,6 @@ class ChCluster:
 
     def wait_up(self, node: Node, timeout: float = 60) -> None:
         def up() -> bool:
-            if node.process.poll() is not None:
-                raise RuntimeError(f"clickhouse-server {node.name} exited ({node.process.returncode}): "
-                                   + _tail(node.log))
             if not port_open("127.0.0.1", node.tcp_port):
                 return False
             try:
@@ -177,7 +161,8 @@ class ChCluster:
             except Exception:  # noqa: BLE001 - starting: users not loaded, no ZooKeeper session yet
                 return False
 
-        wait_for(up, timeout=timeout, what=f"clickhouse-server {node.name} on port {node.tcp_port}")
+        wait_started(node.process, up, f"clickhouse-server {node.name} on port {node.tcp_port}", node.log,
+                     timeout=timeout)
 
     # ------------------------------------------------------------------ config
     def _launch(self, node: Node) -> None:
@@ -251,9 +236,3 @@ class ChCluster:
 </yandex>
 """)
 
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return f"(no {path})"

@@ -35,7 +35,7 @@ from tests.lib.cli import BIN
 from tests.lib.nginx import Nginx
 from tests.lib.packages import command
 from tests.lib.ports import free_port, port_open
-from tests.lib.wait import wait_for
+from tests.lib.wait import stop_processes, wait_for, wait_started
 
 ROLE = ROOT / "roles" / "balancer"
 
@@ -78,15 +78,12 @@ class HAProxy:
         assert checked.returncode == 0, checked.stdout + checked.stderr
         self.process = subprocess.Popen([self.binary, "-db", "-f", str(self.conf)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        wait_for(lambda: self.process.poll() is not None or (self.socket.exists() and port_open("127.0.0.1", self.listen)),
-                 timeout=20, what="haproxy listening")
-        assert self.process.poll() is None, self.process.stderr.read().decode()
+        wait_started(self.process, lambda: self.socket.exists() and port_open("127.0.0.1", self.listen),
+                     "haproxy listening", lambda: self.process.stderr.read().decode(), timeout=20)
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=20)
+        stop_processes(self.process, timeout=20)
 
     def command(self, line: str) -> str:
         with socket.socket(socket.AF_UNIX) as sock:
@@ -142,9 +139,8 @@ class AppServer:
         return self
 
     def ready(self) -> AppServer:
-        wait_for(lambda: self.trkaction.poll() is not None or _ready(self.port), timeout=60,
-                 what=f"trkaction on port {self.port} ready")
-        assert self.trkaction.poll() is None, self.log.read_text()[-3000:]
+        wait_started(self.trkaction, lambda: _ready(self.port), f"trkaction on port {self.port} ready", self.log,
+                     timeout=60)
         self.nginx.__enter__()
         return self
 

@@ -22,7 +22,7 @@ import yaml
 from tests.lib import ROOT
 from tests.lib.packages import command
 from tests.lib.ports import free_port
-from tests.lib.wait import wait_for
+from tests.lib.wait import stop_processes, wait_started
 
 ROLE = ROOT / "roles" / "nginx"
 
@@ -90,15 +90,12 @@ class Nginx:
         assert checked.returncode == 0, checked.stderr
         self.process = subprocess.Popen([self.binary, "-c", str(self.conf), "-e", "stderr", "-g", "daemon off;"],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        wait_for(lambda: self.process.poll() is not None or _listening(self.instance["https_port"]),
-                 timeout=20, what="nginx listening")
-        assert self.process.poll() is None, self.process.stderr.read().decode()
+        wait_started(self.process, lambda: _listening(self.instance["https_port"]), "nginx listening",
+                     lambda: self.process.stderr.read().decode(), timeout=20)
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=20)
+        stop_processes(self.process, timeout=20)
 
     @property
     def https(self) -> tuple[str, int]:

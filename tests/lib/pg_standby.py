@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.lib.ports import free_port, port_open
-from tests.lib.wait import wait_for
+from tests.lib.wait import stop_processes, wait_started
 
 REPO = Path(__file__).resolve().parents[2]
 ROLE = REPO / "roles" / "postgresql"
@@ -171,10 +171,8 @@ class StandbyPair:
                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                           start_new_session=True, **_as_postgres())
         out.close()
-        wait_for(lambda: self._ready(server) or server.process.poll() is not None, timeout=30,
-                 what=f"PostgreSQL {server.name} on port {server.port}", every=0.1)
-        if server.process.poll() is not None:
-            raise RuntimeError(f"{server.name} exited with {server.process.returncode}: {server.log.read_text()[-2000:]}")
+        wait_started(server.process, lambda: self._ready(server), f"PostgreSQL {server.name} on port {server.port}",
+                     server.log, every=0.1)
 
     def _ready(self, server: Server) -> bool:
         return subprocess.run([str(self.bin / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(server.port)],
@@ -208,33 +206,16 @@ class StandbyPair:
             stdin=subprocess.DEVNULL, start_new_session=True)
         out.close()
         self.ferretdb_target = target
-        wait_for(lambda: port_open("127.0.0.1", self.ferretdb_port, 0.2) or self.ferretdb.poll() is not None,
-                 timeout=30, what="FerretDB", every=0.1)
-        if self.ferretdb.poll() is not None:
-            raise RuntimeError(f"FerretDB exited: {(self.root / 'ferretdb.log').read_text()[-2000:]}")
+        wait_started(self.ferretdb, lambda: port_open("127.0.0.1", self.ferretdb_port, 0.2), "FerretDB",
+                     self.root / "ferretdb.log", every=0.1)
 
     def stop_ferretdb(self) -> None:
-        if self.ferretdb is not None and self.ferretdb.poll() is None:
-            self.ferretdb.terminate()
-            try:
-                self.ferretdb.wait(10)
-            except subprocess.TimeoutExpired:
-                self.ferretdb.kill()
-                self.ferretdb.wait(10)
+        stop_processes(self.ferretdb, timeout=10)
 
     def mongo_uri(self) -> str:
         return f"mongodb://127.0.0.1:{self.ferretdb_port}/"
 
     def stop(self) -> None:
         self.stop_ferretdb()
-        for server in (self.primary, self.standby):
-            if server.process is not None and server.process.poll() is None:
-                server.process.send_signal(signal.SIGINT)  # fast shutdown
-        for server in (self.primary, self.standby):
-            if server.process is not None:
-                try:
-                    server.process.wait(20)
-                except subprocess.TimeoutExpired:
-                    server.process.kill()
-                    server.process.wait(10)
+        stop_processes(self.primary.process, self.standby.process, sig=signal.SIGINT, timeout=20)  # fast shutdown
         shutil.rmtree(self.root, ignore_errors=True)

@@ -21,7 +21,7 @@ import yaml
 from tests.lib import ROOT
 from tests.lib.packages import MissingPackage
 from tests.lib.ports import free_port, port_open
-from tests.lib.wait import wait_for
+from tests.lib.wait import stop_processes, wait_started
 
 RULES = ROOT / "roles" / "prometheus" / "files" / "altcraft-rules.yml"
 RULES_TEST = RULES.with_name("altcraft-rules.test.yml")
@@ -65,16 +65,13 @@ class _Server:
         self.log = log
         self._out = log.open("wb")
         self.process = subprocess.Popen(argv, stdout=self._out, stderr=subprocess.STDOUT)
-        wait_for(lambda: self._ready(ready_path), 30, f"{argv[0]} on 127.0.0.1:{port} ({log})")
+        wait_started(self.process, lambda: self._ready(ready_path), f"{argv[0]} on 127.0.0.1:{port} ({log})", log)
 
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def _ready(self, path: str) -> bool:
-        if self.process.poll() is not None:
-            raise AssertionError(f"{self.log.name} exited with {self.process.returncode}:\n"
-                                 + self.log.read_text()[-2000:])
         if not port_open("127.0.0.1", self.port):
             return False
         try:
@@ -84,13 +81,7 @@ class _Server:
             return False
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_processes(self.process, timeout=15)
         self._out.close()
 
 

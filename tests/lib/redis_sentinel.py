@@ -19,7 +19,7 @@ from pathlib import Path
 import redis
 
 from tests.lib.ports import free_port, port_open
-from tests.lib.wait import wait_for
+from tests.lib.wait import stop_processes, wait_for, wait_started
 
 MASTER_NAME = "altcraft-kv"
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -102,11 +102,8 @@ class SentinelSet:
         server.process = subprocess.Popen(args, cwd=server.conf.parent, stdout=log, stderr=subprocess.STDOUT,
                                           stdin=subprocess.DEVNULL)
         log.close()
-        wait_for(lambda: port_open("127.0.0.1", server.port, timeout=0.2) or server.process.poll() is not None,
-                 timeout=15, what=f"{name} on port {server.port}", every=0.05)
-        if server.process.poll() is not None:
-            raise RuntimeError(f"{name} exited with {server.process.returncode}: "
-                               f"{(server.conf.parent / 'server.log').read_text()[-2000:]}")
+        wait_started(server.process, lambda: port_open("127.0.0.1", server.port, timeout=0.2),
+                     f"{name} on port {server.port}", server.conf.parent / "server.log", timeout=15, every=0.05)
 
     def freeze(self, name: str) -> None:
         """SIGSTOP: the server takes no more bytes off its sockets (commands stay in flight)."""
@@ -126,16 +123,7 @@ class SentinelSet:
             server.process.wait(10)
 
     def stop(self) -> None:
-        for server in self.servers.values():
-            if server.running:
-                server.process.terminate()
-        for server in self.servers.values():
-            if server.process is not None:
-                try:
-                    server.process.wait(10)
-                except subprocess.TimeoutExpired:
-                    server.process.kill()
-                    server.process.wait(10)
+        stop_processes(*(server.process for server in self.servers.values()), timeout=10)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def log(self, name: str) -> str:

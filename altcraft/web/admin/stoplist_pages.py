@@ -1,6 +1,7 @@
 """webadmin's global stop list page: look a contact up (by its MD5, which is all the list
-holds), add, remove, import a file. The journal gets the contact's hash, never the address:
-the list keeps no addresses and neither does its history."""
+holds; the address goes in a POST body, never in a URL), add, remove, import a file. The
+journal gets the contact's hash, never the address: the list keeps no addresses and neither
+does its history."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from altcraft.domain.fields import normalize_email
 from altcraft.domain.stoplist import IMPORT_MAX_BYTES, StopList, contact_hash
 from altcraft.stores import kv
 from altcraft.web import i18n
-from altcraft.web.app import journal_change, not_a_change, panel
+from altcraft.web.app import journal_change, not_a_change, panel, reads_only
 
 INVALID_SHOWN = 100  # line numbers listed on the page; the count covers them all
 
@@ -41,9 +42,12 @@ def add_routes(bp: Blueprint) -> None:
 
     @bp.get("/stoplist")
     def stoplist():
-        text = request.args.get("contact", "").strip()
-        if not text:
-            return page()
+        return page()  # a ?contact= (an old bookmark) is not looked up: addresses go by POST
+
+    @bp.post("/stoplist")
+    @reads_only  # the address in the body, not the URL (access logs); a viewer may look up
+    def stoplist_lookup():
+        text = request.form.get("contact", "").strip()
         contact, error = _contact(text)
         if error:
             return page(400, contact=text, error=error)

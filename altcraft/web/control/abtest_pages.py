@@ -7,11 +7,14 @@ An A/B test is a campaign with `ab` settings: the form's values go to Campaigns.
 abtest.settings validate them), the references, variant templates included, are checked by
 Platform.check_campaign_refs as the API checks them, and the report is
 reports.ab_variants, as the API's campaigns/report. Starting, pausing or cancelling one is
-the campaign's page's. Only the turning of form text into the domain's arguments lives here.
+the campaign's page's. Only the turning of form text into the domain's arguments lives here:
+the test share is typed in percent, as marketers think of it, and becomes the fraction the
+domain and the API (as Altcraft's) take.
 """
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from flask import Blueprint, g, redirect, render_template, request, url_for
@@ -23,10 +26,32 @@ from altcraft.domain.reports import ab_variants
 from altcraft.web.app import panel
 from altcraft.web.control.campaign_pages import (FIELD_OF, PAGE_SIZE, REFRESH_SECONDS, RUNNING, campaign_args,
                                                  wizard_choices)
+from altcraft.web.i18n import gettext_
 
 SLOTS = ab_rules.MAX_VARIANTS  # variant rows on the form; empty ones are ignored
 AB_FIELDS = {"ab.test_share": "test_share", "ab.wait_seconds": "wait_seconds", "ab.metric": "metric",
              "ab.variants": "variants", "ab": "variants"}
+
+
+# the form's test share in percent; the domain wants a fraction strictly between 0 and 1 (some
+# of the segment must be left for the winner), so 100 is refused here as the domain would
+SHARE_PERCENT = (1, 99)
+
+
+def share_of(text: str) -> float:
+    """The form's test share, a percent of the segment ("20", "12,5", "20 %"), as the
+    fraction the domain (and the API, as Altcraft's) takes: 20 -> 0.2."""
+    raw = text.strip().removesuffix("%").strip().replace(",", ".")
+    try:
+        percent = Decimal(raw)
+    except InvalidOperation:
+        percent = None
+    low, high = SHARE_PERCENT
+    if percent is None or not percent.is_finite() or not low <= percent <= high:
+        raise Invalid("ab.test_share", gettext_(
+            "the test share, in percent of the segment: a number from %(low)s to %(high)s (e.g. 20)",
+            low=low, high=high))
+    return float(percent / 100)
 
 
 def _number(text: str, kind: type) -> Any:
@@ -49,7 +74,7 @@ def ab_args(form) -> dict[str, Any]:
             variant["template_id"] = _number(template, int)
         if variant:
             variants.append(variant)
-    return {"variants": variants, "test_share": _number(form.get("test_share", "").strip(), float),
+    return {"variants": variants, "test_share": share_of(form.get("test_share", "")),
             "wait_seconds": _number(form.get("wait_seconds", "").strip(), int),
             "metric": form.get("metric", "opens")}
 
@@ -87,7 +112,7 @@ def register(bp: Blueprint, account_id) -> None:
         db_id = source.get("db_id", type=int)
         database = platform.databases(account).get(db_id) if db_id is not None else None  # another's: 404
         form = {"name": "", "segment_id": "", "template_id": "", "sender": "", "resource_id": "1",
-                "schedule": "now", "at": "", "test_share": "0.2", "wait_seconds": "3600", "metric": "opens",
+                "schedule": "now", "at": "", "test_share": "20", "wait_seconds": "3600", "metric": "opens",
                 **{k: v for k, v in source.items() if k != "csrf_token"}}
         field_errors: dict[str, str] = {}
         form_error, status = None, 200
@@ -110,7 +135,8 @@ def register(bp: Blueprint, account_id) -> None:
                 return redirect(url_for("control.abtest", campaign_id=doc["id"]))
         return render_template("control/abtest_new.html", database=database, form=form, slots=range(SLOTS),
                                field_errors=field_errors, form_error=form_error, label=ab_rules.label,
-                               metrics=ab_rules.METRICS, **wizard_choices(account, db_id)), status
+                               metrics=ab_rules.METRICS, share_percent=SHARE_PERCENT,
+                               **wizard_choices(account, db_id)), status
 
     def _campaign(campaign_id: int) -> dict[str, Any]:
         doc = panel().platform.campaigns.get(account_id(), campaign_id)  # another account's: 404
