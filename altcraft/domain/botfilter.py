@@ -127,14 +127,18 @@ def flag_fast_clicks(events: list[Event], stored: Lookup) -> int:
     # (kind, time, slack): events of the batch have milliseconds; stored ones whole seconds,
     # so they may be up to a second older than they look and get a second of slack
     before: dict[tuple[int, str], list[tuple[str, float, float]]] = {}
-    in_batch = {e.event_id for e in events}
+    in_batch: set | None = None  # made only if something is stored (procactions' batches: 5,000)
     for e in events:
         if e.kind in ("delivered", "open"):
             before.setdefault((e.campaign_id, e.profile_id), []).append((e.kind, e.time.timestamp(), 0.0))
     for campaign_id, profile_id, kind, at, event_id in stored(clicks, since, until):
+        if in_batch is None:
+            in_batch = {e.event_id for e in events}
         if event_id in in_batch:
             continue
         before.setdefault((campaign_id, profile_id), []).append((kind, at.timestamp(), 1.0))
+    if not before:
+        return 0
     flagged = 0
     for click in clicks:
         at = click.time.timestamp()

@@ -10,17 +10,26 @@ Routing keys on the `altcraft.events` topic exchange:
 
 Wire format: one JSON object per message, UTF-8. `time` is ISO 8601 in UTC with
 milliseconds. Unknown keys are ignored so that producers can add fields first.
+
+procactions decodes every event (`decode`) on the thread that reads the broker, so `Event` is
+a msgspec Struct: a well-formed message is parsed, typed and range-checked in one call of C
+code; anything the fast path refuses is decoded again by `_decode_checked`, which accepts
+what the wire format allows and names the first problem of what it does not.
 """
 
 from __future__ import annotations
 
 import json
+import operator
 import random
+import re
 import time as _time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any
+from datetime import datetime, timedelta, timezone
+from typing import Annotated, Any
+
+import msgspec
 
 from altcraft.domain.tracking import Link
 
@@ -38,30 +47,38 @@ class BadEvent(ValueError):
     """A message that is not a valid event; it goes to the dead-letter queue, never dropped."""
 
 
-@dataclass(slots=True)
-class Event:
+_U32, _U64 = 0xFFFF_FFFF, 0xFFFF_FFFF_FFFF_FFFF
+# What the fast path of `decode` accepts without a second look: the ClickHouse column's range,
+# texts no longer than they are stored (a longer one is cut by _decode_checked)
+_UInt32 = Annotated[int, msgspec.Meta(ge=0, le=_U32)]
+_UInt64 = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]  # msgspec's bounds are int64: 2^63.. goes the careful way
+_Text = Annotated[str, msgspec.Meta(max_length=_MAX_TEXT)]
+_Short = Annotated[str, msgspec.Meta(max_length=64)]
+
+
+class Event(msgspec.Struct, gc=False):
+    """One tracking or delivery event. gc=False: it holds no containers, so no cycles."""
     event_id: uuid.UUID
     kind: str
     time: datetime  # aware, UTC
-    account_id: int
-    db_id: int = 0
-    resource_id: int = 0
-    campaign_id: int = 0
-    profile_id: str = ""
-    channel: str = "email"
-    link_id: int = 0
-    url: str = ""
-    ip: str = ""
-    user_agent: str = ""
-    sender_id: int = 0
-    email: str = ""  # delivery events only; never written to ClickHouse
-    detail: str = ""
+    account_id: _UInt32
+    db_id: _UInt32 = 0
+    resource_id: _UInt64 = 0
+    campaign_id: _UInt64 = 0
+    profile_id: _Text = ""
+    channel: _Text = "email"
+    link_id: _UInt32 = 0
+    url: _Text = ""
+    ip: _Short = ""
+    user_agent: _Text = ""
+    sender_id: _UInt64 = 0
+    email: _Text = ""  # delivery events only; never written to ClickHouse
+    detail: _Text = ""
     is_bot: bool = False
-    bot_reason: str = ""
-    issued: int = 0  # when the tracking token was signed (unix seconds), for bot timing
-    launch: int = 0  # delivery events: the campaign's launch
-    message_id: str = ""  # delivery events: the Message-ID the MTA delivered
-    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+    bot_reason: _Short = ""
+    issued: _UInt64 = 0  # when the tracking token was signed (unix seconds), for bot timing
+    launch: _UInt32 = 0  # delivery events: the campaign's launch
+    message_id: _Text = ""  # delivery events: the Message-ID the MTA delivered
 
     @property
     def routing_key(self) -> str:
@@ -160,9 +177,6 @@ def delivery(facts: DeliveryFacts, kind: str, attempt: int, *, ip: str, detail: 
     return event_id, routing_key(kind), json.dumps(body, separators=(",", ":")).encode()
 
 
-_U32, _U64 = 0xFFFF_FFFF, 0xFFFF_FFFF_FFFF_FFFF
-
-
 def _int(data: dict[str, Any], key: str, limit: int = _U64) -> int:
     """A non-negative integer that fits its ClickHouse column: a value that does not would
     fail the whole batch's INSERT, so it is refused here and the message dead-lettered."""
@@ -177,31 +191,41 @@ def _int(data: dict[str, Any], key: str, limit: int = _U64) -> int:
 def _str(data: dict[str, Any], key: str) -> str:
     value = data.get(key)
     if type(value) is str:
-        return value if len(value) <= _MAX_TEXT else value[:_MAX_TEXT]
+        return _unicode(key, value if len(value) <= _MAX_TEXT else value[:_MAX_TEXT])
     if not value:
         return ""
     raise BadEvent(f"{key}: not a string")
 
 
+def _unicode(key: str, value: str) -> str:
+    """JSON can spell a lone surrogate (\\ud800), which no UTF-8 column can hold: such an
+    event would fail its whole batch's INSERT again at every redelivery."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise BadEvent(f"{key}: not valid Unicode") from None
+    return value
+
+
+_BEYOND_MICROSECONDS = re.compile(r"\.\d{6}([5-9])")  # a 7th digit of a fraction that rounds up
+
+
 def parse_time(value: Any) -> datetime:
+    """ISO 8601 (RFC 3339's lower-case t and z too); a fraction finer than microseconds is
+    rounded on its 7th digit, as msgspec does on decode's fast path."""
     if not isinstance(value, str):
         raise BadEvent("time: not an ISO 8601 string")
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
+        parsed = datetime.fromisoformat(value.upper())
+        if _BEYOND_MICROSECONDS.search(value):
+            parsed += timedelta(microseconds=1)
+    except (ValueError, OverflowError):
         raise BadEvent("time: not an ISO 8601 string") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
     if not _EPOCH < parsed < _DATETIME_END:  # ClickHouse DateTime: 1970 .. 2106 (UInt32 seconds)
         raise BadEvent("time: outside 1970..2105")
     return parsed.astimezone(timezone.utc)
-
-
-_KNOWN = frozenset({
-    "event_id", "kind", "time", "account_id", "db_id", "resource_id", "campaign_id", "profile_id",
-    "channel", "link_id", "url", "ip", "user_agent", "sender_id", "email", "detail", "is_bot",
-    "bot_reason", "issued", "launch", "message_id",
-})
 
 
 _json_decode = json.JSONDecoder().decode  # on text: json.loads would sniff the bytes' encoding first
@@ -217,12 +241,36 @@ def _json_object(body: bytes) -> dict[str, Any]:
     return data
 
 
+_decode_event = msgspec.json.Decoder(Event).decode
+_EVENT_ROUTING = {k: _ROUTING_KEYS[k] for k in KINDS}
+_UTC = timezone.utc
+
+
 def decode(body: bytes, routing: str | None = None) -> Event:
     """Parses and checks one message; raises BadEvent naming the first problem.
 
-    procactions decodes every event with this on the thread that reads the broker, so the
-    common case is kept cheap: a key that is absent or holds the right type is read inline,
-    anything else goes through _int/_str, which accept or name the problem."""
+    The common case, a message as trkaction and akmtad write it, is parsed and checked by
+    msgspec against `Event`'s types and limits; what remains here is what those cannot say.
+    Whatever the fast path refuses (an error, a null, a text to be cut, a time not in UTC)
+    goes to _decode_checked, which either accepts it as the wire format allows or names the
+    problem: both paths give the same Event for what both accept
+    (tests/unit/test_events_decode.py)."""
+    try:
+        event = _decode_event(body)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return _decode_checked(body, routing)
+    expected = _EVENT_ROUTING.get(event.kind)
+    at = event.time
+    if (expected is None or (routing is not None and routing != expected) or not event.account_id
+            or at.tzinfo is not _UTC or not _EPOCH < at < _DATETIME_END or not event.channel):
+        return _decode_checked(body, routing)
+    return event
+
+
+def _decode_checked(body: bytes, routing: str | None = None) -> Event:
+    """The careful decoder: a key that is absent or null takes its default, a text is cut
+    to its column's length, a time without a zone is UTC; anything else that is not as the
+    wire format says raises BadEvent naming it."""
     data = _json_object(body)
     get = data.get
     kind = get("kind")
@@ -242,6 +290,7 @@ def decode(body: bytes, routing: str | None = None) -> Event:
     detail = get("detail") or ""
     if not isinstance(detail, str):
         detail = json.dumps(detail, separators=(",", ":"))[:_MAX_TEXT]
+    detail = _unicode("detail", detail[:_MAX_TEXT])
     return Event(
         event_id, kind, time, account_id, _int(data, "db_id", _U32), _int(data, "resource_id"),
         _int(data, "campaign_id"), profile_id, _str(data, "channel") or "email",
@@ -249,7 +298,6 @@ def decode(body: bytes, routing: str | None = None) -> Event:
         _int(data, "sender_id"), _str(data, "email"), detail[:_MAX_TEXT], bool(get("is_bot")),
         _str(data, "bot_reason")[:64], _int(data, "issued"), _int(data, "launch", _U32),
         _str(data, "message_id"),
-        {} if data.keys() <= _KNOWN else {k: data[k] for k in data.keys() - _KNOWN},
     )
 
 
@@ -264,6 +312,21 @@ def row(event: Event) -> tuple:
             event.campaign_id, event.profile_id, event.resource_id, event.sender_id, event.link_id,
             event.url, 1 if event.is_bot else 0, event.bot_reason, event.ip, event.user_agent,
             event.detail)
+
+
+_COLUMN_OF = tuple(operator.attrgetter("time" if name == "event_time" else name) for name in COLUMNS)
+_EVENT_TIME = COLUMNS.index("event_time")
+_timestamp = datetime.timestamp
+
+
+def columns(batch: list[Event]) -> list[list]:
+    """The batch as ClickHouse columns in COLUMNS order, for a columnar INSERT: each column
+    gathered by one map in C instead of a tuple per event that the driver takes apart again,
+    and event_time as unix seconds, which the driver writes as they are (a datetime it
+    converts itself, one by one). is_bot stays a bool: UInt8 packs it as 0/1."""
+    table = [list(map(value, batch)) for value in _COLUMN_OF]
+    table[_EVENT_TIME] = list(map(int, map(_timestamp, table[_EVENT_TIME])))
+    return table
 
 
 # -- automation events: custom events and profile changes -------------------------------

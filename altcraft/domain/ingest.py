@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from altcraft.domain import botfilter
 from altcraft.domain.effects import STATUS_OF, Effects
 from altcraft.domain.errors import NotFound
-from altcraft.domain.events import COLUMNS, Event, row
+from altcraft.domain.events import COLUMNS, Event, columns
 from altcraft.domain.reports import HourlyStats
 from altcraft.stores.analytics import Analytics
 
@@ -37,6 +37,7 @@ log = logging.getLogger("altcraft.ingest")
 PROFILES_CACHE_SECONDS = 60.0
 STATS_EVERY = 1.0
 CATCH_UP_HOURS = 2
+_ACCOUNT_ID, _EVENT_TIME = COLUMNS.index("account_id"), COLUMNS.index("event_time")  # unix seconds
 
 
 class EventWriter:
@@ -82,12 +83,13 @@ class EventWriter:
         if not events:
             return
         botfilter.flag_fast_clicks(events, self._stored_before)
-        self.analytics.insert("events", COLUMNS, [row(e) for e in events])
+        table = columns(events)  # after the bot flags: is_bot and bot_reason are final
+        self.analytics.insert("events", COLUMNS, table, columnar=True)
         for event in events:
             if event.kind in STATUS_OF:
                 self.effects.apply(event)
         self.written += len(events)
-        self._dirty |= {(e.account_id, int(e.time.timestamp()) // 3600 * 3600) for e in events}
+        self._dirty |= {(a, at - at % 3600) for a, at in zip(table[_ACCOUNT_ID], table[_EVENT_TIME])}
         self.refresh_stats()
 
     def refresh_stats(self, force: bool = False) -> None:

@@ -2,13 +2,14 @@
 
 Consumes `events.actions` (action.#, from trkaction/trkimage) and `events.delivery`
 (delivery.#, from akmtad) on one channel (altcraft.stores.amqp_consume.BatchConsumer) with a
-prefetch of PREFETCH per queue, decodes what arrives on the connection's thread between
-polls, gathers it into a batch and hands it to domain.ingest.EventWriter, on a writer
-thread, when the batch holds PREFETCH/2 messages or its oldest message is FLUSH_SECONDS old;
-meanwhile the rest of the prefetch window keeps arriving and being decoded (the writer's
-turn is then ClickHouse's round trips, not JSON, which costs about as much CPU per event
-as pika's reading of the frames). Only after the writer returned (the ClickHouse INSERT and
-the profile effects done) is the batch acknowledged, with one `multiple` ack. A crash before that (kill -9)
+prefetch of PREFETCH per queue, decodes each delivery as pika reads it, on the connection's
+thread (events.decode: msgspec), gathers the events into a batch and hands it to
+domain.ingest.EventWriter, on a writer thread, when the batch holds PREFETCH/2 messages or
+its oldest message is FLUSH_SECONDS old; meanwhile the rest of the prefetch window keeps
+arriving and being decoded (the writer's turn is then ClickHouse's round trips and one
+columnar INSERT, events.columns). Only after the writer returned (the ClickHouse INSERT and
+the profile effects done) is the batch acknowledged: its bad messages rejected one by one,
+then one `multiple` ack up to its last event. A crash before that (kill -9)
 leaves the batch unacknowledged: RabbitMQ delivers it again and ClickHouse keeps one row per
 event_id (ReplacingMergeTree; reports count uniqExact(event_id)).
 
@@ -42,7 +43,6 @@ from altcraft.domain.reports import HourlyStats
 from altcraft.domain.stoplist import StopList
 from altcraft.stores import analytics, kv
 from altcraft.stores.amqp_consume import BatchConsumer
-from altcraft.stores.broker import Received
 
 log = logging.getLogger("altcraft.procactions")
 
@@ -78,10 +78,10 @@ class CountedInserts:
 
 
 class Consumer:
-    """Reads deliveries on the connection's thread and hands batches to one writer thread,
-    so that the next half of the prefetch window arrives while a batch is being written.
-    Acknowledgements are sent from the connection's thread (pika is not thread-safe), after
-    the writer returned; one batch is written at a time, in arrival order."""
+    """Decodes deliveries as they are read, on the connection's thread, and hands batches to
+    one writer thread, so that the next half of the prefetch window arrives while a batch is
+    being written. Acknowledgements are sent from the connection's thread (pika is not
+    thread-safe), after the writer returned; one batch is written at a time, in arrival order."""
 
     def __init__(self, config: MainConfig, writer: EventWriter, prefetch: int = PREFETCH,
                  flush_seconds: float = FLUSH_SECONDS):
@@ -90,8 +90,11 @@ class Consumer:
         self.prefetch = prefetch
         self.batch_size = max(1, prefetch // 2)
         self.flush_seconds = flush_seconds
-        self.buffer: list[Received] = []
-        self.decoded: list[Event | str] = []  # buffer's messages decoded: an Event, or why not
+        # the batch being gathered: its events, the messages that are not events (tag,
+        # routing key, why) and the delivery tag of its last event
+        self.events: list[Event] = []
+        self.bad: list[tuple[int, str, str]] = []
+        self.last_good = 0
         self.rejected = 0
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="procactions-writer")
         self._writing: Future | None = None
@@ -100,42 +103,55 @@ class Consumer:
         self._drain: tuple[int, int] | None = None  # (drain request, delivery tag to be written)
         self.received_tag = 0  # the last delivery tag received on the channel
         self.acked_tag = 0  # the last one written and acknowledged
+        self._first_at = 0.0  # when the oldest message gathered arrived
+        self._bursting = False  # the last batch was a full one: a backlog is being drained
 
-    def _on_message(self, message: Received) -> None:
-        self.buffer.append(message)
-        self.received_tag = message.tag
+    def _on_delivery(self, tag: int, routing_key: str, body: bytes) -> None:
+        """On the connection's thread, as pika reads each delivery: decoding here overlaps
+        the writer's wait for ClickHouse, and the writer's turn is the store's, not JSON."""
+        self.received_tag = tag
+        try:
+            self.events.append(decode(body, routing_key))
+        except BadEvent as exc:
+            self.bad.append((tag, routing_key, str(exc)))
+            return
+        self.last_good = tag
+
+    def gathered(self) -> int:
+        return len(self.events) + len(self.bad)
 
     def run(self, stop: threading.Event) -> None:
-        source = BatchConsumer(self.config, QUEUES, self._on_message, prefetch=self.prefetch,
-                               app="altcraft-procactions")
+        source = BatchConsumer(self.config, QUEUES, self._on_delivery, prefetch=self.prefetch,
+                               app="altcraft-procactions", plain=True)
         try:
             log.info("consuming %s (prefetch %d per queue)", ", ".join(QUEUES), self.prefetch)
-            first_at = 0.0
             next_report, written_before = time.monotonic() + REPORT_EVERY, self.writer.written
             while not stop.is_set():
-                source.poll(0.005 if self._writing else 0.05)
-                self._decode_arrived()
+                # a short poll while anything is gathered or written: a full batch or a
+                # finished write is seen within 5 ms, so the writer does not sit idle
+                before, idle = self.received_tag, self._writing is None
+                source.poll(0.005 if self._writing or self.events or self.bad else 0.05)
+                # nothing arrived although the window had room (no batch was held unacknowledged)
+                quiet = idle and self.received_tag == before
                 self._acknowledge(source)
                 self._answer_quiet_point(source)
-                if not self.buffer:
+                gathered = self.gathered()
+                if not gathered:
                     if self._writing is None:
                         self.writer.refresh_stats()  # what the last batches touched, once idle
                     continue
                 now = time.monotonic()
-                if not first_at:
-                    first_at = now
-                if self._writing is None and (len(self.buffer) >= self.batch_size
-                                              or now - first_at >= self.flush_seconds
-                                              or self._drain is not None):
+                if not self._first_at:
+                    self._first_at = now
+                if self._writing is None and self._batch_due(source, gathered, quiet, now):
                     self._writing = self._pool.submit(self._write, *self._cut())
-                    first_at = 0.0
                 if now >= next_report:
                     log.info("%d events written in the last %.0f s", self.writer.written - written_before,
                              REPORT_EVERY)
                     next_report, written_before = now + REPORT_EVERY, self.writer.written
             # stopping: what was taken is written and acknowledged first
             self._acknowledge(source, wait=True)
-            if self.buffer:
+            if self.gathered():
                 self._writing = self._pool.submit(self._write, *self._cut())
                 self._acknowledge(source, wait=True)
             self.writer.refresh_stats(force=True)
@@ -147,9 +163,24 @@ class Consumer:
                 except Exception:
                     pass
             self._pool.shutdown(wait=False)
-            self.buffer.clear()  # unacknowledged: the broker delivers them again
-            self.decoded.clear()
+            self.events, self.bad, self.last_good = [], [], 0  # unacknowledged: delivered again
             source.close()
+
+    def _batch_due(self, source, gathered: int, quiet: bool, now: float) -> bool:
+        """Whether the gathered messages go to the (idle) writer now: at half the prefetch
+        window; when the oldest is FLUSH_SECONDS old; at a backup's drain request; and at the
+        end of a burst, so that its last messages do not wait for the timer: the last batch
+        was a full one, a poll with room in the window brought nothing, and the broker says
+        both queues are empty. A trickle waits for its second, so ClickHouse gets few
+        INSERTs either way."""
+        if gathered >= self.batch_size:
+            self._bursting = True
+            return True
+        if (now - self._first_at >= self.flush_seconds or self._drain is not None
+                or (self._bursting and quiet and all(source.ready(q) == 0 for q in QUEUES))):
+            self._bursting = False
+            return True
+        return False
 
     def _answer_quiet_point(self, source: BatchConsumer) -> None:
         """Twice a second: says it lives. On a backup's drain request: once both queues hold
@@ -178,49 +209,30 @@ class Consumer:
         except Exception as exc:  # noqa: BLE001
             log.warning("quiet point roll call not written (%s)", type(exc).__name__)
 
-    def _decode_arrived(self) -> None:
-        """On the connection's thread, between polls: decodes what arrived since the last
-        call, so that the writer thread spends its turn on ClickHouse, not on JSON (decoding
-        here overlaps the writer's wait for the store's answer)."""
-        for message in self.buffer[len(self.decoded):]:
-            try:
-                self.decoded.append(decode(message.body, message.routing_key))
-            except BadEvent as exc:
-                self.decoded.append(str(exc))
+    def _cut(self) -> tuple[list[Event], list[tuple[int, str, str]], int, int]:
+        batch = self.events, self.bad, self.last_good, self.received_tag
+        self.events, self.bad, self.last_good, self._first_at = [], [], 0, 0.0
+        return batch
 
-    def _cut(self) -> tuple[list[Received], list[Event | str]]:
-        self._decode_arrived()
-        batch, decoded = self.buffer, self.decoded
-        self.buffer, self.decoded = [], []
-        return batch, decoded
-
-    def _write(self, batch: list[Received], decoded: list[Event | str]):
-        """On the writer thread: writes the decoded events; returns what to acknowledge and
-        to reject (a message that did not decode, with the reason)."""
-        events, good, bad = [], [], []
-        for message, event in zip(batch, decoded):
-            if isinstance(event, str):
-                bad.append((message.tag, message.routing_key, event))
-            else:
-                events.append(event)
-                good.append(message.tag)
+    def _write(self, events: list[Event], bad: list[tuple[int, str, str]], last_good: int, last: int):
+        """On the writer thread: writes the events; returns what to acknowledge and reject."""
         self.writer.write(events)
-        return batch[-1].tag, good, bad
+        return last, last_good, bad
 
     def _acknowledge(self, source: BatchConsumer, wait: bool = False) -> None:
         if self._writing is None or not (wait or self._writing.done()):
             return
         future, self._writing = self._writing, None
-        last, good, bad = future.result()  # a failed write raises here: nothing is acknowledged
+        last, last_good, bad = future.result()  # a failed write raises here: nothing is acknowledged
         for tag, routing_key, why in bad:
             log.error("rejected a message from %s (dead-lettered to events.dead): %s", routing_key, why)
             source.reject(tag)
         self.rejected += len(bad)
-        if bad:
-            for tag in good:
-                source.ack(tag)
-        else:
-            source.ack(last, multiple=True)  # the batch is a prefix of the deliveries
+        if last_good:
+            # the batch is every delivery up to its last one not yet settled (batches are
+            # settled in arrival order); its bad ones are rejected just before, so one
+            # `multiple` ack up to its last event is exactly its events
+            source.ack(last_good, multiple=True)
         source.flush()
         self.acked_tag = last
 

@@ -86,8 +86,11 @@ class Analytics:
                 settings: dict[str, Any] | None = None) -> list[tuple]:
         return self._client.execute(sql, params, settings=settings)
 
-    def insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
-        """One INSERT of many rows (ClickHouse wants few, large inserts).
+    def insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], *,
+               columnar: bool = False) -> int:
+        """One INSERT of many rows (ClickHouse wants few, large inserts). With `columnar`,
+        `rows` is one sequence per column instead (events.columns: the driver then need not
+        take rows apart).
 
         After an error that may be passing (connection lost, server killed, ZooKeeper away)
         the INSERT is sent again as the identical block: the same list, same rows in the same
@@ -116,7 +119,7 @@ class Analytics:
         attempts = INSERT_ATTEMPTS if self.cluster is not None and self.cluster.REPLICATED else 1
         for attempt in range(1, attempts + 1):
             try:
-                return self._client.execute(sql, block)
+                return self._client.execute(sql, block, columnar=columnar)
             except Exception as exc:
                 if attempt == attempts or not _retryable(exc):
                     raise

@@ -17,6 +17,7 @@ from altcraft.domain import events as wire
 from altcraft.domain.reports import hour_key
 from altcraft.domain.stoplist import StopList
 from altcraft.domain.tracking import Link
+from altcraft.services import procactions
 from altcraft.stores import broker, kv
 from altcraft.wiring import Platform
 from tests.lib.stand import campaign_id
@@ -181,3 +182,33 @@ def test_clicks_right_after_delivery_or_open_are_flagged(stand):
                        " ORDER BY event_time", {"a": account_id, "c": campaign})
     assert rows == [("1" * 32, 1, 1, "click-after-delivery"), ("2" * 32, 1, 0, ""),
                     ("2" * 32, 2, 1, "click-after-open")]
+
+
+def test_a_burst_ends_in_clickhouse_without_waiting_for_the_timer(stand):
+    """procactions' Consumer in-process, its flush timer at an hour and a prefetch of 20
+    (batches of 10): a trickle of 3 events is not written alone; a backlog of 21 behind it
+    is written whole, its last batch (smaller than 10 as a rule) by the end-of-burst rule."""
+    campaign = campaign_id()
+    account_id = 6_000_000 + campaign % 1_000_000
+    now = datetime.now(timezone.utc)
+    made = [event("open", account_id, campaign, f"{i:032x}", now) for i in range(24)]
+    consumer = procactions.Consumer(stand.config, procactions.make_writer(stand.config), prefetch=20,
+                                    flush_seconds=3600)
+    sizes: list[int] = []
+    write = consumer.writer.write
+    consumer.writer.write = lambda batch: (sizes.append(len(batch)), write(batch))[1]
+    stop = threading.Event()
+    worker = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
+    worker.start()
+    try:
+        stand.publish(made[:3])
+        wait_for(lambda: consumer.gathered() == 3, what="the trickle gathered")
+        stand.publish(made[3:])
+        where = "account_id = %(a)s AND campaign_id = %(c)s"
+        wait_for(lambda: stand.rows(where, {"a": account_id, "c": campaign}) == 24, what="all 24 events")
+        wait_for(lambda: consumer.acked_tag == 24, what="every delivery acknowledged")
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+    assert sizes[0] > 3 and sum(sizes) == 24, sizes
+    assert stand.depth("events.actions") == 0

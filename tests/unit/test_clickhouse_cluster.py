@@ -92,7 +92,7 @@ class FlakyClient:
         self.sent: list[list] = []
         self.disconnects = 0
 
-    def execute(self, sql, rows, settings=None):
+    def execute(self, sql, rows, settings=None, columnar=False):
         self.sent.append(rows)
         if self.failures:
             raise self.failures.pop(0)

@@ -68,28 +68,25 @@ class FakeSource:
     def ready(self, queue):
         # deliveries the broker sent before its answer arrive first
         while self.arriving:
-            self.consumer._on_message(self.arriving.pop(0))
+            self.consumer._on_delivery(self.arriving.pop(0), "action.open", b"{}")
         return self.ready_counts[queue]
 
 
 def _consumer(member) -> Consumer:
     consumer = Consumer.__new__(Consumer)
-    consumer.buffer, consumer.member, consumer._flag_read, consumer._drain = [], member, 0.0, None
+    consumer.events, consumer.bad, consumer.last_good = [], [], 0
+    consumer.member, consumer._flag_read, consumer._drain = member, 0.0, None
     consumer.received_tag = consumer.acked_tag = 0
     return consumer
-
-
-def _message(tag):
-    return SimpleNamespace(tag=tag)
 
 
 def test_procactions_answers_a_drain_only_once_what_it_received_is_written():
     flag = {"token": "t", "drain": 1}
     member = FakeMember([flag])
     consumer = _consumer(member)
-    consumer._on_message(_message(1))
+    consumer._on_delivery(1, "action.open", b"{}")
     consumer.acked_tag = 0
-    source = FakeSource(consumer, {"events.actions": 0, "events.delivery": 0}, arriving=[_message(2)])
+    source = FakeSource(consumer, {"events.actions": 0, "events.delivery": 0}, arriving=[2])
     consumer._answer_quiet_point(source)
     assert member.reports[-1]["drained"] is None  # tags 1 and 2 taken, none written
     assert consumer.received_tag == 2 and consumer._drain == (1, 2)

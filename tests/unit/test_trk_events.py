@@ -59,7 +59,7 @@ def test_delivery_event_round_trip():
         "bounced_hard", 9, "a@b.example", "550 5.1.1 user unknown", "192.0.2.7")
     assert (event.account_id, event.db_id, event.resource_id, event.campaign_id, event.profile_id) == (
         1, 2, 3, 4, "ab" * 16)
-    assert (event.launch, event.message_id, event.extra) == (2, "m1@ak", {})
+    assert (event.launch, event.message_id) == (2, "m1@ak")
     assert event.time.timestamp() == 1_795_000_000.5
     row = dict(zip(events.COLUMNS, events.row(event)))
     assert "email" not in row and row["kind"] == "bounced_hard" and row["is_bot"] == 0
