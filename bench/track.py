@@ -6,8 +6,9 @@ pipeline's rate from RabbitMQ into ClickHouse.
 1. trkaction under akd (its server: registry.Process.server, granian RSGI; WORKERS workers) on a loopback port; wrk (Debian,
    installed if missing and root, else the script stops naming it) drives GET /c/<signed
    token> for SECONDS with CONNECTIONS connections; every request is a real click: token
-   verified, bot check, event into the publisher, 302. Afterwards: how many events the
-   broker confirmed and how long the publishers needed to catch up.
+   verified, bot check, event appended to the worker's journal, 302. Afterwards: how many
+   events the broker confirmed (trkaction's relay process publishes the journals) and how
+   long the relay needed to catch up.
 2. A throwaway nginx (Debian's nginx-light, the same way) with `worker_processes WORKERS; access_log off;
    return 302`, on another loopback port, driven by the same wrk command.
 3. procactions drains the clicks (topped up with synthetic events to at least --events)
@@ -269,7 +270,7 @@ http {{
     if ours["non_3xx"] or ours["errors"]:
         print(f"ours: non-3xx answers {ours['non_3xx']}, socket errors {ours['errors'] or 0}")
     print(f"click events: accepted {accepted:,.0f}, confirmed by RabbitMQ {confirmed:,.0f}, spooled {spooled:,.0f}; "
-          f"publishers caught up {catch_up:.1f} s after the load ended")
+          f"the relay caught up {catch_up:.1f} s after the load ended")
     print(f"RabbitMQ -> ClickHouse (procactions): {written:,} events, {ch_rate:,.0f} events/s "
           f"(first row to last)")
     print(f"reference: bare pika consumer, same events and prefetch: {raw_count:,} events, {raw_rate:,.0f} events/s")
