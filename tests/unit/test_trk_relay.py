@@ -308,3 +308,17 @@ def test_a_click_is_appended_to_the_journal_or_else_handed_to_the_publisher(tmp_
     journal.directory.write_text("")
     journal._size = journal.segment_bytes  # the next append opens a segment there: it cannot
     assert click() == "302 Found" and len(recorder.events) == 1  # the publisher has it
+
+
+def test_a_forked_worker_writes_a_journal_of_its_own(tmp_path):
+    journal = Journal(tmp_path / "spool")
+    assert journal.append("action.click", body(0), "parent")
+    child = os.fork()
+    if child == 0:  # the worker
+        os._exit(0 if journal.append("action.click", body(1), "child") else 1)
+    assert os.waitpid(child, 0)[1] == 0
+    assert journal.append("action.click", body(2), "parent-again")
+    journal.close()
+    ids = {p.name.split(".")[0]: [decode_line(raw)[2] for raw in p.read_bytes().splitlines()]
+           for p in (tmp_path / "spool").glob("*.jsonl")}
+    assert ids == {str(os.getpid()): ["parent", "parent-again"], str(child): ["child"]}

@@ -89,6 +89,16 @@ class Journal:
         self._fd = -1
         self._segment = -1
         self._size = 0
+        os.register_at_fork(after_in_child=self._forked)
+
+    def _forked(self) -> None:
+        """In a forked child (a server's worker): the parent's descriptor and lock are not
+        this process's to use; the first append opens a segment of its own. (Cheaper than
+        comparing os.getpid(), a system call, on every append.)"""
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._lock = threading.Lock()
+        self._fd, self._pid = -1, 0
 
     def _open(self) -> None:
         """A new segment of this process: the next number after any this pid left before."""
@@ -112,7 +122,7 @@ class Journal:
         line = encode_line(routing_key, body, message_id)
         try:
             with self._lock:
-                if self._pid != os.getpid() or self._size >= self.segment_bytes:
+                if self._fd < 0 or self._size >= self.segment_bytes:
                     self._open()
                 written = os.write(self._fd, line)
                 self._size += written
