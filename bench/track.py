@@ -6,8 +6,9 @@ pipeline's rate from RabbitMQ into ClickHouse.
 1. trkaction under akd (its server: registry.Process.server, granian RSGI; WORKERS workers) on a loopback port; wrk (Debian,
    installed if missing and root, else the script stops naming it) drives GET /c/<signed
    token> for SECONDS with CONNECTIONS connections; every request is a real click: token
-   verified, bot check, event into the publisher, 302. Afterwards: how many events the
-   broker confirmed and how long the publishers needed to catch up.
+   verified, bot check, event appended to the worker's journal, 302. Afterwards: how many
+   events the broker confirmed (trkaction's relay process publishes the journals) and how
+   long the relay needed to catch up.
 2. A throwaway nginx (Debian's nginx-light, the same way) with `worker_processes WORKERS; access_log off;
    return 302`, on another loopback port, driven by the same wrk command.
 3. procactions drains the clicks (topped up with synthetic events to at least --events)
@@ -63,6 +64,24 @@ def wrk(binary: str, url: str, seconds: int, connections: int, threads: int) -> 
     return {"rate": rate, "requests": total, "non_3xx": int(bad.group(1)) if bad else 0,
             "errors": errors.group(1) if errors else "", "p50": latency.get("50", "?"),
             "p99": latency.get("99", "?"), "command": " ".join(command[:5]) + " <url>"}
+
+
+def cpu_seconds(pid_file: Path) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by the tracking process's family, by title:
+    the workers, the relay (AK:<name>:relay, if any), the master."""
+    import psutil
+
+    master = psutil.Process(int(pid_file.read_text().split()[0]))
+    used: dict[str, float] = {}
+    for member in [master, *master.children(recursive=True)]:
+        try:
+            title = " ".join(member.cmdline()).strip()
+            times = member.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        role = title.rsplit(":", 1)[-1] if title.startswith("AK:") and title.count(":") == 2 else "master"
+        used[role] = used.get(role, 0.0) + times.user + times.system
+    return used
 
 
 def metric(port: int, name: str) -> float:
@@ -168,11 +187,15 @@ def main() -> None:
         if answer.status != 302 or answer.getheader("Location") != "https://example.com/landing":
             sys.exit(f"bench/track.py: the redirect answered {answer.status}, not 302")
         check.close()
+        pid_file = config.pids_dir / "trkaction.pid"
+        cpu_before = cpu_seconds(pid_file)
         ours = wrk(wrk_bin, click, args.seconds, args.connections, args.threads)
+        cpu_load = cpu_seconds(pid_file)
         ended = time.monotonic()
         while metric(port, "altcraft_trk_events_buffered") > 0 and time.monotonic() - ended < 300:
             time.sleep(0.2)
         catch_up = time.monotonic() - ended
+        cpu_after = cpu_seconds(pid_file)
         accepted = metric(port, 'altcraft_trk_events_total{outcome="accepted"}')
         confirmed = metric(port, 'altcraft_trk_events_total{outcome="confirmed"}')
         spooled = metric(port, 'altcraft_trk_events_total{outcome="spooled"}')
@@ -269,7 +292,15 @@ http {{
     if ours["non_3xx"] or ours["errors"]:
         print(f"ours: non-3xx answers {ours['non_3xx']}, socket errors {ours['errors'] or 0}")
     print(f"click events: accepted {accepted:,.0f}, confirmed by RabbitMQ {confirmed:,.0f}, spooled {spooled:,.0f}; "
-          f"publishers caught up {catch_up:.1f} s after the load ended")
+          f"the relay caught up {catch_up:.1f} s after the load ended")
+    # CPU per click: less sensitive to the machine's load than the rates (nothing else's time in it)
+    per_click = {role: (cpu_load.get(role, 0.0) - cpu_before.get(role, 0.0)) / max(1, ours["requests"]) * 1e6
+                 for role in cpu_load}
+    publishing = {role: (cpu_after.get(role, 0.0) - cpu_before.get(role, 0.0)) / max(1, accepted) * 1e6
+                  for role in cpu_after if role != "worker"}
+    print("CPU per click during the load (us): " + ", ".join(f"{r} {v:.1f}" for r, v in sorted(per_click.items()))
+          + "; per event until caught up, beside the workers: "
+          + (", ".join(f"{r} {v:.1f}" for r, v in sorted(publishing.items())) or "-"))
     print(f"RabbitMQ -> ClickHouse (procactions): {written:,} events, {ch_rate:,.0f} events/s "
           f"(first row to last)")
     print(f"reference: bare pika consumer, same events and prefetch: {raw_count:,} events, {raw_rate:,.0f} events/s")

@@ -9,11 +9,13 @@
     GET /<name>/health, /<name>/readiness, /metrics   as every HTTP process
 
 Clicks and opens are the hot path: a plain WSGI callable, no Flask, no lookups. The token is
-verified (HMAC) before anything is recorded, the event goes to the per-process publisher's
-buffer (see publisher.py for the delivery guarantee) and the answer leaves at once. A
-tampered, truncated or expired token, or a token of another kind, is a 404 that records
-nothing. The redirect goes only to the URL inside the signed token, and only to http(s).
-/w shares that refusal (405, 404) and is then rendered by the pages.
+verified (HMAC) before anything is recorded, the event is appended to the worker's journal
+file (journal.py: one write; the relay process, relay.py, publishes it) and the answer
+leaves at once; were the journal not writable (a full disk), the event goes to the
+in-process publisher (publisher.py: its buffer, then its spool). A tampered, truncated or
+expired token, or a token of another kind, is a 404 that records nothing. The redirect goes
+only to the URL inside the signed token, and only to http(s). /w shares that refusal (405,
+404) and is then rendered by the pages.
 Everything else is served by the Flask app of the HTTP skeleton with the pages blueprint.
 
 Client address: REMOTE_ADDR; when the peer is loopback (nginx-trk on the same host), the
@@ -37,8 +39,10 @@ from altcraft.http.rsgi import WSGIBridge, client_host
 from altcraft.http.service import REQUESTS, create_service_app, dependency_checker
 from altcraft.registry import RABBITMQ, Process
 from altcraft.schema.rabbitmq import EVENTS_EXCHANGE
+from altcraft.services.trk.journal import Journal
 from altcraft.services.trk.pages import Pages, blueprint, client_ip
-from altcraft.services.trk.publisher import EventPublisher
+from altcraft.services.trk.publisher import EVENTS, EventPublisher
+from altcraft.services.trk.relay import RelayProcess, RelaySettings
 from altcraft.stores import broker
 
 # the smallest transparent GIF (42 bytes)
@@ -83,12 +87,14 @@ def safe_location(url: str) -> str | None:
 class TrackingApp:
     """The WSGI application of a tracking process: the lean paths, then Flask for the rest."""
 
-    def __init__(self, config: MainConfig, process: Process, publisher: EventPublisher, fallback):
+    def __init__(self, config: MainConfig, process: Process, publisher: EventPublisher, fallback,
+                 journal: Journal | None = None):
         self.service = process.name
         self.key = config.TRACKING_CRYPT_KEY
         self.ttl = config.TRACKING_LINK_TTL_DAYS * 86400
         self.prefix = urlsplit(config.TRACKING_BASE_URL).path.rstrip("/")
-        self.publisher = publisher
+        self.publisher = publisher  # the pages' confirmed events; clicks when there is no journal
+        self.journal = journal
         self.fallback = fallback
         # request counts are kept here and added to the Prometheus counter by the publisher
         # thread every ~0.2 s: a multiprocess counter's inc costs a few microseconds each
@@ -108,6 +114,9 @@ class TrackingApp:
             counts, self._counts = self._counts, {}
         for (endpoint, method, status), n in counts.items():
             REQUESTS.labels(self.service, endpoint, method, status).inc(n)
+        accepted = self.journal.take_accepted() if self.journal is not None else 0
+        if accepted:
+            EVENTS.labels("accepted").inc(accepted)
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
@@ -127,18 +136,20 @@ class TrackingApp:
 
     # -- under granian (RSGI): /c and /o answered on the worker's loop, the rest on threads ----
     def __rsgi_init__(self, loop) -> None:
-        # the tail latency was the cyclic garbage collector: under a burst tens of thousands
-        # of events wait in the buffer and in flight, and a collection that walks them
-        # stalls every request of the worker (p99 ~100 ms -> ~40 ms here, bench/track.py).
-        # What the worker has at its start (modules, the app) is frozen out of every
-        # collection; young collections run every 100,000 allocations instead of 700
+        # the cyclic garbage collector: what the worker has at its start (modules, the app)
+        # is frozen out of every collection, and young collections run every 100,000
+        # allocations instead of 700 (a collection stalls every request of the worker; with
+        # the events in the in-process buffer it walked tens of thousands of them)
         gc.freeze()
         gc.set_threshold(100_000, 50, 100)
         self.publisher.start()
 
     def __rsgi_del__(self, loop) -> None:
-        """The worker stops: flush the publisher (confirmed, or spooled) before it exits."""
+        """The worker stops: its journal to the disk, the publisher flushed (confirmed, or
+        spooled) before it exits."""
         self._bridge.close()
+        if self.journal is not None:
+            self.journal.close()
         self.publisher.close()
 
     async def __rsgi__(self, scope, proto) -> None:
@@ -178,7 +189,8 @@ class TrackingApp:
         reason = botfilter.classify(kind, method, user_agent, ip, link.issued, now)
         event_id, routing_key, body = events.action(
             link, kind, ip=ip, user_agent=user_agent, is_bot=bool(reason), bot_reason=reason, now=now)
-        self.publisher.submit(routing_key, body, event_id)
+        if self.journal is None or not self.journal.append(routing_key, body, event_id):
+            self.publisher.submit(routing_key, body, event_id)
 
     def _refused(self, start_response, route: str, method: str, link) -> list[bytes] | None:
         """The answer shared by /c, /o and /w when the method or the token is not acceptable
@@ -230,10 +242,23 @@ def spool_dir(config: MainConfig, process: Process) -> Path:
     return config.run_dir / "trk" / process.name
 
 
+def flush_timeout(config: MainConfig) -> float:
+    return max(1.0, min(5.0, config.AKD.STOP_TIMEOUT - 1))
+
+
 def make_publisher(config: MainConfig, process: Process) -> EventPublisher:
+    # its spool files are the relay's to publish (replay=False): one reader per directory
     return EventPublisher(lambda: broker.parameters(config, timeout=5.0, app=f"altcraft-{process.name}"),
                           EVENTS_EXCHANGE, spool_dir(config, process),
-                          flush_timeout=max(1.0, min(5.0, config.AKD.STOP_TIMEOUT - 1)))
+                          flush_timeout=flush_timeout(config), replay=False)
+
+
+def start_relay(config: MainConfig, process: Process) -> RelayProcess:
+    relay = RelayProcess(RelaySettings(
+        process.name, broker.parameters(config, timeout=5.0, app=f"altcraft-{process.name}-relay"),
+        EVENTS_EXCHANGE, spool_dir(config, process), flush_timeout(config), config.DEFAULT_LOG_LEVEL))
+    relay.start()
+    return relay
 
 
 def create_app(config: MainConfig, process: Process) -> TrackingApp:
@@ -244,9 +269,10 @@ def create_app(config: MainConfig, process: Process) -> TrackingApp:
     read profiles (subscription manager) answer 503 while the account database is away.
     """
     publisher = make_publisher(config, process)
+    start_relay(config, process)  # in the master, before the workers fork: one per process
     # the server forks its workers from this (preloaded) process: each worker starts its own
-    # publisher at once, so that spool files are replayed even before the first request
+    # publisher thread at once (the metrics tick; the pages' confirmed events)
     os.register_at_fork(after_in_child=publisher.start)
     flask_app = create_service_app(process.name, dependency_checker(config, (RABBITMQ,)))
     flask_app.register_blueprint(blueprint(Pages(config, publisher)))
-    return TrackingApp(config, process, publisher, flask_app)
+    return TrackingApp(config, process, publisher, flask_app, Journal(spool_dir(config, process)))

@@ -1,4 +1,11 @@
-"""Publishing events without a blocking confirm per request.
+"""Publishing events without a blocking confirm per request, from inside a process.
+
+In trkaction and trkimage, clicks and opens no longer come here: a worker appends them to
+its journal (journal.py) and the relay process publishes them (relay.py). This publisher
+serves the pages' events that must be confirmed before the page answers
+(`publish_and_wait`), and takes a click whose journal line could not be written; its
+spool files are the relay's to publish there (`replay=False`). Elsewhere (benchmarks,
+tests) it publishes and replays its spool itself, as described below.
 
 A request hands its event to an in-process buffer and answers at once; one background
 thread per process sends what is in the buffer to RabbitMQ (persistent, mandatory) on a
@@ -158,10 +165,13 @@ class EventPublisher:
 
     def __init__(self, params: Callable[[], Parameters], exchange: str,
                  spool_dir: Path | None, *, max_buffer: int = MAX_BUFFER, batch: int = BATCH,
-                 window: int = WINDOW, flush_timeout: float = 5.0):
+                 window: int = WINDOW, flush_timeout: float = 5.0, replay: bool = True):
         self._params = params
         self.exchange = exchange
         self.spool = Spool(spool_dir) if spool_dir else None
+        # False where another process publishes the spool directory's files (the tracking
+        # relay, relay.py): this one then only writes to it
+        self.replay = replay
         self.max_buffer = max_buffer
         self.batch = batch
         self.window = window
@@ -283,7 +293,7 @@ class EventPublisher:
                     continue
                 if channel is not None:
                     channel.poll(0)  # heartbeats
-                if self.spool is not None and not retry and now >= next_replay:
+                if self.spool is not None and self.replay and not retry and now >= next_replay:
                     next_replay = now + SPOOL_REPLAY_EVERY
                     retry.extend(self._claim_spool(replaying))
                     if retry:
