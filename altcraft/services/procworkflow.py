@@ -1,9 +1,11 @@
 """The `procworkflow` process: runs the steps of scenarios (domain/scenarios.py).
 
 Runs are their own timers in the control database: due runs are claimed in batches under a
-lease (main.json WORKFLOWS.LEASE_SECONDS), each stepped as far as it goes now, the batch's
-messages published in one broker transaction, then its steps stored (one log insert, one
-bulk update, each run's update conditioned on the step it was claimed at). A worker killed
+lease (main.json WORKFLOWS.LEASE_SECONDS; one query for the due runs, one insert_many of
+unique claim keys: domain/scenario_claims.py), each stepped as far as it goes now (the
+batch's sends read each template and sender once), the batch's messages published in one
+broker transaction, then its steps stored (one log insert, one update by _id a run, by
+the claim's winner while the claim lasts). A worker killed
 at any point leaves its leases to run out; the runs are claimed again and the steps done
 again with the same outcome (a send with the same derived message id, which akmtad drops).
 Nothing is kept in memory between batches, so a restart resumes every wait.
@@ -85,6 +87,32 @@ class ReadOnce(scenarios.Scenarios):
         return cached[1]
 
 
+class BatchMailer(Mailer):
+    """The sends of one batch read a template and its senders once: a welcome batch sends
+    one template from one sender to up to BATCH profiles. `forget` starts the next batch,
+    so an edited template or sender is read again within a batch's time."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._kept: dict[tuple, Any] = {}
+
+    def forget(self) -> None:
+        self._kept.clear()
+
+    def template(self, account_id: int, template_id: Any) -> Any:
+        key = ("template", account_id, template_id)
+        if key not in self._kept:
+            self._kept[key] = super().template(account_id, template_id)
+        return self._kept[key]
+
+    def senders(self, account_id: int, source: dict[str, Any]) -> Any:
+        key = ("senders", account_id, source["id"], source["db_id"], source["resource_id"],
+               source.get("sender_id"), source.get("vsender_id"))
+        if key not in self._kept:
+            self._kept[key] = super().senders(account_id, source)
+        return self._kept[key]
+
+
 class Stepper:
     def __init__(self, config: MainConfig):
         self.config = config
@@ -92,7 +120,7 @@ class Stepper:
         self.platform = Platform(config)
         self.store = ReadOnce(self.platform.control)
         self.broker = Broker(config, app="procworkflow")
-        self.mailer = Mailer(config, self.platform, self.broker)
+        self.mailer = BatchMailer(config, self.platform, self.broker)
         self.analytics = Analytics(config.CLICKHOUSE_SYSTEM)
         self.outgoing: list[Message] | None = None  # a batch's messages, published before its steps are stored
         scale = config.WORKFLOWS.TIME_SCALE
@@ -180,6 +208,7 @@ class Stepper:
         stepped again, sending the same message ids, which akmtad drops. How many runs."""
         runs = self.store.claim_batch(self.owner, BATCH, self.config.WORKFLOWS.LEASE_SECONDS)
         batch = scenarios.Batch(self.store)
+        self.mailer.forget()
         self.outgoing = []
         for run in runs:
             try:

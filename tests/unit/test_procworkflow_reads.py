@@ -1,10 +1,12 @@
-"""procworkflow's reads of scenarios: a version's graph once, a scenario again after its TTL."""
+"""procworkflow's reads: a version's graph once, a scenario again after its TTL, a template
+and its senders once a batch of sends."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
-from altcraft.services.procworkflow import ReadOnce
+from altcraft.services import mailout
+from altcraft.services.procworkflow import BatchMailer, ReadOnce
 
 
 class Counting:
@@ -37,3 +39,21 @@ def test_a_version_is_read_once_a_scenario_again_after_its_ttl():
     reads.graph(7, 2)
     assert control.workflows.reads == 2, "a scenario was not read again after its TTL"
     assert control.workflow_versions.reads == 1, "an immutable version was read again"
+
+
+def test_a_batch_of_sends_reads_a_template_and_its_senders_once(monkeypatch):
+    reads = []
+    monkeypatch.setattr(mailout.Mailer, "__init__", lambda self, *args: None)
+    monkeypatch.setattr(mailout.Mailer, "template", lambda self, account, tid: reads.append(("template", tid)) or tid)
+    monkeypatch.setattr(mailout.Mailer, "senders", lambda self, account, source: reads.append(("senders", source["id"]))
+                        or source["sender_id"])
+    mailer = BatchMailer()
+    welcome = {"id": 31, "db_id": 1, "resource_id": 1, "sender_id": 5, "template_id": 8}
+    reminder = {**welcome, "id": 32, "template_id": 9}
+    for source in (welcome, welcome, reminder, welcome):
+        assert mailer.template(1, source["template_id"]) == source["template_id"]
+        assert mailer.senders(1, source) == 5
+    assert reads == [("template", 8), ("senders", 31), ("template", 9), ("senders", 32)]
+    mailer.forget()  # the next batch
+    mailer.template(1, 8)
+    assert reads[-1] == ("template", 8), "a template kept past its batch"
