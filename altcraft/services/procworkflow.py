@@ -50,7 +50,6 @@ from altcraft.wiring import Platform
 
 log = logging.getLogger("altcraft.procworkflow")
 SCAN_SECONDS = 0.5
-BATCH = 200  # runs stepped together: one broker transaction and one step-log insert a batch
 POLL_SECONDS, POLL_FLOOR_SECONDS = 60.0, 0.5  # a wait for an open or a click looks again (x TIME_SCALE)
 SCENARIO_TTL = 5.0
 CACHED = 1000  # graphs and scenarios kept; the lot is dropped when full
@@ -89,7 +88,7 @@ class ReadOnce(scenarios.Scenarios):
 
 class BatchMailer(Mailer):
     """The sends of one batch read a template and its senders once: a welcome batch sends
-    one template from one sender to up to BATCH profiles. `forget` starts the next batch,
+    one template from one sender to up to WORKFLOWS.BATCH profiles. `forget` starts the next batch,
     so an edited template or sender is read again within a batch's time."""
 
     def __init__(self, *args: Any, **kwargs: Any):
@@ -202,11 +201,11 @@ class Stepper:
                 self.broker.poll(SCAN_SECONDS)  # keeps the connection's heartbeats going
 
     def step_batch(self) -> int:
-        """Claims up to BATCH due runs, steps each as far as it goes now, publishes the batch's
+        """Claims up to WORKFLOWS.BATCH due runs, steps each as far as it goes now, publishes the batch's
         messages in one broker transaction, then stores the steps (scenarios.Batch). A crash
         anywhere leaves the runs at their claimed step: their leases run out and they are
         stepped again, sending the same message ids, which akmtad drops. How many runs."""
-        runs = self.store.claim_batch(self.owner, BATCH, self.config.WORKFLOWS.LEASE_SECONDS)
+        runs = self.store.claim_batch(self.owner, self.config.WORKFLOWS.BATCH, self.config.WORKFLOWS.LEASE_SECONDS)
         batch = scenarios.Batch(self.store)
         self.mailer.forget()
         self.outgoing = []
