@@ -876,6 +876,7 @@ class Batch:
         self.sets: dict[str, dict[str, Any]] = {}
         self.taken: list[str] = []  # node types stepped (procworkflow's counts)
         self.until: dict[str, datetime] = {}  # run id -> when its claim (Leases) ends
+        self.late = 0  # runs the last flush stored after their claims had ended
 
     def store(self, run: dict[str, Any], outcome: dict[str, Any], log: dict[str, Any] | None,
               guard: dict[str, Any] | None = None) -> bool:
@@ -919,14 +920,14 @@ class Batch:
         # keeps other workers off the run meanwhile. A batch that outlasted its claim stores
         # a run only if it is still at the step it was claimed at (the conditional update,
         # a scan there), so a slow batch still makes progress but never moves a run back.
-        now = self.scenarios.clock()
-        modified = 0
+        modified = self.late = 0
         for rid, changes in self.sets.items():
             until = self.until.get(rid)
-            if until is not None and now < until:
+            if until is not None and self.scenarios.clock() < until:
                 query: dict[str, Any] = {"_id": rid}
             else:
                 query = {"_id": rid, "step": self.claimed[rid], "state": "active"}
+                self.late += until is not None
             modified += self.scenarios.runs.update_one(
                 query, {"$set": {**changes, "owner": None, "lease_until": _EPOCH}}).modified_count
         self.logs, self.claimed, self.sets, self.until = [], {}, {}, {}

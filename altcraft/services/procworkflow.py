@@ -86,6 +86,18 @@ class ReadOnce(scenarios.Scenarios):
         return cached[1]
 
 
+def next_size(size: int, most: int, claimed: int, late: int, seconds: float, lease: float) -> int:
+    """How many runs the next batch claims: half as many after a batch that stored runs after
+    their claims had ended (a slow store or a loaded machine: their updates then scan, and
+    another worker may step them again), twice as many (up to WORKFLOWS.BATCH) after a full
+    batch done within half a lease."""
+    if late:
+        return max(1, size // 2)
+    if claimed >= size and seconds < lease / 2:
+        return min(most, size * 2)
+    return size
+
+
 class BatchMailer(Mailer):
     """The sends of one batch read a template and its senders once: a welcome batch sends
     one template from one sender to up to WORKFLOWS.BATCH profiles. `forget` starts the next batch,
@@ -122,6 +134,7 @@ class Stepper:
         self.mailer = BatchMailer(config, self.platform, self.broker)
         self.analytics = Analytics(config.CLICKHOUSE_SYSTEM)
         self.outgoing: list[Message] | None = None  # a batch's messages, published before its steps are stored
+        self.size = config.WORKFLOWS.BATCH  # runs the next batch claims (next_size)
         scale = config.WORKFLOWS.TIME_SCALE
         self.machine = scenarios.Machine(self.store, self.send, self.activity, self.matches, scale=scale,
                                          profile=self.profile, update=self.update, webhook=self.webhook,
@@ -205,7 +218,9 @@ class Stepper:
         messages in one broker transaction, then stores the steps (scenarios.Batch). A crash
         anywhere leaves the runs at their claimed step: their leases run out and they are
         stepped again, sending the same message ids, which akmtad drops. How many runs."""
-        runs = self.store.claim_batch(self.owner, self.config.WORKFLOWS.BATCH, self.config.WORKFLOWS.LEASE_SECONDS)
+        settings = self.config.WORKFLOWS
+        started = time.monotonic()
+        runs = self.store.claim_batch(self.owner, self.size, settings.LEASE_SECONDS)
         batch = scenarios.Batch(self.store)
         self.mailer.forget()
         self.outgoing = []
@@ -227,6 +242,8 @@ class Stepper:
         batch.flush()
         for node_type in batch.taken:
             STEPS.labels(node_type).inc()
+        self.size = next_size(self.size, settings.BATCH, len(runs), batch.late, time.monotonic() - started,
+                              settings.LEASE_SECONDS)
         return len(runs)
 
     def close(self) -> None:

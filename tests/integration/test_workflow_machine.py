@@ -185,6 +185,7 @@ def test_a_batch_that_outlasted_its_claim_stores_only_runs_still_where_it_found_
     assert sorted(w.sent[2:]) == sorted(w.sent[:2]), "the runs stepped again sent other message ids"
     stored = {r: w.run(r)["due_at"] for r in runs}
     assert slow.flush() == 0, "a batch whose claim had ended overwrote runs another worker had stepped"
+    assert slow.late == 2, "runs stored after their claims had ended were not counted (procworkflow's batch size)"
     assert {r: w.run(r)["due_at"] for r in runs} == stored
     w.clock.at += timedelta(days=3)
     late = scenarios.Batch(w.store)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from altcraft.services import mailout
-from altcraft.services.procworkflow import BatchMailer, ReadOnce
+from altcraft.services.procworkflow import BatchMailer, ReadOnce, next_size
 
 
 class Counting:
@@ -57,3 +57,12 @@ def test_a_batch_of_sends_reads_a_template_and_its_senders_once(monkeypatch):
     mailer.forget()  # the next batch
     mailer.template(1, 8)
     assert reads[-1] == ("template", 8), "a template kept past its batch"
+
+
+def test_a_batch_that_outlasts_its_claims_halves_the_next_and_a_quick_full_one_doubles_it():
+    assert next_size(200, 200, 200, late=3, seconds=9.0, lease=3.0) == 100
+    assert next_size(1, 200, 1, late=1, seconds=9.0, lease=3.0) == 1
+    assert next_size(25, 200, 25, late=0, seconds=1.0, lease=3.0) == 50
+    assert next_size(150, 200, 150, late=0, seconds=1.0, lease=3.0) == 200
+    assert next_size(50, 200, 10, late=0, seconds=0.1, lease=3.0) == 50, "grown after a batch that was not full"
+    assert next_size(50, 200, 50, late=0, seconds=2.0, lease=3.0) == 50, "grown after a slow batch"
