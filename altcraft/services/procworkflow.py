@@ -224,7 +224,13 @@ class Stepper:
         batch = scenarios.Batch(self.store)
         self.mailer.forget()
         self.outgoing = []
-        for run in runs:
+        out_of_time = 0
+        for index, run in enumerate(runs):
+            if self.store.clock() >= run["claim"]["until"]:
+                out_of_time = len(runs) - index  # left to their claims' end, then claimed again
+                break
+            if index % 20 == 19:
+                self.broker.poll(0)  # a long batch keeps the broker connection's heartbeats
             try:
                 self.machine.advance(run, batch)
             except DomainError as exc:  # a version gone: the lease runs out and it is retried
@@ -242,8 +248,8 @@ class Stepper:
         batch.flush()
         for node_type in batch.taken:
             STEPS.labels(node_type).inc()
-        self.size = next_size(self.size, settings.BATCH, len(runs), batch.late, time.monotonic() - started,
-                              settings.LEASE_SECONDS)
+        self.size = next_size(self.size, settings.BATCH, len(runs), batch.late + out_of_time,
+                              time.monotonic() - started, settings.LEASE_SECONDS)
         return len(runs)
 
     def close(self) -> None:
@@ -255,11 +261,12 @@ class Stepper:
 
 
 def loop(config: MainConfig, stop: threading.Event) -> None:
-    backoff = 1.0
+    backoff, size = 1.0, config.WORKFLOWS.BATCH
     while not stop.is_set():
         stepper = None
         try:
             stepper = Stepper(config)
+            stepper.size = size  # a batch size learnt before the reconnect is kept
             stepper.run(stop)
         except Exception as exc:  # a store or the broker away: leases run out, runs are claimed again
             log.warning("scenario steps interrupted (%s: %s); reconnecting in %.0f s", type(exc).__name__,
@@ -268,6 +275,7 @@ def loop(config: MainConfig, stop: threading.Event) -> None:
             backoff = min(backoff * 2, 30.0)
         finally:
             if stepper is not None:
+                size = stepper.size
                 stepper.close()
 
 
