@@ -383,6 +383,9 @@ class WorkflowSettings(_Section):
     # How long a claimed run is procworkflow's; a run whose worker died is stepped again by
     # another when it ends. Longer than a step ever takes.
     LEASE_SECONDS: Annotated[float, Field(ge=2, le=600)] = 30.0
+    # Runs one procworkflow worker claims and steps together (one broker transaction and
+    # one step-log insert a batch); a smaller batch stores its steps sooner.
+    BATCH: Annotated[int, Field(ge=1, le=1000)] = 200
 
 
 class TaskSettings(_Section):

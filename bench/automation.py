@@ -1,6 +1,7 @@
 """Automation: scenario steps per second, timer lateness, and trigger-call-to-sink latency.
 
     .venv/bin/python -m bench.automation [--profiles 2000] [--wait 1] [--calls 200] [--rate 10]
+                                         [--ferretdb-postgresql]
 
 Steps: N profiles enter a scenario entry (API) -> wait (--wait seconds) -> send -> exit
 (entered through the domain's `enter`, before procworkflow starts; not timed). Then
@@ -25,6 +26,7 @@ Needs the test harness (started if it is not running). Ends with one line of fig
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -38,6 +40,7 @@ if __name__ == "__main__" and not __package__:
     sys.exit("run the benchmarks as modules from the repository root: .venv/bin/python -m bench.automation")
 
 from bench import _config  # noqa: E402
+from bench._ferretdb_pg import ferretdb_postgresql  # noqa: E402
 from bench._stats import latency_header, latency_row, percentile  # noqa: E402
 from tests.lib import broker as test_broker  # noqa: E402
 from tests.lib.ports import free_port  # noqa: E402
@@ -192,6 +195,9 @@ def main() -> None:
     parser.add_argument("--wait", type=int, default=1, help="the wait node's seconds (TIME_SCALE 1)")
     parser.add_argument("--calls", type=int, default=200, help="trigger API calls timed to the sink")
     parser.add_argument("--rate", type=float, default=10.0, help="trigger calls per second")
+    parser.add_argument("--ferretdb-postgresql", action="store_true",
+                        help="the document store: a FerretDB on the PostgreSQL handler started for this run "
+                             "(bench/_ferretdb_pg.py) instead of the harness's (SQLite handler)")
     args = parser.parse_args()
 
     from tests.lib.mta import Pipeline
@@ -199,7 +205,9 @@ def main() -> None:
 
     harness = _config.harness()
     vhost = test_broker.add_vhost(harness, prefix="bench-")
-    with tempfile.TemporaryDirectory(prefix="altcraft-automation-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="altcraft-automation-") as tmp, contextlib.ExitStack() as stack:
+        if args.ferretdb_postgresql:
+            harness = {**harness, "mongodb": stack.enter_context(ferretdb_postgresql(harness, Path(tmp)))}
         basedir = Path(tmp) / "akd"
         basedir.mkdir()
         sink_port = free_port()
@@ -225,7 +233,8 @@ def main() -> None:
     print(f"steps_per_s={rate:.0f} lateness_p50_ms={percentile(lateness, 50):.0f} "
           f"lateness_p99_ms={percentile(lateness, 99):.0f} trigger_p50_ms={percentile(ours, 50):.0f} "
           f"trigger_p95_ms={percentile(ours, 95):.0f} reference_p50_ms={percentile(reference, 50):.0f} "
-          f"reference_p95_ms={percentile(reference, 95):.0f} load={os.getloadavg()[0]:.1f}")
+          f"reference_p95_ms={percentile(reference, 95):.0f} load={os.getloadavg()[0]:.1f} "
+          f"store={'ferretdb-postgresql' if args.ferretdb_postgresql else 'harness'}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 `Stepper.step_batch` in --workers threads (each its own Stepper, as procworkflow's gunicorn
 workers), every document-store command timed with pymongo's command monitoring.
 
-    .venv/bin/python -m bench.automation_store [--profiles 200] [--workers 2]
+    .venv/bin/python -m bench.automation_store [--profiles 200] [--workers 2] [--ferretdb-postgresql]
 
 Prints steps per second, the time spent waiting for the store (summed over the workers, so
 it can exceed the wall time) and per command. Needs the test harness. The messages go to
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import os
 import sys
 import tempfile
@@ -45,6 +46,8 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profiles", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--ferretdb-postgresql", action="store_true",
+                        help="a FerretDB on the PostgreSQL handler started for this run instead of the harness's")
     args = parser.parse_args()
     timer = Timer()
     monitoring.register(timer)  # before any client exists
@@ -57,7 +60,10 @@ def main() -> None:
 
     n, harness = args.profiles, _config.harness()
     vhost = test_broker.add_vhost(harness, prefix="bench-")
-    with tempfile.TemporaryDirectory(prefix="altcraft-automation-store-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="altcraft-automation-store-") as tmp, contextlib.ExitStack() as stack:
+        if args.ferretdb_postgresql:
+            from bench._ferretdb_pg import ferretdb_postgresql
+            harness = {**harness, "mongodb": stack.enter_context(ferretdb_postgresql(harness, Path(tmp)))}
         basedir = Path(tmp) / "akd"
         basedir.mkdir()
         pipeline = Pipeline(harness, basedir, free_port(), vhost, settings={"DEFAULT_LOG_LEVEL": "WARNING"})
@@ -103,7 +109,8 @@ def main() -> None:
             store = sum(v for k, v in timer.seconds.items() if k != "aggregate")  # aggregate: our own count
             print(f"steps: {len(rows):,} in {span:.1f} s (first to last logged) = {len(rows) / max(span, 1e-6):,.0f}/s, "
                   f"{args.workers} workers; waiting for the store {store:.1f} s of {wall * args.workers:.1f} "
-                  f"worker-seconds ({store / (wall * args.workers):.0%}); load {os.getloadavg()[0]:.1f}")
+                  f"worker-seconds ({store / (wall * args.workers):.0%}); load {os.getloadavg()[0]:.1f}; "
+                  f"store {'FerretDB on PostgreSQL' if args.ferretdb_postgresql else 'the harness FerretDB'}")
             for name, seconds in timer.seconds.most_common():
                 print(f"  {name:16}{timer.calls[name]:8,} calls{seconds:9.2f} s{seconds / timer.calls[name] * 1000:9.1f} ms each")
             for stepper in steppers:

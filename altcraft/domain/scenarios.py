@@ -40,9 +40,11 @@ released (renamed) by the single update that ends the run; `always` -> the entry
 A run's _id derives from (scenario, profile, entry source), so a repeated event or API call
 finds the run already there.
 
-A run is its own timer: `due_at` says when its next step is due; a worker claims it under a
-lease (`claim`), does one step and stores the outcome with one single-document update
-(`Machine.step`). The stand-in document store does not make a conditional update atomic
+A run is its own timer: `due_at` says when its next step is due. procworkflow claims due
+runs in batches with unique inserts (`claim_batch`, domain/scenario_claims.py), steps each as
+far as it goes and stores each with one update by _id while its claim lasts (`Batch`); the
+single-run form (`claim`, a conditional findAndModify lease, then `Machine.step`) is kept
+for tests and tools. The stand-in document store does not make a conditional update atomic
 across concurrent writers, so a double claim is made harmless rather than impossible: a step
 is computed from the run's stored state only, so two workers doing it store the same
 outcome; a send's message id derives from (run, node, visit), so akmtad's de-duplication
@@ -68,6 +70,7 @@ from altcraft.domain.automation_stamp import AutomationStamps
 from altcraft.domain.clock import now as clock_now
 from altcraft.domain.errors import Conflict, Invalid, NotFound
 from altcraft.domain.ids import next_id
+from altcraft.domain.scenario_claims import Leases
 
 REENTRY = ("once", "after_exit", "always")
 MAX_NODES = 200
@@ -75,6 +78,7 @@ MAX_WAIT = 365 * 86400
 DEFAULT_MAX_VISITS = 5
 MAX_VISITS = 100
 MOST_STEPS = 50  # steps of one run in one claim (a cycle of zero-length waits ends here)
+CANDIDATES = 3  # a batch claim looks at this many due runs a run it wants (some are another's)
 MAX_BRANCHES = 10
 MAX_SET_FIELDS = 20
 ACTIVITY = {"opened": ("open",), "clicked": ("click",)}
@@ -430,6 +434,7 @@ class Scenarios:
         self.steps = control.workflow_steps
         self.stamps = AutomationStamps(control)
         self.clock = clock
+        self.leases = Leases(control)
 
     # -- scenarios -----------------------------------------------------------------------
     def _campaign_ids(self, nodes: list[dict[str, Any]], before: list[dict[str, Any]]) -> None:
@@ -516,8 +521,10 @@ class Scenarios:
 
     def clear(self, account_id: int, scenario_id: int) -> int:
         """Ends every run still in the scenario (state `cleared`; Altcraft's `skip_profiles`):
-        their next steps never happen. A worker holding a run's lease finds it no longer active
-        when it stores its step, so the step is dropped. Returns how many runs were ended."""
+        their next steps never happen (a cleared run is never claimed again). A batch that
+        claimed a run before it was cleared still stores what it stepped (its messages are
+        published by then): the run's node and step move, and one that reached an exit is
+        marked `exited` instead. Returns how many runs were ended."""
         self.get(account_id, scenario_id)
         scenario = self.collection.find_one({"id": scenario_id}, {"reentry": 1}) or {}
         cleared = 0
@@ -587,14 +594,17 @@ class Scenarios:
             sort=[("due_at", ASCENDING)], return_document=ReturnDocument.AFTER)
 
     def claim_batch(self, owner: str, limit: int, lease_seconds: float = 30.0) -> list[dict[str, Any]]:
-        """Up to `limit` due, unleased active runs (earliest first), each leased with its own
-        single-document claim. Not one update_many: on the FerretDB stand-in (SQLite) two
-        workers' concurrent multi-document updates of the same runs deadlocked (every reader
-        of the collection then waited too; docs/benchmarks.md, "Automation")."""
-        claimed = []
-        while len(claimed) < limit and (run := self.claim(owner, None, lease_seconds)) is not None:
-            claimed.append(run)
-        return claimed
+        """Up to `limit` due, unleased active runs (earliest first), claimed with unique inserts
+        (`Leases`): one query for the candidates and one insert_many a chunk, instead of one
+        conditional findAndModify a run. On the FerretDB stand-in a filter other than {_id}
+        alone is a scan of the whole collection, so a claim a run cost a scan a run; and the
+        conditional update it replaces was not atomic there anyway (docs/benchmarks.md,
+        "Automation"). Each run comes back with `claim` (in memory only: when the claim ends);
+        `Batch.flush` stores a run whose claim has ended only if it is still at its step."""
+        stamp = self.clock()
+        query = {"state": "active", "due_at": {"$lte": stamp}, "lease_until": {"$lte": stamp}}
+        candidates = list(self.runs.find(query).sort("due_at", ASCENDING).limit(limit * CANDIDATES))
+        return self.leases.take(candidates, owner, limit, lease_seconds, stamp)
 
     def store(self, run: dict[str, Any], outcome: dict[str, Any], log: dict[str, Any] | None,
               guard: dict[str, Any] | None = None) -> bool:
@@ -865,6 +875,8 @@ class Batch:
         self.claimed: dict[str, int] = {}  # run id -> the step it was claimed at
         self.sets: dict[str, dict[str, Any]] = {}
         self.taken: list[str] = []  # node types stepped (procworkflow's counts)
+        self.until: dict[str, datetime] = {}  # run id -> when its claim (Leases) ends
+        self.late = 0  # runs the last flush stored after their claims had ended
 
     def store(self, run: dict[str, Any], outcome: dict[str, Any], log: dict[str, Any] | None,
               guard: dict[str, Any] | None = None) -> bool:
@@ -873,7 +885,10 @@ class Batch:
             if rid in self.sets:
                 raise RuntimeError(f"run {rid}: a guarded hold after other steps in one batch")
             return self.scenarios.store(run, outcome, log, guard)
-        self.claimed.setdefault(rid, run["step"])
+        if rid not in self.claimed:
+            self.claimed[rid] = run["step"]
+            if run.get("claim"):  # claimed by Leases: stored by _id while the claim lasts
+                self.until[rid] = run["claim"]["until"]
         if log is not None:
             self.logs.append({"_id": f"{rid}:{run['step']}", "scenario_id": run["scenario_id"],
                               "version": run["version"], **log, "due": run["due_at"], "at": self.scenarios.clock()})
@@ -888,6 +903,7 @@ class Batch:
         """Forgets a run's steps (one failed): it stays at its claimed step until its lease ends."""
         self.sets.pop(run_id_, None)
         self.claimed.pop(run_id_, None)
+        self.until.pop(run_id_, None)
         self.logs = [entry for entry in self.logs if not entry["_id"].startswith(f"{run_id_}:")]
 
     def flush(self) -> int:
@@ -898,12 +914,23 @@ class Batch:
             except BulkWriteError as exc:  # steps logged by an earlier claim of the same runs
                 if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
                     raise
-        # one single-document update a run, not one bulk_write: see claim_batch
-        modified = sum(self.scenarios.runs.update_one(
-            {"_id": rid, "step": self.claimed[rid], "state": "active"},
-            {"$set": {**changes, "owner": None, "lease_until": _EPOCH}}).modified_count
-            for rid, changes in self.sets.items())
-        self.logs, self.claimed, self.sets = [], {}, {}
+        # One update a run, by _id alone while the run's claim (Leases) lasts: on the FerretDB
+        # stand-in that is the one filter that does not scan the collection (and not one
+        # bulk_write: two workers' multi-document updates deadlocked it); the claim is what
+        # keeps other workers off the run meanwhile. A batch that outlasted its claim stores
+        # a run only if it is still at the step it was claimed at (the conditional update,
+        # a scan there), so a slow batch still makes progress but never moves a run back.
+        modified = self.late = 0
+        for rid, changes in self.sets.items():
+            until = self.until.get(rid)
+            if until is not None and self.scenarios.clock() < until:
+                query: dict[str, Any] = {"_id": rid}
+            else:
+                query = {"_id": rid, "step": self.claimed[rid], "state": "active"}
+                self.late += until is not None
+            modified += self.scenarios.runs.update_one(
+                query, {"$set": {**changes, "owner": None, "lease_until": _EPOCH}}).modified_count
+        self.logs, self.claimed, self.sets, self.until = [], {}, {}, {}
         return modified
 
 

@@ -36,6 +36,16 @@ class Mailer:
         self.stoplist = StopList(kv.ssdb(config, "hbsupp"))
         self.declared: set[str] = set()
 
+    def template(self, account_id: int, template_id: Any) -> Any:
+        """The template, compiled (procworkflow keeps it for a batch of sends)."""
+        return compile_parts(self.platform.templates(account_id).get(template_id))
+
+    def senders(self, account_id: int, source: dict[str, Any]) -> CampaignSenders:
+        """Who sends for `source` (procworkflow keeps it for a batch of sends)."""
+        base = messages.Envelope(account_id, source["db_id"], source["resource_id"], source["id"], 0,
+                                 "", "", "", self.config.TRACKING_BASE_URL, self.config.TRACKING_CRYPT_KEY)
+        return CampaignSenders.load(self.platform.senders, self.platform.vsenders, source, base)
+
     def send(self, account_id: int, source: dict[str, Any], profile_id: str, mid: str,
              data: dict[str, Any], out: list[Message] | None = None) -> None:
         """`source`: what sends, shaped as a trigger campaign (id = its campaign id, db_id,
@@ -47,11 +57,8 @@ class Mailer:
             raise Skip("the profile no longer exists")
         if not audience.choose([profile], source["resource_id"], stoplist=self.stoplist, handled=_Nothing()).profiles:
             raise Skip("no e-mail, not subscribed to the resource, or on the stop list")
-        compiled = compile_parts(self.platform.templates(account_id).get(source["template_id"]))
-        base = messages.Envelope(account_id, source["db_id"], source["resource_id"], source["id"], 0,
-                                 "", "", "", self.config.TRACKING_BASE_URL, self.config.TRACKING_CRYPT_KEY)
-        via = CampaignSenders.load(self.platform.senders, self.platform.vsenders, source, base) \
-            .via(profile["_id"], profile["data"]["email"])
+        compiled = self.template(account_id, source["template_id"])
+        via = self.senders(account_id, source).via(profile["_id"], profile["data"]["email"])
         try:
             rendered = messages.render(compiled, via.envelope, profile, mid=mid, extra={"data": data})
         except Exception as exc:  # a template that fails for this profile and data

@@ -1,9 +1,11 @@
 """The `procworkflow` process: runs the steps of scenarios (domain/scenarios.py).
 
 Runs are their own timers in the control database: due runs are claimed in batches under a
-lease (main.json WORKFLOWS.LEASE_SECONDS), each stepped as far as it goes now, the batch's
-messages published in one broker transaction, then its steps stored (one log insert, one
-bulk update, each run's update conditioned on the step it was claimed at). A worker killed
+lease (main.json WORKFLOWS.LEASE_SECONDS; one query for the due runs, one insert_many of
+unique claim keys: domain/scenario_claims.py), each stepped as far as it goes now (the
+batch's sends read each template and sender once), the batch's messages published in one
+broker transaction, then its steps stored (one log insert, one update by _id a run, by
+the claim's winner while the claim lasts). A worker killed
 at any point leaves its leases to run out; the runs are claimed again and the steps done
 again with the same outcome (a send with the same derived message id, which akmtad drops).
 Nothing is kept in memory between batches, so a restart resumes every wait.
@@ -48,7 +50,6 @@ from altcraft.wiring import Platform
 
 log = logging.getLogger("altcraft.procworkflow")
 SCAN_SECONDS = 0.5
-BATCH = 200  # runs stepped together: one broker transaction and one step-log insert a batch
 POLL_SECONDS, POLL_FLOOR_SECONDS = 60.0, 0.5  # a wait for an open or a click looks again (x TIME_SCALE)
 SCENARIO_TTL = 5.0
 CACHED = 1000  # graphs and scenarios kept; the lot is dropped when full
@@ -85,6 +86,44 @@ class ReadOnce(scenarios.Scenarios):
         return cached[1]
 
 
+def next_size(size: int, most: int, claimed: int, late: int, seconds: float, lease: float) -> int:
+    """How many runs the next batch claims: half as many after a batch that stored runs after
+    their claims had ended (a slow store or a loaded machine: their updates then scan, and
+    another worker may step them again), twice as many (up to WORKFLOWS.BATCH) after a full
+    batch done within half a lease."""
+    if late:
+        return max(1, size // 2)
+    if claimed >= size and seconds < lease / 2:
+        return min(most, size * 2)
+    return size
+
+
+class BatchMailer(Mailer):
+    """The sends of one batch read a template and its senders once: a welcome batch sends
+    one template from one sender to up to WORKFLOWS.BATCH profiles. `forget` starts the next batch,
+    so an edited template or sender is read again within a batch's time."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._kept: dict[tuple, Any] = {}
+
+    def forget(self) -> None:
+        self._kept.clear()
+
+    def template(self, account_id: int, template_id: Any) -> Any:
+        key = ("template", account_id, template_id)
+        if key not in self._kept:
+            self._kept[key] = super().template(account_id, template_id)
+        return self._kept[key]
+
+    def senders(self, account_id: int, source: dict[str, Any]) -> Any:
+        key = ("senders", account_id, source["id"], source["db_id"], source["resource_id"],
+               source.get("sender_id"), source.get("vsender_id"))
+        if key not in self._kept:
+            self._kept[key] = super().senders(account_id, source)
+        return self._kept[key]
+
+
 class Stepper:
     def __init__(self, config: MainConfig):
         self.config = config
@@ -92,9 +131,10 @@ class Stepper:
         self.platform = Platform(config)
         self.store = ReadOnce(self.platform.control)
         self.broker = Broker(config, app="procworkflow")
-        self.mailer = Mailer(config, self.platform, self.broker)
+        self.mailer = BatchMailer(config, self.platform, self.broker)
         self.analytics = Analytics(config.CLICKHOUSE_SYSTEM)
         self.outgoing: list[Message] | None = None  # a batch's messages, published before its steps are stored
+        self.size = config.WORKFLOWS.BATCH  # runs the next batch claims (next_size)
         scale = config.WORKFLOWS.TIME_SCALE
         self.machine = scenarios.Machine(self.store, self.send, self.activity, self.matches, scale=scale,
                                          profile=self.profile, update=self.update, webhook=self.webhook,
@@ -174,14 +214,23 @@ class Stepper:
                 self.broker.poll(SCAN_SECONDS)  # keeps the connection's heartbeats going
 
     def step_batch(self) -> int:
-        """Claims up to BATCH due runs, steps each as far as it goes now, publishes the batch's
+        """Claims up to WORKFLOWS.BATCH due runs, steps each as far as it goes now, publishes the batch's
         messages in one broker transaction, then stores the steps (scenarios.Batch). A crash
         anywhere leaves the runs at their claimed step: their leases run out and they are
         stepped again, sending the same message ids, which akmtad drops. How many runs."""
-        runs = self.store.claim_batch(self.owner, BATCH, self.config.WORKFLOWS.LEASE_SECONDS)
+        settings = self.config.WORKFLOWS
+        started = time.monotonic()
+        runs = self.store.claim_batch(self.owner, self.size, settings.LEASE_SECONDS)
         batch = scenarios.Batch(self.store)
+        self.mailer.forget()
         self.outgoing = []
-        for run in runs:
+        out_of_time = 0
+        for index, run in enumerate(runs):
+            if self.store.clock() >= run["claim"]["until"]:
+                out_of_time = len(runs) - index  # left to their claims' end, then claimed again
+                break
+            if index % 20 == 19:
+                self.broker.poll(0)  # a long batch keeps the broker connection's heartbeats
             try:
                 self.machine.advance(run, batch)
             except DomainError as exc:  # a version gone: the lease runs out and it is retried
@@ -199,6 +248,8 @@ class Stepper:
         batch.flush()
         for node_type in batch.taken:
             STEPS.labels(node_type).inc()
+        self.size = next_size(self.size, settings.BATCH, len(runs), batch.late + out_of_time,
+                              time.monotonic() - started, settings.LEASE_SECONDS)
         return len(runs)
 
     def close(self) -> None:
@@ -210,11 +261,12 @@ class Stepper:
 
 
 def loop(config: MainConfig, stop: threading.Event) -> None:
-    backoff = 1.0
+    backoff, size = 1.0, config.WORKFLOWS.BATCH
     while not stop.is_set():
         stepper = None
         try:
             stepper = Stepper(config)
+            stepper.size = size  # a batch size learnt before the reconnect is kept
             stepper.run(stop)
         except Exception as exc:  # a store or the broker away: leases run out, runs are claimed again
             log.warning("scenario steps interrupted (%s: %s); reconnecting in %.0f s", type(exc).__name__,
@@ -223,6 +275,7 @@ def loop(config: MainConfig, stop: threading.Event) -> None:
             backoff = min(backoff * 2, 30.0)
         finally:
             if stepper is not None:
+                size = stepper.size
                 stepper.close()
 
 

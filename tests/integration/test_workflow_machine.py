@@ -147,7 +147,9 @@ def test_a_batch_steps_each_run_as_far_as_it_goes_and_a_lost_batch_is_stepped_ag
     assert len(first) == 3
     assert w.step_batch("w1") == 0, "a leased run was claimed again"
     assert {w.run(r)["step"] for r in runs} == {0}, "a batch that was never stored moved a run"
-    w.clock.at += timedelta(seconds=31)
+    w.clock.at += timedelta(seconds=31)  # a claim lasts one to two leases (scenario_claims.py)
+    assert w.step_batch("w1") == 0, "a claim ended before its second slot"
+    w.clock.at += timedelta(seconds=30)
     assert w.step_batch("w1") == 3
     assert sorted(w.sent[3:]) == first, "a batch stepped again sent other message ids"
     assert {(w.run(r)["node"], w.run(r)["step"]) for r in runs} == {("wait", 2)}
@@ -170,6 +172,61 @@ def test_a_batch_claim_never_takes_a_run_another_claim_holds(control):
     b = w.store.claim_batch("b", 10)
     assert len(a) == 3 and len(b) == 1
     assert not {r["_id"] for r in a} & {r["_id"] for r in b}, "two workers claimed one run"
+
+
+def test_a_batch_that_outlasted_its_claim_stores_only_runs_still_where_it_found_them(control):
+    w = World(control)
+    runs = [w.store.enter(w.scenario, p, f"key:{p}")[0]["_id"] for p in ("anna", "ivan")]
+    slow = scenarios.Batch(w.store)
+    for run in w.store.claim_batch("slow", 10):
+        w.machine.advance(run, slow)
+    w.clock.at += timedelta(seconds=60)  # the worker stalled past its claim; another claims the runs
+    assert w.step_batch("w1") == 2
+    assert sorted(w.sent[2:]) == sorted(w.sent[:2]), "the runs stepped again sent other message ids"
+    stored = {r: w.run(r)["due_at"] for r in runs}
+    assert slow.flush() == 0, "a batch whose claim had ended overwrote runs another worker had stepped"
+    assert slow.late == 2, "runs stored after their claims had ended were not counted (procworkflow's batch size)"
+    assert {r: w.run(r)["due_at"] for r in runs} == stored
+    w.clock.at += timedelta(days=3)
+    late = scenarios.Batch(w.store)
+    for run in w.store.claim_batch("late", 10):
+        w.machine.advance(run, late)
+    w.clock.at += timedelta(seconds=60)  # late, but nobody else stepped them: stored all the same
+    assert late.flush() == 2
+    assert {w.run(r)["state"] for r in runs} == {"exited"}
+
+
+def test_a_half_won_claim_is_given_back(control):
+    from altcraft.domain import scenario_claims
+    w = World(control)
+    run, _ = w.store.enter(w.scenario, "anna", "key:1")
+    slot = int(w.clock.at.timestamp() // 30)
+    held = f"{scenario_claims.position(run)}:{slot + 1}"  # another worker's claim, one slot on
+    claims = control[f"{scenario_claims.PREFIX}{int((slot + 1) * 30 // 3600)}"]
+    claims.insert_one({"_id": held, "run": run["_id"], "owner": "other"})
+    assert w.store.claim_batch("w1", 10) == [], "a run another claim holds was claimed"
+    mine = f"{scenario_claims.position(run)}:{slot}"
+    assert control[f"{scenario_claims.PREFIX}{int(slot * 30 // 3600)}"].find_one({"_id": mine}) is None, \
+        "the half-won claim was kept, blocking the run after the other's claim ends"
+    claims.delete_one({"_id": held})
+    assert len(w.store.claim_batch("w1", 10)) == 1
+
+
+def test_claims_of_hours_before_the_last_are_dropped(control):
+    from altcraft.domain import scenario_claims
+    w = World(control)
+    w.store.enter(w.scenario, "anna", "key:1")
+    assert len(w.store.claim_batch("w1", 10)) == 1
+    old = f"{scenario_claims.PREFIX}{int(w.clock.at.timestamp() // 3600)}"
+    assert old in control.list_collection_names()
+    w.clock.at += timedelta(hours=1)
+    w.store.leases._dropped_at = float("-inf")  # it looks at most once a minute
+    w.store.claim_batch("w1", 10)
+    assert old in control.list_collection_names(), "the last hour's claims were dropped"
+    w.clock.at += timedelta(hours=1)
+    w.store.leases._dropped_at = float("-inf")
+    w.store.claim_batch("w1", 10)
+    assert old not in control.list_collection_names(), "claims of two hours ago were kept"
 
 
 @pytest.mark.parametrize("policy, again_while_active, again_after_exit", [

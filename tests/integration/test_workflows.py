@@ -52,7 +52,8 @@ def stand(harness, tmp_path_factory):
     basedir.mkdir()
     trk = free_port()
     pipeline = Pipeline(harness, basedir, free_port(), vhost, settings={
-        "WORKFLOWS": {"TIME_SCALE": SCALE, "LEASE_SECONDS": LEASE},
+        # small batches: the kill during the sends lands between two batches' stored steps
+        "WORKFLOWS": {"TIME_SCALE": SCALE, "LEASE_SECONDS": LEASE, "BATCH": 5},
         "WEBHOOKS": {"ALLOW_NETWORKS": ["127.0.0.1/32"], "TIMEOUT_SECONDS": 2},
         "TRACKING_BASE_URL": f"http://127.0.0.1:{trk}", "PROCESSES": {"trkaction": {"PORT": trk}}})
     sink_port = int(pipeline.config.MTA.ROUTES["*"].rsplit(":", 1)[1])
