@@ -4,7 +4,13 @@ with the RabbitMQ cluster, the ZooKeeper ensemble, two ClickHouse replicas, the 
 its replica and three Sentinels, FerretDB; two app servers; a balancer host with HAProxy and
 Prometheus). Stages: create (+ prepare), converge (playbooks/site.yml), idempotence (a second
 converge changes nothing on any host), verify (molecule/failsafe/verify.yml: the clusters
-formed, HAProxy's servers up, every Prometheus target up, the health check), destroy.
+formed, HAProxy's servers up, every Prometheus target up, the health check), the kill run
+(tests/lib/failsafe_kill.py: a campaign through the balancer into a sink on this machine with
+opens and clicks through HAProxy, while an app server, a RabbitMQ node, a ClickHouse replica
+and the Redis primary are killed one after another; then every message once, every event once
+on both replicas, under 1% failed tracking requests, the process-down alert fired, the killed
+nodes rejoined), destroy. The kill run is this test's step, not molecule's: `molecule test -s
+failsafe` alone stops at verify. ALTCRAFT_FAILSAFE_MESSAGES sets the campaign's size (2,000).
 
 Heavy and exclusive (about 23 GB of RAM would do; it wants the whole 2-core machine): not part
 of tests/run's default run (its name does not start with test_, pytest collects it only when
@@ -20,13 +26,14 @@ import time
 
 import pytest
 
+from tests.lib import failsafe_kill
 from tests.lib.molecule import fresh_scenario, molecule
 
 STAGES = [("create", 900), ("converge", 3600), ("idempotence", 2400), ("verify", 900)]
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(8000)
+@pytest.mark.timeout(10000)
 def test_molecule_failsafe_scenario(dist_env):
     fresh_scenario(dist_env, "failsafe")
     times: dict[str, float] = {}
@@ -37,6 +44,12 @@ def test_molecule_failsafe_scenario(dist_env):
             times[stage] = round(time.monotonic() - started)
             print(f"failsafe {stage}: exit {code}, {times[stage]} s", flush=True)
             assert code == 0, f"{stage} failed:\n" + output[-20000:]
+        started = time.monotonic()
+        facts = failsafe_kill.run(int(os.environ.get("ALTCRAFT_FAILSAFE_MESSAGES", "2000")))
+        times["kill run"] = round(time.monotonic() - started)
+        print(f"failsafe kill run: {times['kill run']} s: {facts}", flush=True)
+        problems = failsafe_kill.check(facts)
+        assert not problems, "\n".join(problems)
     finally:
         print(f"failsafe stage times (s): {times}", flush=True)
         if not os.environ.get("ALTCRAFT_KEEP_FAILSAFE"):

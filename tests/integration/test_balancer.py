@@ -7,11 +7,16 @@ than 1% of the clicks fail (redispatch retries refused connections on the other 
 the check takes the dead one out), and every answered click's event reached the broker once.
 Then an app server whose readiness fails (its way to RabbitMQ is cut, for it only) is taken
 out without being killed, is sent nothing, and comes back when it is ready again.
+And the role's check after a reload (files/haproxy_running.py) tells a HAProxy running the
+configuration from one running another (a refused reload), on the real stats socket.
 """
 
 from __future__ import annotations
 
+import json
 import random
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -188,3 +193,33 @@ def test_killed_and_unready_app_servers_leave_the_pool(balanced, stand):
     assert not missing, f"{len(missing)} answered clicks have no event"
     # a click whose answer died with app2 may have been recorded before: an event, no answer
     assert set(ids) <= {profile for _, profile in load.answered} | {profile for *_, profile in load.failed}
+
+
+def test_the_role_tells_whether_haproxy_runs_its_configuration(tmp_path):
+    """The role's check after a reload (roles/balancer/files/haproxy_running.py, asked on the
+    stats socket): a HAProxy running the configuration answers ok; asked for another maxconn
+    or another set of servers (what a refused reload leaves running), not ok, naming what runs."""
+    try:
+        command("haproxy", "haproxy")
+    except MissingPackage as exc:
+        pytest.fail(f"the test needs it: {exc}", pytrace=False)
+    listen = free_port()
+    hosts = {name: {"ansible_host": "127.0.0.1", "balancer_backend_ports": {"trk": free_port()}}
+             for name in ("app1", "app2")}
+    text = haproxy.render([haproxy.frontend("trk", bind=f"127.0.0.1:{listen}")], hosts, balancer_maxconn=1000,
+                          balancer_stats_socket=str(tmp_path / "haproxy.sock"))
+    script = haproxy.ROLE / "files" / "haproxy_running.py"
+
+    def ask(maxconn: int, servers: list[str]) -> dict:
+        expected = {"maxconn": maxconn, "frontends": ["trk"], "servers": servers}
+        out = subprocess.run([sys.executable, str(script), str(tmp_path / "haproxy.sock"), json.dumps(expected), "0"],
+                             capture_output=True, text=True, timeout=30, check=True).stdout
+        return json.loads(out)
+
+    with haproxy.HAProxy(tmp_path, text, listen):
+        assert ask(1000, ["trk_app/app1", "trk_app/app2"])["ok"] is True
+        stale = ask(4000, ["trk_app/app1", "trk_app/app2"])
+        assert stale["ok"] is False and stale["running"]["maxconn"] == 1000
+        assert ask(1000, ["trk_app/app1", "trk_app/app2", "trk_app/app3"])["ok"] is False
+    gone = ask(1000, ["trk_app/app1", "trk_app/app2"])
+    assert gone["ok"] is False and "error" in gone["running"]

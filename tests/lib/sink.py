@@ -1,4 +1,4 @@
-"""A real SMTP peer on loopback (aiosmtpd) that keeps what it receives.
+"""A real SMTP peer on loopback (aiosmtpd; `host` another address) that keeps what it receives.
 
 Scriptable per recipient: `rules` maps a recipient to a list of replies used in turn
 (e.g. ["450 4.7.1 Greylisted, try again later", "250 OK"]), the last one repeating.
@@ -72,10 +72,10 @@ class SinkHandler:
 
 class Sink:
     def __init__(self, port: int, rules: dict[str, list[str]] | None = None, data_delay: float = 0.0,
-                 refuse_ips: dict[str, str] | None = None, tls_context=None):
+                 refuse_ips: dict[str, str] | None = None, tls_context=None, host: str = "127.0.0.1"):
         self.handler = SinkHandler(rules=rules or {}, data_delay=data_delay, refuse_ips=refuse_ips or {})
         tls = {"tls_context": tls_context} if tls_context is not None else {}
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=port,
+        self.controller = Controller(self.handler, hostname=host, port=port,
                                      data_size_limit=10 * 2**20, decode_data=False, **tls)
 
     def __enter__(self) -> Sink:
