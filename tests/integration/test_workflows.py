@@ -37,7 +37,7 @@ from tests.lib.workflows import welcome
 
 pytestmark = pytest.mark.integration
 THREE_DAYS = 3 * 86400
-PROFILES = int(os.environ.get("ALTCRAFT_WELCOME_PROFILES", "30"))
+PROFILES = int(os.environ.get("ALTCRAFT_WELCOME_PROFILES", "60"))
 OPENERS = PROFILES // 3  # the known subset whose first message is opened
 WAIT = float(os.environ.get("ALTCRAFT_WELCOME_WAIT_SECONDS", "30"))
 SCALE = WAIT / THREE_DAYS  # WORKFLOWS.TIME_SCALE
@@ -52,8 +52,10 @@ def stand(harness, tmp_path_factory):
     basedir.mkdir()
     trk = free_port()
     pipeline = Pipeline(harness, basedir, free_port(), vhost, settings={
-        # small batches: the kill during the sends lands between two batches' stored steps
-        "WORKFLOWS": {"TIME_SCALE": SCALE, "LEASE_SECONDS": LEASE, "BATCH": 5},
+        # one run a batch: the kill during the sends lands between two batches' stored steps
+        # (with 5 a batch and 30 profiles, two workers stored every first send before the kill on a
+        # quiet machine; with 1 and 30, 18-24 of them)
+        "WORKFLOWS": {"TIME_SCALE": SCALE, "LEASE_SECONDS": LEASE, "BATCH": 1},
         "WEBHOOKS": {"ALLOW_NETWORKS": ["127.0.0.1/32"], "TIMEOUT_SECONDS": 2},
         "TRACKING_BASE_URL": f"http://127.0.0.1:{trk}", "PROCESSES": {"trkaction": {"PORT": trk}}})
     sink_port = int(pipeline.config.MTA.ROUTES["*"].rsplit(":", 1)[1])
@@ -125,6 +127,7 @@ def test_the_welcome_scenario_counts_survive_kill_9_during_the_sends_and_the_wai
     wait_for(lambda: runs.count_documents(past_first) > 0, 60, "the first sends", every=0.02)
     victim = kill_procworkflow(auto)
     sent_at_kill = runs.count_documents(past_first)
+    print(f"welcome: {sent_at_kill} of {PROFILES} runs past the first message at the kill", flush=True)
     assert sent_at_kill < PROFILES, \
         "every first message was sent before the kill: the test proves nothing (raise ALTCRAFT_WELCOME_PROFILES)"
     restarted(auto, victim)
