@@ -49,6 +49,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from html import unescape
 
+from tests.lib import containers
 from tests.lib.sink import Sink
 from tests.lib.wait import wait_for
 
@@ -72,10 +73,12 @@ def log(message: str) -> None:
 # -- the containers ------------------------------------------------------------------------
 
 def docker(*args: str, timeout: float = 120, check: bool = True) -> str:
-    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    """stdout of `docker ARGS` (tests/lib/containers.docker); a failure raises unless check=False."""
+    result = containers.docker(*args, timeout=timeout)
     if check and result.returncode != 0:
-        raise RuntimeError(f"docker {' '.join(args[:4])}...: exit {result.returncode}: {result.stderr[-2000:]}")
-    return result.stdout
+        raise RuntimeError(f"docker {' '.join(args[:4])}...: exit {result.returncode}: "
+                           f"{result.stderr.decode('utf-8', 'replace')[-2000:]}")
+    return result.stdout.decode("utf-8", "replace")
 
 
 def sh(host: str, command: str, timeout: float = 120, check: bool = True) -> str:
