@@ -15,7 +15,7 @@ from typing import Any
 
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
-from pika.exceptions import ChannelClosedByBroker
+from pika.exceptions import ChannelClosedByBroker, ConnectionClosedByBroker
 
 from altcraft.config import MainConfig
 
@@ -34,6 +34,18 @@ class QueueTypeMismatch(RuntimeError):
             f"queue {queue!r} exists as a {current} queue, RABBITMQ_QUEUE_TYPE wants {wanted}: "
             f"stop its producers, let its consumers drain it (or move its messages), delete it "
             f"(rabbitmqctl delete_queue {queue} -p <vhost>) and run `aktool migrate` again")
+
+
+class FeatureFlagDisabled(RuntimeError):
+    """The broker cannot make a queue of the wanted type until a feature flag is enabled
+    (it closes the whole connection with 541 INTERNAL_ERROR, which names neither way out)."""
+
+    def __init__(self, queue: str, wanted: str, broker_said: str):
+        super().__init__(
+            f"queue {queue!r}: RabbitMQ refuses {wanted} queues until their feature flag is enabled "
+            f"(it said: {broker_said}); enable every flag the cluster supports with "
+            f"`rabbitmqctl enable_feature_flag all` (the rabbitmq role does this) and run "
+            f"`aktool migrate` again")
 
 
 class UnsupportedQueueArguments(ValueError):
@@ -230,6 +242,10 @@ class Broker:
             if exc.reply_code == 406 and found:
                 current = found.group(1) or found.group(2) or "classic"  # none: made before types
                 raise QueueTypeMismatch(name, current, self.queue_type) from None
+            raise
+        except ConnectionClosedByBroker as exc:
+            if "feature flag is disabled" in str(exc.reply_text):
+                raise FeatureFlagDisabled(name, self.queue_type, str(exc.reply_text)) from None
             raise
 
     def queue_depth(self, name: str) -> int:

@@ -80,3 +80,27 @@ def test_a_mismatch_names_the_queue_both_types_and_the_way_out():
     message = str(broker.QueueTypeMismatch("events.actions", "classic", "quorum"))
     assert message.startswith("queue 'events.actions' exists as a classic queue, RABBITMQ_QUEUE_TYPE wants quorum")
     assert "drain it" in message and "delete_queue events.actions" in message and "aktool migrate" in message
+
+
+def test_a_disabled_feature_flag_names_the_queue_and_the_way_out(monkeypatch):
+    """RabbitMQ closes the connection (541) when quorum queues' flag is off; the platform says
+    which queue, what the broker said and how to enable it (seen on a fresh CI machine)."""
+    from pika.exceptions import ConnectionClosedByBroker
+
+    said = ("INTERNAL_ERROR - Cannot declare a queue 'queue 'events.actions' in vhost 'altcraft'' of type "
+            "'rabbit_quorum_queue' on node 'rabbit-a@localhost': the corresponding feature flag is disabled")
+
+    class Channel:
+        is_closed = False
+
+        def queue_declare(self, *args, **kwargs):
+            raise ConnectionClosedByBroker(541, said)
+
+    b = broker.Broker(validate(RABBITMQ_QUEUE_TYPE="quorum", RABBITMQ_NODES=[
+        {"HOST": "10.0.0.1", "PORT": 5672}, {"HOST": "10.0.0.2", "PORT": 5672}, {"HOST": "10.0.0.3", "PORT": 5672}])[0])
+    b._channel = Channel()
+    with pytest.raises(broker.FeatureFlagDisabled) as caught:
+        b.declare_durable_queue("events.actions")
+    message = str(caught.value)
+    assert message.startswith("queue 'events.actions': RabbitMQ refuses quorum queues until their feature flag")
+    assert said in message and "rabbitmqctl enable_feature_flag all" in message and "aktool migrate" in message
