@@ -137,6 +137,9 @@ def serve_granian(name: str, app_factory, host: str, port: int, workers: int,
         task_impl=TaskImpl.rust if sys.version_info < (3, 12) else TaskImpl.asyncio,
         # a worker that missed SIGTERM (e.g. while it was starting) is killed, not waited for
         workers_kill_timeout=max(1, round(graceful_timeout)),
+        # a worker that dies (OOM killer, a crash) is replaced while the others keep serving,
+        # instead of the whole server stopping until akd starts it again
+        respawn_failed_workers=True, respawn_interval=1.0,
         process_name=f"AK:{name}", log_level=LogLevels(log_level.lower()), log_access=False, websockets=False,
     )
     server.serve(target_loader=lambda _target: worker)

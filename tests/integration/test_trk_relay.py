@@ -1,7 +1,7 @@
 """trkaction's event relay under akd against the real broker and ClickHouse: a click is
 answered once it is in the worker's journal; killing the relay (kill -9) or a worker loses
-no click (the master starts a new relay; a killed worker takes granian down and akd starts
-it again), and every click reaches ClickHouse once."""
+no click (the master starts a new relay; granian replaces a killed worker and keeps
+serving), and every click reaches ClickHouse once."""
 
 from __future__ import annotations
 
@@ -41,18 +41,13 @@ def test_killing_the_relay_or_a_worker_loses_no_click(stand):
     wait_for(lambda: [p for p in family(stand, "AK:trkaction:relay") if p.pid != relay.pid],
              what="a new relay started by the master")
     master = stand.status("trkaction")["pid"]
-    os.kill(family(stand, "AK:trkaction:worker")[0].pid, signal.SIGKILL)
-    # granian then stops (it does not respawn a failed worker) and akd starts it again
-
-    def restarted() -> bool:
-        if stand.status("trkaction").get("pid") in (None, master):
-            return False
-        try:
-            return http(f"{stand.base}/trkaction/health")[2] == b"OK"
-        except OSError:  # not listening yet
-            return False
-
-    wait_for(restarted, timeout=60, what="trkaction started again")
+    workers = len(family(stand, "AK:trkaction:worker"))
+    killed = family(stand, "AK:trkaction:worker")[0]
+    os.kill(killed.pid, signal.SIGKILL)
+    # granian replaces the dead worker; the master, its other worker and its port stay up
+    wait_for(lambda: len([p for p in family(stand, "AK:trkaction:worker") if p.pid != killed.pid]) == workers,
+             timeout=30, what="a new worker in place of the killed one")
+    assert stand.status("trkaction")["pid"] == master
     click(clicks[20:])
 
     stand.start("procactions")
