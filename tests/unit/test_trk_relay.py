@@ -322,3 +322,36 @@ def test_a_forked_worker_writes_a_journal_of_its_own(tmp_path):
     ids = {p.name.split(".")[0]: [decode_line(raw)[2] for raw in p.read_bytes().splitlines()]
            for p in (tmp_path / "spool").glob("*.jsonl")}
     assert ids == {str(os.getpid()): ["parent", "parent-again"], str(child): ["child"]}
+
+
+class IdleWindow(FakeWindow):
+    """A window with nothing in flight that counts its polls; `gone` makes a poll raise."""
+    polls = 0
+    gone = False
+
+    def poll(self, _timeout):
+        IdleWindow.polls += 1
+        if IdleWindow.gone:
+            raise ConnectionResetError("gone while idle")
+        return []
+
+
+def test_an_idle_connection_is_polled_for_its_heartbeats_and_dropped_quietly_when_gone(tmp_path, fake, monkeypatch):
+    """Unpolled, the broker drops an idle connection after two heartbeat intervals and the
+    next click's publish fails first: an idle relay polls its open window about once a
+    second, and one lost while idle is dropped (a new one opens with the next event)."""
+    clock = [1000.0]
+    monkeypatch.setattr(trk_relay.time, "monotonic", lambda: clock[0])
+    (tmp_path / "spool").mkdir()
+    relay = make_relay(tmp_path / "spool")
+    IdleWindow.polls, IdleWindow.gone = 0, False
+    relay.channel = IdleWindow(None, None)
+    for _ in range(50):  # idle turns within one TEND_EVERY: one poll
+        assert relay.step() is False
+    assert IdleWindow.polls == 1
+    clock[0] += trk_relay.TEND_EVERY
+    relay.step()
+    assert IdleWindow.polls == 2
+    IdleWindow.gone = True
+    clock[0] += trk_relay.TEND_EVERY
+    assert relay.step() is False and relay.channel is None

@@ -52,6 +52,7 @@ RETRY_AFTER = 5.0  # a nacked or unroutable line is sent again this much later
 SCAN_EVERY = 0.2  # new files, writers gone, progress saved, metrics
 SYNC_EVERY = 1.0  # fdatasync of files holding unconfirmed lines (the power-loss window)
 IDLE_POLL = 0.005  # nothing to do: look at the files again after this
+TEND_EVERY = 1.0  # an idle connection is polled this often (heartbeats; at most a few per interval)
 READ_BYTES = 1 << 20
 
 
@@ -179,7 +180,7 @@ class Relay:
         self.later: deque[tuple[float, Line]] = deque()  # nacked: (when to send again, line)
         self._down_until = 0.0
         self._backoff = 0.2
-        self._next_scan = self._next_sync = 0.0
+        self._next_scan = self._next_sync = self._next_tend = 0.0
         self._more = False  # the last read left complete lines unread
         self.draining = False  # stopping: nothing more is sent, confirms are still taken
 
@@ -268,6 +269,8 @@ class Relay:
             if len(batch) < room and in_flight + len(batch) + len(self.later) < self.window:
                 batch += self._read(min(room, self.window - in_flight - len(self.later)) - len(batch))
         if not batch and not in_flight:
+            if self.channel is not None and now >= self._next_tend:
+                self._tend_idle_connection(now)
             return False
         finished: list[Line] = []
         try:
@@ -300,6 +303,18 @@ class Relay:
             EVENTS.labels("retried").inc(len(again))
             self._drop_channel()
         return True
+
+    def _tend_idle_connection(self, now: float) -> None:
+        """An idle connection still has to answer the broker's heartbeats (pika does it only
+        while it is polled): unpolled, the broker drops it after two intervals and the next
+        click's publish fails first."""
+        self._next_tend = now + TEND_EVERY
+        try:
+            self.channel.poll(0)  # type: ignore[union-attr]
+        except Exception as exc:  # gone while idle: nothing was in flight, open a new one when needed
+            log.info("idle broker connection lost (%s: %s); a new one opens with the next event",
+                     type(exc).__name__, exc)
+            self._drop_channel()
 
     def _finish(self, finished: list[Line]) -> None:
         confirmed = 0
