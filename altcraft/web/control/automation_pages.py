@@ -17,6 +17,7 @@ from flask import Blueprint, g, make_response, redirect, render_template, reques
 
 from altcraft.domain.errors import DomainError, Invalid
 from altcraft.web.app import panel
+from altcraft.web.control.sender_choice import sender_ids, sender_options
 from altcraft.web.i18n import gettext_
 
 TRIGGER_KINDS = ("event", "subscription", "api")
@@ -38,8 +39,6 @@ def _number(form, name: str, what: str, default: str = "") -> int:
 
 def trigger_args(form) -> dict[str, Any]:
     """The trigger form as the arguments of Triggers.add (Invalid naming a bad field)."""
-    sender = form.get("sender", "")
-    kind, _, number = sender.partition(":")
     spec: dict[str, Any] = {"type": form.get("kind", "")}
     if spec["type"] == "event":
         spec["name"] = form.get("event", "").strip()
@@ -50,8 +49,7 @@ def trigger_args(form) -> dict[str, Any]:
             spec["resource_id"] = _number(form, "status_resource", "a resource id (a positive integer)")
     return {"name": form.get("name", ""), "db_id": _number(form, "db_id", "choose a profile database"),
             "template_id": _number(form, "template_id", "choose a template"),
-            "sender_id": int(number) if kind == "s" and number.isdigit() else None,
-            "vsender_id": int(number) if kind == "v" and number.isdigit() else None,
+            **sender_ids(form.get("sender", "")),
             "resource_id": _number(form, "resource_id", "a resource id (a positive integer)", "1"),
             "trigger": spec, "delay_seconds": _number(form, "delay", "whole seconds", "0")}
 
@@ -79,13 +77,9 @@ def _place(exc: DomainError, fields: dict[str, str], field_errors: dict[str, str
 def register(bp: Blueprint, account_id) -> None:
     def _choices(account: int) -> dict[str, list[tuple[Any, str]]]:
         platform = panel().platform
-        senders = [(f"s:{s['id']}", f"{gettext_('sender')}: {s['name']} <{s['from_email']}>")
-                   for s in platform.senders.usable_by(account)]
-        senders += [(f"v:{v['id']}", f"{gettext_('virtual sender')}: {v['name']}")
-                    for v in platform.vsenders.list(account)]
         return {"databases": [(d.id, d.name) for d in platform.databases(account).list()],
                 "templates": [(t["id"], t["name"]) for t in platform.templates(account).list()],
-                "senders": senders}
+                "senders": sender_options(platform, account)}
 
     # -- trigger campaigns ---------------------------------------------------------------
     @bp.get("/triggers")

@@ -26,6 +26,7 @@ from altcraft.domain.reports import Reports
 from altcraft.stores.analytics import Analytics
 from altcraft.web import i18n
 from altcraft.web.app import panel
+from altcraft.web.control.sender_choice import sender_ids, sender_options
 from altcraft.web.i18n import gettext_
 
 RUNNING = ("scheduled", "sending")  # the list and the page refresh themselves while one is so
@@ -54,10 +55,7 @@ def campaign_args(form, tz: str | None) -> dict[str, Any]:
     args["db_id"] = _int(form, "db_id", "choose a profile database")
     args["segment_id"] = _int(form, "segment_id", "choose a segment")
     args["template_id"] = _int(form, "template_id", "choose a template")
-    sender = form.get("sender", "")
-    kind, _, number = sender.partition(":")
-    args["sender_id"] = int(number) if kind == "s" and number.isdigit() else None
-    args["vsender_id"] = int(number) if kind == "v" and number.isdigit() else None
+    args.update(sender_ids(form.get("sender", "")))
     resource = form.get("resource_id", "1").strip()
     args["resource_id"] = int(resource) if resource.lstrip("-").isdigit() else resource  # the domain names it
     when = form.get("schedule", "now")
@@ -153,15 +151,11 @@ def wizard_choices(account: int, db_id: int | None) -> dict[str, list[tuple[Any,
     """The campaign wizards' options as (value, label) (campaigns and A/B tests): a sender is
     "s:<id>", a virtual one "v:<id>"; the segments of database `db_id` (none without one)."""
     platform = panel().platform
-    senders = [(f"s:{s['id']}", f"{gettext_('sender')}: {s['name']} <{s['from_email']}>")
-               for s in platform.senders.usable_by(account)]
-    senders += [(f"v:{v['id']}", f"{gettext_('virtual sender')}: {v['name']}")
-                for v in platform.vsenders.list(account)]
     return {
         "databases": [(d.id, d.name) for d in platform.databases(account).list()],
         "segments": [(s["id"], s["name"]) for s in platform.segments(account).list() if s["db_id"] == db_id],
         "templates": [(t["id"], t["name"]) for t in platform.templates(account).list()],
-        "senders": senders,
+        "senders": sender_options(platform, account),
     }
 
 

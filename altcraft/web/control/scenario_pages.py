@@ -20,6 +20,7 @@ from altcraft.domain.errors import DomainError, Invalid
 from altcraft.web.app import not_a_change, panel
 from altcraft.web.control import scenario_editor as editor
 from altcraft.web.control.scenario_diagram import BOX_H, BOX_W, layout
+from altcraft.web.control.sender_choice import sender_options
 from altcraft.web.control.scenario_form import MAX_BRANCHES, RULE_OPS, SET_ROWS, UNITS, duration
 from altcraft.web.i18n import gettext_
 
@@ -92,14 +93,10 @@ def register(bp: Blueprint, account_id) -> None:
     def _choices(doc: dict[str, Any]) -> dict[str, Any]:
         """The step form's options as (value, label); a sender is "s:<id>", a virtual one "v:<id>"."""
         platform, account = panel().platform, account_id()
-        senders = [(f"s:{s['id']}", f"{gettext_('sender')}: {s['name']} <{s['from_email']}>")
-                   for s in platform.senders.usable_by(account)]
-        senders += [(f"v:{v['id']}", f"{gettext_('virtual sender')}: {v['name']}")
-                    for v in platform.vsenders.list(account)]
         database = platform.databases(account).get(doc["db_id"])
         segments = [s for s in platform.segments(account).list() if s["db_id"] == doc["db_id"]]
         return {"templates": [(str(t["id"]), t["name"]) for t in platform.templates(account).list()],
-                "senders": senders, "fields": sorted(database.fields),
+                "senders": sender_options(platform, account), "fields": sorted(database.fields),
                 "field_types": {n: f.type for n, f in database.fields.items()},
                 "segments": [(str(s["id"]), s["name"]) for s in segments],
                 "static_segments": [(str(s["id"]), s["name"]) for s in segments
