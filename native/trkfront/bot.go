@@ -8,6 +8,7 @@ package main
 import (
 	"net"
 	"strings"
+	"sync"
 	"unicode"
 )
 
@@ -45,7 +46,32 @@ func pySpace(r rune) bool {
 
 func pyStrip(s string) string { return strings.TrimFunc(s, pySpace) }
 
+// user agents repeat a lot: their verdicts are kept (botfilter keeps them the same way)
+var (
+	reasonsMu sync.RWMutex
+	reasons   = map[string]string{}
+)
+
+const reasonsMax = 20000
+
 func userAgentReason(ua string) string {
+	reasonsMu.RLock()
+	reason, ok := reasons[ua]
+	reasonsMu.RUnlock()
+	if ok {
+		return reason
+	}
+	reason = scanUserAgent(ua)
+	reasonsMu.Lock()
+	if len(reasons) >= reasonsMax {
+		reasons = map[string]string{}
+	}
+	reasons[ua] = reason
+	reasonsMu.Unlock()
+	return reason
+}
+
+func scanUserAgent(ua string) string {
 	lower := strings.ToLower(ua)
 	if strings.HasSuffix(lower, "bot") {
 		return "crawler"
