@@ -89,6 +89,15 @@ def tokens() -> dict:
         "url a surrogate": _raw_token(head.pack(1, 0, 1, 2, 3, 77, bytes.fromhex(PROFILE), 2, int(NOW)) + b"https://x/\xed\xa0\x80"),
         "empty": "",
     }
+    # every character changed once (the payload, the URL, each MAC byte; a change that only
+    # touches the last character's unused bits still verifies, in both)
+    for at in range(len(good)):
+        cases[f"changed at {at}"] = _flip(good, at)
+    # every byte of the signed token changed once, alone (each payload byte, each MAC byte)
+    raw = base64.urlsafe_b64decode(good + "=" * (-len(good) % 4))
+    for at in range(len(raw)):
+        changed = raw[:at] + bytes([raw[at] ^ 0x01]) + raw[at + 1:]
+        cases[f"byte {at} changed"] = base64.urlsafe_b64encode(changed).rstrip(b"=").decode()
     # the last character of a token of 3n+1 bytes carries 2 unused bits: Python ignores them
     for url in ("https://a.example/", "https://ab.example/", "https://abc.example/"):
         t = sign(_link(url=url), KEY)
