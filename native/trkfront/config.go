@@ -12,11 +12,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 const (
 	defaultConfigPath = "/opt/akd/config/main.json" // config.DEFAULT_CONFIG_PATH
 	configEnv         = "AKD_CONFIG"                // config.CONFIG_ENV
+	secretMinLength   = 32
 )
 
 // default listen ports of the processes whose /c and /o this front can serve (registry.py)
@@ -68,8 +70,13 @@ func LoadConfig(path, process string) (*Config, error) {
 		return nil, fmt.Errorf("%s: not valid main.json: %w", path, err)
 	}
 	config := &Config{TTL: 400 * 86400}
-	if data.TRACKING_CRYPT_KEY == nil || strings.TrimSpace(*data.TRACKING_CRYPT_KEY) == "" {
+	if data.TRACKING_CRYPT_KEY == nil || *data.TRACKING_CRYPT_KEY == "" {
 		return nil, fmt.Errorf("%s: TRACKING_CRYPT_KEY: missing", path)
+	}
+	// config.SECRET_MIN_LENGTH; the value itself is never put into a message
+	if n := utf8.RuneCountInString(*data.TRACKING_CRYPT_KEY); n < secretMinLength {
+		return nil, fmt.Errorf("%s: TRACKING_CRYPT_KEY: secret too short: %d characters, at least %d required",
+			path, n, secretMinLength)
 	}
 	config.Key = []byte(*data.TRACKING_CRYPT_KEY)
 	if days := data.TRACKING_LINK_TTL_DAYS; days != nil {
