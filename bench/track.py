@@ -18,6 +18,11 @@ pipeline's rate from RabbitMQ into ClickHouse.
    acknowledging half a window at a time, doing nothing with a message) drains it first.
    procactions' rate over this raw rate is the pipeline's own cost.
 
+With `--front native`, step 1 runs the compiled front of /c and /o instead (native/trkfront,
+built with `go build`; Go from PATH or Debian's golang-go) on trkaction's port, with trkaction's
+relay process publishing its journal: the same wrk command, the same nginx reference in the
+same run; the confirmed count is what reached the bench's own queue.
+
 Loopback only, bounded in time. The last line is `ratio=<ours/nginx>` (requests/s) and
 `pipeline_ratio=<procactions/raw consumer>` (events/s).
 """
@@ -124,6 +129,93 @@ def akd(*args: str, config: Path) -> None:
         sys.exit(f"akd {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
 
 
+def python_front(args, config, main_json: Path, port: int, click: str, wrk_bin: str):
+    """trkaction under akd: (wrk's figures, accepted, confirmed, spooled, catch-up seconds,
+    CPU seconds by role before, after the load, after catching up)."""
+    akd("start", "trkaction", config=main_json)
+    check = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    check.request("GET", click.removeprefix(config.TRACKING_BASE_URL), headers={"User-Agent": BROWSER})
+    answer = check.getresponse()
+    if answer.status != 302 or answer.getheader("Location") != "https://example.com/landing":
+        sys.exit(f"bench/track.py: the redirect answered {answer.status}, not 302")
+    check.close()
+    pid_file = config.pids_dir / "trkaction.pid"
+    cpu_before = cpu_seconds(pid_file)
+    ours = wrk(wrk_bin, click, args.seconds, args.connections, args.threads)
+    cpu_load = cpu_seconds(pid_file)
+    ended = time.monotonic()
+    while metric(port, "altcraft_trk_events_buffered") > 0 and time.monotonic() - ended < 300:
+        time.sleep(0.2)
+    catch_up = time.monotonic() - ended
+    cpu_after = cpu_seconds(pid_file)
+    accepted = metric(port, 'altcraft_trk_events_total{outcome="accepted"}')
+    confirmed = metric(port, 'altcraft_trk_events_total{outcome="confirmed"}')
+    spooled = metric(port, 'altcraft_trk_events_total{outcome="spooled"}')
+    akd("stop", "trkaction", config=main_json)
+    return ours, accepted, confirmed, spooled, catch_up, cpu_before, cpu_load, cpu_after
+
+
+def native_front(args, config, main_json: Path, basedir: Path, port: int, click: str, wrk_bin: str,
+                 raw_queue: str):
+    """native/trkfront on trkaction's port with trkaction's relay (see python_front)."""
+    import psutil
+    import pika
+
+    from altcraft import registry
+    from altcraft.services.trk.app import spool_dir, start_relay
+    from altcraft.stores import broker
+    from tests.lib import trkfront
+
+    binary = trkfront.build(basedir / "trkfront")
+    front = trkfront.start(binary, main_json, basedir / "trkfront.log")
+    relay = start_relay(config, registry.get("trkaction"))
+    journal = spool_dir(config, registry.get("trkaction"))
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                check = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                check.request("GET", click.removeprefix(config.TRACKING_BASE_URL), headers={"User-Agent": BROWSER})
+                answer = check.getresponse()
+                break
+            except OSError:
+                if front.poll() is not None or time.monotonic() > deadline:
+                    sys.exit(f"bench/track.py: trkfront did not start: {(basedir / 'trkfront.log').read_text()}")
+                time.sleep(0.1)
+        if answer.status != 302 or answer.getheader("Location") != "https://example.com/landing":
+            sys.exit(f"bench/track.py: the redirect answered {answer.status}, not 302")
+        check.close()
+        members = {"front": psutil.Process(front.pid), "relay": psutil.Process(relay.pid)}
+
+        def cpu() -> dict[str, float]:
+            return {role: sum(member.cpu_times()[:2]) for role, member in members.items()}
+
+        cpu_before = cpu()
+        ours = wrk(wrk_bin, click, args.seconds, args.connections, args.threads)
+        cpu_load = cpu()
+        ended = time.monotonic()
+        accepted = metric(port, 'altcraft_trkfront_events_total{outcome="accepted"}')
+
+        def caught_up() -> bool:
+            for path in journal.glob("*.jsonl"):
+                done = path.with_name(path.name + ".done")
+                if not done.exists() or int(done.read_text() or 0) < path.stat().st_size:
+                    return False
+            return True
+
+        while not caught_up() and time.monotonic() - ended < 300:
+            time.sleep(0.2)
+        catch_up = time.monotonic() - ended
+        cpu_after = cpu()
+        with pika.BlockingConnection(broker.parameters(config, app="altcraft-bench")) as connection:
+            confirmed = connection.channel().queue_declare(raw_queue, passive=True).method.message_count
+    finally:
+        front.send_signal(signal.SIGTERM)
+        front.wait(30)
+        relay.stop()
+    return ours, accepted, float(confirmed), 0.0, catch_up, cpu_before, cpu_load, cpu_after
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.track", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -134,6 +226,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000,
                         help="at least this many events for the ClickHouse rate (synthetic top-up)")
     parser.add_argument("--config", help="main.json with the stores (default: the test harness)")
+    parser.add_argument("--front", choices=("python", "native"), default="python",
+                        help="what answers /c: trkaction under akd (python) or native/trkfront with trkaction's relay")
     args = parser.parse_args()
 
     wrk_bin, nginx_bin = require("wrk", "wrk"), require("nginx", "nginx-light")
@@ -180,26 +274,11 @@ def main() -> None:
         channel.queue_bind(raw_queue, EVENTS_EXCHANGE, RAW_BINDING)
     try:
         # 1. ours ------------------------------------------------------------------------
-        akd("start", "trkaction", config=main_json)
-        check = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        check.request("GET", click.removeprefix(config.TRACKING_BASE_URL), headers={"User-Agent": BROWSER})
-        answer = check.getresponse()
-        if answer.status != 302 or answer.getheader("Location") != "https://example.com/landing":
-            sys.exit(f"bench/track.py: the redirect answered {answer.status}, not 302")
-        check.close()
-        pid_file = config.pids_dir / "trkaction.pid"
-        cpu_before = cpu_seconds(pid_file)
-        ours = wrk(wrk_bin, click, args.seconds, args.connections, args.threads)
-        cpu_load = cpu_seconds(pid_file)
-        ended = time.monotonic()
-        while metric(port, "altcraft_trk_events_buffered") > 0 and time.monotonic() - ended < 300:
-            time.sleep(0.2)
-        catch_up = time.monotonic() - ended
-        cpu_after = cpu_seconds(pid_file)
-        accepted = metric(port, 'altcraft_trk_events_total{outcome="accepted"}')
-        confirmed = metric(port, 'altcraft_trk_events_total{outcome="confirmed"}')
-        spooled = metric(port, 'altcraft_trk_events_total{outcome="spooled"}')
-        akd("stop", "trkaction", config=main_json)
+        if args.front == "native":
+            measured = native_front(args, config, main_json, basedir, port, click, wrk_bin, raw_queue)
+        else:
+            measured = python_front(args, config, main_json, port, click, wrk_bin)
+        ours, accepted, confirmed, spooled, catch_up, cpu_before, cpu_load, cpu_after = measured
 
         # 2. nginx -----------------------------------------------------------------------
         nginx_port = free_port()
@@ -224,7 +303,11 @@ http {{
                        check=False, stderr=subprocess.DEVNULL)
 
         # 3. RabbitMQ -> ClickHouse ----------------------------------------------------------
-        expected = int(confirmed + spooled)
+        # the bench's queue receives every message (a relay's resend after a confirm timeout
+        # counts twice); ClickHouse keeps one row per event id. The native front counts what
+        # it accepted, the Python path what was confirmed.
+        messages = int(confirmed + spooled)
+        expected = int(accepted) if args.front == "native" else messages
         if expected < args.events:
             from altcraft.services.trk.publisher import EventPublisher
 
@@ -238,9 +321,10 @@ http {{
                 event_id, routing_key, body = events.action(opened, "open", ip="127.0.0.1", user_agent=BROWSER)
                 publisher.submit(routing_key, body, event_id)
             publisher.close()
+            messages += args.events - expected
             expected = args.events
         raw_count, raw_rate = raw_drain(broker.parameters(config, app="altcraft-bench-raw"), raw_queue,
-                                        expected, PREFETCH)
+                                        messages, PREFETCH)
         store = Analytics(config.CLICKHOUSE_SYSTEM)
 
         def count() -> int:
@@ -285,19 +369,23 @@ http {{
     from altcraft import registry
 
     server = registry.get("trkaction").server
-    print(f"{'ours: trkaction /c/<token> (' + server + ', ' + str(args.workers) + ' workers)':50}"
+    label = ("ours: trkfront /c/<token> (Go, GOMAXPROCS default)" if args.front == "native"
+             else "ours: trkaction /c/<token> (" + server + ", " + str(args.workers) + " workers)")
+    print(f"{label:50}"
           f"{ours['rate']:>12,.0f}{ours['requests']:>11,}{ours['p50']:>9}{ours['p99']:>9}")
     print(f"{'reference: nginx return 302 (' + str(args.workers) + ' workers)':50}"
           f"{reference['rate']:>12,.0f}{reference['requests']:>11,}{reference['p50']:>9}{reference['p99']:>9}")
     if ours["non_3xx"] or ours["errors"]:
         print(f"ours: non-3xx answers {ours['non_3xx']}, socket errors {ours['errors'] or 0}")
-    print(f"click events: accepted {accepted:,.0f}, confirmed by RabbitMQ {confirmed:,.0f}, spooled {spooled:,.0f}; "
+    delivered = ("in the bench's queue (copies of a resend included)" if args.front == "native"
+                 else "confirmed by RabbitMQ")
+    print(f"click events: accepted {accepted:,.0f}, {delivered} {confirmed:,.0f}, spooled {spooled:,.0f}; "
           f"the relay caught up {catch_up:.1f} s after the load ended")
     # CPU per click: less sensitive to the machine's load than the rates (nothing else's time in it)
     per_click = {role: (cpu_load.get(role, 0.0) - cpu_before.get(role, 0.0)) / max(1, ours["requests"]) * 1e6
                  for role in cpu_load}
     publishing = {role: (cpu_after.get(role, 0.0) - cpu_before.get(role, 0.0)) / max(1, accepted) * 1e6
-                  for role in cpu_after if role != "worker"}
+                  for role in cpu_after if role not in ("worker", "front")}
     print("CPU per click during the load (us): " + ", ".join(f"{r} {v:.1f}" for r, v in sorted(per_click.items()))
           + "; per event until caught up, beside the workers: "
           + (", ".join(f"{r} {v:.1f}" for r, v in sorted(publishing.items())) or "-"))

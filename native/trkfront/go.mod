@@ -1,0 +1,3 @@
+module altcraft/trkfront
+
+go 1.19
