@@ -355,3 +355,49 @@ def test_an_idle_connection_is_polled_for_its_heartbeats_and_dropped_quietly_whe
     IdleWindow.gone = True
     clock[0] += trk_relay.TEND_EVERY
     assert relay.step() is False and relay.channel is None
+
+
+class TrickleWindow(FakeWindow):
+    """Confirms one message a poll (a broker busy but alive); nothing while `hold` is set.
+    Its messages' ages run on the relay's clock."""
+
+    def send(self, items):
+        for item in items:
+            item.sent_at = trk_relay.time.monotonic()
+        super().send(items)
+
+    def oldest_age(self):
+        return trk_relay.time.monotonic() - self._outstanding[0].sent_at if self._outstanding else 0.0
+
+    def poll(self, _timeout):
+        if FakeWindow.hold or not self._outstanding:
+            return []
+        item = self._outstanding.pop(0)
+        item.ok = True
+        return [item]
+
+
+def test_a_slow_broker_is_waited_for_and_a_silent_one_gets_the_window_again(tmp_path, fake, monkeypatch):
+    """The confirm timeout counts from the last confirm, not from the oldest message: a broker
+    that confirms a message every 4 s is alive (nothing sent twice, one channel), one that
+    confirms nothing for CONFIRM_TIMEOUT gets what is in flight again on a new channel."""
+    monkeypatch.setattr(trk_relay, "ConfirmWindow", TrickleWindow)
+    clock = [1000.0]
+    monkeypatch.setattr(trk_relay.time, "monotonic", lambda: clock[0])
+    spool = tmp_path / "spool"
+    write_journal(spool / f"{os.getpid()}.0.jsonl", range(8))
+    relay = make_relay(spool, batch=8, window=8)
+    for _ in range(8):  # 28 s from the first send to the last confirm
+        relay.step()
+        clock[0] += 4.0
+    assert fake.sent == [f"id{i}" for i in range(8)] and fake.opened == 1
+    write_journal(spool / f"{os.getpid()}.0.jsonl", range(8, 12))
+    fake.hold = True
+    relay.scan()
+    relay.step()  # 8-11 in flight, never confirmed
+    clock[0] += trk_relay.CONFIRM_TIMEOUT + 1
+    relay.step()  # the timeout: taken back for a new channel
+    fake.hold = False
+    clock[0] += 10
+    drain(relay)
+    assert fake.sent[8:] == ["id8", "id9", "id10", "id11"] * 2 and fake.opened == 2
