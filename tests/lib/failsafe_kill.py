@@ -296,6 +296,13 @@ def targets_up() -> tuple[int, list[str]]:
     return len(active), [t["scrapeUrl"] for t in active if t["health"] != "up"]
 
 
+def relays() -> dict[str, list[str]]:
+    """The tracking event relays (trk/relay.py, `AK:<process>:relay`, children of the
+    tracking processes' masters) running on each app server."""
+    return {host: sorted(sh(host, "ps -eo args= | grep '^AK:.*:relay' || true").split())
+            for host in ("app1", "app2")}
+
+
 def process_targets(host: str) -> set[str]:
     """The platform processes Prometheus scrapes on `host` (AltcraftProcessDown's targets)."""
     active = prometheus("/api/v1/targets?state=active")["data"]["activeTargets"]
@@ -357,6 +364,7 @@ def _run(messages: int, alert_timeout: float, deliver_timeout: float) -> dict:
     count, down = targets_up()
     assert count > 0 and not down, f"Prometheus targets not up before the kills: {down} (of {count})"
     state.facts["targets_up_before"] = count
+    state.facts["relays_before"] = relays()
     app1_processes = process_targets(PREFIX + "app1")
     assert app1_processes, "Prometheus scrapes no platform process on app1"
     assert all(s == "UP" for s in haproxy_servers().values()), haproxy_servers()
@@ -466,6 +474,7 @@ def _run(messages: int, alert_timeout: float, deliver_timeout: float) -> dict:
     state.facts["sink"] = sink_summary(received, campaign["recipients"], state.timeline["kill app1 (docker kill)"])
     state.facts["tracking"] = tracking.summary(state.timeline["kill app1 (docker kill)"])
     state.facts["rejoined"] = rejoined(state.facts["kv_primary_killed"])
+    state.facts["relays_after"] = relays()
     serials = answered_serials(tracking.results)
     state.facts["clickhouse"] = clickhouse_summary(campaign, state.facts["tracking"]["answered"], messages,
                                                    serials=serials, since=state.timeline["campaign started"])
@@ -661,6 +670,11 @@ def check(facts: dict) -> list[str]:
                 problems.append(f"clickhouse {host}: {kind}: {row['missing']} answered requests without an event "
                                 f"(answered, seconds after the start: {row['missing_by_30s']}), "
                                 f"{row['doubled']} with more than one")
+    for moment in ("relays_before", "relays_after"):
+        for host, running in facts.get(moment, {}).items():
+            # trkaction answers /o and /c behind the trk instance (its default process)
+            if "AK:trkaction:relay" not in running:
+                problems.append(f"trk: the event relays on {host} ({moment}): {running}")
     if not facts.get("alerts_firing"):
         problems.append("prometheus: AltcraftProcessDown did not fire for app1")
     elif set(facts.get("app1_processes", [])) - set(facts["alerts_firing"]):

@@ -59,6 +59,8 @@ def facts(**changes) -> dict:
                        "requests": {h: {"open": {"missing": 0, "doubled": 0, "missing_by_30s": {}}}
                                     for h in ("db1", "db2")}},
         "alerts_firing": ["api", "trkaction"], "app1_processes": ["api", "trkaction"],
+        "relays_before": {"app1": ["AK:trkaction:relay"], "app2": ["AK:trkaction:relay"]},
+        "relays_after": {"app1": ["AK:trkaction:relay"], "app2": ["AK:trkaction:relay"]},
         "rejoined": {"haproxy": {"trk/app1": "UP"}, "rabbitmq_running_nodes": 3, "clickhouse_readonly": 0,
                      "clickhouse_min_active_replicas": 2, "kv_primary": "10.58.0.12",
                      "old_kv_primary": {"role": "slave", "master_link_status": "up", "master_host": "10.58.0.12"}},
@@ -81,3 +83,8 @@ def test_check_names_answered_requests_without_an_event():
     run["clickhouse"]["requests"]["db2"] = {"open": {"missing": 1, "doubled": 0, "missing_by_30s": {60: 1}}}
     problems = check(run)
     assert len(problems) == 1 and problems[0].startswith("clickhouse db2: open: 1 answered requests without an event")
+
+
+def test_check_names_an_app_server_without_its_event_relay():
+    problems = check(facts(relays_after={"app1": [], "app2": ["AK:trkaction:relay"]}))
+    assert problems == ["trk: the event relays on app1 (relays_after): []"]
