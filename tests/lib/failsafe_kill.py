@@ -694,7 +694,7 @@ def check(facts: dict) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--messages", type=int, default=20000)
     parser.add_argument("--json", action="store_true", help="print only the result as JSON")
     args = parser.parse_args()
     facts = run(args.messages)
