@@ -10,7 +10,8 @@ opens and clicks through HAProxy, while an app server, a RabbitMQ node, a ClickH
 and the Redis primary are killed one after another; then every message once, every event once
 on both replicas, under 1% failed tracking requests, the process-down alert fired, the killed
 nodes rejoined), destroy. The kill run is this test's step, not molecule's: `molecule test -s
-failsafe` alone stops at verify. ALTCRAFT_FAILSAFE_MESSAGES sets the campaign's size (2,000).
+failsafe` alone stops at verify. ALTCRAFT_FAILSAFE_MESSAGES sets the campaign's size (20,000,
+as issue 17 asks: the kill run took 1,348 s of the whole run's 3,752 s on 30 November 2026).
 
 Heavy and exclusive (about 23 GB of RAM would do; it wants the whole 2-core machine): not part
 of tests/run's default run (its name does not start with test_, pytest collects it only when
@@ -26,7 +27,6 @@ import time
 
 import pytest
 
-from tests.lib import failsafe_kill
 from tests.lib.molecule import fresh_scenario, molecule
 
 STAGES = [("create", 900), ("converge", 3600), ("idempotence", 2400), ("verify", 900)]
@@ -44,8 +44,11 @@ def test_molecule_failsafe_scenario(dist_env):
             times[stage] = round(time.monotonic() - started)
             print(f"failsafe {stage}: exit {code}, {times[stage]} s", flush=True)
             assert code == 0, f"{stage} failed:\n" + output[-20000:]
+        # imported here, after the stages: the kill run's module as it is when they end
+        from tests.lib import failsafe_kill
+
         started = time.monotonic()
-        facts = failsafe_kill.run(int(os.environ.get("ALTCRAFT_FAILSAFE_MESSAGES", "2000")))
+        facts = failsafe_kill.run(int(os.environ.get("ALTCRAFT_FAILSAFE_MESSAGES", "20000")))
         times["kill run"] = round(time.monotonic() - started)
         print(f"failsafe kill run: {times['kill run']} s: {facts}", flush=True)
         problems = failsafe_kill.check(facts)

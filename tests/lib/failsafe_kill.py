@@ -13,10 +13,14 @@ What it asserts afterwards (`check`):
     done key), counted and reported apart and bounded by that server's connections;
   * ClickHouse: both replicas hold the same events (the same event ids), every event once
     (FINAL, as the reports count: raw rows are reported too), one delivery event per
-    recipient, and the opens and clicks answered through HAProxy are there;
+    recipient, and every open and click answered through HAProxy there exactly once: each
+    request carries a serial in its User-Agent (UA_MARK), so the events are matched to the
+    requests one by one (`requests`: answered without an event, or with two); the summary
+    is taken once the replicas agree and hold every answered one, or after five minutes;
   * tracking through HAProxy: under 1% failed requests;
-  * Prometheus: every target up before the kills, and AltcraftProcessDown firing for the
-    killed application server (its /api/v1/alerts), before that server is started again;
+  * Prometheus: every target up before the kills, and AltcraftProcessDown firing for each
+    of the killed application server's scraped processes (its /api/v1/alerts), before that
+    server is started again;
   * the killed nodes rejoined: the app server back UP in HAProxy's both backends, RabbitMQ
     three running nodes, ClickHouse two active replicas none read-only, the old Redis
     primary a replica of the promoted one with its link up.
@@ -26,7 +30,7 @@ address (molecule/failsafe/molecule.yml routes sink.test there: MTA.ROUTES). Eve
 is reached with `docker exec` or over the scenario's network (HAProxy on lb1).
 
 Run against kept containers (ALTCRAFT_KEEP_FAILSAFE=1 of failsafe_container.py):
-    .venv/bin/python -m tests.lib.failsafe_kill --messages 2000
+    .venv/bin/python -m tests.lib.failsafe_kill --messages 20000
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import email
 import email.parser
 import email.policy
 import http.client
+import itertools
 import json
 import queue
 import re
@@ -54,6 +59,10 @@ from tests.lib.sink import Sink
 from tests.lib.wait import wait_for
 
 PREFIX = "altcraft-fs-"
+# a browser's User-Agent (no bot or tool word: botfilter flags nothing), then the request's
+# serial after UA_MARK
+USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"
+UA_MARK = "fsreq/"
 ADDRESS = {"db1": "10.58.0.11", "db2": "10.58.0.12", "db3": "10.58.0.13",
            "app1": "10.58.0.21", "app2": "10.58.0.22", "lb1": "10.58.0.5"}
 SINK = ("10.58.0.1", 2525)
@@ -182,10 +191,13 @@ class Tracking:
 
     workers: int = 4
     todo: queue.Queue = field(default_factory=queue.Queue)
-    results: list[tuple[float, str, str]] = field(default_factory=list)  # (at, kind, "302"/"200"/error)
+    # (at, kind, "302"/"200"/error, serial): the serial travels in the User-Agent (UA_MARK), so
+    # that ClickHouse's user_agent column names each request's event
+    results: list[tuple[float, str, str, int]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     stopping: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
+    serials: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     def start(self) -> Tracking:
         for _ in range(self.workers):
@@ -209,19 +221,20 @@ class Tracking:
                 kind, path = self.todo.get(timeout=0.5)
             except queue.Empty:
                 continue
+            serial = next(self.serials)
             try:
-                outcome = self._get(path)
+                outcome = self._get(path, serial)
             except Exception as exc:  # a failed request is a result, counted below
                 outcome = f"{type(exc).__name__}: {exc}"[:200]
             with self.lock:
-                self.results.append((time.time(), kind, outcome))
+                self.results.append((time.time(), kind, outcome, serial))
             self.todo.task_done()
 
     @staticmethod
-    def _get(path: str) -> str:
+    def _get(path: str, serial: int) -> str:
         connection = http.client.HTTPSConnection(BALANCER, TRK_PORT, timeout=15, context=_tls())
         try:
-            connection.request("GET", path, headers={"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"})
+            connection.request("GET", path, headers={"User-Agent": USER_AGENT + f" {UA_MARK}{serial}"})
             response = connection.getresponse()
             response.read()
             return str(response.status)
@@ -230,9 +243,8 @@ class Tracking:
 
     def summary(self, kill_at: float) -> dict:
         """Counts; `answered_just_before_kill`: those answered in the second before the app
-        server died, which its trkaction may have held unpublished (publisher.py: events
-        accepted in the last ~100 ms before a SIGKILL may be lost, the price of not waiting
-        for the broker on each click)."""
+        server died (reported: their events are in app1's journal files, published by its
+        relay once app1 is started again, and the check expects them)."""
         with self.lock:
             results = list(self.results)
         ok = {"open": "200", "click": "302"}
@@ -244,6 +256,16 @@ class Tracking:
                                                           and kill_at - 1 <= r[0] <= kill_at + 0.5)),
                 "failures": dict(Counter(r[2] for r in failed).most_common(8)),
                 "failed_at": [round(r[0], 1) for r in failed][:50]}
+
+
+def answered_serials(results) -> dict[str, dict[int, float]]:
+    """kind -> {serial: answered at} of the requests answered as they should be."""
+    ok = {"open": "200", "click": "302"}
+    out: dict[str, dict[int, float]] = {"open": {}, "click": {}}
+    for at, kind, outcome, serial in results:
+        if outcome == ok[kind]:
+            out[kind][serial] = at
+    return out
 
 
 def tracking_paths(raw: bytes) -> tuple[str | None, str | None]:
@@ -274,6 +296,20 @@ def targets_up() -> tuple[int, list[str]]:
     return len(active), [t["scrapeUrl"] for t in active if t["health"] != "up"]
 
 
+def relays() -> dict[str, list[str]]:
+    """The tracking event relays (trk/relay.py, `AK:<process>:relay`, children of the
+    tracking processes' masters) running on each app server."""
+    return {host: sorted(sh(host, "ps -eo args= | grep '^AK:.*:relay' || true").split())
+            for host in ("app1", "app2")}
+
+
+def process_targets(host: str) -> set[str]:
+    """The platform processes Prometheus scrapes on `host` (AltcraftProcessDown's targets)."""
+    active = prometheus("/api/v1/targets?state=active")["data"]["activeTargets"]
+    return {t["labels"].get("process", "") for t in active
+            if t["labels"].get("job", "").startswith("altcraft_") and t["labels"].get("host") == host}
+
+
 def process_down_alerts(host: str) -> list[dict]:
     alerts = prometheus("/api/v1/alerts")["data"]["alerts"]
     return [a for a in alerts if a["labels"].get("alertname") == "AltcraftProcessDown"
@@ -290,9 +326,9 @@ def setup_campaign(api: Api, admin: Api, messages: int) -> dict:
     api.token = token
     db = api("databases/add", name="failsafe")
     recipients = [f"r{i:06d}-{suffix}@sink.test" for i in range(messages)]
-    for start in range(0, messages, 5000):
+    for start in range(0, messages, 1000):  # a call well inside the API client's 60 s
         api("profiles/import_batch", db_id=db["id"], subscribe_resource_id=1,
-            data=[{"email": rcpt, "first_name": f"R{start + i}"} for i, rcpt in enumerate(recipients[start:start + 5000])])
+            data=[{"email": rcpt, "first_name": f"R{start + i}"} for i, rcpt in enumerate(recipients[start:start + 1000])])
     segment = api("segments/add", name="all", db_id=db["id"])
     template = api("templates/add", name="failsafe", subject="Hello {{ first_name }}",
                    html="<p>Hi {{ first_name }}, see <a href='https://shop.example/sale'>the sale</a></p>",
@@ -328,6 +364,9 @@ def _run(messages: int, alert_timeout: float, deliver_timeout: float) -> dict:
     count, down = targets_up()
     assert count > 0 and not down, f"Prometheus targets not up before the kills: {down} (of {count})"
     state.facts["targets_up_before"] = count
+    state.facts["relays_before"] = relays()
+    app1_processes = process_targets(PREFIX + "app1")
+    assert app1_processes, "Prometheus scrapes no platform process on app1"
     assert all(s == "UP" for s in haproxy_servers().values()), haproxy_servers()
 
     admin = Api(admin_token())
@@ -397,10 +436,26 @@ def _run(messages: int, alert_timeout: float, deliver_timeout: float) -> dict:
         state.mark("old Redis primary started again")
 
         # 5. the process-down alert for the dead app server, then it starts again
-        firing = wait_for(lambda: _feed_and(feed, [a for a in process_down_alerts(PREFIX + "app1") if a["state"] == "firing"]),
-                          timeout=alert_timeout, what="AltcraftProcessDown firing for app1", every=5)
-        state.mark(f"AltcraftProcessDown firing for app1 ({len(firing)} processes)")
-        state.facts["alerts_firing"] = sorted(a["labels"].get("process", "") for a in firing)
+        # for each of app1's processes: the rule is per target, and each target's scrapes
+        # fail at their own offset in the scrape interval, so they fire one evaluation or
+        # two apart; the wait ends when every one of app1's processes fires
+        def app1_firing() -> dict[str, str]:
+            return {a["labels"].get("process", ""): a.get("activeAt", "")
+                    for a in process_down_alerts(PREFIX + "app1") if a["state"] == "firing"}
+
+        wait_for(lambda: _feed_and(feed, app1_firing()), timeout=alert_timeout,
+                 what="AltcraftProcessDown firing for app1", every=5)
+        state.mark("AltcraftProcessDown firing for app1 (the first of its processes)")
+        try:
+            wait_for(lambda: _feed_and(feed, set(app1_firing()) >= app1_processes), timeout=120,
+                     what="AltcraftProcessDown firing for every process of app1", every=5)
+        except AssertionError:  # wait_for's timeout: the check names the processes that did not fire
+            pass
+        firing = app1_firing()
+        state.mark(f"AltcraftProcessDown firing for {len(firing)} of app1's {len(app1_processes)} processes")
+        state.facts["alerts_firing"] = sorted(firing)
+        state.facts["alerts_active_at"] = firing
+        state.facts["app1_processes"] = sorted(app1_processes)
         docker("start", PREFIX + "app1")
         state.mark("app1 started (docker start)")
 
@@ -419,7 +474,17 @@ def _run(messages: int, alert_timeout: float, deliver_timeout: float) -> dict:
     state.facts["sink"] = sink_summary(received, campaign["recipients"], state.timeline["kill app1 (docker kill)"])
     state.facts["tracking"] = tracking.summary(state.timeline["kill app1 (docker kill)"])
     state.facts["rejoined"] = rejoined(state.facts["kv_primary_killed"])
-    state.facts["clickhouse"] = clickhouse_summary(campaign, state.facts["tracking"]["answered"], messages)
+    state.facts["relays_after"] = relays()
+    serials = answered_serials(tracking.results)
+    state.facts["clickhouse"] = clickhouse_summary(campaign, state.facts["tracking"]["answered"], messages,
+                                                   serials=serials, since=state.timeline["campaign started"])
+    missing = {kind: [s for s, _ in row["missing_first"]]
+               for kind, row in state.facts["clickhouse"]["requests"]["db1"].items() if row["missing"]}
+    if missing:
+        try:
+            state.facts["missing_events_diagnosis"] = diagnose_missing(missing)
+        except Exception as exc:  # the diagnosis is for the reader; the check stands without it
+            state.facts["missing_events_diagnosis"] = f"{type(exc).__name__}: {exc}"
     state.facts["timeline"] = {k: round(v - state.timeline["campaign started"], 1) for k, v in state.timeline.items()}
     return state.facts
 
@@ -458,9 +523,14 @@ def sink_summary(received, recipients: set[str], kill_at: float) -> dict:
             "from": dict(Counter(item.peer for item in received))}
 
 
-def clickhouse_summary(campaign: dict, answered: dict, messages: int, timeout: float = 300) -> dict:
-    """Each replica's events of the campaign per kind, once both replicas agree and hold a
-    delivery for every message (or after `timeout`: the check then says what differs)."""
+def clickhouse_summary(campaign: dict, answered: dict, messages: int, timeout: float = 300,
+                       serials: dict[str, dict[int, float]] | None = None, since: float = 0.0) -> dict:
+    """Each replica's events of the campaign per kind, once both replicas agree, hold a
+    delivery for every message and as many opens and clicks as were answered through
+    HAProxy (or after `timeout`: the check then says what differs). With `serials` (the
+    answered requests, answered_serials), each replica's opens and clicks are matched to
+    the requests by the serial in their user_agent: which answered requests have no event,
+    which have more than one."""
     database = clickhouse("db2", "SELECT database FROM system.replicas WHERE table = 'events_local' LIMIT 1")[0][0]
     where = f"account_id = {int(campaign['account_id'])} AND campaign_id = {int(campaign['campaign_id'])}"
 
@@ -475,18 +545,76 @@ def clickhouse_summary(campaign: dict, answered: dict, messages: int, timeout: f
             kinds[kind]["final"] = int(count)
         return kinds
 
+    def complete(kinds: dict) -> bool:
+        return (kinds.get("delivered", {}).get("profiles", 0) >= messages
+                and all(kinds.get(kind, {}).get("events", 0) >= count for kind, count in answered.items()))
+
     per_replica: dict = {}
     previous = None
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     while time.monotonic() < deadline:
         per_replica = {host: replica(host) for host in ("db1", "db2")}
-        settled = (per_replica["db1"] == per_replica["db2"] == previous
-                   and per_replica["db1"].get("delivered", {}).get("profiles", 0) >= messages)
-        if settled:
+        if per_replica["db1"] == per_replica["db2"] == previous and complete(per_replica["db1"]):
             break
         previous = per_replica["db1"] if per_replica["db1"] == per_replica["db2"] else None
         time.sleep(5)
-    return {"database": database, "per_replica": per_replica, "answered": answered, "messages": messages}
+    summary = {"database": database, "per_replica": per_replica, "answered": answered, "messages": messages,
+               "settled_after_s": round(time.monotonic() - started)}
+    if serials is not None:
+        summary["requests"] = {host: request_events(host, database, where, serials, since)
+                               for host in ("db1", "db2")}
+    return summary
+
+
+def request_events(host: str, database: str, where: str, serials: dict[str, dict[int, float]],
+                   since: float = 0.0) -> dict:
+    """Per kind: answered requests without an event (`missing`, with the first serials and
+    their answer times), with more than one event (`doubled`), and events of requests not
+    answered as they should be (`unanswered`: a client-side failure the server recorded)."""
+    rows = clickhouse(host, f"SELECT kind, toUInt64OrZero(extract(user_agent, '{UA_MARK}([0-9]+)')) AS serial, "
+                            f"uniqExact(event_id) FROM `{database}`.`events_local` WHERE {where} "
+                            f"AND kind IN ('open', 'click') GROUP BY kind, serial")
+    return match_requests([(kind, int(serial), int(events)) for kind, serial, events in rows], serials, since)
+
+
+def match_requests(rows: list[tuple[str, int, int]], serials: dict[str, dict[int, float]],
+                   since: float = 0.0) -> dict:
+    """request_events' reading of (kind, serial, distinct events) rows against the answered
+    requests (kind -> {serial: answered at}); `missing_by_30s`: the missing ones by when they
+    were answered, seconds after `since` (the campaign's start) in 30 s steps."""
+    held: dict[str, Counter] = {"open": Counter(), "click": Counter()}
+    for kind, serial, events in rows:
+        held[kind][serial] = events
+    out = {}
+    for kind, answered in serials.items():
+        missing = sorted(set(answered) - set(held[kind]))
+        out[kind] = {"answered": len(answered), "with_event": len(set(answered) & set(held[kind])),
+                     "missing": len(missing),
+                     "missing_first": [(serial, round(answered[serial], 1)) for serial in missing[:20]],
+                     "missing_by_30s": dict(sorted(Counter(int((answered[serial] - since) // 30 * 30)
+                                                           for serial in missing).items())),
+                     "doubled": sum(1 for serial, n in held[kind].items() if n > 1),
+                     "unanswered": len(set(held[kind]) - set(answered))}
+    return out
+
+
+def diagnose_missing(missing: dict[str, list[int]]) -> dict:
+    """Where answered requests without an event went: which app server's nginx logged each
+    (its access log names the serial in the User-Agent), what the tracking spool directories
+    and RabbitMQ's queues hold now."""
+    found: dict = {}
+    for kind, serials in missing.items():
+        for serial in serials[:10]:
+            hits = {}
+            for host in ("app1", "app2"):
+                out = sh(host, f"grep -h '{UA_MARK}{serial}\"' /var/log/altcraft-nginx/trk-access.log || true", check=False)
+                if out.strip():
+                    hits[host] = out.strip()[-300:]
+            found[f"{kind} {serial}"] = hits
+    spools = {host: sh(host, "ls -la /opt/akd/run/trk/* 2>&1 | tail -20", check=False) for host in ("app1", "app2")}
+    queues = sh("db1", "rabbitmqctl -q list_queues name type messages messages_unacknowledged 2>&1", check=False)
+    return {"nginx": found, "spools": spools, "queues": queues}
 
 
 def rejoined(old_primary: str) -> dict:
@@ -529,13 +657,29 @@ def check(facts: dict) -> list[str]:
         for kind, row in kinds.items():
             if row.get("final") != row["events"]:
                 problems.append(f"clickhouse {host}: {kind} counts {row.get('final')} rows FINAL for {row['events']} events")
+        # every answered open and click, also those answered just before app1 died: the
+        # worker's journal line was written before the answer (trk/journal.py), and the
+        # container's files outlive its processes
         for kind, count in ch["answered"].items():
             held = kinds.get(kind, {}).get("events", 0)
-            if held < count - trk["answered_just_before_kill"].get(kind, 0):
+            if held < count:  # more: a request that failed here but was recorded (`unanswered`)
                 problems.append(f"clickhouse {host}: {held} {kind} events for {count} answered through HAProxy "
                                 f"({trk['answered_just_before_kill'].get(kind, 0)} of them just before the kill)")
+        for kind, row in ch.get("requests", {}).get(host, {}).items():
+            if row["missing"] or row["doubled"]:
+                problems.append(f"clickhouse {host}: {kind}: {row['missing']} answered requests without an event "
+                                f"(answered, seconds after the start: {row['missing_by_30s']}), "
+                                f"{row['doubled']} with more than one")
+    for moment in ("relays_before", "relays_after"):
+        for host, running in facts.get(moment, {}).items():
+            # trkaction answers /o and /c behind the trk instance (its default process)
+            if "AK:trkaction:relay" not in running:
+                problems.append(f"trk: the event relays on {host} ({moment}): {running}")
     if not facts.get("alerts_firing"):
         problems.append("prometheus: AltcraftProcessDown did not fire for app1")
+    elif set(facts.get("app1_processes", [])) - set(facts["alerts_firing"]):
+        problems.append("prometheus: AltcraftProcessDown did not fire for app1's "
+                        f"{sorted(set(facts['app1_processes']) - set(facts['alerts_firing']))}")
     if any(status != "UP" for status in back["haproxy"].values()):
         problems.append(f"haproxy: {back['haproxy']}")
     if back["rabbitmq_running_nodes"] != 3:
@@ -550,7 +694,7 @@ def check(facts: dict) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--messages", type=int, default=20000)
     parser.add_argument("--json", action="store_true", help="print only the result as JSON")
     args = parser.parse_args()
     facts = run(args.messages)
