@@ -1,4 +1,5 @@
-"""A FerretDB on the PostgreSQL handler for one benchmark run (`--ferretdb-postgresql`).
+"""A FerretDB on the PostgreSQL handler for one benchmark run (`--ferretdb-postgresql`) or one
+heavy test run (the welcome scenario's ALTCRAFT_WELCOME_STORE=ferretdb-postgresql).
 
 The same binary the harness builds (tests/harness/servers.sh, tools/ferretdb), on a free
 loopback port, storing into a PostgreSQL database of its own in the harness's PostgreSQL
@@ -57,5 +58,22 @@ def ferretdb_postgresql(harness: dict, logdir: Path) -> Iterator[dict]:
             process.kill()
             process.wait()
         log.close()
-        with psycopg.connect(dbname=pg["database"], **connect) as conn:
+        _drop(psycopg, pg["database"], connect, name)
+
+
+def _drop(psycopg, database: str, connect: dict, name: str) -> None:
+    """Drops the database; FORCE needs rights over every session in it (a background worker
+    of another role may be there), so without them the plain DROP is retried a while."""
+    with psycopg.connect(dbname=database, **connect) as conn:
+        try:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except psycopg.errors.InsufficientPrivilege:
+            pass
+        for _ in range(30):
+            try:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+                return
+            except psycopg.errors.ObjectInUse:
+                time.sleep(1)
+        print(f"FerretDB on PostgreSQL: database {name} still in use, left in place", flush=True)
