@@ -52,6 +52,7 @@ WAIT = float(os.environ.get("ALTCRAFT_WELCOME_WAIT_SECONDS", "30"))
 SCALE = WAIT / THREE_DAYS  # WORKFLOWS.TIME_SCALE
 LEASE = 3.0  # WORKFLOWS.LEASE_SECONDS: a run a killed worker held is stepped again this soon
 SLOW = max(60.0, PROFILES * 1.5)  # how long a phase that grows with the profiles may take (a cap)
+POLL = max(0.2, PROFILES / 5000)  # how often those phases look (each look reads every run)
 ENTRY = os.environ.get("ALTCRAFT_WELCOME_ENTRY", "start")
 BATCH = int(os.environ.get("ALTCRAFT_WELCOME_BATCH", "1"))
 STORE = os.environ.get("ALTCRAFT_WELCOME_STORE", "harness")
@@ -166,7 +167,7 @@ def test_the_welcome_scenario_counts_survive_kill_9_during_the_sends_and_the_wai
         "every first message was sent before the kill: the test proves nothing (raise ALTCRAFT_WELCOME_PROFILES)"
     restarted(auto, victim)
     wait_for(lambda: len({m.rcpt for m in sink.messages} & set(rcpts)) == PROFILES, SLOW,
-             "the first message to every profile")
+             "the first message to every profile", every=POLL)
     phase(started, "the first message at the sink for every profile")
 
     # the known subset opens its first message: the pixel's signed URL, fetched over HTTP
@@ -177,12 +178,12 @@ def test_the_welcome_scenario_counts_survive_kill_9_during_the_sends_and_the_wai
         assert status == 200 and body.startswith(b"GIF"), (rcpt, status)
     wait_for(lambda: auto.pipeline.platform.activity_lookup(auto.account["id"], ("open",), campaign["first"],
                                                             datetime(2000, 1, 1, tzinfo=timezone.utc))
-             == {ids[r] for r in openers}, SLOW, "procactions to record the opens")
+             == {ids[r] for r in openers}, SLOW, "procactions to record the opens", every=POLL)
     phase(started, f"{OPENERS} opens recorded")
 
     # kill -9 during the wait: every run waiting, none due yet
     in_wait = {**mine, "node": "wait", "waiting": {"$ne": None}}
-    wait_for(lambda: runs.count_documents(in_wait) == PROFILES, SLOW, "every run in the wait")
+    wait_for(lambda: runs.count_documents(in_wait) == PROFILES, SLOW, "every run in the wait", every=POLL)
     victim = kill_procworkflow(auto)
     waiting = list(runs.find(in_wait, {"due_at": 1}))
     assert len(waiting) == PROFILES and min(r["due_at"] for r in waiting) > datetime.now(timezone.utc), \
@@ -191,10 +192,10 @@ def test_the_welcome_scenario_counts_survive_kill_9_during_the_sends_and_the_wai
     phase(started, f"killed in the wait, {len(waiting)} runs waiting, the first due in "
                    f"{(min(r['due_at'] for r in waiting) - datetime.now(timezone.utc)).total_seconds():.0f} s")
 
-    wait_for(lambda: runs.count_documents({**mine, "state": "exited"}) == PROFILES, WAIT + SLOW, "every run to exit")
+    wait_for(lambda: runs.count_documents({**mine, "state": "exited"}) == PROFILES, WAIT + SLOW, "every run to exit", every=POLL)
     phase(started, "every run exited")
     rest = set(others)
-    wait_for(lambda: sum(m.rcpt in rest for m in list(sink.messages)) >= len(others) * 2, SLOW, "the reminders")
+    wait_for(lambda: sum(m.rcpt in rest for m in list(sink.messages)) >= len(others) * 2, SLOW, "the reminders", every=POLL)
     opened = set(openers)
 
     def exactly_what_is_expected_at_the_sink():  # a repeat published by a killed step would be here
@@ -209,7 +210,7 @@ def test_the_welcome_scenario_counts_survive_kill_9_during_the_sends_and_the_wai
     expected_first = Counter({ids[r]: 1 for r in rcpts})
     expected_reminder = Counter({ids[r]: 1 for r in others})
     wait_for(lambda: delivered(auto, first) == expected_first and delivered(auto, reminder) == expected_reminder,
-             SLOW, "ClickHouse: one first message per profile, one reminder per non-opener")
+             SLOW, "ClickHouse: one first message per profile, one reminder per non-opener", every=POLL)
     phase(started, f"ClickHouse: {PROFILES} first messages, {PROFILES - OPENERS} reminders")
     exactly_what_is_expected_at_the_sink()  # and no late copy arrived meanwhile
     counts = auto.api.ok("workflows/get", id=scenario["id"])["counts"]
