@@ -159,7 +159,7 @@ def test_the_welcome_scenario_counts_survive_kill_9_during_the_sends_and_the_wai
     # kill -9 during the sends: some runs past the first message, some not
     auto.pipeline.start("procworkflow")
     past_first = {**mine, "visits.first": {"$exists": True}}
-    wait_for(lambda: runs.count_documents(past_first) > 0, 60, "the first sends", every=0.02)
+    wait_for(lambda: runs.count_documents(past_first) > 0, SLOW, "the first sends", every=max(0.02, PROFILES / 50000))
     victim = kill_procworkflow(auto)
     sent_at_kill = runs.count_documents(past_first)
     print(f"welcome: {sent_at_kill} of {PROFILES} runs past the first message at the kill", flush=True)
