@@ -12,6 +12,7 @@ The welcome scenario's size comes from the environment (docs/benchmarks.md, READ
                                  workflows/import_and_start_batch calls of 1,000 profiles
   ALTCRAFT_WELCOME_BATCH         procworkflow's WORKFLOWS.BATCH (default 1: the kill during the
                                  sends lands between two stored steps of 60 profiles)
+  ALTCRAFT_WELCOME_LEASE_SECONDS procworkflow's WORKFLOWS.LEASE_SECONDS (default 3)
   ALTCRAFT_WELCOME_STORE         harness (default: the harness FerretDB, SQLite handler) or
                                  ferretdb-postgresql (a FerretDB on the PostgreSQL handler of its
                                  own for the module, tests/lib/ferretdb_pg.py)
@@ -50,7 +51,9 @@ PROFILES = int(os.environ.get("ALTCRAFT_WELCOME_PROFILES", "60"))
 OPENERS = PROFILES // 3  # the known subset whose first message is opened
 WAIT = float(os.environ.get("ALTCRAFT_WELCOME_WAIT_SECONDS", "30"))
 SCALE = WAIT / THREE_DAYS  # WORKFLOWS.TIME_SCALE
-LEASE = 3.0  # WORKFLOWS.LEASE_SECONDS: a run a killed worker held is stepped again this soon
+# WORKFLOWS.LEASE_SECONDS: a run a killed worker held is stepped again this soon; a batch that
+# outlasts it halves the next (procworkflow.next_size), so a large run needs a longer one
+LEASE = float(os.environ.get("ALTCRAFT_WELCOME_LEASE_SECONDS", "3"))
 SLOW = max(60.0, PROFILES * 1.5)  # how long a phase that grows with the profiles may take (a cap)
 POLL = max(0.2, PROFILES / 500)  # how often those phases look (on FerretDB each look reads every run)
 ENTRY = os.environ.get("ALTCRAFT_WELCOME_ENTRY", "start")
