@@ -145,10 +145,9 @@ PROCESSES: tuple[Process, ...] = (
     Process("procworkflow", "http", "Scenario (workflow) processing", 6060, status="partial",
             entry="altcraft.services.procworkflow:create_app",
             requires=(CONTROLDB, ACCOUNTDB, CLICKHOUSE, RABBITMQ, SSDB_HBSUPP), group="tasks",
-            notes="versioned scenarios: entry (API call, custom event), send, wait (a duration), branch "
-                  "(profile condition, opened/clicked a send step), exit; runs as stored timers under a "
-                  "lease, re-entry policy, per-node counts; no wait-for, random split, update, webhook "
-                  "nodes, segment or date-field entries, import_and_start_batch yet"),
+            notes="versioned scenarios: entries (API call, workflows/import_and_start_batch, custom "
+                  "event, segment, date field), send, wait, wait-for, branch, random split, update, "
+                  "webhook, exit; runs as stored timers under a lease, re-entry policy, per-node counts"),
     Process("proctrigger", "worker", "Trigger campaigns", status="partial",
             entry="altcraft.services.proctrigger:main",
             requires=(RABBITMQ, CONTROLDB, ACCOUNTDB, SSDB_HBSUPP), group="tasks",

@@ -337,6 +337,10 @@ class Profiles:
                 found[doc["data"][key]] = doc
         return found
 
+    def ids_by_key(self, keys: list[Any]) -> dict[Any, str]:
+        """The ids of the stored profiles with these (prepared) key values: key -> id."""
+        return {value: doc["_id"] for value, doc in self._existing(list(keys)).items()}
+
     def upsert_prepared(self, rows: Sequence[dict[str, Any]],
                         subscribe: tuple[int, str] | None = None) -> list[Outcome]:
         """Upserts already prepared rows (each with the key, keys unique among the rows).

@@ -559,29 +559,45 @@ class Scenarios:
               data: dict[str, Any] | None = None) -> tuple[dict[str, Any], bool]:
         """Starts a run of an active scenario (the run, whether new); Conflict when the
         re-entry policy refuses it. A repeated entry (same source) finds its run."""
+        run, new = self.enter_many(scenario, [(profile_id, source, data)])[0]
+        if run is None:
+            raise Conflict(f"profile {profile_id} is already in scenario {scenario['id']} "
+                           f"(re-entry: {scenario.get('reentry', 'once')})")
+        return run, new
+
+    def enter_many(self, scenario: dict[str, Any],
+                   entries: list[tuple[str, str, dict[str, Any] | None]]) -> list[tuple[dict[str, Any] | None, bool]]:
+        """`enter` for many (profile, source, data) with one unordered insert: per entry the
+        run and whether it is new, or (None, False) when the re-entry policy refuses it.
+
+        Inserted first, read only on a duplicate (one read for all of them): a read of a run
+        that is not there is a scan of every run on the FerretDB stand-in (docs/benchmarks.md,
+        "What grows with the runs"), so a read before each entry made entries slower as the
+        runs grew, while a unique insert is an index probe."""
         if not scenario.get("active"):
             raise Conflict(f"scenario {scenario['id']} is not active")
-        rid = run_id(scenario["id"], profile_id, source)
-        existing = self.runs.find_one({"_id": rid})
-        if existing is not None:
-            return existing, False
-        entry = next(n for n in scenario["nodes"] if n["type"] == "entry")
-        stamp = self.clock()
-        doc = {"_id": rid, "account_id": scenario["account_id"], "scenario_id": scenario["id"],
-               "version": scenario["version"], "db_id": scenario["db_id"], "profile_id": profile_id,
-               "data": data or {}, "entry": entry["id"], "node": entry["id"], "step": 0, "visits": {},
-               "state": "active", "due_at": stamp, "lease_until": _EPOCH, "owner": None,
-               "entry_key": entry_key(scenario.get("reentry", "once"), scenario["id"], profile_id, rid),
-               "created_at": stamp}
-        try:
-            self.runs.insert_one(doc)
-        except DuplicateKeyError:
-            existing = self.runs.find_one({"_id": rid})
-            if existing is not None:
-                return existing, False
-            raise Conflict(f"profile {profile_id} is already in scenario {scenario['id']} "
-                           f"(re-entry: {scenario.get('reentry', 'once')})") from None
-        return doc, True
+        entry, stamp = _entry(scenario), self.clock()
+        policy = scenario.get("reentry", "once")
+        docs = []
+        for profile_id, source, data in entries:
+            rid = run_id(scenario["id"], profile_id, source)
+            docs.append({"_id": rid, "account_id": scenario["account_id"], "scenario_id": scenario["id"],
+                         "version": scenario["version"], "db_id": scenario["db_id"], "profile_id": profile_id,
+                         "data": data or {}, "entry": entry["id"], "node": entry["id"], "step": 0, "visits": {},
+                         "state": "active", "due_at": stamp, "lease_until": _EPOCH, "owner": None,
+                         "entry_key": entry_key(policy, scenario["id"], profile_id, rid), "created_at": stamp})
+        taken: set[int] = set()
+        if docs:
+            try:
+                self.runs.insert_many(docs, ordered=False)
+            except BulkWriteError as exc:
+                errors = exc.details["writeErrors"]
+                if any(e.get("code") != 11000 for e in errors):
+                    raise
+                taken = {e["index"] for e in errors}
+        found = {d["_id"]: d for d in self.runs.find({"_id": {"$in": [docs[i]["_id"] for i in taken]}})} \
+            if taken else {}
+        return [(found.get(doc["_id"]), False) if i in taken else (doc, True) for i, doc in enumerate(docs)]
 
     def claim(self, owner: str, run_id_: str | None = None, lease_seconds: float = 30.0) -> dict[str, Any] | None:
         """An active run whose step is due and not leased (this one, or the earliest), leased."""
@@ -594,16 +610,19 @@ class Scenarios:
             sort=[("due_at", ASCENDING)], return_document=ReturnDocument.AFTER)
 
     def claim_batch(self, owner: str, limit: int, lease_seconds: float = 30.0) -> list[dict[str, Any]]:
-        """Up to `limit` due, unleased active runs (earliest first), claimed with unique inserts
+        """Up to `limit` due, unleased active runs (in the store's order), claimed with unique inserts
         (`Leases`): one query for the candidates and one insert_many a chunk, instead of one
         conditional findAndModify a run. On the FerretDB stand-in a filter other than {_id}
         alone is a scan of the whole collection, so a claim a run cost a scan a run; and the
         conditional update it replaces was not atomic there anyway (docs/benchmarks.md,
         "Automation"). Each run comes back with `claim` (in memory only: when the claim ends);
-        `Batch.flush` stores a run whose claim has ended only if it is still at its step."""
+        `Batch.flush` stores a run whose claim has ended only if it is still at its step.
+        Not sorted by due time: FerretDB sorts by reading and decoding every due run (16 s for
+        10,000 on a loaded machine, against 0.9 s for the same query stopping at its limit); a
+        due run is stepped by a later batch, and a step's lateness is logged (`due`, `at`)."""
         stamp = self.clock()
         query = {"state": "active", "due_at": {"$lte": stamp}, "lease_until": {"$lte": stamp}}
-        candidates = list(self.runs.find(query).sort("due_at", ASCENDING).limit(limit * CANDIDATES))
+        candidates = list(self.runs.find(query).limit(limit * CANDIDATES))
         return self.leases.take(candidates, owner, limit, lease_seconds, stamp)
 
     def store(self, run: dict[str, Any], outcome: dict[str, Any], log: dict[str, Any] | None,
@@ -637,6 +656,18 @@ class Scenarios:
             {"profile_id": event.profile_id, "awaiting": event.name, "account_id": event.account_id,
              "db_id": event.db_id, "state": "active", "got": None},
             {"$set": {"got": event.event_id, "due_at": self.clock()}}).modified_count
+
+    def awaited(self, account_id: int) -> list[str]:
+        """The custom events a wait_for node of any version of the account's scenarios waits
+        for: only these can mark a run (`deliver`). procevent keeps the list per account stamp
+        and calls `deliver` only for them, since the update `deliver` makes is not done by the
+        index on the FerretDB stand-in but by reading every run (docs/benchmarks.md)."""
+        ids = [s["id"] for s in self.collection.find({"account_id": account_id}, {"id": 1})]
+        names: set[str] = set()
+        for version in self.versions.find({"scenario_id": {"$in": ids}}, {"nodes": 1}) if ids else ():
+            names.update(n["event"]["name"] for n in version["nodes"]
+                         if n["type"] == "wait_for" and "name" in n["event"])
+        return sorted(names)
 
     def scheduled(self) -> list[dict[str, Any]]:
         """Active scenarios entered by proctask: a segment or a date field."""

@@ -13,7 +13,8 @@ stores once. A custom event an active scenario's entry names starts a run of it
 (domain/scenarios.py `enter`, stored before the acknowledgement; the run id derives from
 the event id, so a redelivery finds the run; procworkflow steps it); runs of the profile
 waiting for a custom event of that name (a wait_for node) are marked and made due
-(`deliver`, idempotent). A message that is not
+(`deliver`, idempotent; only for the names some version of the account's scenarios waits
+for, kept per account stamp: the update reads every run on the FerretDB stand-in). A message that is not
 an event is dead-lettered, never dropped.
 """
 
@@ -46,12 +47,12 @@ class TriggerCache:
     """Each account's active definitions, read again when the account's stamp differs from
     the one they were read under, or after `ttl` seconds."""
 
-    def __init__(self, load: Callable[[int], list[dict[str, Any]]], ttl: float = TRIGGER_CACHE_SECONDS,
+    def __init__(self, load: Callable[[int], list[Any]], ttl: float = TRIGGER_CACHE_SECONDS,
                  clock: Callable[[], float] = time.monotonic):
         self.load, self.ttl, self.clock = load, ttl, clock
-        self._entries: dict[int, tuple[float, int, list[dict[str, Any]]]] = {}
+        self._entries: dict[int, tuple[float, int, list[Any]]] = {}
 
-    def active(self, account_id: int, stamp: int = 0) -> list[dict[str, Any]]:
+    def active(self, account_id: int, stamp: int = 0) -> list[Any]:
         entry = self._entries.get(account_id)
         if entry is None or entry[1] != stamp or self.clock() - entry[0] >= self.ttl:
             # the stamp was read before the load: a change landing in between leaves the
@@ -79,6 +80,7 @@ class Router:
         self.broker = Broker(config, app="procevent")
         self.cache = TriggerCache(self.platform.triggers.active)
         self.scenario_cache = TriggerCache(self.platform.scenarios.listening)
+        self.awaited = TriggerCache(self.platform.scenarios.awaited)  # event names a wait_for waits for
         self.stamps = AutomationStamps(self.platform.control)
         self.pending: list[Received] = []
 
@@ -109,7 +111,8 @@ class Router:
                 log.info("event %s -> scenario %s", event.event_id, scenario["id"])
             except Conflict as exc:  # the re-entry policy, or deactivated since cached
                 log.info("event %s: %s", event.event_id, exc.message)
-        woken = self.platform.scenarios.deliver(event)
+        woken = self.platform.scenarios.deliver(event) \
+            if event.kind == events.CUSTOM and event.name in self.awaited.active(event.account_id, stamp) else 0
         if woken:
             log.info("event %s -> %d waiting scenario run(s)", event.event_id, woken)
         self.broker.ack(received.tag)

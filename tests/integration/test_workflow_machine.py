@@ -5,6 +5,7 @@ in test_workflows.py)."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -314,6 +315,17 @@ def test_a_wait_for_a_custom_event_takes_got_it_or_the_timeout_exit(control):
     assert [n for p, n, _ in w.sent if p == "ivan"] == ["mail"]
     outcomes = {s["outcome"] for s in w.store.steps.find({"node": "paid?", "scenario_id": w.scenario["id"]})}
     assert outcomes == {"got", "timed_out"}
+
+
+def test_the_events_waited_for_are_those_of_every_version_of_the_accounts_scenarios(control):
+    """procevent calls `deliver` only for these names: a name missing here is an event lost."""
+    store = scenarios.Scenarios(control, Clock())
+    account = int(uuid.uuid4().int % 10**6) + 10**6  # an account no other test of the module uses
+    added = store.add(account, "waits", 1, flow({"id": "paid?", "type": "wait_for", "event": {"name": "paid"},
+                                                 "timeout": 60, "next": "done", "timeout_next": "late"}))
+    assert store.awaited(account) == ["paid"] and store.awaited(account + 1) == []
+    store.update(account, added["id"], nodes=welcome())
+    assert store.awaited(account) == ["paid"], "runs on the first version may still wait for it"
 
 
 def test_an_event_marked_while_a_step_holds_the_run_is_not_lost(control):

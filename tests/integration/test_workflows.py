@@ -8,6 +8,14 @@ The welcome scenario's size comes from the environment (docs/benchmarks.md, READ
   ALTCRAFT_WELCOME_PROFILES      profiles entered (default 30: the default run stays lean)
   ALTCRAFT_WELCOME_WAIT_SECONDS  how long its three days last (default 30 s; the kill during
                                  the wait needs every run in the wait before the first is due)
+  ALTCRAFT_WELCOME_ENTRY         start (default): one workflows/start call a profile; batch:
+                                 workflows/import_and_start_batch calls of 1,000 profiles
+  ALTCRAFT_WELCOME_BATCH         procworkflow's WORKFLOWS.BATCH (default 1: the kill during the
+                                 sends lands between two stored steps of 60 profiles)
+  ALTCRAFT_WELCOME_LEASE_SECONDS procworkflow's WORKFLOWS.LEASE_SECONDS (default 3)
+  ALTCRAFT_WELCOME_STORE         harness (default: the harness FerretDB, SQLite handler) or
+                                 ferretdb-postgresql (a FerretDB on the PostgreSQL handler of its
+                                 own for the module, tests/lib/ferretdb_pg.py)
 A larger run needs pytest's per-test limit lifted: `--timeout 0`.
 """
 
@@ -19,6 +27,7 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
+from contextlib import ExitStack
 from datetime import datetime, timezone
 
 import pytest
@@ -26,7 +35,8 @@ import pytest
 from altcraft.domain import scenario_timing
 from altcraft.stores.analytics import Analytics
 from tests.lib import broker
-from tests.lib.automation import Automation, kill9, pixel_url, to
+from tests.lib.automation import Automation, by_rcpt, kill9, pixel_url, to
+from tests.lib.ferretdb_pg import ferretdb_postgresql
 from tests.lib.mta import Pipeline
 from tests.lib.ports import free_port
 from tests.lib.sink import Sink
@@ -41,12 +51,27 @@ PROFILES = int(os.environ.get("ALTCRAFT_WELCOME_PROFILES", "60"))
 OPENERS = PROFILES // 3  # the known subset whose first message is opened
 WAIT = float(os.environ.get("ALTCRAFT_WELCOME_WAIT_SECONDS", "30"))
 SCALE = WAIT / THREE_DAYS  # WORKFLOWS.TIME_SCALE
-LEASE = 3.0  # WORKFLOWS.LEASE_SECONDS: a run a killed worker held is stepped again this soon
+# WORKFLOWS.LEASE_SECONDS: a run a killed worker held is stepped again this soon; a batch that
+# outlasts it halves the next (procworkflow.next_size), so a large run needs a longer one
+LEASE = float(os.environ.get("ALTCRAFT_WELCOME_LEASE_SECONDS", "3"))
 SLOW = max(60.0, PROFILES * 1.5)  # how long a phase that grows with the profiles may take (a cap)
+POLL = max(0.2, PROFILES / 500)  # how often those phases look (on FerretDB each look reads every run)
+ENTRY = os.environ.get("ALTCRAFT_WELCOME_ENTRY", "start")
+BATCH = int(os.environ.get("ALTCRAFT_WELCOME_BATCH", "1"))
+STORE = os.environ.get("ALTCRAFT_WELCOME_STORE", "harness")
+assert ENTRY in ("start", "batch") and STORE in ("harness", "ferretdb-postgresql"), (ENTRY, STORE)
 
 
 @pytest.fixture(scope="module")
 def stand(harness, tmp_path_factory):
+    with ExitStack() as stack:
+        if STORE == "ferretdb-postgresql":
+            harness = {**harness, "mongodb": stack.enter_context(
+                ferretdb_postgresql(harness, tmp_path_factory.mktemp("ferretdb-pg")))}
+        yield from _stand(harness, tmp_path_factory)
+
+
+def _stand(harness, tmp_path_factory):
     vhost = broker.add_vhost(harness)
     basedir = tmp_path_factory.mktemp("flows") / "akd"
     basedir.mkdir()
@@ -55,7 +80,7 @@ def stand(harness, tmp_path_factory):
         # one run a batch: the kill during the sends lands between two batches' stored steps
         # (with 5 a batch and 30 profiles, two workers stored every first send before the kill on a
         # quiet machine; with 1 and 30, 18-24 of them)
-        "WORKFLOWS": {"TIME_SCALE": SCALE, "LEASE_SECONDS": LEASE, "BATCH": 1},
+        "WORKFLOWS": {"TIME_SCALE": SCALE, "LEASE_SECONDS": LEASE, "BATCH": BATCH},
         "WEBHOOKS": {"ALLOW_NETWORKS": ["127.0.0.1/32"], "TIMEOUT_SECONDS": 2},
         "TRACKING_BASE_URL": f"http://127.0.0.1:{trk}", "PROCESSES": {"trkaction": {"PORT": trk}}})
     sink_port = int(pipeline.config.MTA.ROUTES["*"].rsplit(":", 1)[1])
@@ -67,6 +92,11 @@ def stand(harness, tmp_path_factory):
         yield auto, sink
         pipeline.stop()
     broker.delete_vhost(vhost)
+
+
+def phase(started: float, what: str) -> None:
+    """A line of the run's progress (the heavy runs' figures in docs/benchmarks.md come from these)."""
+    print(f"welcome: {time.monotonic() - started:7.1f} s  {what}  (load {os.getloadavg()[0]:.1f})", flush=True)
 
 
 def kill_procworkflow(auto) -> int:
@@ -114,17 +144,25 @@ def test_the_welcome_scenario_counts_survive_kill_9_during_the_sends_and_the_wai
     assert len(ids) == PROFILES
 
     # every profile entered by an API call, while procworkflow is not running yet
-    for rcpt in rcpts:
-        auto.api.ok("workflows/start", id=scenario["id"], profile_id=ids[rcpt], content={"order": "W-1"},
-                    idempotency_key=f"welcome:{rcpt}")
+    if ENTRY == "batch":
+        for at in range(0, PROFILES, 1000):
+            answer = auto.api.ok("workflows/import_and_start_batch", id=scenario["id"], data=[
+                {"data": {"email": r}, "content": {"order": "W-1"}, "idempotency_key": f"welcome:{r}"}
+                for r in rcpts[at:at + 1000]])
+            assert not answer["errors"] and answer["entered"] == len(rcpts[at:at + 1000]), answer["errors"][:3]
+    else:
+        for rcpt in rcpts:
+            auto.api.ok("workflows/start", id=scenario["id"], profile_id=ids[rcpt], content={"order": "W-1"},
+                        idempotency_key=f"welcome:{rcpt}")
     entered = time.monotonic()
+    phase(started, f"{PROFILES} profiles entered ({ENTRY}, store {STORE})")
     runs = auto.pipeline.platform.scenarios.runs
     mine = {"scenario_id": scenario["id"]}
 
     # kill -9 during the sends: some runs past the first message, some not
     auto.pipeline.start("procworkflow")
     past_first = {**mine, "visits.first": {"$exists": True}}
-    wait_for(lambda: runs.count_documents(past_first) > 0, 60, "the first sends", every=0.02)
+    wait_for(lambda: runs.find_one(past_first, {"_id": 1}), SLOW, "the first sends", every=max(0.02, PROFILES / 50000))
     victim = kill_procworkflow(auto)
     sent_at_kill = runs.count_documents(past_first)
     print(f"welcome: {sent_at_kill} of {PROFILES} runs past the first message at the kill", flush=True)
@@ -132,41 +170,51 @@ def test_the_welcome_scenario_counts_survive_kill_9_during_the_sends_and_the_wai
         "every first message was sent before the kill: the test proves nothing (raise ALTCRAFT_WELCOME_PROFILES)"
     restarted(auto, victim)
     wait_for(lambda: len({m.rcpt for m in sink.messages} & set(rcpts)) == PROFILES, SLOW,
-             "the first message to every profile")
+             "the first message to every profile", every=POLL)
+    phase(started, "the first message at the sink for every profile")
 
     # the known subset opens its first message: the pixel's signed URL, fetched over HTTP
     openers, others = rcpts[:OPENERS], rcpts[OPENERS:]
+    received = by_rcpt(sink)
     for rcpt in openers:
-        status, _, body = http(pixel_url(to(sink, rcpt)[0]))
+        status, _, body = http(pixel_url(received[rcpt][0]))
         assert status == 200 and body.startswith(b"GIF"), (rcpt, status)
     wait_for(lambda: auto.pipeline.platform.activity_lookup(auto.account["id"], ("open",), campaign["first"],
                                                             datetime(2000, 1, 1, tzinfo=timezone.utc))
-             == {ids[r] for r in openers}, 60, "procactions to record the opens")
+             == {ids[r] for r in openers}, SLOW, "procactions to record the opens", every=POLL)
+    phase(started, f"{OPENERS} opens recorded")
 
     # kill -9 during the wait: every run waiting, none due yet
     in_wait = {**mine, "node": "wait", "waiting": {"$ne": None}}
-    wait_for(lambda: runs.count_documents(in_wait) == PROFILES, SLOW, "every run in the wait")
+    wait_for(lambda: runs.count_documents(in_wait) == PROFILES, SLOW, "every run in the wait", every=POLL)
     victim = kill_procworkflow(auto)
     waiting = list(runs.find(in_wait, {"due_at": 1}))
     assert len(waiting) == PROFILES and min(r["due_at"] for r in waiting) > datetime.now(timezone.utc), \
         "the kill came after the wait ended: the test proves nothing (raise ALTCRAFT_WELCOME_WAIT_SECONDS)"
     restarted(auto, victim)
+    phase(started, f"killed in the wait, {len(waiting)} runs waiting, the first due in "
+                   f"{(min(r['due_at'] for r in waiting) - datetime.now(timezone.utc)).total_seconds():.0f} s")
 
-    wait_for(lambda: runs.count_documents({**mine, "state": "exited"}) == PROFILES, WAIT + SLOW, "every run to exit")
-    wait_for(lambda: all(len(to(sink, r)) >= 2 for r in others), SLOW, "the reminders")
+    wait_for(lambda: runs.count_documents({**mine, "state": "exited"}) == PROFILES, WAIT + SLOW, "every run to exit", every=POLL)
+    phase(started, "every run exited")
+    rest = set(others)
+    wait_for(lambda: sum(m.rcpt in rest for m in list(sink.messages)) >= len(others) * 2, SLOW, "the reminders", every=POLL)
+    opened = set(openers)
 
     def exactly_what_is_expected_at_the_sink():  # a repeat published by a killed step would be here
-        for rcpt in rcpts:
-            subjects = sorted(m["Subject"] for m in to(sink, rcpt))
-            expected = ["Order W-1"] + ([] if rcpt in openers else [f"Still there, P{rcpts.index(rcpt)}?"])
-            assert subjects == sorted(expected), (rcpt, rcpt in openers, subjects)
+        received = by_rcpt(sink)
+        for i, rcpt in enumerate(rcpts):
+            subjects = sorted(m["Subject"] for m in received.get(rcpt, []))
+            expected = ["Order W-1"] + ([] if rcpt in opened else [f"Still there, P{i}?"])
+            assert subjects == sorted(expected), (rcpt, rcpt in opened, subjects)
 
     exactly_what_is_expected_at_the_sink()
     first, reminder = campaign["first"], campaign["reminder"]
     expected_first = Counter({ids[r]: 1 for r in rcpts})
     expected_reminder = Counter({ids[r]: 1 for r in others})
     wait_for(lambda: delivered(auto, first) == expected_first and delivered(auto, reminder) == expected_reminder,
-             60, "ClickHouse: one first message per profile, one reminder per non-opener")
+             SLOW, "ClickHouse: one first message per profile, one reminder per non-opener", every=POLL)
+    phase(started, f"ClickHouse: {PROFILES} first messages, {PROFILES - OPENERS} reminders")
     exactly_what_is_expected_at_the_sink()  # and no late copy arrived meanwhile
     counts = auto.api.ok("workflows/get", id=scenario["id"])["counts"]
     assert counts["first"] == {"entered": PROFILES, "left": PROFILES}
@@ -240,6 +288,35 @@ def test_the_api_names_what_is_wrong_and_keeps_runs_to_their_entry(stand):
     assert updated["version"] == 2 and first["version"] == 1
     assert auto.api.ok("workflows/get", id=scenario["id"])["nodes"][1]["campaign_id"] == \
         scenario["nodes"][1]["campaign_id"], "a send node's campaign id changed with the version"
+
+
+def test_import_and_start_batch_upserts_enters_and_answers_per_item(stand):
+    auto, _ = stand
+    scenario = auto.api.ok("workflows/add", name="batch", db_id=auto.db["id"],
+                           nodes=welcome(template_id=auto.template["id"], sender_id=auto.sender_id))
+    known = auto.profile(name="Known")
+    items = [{"data": {"email": known, "first_name": "Kept"}, "content": {"order": "B-1"}, "idempotency_key": "b0"},
+             {"data": {"email": f"new.{uuid.uuid4().hex[:8]}@example.test"}, "idempotency_key": "b1"},
+             {"data": {"first_name": "no key"}},
+             {"data": {"email": known}, "idempotency_key": "b0"}]
+    status, body = auto.api("workflows/import_and_start_batch", id=scenario["id"], data=items)
+    assert status == 409 and "not active" in body["error_text"]
+    auto.api.ok("workflows/activate", id=scenario["id"])
+    answer = auto.api.ok("workflows/import_and_start_batch", id=scenario["id"], data=items[:3])
+    assert answer["entered"] == 2 and [r["index"] for r in answer["runs"]] == [0, 1], answer
+    assert [e["index"] for e in answer["errors"]] == [2] and "email" in answer["errors"][0]["error"], answer
+    runs = auto.pipeline.platform.scenarios.runs
+    stored = runs.find_one({"_id": answer["runs"][0]["run_id"]})
+    assert stored["data"] == {"order": "B-1"} and stored["state"] == "active"
+    assert auto.api.ok("profiles/get", db_id=auto.db["id"], email=known)["data"]["first_name"] == "Kept"
+    # a repeat with the same keys enters nothing more and answers the same runs; another key
+    # for a profile already in the scenario is refused by its re-entry policy (once)
+    again = auto.api.ok("workflows/import_and_start_batch", id=scenario["id"],
+                        data=[items[3], items[1], {**items[1], "idempotency_key": "b2"}])
+    assert again["entered"] == 0 and [r["run_id"] for r in again["runs"]] == \
+        [answer["runs"][0]["run_id"], answer["runs"][1]["run_id"]], again
+    assert [e["index"] for e in again["errors"]] == [2] and "re-entry: once" in again["errors"][0]["error"]
+    assert runs.count_documents({"scenario_id": scenario["id"]}) == 2
 
 
 def test_update_split_webhook_and_wait_for_through_procworkflow(stand):

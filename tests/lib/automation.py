@@ -50,6 +50,14 @@ def to(sink, rcpt: str) -> list[Message]:
     return [email.message_from_bytes(m.data) for m in sink.messages if m.rcpt == rcpt]
 
 
+def by_rcpt(sink) -> dict[str, list[Message]]:
+    """The sink's messages by recipient, each parsed once (`to` for many recipients)."""
+    out: dict[str, list[Message]] = {}
+    for m in list(sink.messages):
+        out.setdefault(m.rcpt, []).append(email.message_from_bytes(m.data))
+    return out
+
+
 def html_of(message: Message) -> str:
     part = next(p for p in message.walk() if p.get_content_type() == "text/html")
     return part.get_payload(decode=True).decode()

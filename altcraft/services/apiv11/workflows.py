@@ -7,7 +7,8 @@ from typing import Any, Optional
 from pydantic import Field
 
 from altcraft.domain import events, scenarios
-from altcraft.domain.errors import Conflict
+from altcraft.domain.errors import Conflict, Invalid
+from altcraft.domain.importer import import_rows
 from altcraft.http.apiv11 import Params
 from altcraft.services.apiv11 import api
 from altcraft.services.apiv11.triggers import Matching, _checked, _profile_id, refuse_unsupported
@@ -60,6 +61,23 @@ class WorkflowStart(Matching):
                                     "(Altcraft's name)")
     idempotency_key: Optional[str] = Field(None, max_length=200, description="a repeat with the same key "
                                            "enters nothing more and answers the same")
+
+
+BATCH_MAX = 1000  # items of one workflows/import_and_start_batch call
+
+
+class WorkflowBatchItem(Params):
+    data: dict[str, Any] = Field(..., description="the profile's fields, with the database's key: added, or "
+                                                   "updated when a profile has the key")
+    content: dict[str, Any] = Field(default_factory=dict, description="available to templates as {{ data.* }}")
+    idempotency_key: Optional[str] = Field(None, max_length=200, description="a repeat with the same key "
+                                           "enters nothing more and answers the same")
+
+
+class WorkflowImportAndStartBatch(Params):
+    id: int
+    data: list[WorkflowBatchItem] = Field(..., min_length=1, max_length=BATCH_MAX)
+    subscribe_resource_id: Optional[int] = Field(None, description="subscribe new profiles to this resource (email)")
 
 
 def _public(ctx, doc: dict[str, Any]) -> dict[str, Any]:
@@ -120,13 +138,79 @@ def workflows_deactivate(ctx, principal, p: WorkflowId):
               summary="Enter one profile into a scenario whose entry is an API call")
 def workflows_start(ctx, principal, p: WorkflowStart):
     refuse_unsupported(p, "attach")
-    scenario = ctx.scenarios.get(principal.account_id, p.id)
-    trigger = next(n for n in scenario["nodes"] if n["type"] == "entry")["trigger"]
-    if trigger["type"] != "api":
-        raise Conflict(f"scenario {p.id} is entered by {trigger['type']}, not the API")
+    scenario = _api_entered(ctx, principal.account_id, p.id)
     data = _checked(p.content, "content")
     profile_id = _profile_id(ctx, principal.account_id, scenario["db_id"], p)
     source = f"key:{p.idempotency_key}" if p.idempotency_key else f"call:{events.new_event_id()}"
     run, _ = ctx.scenarios.enter(scenario, profile_id, source, data)
     return {"run_id": run["_id"], "scenario_id": run["scenario_id"], "version": run["version"],
             "profile_id": run["profile_id"]}
+
+
+def _first(profiles, data: dict[str, Any], seen: set) -> bool:
+    """Whether this row's key is new among the rows seen (a row without a valid key is: the
+    importer reports it)."""
+    try:
+        value = profiles.prepare(data, require_key=True)[profiles.database.key]
+    except Invalid:
+        return True
+    if value in seen:
+        return False
+    seen.add(value)
+    return True
+
+
+def _api_entered(ctx, account_id: int, scenario_id: int) -> dict[str, Any]:
+    scenario = ctx.scenarios.get(account_id, scenario_id)
+    trigger = next(n for n in scenario["nodes"] if n["type"] == "entry")["trigger"]
+    if trigger["type"] != "api":
+        raise Conflict(f"scenario {scenario_id} is entered by {trigger['type']}, not the API")
+    if not scenario.get("active"):
+        raise Conflict(f"scenario {scenario_id} is not active")
+    return scenario
+
+
+@api.endpoint("workflows/import_and_start_batch", WorkflowImportAndStartBatch, scope="account", tag="workflows",
+              write=True, summary=f"Add or update up to {BATCH_MAX} profiles and enter each into a scenario "
+                                  "whose entry is an API call")
+def workflows_import_and_start_batch(ctx, principal, p: WorkflowImportAndStartBatch):
+    """The profiles are upserted as profiles/import_batch does (a bad row is reported by its
+    index, the others go on), then entered with one insert: per item its run, or why not."""
+    scenario = _api_entered(ctx, principal.account_id, p.id)
+    errors: dict[int, dict[str, Any]] = {}
+    contents: dict[int, Any] = {}
+    for index, item in enumerate(p.data):
+        try:
+            contents[index] = _checked(item.content, "content")
+        except Invalid as exc:
+            errors[index] = {"index": index, "error": exc.message}
+    profiles = ctx.profiles(principal.account_id, scenario["db_id"])
+    subscribe = (p.subscribe_resource_id, "email") if p.subscribe_resource_id else None
+    # a profile named by more than one item is upserted from its first one (the importer
+    # refuses a key twice in one batch); each item is still entered on its own
+    rows, firsts = [(i, item.data) for i, item in enumerate(p.data) if i not in errors], set()
+    report = import_rows(profiles, [(i, data) for i, data in rows if _first(profiles, data, firsts)],
+                         unit="index", subscribe=subscribe)
+    for e in report.errors:
+        errors[e.line] = {"index": e.line, "error": f"{e.field}: {e.reason}" if e.field else e.reason}
+    key = profiles.database.key
+    wanted = {i: profiles.prepare(data, require_key=True)[key] for i, data in rows if i not in errors}
+    ids = profiles.ids_by_key(list(wanted.values()))
+    entries, at = [], []
+    for index, value in wanted.items():
+        if value not in ids:  # deleted between the upsert and the look-up
+            errors[index] = {"index": index, "error": "profile not found"}
+            continue
+        item = p.data[index]
+        source = f"key:{item.idempotency_key}" if item.idempotency_key else f"call:{events.new_event_id()}"
+        entries.append((ids[value], source, contents[index]))
+        at.append(index)
+    results = []
+    for index, (run, new) in zip(at, ctx.scenarios.enter_many(scenario, entries)):
+        if run is None:
+            errors[index] = {"index": index, "error": f"already in scenario {p.id} (re-entry: "
+                                                      f"{scenario.get('reentry', 'once')})"}
+            continue
+        results.append({"index": index, "run_id": run["_id"], "profile_id": run["profile_id"], "new": new})
+    return {"scenario_id": scenario["id"], "version": scenario["version"], "entered": sum(r["new"] for r in results),
+            "runs": results, "errors": [errors[i] for i in sorted(errors)]}
