@@ -26,23 +26,18 @@ Needs the test harness (started if it is not running). Ends with one line of fig
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
-import tempfile
 import time
 import urllib.request
 import uuid
-from pathlib import Path
 
 if __name__ == "__main__" and not __package__:
     sys.exit("run the benchmarks as modules from the repository root: .venv/bin/python -m bench.automation")
 
 from bench import _config  # noqa: E402
-from bench._ferretdb_pg import ferretdb_postgresql  # noqa: E402
 from bench._stats import latency_header, latency_row, percentile  # noqa: E402
-from tests.lib import broker as test_broker  # noqa: E402
 from tests.lib.ports import free_port  # noqa: E402
 
 HTML = "<html><body><p>Hello {{ first_name }}, order {{ data.order }}</p></body></html>"
@@ -200,28 +195,16 @@ def main() -> None:
                              "(bench/_ferretdb_pg.py) instead of the harness's (SQLite handler)")
     args = parser.parse_args()
 
-    from tests.lib.mta import Pipeline
     from tests.lib.sink import Sink
 
-    harness = _config.harness()
-    vhost = test_broker.add_vhost(harness, prefix="bench-")
-    with tempfile.TemporaryDirectory(prefix="altcraft-automation-") as tmp, contextlib.ExitStack() as stack:
-        if args.ferretdb_postgresql:
-            harness = {**harness, "mongodb": stack.enter_context(ferretdb_postgresql(harness, Path(tmp)))}
-        basedir = Path(tmp) / "akd"
-        basedir.mkdir()
-        sink_port = free_port()
-        pipeline = Pipeline(harness, basedir, sink_port, vhost, settings={
-            "DEFAULT_LOG_LEVEL": "WARNING", "PROCESSES": {"api": {"PORT": free_port()}}})
-        try:
-            with Sink(sink_port) as sink:
-                setup = setup_account(pipeline, max(args.profiles, 1), sink)
-                pipeline.start("akmtad")
-                rate, lateness, seconds = run_steps(pipeline, setup, args.profiles, args.wait)
-                ours, reference, answers = run_triggers(pipeline, setup, args.calls, args.rate)
-        finally:
-            pipeline.stop()
-            test_broker.delete_vhost(vhost)
+    sink_port = free_port()
+    with _config.pipeline("automation", args.ferretdb_postgresql, sink_port=sink_port, runs_processes=True,
+                          settings={"PROCESSES": {"api": {"PORT": free_port()}}}) as pipeline:
+        with Sink(sink_port) as sink:
+            setup = setup_account(pipeline, max(args.profiles, 1), sink)
+            pipeline.start("akmtad")
+            rate, lateness, seconds = run_steps(pipeline, setup, args.profiles, args.wait)
+            ours, reference, answers = run_triggers(pipeline, setup, args.calls, args.rate)
     n = args.profiles
     print(latency_header(44))
     for label, values in (("timer lateness (wait steps)", lateness),

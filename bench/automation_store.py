@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
 import os
 import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 from pymongo import monitoring
 
@@ -54,70 +51,56 @@ def main() -> None:
 
     from bench import _config
     from bench.automation import setup_account
-    from tests.lib import broker as test_broker
-    from tests.lib.mta import Pipeline
-    from tests.lib.ports import free_port
 
-    n, harness = args.profiles, _config.harness()
-    vhost = test_broker.add_vhost(harness, prefix="bench-")
-    with tempfile.TemporaryDirectory(prefix="altcraft-automation-store-") as tmp, contextlib.ExitStack() as stack:
-        if args.ferretdb_postgresql:
-            from bench._ferretdb_pg import ferretdb_postgresql
-            harness = {**harness, "mongodb": stack.enter_context(ferretdb_postgresql(harness, Path(tmp)))}
-        basedir = Path(tmp) / "akd"
-        basedir.mkdir()
-        pipeline = Pipeline(harness, basedir, free_port(), vhost, settings={"DEFAULT_LOG_LEVEL": "WARNING"})
-        try:
-            from altcraft.services.procworkflow import Stepper
-            setup = setup_account(pipeline, n, None)
-            p = pipeline.platform
-            nodes = [{"id": "in", "type": "entry", "trigger": {"type": "api"}, "next": "wait"},
-                     {"id": "wait", "type": "wait", "seconds": 1, "next": "send"},
-                     {"id": "send", "type": "send", "template_id": setup["template_id"],
-                      "sender_id": setup["sender_id"], "next": "out"},
-                     {"id": "out", "type": "exit"}]
-            scenario = p.scenarios.add(setup["account_id"], "bench", setup["db_id"], nodes)
-            p.scenarios.set_active(setup["account_id"], scenario["id"], True)
-            scenario = p.scenarios.get(setup["account_id"], scenario["id"])
-            for profile_id in setup["profile_ids"][:n]:
-                p.scenarios.enter(scenario, profile_id, f"bench:{profile_id}", {"order": "P-1"})
-            steppers = [Stepper(pipeline.config) for _ in range(args.workers)]
-            stop = threading.Event()
+    n = args.profiles
+    with _config.pipeline("automation-store", args.ferretdb_postgresql) as pipeline:
+        from altcraft.services.procworkflow import Stepper
+        setup = setup_account(pipeline, n, None)
+        p = pipeline.platform
+        nodes = [{"id": "in", "type": "entry", "trigger": {"type": "api"}, "next": "wait"},
+                 {"id": "wait", "type": "wait", "seconds": 1, "next": "send"},
+                 {"id": "send", "type": "send", "template_id": setup["template_id"],
+                  "sender_id": setup["sender_id"], "next": "out"},
+                 {"id": "out", "type": "exit"}]
+        scenario = p.scenarios.add(setup["account_id"], "bench", setup["db_id"], nodes)
+        p.scenarios.set_active(setup["account_id"], scenario["id"], True)
+        scenario = p.scenarios.get(setup["account_id"], scenario["id"])
+        for profile_id in setup["profile_ids"][:n]:
+            p.scenarios.enter(scenario, profile_id, f"bench:{profile_id}", {"order": "P-1"})
+        steppers = [Stepper(pipeline.config) for _ in range(args.workers)]
+        stop = threading.Event()
 
-            def work(stepper):
-                while not stop.is_set():
-                    if not stepper.step_batch():
-                        stop.wait(0.2)
+        def work(stepper):
+            while not stop.is_set():
+                if not stepper.step_batch():
+                    stop.wait(0.2)
 
-            mine = {"scenario_id": scenario["id"]}
-            timer.seconds.clear()
-            timer.calls.clear()
-            started = time.monotonic()
-            threads = [threading.Thread(target=work, args=(s,), daemon=True) for s in steppers]
-            for thread in threads:
-                thread.start()
-            while (done := p.scenarios.steps.count_documents(mine)) < 4 * n and time.monotonic() - started < 600:
-                print(f"\rsteps: {done:,}/{4 * n:,}", end="", file=sys.stderr, flush=True)
-                time.sleep(0.5)
-            stop.set()
-            for thread in threads:
-                thread.join(60)
-            wall = time.monotonic() - started  # the workers' store time runs until they stop
-            print(file=sys.stderr)
-            rows = list(p.scenarios.steps.find(mine, {"at": 1}))
-            span = (max(r["at"] for r in rows) - min(r["at"] for r in rows)).total_seconds() if rows else 0
-            store = sum(v for k, v in timer.seconds.items() if k != "aggregate")  # aggregate: our own count
-            print(f"steps: {len(rows):,} in {span:.1f} s (first to last logged) = {len(rows) / max(span, 1e-6):,.0f}/s, "
-                  f"{args.workers} workers; waiting for the store {store:.1f} s of {wall * args.workers:.1f} "
-                  f"worker-seconds ({store / (wall * args.workers):.0%}); load {os.getloadavg()[0]:.1f}; "
-                  f"store {'FerretDB on PostgreSQL' if args.ferretdb_postgresql else 'the harness FerretDB'}")
-            for name, seconds in timer.seconds.most_common():
-                print(f"  {name:16}{timer.calls[name]:8,} calls{seconds:9.2f} s{seconds / timer.calls[name] * 1000:9.1f} ms each")
-            for stepper in steppers:
-                stepper.close()
-        finally:
-            pipeline.platform.close()
-            test_broker.delete_vhost(vhost)
+        mine = {"scenario_id": scenario["id"]}
+        timer.seconds.clear()
+        timer.calls.clear()
+        started = time.monotonic()
+        threads = [threading.Thread(target=work, args=(s,), daemon=True) for s in steppers]
+        for thread in threads:
+            thread.start()
+        while (done := p.scenarios.steps.count_documents(mine)) < 4 * n and time.monotonic() - started < 600:
+            print(f"\rsteps: {done:,}/{4 * n:,}", end="", file=sys.stderr, flush=True)
+            time.sleep(0.5)
+        stop.set()
+        for thread in threads:
+            thread.join(60)
+        wall = time.monotonic() - started  # the workers' store time runs until they stop
+        print(file=sys.stderr)
+        rows = list(p.scenarios.steps.find(mine, {"at": 1}))
+        span = (max(r["at"] for r in rows) - min(r["at"] for r in rows)).total_seconds() if rows else 0
+        store = sum(v for k, v in timer.seconds.items() if k != "aggregate")  # aggregate: our own count
+        print(f"steps: {len(rows):,} in {span:.1f} s (first to last logged) = {len(rows) / max(span, 1e-6):,.0f}/s, "
+              f"{args.workers} workers; waiting for the store {store:.1f} s of {wall * args.workers:.1f} "
+              f"worker-seconds ({store / (wall * args.workers):.0%}); load {os.getloadavg()[0]:.1f}; "
+              f"store {'FerretDB on PostgreSQL' if args.ferretdb_postgresql else 'the harness FerretDB'}")
+        for name, seconds in timer.seconds.most_common():
+            print(f"  {name:16}{timer.calls[name]:8,} calls{seconds:9.2f} s{seconds / timer.calls[name] * 1000:9.1f} ms each")
+        for stepper in steppers:
+            stepper.close()
 
 
 if __name__ == "__main__":

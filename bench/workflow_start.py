@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
 import os
 import sys
-import tempfile
 import time
 import uuid
 from datetime import datetime, timezone
-from pathlib import Path
 
 from pymongo import monitoring
 
@@ -75,59 +72,44 @@ def main() -> None:
     from altcraft.services.api import create_app
     from bench import _config
     from bench.automation import setup_account
-    from tests.lib import broker as test_broker
     from tests.lib.api import Client
-    from tests.lib.mta import Pipeline
-    from tests.lib.ports import free_port
 
-    harness = _config.harness()
-    vhost = test_broker.add_vhost(harness, prefix="bench-")
-    with tempfile.TemporaryDirectory(prefix="altcraft-wfstart-") as tmp, contextlib.ExitStack() as stack:
-        if args.ferretdb_postgresql:
-            from bench._ferretdb_pg import ferretdb_postgresql
-            harness = {**harness, "mongodb": stack.enter_context(ferretdb_postgresql(harness, Path(tmp)))}
-        basedir = Path(tmp) / "akd"
-        basedir.mkdir()
-        pipeline = Pipeline(harness, basedir, free_port(), vhost, settings={"DEFAULT_LOG_LEVEL": "WARNING"})
-        try:
-            p = pipeline.platform
-            setup = setup_account(pipeline, args.calls * len(sizes), None)
-            token, _ = p.tokens.create("account", setup["account_id"])
-            api = Client(create_app(pipeline.config, registry.get("api")).test_client(), token)
-            nodes = [{"id": "in", "type": "entry", "trigger": {"type": "api"}, "next": "send"},
-                     {"id": "send", "type": "send", "template_id": setup["template_id"],
-                      "sender_id": setup["sender_id"], "next": "out"},
-                     {"id": "out", "type": "exit"}]
-            scenario = api.ok("workflows/add", name="bench", db_id=setup["db_id"], nodes=nodes)
-            api.ok("workflows/activate", id=scenario["id"])
-            runs = p.scenarios.runs
-            profiles = iter(setup["profile_ids"])
-            at = datetime.now(timezone.utc)
-            for size in sizes:
-                have = runs.count_documents({})
-                for start in range(have, size, 5000):
-                    runs.insert_many(filler(scenario["id"] + 1000, setup["account_id"], setup["db_id"],
-                                            min(5000, size - start), at))
-                stored = runs.count_documents({})
-                timer.seconds.clear()
-                timer.calls.clear()
-                started = time.monotonic()
-                for _ in range(args.calls):
-                    pid = next(profiles)
-                    api.ok("workflows/start", id=scenario["id"], profile_id=pid, idempotency_key=f"k:{pid}")
-                wall = time.monotonic() - started
-                store = sum(timer.seconds.values())
-                print(f"runs stored {stored:>7,}: {args.calls / wall:6.1f} calls/s, {wall / args.calls * 1000:6.1f} ms "
-                      f"a call, {store / args.calls * 1000:6.1f} ms of it in the store; load "
-                      f"{os.getloadavg()[0]:.1f}", flush=True)
-                for (name, coll), seconds in timer.seconds.most_common(8):
-                    n = timer.calls[(name, coll)]
-                    print(f"    {name:14} {coll:22} {n / args.calls:4.1f}/call {seconds / args.calls * 1000:7.2f} ms/call",
-                          flush=True)
-            print(f"store {'FerretDB on PostgreSQL' if args.ferretdb_postgresql else 'the harness FerretDB (SQLite)'}")
-        finally:
-            pipeline.platform.close()
-            test_broker.delete_vhost(vhost)
+    with _config.pipeline("wfstart", args.ferretdb_postgresql) as pipeline:
+        p = pipeline.platform
+        setup = setup_account(pipeline, args.calls * len(sizes), None)
+        token, _ = p.tokens.create("account", setup["account_id"])
+        api = Client(create_app(pipeline.config, registry.get("api")).test_client(), token)
+        nodes = [{"id": "in", "type": "entry", "trigger": {"type": "api"}, "next": "send"},
+                 {"id": "send", "type": "send", "template_id": setup["template_id"],
+                  "sender_id": setup["sender_id"], "next": "out"},
+                 {"id": "out", "type": "exit"}]
+        scenario = api.ok("workflows/add", name="bench", db_id=setup["db_id"], nodes=nodes)
+        api.ok("workflows/activate", id=scenario["id"])
+        runs = p.scenarios.runs
+        profiles = iter(setup["profile_ids"])
+        at = datetime.now(timezone.utc)
+        for size in sizes:
+            have = runs.count_documents({})
+            for start in range(have, size, 5000):
+                runs.insert_many(filler(scenario["id"] + 1000, setup["account_id"], setup["db_id"],
+                                        min(5000, size - start), at))
+            stored = runs.count_documents({})
+            timer.seconds.clear()
+            timer.calls.clear()
+            started = time.monotonic()
+            for _ in range(args.calls):
+                pid = next(profiles)
+                api.ok("workflows/start", id=scenario["id"], profile_id=pid, idempotency_key=f"k:{pid}")
+            wall = time.monotonic() - started
+            store = sum(timer.seconds.values())
+            print(f"runs stored {stored:>7,}: {args.calls / wall:6.1f} calls/s, {wall / args.calls * 1000:6.1f} ms "
+                  f"a call, {store / args.calls * 1000:6.1f} ms of it in the store; load "
+                  f"{os.getloadavg()[0]:.1f}", flush=True)
+            for (name, coll), seconds in timer.seconds.most_common(8):
+                n = timer.calls[(name, coll)]
+                print(f"    {name:14} {coll:22} {n / args.calls:4.1f}/call {seconds / args.calls * 1000:7.2f} ms/call",
+                      flush=True)
+        print(f"store {'FerretDB on PostgreSQL' if args.ferretdb_postgresql else 'the harness FerretDB (SQLite)'}")
 
 
 if __name__ == "__main__":
