@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pymongo import UpdateOne
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from altcraft.bundled.geodb import GeoDB
 from altcraft.bundled.sexdb import SexDB
@@ -27,6 +27,7 @@ from altcraft.domain.databases import ProfileDatabase
 from altcraft.domain.errors import Conflict, Invalid, NotFound
 from altcraft.domain.fields import ALTCRAFT_FIELDS, coerce, from_altcraft
 from altcraft.domain.subscriptions import CHANNELS, STATUSES, change
+from altcraft.stores.documents import insert_new
 
 Outcome = Literal["inserted", "updated", "unchanged"]
 SubscriptionOutcome = Literal["changed", "unchanged", "stale", "no-profile"]
@@ -358,15 +359,7 @@ class Profiles:
                     "changed_at": stamp}] if subscribe else []
         docs = [{"_id": uuid.uuid4().hex, "data": row, "subscriptions": list(initial),
                  "created_at": stamp, "updated_at": stamp} for row in rows]
-        taken: list[int] = []
-        if docs:
-            try:
-                self.collection.insert_many(docs, ordered=False)
-            except BulkWriteError as exc:
-                errors = exc.details["writeErrors"]
-                if any(e.get("code") != 11000 for e in errors):
-                    raise
-                taken = [e["index"] for e in errors]
+        taken = sorted(insert_new(self.collection, docs))
         if not taken:
             return outcomes
         existing = self._existing([rows[i][key] for i in taken])

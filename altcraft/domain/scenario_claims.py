@@ -25,7 +25,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError
+
+from altcraft.stores.documents import insert_new
 
 PREFIX = "workflow_claims_"
 BUCKET_SECONDS = 3600
@@ -83,14 +84,7 @@ class Leases:
         lost: set[str] = set()
         inserted: dict[str, str] = {}  # claim _id -> its collection
         for name, docs in by_collection.items():
-            failed: set[int] = set()
-            try:
-                self.control[name].insert_many(docs, ordered=False)
-            except BulkWriteError as exc:
-                for error in exc.details.get("writeErrors", []):
-                    if error.get("code") != 11000:
-                        raise
-                    failed.add(error["index"])
+            failed = insert_new(self.control[name], docs)
             for index, doc in enumerate(docs):
                 if index in failed:
                     lost.add(doc["run"])

@@ -62,7 +62,7 @@ from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
 from altcraft.domain import events
 from altcraft.domain import scenario_timing as timing
@@ -71,6 +71,7 @@ from altcraft.domain.clock import now as clock_now
 from altcraft.domain.errors import Conflict, Invalid, NotFound
 from altcraft.domain.ids import next_id
 from altcraft.domain.scenario_claims import Leases
+from altcraft.stores.documents import insert_new
 
 REENTRY = ("once", "after_exit", "always")
 MAX_NODES = 200
@@ -586,15 +587,7 @@ class Scenarios:
                          "data": data or {}, "entry": entry["id"], "node": entry["id"], "step": 0, "visits": {},
                          "state": "active", "due_at": stamp, "lease_until": _EPOCH, "owner": None,
                          "entry_key": entry_key(policy, scenario["id"], profile_id, rid), "created_at": stamp})
-        taken: set[int] = set()
-        if docs:
-            try:
-                self.runs.insert_many(docs, ordered=False)
-            except BulkWriteError as exc:
-                errors = exc.details["writeErrors"]
-                if any(e.get("code") != 11000 for e in errors):
-                    raise
-                taken = {e["index"] for e in errors}
+        taken = insert_new(self.runs, docs)
         found = {d["_id"]: d for d in self.runs.find({"_id": {"$in": [docs[i]["_id"] for i in taken]}})} \
             if taken else {}
         return [(found.get(doc["_id"]), False) if i in taken else (doc, True) for i, doc in enumerate(docs)]
@@ -939,12 +932,7 @@ class Batch:
 
     def flush(self) -> int:
         """Stores the batch (log first, as a single step does); how many runs were updated."""
-        if self.logs:
-            try:
-                self.scenarios.steps.insert_many(self.logs, ordered=False)
-            except BulkWriteError as exc:  # steps logged by an earlier claim of the same runs
-                if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
-                    raise
+        insert_new(self.scenarios.steps, self.logs)  # a step already there: logged by an earlier claim
         # One update a run, by _id alone while the run's claim (Leases) lasts: on the FerretDB
         # stand-in that is the one filter that does not scan the collection (and not one
         # bulk_write: two workers' multi-document updates deadlocked it); the claim is what

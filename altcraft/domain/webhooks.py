@@ -39,12 +39,12 @@ from typing import Any
 
 from pymongo import ReturnDocument
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError
 
 from altcraft.domain.clock import now as _now
 from altcraft.domain.errors import Invalid, NotFound
 from altcraft.domain.ids import next_id
 from altcraft.domain.netguard import AddressPolicy, Refused, Resolver
+from altcraft.stores.documents import insert_new
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32  # the spec asks for 24 to 64
@@ -344,13 +344,7 @@ class Outbox:
         entry, whatever else the batch holds."""
         if not entries:
             return 0
-        try:
-            return len(self.collection.insert_many(entries, ordered=False).inserted_ids)
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(e.get("code") != 11000 for e in errors):
-                raise
-            return exc.details.get("nInserted", len(entries) - len(errors))
+        return len(entries) - len(insert_new(self.collection, entries))
 
     def claim(self, lease_seconds: float, limit: int = 1) -> list[Claim]:
         """Up to `limit` due entries, leased: their next_at moves one lease ahead, so that

@@ -6,11 +6,14 @@ from typing import Literal
 from urllib.parse import quote_plus
 
 from pymongo import MongoClient
+from pymongo.collection import Collection
 from pymongo.database import Database
+from pymongo.errors import BulkWriteError
 
 from altcraft.config import MainConfig
 
 Role = Literal["control", "account", "file"]
+DUPLICATE_KEY = 11000  # the server's code for a write refused by a unique index
 
 
 def mongo_uri(config: MainConfig, role: Role = "control") -> str:
@@ -64,3 +67,19 @@ def account_db(client: MongoClient, config: MainConfig, account_id: int) -> Data
 
 def server_version(client: MongoClient) -> str:
     return str(client.server_info().get("version", "?"))
+
+
+def insert_new(collection: Collection, docs: list[dict]) -> set[int]:
+    """Inserts `docs` in one unordered batch; the indexes of those a unique index refused
+    (already stored: how the platform makes a repeated write harmless). Any other write
+    error is raised."""
+    if not docs:
+        return set()
+    try:
+        collection.insert_many(docs, ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(error.get("code") != DUPLICATE_KEY for error in errors):
+            raise
+        return {error["index"] for error in errors}
+    return set()
