@@ -139,7 +139,13 @@ def _coerce(kind: FieldType, value: Any, region: str) -> Any:
 
 def coerce(field: Field, value: Any, region: str = "RU") -> Any:
     """The stored form of `value`, None for "not given"; raises Invalid naming the field."""
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if type(value) is str:  # text (every CSV cell): a plain string field is done here
+        value = value.strip()
+        if not value:
+            return None
+        if field.type == "string" and len(value) <= MAX_STRING:
+            return value
+    elif value is None or (isinstance(value, str) and not value.strip()):
         return None
     try:
         return _coerce(field.type, value, region)

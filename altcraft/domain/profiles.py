@@ -123,11 +123,12 @@ class Profiles:
             raise Invalid("data", "an object of field values")
         data = from_altcraft(data)  # Altcraft's system field names (`_fname`...) are ours stored
         clean: dict[str, Any] = {}
+        fields, region = self.database.fields, self.enricher.phone_region
         for name, raw in data.items():
-            definition = self.database.fields.get(name)
+            definition = fields.get(name)
             if definition is None:
                 raise Invalid(name, f"not a field of database {self.database.id}")
-            value = coerce(definition, raw, self.enricher.phone_region)
+            value = coerce(definition, raw, region)
             if value is not None:
                 clean[name] = value
         key = self.database.key
