@@ -49,7 +49,9 @@ def _delivery(buf: bytes, pos: int, channel: int, tags: frozenset[bytes]):
     (delivery_tag,) = _BODY_SIZE.unpack_from(buf, tag_end)
     p = tag_end + 9  # delivery tag, redelivered
     p += 1 + buf[p]  # exchange
-    routing_key = buf[p + 1:p + 1 + buf[p]].decode()
+    # a routing key that is not UTF-8 (only a foreign publisher could send one) reaches the
+    # consumer with replacement characters, to be refused there, not raised in the read loop
+    routing_key = buf[p + 1:p + 1 + buf[p]].decode("utf-8", "replace")
     if end + 7 > n:
         return None
     kind, on, size = _HEADER.unpack_from(buf, end)

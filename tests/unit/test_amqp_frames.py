@@ -104,3 +104,11 @@ def test_a_broken_frame_end_is_refused_as_pika_refuses_it():
     broken[-1] = 0
     with pytest.raises(InvalidFrameError):
         feed([bytes(broken)])
+
+
+def test_a_routing_key_that_is_not_utf8_reaches_the_consumer_not_an_exception():
+    one = bytearray(delivery(9, b"{}", routing_key="action.click"))
+    at = one.index(b"action.click")
+    one[at + 7] = 0xFF  # "action.\xfflick"
+    connection = feed([bytes(one)])
+    assert connection.seen == [("ours", 9, "action.\ufffdlick", b"{}")]
