@@ -323,8 +323,10 @@ http {{
             publisher.close()
             messages += args.events - expected
             expected = args.events
+        raw_cpu = time.process_time()
         raw_count, raw_rate = raw_drain(broker.parameters(config, app="altcraft-bench-raw"), raw_queue,
                                         messages, PREFETCH)
+        raw_cpu = time.process_time() - raw_cpu
         store = Analytics(config.CLICKHOUSE_SYSTEM)
 
         def count() -> int:
@@ -332,16 +334,18 @@ http {{
                                  f"WHERE account_id = %(a)s AND campaign_id = %(c)s", {"a": account_id, "c": campaign})[0][0]
 
         akd("start", "procactions", config=main_json)
+        worker_pid = config.pids_dir / "procactions.pid"
         deadline = time.monotonic() + 600
-        first_at, first = None, 0
+        first_at, first, cpu_first = None, 0, 0.0
         while time.monotonic() < deadline:
             current = count()
             if current and first_at is None:
-                first_at, first = time.monotonic(), current
+                first_at, first, cpu_first = time.monotonic(), current, sum(cpu_seconds(worker_pid).values())
             if current >= expected:
                 break
             time.sleep(0.05)
         drained = time.monotonic()
+        proc_cpu = sum(cpu_seconds(worker_pid).values()) - cpu_first  # its CPU from its first row to its last
         akd("stop", "procactions", config=main_json)
         written = count()
         store.close()
@@ -389,9 +393,11 @@ http {{
     print("CPU per click during the load (us): " + ", ".join(f"{r} {v:.1f}" for r, v in sorted(per_click.items()))
           + "; per event until caught up, beside the workers: "
           + (", ".join(f"{r} {v:.1f}" for r, v in sorted(publishing.items())) or "-"))
+    # CPU per event (the process's own, user + system): less swayed by the machine's load than the rates
     print(f"RabbitMQ -> ClickHouse (procactions): {written:,} events, {ch_rate:,.0f} events/s "
-          f"(first row to last)")
-    print(f"reference: bare pika consumer, same events and prefetch: {raw_count:,} events, {raw_rate:,.0f} events/s")
+          f"(first row to last), CPU {proc_cpu / max(1, written - first) * 1e6:.1f} us/event")
+    print(f"reference: bare pika consumer, same events and prefetch: {raw_count:,} events, {raw_rate:,.0f} events/s, "
+          f"CPU {raw_cpu / max(1, raw_count) * 1e6:.1f} us/event")
     pipeline_ratio = ch_rate / raw_rate if raw_rate else 0.0
     print(f"ratio={ratio:.3f} pipeline_ratio={pipeline_ratio:.3f}")
 

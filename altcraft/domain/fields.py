@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any, Literal
 
-import phonenumbers
-
 from altcraft.domain.errors import Invalid
+from altcraft.domain.phones import normalize_phone
 
 FieldType = Literal["string", "email", "phone", "integer", "number", "boolean", "date",
                     "datetime", "gender"]
@@ -53,16 +52,6 @@ def normalize_email(value: str) -> str:
     if len(email) > 254 or not _EMAIL_RE.match(email):
         raise ValueError("not a valid e-mail address")
     return email
-
-
-def normalize_phone(value: str, region: str) -> str:
-    try:
-        number = phonenumbers.parse(value, region)
-    except phonenumbers.NumberParseException:
-        raise ValueError("not a phone number") from None
-    if not phonenumbers.is_valid_number(number):
-        raise ValueError("not a valid phone number")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def _parse_date(text: str) -> str:
@@ -150,7 +139,13 @@ def _coerce(kind: FieldType, value: Any, region: str) -> Any:
 
 def coerce(field: Field, value: Any, region: str = "RU") -> Any:
     """The stored form of `value`, None for "not given"; raises Invalid naming the field."""
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if type(value) is str:  # text (every CSV cell): a plain string field is done here
+        value = value.strip()
+        if not value:
+            return None
+        if field.type == "string" and len(value) <= MAX_STRING:
+            return value
+    elif value is None or (isinstance(value, str) and not value.strip()):
         return None
     try:
         return _coerce(field.type, value, region)
@@ -206,7 +201,7 @@ def from_altcraft(data: dict[str, Any]) -> dict[str, Any]:
     """`data` with Altcraft's system field names turned into this platform's (values too:
     `phones` [one] to `phone`, `_sex` 1/2 to m/f, `_bdate` RFC 3339 to a date). A field given
     under both names with two different values is Invalid naming Altcraft's."""
-    if not any(name in ALTCRAFT_INPUT_NAMES for name in data):
+    if ALTCRAFT_INPUT_NAMES.isdisjoint(data):
         return data
     out = {name: value for name, value in data.items() if name not in ALTCRAFT_INPUT_NAMES}
     for name, value in data.items():

@@ -10,6 +10,7 @@ of procactions' CPU). Like everything pika, it is driven from one thread: `poll`
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from types import MappingProxyType
 
@@ -17,6 +18,7 @@ import pika
 import pika.exceptions
 
 from altcraft.config import MainConfig
+from altcraft.stores import amqp_frames
 from altcraft.stores.broker import Received, parameters
 
 _NO_HEADERS = MappingProxyType({})  # shared by the deliveries without headers: no dict each
@@ -26,7 +28,8 @@ class BatchConsumer:
     """Consumes `queues` with a prefetch of `prefetch` unacknowledged messages per queue,
     handing each delivery to `on_message` from `poll`: as a `Received`, or with `plain` as
     on_message(delivery tag, routing key, body), for a consumer that needs no more (procactions:
-    a frozen Received per message cost it more than a microsecond)."""
+    a frozen Received per message cost it more than a microsecond); such deliveries are
+    read off the connection's input without pika's frame objects (amqp_frames)."""
 
     def __init__(self, config: MainConfig, queues: Iterable[str], on_message: Callable[..., None],
                  *, prefetch: int, timeout: float = 10.0, app: str = "altcraft", plain: bool = False):
@@ -42,9 +45,13 @@ class BatchConsumer:
             ok: list[object] = []
             self.impl.basic_qos(prefetch_count=prefetch, callback=ok.append)
             self._wait(lambda: ok, "basic.qos")
-            for queue in queues:
+            queues = list(queues)
+            tags = [f"{app}-{uuid.uuid4().hex[:12]}-{queue}" for queue in queues]
+            if plain:  # the deliveries are read off the connection's input (amqp_frames)
+                amqp_frames.install(self.connection._impl, self.impl.channel_number, tags, on_message)
+            for queue, tag in zip(queues, tags):
                 ok = []
-                self.impl.basic_consume(queue, self._deliverer(queue), callback=ok.append)
+                self.impl.basic_consume(queue, self._deliverer(queue), consumer_tag=tag, callback=ok.append)
                 self._wait(lambda: ok, f"basic.consume {queue}")
         except BaseException:
             self.close()
