@@ -112,6 +112,7 @@ def _account_calls(a: dict) -> dict[str, dict]:
         "workflows/activate": {"id": a["workflow"]},
         "workflows/deactivate": {"id": a["workflow"]},
         "workflows/start": {"id": a["workflow"], "profile_id": profile_id},
+        "workflows/import_and_start_batch": {"id": a["workflow"], "data": [{"data": {"email": "victim@example.com"}}]},
         # these act on the caller's own data; they run last
         "databases/list": {},
         "segments/list": {},

@@ -143,6 +143,8 @@ def _calls(ids: dict) -> list[tuple[str, Callable[[], dict], str]]:
         ("workflows/update", lambda: {"id": ids["workflow"], "name": "w2"}, s),
         ("workflows/activate", lambda: {"id": ids["workflow"]}, s),
         ("workflows/start", lambda: {"id": ids["workflow"], "profile_id": ids["profile"]}, s),
+        ("workflows/import_and_start_batch", lambda: {"id": ids["workflow"],
+                                                      "data": [{"data": {"email": "w@example.com"}}]}, s),
         ("workflows/deactivate", lambda: {"id": ids["workflow"]}, s),
         ("segments/delete", lambda: {"id": ids["segment"]}, s),
         ("templates/delete", lambda: {"id": ids["template"]}, s),
