@@ -24,16 +24,22 @@ if __name__ == "__main__" and not __package__:
 
 
 class Timer(monitoring.CommandListener):
+    """Store time by command and collection (`update workflow_runs_...`)."""
+
     def __init__(self):
         self.seconds: collections.Counter = collections.Counter()
         self.calls: collections.Counter = collections.Counter()
+        self._names: dict[int, str] = {}
 
     def started(self, event):
-        pass
+        target = event.command.get(event.command_name)
+        self._names[event.request_id] = (f"{event.command_name} {target}" if isinstance(target, str)
+                                         else event.command_name)
 
     def succeeded(self, event):
-        self.seconds[event.command_name] += event.duration_micros / 1e6
-        self.calls[event.command_name] += 1
+        name = self._names.pop(event.request_id, event.command_name)
+        self.seconds[name] += event.duration_micros / 1e6
+        self.calls[name] += 1
 
     failed = succeeded
 
@@ -92,13 +98,13 @@ def main() -> None:
         print(file=sys.stderr)
         rows = list(p.scenarios.steps.find(mine, {"at": 1}))
         span = (max(r["at"] for r in rows) - min(r["at"] for r in rows)).total_seconds() if rows else 0
-        store = sum(v for k, v in timer.seconds.items() if k != "aggregate")  # aggregate: our own count
+        store = sum(v for k, v in timer.seconds.items() if not k.startswith("aggregate"))  # aggregate: our own count
         print(f"steps: {len(rows):,} in {span:.1f} s (first to last logged) = {len(rows) / max(span, 1e-6):,.0f}/s, "
               f"{args.workers} workers; waiting for the store {store:.1f} s of {wall * args.workers:.1f} "
               f"worker-seconds ({store / (wall * args.workers):.0%}); load {os.getloadavg()[0]:.1f}; "
               f"store {'FerretDB on PostgreSQL' if args.ferretdb_postgresql else 'the harness FerretDB'}")
         for name, seconds in timer.seconds.most_common():
-            print(f"  {name:16}{timer.calls[name]:8,} calls{seconds:9.2f} s{seconds / timer.calls[name] * 1000:9.1f} ms each")
+            print(f"  {name:40}{timer.calls[name]:8,} calls{seconds:9.2f} s{seconds / timer.calls[name] * 1000:9.1f} ms each")
         for stepper in steppers:
             stepper.close()
 

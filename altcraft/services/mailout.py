@@ -46,13 +46,18 @@ class Mailer:
                                  "", "", "", self.config.TRACKING_BASE_URL, self.config.TRACKING_CRYPT_KEY)
         return CampaignSenders.load(self.platform.senders, self.platform.vsenders, source, base)
 
+    def profiles(self, account_id: int, db_id: int) -> Any:
+        """The profile database's collection (procworkflow keeps it for a batch of sends: finding
+        it reads the database's definition)."""
+        return self.platform.profiles(account_id, db_id).collection
+
     def send(self, account_id: int, source: dict[str, Any], profile_id: str, mid: str,
              data: dict[str, Any], out: list[Message] | None = None) -> None:
         """`source`: what sends, shaped as a trigger campaign (id = its campaign id, db_id,
         resource_id, template_id, sender_id or vsender_id). Raises Skip, or DomainError when
         the template or sender is gone. With `out`, the message is added to it instead of
         published (the caller publishes a batch in one broker transaction)."""
-        profile = self.platform.profiles(account_id, source["db_id"]).collection.find_one({"_id": profile_id})
+        profile = self.profiles(account_id, source["db_id"]).find_one({"_id": profile_id})
         if profile is None:
             raise Skip("the profile no longer exists")
         if not audience.choose([profile], source["resource_id"], stoplist=self.stoplist, handled=_Nothing()).profiles:

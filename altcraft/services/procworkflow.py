@@ -99,7 +99,8 @@ def next_size(size: int, most: int, claimed: int, late: int, seconds: float, lea
 
 
 class BatchMailer(Mailer):
-    """The sends of one batch read a template and its senders once: a welcome batch sends
+    """The sends of one batch read a template, its senders and the profile database's
+    definition once: a welcome batch sends
     one template from one sender to up to WORKFLOWS.BATCH profiles. `forget` starts the next batch,
     so an edited template or sender is read again within a batch's time."""
 
@@ -114,6 +115,12 @@ class BatchMailer(Mailer):
         key = ("template", account_id, template_id)
         if key not in self._kept:
             self._kept[key] = super().template(account_id, template_id)
+        return self._kept[key]
+
+    def profiles(self, account_id: int, db_id: int) -> Any:
+        key = ("profiles", account_id, db_id)
+        if key not in self._kept:
+            self._kept[key] = super().profiles(account_id, db_id)
         return self._kept[key]
 
     def senders(self, account_id: int, source: dict[str, Any]) -> Any:

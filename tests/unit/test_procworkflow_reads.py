@@ -41,9 +41,10 @@ def test_a_version_is_read_once_a_scenario_again_after_its_ttl():
     assert control.workflow_versions.reads == 1, "an immutable version was read again"
 
 
-def test_a_batch_of_sends_reads_a_template_and_its_senders_once(monkeypatch):
+def test_a_batch_of_sends_reads_a_template_its_senders_and_the_database_once(monkeypatch):
     reads = []
     monkeypatch.setattr(mailout.Mailer, "__init__", lambda self, *args: None)
+    monkeypatch.setattr(mailout.Mailer, "profiles", lambda self, account, db: reads.append(("database", db)) or db)
     monkeypatch.setattr(mailout.Mailer, "template", lambda self, account, tid: reads.append(("template", tid)) or tid)
     monkeypatch.setattr(mailout.Mailer, "senders", lambda self, account, source: reads.append(("senders", source["id"]))
                         or source["sender_id"])
@@ -53,10 +54,12 @@ def test_a_batch_of_sends_reads_a_template_and_its_senders_once(monkeypatch):
     for source in (welcome, welcome, reminder, welcome):
         assert mailer.template(1, source["template_id"]) == source["template_id"]
         assert mailer.senders(1, source) == 5
-    assert reads == [("template", 8), ("senders", 31), ("template", 9), ("senders", 32)]
+        assert mailer.profiles(1, source["db_id"]) == 1
+    assert reads == [("template", 8), ("senders", 31), ("database", 1), ("template", 9), ("senders", 32)]
     mailer.forget()  # the next batch
     mailer.template(1, 8)
-    assert reads[-1] == ("template", 8), "a template kept past its batch"
+    mailer.profiles(1, 1)
+    assert reads[-2:] == [("template", 8), ("database", 1)], "a template or database kept past its batch"
 
 
 def test_a_batch_that_outlasts_its_claims_halves_the_next_and_a_quick_full_one_doubles_it():
