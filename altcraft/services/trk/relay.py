@@ -19,9 +19,10 @@ again. At most WINDOW lines are in memory: a backlog waits in the files, so memo
 garbage collection stay bounded whatever the burst or the outage. A file is deleted once
 its writer is gone (dead, or writing a later segment) and every line is finished.
 
-It runs at a lower CPU priority (NICE) than the workers: on a machine whose cores a burst
-saturates, answering clicks comes first and publishing catches up after; the events wait
-on disk meanwhile, not in the workers.
+It runs at a lower CPU priority (NICE) than the workers, and while a burst saturates the
+cores and the journal grows fast it publishes at most pacing.FLOOR events a second (the
+broker's ingest would take cores from the answers too): answering clicks comes first and
+publishing catches up after; the events wait on disk meanwhile, not in the workers.
 """
 
 from __future__ import annotations
@@ -42,16 +43,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from altcraft.services.trk.journal import decode_line, writer_of
+from altcraft.services.trk.pacing import CpuPressure, Pacer
 from altcraft.services.trk.publisher import BATCH, BUFFERED, CONFIRM_TIMEOUT, EVENTS, WINDOW, _alive
 from altcraft.stores.amqp_publish import ConfirmTimeout, ConfirmWindow, Publication
 
 log = logging.getLogger("altcraft.trk.relay")
 
-NICE = 10  # below the workers: under a saturating burst the answers come first
+NICE = 19  # below the workers: under a saturating burst the answers come first
 RETRY_AFTER = 5.0  # a nacked or unroutable line is sent again this much later
 SCAN_EVERY = 0.2  # new files, writers gone, progress saved, metrics
 SYNC_EVERY = 1.0  # fdatasync of files holding unconfirmed lines (the power-loss window)
 IDLE_POLL = 0.005  # nothing to do: look at the files again after this
+YIELD_POLL = 0.05  # giving way to a burst (pacing.py): one small send and a look at the confirms this often
 STUCK_AFTER = 6 * CONFIRM_TIMEOUT  # one message unconfirmed this long while others are: a new channel
 TEND_EVERY = 1.0  # an idle connection is polled this often (heartbeats; at most a few per interval)
 READ_BYTES = 1 << 20
@@ -168,7 +171,8 @@ class Relay:
     """The relay's loop over the files of one directory (see the module's docstring)."""
 
     def __init__(self, params: Callable[[], Sequence], exchange: str, directory: Path, *,
-                 window: int = WINDOW, batch: int = BATCH, flush_timeout: float = 3.0):
+                 window: int = WINDOW, batch: int = BATCH, flush_timeout: float = 3.0,
+                 pacer: Pacer | None = None):
         self._params = params
         self.exchange = exchange
         self.directory = directory
@@ -185,6 +189,9 @@ class Relay:
         self._progress_at = 0.0  # the last confirm, or when the window last became busy
         self._more = False  # the last read left complete lines unread
         self.draining = False  # stopping: nothing more is sent, confirms are still taken
+        self.pacer = pacer or Pacer(CpuPressure().share)
+        self._sizes: dict[Path, int] | None = None
+        self._appended = 0
 
     # -- the files ------------------------------------------------------------------------
     def scan(self) -> None:
@@ -236,6 +243,19 @@ class Relay:
                 except OSError as exc:
                     log.warning("fdatasync %s: %s", source.path.name, exc)
 
+    def appended(self) -> int:
+        """Bytes appended to the journal files since the relay started (it only grows)."""
+        sizes = {}
+        for path, source in self.sources.items():
+            try:
+                sizes[path] = os.fstat(source.fd).st_size
+            except OSError:
+                continue
+            if self._sizes is not None:  # the first look only takes the sizes: a backlog is not a burst
+                self._appended += max(0, sizes[path] - self._sizes.get(path, 0))
+        self._sizes = sizes
+        return self._appended
+
     def held(self) -> int:
         return (self.channel.outstanding if self.channel else 0) + len(self.retry) + len(self.later)
 
@@ -265,11 +285,12 @@ class Relay:
         in_flight = self.channel.outstanding if self.channel else 0
         batch: list[Line] = []
         if now >= self._down_until and not self.draining:
-            room = min(self.batch, self.window - in_flight)
+            room = self.pacer.room(min(self.batch, self.window - in_flight), self.appended)
             while self.retry and len(batch) < room:
                 batch.append(self.retry.popleft())
             if len(batch) < room and in_flight + len(batch) + len(self.later) < self.window:
                 batch += self._read(min(room, self.window - in_flight - len(self.later)) - len(batch))
+            self.pacer.took(len(batch))
         if not batch and not in_flight:
             if self.channel is not None and now >= self._next_tend:
                 self._tend_idle_connection(now)
@@ -283,7 +304,10 @@ class Relay:
                     self._progress_at = now
                 self.channel.send(batch)
                 batch = []
-            finished = self.channel.poll(0 if self._more or self.retry else 0.002)
+            if self.pacer.yielding:  # a few sends a second: every wake-up costs the broker's cores too
+                finished = self.channel.poll(YIELD_POLL)
+            else:
+                finished = self.channel.poll(0 if self._more or self.retry else 0.002)
             self._check_progress(finished)
             self._backoff = 0.2
         except Exception as exc:  # refused or lost connection, confirm timeout, closed channel
@@ -372,7 +396,7 @@ class Relay:
                     if time.monotonic() > deadline or self.channel is None or not self.channel.outstanding:
                         break
                 if not self.step():
-                    stop.wait(IDLE_POLL)
+                    stop.wait(YIELD_POLL if self.pacer.yielding else IDLE_POLL)
         finally:
             self._drop_channel()
             for source in self.sources.values():
