@@ -64,6 +64,10 @@ Preflight (one "FAIL <what>: <why>" line per problem, exit 1):
   Go toolchain for FerretDB; reachable package sources (Debian's archive, PyPI, and the
   Go module proxy when FerretDB is built).
 
+Go: the compiled tracking front (trkfront, native/trkfront) is built on this machine (the
+Ansible controller) with the Go on PATH, in /usr/local/go/bin or Debian's golang-go; when
+there is none, golang-go is installed (apt) before the playbook runs.
+
 Afterwards: the panel URL, where the generated admin password is, and \`akd status\`.
 See docs/operations.md.
 EOF
@@ -289,6 +293,12 @@ fi
 printf '\n== Ansible (%s)\n' "$VENV"
 if ! "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=300 install --no-install-recommends python3-venv
+fi
+# Go on the controller for trkfront (roles/common/tasks/go_build.yml looks on PATH, then in
+# /usr/local/go/bin and /usr/lib/go/bin): Debian's golang-go when there is none.
+if ! command -v go >/dev/null 2>&1 && [[ ! -x /usr/local/go/bin/go && ! -x /usr/lib/go/bin/go ]]; then
+    printf 'go: not found; installing Debian'"'"'s golang-go (trkfront is built with it)\n'
+    DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=300 install --no-install-recommends golang-go
 fi
 STAMP=$VENV/.altcraft-ansible-core
 want="$ANSIBLE_CORE_VERSION $("$PYTHON" -c 'import platform; print(platform.python_version())')"

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
@@ -649,6 +650,11 @@ class MainConfig(_Section):
     # Platform addition: where tracking links point (nginx-trk in front of trkaction).
     TRACKING_BASE_URL: str = "http://127.0.0.1:8095"
     TRACKING_LINK_TTL_DAYS: Annotated[int, Field(ge=1, le=3650)] = 400
+    # Platform addition: who answers clicks (/c) and opens (/o). "native": the compiled front
+    # (process trkfront, {BASEDIR}/bin/trkfront, which the distribution builds and sets this
+    # for; nginx-trk sends /c and /o to it); "python": trkaction answers them itself and akd
+    # leaves trkfront alone (nothing to build; the default of a bare main.json).
+    TRACKING_FRONT: Literal["native", "python"] = "python"
     COOKIESAVER_PUBLIC_IP: str = ""
     COOKIESAVER_HOSTNAME: str = ""
     COOKIESAVER_PORT: Port = 443
@@ -691,6 +697,27 @@ class MainConfig(_Section):
         return self.basedir / "run"
 
     @property
+    def bin_dir(self) -> Path:
+        """Native programs built at install (registry.Process.binary), root-owned."""
+        return self.basedir / "bin"
+
+    def binary_path(self, name: str) -> Path | None:
+        """The file a native process runs ({BASEDIR}/bin/<binary>), None for a Python one."""
+        from altcraft.registry import get
+
+        binary = get(name).binary
+        return self.bin_dir / binary if binary else None
+
+    def disabled_reason(self, name: str) -> str | None:
+        """Why this main.json does not run process `name` (akd skips it, its unit is not
+        installed, nginx sends it nothing), or None when it runs."""
+        if not self.process_settings(name).ENABLE:
+            return f"disabled in main.json (PROCESSES.{name}.ENABLE)"
+        if name == "trkfront" and self.TRACKING_FRONT != "native":
+            return "TRACKING_FRONT is python in main.json (trkaction answers /c and /o itself)"
+        return None
+
+    @property
     def imports_dir(self) -> Path:
         """Uploaded import files (0600), read by procleadsaver on the same host."""
         return self.run_dir / "imports"
@@ -723,8 +750,26 @@ class MainConfig(_Section):
         return listen_address(name, self.process_settings(name))
 
     def metrics_address(self, name: str) -> Address | None:
-        """Where process `name` serves GET /metrics under this main.json (see `metrics_address`)."""
+        """Where process `name` serves GET /metrics under this main.json (see `metrics_address`);
+        None for a process this main.json does not run (`disabled_reason`)."""
+        if self.disabled_reason(name) is not None:
+            return None
         return metrics_address(name, self.PROMETHEUS_METRICS, self.process_settings(name))
+
+    @property
+    def tracking_prefix(self) -> str:
+        """The path of TRACKING_BASE_URL without its trailing slash ("" at the root): what
+        trkaction and trkfront strip before /c, /o, /u, ..."""
+        return urlsplit(self.TRACKING_BASE_URL).path.rstrip("/")
+
+    def front_routes(self, name: str) -> list[str]:
+        """The paths nginx sends to front process `name` (its registry routes under the
+        tracking prefix), or [] when this main.json does not run it."""
+        from altcraft.registry import get
+
+        if self.disabled_reason(name) is not None:
+            return []
+        return [self.tracking_prefix + route for route in get(name).routes]
 
 
 def listen_address(name: str, overrides: ProcessSettings | None = None) -> Address | None:
@@ -902,6 +947,10 @@ def validate(data: Any, known_processes: frozenset[str] | None = None) -> tuple[
     if akmtad is not None and not config.MTA.CONTROL_TOKEN and not is_loopback(akmtad.host):
         report.errors.append(Issue("MTA.CONTROL_TOKEN", f"required: akmtad's control port listens on {akmtad.host}, "
                                    "not loopback, and would take hold, release and purge from anyone reaching it"))
+    if config.disabled_reason("trkfront") is None and config.disabled_reason("trkaction") is not None:
+        report.errors.append(Issue("TRACKING_FRONT", "native, but trkaction does not run (PROCESSES.trkaction.ENABLE): "
+                                   "trkfront writes its events into trkaction's journal, which only trkaction's "
+                                   "relay publishes; set TRACKING_FRONT to python or enable trkaction"))
     if known_processes is not None:
         for name in config.PROCESSES:
             if name not in known_processes:

@@ -3,7 +3,7 @@ it exists yet.
 
 Names, ports and descriptions follow Altcraft's process table (admin guide, "Platform service
 monitoring" and "Component Description"). Ports Altcraft does not document (trkwebctrl,
-trkcustom, trklisten, webadmin) are this platform's choice and are marked in the notes.
+trkcustom, trklisten, webadmin, trkfront) are this platform's choice and are marked in the notes.
 
 Status:
   ready    - does its whole job.
@@ -43,6 +43,18 @@ class Process:
     # the HTTP server of an http process (altcraft/http/server.py): gunicorn (WSGI, gthread),
     # or granian (RSGI) where a hot path needs it: the click and open answers of tracking
     server: Literal["gunicorn", "granian"] = "gunicorn"
+    # A native program instead of a Python entry: its file name under {BASEDIR}/bin (built from
+    # native/<binary> at install) and its own arguments; `akd run` execs it with these plus
+    # `--config <main.json> --listen <its address>`, argv[0] being its title AK:<name>.
+    binary: str | None = None
+    args: tuple[str, ...] = ()
+    # A front: it answers these paths (under TRACKING_BASE_URL's path) in place of the process
+    # `front_of`, and the nginx instance serving that process sends them to it.
+    front_of: str | None = None
+    routes: tuple[str, ...] = ()
+    # The path whose 200 says the process is up (the role's start check, healthcheck.yml);
+    # empty: /<name>/health.
+    health_path: str = ""
 
     @property
     def title(self) -> str:
@@ -50,7 +62,11 @@ class Process:
 
     @property
     def runnable(self) -> bool:
-        return self.status != "planned" and self.entry is not None
+        return self.status != "planned" and (self.entry is not None or self.binary is not None)
+
+    @property
+    def health(self) -> str:
+        return self.health_path or f"/{self.name}/health"
 
     @property
     def supervised(self) -> bool:
@@ -82,6 +98,11 @@ PROCESSES: tuple[Process, ...] = (
             requires=(RABBITMQ, ACCOUNTDB), remote=True, group="tracking", server="granian",
             notes="clicks /c, opens /o, unsubscribe /u (+ RFC 8058 one-click), subscription "
                   "manager /m, web version /w; readiness checks RabbitMQ only"),
+    Process("trkfront", "http", "Compiled front of clicks /c and opens /o (native/trkfront)", 8104,
+            status="ready", binary="trkfront", args=("--process", "trkaction"), front_of="trkaction",
+            routes=("/c/", "/o/"), health_path="/metrics", remote=True, group="tracking",
+            notes="port chosen here; a Go program answering /c and /o as trkaction does, into "
+                  "trkaction's journal (its relay publishes); runs when TRACKING_FRONT is native"),
     Process("trkimage", "http", "Pixel and image requests", 8096, status="partial",
             entry="altcraft.services.trk.app:create_app", requires=_TRK_DEPS,
             remote=True, group="tracking", server="granian",

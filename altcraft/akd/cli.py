@@ -46,6 +46,10 @@ def _process_table_config(config: Optional[Path], quiet: bool) -> Optional[cfg.M
     return load_config(config, quiet=quiet)[0]
 
 
+# what `akd --processes` assumes without a main.json: the schema's defaults
+_DEFAULTS = cfg.MainConfig.model_construct()
+
+
 def _address_json(address: Optional[cfg.Address]) -> Optional[dict]:
     return {"host": address.host, "port": address.port} if address else None
 
@@ -65,8 +69,14 @@ def _print_processes(as_json: bool, config: Optional[Path]) -> None:
                          "address": str(listen) if listen else None, "status": p.status,
                          "remote": p.remote, "description": p.description, "notes": p.notes,
                          # where GET /metrics is served (the prometheus role scrapes it), or null
-                         "metrics": _address_json(conf.metrics_address(p.name) if conf
-                                                  else cfg.metrics_address(p.name))})
+                         "metrics": _address_json((conf or _DEFAULTS).metrics_address(p.name)),
+                         # whether this main.json runs it (PROCESSES.<name>.ENABLE, TRACKING_FRONT;
+                         # without one: the defaults), the path that answers 200 when it is up, and
+                         # for a front (trkfront): the process whose paths it takes and which, with
+                         # the tracking prefix applied (empty when it does not run) - nginx's routes
+                         "enabled": (conf or _DEFAULTS).disabled_reason(p.name) is None,
+                         "health": p.health, "binary": p.binary, "front_of": p.front_of,
+                         "routes": (conf or _DEFAULTS).front_routes(p.name)})
         print_json(rows)
         return
     table = Table(title=f"{len(registry.PROCESSES)} processes", show_lines=False)
@@ -110,7 +120,8 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="JSON output for machines."),
     config: Optional[Path] = CONFIG_OPTION,
 ) -> None:
-    """One line per process: state, pid, uptime, address. Exit 0 if all run, 3 if not."""
+    """One line per process: state, pid, uptime, address. Exit 0 if all run (or are DISABLED by
+    main.json: PROCESSES.<name>.ENABLE, TRACKING_FRONT), 3 if not."""
     procs = _processes(names)
     conf, _ = load_config(config, code=EXIT_UNKNOWN, quiet=as_json)
     statuses = [control.status(conf, p) for p in procs]
@@ -123,7 +134,7 @@ def status(
             typer.echo(_status_line(s, width))
     if flag_note:
         typer.echo(flag_note, err=as_json)
-    raise typer.Exit(EXIT_OK if all(s.up for s in statuses) else EXIT_NOT_RUNNING)
+    raise typer.Exit(EXIT_OK if all(s.as_configured for s in statuses) else EXIT_NOT_RUNNING)
 
 
 WAIT = typer.Option(120.0, "--wait", min=1, help="Seconds to wait for each process to be RUNNING (or FATAL).")
@@ -135,12 +146,20 @@ def _start(procs: list[registry.Process], config: Optional[Path], wait: float = 
     if planned:
         raise fail(f"akd: not implemented yet: {', '.join(planned)} (see akd --processes)",
                    EXIT_UNIMPLEMENTED)
+    from altcraft.akd.runner import missing_binary
+
     width = max(len(p.name) for p in procs)
-    enabled = [p for p in procs if conf.process_settings(p.name).ENABLE]
+    enabled = [p for p in procs if conf.disabled_reason(p.name) is None]
     for p in procs:
         if p not in enabled:
-            typer.echo(f"skipped   {p.name:<{width}} disabled in main.json")
+            typer.echo(f"skipped   {p.name:<{width}} {conf.disabled_reason(p.name)}")
     failed = False
+    for p in list(enabled):  # a native program not built: said once, no supervisor crash-looping on it
+        missing = missing_binary(conf, p)
+        if missing is not None:
+            enabled.remove(p)
+            failed = True
+            typer.echo(f"akd: {missing}", err=True)
     for p, s in zip(enabled, _each(enabled, lambda p: control.start(conf, path, p, wait=wait))):
         failed |= s.state != "RUNNING"
         typer.echo(_status_line(s, width))
@@ -209,9 +228,9 @@ def run(name: str = typer.Argument(..., help="Process name."),
     from altcraft.akd import runner
 
     proc = _processes([name])[0]
-    conf, _ = load_config(config)
+    conf, path = load_config(config)
     try:
-        runner.run(conf, proc)
+        runner.run(conf, proc, path)
     except runner.NotRunnable as exc:
         raise fail(f"akd: {exc}", EXIT_UNIMPLEMENTED) from None
 

@@ -20,7 +20,7 @@ from altcraft.registry import Process
 @dataclass
 class Status:
     name: str
-    state: str  # RUNNING STARTING BACKOFF STOPPING FATAL STOPPED
+    state: str  # RUNNING STARTING BACKOFF STOPPING FATAL STOPPED DISABLED
     pid: int | None
     uptime: float | None
     address: str
@@ -30,6 +30,11 @@ class Status:
     @property
     def up(self) -> bool:
         return self.state in ("RUNNING", "STARTING")
+
+    @property
+    def as_configured(self) -> bool:
+        """Running, or not meant to run under this main.json (DISABLED)."""
+        return self.up or self.state == "DISABLED"
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in
@@ -65,6 +70,9 @@ def status(config: MainConfig, process: Process) -> Status:
                       address, restarts, "; ".join(notes))
     if record is not None:
         return Status(process.name, record.state, None, None, address, restarts, "; ".join(notes))
+    reason = config.disabled_reason(process.name)
+    if reason is not None:  # stopped because main.json says so: not a fault
+        return Status(process.name, "DISABLED", None, None, address, 0, "; ".join([reason, *notes]))
     return Status(process.name, "STOPPED", None, None, address, 0, "; ".join(notes))
 
 

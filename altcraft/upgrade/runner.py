@@ -216,12 +216,13 @@ def under_akd(config: MainConfig) -> bool:
 
 
 def not_running(config: MainConfig) -> list[registry.Process]:
-    """The implemented, enabled processes not running here: after an upgrade, what the new
-    version adds (an install runs every one of them)."""
+    """The implemented processes main.json runs (enabled; trkfront only under TRACKING_FRONT
+    native) not running here: after an upgrade, what the new version adds (an install runs
+    every one of them)."""
     from altcraft.akd import control
 
     return [p for p in registry.select()
-            if config.process_settings(p.name).ENABLE and not control.status(config, p).up]
+            if config.disabled_reason(p.name) is None and not control.status(config, p).up]
 
 
 def _restart(config: MainConfig, config_path: Path, process: registry.Process, wait: float) -> str:

@@ -53,10 +53,10 @@ def play(tmp_path: Path, main_json: Path, akd: Path) -> str:
 """
 
 
-def run_play(tmp_path: Path, dist_env: dict, processes: dict, akd: Path = AKD) -> subprocess.CompletedProcess:
+def run_play(tmp_path: Path, dist_env: dict, processes: dict, akd: Path = AKD, **settings) -> subprocess.CompletedProcess:
     main_json = tmp_path / "main.json"
     main_json.write_text(json.dumps({"PRIVATE_KEY": SECRET, "WEBAPI_PRIVATE_KEY": SECRET,
-                                     "TRACKING_CRYPT_KEY": SECRET, "PROCESSES": processes}))
+                                     "TRACKING_CRYPT_KEY": SECRET, "PROCESSES": processes, **settings}))
     playbook = tmp_path / "play.yml"
     playbook.write_text(play(tmp_path, main_json, akd))
     env = {**dist_env, "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_LOCALHOST_WARNING": "false"}
@@ -73,6 +73,20 @@ def test_the_role_takes_the_ports_from_akd_with_main_json_overrides(tmp_path, di
     assert ports == expected
     upstreams = dict(re.findall(r"upstream (\w+) \{\s*server 127\.0\.0\.1:(\d+)", (tmp_path / "trk.conf").read_text()))
     assert upstreams["trkaction"] == "18095" and upstreams["trkimage"] == "8096", upstreams
+
+
+def test_nginx_trk_sends_clicks_and_opens_to_trkfront_only_when_main_json_makes_it_the_front(tmp_path, dist_env):
+    def locations(**settings) -> dict[str, str]:
+        result = run_play(tmp_path, dist_env, {"trkfront": {"PORT": 18104}}, **settings)
+        assert result.returncode == 0, result.stdout + result.stderr
+        text = (tmp_path / "trk.conf").read_text()
+        return dict(re.findall(r"location (/\S*) \{\s*proxy_pass http://(\w+);", text))
+
+    native = locations(TRACKING_FRONT="native", TRACKING_BASE_URL="https://click.example.test/t/")
+    assert native["/t/c/"] == native["/t/o/"] == "trkfront" and native["/"] == "trkaction", native
+    assert "upstream trkfront {\n        server 127.0.0.1:18104 " in (tmp_path / "trk.conf").read_text()
+    python = locations(TRACKING_FRONT="python")
+    assert "trkfront" not in python.values() and "upstream trkfront" not in (tmp_path / "trk.conf").read_text()
 
 
 def test_a_missing_akd_is_one_clear_failure(tmp_path, dist_env):

@@ -12,6 +12,7 @@ import pytest
 
 from altcraft import registry
 
+from tests.lib import trkfront
 from tests.lib.cli import run, run_json
 from tests.lib.harness import make_config
 from tests.lib.ports import free_port, port_open
@@ -213,7 +214,11 @@ def test_start_without_names_runs_every_implemented_process(harness, basedir, vh
     assert {"api", "campaign", "akmtad", "procleadsaver"} <= {p.name for p in implemented}
     ports = {p.name: {"PORT": free_port()} for p in registry.PROCESSES if p.port}
     path = basedir / "main.json"
-    path.write_text(json.dumps(make_config(harness, basedir, PROCESSES=ports, RABBITMQ_VHOST=vhost)))
+    # the compiled tracking front too: a native program in {BASEDIR}/bin, as the install puts it
+    assert "trkfront" in {p.name for p in implemented}
+    trkfront.build(basedir / "bin" / "trkfront")
+    path.write_text(json.dumps(make_config(harness, basedir, PROCESSES=ports, RABBITMQ_VHOST=vhost,
+                                           TRACKING_FRONT="native")))
     assert run("aktool", "migrate", config=path).returncode == 0
     try:
         started = run("akd", "start", config=path, timeout=300)
@@ -222,10 +227,58 @@ def test_start_without_names_runs_every_implemented_process(harness, basedir, vh
         assert code == 0 and {r["name"]: r["state"] for r in rows} == {p.name: "RUNNING" for p in implemented}
         ours = [psutil.Process(r["pid"]) for r in rows]
         for process in implemented:
-            if process.kind == "http" or process.name == "akmtad":
+            if process.binary is not None:  # trkfront: its /metrics (it has no /<name>/health)
+                assert get(ports[process.name]["PORT"], process.health)[0] == 200, process.name
+            elif process.kind == "http" or process.name == "akmtad":
                 assert get(ports[process.name]["PORT"], f"/{process.name}/health") == (200, "OK"), process.name
     finally:
         stopped = run("akd", "stop", config=path, timeout=300)
     assert stopped.returncode == 0
     assert list((basedir / "pids").iterdir()) == []
     assert not any(alive(p) for p in ours), "a process outlived akd stop"
+
+
+def test_the_native_tracking_front_under_akd(harness, basedir):
+    """trkfront, a native program: refused with its path and the build command while
+    {BASEDIR}/bin/trkfront is missing (no supervisor left crash-looping); DISABLED, not a
+    fault, under TRACKING_FRONT python; once built, started with its title AK:trkfront (its
+    PID file is trusted), serving /metrics, stopped with nothing left."""
+    port = free_port()
+    path = basedir / "main.json"
+
+    def config(front: str) -> None:
+        path.write_text(json.dumps(make_config(harness, basedir, TRACKING_FRONT=front,
+                                               PROCESSES={"trkfront": {"PORT": port}})))
+
+    binary = basedir / "bin" / "trkfront"
+    config("native")
+    try:
+        missing = run("akd", "start", "trkfront", config=path)
+        assert missing.returncode == 1, missing.stdout + missing.stderr
+        assert f"trkfront: {binary} is missing" in missing.stderr and "go build" in missing.stderr, missing.stderr
+        assert 'set TRACKING_FRONT to "python"' in missing.stderr
+        assert not list((basedir / "pids").glob("*")) if (basedir / "pids").exists() else True
+        assert run("akd", "status", "trkfront", config=path).returncode == 3
+
+        config("python")
+        skipped = run("akd", "start", "trkfront", config=path)
+        assert skipped.returncode == 0 and "skipped" in skipped.stdout and "TRACKING_FRONT is python" in skipped.stdout
+        code, rows = run_json("akd", "status", "trkfront", config=path)
+        assert code == 0 and rows[0]["state"] == "DISABLED", rows
+
+        config("native")
+        trkfront.build(binary)
+        started = run("akd", "start", "trkfront", config=path)
+        assert started.returncode == 0, started.stdout + started.stderr
+        code, rows = run_json("akd", "status", "trkfront", config=path)
+        assert code == 0 and rows[0]["state"] == "RUNNING", rows
+        process = psutil.Process(rows[0]["pid"])
+        assert process.cmdline()[:3] == ["AK:trkfront", "--process", "trkaction"], process.cmdline()
+        assert process.cmdline()[-2:] == ["--listen", f"127.0.0.1:{port}"]
+        assert get(port, "/metrics")[0] == 200
+        assert (basedir / "run" / "trk" / "trkaction").is_dir()  # writes trkaction's journal
+    finally:
+        stopped = run("akd", "stop", "trkfront", config=path)
+    assert stopped.returncode == 0
+    assert not alive(process), "trkfront outlived akd stop"
+    assert list((basedir / "pids").iterdir()) == []

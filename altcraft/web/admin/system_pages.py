@@ -54,7 +54,7 @@ def _processes(config: MainConfig) -> list[dict]:
     rows = []
     for process in registry.select():
         status = control.status(config, process).as_dict()
-        status["enabled"] = config.process_settings(process.name).ENABLE
+        status["enabled"] = config.disabled_reason(process.name) is None
         status["uptime_text"] = format_duration(status["uptime"])
         rows.append(status)
     return rows

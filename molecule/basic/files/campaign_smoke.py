@@ -14,6 +14,11 @@ DNS record the API returned, the link was rewritten into a tracking link. Then i
 campaigns/report to count the delivery (akmtad -> RabbitMQ -> procactions -> ClickHouse).
 Last, the admin API's queue counts (`admin/senders/queue/stats/`) must answer: the control
 server reaches the sending server's akmtad control port on its private address, with the token.
+With --click-via (nginx-trk's address), the message's link is then clicked through it as a
+mail client does (no redirect followed): the answer must be the 302 to the template's URL, it
+must come from the compiled front when --front-metrics names trkfront's /metrics (its count of
+accepted events goes up by one), and campaigns/report must count the click (trkfront ->
+trkaction's journal -> its relay -> RabbitMQ -> procactions -> ClickHouse).
 Prints one JSON line, with the message's tracking link (tests/distribution/move_container.py
 clicks it on another host); exit 0 when everything held, 1 otherwise (the line says what failed).
 """
@@ -26,6 +31,7 @@ import json
 import os
 import re
 import socketserver
+import ssl
 import sys
 import threading
 import time
@@ -33,6 +39,7 @@ import urllib.error
 import urllib.request
 import uuid
 from html import unescape
+from urllib.parse import urlsplit
 
 import dkim
 
@@ -100,6 +107,55 @@ def wait_for(what: str, probe, timeout: float):
     raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def click(url: str) -> tuple[int, str | None]:
+    """GET as a mail client's browser does, the redirect not followed; nginx's certificate is
+    the self-signed one the role made."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    opener = urllib.request.build_opener(_NoRedirect, urllib.request.HTTPSHandler(context=context))
+    request = urllib.request.Request(url, headers={"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0"})
+    try:
+        with opener.open(request, timeout=15) as response:
+            return response.status, response.headers.get("Location")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("Location")
+
+
+def front_accepted(url: str) -> int:
+    """trkfront's count of events it wrote (altcraft_trkfront_events_total{outcome="accepted"})."""
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    found = re.search(r'^altcraft_trkfront_events_total\{outcome="accepted"\} (\d+)$', text, re.M)
+    if not found:
+        raise RuntimeError(f"{url} has no accepted-events count: {text[:200]!r}")
+    return int(found.group(1))
+
+
+def click_through_nginx(args: argparse.Namespace, api: Api, token: str, campaign_id: int, link: str) -> dict:
+    parts = urlsplit(link)
+    url = args.click_via.rstrip("/") + parts.path + (f"?{parts.query}" if parts.query else "")
+    before = front_accepted(args.front_metrics) if args.front_metrics else None
+    status, location = click(url)
+    if (status, location) != (302, "https://shop.example/sale"):
+        raise RuntimeError(f"the click through {url} answered {status} {location!r}, not 302 to the sale page")
+    answered_by = "not checked"
+    if before is not None:
+        after = front_accepted(args.front_metrics)
+        if after != before + 1:
+            raise RuntimeError(f"the click through nginx-trk did not reach trkfront: its accepted events went "
+                               f"from {before} to {after} ({args.front_metrics})")
+        answered_by = "trkfront"
+    report = wait_for("campaigns/report to count the click",
+                      lambda: (r := api("campaigns/report", token=token, id=campaign_id))["clicked"]["total"]["all"] >= 1
+                      and r, args.timeout)
+    return {"click_status": status, "click_answered_by": answered_by, "clicks": report["clicked"]["total"]["all"]}
+
+
 def run(args: argparse.Namespace) -> dict:
     api = Api(args.api_port)
     suffix = uuid.uuid4().hex[:8]
@@ -147,10 +203,11 @@ def run(args: argparse.Namespace) -> dict:
     # the control server reaches the sending server's akmtad control port (its private
     # address, the bearer token): an "unavailable" here raises
     queue = api("admin/senders/queue/stats/", token=args.admin_token, id=sender["id"])
+    clicked = click_through_nginx(args, api, token, campaign["id"], links[0]) if args.click_via else {}
     return {"ok": True, "account_id": account["id"], "db_id": db["id"], "campaign_id": campaign["id"],
             "link": links[0], "rcpt": rcpt, "dkim": "pass", "from_ip": PEERS[0],
             "delivered": report["delivered"], "messages_in_sink": len(RECEIVED),
-            "sending_queue_rows": len(queue)}
+            "sending_queue_rows": len(queue), **clicked}
 
 
 def main() -> int:
@@ -164,6 +221,10 @@ def main() -> int:
     parser.add_argument("--sink-port", type=int, default=2525)
     parser.add_argument("--sender-ips", default="",
                         help="the test sender's sending IPs, comma-separated; the message must come from one")
+    parser.add_argument("--click-via", default="",
+                        help="nginx-trk's base URL (https://127.0.0.2): click the message's link through it")
+    parser.add_argument("--front-metrics", default="",
+                        help="trkfront's /metrics URL: the click must be answered by it")
     parser.add_argument("--timeout", type=float, default=120)
     args = parser.parse_args()
     if not args.admin_token:
