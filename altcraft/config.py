@@ -713,8 +713,14 @@ class MainConfig(_Section):
         installed, nginx sends it nothing), or None when it runs."""
         if not self.process_settings(name).ENABLE:
             return f"disabled in main.json (PROCESSES.{name}.ENABLE)"
-        if name == "trkfront" and self.TRACKING_FRONT != "native":
-            return "TRACKING_FRONT is python in main.json (trkaction answers /c and /o itself)"
+        from altcraft.registry import UnknownProcess, get
+
+        try:
+            front_of = get(name).front_of  # a front runs only when main.json chooses it
+        except UnknownProcess:
+            front_of = None
+        if front_of and self.TRACKING_FRONT != "native":
+            return f"TRACKING_FRONT is python in main.json ({front_of} answers /c and /o itself)"
         return None
 
     @property

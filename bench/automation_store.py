@@ -11,37 +11,15 @@ a throw-away vhost (no MTA): this times the stepping, not the delivery.
 from __future__ import annotations
 
 import argparse
-import collections
 import os
 import sys
 import threading
 import time
 
-from pymongo import monitoring
-
 if __name__ == "__main__" and not __package__:
     sys.exit("run the benchmarks as modules from the repository root: .venv/bin/python -m bench.automation_store")
 
-
-class Timer(monitoring.CommandListener):
-    """Store time by command and collection (`update workflow_runs_...`)."""
-
-    def __init__(self):
-        self.seconds: collections.Counter = collections.Counter()
-        self.calls: collections.Counter = collections.Counter()
-        self._names: dict[int, str] = {}
-
-    def started(self, event):
-        target = event.command.get(event.command_name)
-        self._names[event.request_id] = (f"{event.command_name} {target}" if isinstance(target, str)
-                                         else event.command_name)
-
-    def succeeded(self, event):
-        name = self._names.pop(event.request_id, event.command_name)
-        self.seconds[name] += event.duration_micros / 1e6
-        self.calls[name] += 1
-
-    failed = succeeded
+from bench import _store_timer  # noqa: E402
 
 
 def main() -> None:
@@ -52,8 +30,7 @@ def main() -> None:
     parser.add_argument("--ferretdb-postgresql", action="store_true",
                         help="a FerretDB on the PostgreSQL handler started for this run instead of the harness's")
     args = parser.parse_args()
-    timer = Timer()
-    monitoring.register(timer)  # before any client exists
+    timer = _store_timer.register()  # before any client exists
 
     from bench import _config
     from bench.automation import setup_account
@@ -82,8 +59,7 @@ def main() -> None:
                     stop.wait(0.2)
 
         mine = {"scenario_id": scenario["id"]}
-        timer.seconds.clear()
-        timer.calls.clear()
+        timer.clear()
         started = time.monotonic()
         threads = [threading.Thread(target=work, args=(s,), daemon=True) for s in steppers]
         for thread in threads:
@@ -98,13 +74,14 @@ def main() -> None:
         print(file=sys.stderr)
         rows = list(p.scenarios.steps.find(mine, {"at": 1}))
         span = (max(r["at"] for r in rows) - min(r["at"] for r in rows)).total_seconds() if rows else 0
-        store = sum(v for k, v in timer.seconds.items() if not k.startswith("aggregate"))  # aggregate: our own count
+        store = sum(v for (name, _), v in timer.seconds.items() if name != "aggregate")  # aggregate: our own count
         print(f"steps: {len(rows):,} in {span:.1f} s (first to last logged) = {len(rows) / max(span, 1e-6):,.0f}/s, "
               f"{args.workers} workers; waiting for the store {store:.1f} s of {wall * args.workers:.1f} "
               f"worker-seconds ({store / (wall * args.workers):.0%}); load {os.getloadavg()[0]:.1f}; "
               f"store {'FerretDB on PostgreSQL' if args.ferretdb_postgresql else 'the harness FerretDB'}")
-        for name, seconds in timer.seconds.most_common():
-            print(f"  {name:40}{timer.calls[name]:8,} calls{seconds:9.2f} s{seconds / timer.calls[name] * 1000:9.1f} ms each")
+        for (name, target), seconds in timer.seconds.most_common():
+            calls = timer.calls[(name, target)]
+            print(f"  {f'{name} {target}':40}{calls:8,} calls{seconds:9.2f} s{seconds / calls * 1000:9.1f} ms each")
         for stepper in steppers:
             stepper.close()
 

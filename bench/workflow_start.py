@@ -11,36 +11,16 @@ Needs the test harness.
 from __future__ import annotations
 
 import argparse
-import collections
 import os
 import sys
 import time
 import uuid
 from datetime import datetime, timezone
 
-from pymongo import monitoring
-
 if __name__ == "__main__" and not __package__:
     sys.exit("run the benchmarks as modules from the repository root: .venv/bin/python -m bench.workflow_start")
 
-
-class Timer(monitoring.CommandListener):
-    def __init__(self):
-        self.seconds: collections.Counter = collections.Counter()
-        self.calls: collections.Counter = collections.Counter()
-        self._started: dict[int, tuple[str, str]] = {}
-
-    def started(self, event):
-        name = event.command_name
-        target = event.command.get(name)
-        self._started[event.request_id] = (name, target if isinstance(target, str) else "")
-
-    def succeeded(self, event):
-        key = self._started.pop(event.request_id, (event.command_name, ""))
-        self.seconds[key] += event.duration_micros / 1e6
-        self.calls[key] += 1
-
-    failed = succeeded
+from bench import _store_timer  # noqa: E402
 
 
 def filler(scenario_id: int, account_id: int, db_id: int, count: int, at: datetime) -> list[dict]:
@@ -65,8 +45,7 @@ def main() -> None:
                         help="a FerretDB on the PostgreSQL handler started for this run instead of the harness's")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    timer = Timer()
-    monitoring.register(timer)
+    timer = _store_timer.register()  # before any client exists
 
     from altcraft import registry
     from altcraft.services.api import create_app
@@ -94,8 +73,7 @@ def main() -> None:
                 runs.insert_many(filler(scenario["id"] + 1000, setup["account_id"], setup["db_id"],
                                         min(5000, size - start), at))
             stored = runs.count_documents({})
-            timer.seconds.clear()
-            timer.calls.clear()
+            timer.clear()
             started = time.monotonic()
             for _ in range(args.calls):
                 pid = next(profiles)
