@@ -14,11 +14,15 @@ import (
 	"fmt"
 	"log"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
+)
+
+const (
+	headerTimeout = 10 * time.Second // reading a request's head once it began
+	idleTimeout   = 75 * time.Second // a kept-alive connection waiting for its next request
 )
 
 func main() {
@@ -62,28 +66,21 @@ func run(args []string) int {
 		journal.Close()
 		return 1
 	}
-	server := &http.Server{
-		Handler:           NewFront(config, journal),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       75 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          log.New(os.Stderr, "trkfront: ", log.LstdFlags|log.LUTC),
-	}
+	serving := serveFront(listener, NewFront(config, journal), idleTimeout, headerTimeout)
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
-	done := make(chan error, 1)
-	go func() { done <- server.Serve(listener) }()
 	log.Printf("trkfront: listening on %s, journal %s (pid %d)", listener.Addr(), config.JournalDir, os.Getpid())
 	code := 0
 	select {
 	case <-stop:
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		server.Shutdown(ctx) // answers in progress finish: their events are written first
-		cancel()
-	case err := <-done:
+	case err := <-serving.failed:
 		log.Printf("trkfront: %v", err)
 		code = 1
 	}
+	// answers in progress finish: their events are written first
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	serving.Shutdown(ctx)
+	cancel()
 	if err := journal.Close(); err != nil {
 		log.Printf("trkfront: closing the journal: %v", err)
 		code = 1

@@ -36,6 +36,7 @@ type Front struct {
 	buffers sync.Pool
 
 	accepted, refused, failed uint64 // events written; requests refused (404/405); writes that failed
+	handoffs                  uint64 // connections the fast path (fast.go) gave to net/http
 }
 
 func NewFront(config *Config, journal interface{ Append([]byte) error }) *Front {
@@ -46,21 +47,64 @@ func NewFront(config *Config, journal interface{ Append([]byte) error }) *Front 
 	return f
 }
 
+// hit: what the answers of /c and /o read of a request, from either server.
+type hit struct {
+	method, path                    string
+	userAgent, realIP, forwardedFor string // header values as received (bytes, not yet latin1)
+	remote                          string // the peer's address, host only
+}
+
+// answer: the outcome of a hit; each server writes it its own way (answerHeaders).
+type answer struct {
+	status   int
+	location string // StatusFound only
+}
+
 func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	path := r.URL.Path
-	if f.prefix != "" && strings.HasPrefix(path, f.prefix+"/") {
-		path = path[len(f.prefix):]
-	}
-	switch {
-	case strings.HasPrefix(path, "/c/"):
-		f.click(w, r, path[3:])
-	case strings.HasPrefix(path, "/o/"):
-		f.open(w, r, strings.TrimSuffix(path[3:], ".gif"))
-	case path == "/metrics":
+	path := f.route(r.URL.Path)
+	if path == "/metrics" {
 		f.metrics(w)
-	default:
-		f.notFound(w, r)
+		return
 	}
+	remote, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		remote = r.RemoteAddr
+	}
+	a := f.serve(&hit{method: r.Method, path: path, userAgent: r.Header.Get("User-Agent"),
+		realIP: r.Header.Get("X-Real-Ip"), forwardedFor: r.Header.Get("X-Forwarded-For"), remote: remote})
+	h := w.Header()
+	for _, field := range answerHeaders(a) {
+		h[field[0]] = []string{field[1]}
+	}
+	w.WriteHeader(a.status)
+	if r.Method == "GET" {
+		w.Write(answerBody(a))
+	}
+}
+
+// route: the path without TRACKING_BASE_URL's path.
+func (f *Front) route(path string) string {
+	if f.prefix != "" && strings.HasPrefix(path, f.prefix+"/") {
+		return path[len(f.prefix):]
+	}
+	return path
+}
+
+// serve answers a hit on /c/ or /o/ (404 for any other path), the event written first.
+func (f *Front) serve(q *hit) answer {
+	var a answer
+	switch {
+	case strings.HasPrefix(q.path, "/c/"):
+		a = f.click(q, q.path[3:])
+	case strings.HasPrefix(q.path, "/o/"):
+		a = f.open(q, strings.TrimSuffix(q.path[3:], ".gif"))
+	default:
+		a = answer{status: http.StatusNotFound}
+	}
+	if a.status == http.StatusNotFound || a.status == http.StatusMethodNotAllowed {
+		atomic.AddUint64(&f.refused, 1)
+	}
+	return a
 }
 
 func (f *Front) verified(token, kind string, now time.Time) (Link, bool) {
@@ -73,35 +117,44 @@ func (f *Front) verified(token, kind string, now time.Time) (Link, bool) {
 
 func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
 
-// refuse: 405 for a method other than GET or HEAD, 404 for a token that did not verify.
-func (f *Front) refuse(w http.ResponseWriter, r *http.Request) bool {
-	if r.Method != "GET" && r.Method != "HEAD" {
-		atomic.AddUint64(&f.refused, 1)
-		h := w.Header()
-		h["Allow"] = []string{"GET, HEAD"}
-		h["Content-Length"] = []string{"0"}
-		h["Cache-Control"] = []string{noStore}
-		w.WriteHeader(http.StatusMethodNotAllowed)
-		return true
+// the fixed headers of each answer, in the order net/http writes them (sorted); Location
+// is the one that varies
+var (
+	notAllowedHeaders  = [][2]string{{"Allow", "GET, HEAD"}, {"Cache-Control", noStore}, {"Content-Length", "0"}}
+	notFoundHeaders    = [][2]string{{"Cache-Control", noStore}, {"Content-Length", strconv.Itoa(len(notFoundBody))}, {"Content-Type", "text/plain; charset=utf-8"}}
+	pixelHeaders       = [][2]string{{"Cache-Control", noStore}, {"Content-Length", strconv.Itoa(len(gif))}, {"Content-Type", "image/gif"}, {"Expires", "0"}, {"Pragma", "no-cache"}}
+	unavailableHeaders = [][2]string{{"Cache-Control", noStore}, {"Content-Length", "0"}, {"Retry-After", "1"}}
+)
+
+func answerHeaders(a answer) [][2]string {
+	switch a.status {
+	case http.StatusFound:
+		return [][2]string{{"Cache-Control", "no-store, private"}, {"Content-Length", "0"}, {"Location", a.location},
+			{"Referrer-Policy", "no-referrer"}}
+	case http.StatusOK:
+		return pixelHeaders
+	case http.StatusMethodNotAllowed:
+		return notAllowedHeaders
+	case http.StatusServiceUnavailable:
+		return unavailableHeaders
 	}
-	return false
+	return notFoundHeaders
 }
 
-func (f *Front) notFound(w http.ResponseWriter, r *http.Request) {
-	atomic.AddUint64(&f.refused, 1)
-	h := w.Header()
-	h["Content-Type"] = []string{"text/plain; charset=utf-8"}
-	h["Content-Length"] = []string{strconv.Itoa(len(notFoundBody))}
-	h["Cache-Control"] = []string{noStore}
-	w.WriteHeader(http.StatusNotFound)
-	if r.Method == "GET" {
-		w.Write([]byte(notFoundBody))
+// answerBody: what a GET gets after the headers (a HEAD gets none).
+func answerBody(a answer) []byte {
+	switch a.status {
+	case http.StatusOK:
+		return gif
+	case http.StatusNotFound:
+		return []byte(notFoundBody)
 	}
+	return nil
 }
 
-func (f *Front) click(w http.ResponseWriter, r *http.Request, token string) {
-	if f.refuse(w, r) {
-		return
+func (f *Front) click(q *hit, token string) answer {
+	if q.method != "GET" && q.method != "HEAD" {
+		return answer{status: http.StatusMethodNotAllowed}
 	}
 	now := f.now()
 	link, ok := f.verified(token, "click", now)
@@ -110,52 +163,36 @@ func (f *Front) click(w http.ResponseWriter, r *http.Request, token string) {
 		location = safeLocation(link.URL)
 	}
 	if location == "" {
-		f.notFound(w, r)
-		return
+		return answer{status: http.StatusNotFound}
 	}
-	if !f.record(w, r, &link, "click", now) {
-		return
+	if !f.record(q, &link, "click", now) {
+		return answer{status: http.StatusServiceUnavailable}
 	}
-	h := w.Header()
-	h["Location"] = []string{location}
-	h["Content-Length"] = []string{"0"}
-	h["Cache-Control"] = []string{"no-store, private"}
-	h["Referrer-Policy"] = []string{"no-referrer"}
-	w.WriteHeader(http.StatusFound)
+	return answer{status: http.StatusFound, location: location}
 }
 
-func (f *Front) open(w http.ResponseWriter, r *http.Request, token string) {
-	if f.refuse(w, r) {
-		return
+func (f *Front) open(q *hit, token string) answer {
+	if q.method != "GET" && q.method != "HEAD" {
+		return answer{status: http.StatusMethodNotAllowed}
 	}
 	now := f.now()
 	link, ok := f.verified(token, "open", now)
 	if !ok {
-		f.notFound(w, r)
-		return
+		return answer{status: http.StatusNotFound}
 	}
-	if !f.record(w, r, &link, "open", now) {
-		return
+	if !f.record(q, &link, "open", now) {
+		return answer{status: http.StatusServiceUnavailable}
 	}
-	h := w.Header()
-	h["Content-Type"] = []string{"image/gif"}
-	h["Content-Length"] = []string{strconv.Itoa(len(gif))}
-	h["Cache-Control"] = []string{noStore}
-	h["Pragma"] = []string{"no-cache"}
-	h["Expires"] = []string{"0"}
-	w.WriteHeader(http.StatusOK)
-	if r.Method == "GET" {
-		w.Write(gif)
-	}
+	return answer{status: http.StatusOK}
 }
 
-// record writes the event to the journal; false (and a 503 already answered) if it could
-// not be written: no answer goes out for an event that is nowhere.
-func (f *Front) record(w http.ResponseWriter, r *http.Request, link *Link, kind string, now time.Time) bool {
-	ip := clientIP(r)
-	userAgent := latin1(r.Header.Get("User-Agent"))
+// record writes the event to the journal; false if it could not be written: no answer but
+// a 503 goes out for an event that is nowhere.
+func (f *Front) record(q *hit, link *Link, kind string, now time.Time) bool {
+	ip := clientIP(q)
+	userAgent := latin1(q.userAgent)
 	seconds := unixSeconds(now)
-	reason := classify(kind, r.Method, userAgent, ip, link.Issued, seconds)
+	reason := classify(kind, q.method, userAgent, ip, link.Issued, seconds)
 	id := f.newID()
 	bufp := f.buffers.Get().(*[]byte)
 	body := eventBody((*bufp)[:0], id, link, kind, ip, userAgent, reason, int64(seconds*1000))
@@ -165,11 +202,6 @@ func (f *Front) record(w http.ResponseWriter, r *http.Request, link *Link, kind 
 	if err := f.journal.Append(line); err != nil {
 		atomic.AddUint64(&f.failed, 1)
 		log.Printf("trkfront: %s event not recorded: %v", kind, err)
-		h := w.Header()
-		h["Content-Length"] = []string{"0"}
-		h["Cache-Control"] = []string{noStore}
-		h["Retry-After"] = []string{"1"}
-		w.WriteHeader(http.StatusServiceUnavailable)
 		return false
 	}
 	atomic.AddUint64(&f.accepted, 1)
@@ -178,23 +210,19 @@ func (f *Front) record(w http.ResponseWriter, r *http.Request, link *Link, kind 
 
 // clientIP: pages.client_ip, the peer's address, or what nginx on the same host (a
 // loopback peer) says in X-Real-IP or as the last X-Forwarded-For entry.
-func clientIP(r *http.Request) string {
-	remote, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		remote = r.RemoteAddr
-	}
-	if strings.HasPrefix(remote, "127.") || strings.HasPrefix(remote, "::1") {
-		if real := latin1(r.Header.Get("X-Real-Ip")); real != "" {
+func clientIP(q *hit) string {
+	if strings.HasPrefix(q.remote, "127.") || strings.HasPrefix(q.remote, "::1") {
+		if real := latin1(q.realIP); real != "" {
 			return cut(pyStrip(real), 64)
 		}
-		if forwarded := latin1(r.Header.Get("X-Forwarded-For")); forwarded != "" {
+		if forwarded := latin1(q.forwardedFor); forwarded != "" {
 			if at := strings.LastIndexByte(forwarded, ','); at >= 0 {
 				forwarded = forwarded[at+1:]
 			}
 			return cut(pyStrip(forwarded), 64)
 		}
 	}
-	return remote
+	return q.remote
 }
 
 func (f *Front) metrics(w http.ResponseWriter) {
@@ -203,5 +231,8 @@ func (f *Front) metrics(w http.ResponseWriter) {
 		"altcraft_trkfront_events_total{outcome=\"accepted\"} " + strconv.FormatUint(atomic.LoadUint64(&f.accepted), 10) + "\n" +
 		"altcraft_trkfront_events_total{outcome=\"failed\"} " + strconv.FormatUint(atomic.LoadUint64(&f.failed), 10) + "\n" +
 		"# TYPE altcraft_trkfront_refused_total counter\n" +
-		"altcraft_trkfront_refused_total " + strconv.FormatUint(atomic.LoadUint64(&f.refused), 10) + "\n"))
+		"altcraft_trkfront_refused_total " + strconv.FormatUint(atomic.LoadUint64(&f.refused), 10) + "\n" +
+		"# HELP altcraft_trkfront_handoffs_total connections net/http served because they sent more than a plain GET or HEAD\n" +
+		"# TYPE altcraft_trkfront_handoffs_total counter\n" +
+		"altcraft_trkfront_handoffs_total " + strconv.FormatUint(atomic.LoadUint64(&f.handoffs), 10) + "\n"))
 }
