@@ -23,6 +23,11 @@ built with `go build`; Go from PATH or Debian's golang-go) on trkaction's port, 
 relay process publishing its journal: the same wrk command, the same nginx reference in the
 same run; the confirmed count is what reached the bench's own queue.
 
+Before the load, the check click must have reached the bench's queue (the relay is up, as it
+is long before any burst in production), and before each measured phase (ours, nginx, the
+bare consumer, procactions) the machine must be quiet (bench/_machine.py: under 10 % busy for
+a second, at most 120 s of waiting; the output says how long and how busy).
+
 Loopback only, bounded in time. The last line is `ratio=<ours/nginx>` (requests/s) and
 `pipeline_ratio=<procactions/raw consumer>` (events/s).
 """
@@ -42,11 +47,13 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import Callable
 
 if __name__ == "__main__" and not __package__:
     sys.exit("run the benchmarks as modules from the repository root: .venv/bin/python -m bench.track")
 
 from bench import _config  # noqa: E402
+from bench._machine import settle  # noqa: E402
 from tests.lib import broker as test_broker  # noqa: E402
 from tests.lib.cli import run  # noqa: E402
 from tests.lib.harness import make_config  # noqa: E402
@@ -69,6 +76,18 @@ def wrk(binary: str, url: str, seconds: int, connections: int, threads: int) -> 
     return {"rate": rate, "requests": total, "non_3xx": int(bad.group(1)) if bad else 0,
             "errors": errors.group(1) if errors else "", "p50": latency.get("50", "?"),
             "p99": latency.get("99", "?"), "command": " ".join(command[:5]) + " <url>"}
+
+
+def wrk_settled(binary: str, url: str, seconds: int, connections: int, threads: int,
+                before: Callable[[], dict] | None = None) -> dict:
+    """wrk once the machine is quiet (bench/_machine.py); `before()` is taken just before the load."""
+    settled = settle()
+    taken = before() if before else None
+    result = wrk(binary, url, seconds, connections, threads)
+    result["settled"] = settled
+    if before:
+        result["before"] = taken
+    return result
 
 
 def cpu_seconds(pid_file: Path) -> dict[str, float]:
@@ -123,13 +142,30 @@ def raw_drain(parameters, queue: str, expected: int, prefetch: int) -> tuple[int
     return got, rate
 
 
+def publishing(config, raw_queue: str, started: float) -> float:
+    """Seconds until the check click reached the bench's queue: the relay is up and
+    connected, as it is long before any burst in production (its start-up, imports and
+    all, otherwise lands inside the measured load)."""
+    import pika
+
+    from altcraft.stores import broker
+
+    with pika.BlockingConnection(broker.parameters(config, app="altcraft-bench")) as connection:
+        channel = connection.channel()
+        while channel.queue_declare(raw_queue, passive=True).method.message_count < 1:
+            if time.monotonic() - started > 60:
+                sys.exit("bench/track.py: the check click did not reach the bench's queue within 60 s")
+            time.sleep(0.05)
+    return time.monotonic() - started
+
+
 def akd(*args: str, config: Path) -> None:
     result = run("akd", *args, config=config, timeout=180)
     if result.returncode != 0:
         sys.exit(f"akd {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
 
 
-def python_front(args, config, main_json: Path, port: int, click: str, wrk_bin: str):
+def python_front(args, config, main_json: Path, port: int, click: str, wrk_bin: str, raw_queue: str):
     """trkaction under akd: (wrk's figures, accepted, confirmed, spooled, catch-up seconds,
     CPU seconds by role before, after the load, after catching up)."""
     akd("start", "trkaction", config=main_json)
@@ -139,9 +175,11 @@ def python_front(args, config, main_json: Path, port: int, click: str, wrk_bin: 
     if answer.status != 302 or answer.getheader("Location") != "https://example.com/landing":
         sys.exit(f"bench/track.py: the redirect answered {answer.status}, not 302")
     check.close()
+    publishing(config, raw_queue, time.monotonic())
     pid_file = config.pids_dir / "trkaction.pid"
-    cpu_before = cpu_seconds(pid_file)
-    ours = wrk(wrk_bin, click, args.seconds, args.connections, args.threads)
+    ours = wrk_settled(wrk_bin, click, args.seconds, args.connections, args.threads,
+                       before=lambda: cpu_seconds(pid_file))
+    cpu_before = ours.pop("before")
     cpu_load = cpu_seconds(pid_file)
     ended = time.monotonic()
     while metric(port, "altcraft_trk_events_buffered") > 0 and time.monotonic() - ended < 300:
@@ -185,13 +223,14 @@ def native_front(args, config, main_json: Path, basedir: Path, port: int, click:
         if answer.status != 302 or answer.getheader("Location") != "https://example.com/landing":
             sys.exit(f"bench/track.py: the redirect answered {answer.status}, not 302")
         check.close()
+        publishing(config, raw_queue, time.monotonic())
         members = {"front": psutil.Process(front.pid), "relay": psutil.Process(relay.pid)}
 
         def cpu() -> dict[str, float]:
             return {role: sum(member.cpu_times()[:2]) for role, member in members.items()}
 
-        cpu_before = cpu()
-        ours = wrk(wrk_bin, click, args.seconds, args.connections, args.threads)
+        ours = wrk_settled(wrk_bin, click, args.seconds, args.connections, args.threads, before=cpu)
+        cpu_before = ours.pop("before")
         cpu_load = cpu()
         ended = time.monotonic()
         accepted = metric(port, 'altcraft_trkfront_events_total{outcome="accepted"}')
@@ -277,7 +316,7 @@ def main() -> None:
         if args.front == "native":
             measured = native_front(args, config, main_json, basedir, port, click, wrk_bin, raw_queue)
         else:
-            measured = python_front(args, config, main_json, port, click, wrk_bin)
+            measured = python_front(args, config, main_json, port, click, wrk_bin, raw_queue)
         ours, accepted, confirmed, spooled, catch_up, cpu_before, cpu_load, cpu_after = measured
 
         # 2. nginx -----------------------------------------------------------------------
@@ -297,7 +336,7 @@ http {{
 """)
         subprocess.run([nginx_bin, "-c", str(nginx_dir / "nginx.conf"), "-p", str(nginx_dir)], check=True)
         time.sleep(0.5)
-        reference = wrk(wrk_bin, f"http://127.0.0.1:{nginx_port}/c/{click.rsplit('/', 1)[1]}", args.seconds,
+        reference = wrk_settled(wrk_bin, f"http://127.0.0.1:{nginx_port}/c/{click.rsplit('/', 1)[1]}", args.seconds,
                         args.connections, args.threads)
         subprocess.run([nginx_bin, "-c", str(nginx_dir / "nginx.conf"), "-p", str(nginx_dir), "-s", "stop"],
                        check=False, stderr=subprocess.DEVNULL)
@@ -323,6 +362,7 @@ http {{
             publisher.close()
             messages += args.events - expected
             expected = args.events
+        raw_settled = settle()
         raw_cpu = time.process_time()
         raw_count, raw_rate = raw_drain(broker.parameters(config, app="altcraft-bench-raw"), raw_queue,
                                         messages, PREFETCH)
@@ -333,6 +373,7 @@ http {{
             return store.execute(f"SELECT uniqExact(event_id) FROM {store.table('events')} "
                                  f"WHERE account_id = %(a)s AND campaign_id = %(c)s", {"a": account_id, "c": campaign})[0][0]
 
+        proc_settled = settle()
         akd("start", "procactions", config=main_json)
         worker_pid = config.pids_dir / "procactions.pid"
         deadline = time.monotonic() + 600
@@ -369,6 +410,8 @@ http {{
     ratio = ours["rate"] / reference["rate"]
     print(f"\nmachine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
           f"wrk: {ours['command']}; loopback only")
+    print(f"before each phase, the machine (bench/_machine.py): ours {ours['settled']}, nginx {reference['settled']}, "
+          f"bare consumer {raw_settled}, procactions {proc_settled}")
     print(f"{'':50}{'requests/s':>12}{'requests':>11}{'p50':>9}{'p99':>9}")
     from altcraft import registry
 
