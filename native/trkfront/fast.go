@@ -273,13 +273,13 @@ func (s *fastServer) handOff(conn net.Conn, pending []byte) bool {
 	return s.handoff.give(&replayConn{Conn: conn, pending: append([]byte(nil), pending...)})
 }
 
+// peerHost: the host part of the peer's address, as ServeHTTP takes it from RemoteAddr
+// (an IPv6 zone included).
 func peerHost(addr net.Addr) string {
-	if tcp, ok := addr.(*net.TCPAddr); ok {
-		return tcp.IP.String()
-	}
-	host, _, err := net.SplitHostPort(addr.String())
+	text := addr.String()
+	host, _, err := net.SplitHostPort(text)
 	if err != nil {
-		return addr.String()
+		return text
 	}
 	return host
 }
@@ -314,6 +314,7 @@ func readHead(head []byte) (q hit, closeAfter, plain bool) {
 	}
 	q.path = string(target)
 	hosts := 0
+	var seen struct{ userAgent, realIP, forwardedFor bool } // the first of each counts, empty or not, as Header.Get
 	for {
 		line, rest = cutLine(rest)
 		if len(line) == 0 {
@@ -347,16 +348,16 @@ func readHead(head []byte) (q hit, closeAfter, plain bool) {
 				}
 			}
 		case asciiFold(name, "user-agent"):
-			if q.userAgent == "" {
-				q.userAgent = string(value)
+			if !seen.userAgent {
+				q.userAgent, seen.userAgent = string(value), true
 			}
 		case asciiFold(name, "x-real-ip"):
-			if q.realIP == "" {
-				q.realIP = string(value)
+			if !seen.realIP {
+				q.realIP, seen.realIP = string(value), true
 			}
 		case asciiFold(name, "x-forwarded-for"):
-			if q.forwardedFor == "" {
-				q.forwardedFor = string(value)
+			if !seen.forwardedFor {
+				q.forwardedFor, seen.forwardedFor = string(value), true
 			}
 		case asciiFold(name, "connection"):
 			for _, option := range bytes.Split(value, []byte(",")) {
