@@ -234,6 +234,7 @@ func (s *fastServer) serve(conn net.Conn) {
 		}
 		q.remote = remote
 		a := s.front.serve(&q)
+		atomic.AddUint64(&s.front.fastAnswers, 1)
 		out = appendAnswer(out[:0], a, q.method == "GET", closeAfter)
 		if _, err := conn.Write(out); err != nil || closeAfter {
 			return

@@ -157,11 +157,13 @@ func TestFastPathAnswersAsNetHTTP(t *testing.T) {
 		{"plain, then a POST", false, []string{get(click, ua) + "POST " + click + " HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n"}},
 		{"an empty line first", false, []string{"\r\n" + get(click, ua)}},
 	}
+	fastAnswers := map[string]uint64{"two in one write": 2, "plain, then a POST": 1} // the rest: 1 if fast, else 0
 	ours, _ := product(t, idleTimeout, headerTimeout)
 	reference := netHTTP(t)
 	for _, c := range cases {
 		ours.journal.lines, reference.journal.lines = nil, nil
 		before := atomic.LoadUint64(&ours.front.handoffs)
+		fastBefore := atomic.LoadUint64(&ours.front.fastAnswers)
 		got, want := exchange(t, ours.addr, c.pieces...), exchange(t, reference.addr, c.pieces...)
 		if c.name == "metrics" { // the counters differ by design: the handoff is counted
 			got, want = got[:strings.Index(got, "\r\n")], want[:strings.Index(want, "\r\n")]
@@ -176,6 +178,13 @@ func TestFastPathAnswersAsNetHTTP(t *testing.T) {
 			t.Errorf("%s: journal\n ours     %q\n net/http %q", c.name, ours.journal.lines, reference.journal.lines)
 		}
 		handedOff := atomic.LoadUint64(&ours.front.handoffs) - before
+		wantFast := map[bool]uint64{true: 1, false: 0}[c.fast]
+		if n, ok := fastAnswers[c.name]; ok {
+			wantFast = n
+		}
+		if fast := atomic.LoadUint64(&ours.front.fastAnswers) - fastBefore; fast != wantFast {
+			t.Errorf("%s: %d answers counted as the fast path's, want %d", c.name, fast, wantFast)
+		}
 		if c.fast && handedOff != 0 {
 			t.Errorf("%s: handed to net/http, the fast path should answer it", c.name)
 		} else if !c.fast && handedOff != 1 {

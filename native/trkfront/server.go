@@ -37,6 +37,7 @@ type Front struct {
 
 	accepted, refused, failed uint64 // events written; requests refused (404/405); writes that failed
 	handoffs                  uint64 // connections the fast path (fast.go) gave to net/http
+	fastAnswers, httpAnswers  uint64 // answers to /c and /o by the fast path, by net/http
 }
 
 func NewFront(config *Config, journal interface{ Append([]byte) error }) *Front {
@@ -72,6 +73,7 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	a := f.serve(&hit{method: r.Method, path: path, userAgent: r.Header.Get("User-Agent"),
 		realIP: r.Header.Get("X-Real-Ip"), forwardedFor: r.Header.Get("X-Forwarded-For"), remote: remote})
+	atomic.AddUint64(&f.httpAnswers, 1)
 	h := w.Header()
 	for _, field := range answerHeaders(a) {
 		h[field[0]] = []string{field[1]}
@@ -234,5 +236,9 @@ func (f *Front) metrics(w http.ResponseWriter) {
 		"altcraft_trkfront_refused_total " + strconv.FormatUint(atomic.LoadUint64(&f.refused), 10) + "\n" +
 		"# HELP altcraft_trkfront_handoffs_total connections net/http served because they sent more than a plain GET or HEAD\n" +
 		"# TYPE altcraft_trkfront_handoffs_total counter\n" +
-		"altcraft_trkfront_handoffs_total " + strconv.FormatUint(atomic.LoadUint64(&f.handoffs), 10) + "\n"))
+		"altcraft_trkfront_handoffs_total " + strconv.FormatUint(atomic.LoadUint64(&f.handoffs), 10) + "\n" +
+		"# HELP altcraft_trkfront_answers_total answers to /c and /o by the server that read the request\n" +
+		"# TYPE altcraft_trkfront_answers_total counter\n" +
+		"altcraft_trkfront_answers_total{server=\"fast\"} " + strconv.FormatUint(atomic.LoadUint64(&f.fastAnswers), 10) + "\n" +
+		"altcraft_trkfront_answers_total{server=\"net/http\"} " + strconv.FormatUint(atomic.LoadUint64(&f.httpAnswers), 10) + "\n"))
 }

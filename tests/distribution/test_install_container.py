@@ -24,7 +24,8 @@ from tests.lib.containers import recap, sh, sh_json
 
 SRC = "/srv/altcraft"
 # A signed click link clicked through nginx-trk (127.0.0.2, the redirect not followed); then
-# trkfront's accepted count must have gone up by one and the event's journal line must be
+# trkfront's accepted count and its fast path's answers (nginx's request is the plain shape
+# native/trkfront/fast.go reads itself) must have gone up by one and the event's journal line must be
 # confirmed by RabbitMQ (trkaction's relay moves the file's .done offset past it).
 CLICK = r"""
 import glob, json, os, re, ssl, time, urllib.error, urllib.request
@@ -32,9 +33,10 @@ from altcraft import config as cfg
 from altcraft.domain.tracking import Link, url
 conf = cfg.load('/opt/akd/config/main.json')[0]
 metrics = conf.listen_address('trkfront').url('/metrics')
-def accepted():
+def counts():
     text = urllib.request.urlopen(metrics, timeout=10).read().decode()
-    return int(re.search(r'^altcraft_trkfront_events_total\{outcome="accepted"\} (\d+)$', text, re.M).group(1))
+    return (int(re.search(r'^altcraft_trkfront_events_total\{outcome="accepted"\} (\d+)$', text, re.M).group(1)),
+            int(re.search(r'^altcraft_trkfront_answers_total\{server="fast"\} (\d+)$', text, re.M).group(1)))
 campaign = int(time.time() * 1000) % 2_000_000_000
 link = url('https://127.0.0.2' + conf.tracking_prefix,
            Link('click', 1, 1, 1, campaign, 'ab' * 16, 1, 'https://shop.example/sale', int(time.time())),
@@ -44,13 +46,13 @@ class Keep(urllib.request.HTTPRedirectHandler):
         return None
 context = ssl.create_default_context()
 context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-before = accepted()
+before = counts()
 try:
     answer = urllib.request.build_opener(Keep, urllib.request.HTTPSHandler(context=context)).open(link, timeout=15)
     status, location = answer.status, answer.headers.get('Location')
 except urllib.error.HTTPError as exc:
     status, location = exc.code, exc.headers.get('Location')
-after = accepted()
+after = counts()
 confirmed, deadline = False, time.monotonic() + 60
 while not confirmed and time.monotonic() < deadline:
     for path in glob.glob(str(conf.run_dir / 'trk' / 'trkaction' / '*.jsonl')):
@@ -63,7 +65,8 @@ while not confirmed and time.monotonic() < deadline:
             except FileNotFoundError:
                 pass
     time.sleep(0.5)
-print(json.dumps({'status': status, 'location': location, 'accepted': after - before, 'confirmed': confirmed}))
+print(json.dumps({'status': status, 'location': location, 'accepted': after[0] - before[0],
+                  'fast': after[1] - before[1], 'confirmed': confirmed}))
 """
 
 
@@ -90,7 +93,7 @@ def test_install_twice_then_a_stopped_store_fails_the_health_check(machine):
     code, output = sh(machine, f"{containers.PY} {containers.put_file(machine, '/tmp/install-test', 'click.py', CLICK)}")
     assert code == 0, output[-8000:]
     assert json.loads(output.strip().splitlines()[-1]) == {
-        "status": 302, "location": "https://shop.example/sale", "accepted": 1, "confirmed": True}, output[-4000:]
+        "status": 302, "location": "https://shop.example/sale", "accepted": 1, "fast": 1, "confirmed": True}, output[-4000:]
 
     code, report = sh_json(machine, "/usr/local/bin/aktool check --json")
     checks = report["checks"]

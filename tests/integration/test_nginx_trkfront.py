@@ -3,8 +3,9 @@ TRACKING_FRONT native, the clicks and opens under TRACKING_BASE_URL's path (the 
 `akd --processes --json` gives for trkfront) reach trkfront's upstream, everything else
 (unsubscribe, the other processes' paths, a path without the prefix) reaches trkaction; with
 TRACKING_FRONT python, everything reaches trkaction. Two small HTTP servers stand in for the
-processes and say who answered; the whole chain from product to click is in the Molecule
-verify and the install container test (tests/distribution)."""
+processes and say who answered. Then the real trkfront behind the real nginx: nginx's
+requests take its fast path (native/trkfront/fast.go). The whole chain from product to
+click is in the Molecule verify and the install container test (tests/distribution)."""
 
 from __future__ import annotations
 
@@ -91,3 +92,68 @@ def test_clicks_and_opens_reach_trkfront_only_when_it_is_the_front(tmp_path, fro
             server.shutdown()
     to_front = {"/t/c/AbC", "/t/o/AbC.gif"} if front == "native" else set()
     assert answered == {path: "trkfront" if path in to_front else "trkaction" for path in answered}, answered
+
+
+def test_nginx_requests_take_trkfronts_fast_path(tmp_path):
+    """The real trkfront behind the real nginx-trk: nginx's requests (HTTP/1.1 keep-alive,
+    X-Real-IP and the rest) are the plain shape native/trkfront/fast.go answers itself, not
+    net/http; each click and open is written to the journal once."""
+    import time
+    import urllib.request
+
+    from altcraft.domain.tracking import Link, url
+    from tests.lib import trkfront
+    from tests.lib.wait import wait_started
+
+    trkaction, trkaction_port = _stand_in("trkaction")
+    front_port = free_port()
+    base = "https://click.example.test/t/"
+    table = _table(tmp_path, "native", base, {"trkaction": trkaction_port, "trkfront": front_port})
+    main_json = tmp_path / "main.json"
+    settings = json.loads(main_json.read_text())
+    settings["BASEDIR"] = str(tmp_path / "basedir")
+    main_json.write_text(json.dumps(settings))
+    process = trkfront.start(trkfront.build(tmp_path / "trkfront"), main_json, tmp_path / "trkfront.log",
+                             listen=f"127.0.0.1:{front_port}")
+    metrics = f"http://127.0.0.1:{front_port}/metrics"
+
+    def counts() -> dict[str, int]:
+        text = urllib.request.urlopen(metrics, timeout=10).read().decode()
+        return {line.split(" ")[0]: int(line.split(" ")[1]) for line in text.splitlines() if not line.startswith("#")}
+
+    def listening() -> bool:
+        try:
+            return bool(counts())
+        except OSError:
+            return False
+
+    process_ports = {row["name"]: row["port"] for row in table if row["kind"] == "http" and row["port"]}
+    fronts = [row for row in table if row["kind"] == "http" and row["port"] and row.get("front_of") and row.get("routes")]
+    issued = int(time.time()) - 60
+    links = [url(base, Link("click", 3, 1, 1, 11, "ab" * 16, 1, "https://shop.example/sale", issued), SECRET),
+             url(base, Link("open", 3, 1, 1, 11, "ab" * 16, issued=issued), SECRET)]
+    try:
+        wait_started(process, listening, "trkfront", tmp_path / "trkfront.log")
+        with Nginx("trk", tmp_path, process_ports=process_ports, nginx_fronts=fronts) as nginx:
+            context = ssl.create_default_context()
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+            conn = http.client.HTTPSConnection(*nginx.https, context=context, timeout=10)
+            answers = []
+            for link in links * 2:  # twice over one client connection: nginx reuses its upstream one
+                conn.request("GET", link.removeprefix("https://click.example.test"),
+                             headers={"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0"})
+                answer = conn.getresponse()
+                answer.read()
+                answers.append((answer.status, answer.getheader("Location")))
+            conn.close()
+        after = counts()
+    finally:
+        trkaction.shutdown()
+        process.terminate()
+        process.wait(10)
+    assert answers == [(302, "https://shop.example/sale"), (200, None)] * 2
+    assert after['altcraft_trkfront_events_total{outcome="accepted"}'] == 4, after
+    assert after['altcraft_trkfront_answers_total{server="fast"}'] == 4, after
+    assert after['altcraft_trkfront_answers_total{server="net/http"}'] == 0, after
+    journal = "".join(path.read_text() for path in (tmp_path / "basedir" / "run" / "trk" / "trkaction").glob("*.jsonl"))
+    assert journal.count('"rk":"action.click"') == 2 and journal.count('"rk":"action.open"') == 2, journal

@@ -126,29 +126,34 @@ def click(url: str) -> tuple[int, str | None]:
         return exc.code, exc.headers.get("Location")
 
 
-def front_accepted(url: str) -> int:
-    """trkfront's count of events it wrote (altcraft_trkfront_events_total{outcome="accepted"})."""
+def front_counts(url: str) -> tuple[int, int]:
+    """trkfront's count of events it wrote and of answers its fast path gave
+    (altcraft_trkfront_events_total{outcome="accepted"}, altcraft_trkfront_answers_total{server="fast"})."""
     with urllib.request.urlopen(url, timeout=10) as response:
         text = response.read().decode()
-    found = re.search(r'^altcraft_trkfront_events_total\{outcome="accepted"\} (\d+)$', text, re.M)
-    if not found:
-        raise RuntimeError(f"{url} has no accepted-events count: {text[:200]!r}")
-    return int(found.group(1))
+    accepted = re.search(r'^altcraft_trkfront_events_total\{outcome="accepted"\} (\d+)$', text, re.M)
+    fast = re.search(r'^altcraft_trkfront_answers_total\{server="fast"\} (\d+)$', text, re.M)
+    if not accepted or not fast:
+        raise RuntimeError(f"{url} has no accepted-events or fast-answers count: {text[:400]!r}")
+    return int(accepted.group(1)), int(fast.group(1))
 
 
 def click_through_nginx(args: argparse.Namespace, api: Api, token: str, campaign_id: int, link: str) -> dict:
     parts = urlsplit(link)
     url = args.click_via.rstrip("/") + parts.path + (f"?{parts.query}" if parts.query else "")
-    before = front_accepted(args.front_metrics) if args.front_metrics else None
+    before = front_counts(args.front_metrics) if args.front_metrics else None
     status, location = click(url)
     if (status, location) != (302, "https://shop.example/sale"):
         raise RuntimeError(f"the click through {url} answered {status} {location!r}, not 302 to the sale page")
     answered_by = "not checked"
     if before is not None:
-        after = front_accepted(args.front_metrics)
-        if after != before + 1:
+        after = front_counts(args.front_metrics)
+        if after[0] != before[0] + 1:
             raise RuntimeError(f"the click through nginx-trk did not reach trkfront: its accepted events went "
-                               f"from {before} to {after} ({args.front_metrics})")
+                               f"from {before[0]} to {after[0]} ({args.front_metrics})")
+        if after[1] != before[1] + 1:  # nginx's request is the plain shape fast.go reads itself
+            raise RuntimeError(f"trkfront answered the click through nginx-trk with net/http, not its fast path: "
+                               f"fast answers went from {before[1]} to {after[1]} ({args.front_metrics})")
         answered_by = "trkfront"
     report = wait_for("campaigns/report to count the click",
                       lambda: (r := api("campaigns/report", token=token, id=campaign_id))["clicked"]["total"]["all"] >= 1
